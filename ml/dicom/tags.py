@@ -1,0 +1,146 @@
+"""Read DICOM attributes the same way from a pydicom Dataset or from JSON metadata.
+
+The web app classifies series from Orthanc/DICOMweb metadata without fetching pixels, while
+training reads files with pydicom. ``TagView`` hides that difference so the classifier is one
+set of pure functions. It also looks inside Enhanced MR functional groups, where the timing and
+geometry of a multi-frame object live instead of the top level.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+
+_HEX_TAG = re.compile(r"^([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})$")
+
+
+def _unwrap(value: Any) -> Any:
+    """DICOM JSON (``{"vr":..,"Value":[..]}``) and Orthanc full tags (``{"Value": ..}``) wrap values."""
+    if isinstance(value, Mapping) and "Value" in value:
+        return value["Value"]
+    if isinstance(value, Mapping) and "vr" in value:
+        return None  # DICOM JSON element present but empty
+    return value
+
+
+def _as_items(value: Any) -> tuple[Any, ...]:
+    """Normalise a value to a tuple of items; backslash-joined strings are multi-valued."""
+    value = _unwrap(value)
+    if value is None:
+        return ()
+    if isinstance(value, bytes):
+        value = value.decode("latin-1", "replace").strip("\x00 ")
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split("\\"))
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return tuple(value)
+    return (value,)
+
+
+def _to_float(item: Any) -> float | None:
+    if isinstance(item, Mapping):  # DICOM JSON PersonName etc. are not numbers
+        return None
+    try:
+        return float(str(item).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+class TagView:
+    """Uniform, read-only access to attributes by keyword.
+
+    Accepts a ``pydicom.Dataset``, a mapping keyed by keyword (Orthanc ``?simplify``), or a
+    mapping keyed by tag (``"0008103E"`` DICOMweb JSON, ``"0008,103e"`` Orthanc full tags).
+    Missing or malformed attributes read as empty; the classifier turns that into "unknown".
+    """
+
+    def __init__(self, source: Dataset | Mapping[str, Any]) -> None:
+        if isinstance(source, TagView):
+            source = source._source
+        if not isinstance(source, Dataset | Mapping):
+            raise TypeError(f"expected a pydicom Dataset or a mapping, got {type(source).__name__}")
+        self._source = source
+        self._by_tag: dict[int, Any] = {}
+        if isinstance(source, Mapping):
+            for key, value in source.items():
+                match = _HEX_TAG.match(str(key))
+                if match:
+                    self._by_tag[int(match.group(1) + match.group(2), 16)] = value
+
+    # -- raw access -------------------------------------------------------------------------
+    def raw(self, keyword: str) -> Any:
+        """The attribute's value, looking into Enhanced MR functional groups when absent."""
+        source = self._source
+        if isinstance(source, Dataset):
+            if keyword in source:
+                return source.data_element(keyword).value
+            return _functional_group_value(source, keyword)
+        if keyword in source:
+            return source[keyword]
+        tag = tag_for_keyword(keyword)
+        if tag is not None and tag in self._by_tag:
+            return self._by_tag[tag]
+        return None
+
+    def private(self, group: int, offset: int, creator: str) -> Any:
+        """A private element, only when its block belongs to ``creator`` (vendors reuse tags)."""
+        source = self._source
+        if isinstance(source, Dataset):
+            try:
+                return source.private_block(group, creator)[offset].value
+            except (KeyError, ValueError):
+                return None
+        for block_number in range(0x10, 0x100):
+            owner = self._by_tag.get((group << 16) | block_number)
+            if owner is not None and creator.lower() in " ".join(map(str, _as_items(owner))).lower():
+                return self._by_tag.get((group << 16) | (block_number << 8) | offset)
+        return None
+
+    # -- typed access -----------------------------------------------------------------------
+    def text(self, keyword: str) -> str:
+        """Single-line text ('' when missing); multi-valued attributes are joined by backslash."""
+        items = _as_items(self.raw(keyword))
+        return "\\".join(str(item) for item in items if item is not None).strip()
+
+    def texts(self, keyword: str) -> tuple[str, ...]:
+        """Upper-cased code strings such as ImageType or ScanningSequence values."""
+        return tuple(str(item).strip().upper() for item in _as_items(self.raw(keyword)) if item is not None)
+
+    def number(self, keyword: str) -> float | None:
+        items = _as_items(self.raw(keyword))
+        return _to_float(items[0]) if items else None
+
+    def numbers(self, keyword: str) -> tuple[float, ...] | None:
+        """All values as floats, or None when missing or any value is not a number."""
+        items = _as_items(self.raw(keyword))
+        floats = tuple(_to_float(item) for item in items)
+        if not floats or any(value is None for value in floats):
+            return None
+        return tuple(value for value in floats if value is not None)
+
+
+def _functional_group_value(ds: Dataset, keyword: str) -> Any:
+    """Find ``keyword`` in the shared group, then in the middle frame's per-frame group.
+
+    Only public macros are searched: vendors also copy classic attributes into private
+    sequences, and those copies are not guaranteed to describe the frame.
+    """
+    groups: list[Dataset] = []
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        groups.append(shared[0])
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame:
+        groups.append(per_frame[len(per_frame) // 2])
+    for group in groups:
+        for macro in group:
+            if macro.VR != "SQ" or not macro.value or macro.tag.is_private:
+                continue
+            item = macro.value[0]
+            if keyword in item:
+                return item.data_element(keyword).value
+    return None
