@@ -1,0 +1,1 @@
+"""The review application: studies, drafts, report revisions, RADPEER reviews, labels."""

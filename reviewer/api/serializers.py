@@ -1,0 +1,174 @@
+"""API representations. Patient identities are included for admins only."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ml.conditions import CONDITION_KEYS
+from reviewer.models import (
+    AuditEvent,
+    Draft,
+    DraftJob,
+    Finding,
+    LabelConfirmation,
+    LabelExtraction,
+    ModelVersion,
+    ReportRevision,
+    Review,
+    Series,
+    Study,
+)
+from reviewer.roles import Role, has_role
+
+
+class SeriesSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Series
+        fields = [
+            "id", "series_uid", "series_number", "description", "modality", "manufacturer",
+            "instance_count", "sequence_class", "sequence_subtype", "plane",
+            "classification_confidence", "classification_reasons",
+        ]  # fmt: skip
+
+
+class StudySerializer(serializers.ModelSerializer):
+    series = SeriesSerializer(many=True, read_only=True)
+    IDENTITY_FIELDS = ("patient_id", "patient_name", "accession_number", "institution")
+
+    class Meta:
+        model = Study
+        fields = [
+            "id", "study_uid", "study_date", "description", "modalities", "status", "status_reason",
+            "created_at", "updated_at", "series",
+            "patient_id", "patient_name", "accession_number", "institution",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def to_representation(self, instance: Study) -> dict:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if not (request and has_role(request.user, Role.ADMIN)):
+            for name in self.IDENTITY_FIELDS:
+                data.pop(name, None)
+        return data
+
+
+class FindingSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Finding
+        fields = ["id", "condition", "probability", "present", "level", "side", "key_slices", "boxes"]
+
+
+class DraftJobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DraftJob
+        fields = ["id", "pipeline_version", "state", "reason", "attempts", "queued_at", "started_at",
+                  "finished_at", "log"]  # fmt: skip
+
+
+class DraftSerializer(serializers.ModelSerializer):
+    findings = FindingSerializer(many=True, read_only=True)
+    model_version = serializers.StringRelatedField()
+
+    class Meta:
+        model = Draft
+        fields = ["id", "study", "model_version", "text", "sections", "analysis", "created_at", "findings"]
+
+
+class RevisionSerializer(serializers.ModelSerializer):
+    author = serializers.StringRelatedField()
+    parent = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = ReportRevision
+        fields = [
+            "id",
+            "number",
+            "parent",
+            "draft",
+            "author",
+            "text",
+            "sections",
+            "is_conflict",
+            "created_at",
+        ]
+        read_only_fields = ["id", "number", "parent", "draft", "author", "is_conflict", "created_at"]
+
+
+class RevisionCreateSerializer(serializers.Serializer):
+    text = serializers.CharField(allow_blank=False, trim_whitespace=False)
+    sections = serializers.DictField(required=False, default=dict)
+    parent = serializers.IntegerField(
+        allow_null=True, required=True, help_text="revision being edited, null if none"
+    )
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    reader = serializers.StringRelatedField()
+    needs_arbitration = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Review
+        fields = ["id", "study", "reader", "draft", "radpeer", "comment", "in_scope", "signed_revision",
+                  "signed_at", "edit_distance", "needs_arbitration"]  # fmt: skip
+        read_only_fields = fields
+
+
+class SignSerializer(serializers.Serializer):
+    radpeer = serializers.ChoiceField(choices=Review.Radpeer.choices)
+    comment = serializers.CharField(allow_blank=True, required=False, default="")
+    in_scope = serializers.BooleanField(required=False, default=True)
+    revision = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+def _validate_labels(value: dict) -> dict:
+    unknown = set(value) - set(CONDITION_KEYS)
+    if unknown:
+        raise serializers.ValidationError(f"unknown conditions: {sorted(unknown)}")
+    if any(v not in (-1, 0, 1) for v in value.values()):
+        raise serializers.ValidationError("labels must be -1, 0 or 1")
+    return value
+
+
+class LabelExtractionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LabelExtraction
+        fields = ["id", "study", "revision", "source", "report_text", "extractor", "labels", "evidence",
+                  "confidence", "created_at"]  # fmt: skip
+        read_only_fields = fields
+
+
+class LabelConfirmationSerializer(serializers.ModelSerializer):
+    annotator = serializers.StringRelatedField()
+
+    class Meta:
+        model = LabelConfirmation
+        fields = ["id", "extraction", "annotator", "labels", "comment", "created_at"]
+        read_only_fields = ["id", "annotator", "created_at"]
+
+    def validate_labels(self, value: dict) -> dict:
+        return _validate_labels(value)
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "name",
+            "version",
+            "description",
+            "artifact_uri",
+            "metadata",
+            "is_active",
+            "created_at",
+        ]
+        read_only_fields = ["id", "created_at"]
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.StringRelatedField()
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "actor", "action", "object_type", "object_id", "data", "at"]

@@ -1,0 +1,197 @@
+"""Thin DRF views: permissions per role, reads from selectors, writes through services."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from reviewer import selectors
+from reviewer.api import serializers as s
+from reviewer.models import AuditEvent, LabelConfirmation, ModelVersion, Study
+from reviewer.permissions import IsAdmin, RolePermission
+from reviewer.roles import Role
+from reviewer.services import reports
+from reviewer.services.audit import audit
+from reviewer.services.drafting import request_draft
+
+R, A, S = Role.RADIOLOGIST, Role.ANNOTATOR, Role.RESEARCHER
+
+
+def _drf_error(exc: DjangoValidationError) -> ValidationError:
+    return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+
+
+class StudyFilter(filters.FilterSet):
+    date_from = filters.DateFilter(field_name="study_date", lookup_expr="gte")
+    date_to = filters.DateFilter(field_name="study_date", lookup_expr="lte")
+    modality = filters.CharFilter(field_name="modalities", lookup_expr="icontains")
+
+    class Meta:
+        model = Study
+        fields = ["status", "study_uid"]
+
+
+class StudyViewSet(viewsets.ReadOnlyModelViewSet):
+    """Studies received from Orthanc, with series and their sequence classification."""
+
+    serializer_class = s.StudySerializer
+    permission_classes = [RolePermission]
+    read_roles = (R, A, S)
+    action_roles = {
+        "drafts": ((R, S), ()),
+        "jobs": ((R, S), ()),
+        "revisions": ((R, S), (R,)),
+        "sign": ((), (R,)),
+        "reviews": ((R, S), ()),
+        "redraft": ((), ()),  # admins only
+    }
+    filterset_class = StudyFilter
+    ordering_fields = ["created_at", "study_date", "status"]
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return selectors.study_list()
+
+    @extend_schema(responses=s.DraftSerializer(many=True))
+    @action(detail=True)
+    def drafts(self, request, pk=None):  # type: ignore[no-untyped-def]
+        study = self.get_object()
+        return Response(s.DraftSerializer(selectors.drafts_for(study.pk), many=True).data)
+
+    @extend_schema(responses=s.DraftJobSerializer(many=True))
+    @action(detail=True)
+    def jobs(self, request, pk=None):  # type: ignore[no-untyped-def]
+        study = self.get_object()
+        return Response(s.DraftJobSerializer(study.draft_jobs.all(), many=True).data)
+
+    @extend_schema(request=s.RevisionCreateSerializer, responses=s.RevisionSerializer(many=True))
+    @action(detail=True, methods=["get", "post"])
+    def revisions(self, request, pk=None):  # type: ignore[no-untyped-def]
+        study = self.get_object()
+        if request.method == "GET":
+            return Response(s.RevisionSerializer(selectors.revisions_for(study.pk), many=True).data)
+        data = s.RevisionCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            revision = reports.save_revision(
+                study=study,
+                author=request.user,
+                text=data.validated_data["text"],
+                sections=data.validated_data["sections"],
+                parent_id=data.validated_data["parent"],
+            )
+        except reports.RevisionConflict as conflict:
+            return Response(
+                {
+                    "detail": "Someone saved this report meanwhile. Your text is kept as a conflicting "
+                    "revision; merge it into the current one and save again.",
+                    "saved": s.RevisionSerializer(conflict.saved).data,
+                    "head": s.RevisionSerializer(conflict.head).data if conflict.head else None,
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(s.RevisionSerializer(revision).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.SignSerializer, responses=s.ReviewSerializer)
+    @action(detail=True, methods=["post"])
+    def sign(self, request, pk=None):  # type: ignore[no-untyped-def]
+        study = self.get_object()
+        data = s.SignSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        try:
+            review = reports.sign_review(
+                study=study, reader=request.user, radpeer=v["radpeer"], comment=v["comment"],
+                in_scope=v["in_scope"], revision_id=v["revision"],
+            )  # fmt: skip
+        except DjangoValidationError as exc:
+            raise _drf_error(exc) from exc
+        return Response(s.ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=s.ReviewSerializer(many=True))
+    @action(detail=True)
+    def reviews(self, request, pk=None):  # type: ignore[no-untyped-def]
+        study = self.get_object()
+        qs = selectors.reviews_visible_to(request.user, study.pk)
+        return Response(s.ReviewSerializer(qs, many=True).data)
+
+    @extend_schema(request=None, responses=s.DraftJobSerializer)
+    @action(detail=True, methods=["post"])
+    def redraft(self, request, pk=None):  # type: ignore[no-untyped-def]
+        """Queue a draft with a given pipeline version (default: the active one)."""
+        study = self.get_object()
+        job, created = request_draft(study=study, pipeline_version=request.data.get("pipeline_version"))
+        audit(actor=request.user, action="draft.requested", obj=study, job=job.pk, created=created)
+        return Response(s.DraftJobSerializer(job).data, status=201 if created else 200)
+
+
+class ReviewViewSet(viewsets.ReadOnlyModelViewSet):
+    """RADPEER reviews: researchers and admins see all, radiologists their own."""
+
+    serializer_class = s.ReviewSerializer
+    permission_classes = [RolePermission]
+    read_roles = (R, S)
+    filterset_fields = ["study", "radpeer", "in_scope"]
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return selectors.reviews_visible_to(self.request.user)
+
+
+class LabelExtractionViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.LabelExtractionSerializer
+    permission_classes = [RolePermission]
+    read_roles = (A, S)
+    filterset_fields = ["study", "source", "extractor"]
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return selectors.label_extractions()
+
+
+class LabelConfirmationViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.LabelConfirmationSerializer
+    permission_classes = [RolePermission]
+    read_roles = (A, S)
+    write_roles = (A,)
+    filterset_fields = ["extraction", "annotator"]
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return LabelConfirmation.objects.select_related("annotator", "extraction")
+
+    @transaction.atomic
+    def perform_create(self, serializer):  # type: ignore[no-untyped-def]
+        confirmation = serializer.save(annotator=self.request.user)
+        audit(actor=self.request.user, action="labels.confirmed", obj=confirmation)
+
+
+class ModelVersionViewSet(viewsets.ModelViewSet):
+    """Drafting pipeline versions; exactly one may be active (set by an admin)."""
+
+    serializer_class = s.ModelVersionSerializer
+    permission_classes = [RolePermission]
+    read_roles = (R, A, S)
+    write_roles = ()
+    queryset = ModelVersion.objects.all()
+
+    @extend_schema(request=None, responses=s.ModelVersionSerializer)
+    @action(detail=True, methods=["post"])
+    @transaction.atomic
+    def activate(self, request, pk=None):  # type: ignore[no-untyped-def]
+        version = get_object_or_404(ModelVersion.objects.select_for_update(), pk=pk)
+        ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+        version.is_active = True
+        version.save(update_fields=["is_active"])
+        audit(actor=request.user, action="model.activated", obj=version)
+        return Response(s.ModelVersionSerializer(version).data)
+
+
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.AuditEventSerializer
+    permission_classes = [IsAdmin]
+    queryset = AuditEvent.objects.select_related("actor")
+    filterset_fields = ["action", "object_type", "object_id"]

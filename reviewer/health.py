@@ -1,0 +1,61 @@
+"""``/api/health/``: is each part the app depends on reachable? 200 if all are, else 503."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+from reviewer.models import ModelVersion
+from reviewer.services.orthanc import OrthancUnavailable, ping
+
+
+def _check(fn) -> dict:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    try:
+        detail = fn()
+        ok = True
+    except Exception as exc:
+        detail, ok = f"{type(exc).__name__}: {exc}", False
+    return {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - start) * 1000, 1)}
+
+
+def _database() -> str:
+    connection.ensure_connection()
+    return connection.vendor
+
+
+def _orthanc() -> str:
+    try:
+        system = ping()
+    except OrthancUnavailable:
+        raise
+    return f"Orthanc {system.get('Version')} (DICOMweb root {settings.ORTHANC_DICOMWEB_ROOT})"
+
+
+def _broker() -> str:
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return "in-process tasks (no broker)"
+    from webapp.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+    return settings.CELERY_BROKER_URL.split("@")[-1]
+
+
+def _models() -> str:
+    active = ModelVersion.objects.filter(is_active=True).first()
+    return (
+        f"active: {active.key}"
+        if active
+        else f"no active model version; pipeline {settings.DRAFT_PIPELINE_VERSION}"
+    )
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    checks = {name: _check(fn) for name, fn in
+              (("database", _database), ("orthanc", _orthanc), ("broker", _broker), ("models", _models))}  # fmt: skip
+    ok = all(c["ok"] for c in checks.values())
+    return JsonResponse({"ok": ok, "checks": checks}, status=200 if ok else 503)

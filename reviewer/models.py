@@ -1,0 +1,297 @@
+"""Data model. Pixels live only in Orthanc; rows here hold UIDs and derived results.
+
+Immutability rules that the rest of the code relies on:
+- a ``Draft`` (AI output) is never edited once written;
+- a ``ReportRevision`` is never edited: every save appends one, with author and time;
+- an ``AuditEvent`` is append-only.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from ml.conditions import CONDITION_KEYS
+
+
+class ImmutableModel(models.Model):
+    """A row that may be created but never updated (drafts, revisions, audit events)."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):  # type: ignore[override]
+        if self.pk is not None and not self._state.adding:
+            raise ValueError(f"{type(self).__name__} rows are immutable; create a new one instead")
+        super().save(*args, **kwargs)
+
+
+class ModelVersion(models.Model):
+    """A deployable version of the drafting pipeline (SpineFM + agents + decoder)."""
+
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    artifact_uri = models.CharField(max_length=500, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="unique_model_version"),
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="one_active_model"
+            ),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        AWAITING_DRAFT = "awaiting_draft", "Awaiting draft"
+        DRAFTING = "drafting", "Drafting"
+        DRAFT_READY = "draft_ready", "Draft ready"
+        IN_REVIEW = "in_review", "In review"
+        SIGNED = "signed", "Signed"
+        FAILED = "failed", "Draft failed"
+
+    study_uid = models.CharField(max_length=64, unique=True)
+    orthanc_id = models.CharField(max_length=64, unique=True)
+    # Identities: visible to admins only (serializers enforce it).
+    patient_id = models.CharField(max_length=64, blank=True)
+    patient_name = models.CharField(max_length=200, blank=True)
+    accession_number = models.CharField(max_length=64, blank=True)
+    study_date = models.DateField(null=True, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    modalities = models.CharField(max_length=64, blank=True)
+    institution = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.AWAITING_DRAFT)
+    status_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "-created_at"])]
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return self.study_uid
+
+
+class Series(models.Model):
+    class SequenceClass(models.TextChoices):
+        T1 = "T1", "T1-weighted"
+        T2 = "T2", "T2-weighted (incl. STIR, Dixon)"
+        OTHER = "other", "Other"
+
+    class Plane(models.TextChoices):
+        SAGITTAL = "sagittal"
+        AXIAL = "axial"
+        CORONAL = "coronal"
+        OBLIQUE = "oblique"
+        UNKNOWN = "unknown"
+
+    study = models.ForeignKey(Study, related_name="series", on_delete=models.CASCADE)
+    series_uid = models.CharField(max_length=64, unique=True)
+    orthanc_id = models.CharField(max_length=64, unique=True)
+    series_number = models.IntegerField(null=True, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    modality = models.CharField(max_length=16, blank=True)
+    manufacturer = models.CharField(max_length=100, blank=True)
+    instance_count = models.PositiveIntegerField(default=0)
+    sequence_class = models.CharField(max_length=8, choices=SequenceClass.choices, blank=True)
+    sequence_subtype = models.CharField(max_length=32, blank=True)
+    plane = models.CharField(max_length=10, choices=Plane.choices, blank=True)
+    classification_confidence = models.FloatField(null=True, blank=True)
+    classification_reasons = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["study", "series_number", "id"]
+        verbose_name_plural = "series"
+
+    def __str__(self) -> str:
+        return f"{self.series_number or '-'} {self.description}"
+
+
+class DraftJob(models.Model):
+    """One drafting run of a study by one pipeline version (at most one per pair)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        FETCHING = "fetching"
+        ENCODING = "encoding"
+        DRAFTING = "drafting"
+        DONE = "done"
+        FAILED = "failed"
+
+    study = models.ForeignKey(Study, related_name="draft_jobs", on_delete=models.CASCADE)
+    pipeline_version = models.CharField(max_length=200)
+    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    reason = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    log = models.JSONField(default=list, blank=True)  # [{"at": iso, "state": ..., "note": ...}]
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "pipeline_version"], name="one_job_per_study_pipeline")
+        ]
+        ordering = ["-queued_at"]
+
+
+class Draft(ImmutableModel):
+    """The AI draft report of one job. Never edited: corrections are ReportRevisions."""
+
+    study = models.ForeignKey(Study, related_name="drafts", on_delete=models.CASCADE)
+    job = models.OneToOneField(DraftJob, related_name="draft", on_delete=models.PROTECT)
+    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT)
+    text = models.TextField()
+    sections = models.JSONField(default=dict, blank=True)
+    analysis = models.JSONField(default=dict, blank=True)  # full StudyAnalysis incl. timings
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class Finding(ImmutableModel):
+    draft = models.ForeignKey(Draft, related_name="findings", on_delete=models.CASCADE)
+    condition = models.CharField(max_length=40, choices=[(k, k) for k in CONDITION_KEYS])
+    probability = models.FloatField()
+    present = models.BooleanField()
+    level = models.CharField(max_length=16, blank=True)
+    side = models.CharField(max_length=10, blank=True)
+    key_slices = models.JSONField(default=list, blank=True)  # [{"series_uid", "sop_uid", "index"}]
+    boxes = models.JSONField(default=list, blank=True)  # [{"sop_uid", "xyxy": [...], "xyxy_norm": [...]}]
+
+    class Meta:
+        ordering = ["draft", "condition"]
+        constraints = [
+            models.UniqueConstraint(fields=["draft", "condition"], name="one_finding_per_condition")
+        ]
+
+
+class ReportRevision(ImmutableModel):
+    """Every save of a report. ``parent`` is the revision the author was editing; a save whose
+    parent is not the current head is kept too, flagged as a conflict, so nothing is lost."""
+
+    study = models.ForeignKey(Study, related_name="revisions", on_delete=models.CASCADE)
+    number = models.PositiveIntegerField()
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    draft = models.ForeignKey(Draft, null=True, blank=True, on_delete=models.PROTECT)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    text = models.TextField()
+    sections = models.JSONField(default=dict, blank=True)
+    is_conflict = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "number"]
+        constraints = [models.UniqueConstraint(fields=["study", "number"], name="unique_revision_number")]
+
+
+class Review(models.Model):
+    """One reader's RADPEER review of a study's AI draft, signed at most once."""
+
+    class Radpeer(models.TextChoices):
+        CONCUR = "1", "1 — Concur with interpretation"
+        MISS_UNLIKELY_SIGNIFICANT = "2a", "2a — Understandable miss, unlikely clinically significant"
+        MISS_LIKELY_SIGNIFICANT = "2b", "2b — Understandable miss, likely clinically significant"
+        SHOULD_MAKE_UNLIKELY_SIGNIFICANT = "3a", "3a — Should be made most of the time, unlikely significant"
+        SHOULD_MAKE_LIKELY_SIGNIFICANT = "3b", "3b — Should be made most of the time, likely significant"
+
+    ARBITRATION_SCORES = ("2b", "3a", "3b")
+
+    study = models.ForeignKey(Study, related_name="reviews", on_delete=models.CASCADE)
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="reviews", on_delete=models.PROTECT)
+    draft = models.ForeignKey(Draft, null=True, blank=True, on_delete=models.PROTECT)
+    radpeer = models.CharField(max_length=2, choices=Radpeer.choices, blank=True)
+    comment = models.TextField(blank=True)
+    in_scope = models.BooleanField(default=True)
+    signed_revision = models.ForeignKey(ReportRevision, null=True, blank=True, on_delete=models.PROTECT)
+    signed_at = models.DateTimeField(null=True, blank=True)
+    edit_distance = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "reader"], name="one_review_per_reader")]
+        ordering = ["-created_at"]
+
+    @property
+    def needs_arbitration(self) -> bool:
+        return self.radpeer in self.ARBITRATION_SCORES
+
+
+class LabelExtraction(ImmutableModel):
+    """Ternary labels for the 17 conditions extracted from one report text by one extractor."""
+
+    class Source(models.TextChoices):
+        SIGNED_REPORT = "signed_report"
+        DRAFT = "draft"
+        HISTORICAL = "historical"
+
+    study = models.ForeignKey(
+        Study, null=True, blank=True, related_name="label_extractions", on_delete=models.CASCADE
+    )
+    revision = models.ForeignKey(ReportRevision, null=True, blank=True, on_delete=models.CASCADE)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    report_text = models.TextField()
+    extractor = models.CharField(max_length=100)
+    labels = models.JSONField()  # {condition_key: -1|0|1}
+    evidence = models.JSONField(default=dict, blank=True)  # {condition_key: "sentence"}
+    confidence = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class LabelConfirmation(models.Model):
+    extraction = models.ForeignKey(LabelExtraction, related_name="confirmations", on_delete=models.CASCADE)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    labels = models.JSONField()  # the annotator's final {condition_key: -1|0|1}
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["extraction", "annotator"], name="one_confirmation_per_annotator")
+        ]
+        ordering = ["-created_at"]
+
+
+class AuditEvent(ImmutableModel):
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+
+
+class OrthancCursor(models.Model):
+    """Last processed sequence number of Orthanc's change feed (one row per Orthanc)."""
+
+    orthanc_url = models.CharField(max_length=300, unique=True)
+    last_seq = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)

@@ -1,0 +1,114 @@
+"""Orthanc → app: turn Orthanc's change feed into Study/Series rows and draft jobs.
+
+Why the change feed (``/changes``) rather than a callback plugin: the feed is durable. If the
+app is down while studies arrive, the watcher resumes from its stored cursor and misses
+nothing; a push callback would be lost. Orthanc emits ``StableStudy`` once no instance has
+arrived for ``StableAge`` seconds, which is exactly "the modality has finished sending".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import httpx
+import pyorthanc
+from django.conf import settings
+from django.db import transaction
+
+from reviewer.ml_bridge import classify_series_metadata
+from reviewer.models import OrthancCursor, Series, Study
+from reviewer.services.audit import audit
+from reviewer.services.drafting import request_draft
+from reviewer.services.orthanc import dicomweb, orthanc
+
+logger = logging.getLogger(__name__)
+
+
+def process_changes(*, client: pyorthanc.Orthanc | None = None, limit: int = 200) -> int:
+    """Process the change feed from the stored cursor to its end; returns studies synced.
+
+    The cursor advances only after each page is handled, so a crash re-processes the last
+    page, which is harmless: syncing a study and requesting its draft are idempotent.
+    """
+    client = client or orthanc()
+    cursor, _ = OrthancCursor.objects.get_or_create(orthanc_url=settings.ORTHANC_URL)
+    synced = 0
+    while True:
+        page = client.get_changes(params={"since": cursor.last_seq, "limit": limit})
+        for change in page.get("Changes", []):
+            if change.get("ChangeType") == "StableStudy":
+                try:
+                    sync_study(orthanc_study_id=change["ID"], client=client)
+                    synced += 1
+                except httpx.HTTPError as exc:
+                    # pyorthanc reports HTTP status only in the message; network errors propagate
+                    if not str(exc).startswith("HTTP code: 404"):
+                        raise
+                    logger.warning("study %s vanished from Orthanc before sync", change["ID"])
+        cursor.last_seq = page.get("Last", cursor.last_seq)
+        cursor.save(update_fields=["last_seq", "updated_at"])
+        if page.get("Done", True):
+            return synced
+
+
+def _parse_date(value: str | None) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(value or "", "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+@transaction.atomic
+def sync_study(*, orthanc_study_id: str, client: pyorthanc.Orthanc | None = None) -> Study:
+    """Create or update a Study and its Series from Orthanc, classify each series, and
+    request the draft (queued on commit). Safe to call any number of times."""
+    client = client or orthanc()
+    info = client.get_studies_id(orthanc_study_id)
+    tags = info.get("MainDicomTags", {})
+    patient = info.get("PatientMainDicomTags", {})
+    study, created = Study.objects.update_or_create(
+        study_uid=tags["StudyInstanceUID"],
+        defaults={
+            "orthanc_id": orthanc_study_id,
+            "patient_id": patient.get("PatientID", ""),
+            "patient_name": patient.get("PatientName", ""),
+            "accession_number": tags.get("AccessionNumber", ""),
+            "study_date": _parse_date(tags.get("StudyDate")),
+            "description": tags.get("StudyDescription", ""),
+            "institution": tags.get("InstitutionName", ""),
+        },
+    )
+    modalities: set[str] = set()
+    web = dicomweb()
+    for series_id in info.get("Series", []):
+        sinfo = client.get_series_id(series_id)
+        stags = sinfo.get("MainDicomTags", {})
+        modality = stags.get("Modality", "")
+        modalities.add(modality)
+        defaults = {
+            "study": study,
+            "orthanc_id": series_id,
+            "series_number": int(stags["SeriesNumber"]) if stags.get("SeriesNumber", "").isdigit() else None,
+            "description": stags.get("SeriesDescription", ""),
+            "modality": modality,
+            "manufacturer": stags.get("Manufacturer", ""),
+            "instance_count": len(sinfo.get("Instances", [])),
+        }
+        if modality == "MR":
+            metadata = web.retrieve_series_metadata(tags["StudyInstanceUID"], stags["SeriesInstanceUID"])
+            cls = classify_series_metadata(metadata)
+            defaults.update(
+                sequence_class=cls.sequence_class,
+                sequence_subtype=cls.subtype,
+                plane=cls.plane,
+                classification_confidence=cls.confidence,
+                classification_reasons=cls.reasons,
+            )
+        Series.objects.update_or_create(series_uid=stags["SeriesInstanceUID"], defaults=defaults)
+    study.modalities = ",".join(sorted(m for m in modalities if m))
+    study.save(update_fields=["modalities", "updated_at"])
+    if created:
+        audit(actor=None, action="study.received", obj=study, orthanc_id=orthanc_study_id)
+    request_draft(study=study)
+    return study

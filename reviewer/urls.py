@@ -1,0 +1,24 @@
+from django.urls import include, path, re_path
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
+
+from reviewer import pages
+from reviewer.api import views
+from reviewer.dicomweb_proxy import dicomweb_proxy
+from reviewer.health import health
+
+router = DefaultRouter()
+router.register("studies", views.StudyViewSet, basename="study")
+router.register("reviews", views.ReviewViewSet, basename="review")
+router.register("label-extractions", views.LabelExtractionViewSet, basename="labelextraction")
+router.register("label-confirmations", views.LabelConfirmationViewSet, basename="labelconfirmation")
+router.register("model-versions", views.ModelVersionViewSet, basename="modelversion")
+router.register("audit-events", views.AuditEventViewSet, basename="auditevent")
+
+urlpatterns = [
+    path("api/health/", health, name="health"),
+    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/", include(router.urls)),
+    re_path(r"^dicom-web/(?P<path>.*)$", dicomweb_proxy, name="dicomweb-proxy"),
+    path("", pages.worklist, name="worklist"),
+]

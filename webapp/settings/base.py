@@ -1,0 +1,159 @@
+"""Settings shared by every environment. Everything deployment-specific comes from the
+environment (``SPINEREVIEW_*``, ``DATABASE_URL``, ``CELERY_BROKER_URL``); no secret lives in git.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = Path(os.environ.get("SPINEREVIEW_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+SECRET_KEY = os.environ.get("SPINEREVIEW_SECRET_KEY", "")
+DEBUG = env_bool("SPINEREVIEW_DEBUG", False)
+ALLOWED_HOSTS = env_list("SPINEREVIEW_ALLOWED_HOSTS", "localhost,127.0.0.1")
+CSRF_TRUSTED_ORIGINS = env_list("SPINEREVIEW_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "reviewer",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webapp.urls"
+WSGI_APPLICATION = "webapp.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'spinereview.sqlite3'}"),
+        conn_max_age=int(os.environ.get("SPINEREVIEW_DB_CONN_MAX_AGE", "60")),
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",  # browser; enforces CSRF
+        "rest_framework.authentication.TokenAuthentication",  # scripts
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SpineReview API",
+    "DESCRIPTION": "Studies, AI drafts, report revisions, RADPEER reviews and label confirmation.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",  # served locally: hospitals are often offline
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+
+# --- Orthanc (pixels live only there; Django stores UIDs and derived results) -------------
+ORTHANC_URL = os.environ.get("SPINEREVIEW_ORTHANC_URL", "http://127.0.0.1:8042").rstrip("/")
+ORTHANC_USERNAME = os.environ.get("SPINEREVIEW_ORTHANC_USERNAME", "")
+ORTHANC_PASSWORD = os.environ.get("SPINEREVIEW_ORTHANC_PASSWORD", "")
+ORTHANC_DICOMWEB_ROOT = "/dicom-web"  # same path on Orthanc and on our proxy (BulkDataURIs)
+ORTHANC_TIMEOUT_S = float(os.environ.get("SPINEREVIEW_ORTHANC_TIMEOUT_S", "30"))
+ORTHANC_WATCH_INTERVAL_S = float(os.environ.get("SPINEREVIEW_ORTHANC_WATCH_INTERVAL_S", "2"))
+
+# --- Celery ------------------------------------------------------------------------------
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
+CELERY_TASK_ALWAYS_EAGER = env_bool("SPINEREVIEW_TASKS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True  # a killed worker's task is redelivered
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "reviewer.tasks.draft_study": {"queue": os.environ.get("SPINEREVIEW_DRAFT_QUEUE", "gpu")}
+}
+CELERY_TASK_TIME_LIMIT = int(os.environ.get("SPINEREVIEW_TASK_TIME_LIMIT_S", "1800"))
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- ML ----------------------------------------------------------------------------------
+SPINEREVIEW_CACHE = Path(os.environ.get("SPINEREVIEW_CACHE", BASE_DIR / ".cache"))
+# Identifies the drafting pipeline; (study, pipeline version) is drafted at most once.
+DRAFT_PIPELINE_VERSION = os.environ.get("SPINEREVIEW_DRAFT_PIPELINE_VERSION", "placeholder-0")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "reviewer": {"handlers": ["console"], "level": os.environ.get("SPINEREVIEW_LOG_LEVEL", "INFO")},
+        "ml": {"handlers": ["console"], "level": os.environ.get("SPINEREVIEW_LOG_LEVEL", "INFO")},
+    },
+}

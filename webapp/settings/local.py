@@ -1,0 +1,20 @@
+"""Demo / development on one machine: SQLite, in-process tasks, no Redis needed.
+
+The secret key is generated once into ``var/`` (never committed), so sessions survive restarts.
+"""
+
+import secrets
+
+from .base import *  # noqa: F403
+from .base import VAR_DIR, env_bool
+
+DEBUG = env_bool("SPINEREVIEW_DEBUG", True)
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+_key_file = VAR_DIR / "secret_key"
+if not _key_file.exists():
+    _key_file.write_text(secrets.token_urlsafe(50))
+    _key_file.chmod(0o600)
+SECRET_KEY = _key_file.read_text().strip()
+
+CELERY_TASK_ALWAYS_EAGER = env_bool("SPINEREVIEW_TASKS_EAGER", True)
+ALLOWED_HOSTS = ["*"]
