@@ -30,8 +30,10 @@ class Pattern:
     note: str
 
 
-def _p(regex: str, subtype: str, vendors: str, note: str) -> Pattern:
-    return Pattern(re.compile(regex), subtype, vendors, note)
+def _p(regex: str | tuple[str, ...], subtype: str, vendors: str, note: str) -> Pattern:
+    """Build a row; a tuple of alternatives is joined with ``|`` (keeps long rows readable)."""
+    joined = regex if isinstance(regex, str) else "|".join(regex)
+    return Pattern(re.compile(joined), subtype, vendors, note)
 
 
 LOCALIZER_PATTERNS: tuple[Pattern, ...] = (
@@ -46,7 +48,10 @@ LOCALIZER_PATTERNS: tuple[Pattern, ...] = (
 DIFFUSION_PATTERNS: tuple[Pattern, ...] = (
     _p(rf"{B}d?adc{E}|apparent[ _]diff", "ADC", "all", "ADC map: Siemens '_ADC', Philips 'dADC'"),
     _p(
-        rf"{B}dwi|diff(usion)?|ep2d_diff|{B}trace(w)?{E}|resolve|{B}dti{E}|tensor|{B}ep_b\d+|{B}b ?=? ?\d{{3,4}}{E}",
+        (
+            rf"{B}dwi|diff(usion)?|ep2d_diff|{B}trace(w)?{E}|resolve|{B}dti{E}|tensor",
+            rf"{B}ep_b\d+|{B}b ?=? ?\d{{3,4}}{E}",
+        ),
         "DWI",
         "all",
         "Siemens 'ep2d_diff', 'RESOLVE', sequence 'ep_b1000'; GE/Philips 'DWI', 'TRACEW'",
@@ -64,7 +69,10 @@ ANGIO_PATTERNS: tuple[Pattern, ...] = (
 
 CONTRAST_PATTERNS: tuple[Pattern, ...] = (
     _p(
-        rf"\+ ?c{E}|{B}c ?\+|\+ ?(gd|gad|km){E}|{B}(post|postc|gad|gd|gado|contrast|ce|km|mit ?km){E}|postcontrast|post[_ -]?gd",
+        (
+            rf"\+ ?c{E}|{B}c ?\+|\+ ?(gd|gad|km){E}",
+            rf"{B}(post|postc|gad|gd|gado|contrast|ce|km|mit ?km){E}|postcontrast|post[_ -]?gd",
+        ),
         "T1_POSTCONTRAST",
         "all",
         "GE 'AX T1 +C', 'C+'; Siemens 't1_vibe_ce', 'POST'; 'GAD', 'GD', German 'KM' (Kontrastmittel)",
@@ -98,7 +106,10 @@ DIXON_COMPONENTS: tuple[Pattern, ...] = (
 
 MAP_PATTERNS: tuple[Pattern, ...] = (
     _p(
-        rf"{B}(q?t[12]|t2\*|r2\*?)[ _-]?map|{B}map(ping)?{E}.*{B}q?t[12]{E}|{B}qt[12]{E}.*{B}map{E}|relaxometry",
+        (
+            rf"{B}(q?t[12]|t2\*|r2\*?)[ _-]?map|relaxometry",
+            rf"{B}map(ping)?{E}.*{B}q?t[12]{E}|{B}qt[12]{E}.*{B}map{E}",
+        ),
         "PARAMETRIC_MAP",
         "all",
         "quantitative T1/T2/T2* maps and their source images ('T2 MAP', 'qT1 map')",
@@ -127,7 +138,10 @@ WEIGHTING_PATTERNS: tuple[Pattern, ...] = (
         "T2*-weighted gradient echo: GE 'MERGE', Siemens 'MEDIC', 'SWI'/'SWAN', BOLD EPI",
     ),
     _p(
-        rf"{B}s?t1w?{E}|{B}s?t1(w|_|\s|/|tse|fse|se|ffe|tfe|fl|vibe)|3d[_ ]?t1|{B}(mprage|mp-rage|bravo|spgr|fspgr|vibe|lava|thrive|tfe){E}",
+        (
+            rf"{B}s?t1w?{E}|{B}s?t1(w|_|\s|/|tse|fse|se|ffe|tfe|fl|vibe)|3d[_ ]?t1",
+            rf"{B}(mprage|mp-rage|bravo|spgr|fspgr|vibe|lava|thrive|tfe){E}",
+        ),
         "T1",
         "all",
         "GE 'AX T1 FSE', Siemens 't1_tse_tra', Philips 'T1W_SE'/'sT1W_TSE', 3D T1 GRE 'VIBE'/'LAVA'/'THRIVE'",
