@@ -130,7 +130,7 @@ def sample_masks(
     for i in range(batch):
         if torch.rand((), generator=g) < prob:
             r = _uniform(*ratio, g)
-            k = max(1, int(round(r * n_patches)))
+            k = max(1, round(r * n_patches))
             masks[i, torch.randperm(n_patches, generator=g)[:k]] = True
     if not masks.any():  # iBOT needs at least one masked patch per step
         masks[0, torch.randint(n_patches, (1,), generator=g)] = True

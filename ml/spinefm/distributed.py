@@ -60,4 +60,3 @@ def cleanup_distributed() -> None:
     if is_dist():
         dist.barrier()
         dist.destroy_process_group()
-

@@ -98,4 +98,3 @@ def create_model(name: str, checkpoint: str | Path | None = None, **overrides: A
 
         load_encoder_weights(model, checkpoint, strict=True)
     return model
-

@@ -19,9 +19,7 @@ class IBOTPatchLoss(nn.Module):
         super().__init__()
         self.student_temp = student_temp
 
-    def forward(
-        self, student_logits: torch.Tensor, teacher_probs: torch.Tensor, weights: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, student_logits: torch.Tensor, teacher_probs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """student_logits, teacher_probs: [M, K] for the M masked patches of the batch;
         weights: [M], 1/(masked patches of that image), so each image counts equally.
         Returns the per-image mean cross-entropy, averaged over images."""

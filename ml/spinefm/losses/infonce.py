@@ -62,9 +62,7 @@ class ClipLoss(nn.Module):
     def scale(self) -> torch.Tensor:
         return self.log_scale.exp().clamp(max=self.max_scale)
 
-    def forward(
-        self, img: torch.Tensor, txt: torch.Tensor, valid: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, img: torch.Tensor, txt: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """img, txt: [B, E] local (unnormalised ok); valid: [B] bool. Same B on every rank."""
         b = img.shape[0]
         img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)

@@ -1,0 +1,231 @@
+"""Studies from a manifest -> preprocessed arrays -> torch datasets for SSL and alignment.
+
+Pipeline per study: manifest entry -> series source (a DICOM folder, or DICOMweb when the series
+has no path) -> sequence class (from the manifest, else the series classifier) -> preprocessing
+(``ml.data.preprocess``) through the slice cache -> ``StudyData``. Two torch datasets sit on top:
+``SliceDataset`` (single slices of one sequence class, for self-supervised pretraining) and
+``StudyDataset`` (all series of a study + report + labels, for alignment and probes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import torch
+from pydicom.dataset import Dataset
+from torch.utils.data import Dataset as TorchDataset
+
+from ml.conditions import CONDITION_KEYS
+from ml.data.cache import SliceCache
+from ml.data.dicomweb import DicomWebSource
+from ml.data.manifest import SeriesEntry, StudyEntry, read_manifest
+from ml.data.preprocess import PreprocessConfig, preprocess_series, sort_slices
+
+log = logging.getLogger(__name__)
+
+SEQUENCE_CLASSES = ("T1", "T2", "other")
+
+
+@dataclass
+class SeriesData:
+    series_uid: str
+    sequence_class: str  # "T1" | "T2" | "other"
+    pixels: np.ndarray  # [S, H, W] float32 in [0, 1], sorted along the slice normal
+    plane: str | None = None
+    description: str = ""
+
+
+@dataclass
+class StudyData:
+    study_uid: str
+    patient_key: str
+    series: list[SeriesData]
+    report: str = ""
+    labels: np.ndarray = field(default_factory=lambda: np.full(len(CONDITION_KEYS), -1, np.int64))
+    vendor: str | None = None
+    region: str | None = None
+
+
+def labels_vector(labels: dict[str, int]) -> np.ndarray:
+    """Condition dict -> [17] int64 in canonical order; absent keys are -1 (excluded)."""
+    return np.array([labels.get(k, -1) for k in CONDITION_KEYS], dtype=np.int64)
+
+
+def _default_classifier(datasets: Sequence[Dataset]) -> str:
+    try:
+        from ml.dicom.series_classifier import classify_series
+    except ImportError:
+        log.warning("ml.dicom.series_classifier not available: unlabelled series treated as 'other'")
+        return "other"
+    return classify_series(datasets).sequence_class
+
+
+class StudyLoader:
+    """Loads manifest studies into ``StudyData`` (with caching); picklable for DataLoader workers."""
+
+    def __init__(
+        self,
+        base_dir: str | Path,
+        preprocess: PreprocessConfig | None = None,
+        cache: SliceCache | None = None,
+        dicomweb: DicomWebSource | None = None,
+        classifier: Callable[[Sequence[Dataset]], str] | None = None,
+    ) -> None:
+        self.base_dir = Path(base_dir)
+        self.preprocess = preprocess or PreprocessConfig()
+        self.cache = cache
+        self.dicomweb = dicomweb
+        self.classifier = classifier or _default_classifier
+
+    # -- series sources -------------------------------------------------------------------------
+    def _files(self, series: SeriesEntry) -> list[Path]:
+        folder = self.base_dir / series.path  # type: ignore[operator]
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise FileNotFoundError(f"no DICOM files in {folder}")
+        return files
+
+    def read_series(self, study: StudyEntry, series: SeriesEntry, pixels: bool = True) -> list[Dataset]:
+        if series.path is None:
+            if self.dicomweb is None:
+                raise ValueError(f"series {series.series_uid} has no path and no DICOMweb source is set")
+            return self.dicomweb.load_series(study.study_uid, series.series_uid)
+        return [pydicom.dcmread(f, stop_before_pixels=not pixels) for f in self._files(series)]
+
+    def sequence_class(self, study: StudyEntry, series: SeriesEntry) -> str:
+        if series.sequence_class is not None:
+            return series.sequence_class
+        return self.classifier(self.read_series(study, series, pixels=False))
+
+    # -- pixels ----------------------------------------------------------------------------------
+    def series_pixels(self, study: StudyEntry, series: SeriesEntry) -> np.ndarray:
+        """[S, H, W] float32 preprocessed slices, through the cache when one is set."""
+        key = self.preprocess.key()
+        sop_uids: list[str] | None = None
+        if self.cache is not None and series.path is not None:
+            headers = sort_slices(self.read_series(study, series, pixels=False))
+            sop_uids = [str(h.SOPInstanceUID) for h in headers]
+            hit = self.cache.get_series(sop_uids, key)
+            if hit is not None:
+                return hit
+        datasets = self.read_series(study, series, pixels=True)
+        arr = preprocess_series(datasets, self.preprocess)
+        if self.cache is not None:
+            sop_uids = [str(d.SOPInstanceUID) for d in sort_slices(datasets)]
+            self.cache.put_series(sop_uids, key, arr)
+        return arr
+
+    def load(self, study: StudyEntry, classes: Sequence[str] = SEQUENCE_CLASSES) -> StudyData:
+        series = []
+        for s in study.series:
+            cls = self.sequence_class(study, s)
+            if cls not in classes:
+                continue
+            series.append(SeriesData(s.series_uid, cls, self.series_pixels(study, s), s.plane, s.description))
+        return StudyData(
+            study_uid=study.study_uid,
+            patient_key=study.patient_key,
+            series=series,
+            report=study.report or "",
+            labels=labels_vector(study.labels),
+            vendor=study.vendor,
+            region=study.region,
+        )
+
+
+def load_manifest(path: str | Path) -> tuple[list[StudyEntry], Path]:
+    """(studies, base_dir) of a manifest file; paths inside are relative to its folder."""
+    path = Path(path)
+    return list(read_manifest(path)), path.parent
+
+
+def subsample_indices(n: int, k: int | None) -> np.ndarray:
+    """Up to k evenly spaced indices of n slices (the centre of the stack is always covered)."""
+    if k is None or n <= k:
+        return np.arange(n)
+    return np.linspace(0, n - 1, k).round().astype(int)
+
+
+class SliceDataset(TorchDataset):
+    """Single slices of one sequence class (e.g. every T2 slice of every study), for SSL.
+
+    Indexing loads the whole series once per worker (small LRU) and returns one slice through
+    ``transform`` (e.g. ``MultiCrop``); without transform, a [1, H, W] tensor.
+    """
+
+    def __init__(
+        self,
+        loader: StudyLoader,
+        studies: Sequence[StudyEntry],
+        sequence_classes: Sequence[str],
+        transform: Callable | None = None,
+        lru_series: int = 16,
+    ) -> None:
+        self.loader = loader
+        self.transform = transform
+        self.lru_series = lru_series
+        self._lru: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self.index: list[tuple[int, int, int]] = []  # (study, series, slice)
+        self.studies = list(studies)
+        for si, st in enumerate(self.studies):
+            for ri, se in enumerate(st.series):
+                if loader.sequence_class(st, se) in sequence_classes:
+                    n = len(self._pixels(si, ri))
+                    self.index += [(si, ri, k) for k in range(n)]
+        if not self.index:
+            raise ValueError(f"no slices of class {list(sequence_classes)} in {len(self.studies)} studies")
+
+    def _pixels(self, si: int, ri: int) -> np.ndarray:
+        key = (si, ri)
+        if key in self._lru:
+            self._lru.move_to_end(key)
+            return self._lru[key]
+        arr = self.loader.series_pixels(self.studies[si], self.studies[si].series[ri])
+        self._lru[key] = arr
+        if len(self._lru) > self.lru_series:
+            self._lru.popitem(last=False)
+        return arr
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int):
+        si, ri, k = self.index[i]
+        x = torch.from_numpy(np.ascontiguousarray(self._pixels(si, ri)[k]))[None]  # [1, H, W]
+        return self.transform(x) if self.transform is not None else x
+
+
+class StudyDataset(TorchDataset):
+    """Whole studies (all series, up to ``max_slices`` per series) + report + labels."""
+
+    def __init__(
+        self,
+        loader: StudyLoader,
+        studies: Sequence[StudyEntry],
+        max_slices: int | None = 16,
+        classes: Sequence[str] = SEQUENCE_CLASSES,
+    ) -> None:
+        self.loader = loader
+        self.studies = list(studies)
+        self.max_slices = max_slices
+        self.classes = tuple(classes)
+
+    def __len__(self) -> int:
+        return len(self.studies)
+
+    def __getitem__(self, i: int) -> StudyData:
+        data = self.loader.load(self.studies[i], self.classes)
+        for s in data.series:
+            s.pixels = s.pixels[subsample_indices(len(s.pixels), self.max_slices)]
+        return data
+
+
+def collate_studies(batch: list[StudyData]) -> list[StudyData]:
+    """Studies have variable numbers of series and slices: keep them as a list."""
+    return batch
