@@ -57,9 +57,9 @@ def read_physics(tags: TagView) -> Physics:
     field = tags.number("MagneticFieldStrength")
     if field is not None and field > 100:  # some GE headers store gauss (15000 = 1.5 T)
         field /= 10000.0
-    inversion = (
-        "IR" in sequence or "MP" in variant or tags.text("InversionRecovery").upper() == "YES"
-    ) and not (ti is not None and ti <= 0)
+    inversion = ("IR" in sequence or "MP" in variant or tags.text("InversionRecovery").upper() == "YES") and not (
+        ti is not None and ti <= 0
+    )
     return Physics(
         tr=tags.number("RepetitionTime"),
         te=te,
