@@ -489,7 +489,7 @@ def test_cli_groups_by_series_and_reports_bad_files(tmp_path, capsys):
 
 
 def test_cli_table_and_exit_code_when_nothing_is_found(tmp_path, capsys):
-    _write(tmp_path / "a.dcm", SeriesDescription="t1_tse_tra", ImageOrientationPatient=AXIAL)
+    _write(tmp_path / "a.dcm", SeriesDescription="t1_tse_tra", Manufacturer="SIEMENS", ImageOrientationPatient=AXIAL)
     assert cli.main([str(tmp_path)]) == 0
     table = capsys.readouterr().out
     row = next(line for line in table.splitlines() if "t1_tse_tra" in line)
