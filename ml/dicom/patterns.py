@@ -38,7 +38,7 @@ def _p(regex: str | tuple[str, ...], subtype: str, vendors: str, note: str) -> P
 
 LOCALIZER_PATTERNS: tuple[Pattern, ...] = (
     _p(
-        rf"locali[sz]er|{B}loc{E}|scout|{B}survey|{B}pilot|3[- ]?pl(ane)?{E}|tri[- ]?plane|scanogram",
+        rf"locali[sz]er|locator|{B}loc{E}|scout|{B}survey|{B}pilot|3[- ]?pl(ane)?{E}|tri[- ]?plane|scanogram",
         "LOCALIZER",
         "all",
         "GE '3-PLANE LOC', Siemens 'localizer'/'AAHead_Scout', Philips 'Survey', Canon 'Scout', 'PILOT'",
@@ -84,7 +84,7 @@ NO_CONTRAST = re.compile(rf"{B}(pre|nativ|native|non[- ]?contrast|w/?o|without){
 
 DIXON_PATTERNS: tuple[Pattern, ...] = (
     _p(
-        rf"dixon|{B}ideal{E}|mdixon|{B}flex{E}|{B}lava[_ -]?flex",
+        rf"dixon|{B}ideal{E}|mdixon|{B}flex{E}|{B}lava[_ -]?flex|{B}wfs{E}",
         "DIXON",
         "all",
         "Siemens 'Dixon', GE 'IDEAL'/'LAVA-Flex', Philips 'mDIXON', Canon 'WFS'",

@@ -264,6 +264,8 @@ SYNTHETIC = [
         "LOCALIZER",
         "unknown",
     ),
+    ("canon-locator", dict(SeriesDescription="Locator", Manufacturer="CANON_MEC"), "other", "LOCALIZER", "unknown"),
+    ("canon-wfs-fat", dict(SeriesDescription="T2W_FSE WFS FAT SAG"), "T2", "DIXON_FAT", "sagittal"),
     # physics only (no names)
     ("physics-t1", dict(ScanningSequence="SE", RepetitionTime=500, EchoTime=12), "T1", "T1", "unknown"),
     ("physics-t2", dict(ScanningSequence="SE", RepetitionTime=4000, EchoTime=110), "T2", "T2", "unknown"),
