@@ -69,9 +69,7 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
         return JsonResponse({"detail": "authentication required"}, status=401)
     writing = request.method not in ("GET", "HEAD", "OPTIONS")
     if not has_role(user, *(WRITE_ROLES if writing else READ_ROLES)):
-        return JsonResponse(
-            {"detail": "your role may not " + ("store" if writing else "view") + " images"}, status=403
-        )
+        return JsonResponse({"detail": "your role may not " + ("store" if writing else "view") + " images"}, status=403)
     if request.method not in ("GET", "HEAD", "POST"):
         return JsonResponse({"detail": f"{request.method} not supported"}, status=405)
 
@@ -97,9 +95,7 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
         finally:
             response.close()
 
-    out = StreamingHttpResponse(
-        body(), status=response.status_code, content_type=response.headers.get("content-type")
-    )
+    out = StreamingHttpResponse(body(), status=response.status_code, content_type=response.headers.get("content-type"))
     for name in FORWARD_RESPONSE_HEADERS:
         if name in response.headers:
             out[name] = response.headers[name]

@@ -47,11 +47,7 @@ def _broker() -> str:
 
 def _models() -> str:
     active = ModelVersion.objects.filter(is_active=True).first()
-    return (
-        f"active: {active.key}"
-        if active
-        else f"no active model version; pipeline {settings.DRAFT_PIPELINE_VERSION}"
-    )
+    return f"active: {active.key}" if active else f"no active model version; pipeline {settings.DRAFT_PIPELINE_VERSION}"
 
 
 def health(request: HttpRequest) -> JsonResponse:

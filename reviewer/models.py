@@ -41,9 +41,7 @@ class ModelVersion(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["name", "version"], name="unique_model_version"),
-            models.UniqueConstraint(
-                fields=["is_active"], condition=Q(is_active=True), name="one_active_model"
-            ),
+            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="one_active_model"),
         ]
         ordering = ["-created_at"]
 
@@ -146,9 +144,7 @@ class DraftJob(models.Model):
     log = models.JSONField(default=list, blank=True)  # [{"at": iso, "state": ..., "note": ...}]
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["study", "pipeline_version"], name="one_job_per_study_pipeline")
-        ]
+        constraints = [models.UniqueConstraint(fields=["study", "pipeline_version"], name="one_job_per_study_pipeline")]
         ordering = ["-queued_at"]
 
 
@@ -179,9 +175,7 @@ class Finding(ImmutableModel):
 
     class Meta:
         ordering = ["draft", "condition"]
-        constraints = [
-            models.UniqueConstraint(fields=["draft", "condition"], name="one_finding_per_condition")
-        ]
+        constraints = [models.UniqueConstraint(fields=["draft", "condition"], name="one_finding_per_condition")]
 
 
 class ReportRevision(ImmutableModel):
@@ -190,9 +184,7 @@ class ReportRevision(ImmutableModel):
 
     study = models.ForeignKey(Study, related_name="revisions", on_delete=models.CASCADE)
     number = models.PositiveIntegerField()
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
-    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     draft = models.ForeignKey(Draft, null=True, blank=True, on_delete=models.PROTECT)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     text = models.TextField()
@@ -246,9 +238,7 @@ class LabelExtraction(ImmutableModel):
         DRAFT = "draft"
         HISTORICAL = "historical"
 
-    study = models.ForeignKey(
-        Study, null=True, blank=True, related_name="label_extractions", on_delete=models.CASCADE
-    )
+    study = models.ForeignKey(Study, null=True, blank=True, related_name="label_extractions", on_delete=models.CASCADE)
     revision = models.ForeignKey(ReportRevision, null=True, blank=True, on_delete=models.CASCADE)
     source = models.CharField(max_length=20, choices=Source.choices)
     report_text = models.TextField()

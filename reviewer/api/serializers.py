@@ -98,9 +98,7 @@ class RevisionSerializer(serializers.ModelSerializer):
 class RevisionCreateSerializer(serializers.Serializer):
     text = serializers.CharField(allow_blank=False, trim_whitespace=False)
     sections = serializers.DictField(required=False, default=dict)
-    parent = serializers.IntegerField(
-        allow_null=True, required=True, help_text="revision being edited, null if none"
-    )
+    parent = serializers.IntegerField(allow_null=True, required=True, help_text="revision being edited, null if none")
 
 
 class ReviewSerializer(serializers.ModelSerializer):

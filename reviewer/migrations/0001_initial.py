@@ -18,9 +18,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("orthanc_url", models.CharField(max_length=300, unique=True)),
                 ("last_seq", models.BigIntegerField(default=0)),
@@ -32,9 +30,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("name", models.CharField(max_length=100)),
                 ("version", models.CharField(max_length=100)),
@@ -61,9 +57,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("pipeline_version", models.CharField(max_length=200)),
                 (
@@ -106,9 +100,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("text", models.TextField()),
                 ("sections", models.JSONField(blank=True, default=dict)),
@@ -141,9 +133,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("study_uid", models.CharField(max_length=64, unique=True)),
                 ("orthanc_id", models.CharField(max_length=64, unique=True)),
@@ -176,9 +166,7 @@ class Migration(migrations.Migration):
             options={
                 "verbose_name_plural": "studies",
                 "ordering": ["-created_at"],
-                "indexes": [
-                    models.Index(fields=["status", "-created_at"], name="reviewer_st_status_5e7a8d_idx")
-                ],
+                "indexes": [models.Index(fields=["status", "-created_at"], name="reviewer_st_status_5e7a8d_idx")],
             },
         ),
         migrations.CreateModel(
@@ -186,9 +174,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("series_uid", models.CharField(max_length=64, unique=True)),
                 ("orthanc_id", models.CharField(max_length=64, unique=True)),
@@ -245,9 +231,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("number", models.PositiveIntegerField()),
                 ("text", models.TextField()),
@@ -256,9 +240,7 @@ class Migration(migrations.Migration):
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 (
                     "author",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL
-                    ),
+                    models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL),
                 ),
                 (
                     "draft",
@@ -297,9 +279,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "source",
@@ -361,9 +341,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("action", models.CharField(max_length=64)),
                 ("object_type", models.CharField(blank=True, max_length=64)),
@@ -382,9 +360,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 "ordering": ["-at"],
-                "indexes": [
-                    models.Index(fields=["object_type", "object_id"], name="reviewer_au_object__e19a27_idx")
-                ],
+                "indexes": [models.Index(fields=["object_type", "object_id"], name="reviewer_au_object__e19a27_idx")],
             },
         ),
         migrations.CreateModel(
@@ -392,9 +368,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "condition",
@@ -448,18 +422,14 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("labels", models.JSONField()),
                 ("comment", models.TextField(blank=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 (
                     "annotator",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL
-                    ),
+                    models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL),
                 ),
                 (
                     "extraction",
@@ -473,9 +443,7 @@ class Migration(migrations.Migration):
             options={
                 "ordering": ["-created_at"],
                 "constraints": [
-                    models.UniqueConstraint(
-                        fields=("extraction", "annotator"), name="one_confirmation_per_annotator"
-                    )
+                    models.UniqueConstraint(fields=("extraction", "annotator"), name="one_confirmation_per_annotator")
                 ],
             },
         ),
@@ -484,9 +452,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "radpeer",
@@ -545,9 +511,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 "ordering": ["-created_at"],
-                "constraints": [
-                    models.UniqueConstraint(fields=("study", "reader"), name="one_review_per_reader")
-                ],
+                "constraints": [models.UniqueConstraint(fields=("study", "reader"), name="one_review_per_reader")],
             },
         ),
         migrations.AddConstraint(
@@ -556,8 +520,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="draftjob",
-            constraint=models.UniqueConstraint(
-                fields=("study", "pipeline_version"), name="one_job_per_study_pipeline"
-            ),
+            constraint=models.UniqueConstraint(fields=("study", "pipeline_version"), name="one_job_per_study_pipeline"),
         ),
     ]

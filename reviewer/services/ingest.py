@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pydicom
+import pyorthanc
 from pydicom.errors import InvalidDicomError
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def check_dicom(data: bytes) -> tuple[str, str]:
     return "", str(ds.StudyInstanceUID)
 
 
-def store_one(client: httpx.Client, label: str, load: Callable[[], bytes]) -> ImportResult:
+def store_one(client: pyorthanc.Orthanc, label: str, load: Callable[[], bytes]) -> ImportResult:
     """Check and upload one file; every failure becomes a rejected result with its reason."""
     try:
         data = load()
@@ -121,7 +122,7 @@ def store_one(client: httpx.Client, label: str, load: Callable[[], bytes]) -> Im
     if reason:
         return ImportResult(label, "rejected", reason)
     try:
-        response = client.post("/instances", content=data, headers={"Content-Type": "application/dicom"})
+        response = client.post(f"{client.url}/instances", content=data, headers={"Content-Type": "application/dicom"})
     except httpx.HTTPError as exc:
         return ImportResult(label, "rejected", f"Orthanc unreachable: {exc}", study_uid=study_uid)
     if response.status_code != 200:
@@ -135,7 +136,7 @@ def store_one(client: httpx.Client, label: str, load: Callable[[], bytes]) -> Im
 def import_paths(
     paths: Iterable[str | Path],
     *,
-    client: httpx.Client,
+    client: pyorthanc.Orthanc,
     workers: int = 4,
     on_result: Callable[[ImportResult], None] | None = None,
 ) -> ImportSummary:

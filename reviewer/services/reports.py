@@ -34,9 +34,7 @@ def save_revision(
 ) -> ReportRevision:
     """Append a revision. If ``parent_id`` is stale the revision is committed first, flagged
     as a conflict, and then RevisionConflict is raised so the caller can show both."""
-    revision, head = _append_revision(
-        study=study, author=author, text=text, sections=sections, parent_id=parent_id
-    )
+    revision, head = _append_revision(study=study, author=author, text=text, sections=sections, parent_id=parent_id)
     if revision.is_conflict:
         raise RevisionConflict(saved=revision, head=head)  # type: ignore[arg-type]
     return revision

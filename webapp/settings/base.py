@@ -135,9 +135,7 @@ CELERY_TASK_ACKS_LATE = True  # a killed worker's task is redelivered
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {
-    "reviewer.tasks.draft_study": {"queue": os.environ.get("SPINEREVIEW_DRAFT_QUEUE", "gpu")}
-}
+CELERY_TASK_ROUTES = {"reviewer.tasks.draft_study": {"queue": os.environ.get("SPINEREVIEW_DRAFT_QUEUE", "gpu")}}
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("SPINEREVIEW_TASK_TIME_LIMIT_S", "1800"))
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -1,7 +1,9 @@
-"""The test suite: PostgreSQL, Redis and Orthanc started by ``scripts/test`` (see tests/harness.py).
+"""The test suite: PostgreSQL, Redis and Orthanc started by ``scripts/test`` (see scripts/services.py).
 
 Without ``DATABASE_URL`` (a developer running one pure test by hand) it falls back to SQLite.
 """
+
+import os
 
 from .base import *  # noqa: F403
 
@@ -10,3 +12,5 @@ DEBUG = False
 ALLOWED_HOSTS = ["*"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user factories
 CELERY_TASK_ALWAYS_EAGER = False
+# results let a test wait on a task run by a real worker process
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or os.environ.get("CELERY_BROKER_URL") or None

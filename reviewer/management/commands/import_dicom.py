@@ -31,7 +31,7 @@ class Command(BaseCommand):
             bar.update()
             if result.status == "rejected":
                 rejected.append(result)
-                bar.write(f"REJECTED {result.source}: {result.reason}")
+                bar.write(f"REJECTED {result.source}: {result.reason}", file=sys.stderr)
 
         summary = import_paths(paths, client=orthanc(), workers=workers, on_result=on_result)
         bar.close()

@@ -1,0 +1,139 @@
+"""Shared fixtures. The real services (PostgreSQL, Redis, Orthanc) are started around the
+whole run by ``scripts/test`` (``python -m scripts.services run -- pytest``), which exports
+their addresses. Run by hand without them, service tests are skipped with a reason; under
+``SPINEREVIEW_REQUIRE_SERVICES=1`` (the test command, CI) a missing service is an error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _need(var: str) -> str:
+    value = os.environ.get(var)
+    if value:
+        return value
+    if os.environ.get("SPINEREVIEW_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{var} is not set although services are required (run via scripts/test)")
+    pytest.skip(f"{var} not set: run the suite with scripts/test, which starts the services")
+
+
+@pytest.fixture(scope="session")
+def orthanc_url() -> str:
+    return _need("SPINEREVIEW_ORTHANC_URL")
+
+
+@pytest.fixture(scope="session")
+def orthanc_auth(orthanc_url: str) -> tuple[str, str]:
+    return (os.environ["SPINEREVIEW_ORTHANC_USERNAME"], os.environ["SPINEREVIEW_ORTHANC_PASSWORD"])
+
+
+@pytest.fixture(scope="session")
+def orthanc_http(orthanc_url: str, orthanc_auth: tuple[str, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=orthanc_url, auth=orthanc_auth, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def orthanc_settings(settings, orthanc_url: str, orthanc_auth: tuple[str, str]):  # type: ignore[no-untyped-def]
+    """Point the app at the test Orthanc (and drop the cached client afterwards)."""
+    from reviewer.services.orthanc import orthanc
+
+    settings.ORTHANC_URL = orthanc_url
+    settings.ORTHANC_USERNAME, settings.ORTHANC_PASSWORD = orthanc_auth
+    orthanc.cache_clear()
+    yield settings
+    orthanc.cache_clear()
+
+
+@pytest.fixture
+def empty_orthanc(orthanc_http: httpx.Client) -> httpx.Client:
+    """Orthanc with no studies and an empty change log, so each test sees only its own events."""
+    for study_id in orthanc_http.get("/studies").json():
+        orthanc_http.delete(f"/studies/{study_id}")
+    orthanc_http.delete("/changes")
+    return orthanc_http
+
+
+@pytest.fixture
+def role_user(db) -> Callable[[str], object]:  # type: ignore[no-untyped-def]
+    """Factory: a user with one role (radiologist / annotator / researcher / admin)."""
+    from tests.factories import UserFactory
+
+    def make(role: str, **kwargs):  # type: ignore[no-untyped-def]
+        return UserFactory(role=role, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def api_as(role_user):  # type: ignore[no-untyped-def]
+    """Factory: a DRF APIClient logged in (session) as a fresh user with the role; None = anonymous."""
+    from rest_framework.test import APIClient
+
+    def make(role: str | None, *, csrf: bool = False) -> APIClient:
+        client = APIClient(enforce_csrf_checks=csrf)
+        if role:
+            user = role_user(role)
+            client.force_login(user)
+            client.user = user  # type: ignore[attr-defined]
+        return client
+
+    return make
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, settings) -> Iterator[Callable[[], subprocess.Popen]]:  # type: ignore[no-untyped-def]
+    """A real Celery worker (separate process, solo pool) on the test database and Redis."""
+    from django.db import connection
+
+    broker = _need("CELERY_BROKER_URL")
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    procs: list[subprocess.Popen] = []
+    log_dir = Path(os.environ.get("SPINEREVIEW_SERVICES_DIR", ROOT / "var" / "services"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start() -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "CELERY_BROKER_URL": broker,
+            "DJANGO_SETTINGS_MODULE": "webapp.settings.test",
+        }
+        log = (log_dir / f"celery-worker-{len(procs)}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "gpu,default", "-P", "solo",
+             "-c", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
