@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
 
 def test_import_of_a_folder_stores_every_instance_and_reimport_is_a_no_op(tmp_path, empty_orthanc, orthanc_settings):
-    study_uid, files = write_study(tmp_path / "study")
+    _study_uid, files = write_study(tmp_path / "study")
     out = io.StringIO()
     call_command("import_dicom", str(tmp_path / "study"), "--quiet", stdout=out)
     assert f"{len(files)} stored, 0 already stored, 0 rejected" in out.getvalue()
@@ -39,7 +39,9 @@ def test_corrupt_and_non_dicom_files_are_reported_and_do_not_stop_the_batch(
     call_command("import_dicom", str(tmp_path / "study"), "--quiet", stdout=out)
     assert f"{len(files)} stored, 0 already stored, 2 rejected" in out.getvalue()
     err = capsys.readouterr().err
-    assert "REJECTED" in err and "notes.txt" in err and "truncated.dcm" in err
+    assert "REJECTED" in err
+    assert "notes.txt" in err
+    assert "truncated.dcm" in err
 
 
 def test_zip_archives_are_expanded(tmp_path, empty_orthanc, orthanc_settings):  # type: ignore[no-untyped-def]

@@ -50,7 +50,8 @@ def test_cstore_from_a_modality_creates_the_study_with_classified_series(
     assert study.patient_id == "SYN-0001"
     series = {s.description: s for s in Series.objects.filter(study=study)}
     assert {s.description for s in LUMBAR_PROTOCOL} == set(series)
-    assert series["SAG T1 FSE"].instance_count == 5 and series["AX T2 FSE"].instance_count == 4
+    assert series["SAG T1 FSE"].instance_count == 5
+    assert series["AX T2 FSE"].instance_count == 4
     assert (series["SAG T1 FSE"].sequence_class, series["SAG T1 FSE"].plane) == ("T1", "sagittal")
     assert (series["SAG T2 FSE"].sequence_class, series["SAG T2 FSE"].plane) == ("T2", "sagittal")
     assert (series["AX T2 FSE"].sequence_class, series["AX T2 FSE"].plane) == ("T2", "axial")
