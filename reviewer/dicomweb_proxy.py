@@ -75,6 +75,9 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
 
     headers = {k: v for k in FORWARD_REQUEST_HEADERS if (v := request.headers.get(k))}
     headers["host"] = request.get_host()
+    # pass the browser's encoding wish through exactly (httpx would otherwise ask for gzip and
+    # we would forward compressed bytes to a client that never asked for them)
+    headers.setdefault("accept-encoding", "identity")
     client = orthanc()
     upstream = client.build_request(
         request.method,

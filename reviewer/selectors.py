@@ -9,8 +9,10 @@ from reviewer.roles import Role, has_role
 
 
 def study_list() -> QuerySet[Study]:
-    return Study.objects.annotate(series_count=Count("series", distinct=True)).prefetch_related(
-        Prefetch("series", queryset=Series.objects.order_by("series_number", "id"))
+    return (
+        Study.objects.annotate(series_count=Count("series", distinct=True))
+        .prefetch_related(Prefetch("series", queryset=Series.objects.order_by("series_number", "id")))
+        .order_by("-created_at", "-id")  # GROUP BY drops Meta.ordering; pagination needs a stable order
     )
 
 

@@ -52,6 +52,7 @@ def make_instance(
     ds.PatientBirthDate, ds.PatientSex = "19700101", "O"
     ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20260101", "120000", "1", f"ACC{patient}"
     ds.StudyDescription = "MRI LUMBAR SPINE"
+    ds.SeriesDate, ds.SeriesTime = "20260101", f"12{series_number:02d}00"
     ds.ReferringPhysicianName = ""
     ds.Modality, ds.Manufacturer = "MR", spec.manufacturer
     ds.SeriesNumber, ds.InstanceNumber = series_number, index + 1

@@ -80,7 +80,12 @@ def sign_review(
         raise ValidationError({"radpeer": f"must be one of {', '.join(Review.Radpeer.values)}"})
     if radpeer in Review.ARBITRATION_SCORES and not comment.strip():
         raise ValidationError({"comment": f"RADPEER {radpeer} requires a comment"})
-    revision = study.revisions.get(pk=revision_id, is_conflict=False) if revision_id else head_revision(study)
+    if revision_id:
+        revision = study.revisions.filter(pk=revision_id, is_conflict=False).first()
+        if revision is None:
+            raise ValidationError({"revision": f"revision {revision_id} is not a signable revision of this study"})
+    else:
+        revision = head_revision(study)
     if revision is None:
         raise ValidationError({"revision": "nothing to sign: save a report revision first"})
     draft: Draft | None = revision.draft or study.drafts.order_by("-created_at").first()

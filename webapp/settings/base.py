@@ -114,6 +114,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Studies, AI drafts, report revisions, RADPEER reviews and label confirmation.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",  # served locally: hospitals are often offline
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
