@@ -31,6 +31,9 @@ class EncoderPreset:
     local_img_size: int  # local-crop size for multi-crop SSL
     in_chans: int = 1  # 3 to load RGB DINOv3 checkpoints; 1-channel input is replicated
     drop_path_rate: float = 0.0
+    # LayerScale init: DINOv3's 1e-5 suits long schedules; a short CPU run needs the residual
+    # branches to matter from step one (with 1e-5 every slice maps to the same CLS token)
+    init_values: float = 1e-5
     fsdp: bool = False  # shard with FSDP2 ``fully_shard`` under torchrun
 
 
@@ -43,7 +46,9 @@ def register_preset(name: str, preset: EncoderPreset) -> None:
     _PRESETS[name] = preset
 
 
-register_preset("tiny", EncoderPreset("vit_small_patch16_dinov3", 192, 4, 3, img_size=96, local_img_size=48))
+register_preset(
+    "tiny", EncoderPreset("vit_small_patch16_dinov3", 192, 4, 3, img_size=96, local_img_size=48, init_values=0.1)
+)
 register_preset("small", EncoderPreset("vit_small_patch16_dinov3", 384, 12, 6, 224, 96, drop_path_rate=0.1))
 register_preset("base", EncoderPreset("vit_base_patch16_dinov3", 768, 12, 12, 224, 96, drop_path_rate=0.1))
 register_preset(
@@ -80,6 +85,7 @@ def build_encoder(preset: EncoderPreset) -> SpineViT:
         depth=preset.depth,
         num_heads=preset.num_heads,
         drop_path_rate=preset.drop_path_rate,
+        init_values=preset.init_values,
     )
     return SpineViT(vit, in_chans=preset.in_chans)
 
