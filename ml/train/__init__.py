@@ -1,0 +1,1 @@
+"""Training of SpineFM stages: ``python -m ml train {pretrain,gram,align,synthesizer} CONFIG k=v ...``."""
