@@ -28,6 +28,7 @@ class SeriesSpec:
     n: int = 5
     ti: float | None = None
     manufacturer: str = "GE MEDICAL SYSTEMS"
+    matrix: int = 64
 
 
 LUMBAR_PROTOCOL = (
@@ -70,7 +71,7 @@ def make_instance(
     ds.ImagePositionPatient = [float(v) for v in (normal * index * 4.0 + np.array([0.0, -100.0, 100.0]))]
     ds.SliceThickness, ds.PixelSpacing, ds.SliceLocation = 4.0, [1.0, 1.0], float(index * 4.0)
     rng = np.random.default_rng(seed * 1000 + series_number * 100 + index)
-    pixels = rng.integers(0, 1000, size=(64, 64), dtype=np.uint16)
+    pixels = rng.integers(0, 1000, size=(spec.matrix, spec.matrix), dtype=np.uint16)
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0

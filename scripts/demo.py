@@ -1,0 +1,100 @@
+"""Run the demo: Orthanc + generated studies + the app on embedded defaults.
+
+Steps (each idempotent): migrate SQLite; create one demo user per role with a password that is
+generated once into ``var/demo-password`` (never in git); start Orthanc with storage in
+``var/orthanc``; generate the demo studies with ``python -m ml synth`` (cached in
+``var/demo-data``); import them; then run the Orthanc watcher (stable study → Study rows → draft
+job, in-process) and Django's server until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = Path(os.environ.get("SPINEREVIEW_VAR_DIR", ROOT / "var"))
+
+
+def port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=8, help="demo studies to generate (default 8)")
+    parser.add_argument("--port", type=int, default=8000, help="web port (default 8000)")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    args = parser.parse_args(argv)
+
+    from scripts.services import free_port, start_orthanc
+
+    VAR.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    password_file = VAR / "demo-password"
+    if not password_file.exists():
+        password_file.write_text(secrets.token_urlsafe(9))
+        password_file.chmod(0o600)
+    password = password_file.read_text().strip()
+    orthanc_password_file = VAR / "orthanc-password"
+    if not orthanc_password_file.exists():
+        orthanc_password_file.write_text(secrets.token_urlsafe(16))
+        orthanc_password_file.chmod(0o600)
+
+    http_port = 8042 if port_is_free(8042) else free_port()
+    dicom_port = 4242 if port_is_free(4242) else free_port()
+    orthanc = start_orthanc(
+        VAR / "orthanc", http_port=http_port, dicom_port=dicom_port,
+        password=orthanc_password_file.read_text().strip(), stable_age=3,
+    )  # fmt: skip
+    os.environ.update(orthanc.env)
+    env = dict(os.environ)
+    try:
+        subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        subprocess.run([py, "manage.py", "create_demo_users", "--password", password], cwd=ROOT, env=env, check=True)
+
+        data = VAR / "demo-data"
+        if not (data / "manifest.jsonl").exists():
+            print(f"[demo] generating {args.studies} synthetic studies into {data}")
+            subprocess.run(
+                [py, "-m", "ml", "synth", "--studies", str(args.studies), "--seed", "0", "--out", str(data)],
+                cwd=ROOT, env=env, check=True,
+            )  # fmt: skip
+        subprocess.run([py, "manage.py", "import_dicom", str(data / "studies")], cwd=ROOT, env=env, check=True)
+
+        watcher = subprocess.Popen([py, "manage.py", "watch_orthanc"], cwd=ROOT, env=env)
+        url = f"http://{'localhost' if args.host in ('127.0.0.1', '0.0.0.0') else args.host}:{args.port}/"
+        banner = (
+            f"\n  SpineReview is running at {url}\n"
+            f"  logins (password {password}): radiologist, annotator, researcher, admin\n"
+            f"  API docs: {url}api/docs/   health: {url}api/health/\n"
+            f"  Orthanc (loopback only): {orthanc.env['SPINEREVIEW_ORTHANC_URL']}  DIMSE: AET SPINEREVIEW port {dicom_port}\n"
+            "  Studies appear in the worklist a few seconds after Orthanc marks them stable. Ctrl-C stops.\n"
+        )
+        threading.Timer(3.0, lambda: print(banner, flush=True)).start()
+        server = subprocess.Popen(
+            [py, "manage.py", "runserver", "--noreload", f"{args.host}:{args.port}"], cwd=ROOT, env=env
+        )
+        try:
+            return server.wait()
+        except KeyboardInterrupt:
+            server.send_signal(signal.SIGINT)
+            return 0
+        finally:
+            watcher.terminate()
+            server.terminate()
+    finally:
+        orthanc.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
