@@ -25,6 +25,13 @@ import httpx  # noqa: E402
 from scripts.services import free_port, start_orthanc, wait_until  # noqa: E402
 from tests.dicom_factory import SeriesSpec, write_study  # noqa: E402
 
+MAKE_TOKEN = """
+from django.contrib.auth.models import Group, User
+from rest_framework.authtoken.models import Token
+u, _ = User.objects.get_or_create(username="bench")
+u.groups.add(Group.objects.get(name="radiologist"))
+print(Token.objects.get_or_create(user=u)[0].key)
+"""
 FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 
 
@@ -64,10 +71,7 @@ def main() -> None:
 
             subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
             token = subprocess.run(
-                [py, "manage.py", "shell", "-c",
-                 "from django.contrib.auth.models import User, Group; from rest_framework.authtoken.models import Token;"
-                 "u,_=User.objects.get_or_create(username='bench'); u.groups.add(Group.objects.get(name='radiologist'));"
-                 "print(Token.objects.get_or_create(user=u)[0].key)"],
+                [py, "manage.py", "shell", "-c", MAKE_TOKEN],
                 cwd=ROOT, env=env, check=True, capture_output=True, text=True,
             ).stdout.strip().splitlines()[-1]  # fmt: skip
             port = free_port()

@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             f"\n  SpineReview is running at {url}\n"
             f"  logins (password {password}): radiologist, annotator, researcher, admin\n"
             f"  API docs: {url}api/docs/   health: {url}api/health/\n"
-            f"  Orthanc (loopback only): {orthanc.env['SPINEREVIEW_ORTHANC_URL']}  DIMSE: AET SPINEREVIEW port {dicom_port}\n"
+            f"  Orthanc (loopback only): {orthanc.env['SPINEREVIEW_ORTHANC_URL']}"
+            f"  DIMSE: AET SPINEREVIEW port {dicom_port}\n"
             "  Studies appear in the worklist a few seconds after Orthanc marks them stable. Ctrl-C stops.\n"
         )
         threading.Timer(3.0, lambda: print(banner, flush=True)).start()
