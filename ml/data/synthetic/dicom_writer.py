@@ -1,0 +1,181 @@
+"""Write rendered series as MR Image Storage instances that ``dciodvfy`` accepts.
+
+One file per slice, Explicit VR Little Endian, uncompressed. UIDs are derived from the
+generator seed (pydicom ``generate_uid`` with deterministic entropy), so regenerating a
+dataset reproduces the same studies byte for byte and Orthanc de-duplicates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from ml.data.synthetic.physics import Sequence
+from ml.data.synthetic.render import SliceGeom
+from ml.data.synthetic.vendors import Vendor
+
+IMPLEMENTATION_UID = "1.2.826.0.1.3680043.10.1484.1"  # generator implementation class
+IMPLEMENTATION_VERSION = "SPINEREVIEW_SY1"
+
+
+def uid(*parts: object) -> str:
+    """Deterministic UID from any hashable description of the object."""
+    return generate_uid(prefix=None, entropy_srcs=["spinereview-synth", *map(str, parts)])
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """Patient/study level attributes shared by every series of a study."""
+
+    study_uid: str
+    frame_uid: str
+    patient_name: str
+    patient_id: str
+    birth_date: str
+    sex: str
+    age: int
+    study_date: str
+    study_time: str
+    accession: str
+    study_id: str
+    description: str
+    weight_kg: float
+
+
+def _fmt(v: float) -> str:
+    """DS value within 16 characters."""
+    s = f"{v:.6f}".rstrip("0").rstrip(".")
+    return s if s not in ("-0", "") else "0"
+
+
+def write_series(
+    folder: Path,
+    pixels: np.ndarray,
+    geoms: list[SliceGeom],
+    seq: Sequence,
+    ven: Vendor,
+    st: StudyInfo,
+    series_uid: str,
+    series_number: int,
+    description: str,
+) -> list[str]:
+    """Write pixels (n, rows, cols) uint16 as NNNN.dcm files; returns SOP Instance UIDs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scan_seq, variant, options = ven.seq_ir if seq.kind == "IR" else ven.seq_se
+    if seq.fat_sat:
+        options = (options + "\\FS") if options else "FS"
+    sops: list[str] = []
+    acq_rows = round(geoms[0].rows * ven.degradation.acq_frac)
+    for k, (img, g) in enumerate(zip(pixels, geoms, strict=True)):
+        sop = uid(series_uid, k)
+        sops.append(sop)
+        ds = Dataset()
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"] if ven.key != "Siemens" else ["ORIGINAL", "PRIMARY", "M", "ND"]
+        ds.SOPClassUID = MRImageStorage
+        ds.SOPInstanceUID = sop
+        ds.StudyDate = st.study_date
+        ds.SeriesDate = st.study_date
+        ds.AcquisitionDate = st.study_date
+        ds.ContentDate = st.study_date
+        ds.StudyTime = st.study_time
+        ds.SeriesTime = st.study_time
+        ds.AcquisitionTime = st.study_time
+        ds.ContentTime = st.study_time
+        ds.AccessionNumber = st.accession
+        ds.Modality = "MR"
+        ds.Manufacturer = ven.manufacturer
+        ds.InstitutionName = "SpineReview Synthetic Hospital"
+        ds.ReferringPhysicianName = "SYNTHETIC^REFERRER"
+        ds.StationName = f"SYN{ven.key.upper()[:5]}"
+        ds.StudyDescription = st.description
+        ds.SeriesDescription = description
+        ds.ManufacturerModelName = ven.model
+        ds.PatientName = st.patient_name
+        ds.PatientID = st.patient_id
+        ds.PatientBirthDate = st.birth_date
+        ds.PatientSex = st.sex
+        ds.PatientAge = f"{st.age:03d}Y"
+        ds.PatientWeight = _fmt(st.weight_kg)
+        ds.PatientIdentityRemoved = "NO"
+        ds.BodyPartExamined = "SPINE"
+        ds.ScanningSequence = scan_seq
+        ds.SequenceVariant = variant
+        ds.ScanOptions = options
+        ds.MRAcquisitionType = "2D"
+        ds.SequenceName = {"GE": "fse", "Siemens": "*tse2d1", "Philips": "TSE"}[ven.key] + (
+            "_ir" if seq.kind == "IR" else ""
+        )
+        ds.AngioFlag = "N"
+        ds.SliceThickness = _fmt(g.thickness)
+        ds.RepetitionTime = _fmt(seq.tr)
+        ds.EchoTime = _fmt(seq.te)
+        if seq.kind == "IR":
+            ds.InversionTime = _fmt(seq.ti or 150.0)
+        ds.NumberOfAverages = "1" if ven.key != "Philips" else "2"
+        ds.ImagingFrequency = _fmt(42.577478 * ven.field_t)
+        ds.ImagedNucleus = "1H"
+        ds.EchoNumbers = "1"
+        ds.MagneticFieldStrength = _fmt(ven.field_t)
+        if len(geoms) > 1:
+            ds.SpacingBetweenSlices = _fmt(float(np.linalg.norm(geoms[1].origin - geoms[0].origin)) if g.level is None else g.thickness + 0.4)
+        ds.EchoTrainLength = str(seq.etl)
+        ds.PercentSampling = "100"
+        ds.PercentPhaseFieldOfView = "100"
+        ds.PixelBandwidth = {"GE": "122.07", "Siemens": "190", "Philips": "215.3"}[ven.key]
+        ds.DeviceSerialNumber = "SYN0001"
+        ds.SoftwareVersions = ven.software
+        ds.ProtocolName = ven.protocol_prefix + description
+        ds.AcquisitionMatrix = [0, acq_rows, acq_rows, 0] if g.level is None else [acq_rows, 0, 0, acq_rows]
+        ds.InPlanePhaseEncodingDirection = "COL" if g.level is None else "ROW"
+        ds.FlipAngle = "90" if ven.key != "Siemens" else "150"
+        ds.SAR = "0.5"
+        ds.PatientPosition = "HFS"
+        ds.StudyInstanceUID = st.study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.StudyID = st.study_id
+        ds.SeriesNumber = str(series_number)
+        ds.AcquisitionNumber = "1"
+        ds.InstanceNumber = str(k + 1)
+        ds.ImagePositionPatient = [_fmt(c) for c in g.origin]
+        ds.ImageOrientationPatient = [_fmt(c) for c in (*g.row_dir, *g.col_dir)]
+        ds.FrameOfReferenceUID = st.frame_uid
+        ds.PositionReferenceIndicator = ""
+        ds.SliceLocation = _fmt(float(np.dot(g.center, g.normal)))
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows = int(g.rows)
+        ds.Columns = int(g.cols)
+        ds.PixelSpacing = [_fmt(g.dr), _fmt(g.dc)]
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16 if ven.key == "Philips" else 12
+        ds.HighBit = ds.BitsStored - 1
+        ds.PixelRepresentation = 0
+        ds.WindowCenter = _fmt(float(img.mean()) * (ven.rescale_slope or 1.0) * 1.4)
+        ds.WindowWidth = _fmt(float(img.mean()) * (ven.rescale_slope or 1.0) * 2.6 + 1)
+        if ven.rescale_slope:
+            ds.RescaleIntercept = "0"
+            ds.RescaleSlope = _fmt(ven.rescale_slope)
+            ds.RescaleType = "US"
+        if seq.contrast:
+            ds.ContrastBolusAgent = "GADOLINIUM (SYNTHETIC)"
+            ds.ContrastBolusRoute = "IV"
+            ds.ContrastBolusVolume = "15"
+        grp, creator = ven.private_creator
+        block = ds.private_block(grp, creator, create=True)
+        block.add_new(0xF0, "LO", f"synthetic {seq.key}")
+        block.add_new(0xF1, "DS", _fmt(seq.tr))
+        ds.PixelData = np.ascontiguousarray(img, dtype="<u2").tobytes()
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = sop
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = IMPLEMENTATION_UID
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+        ds.file_meta = meta
+        ds.save_as(folder / f"{k + 1:04d}.dcm", enforce_file_format=True)
+    return sops

@@ -1,0 +1,298 @@
+"""Slice planning and rendering: from the label volume to noisy MR slices.
+
+Each slice is a plane in patient space (DICOM geometry: position of the first pixel,
+row and column direction cosines). Rendering samples the tissue signal with the slice's
+thickness profile, multiplies a coil bias field and adds Rician noise generated at the
+acquisition matrix and interpolated to the reconstruction matrix (as scanners zero-fill).
+
+Sampling is separable and therefore cheap: a sagittal slice is a weighted sum of volume
+planes followed by two small interpolation matrices; an axial slice (whose row axis is
+the patient x axis, tilted only about x to follow the disc) is, row by row, a bilinear
+gather in (z, y) followed by one interpolation matrix along x.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from ml.data.synthetic.geometry import Grid
+
+# thickness profile: through-plane sample offsets (fraction of thickness) and weights
+_PROFILE = ((-0.33, 0.25), (0.0, 0.5), (0.33, 0.25))
+
+
+@dataclass
+class SliceGeom:
+    """One image plane. Pixel (r, c) sits at ``origin + c*dc*row_dir + r*dr*col_dir``."""
+
+    origin: np.ndarray  # (3,) LPS mm, centre of pixel (0, 0)
+    row_dir: np.ndarray  # (3,) direction of increasing column index
+    col_dir: np.ndarray  # (3,) direction of increasing row index
+    rows: int
+    cols: int
+    dr: float  # row spacing (between rows), mm
+    dc: float  # column spacing, mm
+    thickness: float
+    level: str | None = None  # disc level an axial slice was planned on
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.row_dir, self.col_dir)
+
+    @property
+    def center(self) -> np.ndarray:
+        return self.origin + (self.cols - 1) / 2 * self.dc * self.row_dir + (self.rows - 1) / 2 * self.dr * self.col_dir
+
+    def pixel_points(self) -> np.ndarray:
+        """Patient coordinates of every pixel centre: (rows, cols, 3)."""
+        r = np.arange(self.rows)[:, None, None] * self.dr * self.col_dir
+        c = np.arange(self.cols)[None, :, None] * self.dc * self.row_dir
+        return self.origin + r + c
+
+    def to_pixel(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, col, distance from plane) of patient points p (..., 3)."""
+        d = p - self.origin
+        return d @ self.col_dir / self.dr, d @ self.row_dir / self.dc, d @ self.normal
+
+
+@dataclass
+class Stack:
+    """The planned slices of one series."""
+
+    plane: str
+    slices: list[SliceGeom] = field(default_factory=list)
+
+
+def plan_sagittal(
+    grid: Grid, fov: float, matrix: int, n: int, thickness: float, gap: float, x0: float
+) -> Stack:
+    """n parallel sagittal slices stepping from patient right to left around x0."""
+    spacing = thickness + gap
+    d = fov / matrix
+    yc = grid.origin[2] + (grid.shape[2] - 1) * grid.voxel / 2
+    zc = grid.origin[1] + (grid.shape[1] - 1) * grid.voxel / 2
+    st = Stack("sagittal")
+    for k in range(n):
+        x = x0 + (k - (n - 1) / 2) * spacing
+        origin = np.array([x, yc - fov / 2 + d / 2, zc + fov / 2 - d / 2])
+        st.slices.append(
+            SliceGeom(origin, np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0]), matrix, matrix, d, d, thickness)
+        )
+    return st
+
+
+def plan_axial(
+    centers: list[tuple[str, np.ndarray, np.ndarray]],
+    fov: float,
+    matrix: int,
+    per_level: int,
+    thickness: float,
+    gap: float,
+) -> Stack:
+    """``per_level`` slices parallel to each disc. centers: (level, point, disc normal)."""
+    d = fov / matrix
+    st = Stack("axial")
+    for level, p, n in centers:
+        n = n / np.linalg.norm(n)
+        col = np.array([0.0, n[2], -n[1]])  # in the sagittal plane, points posterior
+        row = np.array([1.0, 0.0, 0.0])
+        for k in range(per_level):
+            c = p + (k - (per_level - 1) / 2) * (thickness + gap) * n
+            origin = c - (matrix - 1) / 2 * d * (row + col)
+            st.slices.append(SliceGeom(origin, row, col, matrix, matrix, d, d, thickness, level))
+    return st
+
+
+def _interp_matrix(coords: np.ndarray, n_in: int) -> np.ndarray:
+    """Linear-interpolation weights from n_in samples to continuous indices: (len, n_in)."""
+    w = np.zeros((len(coords), n_in), np.float32)
+    i0 = np.floor(coords).astype(int)
+    f = (coords - i0).astype(np.float32)
+    rows = np.arange(len(coords))
+    for i, wt in ((i0, 1 - f), (i0 + 1, f)):
+        ok = (i >= 0) & (i < n_in)
+        w[rows[ok], i[ok]] = wt[ok]
+    return w
+
+
+class VolumeSampler:
+    """Samples a voxel-wise quantity on slices.
+
+    ``plane_fn(ix) -> (nz, ny)`` gives the quantity on volume plane ix;
+    ``gather_fn(iz, iy) -> (nx, len(iz))`` gives it on the x-lines through integer
+    (iz, iy) nodes. Both return float32. Values outside the grid are 0.
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        plane_fn: Callable[[int], np.ndarray],
+        gather_fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    ) -> None:
+        self.grid = grid
+        self.plane_fn = plane_fn
+        self.gather_fn = gather_fn
+
+    def slice(self, g: SliceGeom) -> np.ndarray:
+        """Thickness-weighted samples on slice g: (rows, cols) float32."""
+        if abs(g.row_dir[0]) < 1e-6 and abs(g.col_dir[0]) < 1e-6:
+            return self._sagittal(g)
+        return self._rowwise(g)
+
+    def _sagittal(self, g: SliceGeom) -> np.ndarray:
+        grid = self.grid
+        nx, nz, ny = grid.shape
+        weights: dict[int, float] = {}
+        for off, w in _PROFILE:
+            fx = float(grid.to_index(g.origin[0] + off * g.thickness * g.normal[0], 0))
+            i0 = int(np.floor(fx))
+            f = fx - i0
+            for i, wt in ((i0, 1 - f), (i0 + 1, f)):
+                if 0 <= i < nx and wt > 0:
+                    weights[i] = weights.get(i, 0.0) + w * wt
+        plane = np.zeros((nz, ny), np.float32)
+        for i, wt in weights.items():
+            plane += np.float32(wt) * self.plane_fn(i)
+        pts_r = g.origin[None, :] + np.arange(g.rows)[:, None] * g.dr * g.col_dir
+        pts_c = g.origin[None, :] + np.arange(g.cols)[:, None] * g.dc * g.row_dir
+        wz = _interp_matrix(grid.to_index(pts_r[:, 2], 1), nz)  # (rows, nz)
+        wy = _interp_matrix(grid.to_index(pts_c[:, 1], 2), ny)  # (cols, ny)
+        return wz @ plane @ wy.T
+
+    def _rowwise(self, g: SliceGeom) -> np.ndarray:
+        grid = self.grid
+        nx, nz, ny = grid.shape
+        acc = np.zeros((nx, g.rows), np.float32)
+        base = g.origin[None, :] + np.arange(g.rows)[:, None] * g.dr * g.col_dir  # (rows, 3)
+        for off, w in _PROFILE:
+            p = base + off * g.thickness * g.normal
+            fz = grid.to_index(p[:, 2], 1)
+            fy = grid.to_index(p[:, 1], 2)
+            z0 = np.floor(fz).astype(int)
+            y0 = np.floor(fy).astype(int)
+            az = (fz - z0).astype(np.float32)
+            ay = (fy - y0).astype(np.float32)
+            for dz, wz in ((0, 1 - az), (1, az)):
+                for dy, wy in ((0, 1 - ay), (1, ay)):
+                    iz, iy = z0 + dz, y0 + dy
+                    ok = (iz >= 0) & (iz < nz) & (iy >= 0) & (iy < ny)
+                    vals = np.zeros((nx, g.rows), np.float32)
+                    if ok.any():
+                        vals[:, ok] = self.gather_fn(iz[ok], iy[ok])
+                    acc += np.float32(w) * (wz * wy)[None, :] * vals
+        # along the row direction (patient x): one interpolation matrix
+        xs = g.origin[0] + np.arange(g.cols) * g.dc * g.row_dir[0]
+        wx = _interp_matrix(grid.to_index(xs, 0), nx)  # (cols, nx)
+        return (wx @ acc).T
+
+
+class Texture:
+    """Smooth random field (unit std) on the grid, evaluated lazily on planes and lines.
+
+    Stored at 1/4 resolution and interpolated, so it costs nothing to keep and gives
+    identical texture to every sequence of the study.
+    """
+
+    def __init__(self, grid: Grid, rng: np.random.Generator, factor: int = 4) -> None:
+        shp = tuple(s // factor + 2 for s in grid.shape)
+        lr = gaussian_filter(rng.standard_normal(shp).astype(np.float32), 0.8)
+        self.lr = lr / (lr.std() + 1e-6)
+        self.f = factor
+        nx, nz, ny = grid.shape
+        self.mx = _interp_matrix(np.arange(nx) / factor, shp[0])  # (nx, nxl)
+        self.mz = _interp_matrix(np.arange(nz) / factor, shp[1])  # (nz, nzl)
+        self.my = _interp_matrix(np.arange(ny) / factor, shp[2])  # (ny, nyl)
+
+    def plane(self, ix: int) -> np.ndarray:
+        lrp = np.tensordot(self.mx[ix], self.lr, axes=(0, 0))  # (nzl, nyl)
+        return self.mz @ lrp @ self.my.T
+
+    def gather(self, iz: np.ndarray, iy: np.ndarray) -> np.ndarray:
+        fz = iz / self.f
+        fy = iy / self.f
+        z0 = np.floor(fz).astype(int)
+        y0 = np.floor(fy).astype(int)
+        az = (fz - z0).astype(np.float32)
+        ay = (fy - y0).astype(np.float32)
+        lr = self.lr
+        v = (
+            lr[:, z0, y0] * ((1 - az) * (1 - ay))
+            + lr[:, z0 + 1, y0] * (az * (1 - ay))
+            + lr[:, z0, y0 + 1] * ((1 - az) * ay)
+            + lr[:, z0 + 1, y0 + 1] * (az * ay)
+        )  # (nxl, R)
+        return self.mx @ v
+
+
+def tissue_sampler(labels: np.ndarray, grid: Grid, lut: np.ndarray, tex_amp: np.ndarray, tex: Texture) -> VolumeSampler:
+    """Sampler of the signal lut[label] * (1 + tex_amp[label] * texture)."""
+
+    def plane(ix: int) -> np.ndarray:
+        lab = labels[ix]
+        return lut[lab] * (1.0 + tex_amp[lab] * tex.plane(ix))
+
+    def gather(iz: np.ndarray, iy: np.ndarray) -> np.ndarray:
+        lab = labels[:, iz, iy]
+        return lut[lab] * (1.0 + tex_amp[lab] * tex.gather(iz, iy))
+
+    return VolumeSampler(grid, plane, gather)
+
+
+def mask_sampler(grid: Grid, sl: tuple[slice, slice, slice], m: np.ndarray) -> VolumeSampler:
+    """Sampler of a boolean sub-box (a finding's voxels) embedded in the grid."""
+    nx, nz, ny = grid.shape
+    mf = m.astype(np.float32)
+
+    def plane(ix: int) -> np.ndarray:
+        out = np.zeros((nz, ny), np.float32)
+        if sl[0].start <= ix < sl[0].stop:
+            out[sl[1], sl[2]] = mf[ix - sl[0].start]
+        return out
+
+    def gather(iz: np.ndarray, iy: np.ndarray) -> np.ndarray:
+        out = np.zeros((nx, len(iz)), np.float32)
+        ok = (iz >= sl[1].start) & (iz < sl[1].stop) & (iy >= sl[2].start) & (iy < sl[2].stop)
+        if ok.any():
+            out[sl[0], ok] = mf[:, iz[ok] - sl[1].start, iy[ok] - sl[2].start]
+        return out
+
+    return VolumeSampler(grid, plane, gather)
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """Scanner imperfections applied after sampling (vendor-specific values)."""
+
+    noise: float  # Rician sigma relative to the series' reference signal
+    bias_len: float  # coil sensitivity decay length from the posterior coil, mm
+    bias_poly: float  # amplitude of the random smooth in-plane bias
+    acq_frac: float  # acquisition matrix / reconstruction matrix
+
+
+def degrade(
+    img: np.ndarray, g: SliceGeom, deg: Degradation, coil_y: float, ref: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Bias field (posterior spine coil) and Rician noise at the acquisition matrix."""
+    pts = g.pixel_points()  # (rows, cols, 3)
+    depth = np.clip(coil_y - pts[..., 1], 0, None)
+    bias = 0.25 + 0.75 * np.exp(-depth / deg.bias_len)
+    zc = (pts[..., 2] - g.center[2]) / 150.0
+    xc = (pts[..., 0] - g.center[0]) / 150.0
+    c = rng.normal(0, deg.bias_poly, 3)
+    bias = bias * (1 + c[0] * zc + c[1] * zc**2 + c[2] * xc)
+    bias /= 0.25 + 0.75 * np.exp(-60.0 / deg.bias_len)  # ~1 at the canal
+    ar = max(8, round(g.rows * deg.acq_frac))
+    ac = max(8, round(g.cols * deg.acq_frac))
+    n = rng.standard_normal((2, ar, ac)).astype(np.float32) * np.float32(deg.noise * ref)
+    wr = _interp_matrix(np.linspace(0, ar - 1, g.rows), ar)
+    wc = _interp_matrix(np.linspace(0, ac - 1, g.cols), ac)
+    # interpolation lowers the noise std; restore it so sigma means what it says
+    nr = wr @ n[0] @ wc.T
+    ni = wr @ n[1] @ wc.T
+    k = np.float32(deg.noise * ref / (nr.std() + 1e-9))
+    s = img * bias.astype(np.float32)
+    return np.sqrt((s + nr * k) ** 2 + (ni * k) ** 2)

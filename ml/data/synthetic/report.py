@@ -1,0 +1,236 @@
+"""Radiology report text that states what the ground truth says, in varied wording.
+
+Sections follow DESIGN.md §1. Phrasing is drawn from synonym banks, with negations,
+hedges for uncertain (-1) findings, "no significant change" comparisons, distractor
+sentences and incidental findings, so that label extraction and report generation have
+to understand the text rather than match one template. Disc terms follow Lumbar Disc
+Nomenclature 2.0 (bulge is not herniation; protrusion vs extrusion by shape).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ml.data.synthetic.findings import Finding, Patient
+
+_HEDGE = ("possible", "questionable", "equivocal", "suspected", "probable", "subtle, indeterminate")
+_SEV_WORD = {
+    "mild": ("mild", "slight", "mild"),
+    "moderate": ("moderate", "moderate", "moderate-grade"),
+    "severe": ("severe", "marked", "high-grade"),
+}
+
+
+class _Writer:
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def pick(self, *opts: str) -> str:
+        return str(opts[int(self.rng.integers(len(opts)))])
+
+    def sev(self, s: str) -> str:
+        return self.pick(*_SEV_WORD[s])
+
+    def side(self, side: str | None) -> str:
+        if side in ("left", "right"):
+            return side
+        return "bilateral" if side == "bilateral" else ""
+
+    def hedge(self) -> str:
+        return self.pick(*_HEDGE)
+
+
+def _by(findings: list[Finding], cond: str, level: str | None = None) -> list[Finding]:
+    return [f for f in findings if f.condition == cond and (level is None or f.level == level)]
+
+
+def _disc_line(w: _Writer, lv: str, fs: list[Finding], p: Patient) -> str:
+    parts: list[str] = []
+    hl = _by(fs, "disc_height_loss", lv)
+    g = p.degen.get(lv, 0.0)
+    if hl and hl[0].label == 1:
+        parts.append(
+            w.pick(
+                f"{w.sev(hl[0].severity)} disc height loss with desiccation",
+                f"{w.sev(hl[0].severity)} loss of disc height and T2 signal",
+                f"degenerative disc with {w.sev(hl[0].severity)} narrowing of the disc space",
+            )
+        )
+    elif hl:
+        parts.append(w.pick("possible minimal disc space narrowing", "borderline disc height, questionable early narrowing"))
+    elif g >= 0.45:
+        parts.append(w.pick("disc desiccation with preserved height", "mild desiccation, disc height maintained"))
+    hern = _by(fs, "disc_herniation", lv)
+    if hern:
+        h = hern[0]
+        typ = h.detail.get("type", "protrusion")
+        zone = h.detail.get("zone", "paracentral")
+        loc = "central" if h.side == "central" else f"{h.side} {zone}"
+        mig = h.detail.get("migration", "none")
+        if h.label == -1:
+            parts.append(w.pick(f"{w.hedge()} tiny {loc} protrusion versus annular bulge", f"tiny {loc} annular fissure, {w.hedge()} small protrusion"))
+        elif typ == "extrusion":
+            tail = f" with {mig} migration" if mig != "none" else ""
+            parts.append(w.pick(f"{loc} disc extrusion{tail}", f"{w.sev(h.severity)} {loc} extruded disc herniation{tail}", f"{loc} extrusion{tail} indenting the thecal sac"))
+        else:
+            parts.append(w.pick(f"{w.sev(h.severity)} {loc} disc protrusion", f"{loc} protrusion", f"broad-based {loc} protrusion contacting the ventral thecal sac"))
+    elif p.mods.bulge.get(lv, 0) > 1.5:
+        parts.append(w.pick("diffuse disc bulge", "circumferential disc bulge without focal herniation", "mild broad disc bulge"))
+    cs = _by(fs, "canal_stenosis", lv)
+    if cs:
+        c = cs[0]
+        if c.label == 1:
+            parts.append(w.pick(f"{w.sev(c.severity)} spinal canal stenosis", f"{w.sev(c.severity)} central canal narrowing", f"resulting in {w.sev(c.severity)} canal stenosis"))
+        else:
+            parts.append(w.pick("borderline canal narrowing", f"{w.hedge()} mild central stenosis"))
+    for f in _by(fs, "subarticular_stenosis", lv):
+        parts.append(w.pick(f"{w.sev(f.severity)} {f.side} subarticular (lateral recess) stenosis", f"narrowing of the {f.side} lateral recess ({f.severity})"))
+    for f in _by(fs, "foraminal_narrowing", lv):
+        parts.append(w.pick(f"{w.sev(f.severity)} {f.side} neural foraminal narrowing", f"{w.sev(f.severity)} {f.side} foraminal stenosis"))
+    for f in _by(fs, "synovial_cyst", lv):
+        parts.append(w.pick(f"{f.side} facet synovial cyst projecting into the canal", f"{f.side} juxtafacet (synovial) cyst"))
+    if not parts:
+        parts.append(w.pick("No disc bulge or herniation. No stenosis", "Normal", "Unremarkable disc. Canal and foramina patent", "No significant abnormality"))
+    s = "; ".join(parts)
+    return f"{lv}: {s[0].upper()}{s[1:]}."
+
+
+def write_report(rng: np.random.Generator, patient: Patient, region: str, levels: tuple[str, ...], series_desc: list[str], comparison: bool) -> str:
+    """The full report text for one study."""
+    w = _Writer(rng)
+    fs = patient.findings
+    pos = [f for f in fs if f.label != 0]
+    hist = w.pick(
+        f"{patient.age}-year-old {'female' if patient.sex == 'F' else 'male'} with {'low back' if region == 'lumbar' else 'neck' if region == 'cervical' else 'mid back'} pain",
+        f"{'Radiculopathy' if region != 'thoracic' else 'Thoracic pain'}; {patient.age} {'F' if patient.sex == 'F' else 'M'}",
+        "Pain, evaluate for disc herniation" if region != "thoracic" else "Back pain, rule out fracture",
+        "Known malignancy, evaluate for metastatic disease" if any(f.condition == "osseous_lesion" for f in pos) else "Chronic pain, failed conservative therapy",
+    )
+    lines = [f"CLINICAL HISTORY: {hist}."]
+    tech = ", ".join(series_desc)
+    lines.append(f"TECHNIQUE: Multiplanar multisequence MRI of the {region} spine without contrast ({tech})." if not any("+C" in d or "post" in d.lower() or "GD" in d for d in series_desc) else f"TECHNIQUE: Multiplanar MRI of the {region} spine before and after intravenous gadolinium ({tech}).")
+    lines.append("COMPARISON: " + (w.pick("Prior MRI of 2 years earlier.", "Radiographs from last year.") if comparison else "None."))
+    # alignment
+    sl = _by(fs, "spondylolisthesis")
+    if sl:
+        a = "; ".join(f"grade {f.detail.get('grade', 1)} {f.detail.get('kind', 'degenerative')} anterolisthesis of {f.level.split('-')[0]} on {f.level.split('-')[1] if f.level.split('-')[1][0].isalpha() else f.level[0] + f.level.split('-')[1]} ({f.detail.get('mm', 0):.0f} mm)" for f in sl)
+        lines.append(f"ALIGNMENT: {a[0].upper()}{a[1:]}.")
+    else:
+        lines.append("ALIGNMENT: " + w.pick("Normal alignment.", "Preserved alignment. No spondylolisthesis.", "Maintained lordosis without listhesis." if region != "thoracic" else "Normal kyphosis without listhesis."))
+    pars = _by(fs, "pars_defect")
+    if pars:
+        p0 = pars[0]
+        side = "bilateral" if p0.side == "bilateral" else p0.side
+        txt = f"{side} pars interarticularis defects at {p0.level} (spondylolysis)" if p0.label == 1 else f"{w.hedge()} {side} pars defect at {p0.level}; CT could confirm"
+        lines[-1] += f" {txt[0].upper()}{txt[1:]}."
+    # bones
+    bone: list[str] = []
+    for f in _by(fs, "compression_deformity"):
+        pct = {"mild": "less than 25%", "moderate": "approximately 30%", "severe": "more than 40%"}[f.severity]
+        if f.detail.get("acute"):
+            bone.append(w.pick(f"Acute {f.severity} compression fracture of {f.level} with {pct} anterior height loss and marrow edema", f"{f.level} superior endplate fracture, acute, with {pct} loss of height and bone marrow edema"))
+        else:
+            bone.append(w.pick(f"Chronic {f.severity} wedge compression deformity of {f.level} ({pct} height loss) without marrow edema", f"Old {f.level} compression deformity with {pct} height loss, no edema to suggest acuity"))
+    for f in _by(fs, "marrow_edema"):
+        if f.detail.get("cause") == "stress":
+            bone.append(f"{w.hedge().capitalize()} faint marrow edema in {f.level}" if f.label == -1 else w.pick(f"Bone marrow edema in the {f.level} vertebral body without fracture line", f"STIR hyperintense marrow edema within {f.level}"))
+    for f in _by(fs, "endplate_inflammation"):
+        if f.detail.get("modic") == 1:
+            bone.append(w.pick(f"Modic type 1 endplate changes at {f.level}", f"Inflammatory (Modic 1) endplate edema at {f.level}"))
+        else:
+            bone.append(w.pick(f"Modic type 2 (fatty) endplate changes at {f.level}", f"Fatty degenerative endplate marrow at {f.level}, no edema"))
+    for f in _by(fs, "hemangioma"):
+        if f.detail.get("focal_fat"):
+            bone.append(w.pick(f"Focal fatty marrow in {f.level}, a normal variant", f"Small focus of fatty marrow in {f.level}"))
+        elif f.label == -1:
+            bone.append(f"Small T2 hyperintense lesion in {f.level}, {w.hedge()} atypical hemangioma")
+        else:
+            bone.append(w.pick(f"Typical hemangioma in the {f.level} vertebral body", f"{f.level} vertebral body hemangioma (T1 and T2 hyperintense)", f"Benign-appearing hemangioma at {f.level}"))
+    for f in _by(fs, "osseous_lesion"):
+        site = "pedicle" if f.detail.get("site") == "pedicle" else "vertebral body"
+        if f.label == -1:
+            bone.append(f"Small indeterminate T1 hypointense focus in the {f.level} {site}; {w.hedge()} metastasis, follow-up suggested")
+        else:
+            bone.append(w.pick(f"T1 hypointense, STIR hyperintense lesion in the {f.level} {site}, suspicious for metastasis", f"Suspicious osseous lesion replacing marrow in {f.level} ({site}), concerning for metastatic disease"))
+    for f in _by(fs, "acute_fracture"):
+        if not any(g.detail.get("acute") for g in _by(fs, "compression_deformity")):
+            bone.append(f"Acute fracture of {f.level}")
+    if not bone:
+        bone.append(w.pick("Normal marrow signal. Vertebral body heights are maintained.", "No fracture or suspicious marrow lesion.", "Vertebral heights preserved; marrow signal unremarkable."))
+    lines.append("VERTEBRAL BODIES/MARROW: " + " ".join(b if b.endswith(".") else b + "." for b in bone))
+    # discs
+    lines.append("DISCS:")
+    for lv in levels:
+        lines.append("  " + _disc_line(w, lv, fs, patient))
+    # canal
+    canal: list[str] = []
+    for f in _by(fs, "epidural_lipomatosis"):
+        lvs = f.detail.get("levels", [f.level])
+        canal.append(w.pick(f"Epidural lipomatosis from {lvs[0]} to {lvs[-1]} narrowing the thecal sac", f"Excess epidural fat ({f.severity} epidural lipomatosis) at {', '.join(lvs)}"))
+    worst = [f for f in _by(fs, "canal_stenosis") if f.label == 1]
+    if worst:
+        canal.append("Canal stenosis as detailed above, most pronounced at " + max(worst, key=lambda f: ("mild", "moderate", "severe").index(f.severity)).level)
+    if not canal:
+        canal.append(w.pick("No spinal canal stenosis.", "The spinal canal is capacious.", "Canal patent at all levels."))
+    lines.append("SPINAL CANAL: " + " ".join(c if c.endswith(".") else c + "." for c in canal))
+    fo = [f for f in _by(fs, "foraminal_narrowing")]
+    lines.append("NEURAL FORAMINA: " + ("Foraminal narrowing as described above." if fo else w.pick("Patent.", "No significant foraminal narrowing.", "Neural foramina widely patent.")))
+    # cord
+    cord: list[str] = []
+    if region == "lumbar":
+        cord.append(w.pick("The conus terminates normally at L1.", "Conus medullaris normal in position and signal.", "Normal conus at the L1 level."))
+    else:
+        cord.append(w.pick("Normal cord signal and caliber.", "No cord signal abnormality."))
+    for f in _by(fs, "intradural_lesion"):
+        kind = f.detail.get("kind", "extramedullary")
+        if kind == "intramedullary":
+            cord.append(f"Expansile intramedullary lesion at the {f.level} level, differential includes ependymoma or astrocytoma")
+        else:
+            cord.append(w.pick(f"Intradural extramedullary mass at {f.level}, likely schwannoma or meningioma", f"Well-circumscribed intradural lesion at the {f.level} level displacing the {'nerve roots' if region == 'lumbar' else 'cord'}"))
+    for f in _by(fs, "perineural_cyst"):
+        where = "in the sacral canal at S2" if f.level.startswith("S") else f"along the {f.side} {f.level} root"
+        cord.append(w.pick(f"Perineural (Tarlov) cyst {where}", f"{f.side.capitalize() if f.side else ''} Tarlov cyst {where}".strip()))
+    lines.append("CORD/CONUS/CAUDA EQUINA: " + " ".join(c if c.endswith(".") else c + "." for c in cord))
+    para = [w.pick("Paraspinal soft tissues unremarkable.", "No paraspinal abnormality.", "Paraspinal musculature normal.")]
+    if rng.random() < 0.3:
+        para.append(w.pick("Incidental simple renal cyst." if region == "lumbar" else "Incidental thyroid nodule, nonspecific." if region == "cervical" else "Small incidental hiatal hernia.", "Mild fatty atrophy of the paraspinal muscles."))
+    lines.append("PARASPINAL/OTHER: " + " ".join(para))
+    # impression
+    imp: list[str] = []
+    order = ["acute_fracture", "osseous_lesion", "intradural_lesion", "disc_herniation", "canal_stenosis", "subarticular_stenosis", "foraminal_narrowing", "spondylolisthesis", "pars_defect", "compression_deformity", "marrow_edema", "endplate_inflammation", "synovial_cyst", "epidural_lipomatosis", "disc_height_loss", "hemangioma", "perineural_cyst"]
+    for cond in order:
+        group = [f for f in fs if f.condition == cond and f.label != 0]
+        if not group:
+            continue
+        certain = [f for f in group if f.label == 1]
+        lvs = ", ".join(sorted({f.level for f in group}))
+        name = {
+            "acute_fracture": "Acute vertebral fracture",
+            "osseous_lesion": "Osseous lesion suspicious for metastasis",
+            "intradural_lesion": "Intradural lesion, MRI with contrast recommended",
+            "disc_herniation": "Disc herniation",
+            "canal_stenosis": "Spinal canal stenosis",
+            "subarticular_stenosis": "Subarticular recess stenosis",
+            "foraminal_narrowing": "Neural foraminal narrowing",
+            "spondylolisthesis": "Spondylolisthesis",
+            "pars_defect": "Pars interarticularis defect",
+            "compression_deformity": "Vertebral compression deformity",
+            "marrow_edema": "Bone marrow edema",
+            "endplate_inflammation": "Modic type 1 endplate changes",
+            "synovial_cyst": "Facet synovial cyst",
+            "epidural_lipomatosis": "Epidural lipomatosis",
+            "disc_height_loss": "Degenerative disc disease with disc height loss",
+            "hemangioma": "Vertebral hemangioma",
+            "perineural_cyst": "Tarlov cyst",
+        }[cond]
+        if certain:
+            imp.append(f"{name} at {lvs}.")
+        else:
+            imp.append(f"{w.hedge().capitalize()} {name[0].lower()}{name[1:]} at {lvs}; clinical correlation.")
+    if comparison and rng.random() < 0.5:
+        imp.append(w.pick("No significant change compared to prior.", "Otherwise stable appearance since the prior study."))
+    if not imp:
+        imp.append(w.pick("No acute abnormality.", f"Normal MRI of the {region} spine.", "No significant degenerative or destructive process."))
+    lines.append("IMPRESSION:")
+    lines.extend(f"{i}. {t}" for i, t in enumerate(imp, 1))
+    return "\n".join(lines) + "\n"

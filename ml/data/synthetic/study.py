@@ -1,0 +1,238 @@
+"""Generate one synthetic study end to end: patient → anatomy → series → DICOM + truth.
+
+Everything random flows from ``SeedSequence([seed, index])`` split into independent
+streams (anatomy, texture/noise, report), so a study does not depend on which worker
+made it or on the other studies, and the same seed reproduces identical bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.data.manifest import SeriesEntry, StudyEntry
+from ml.data.synthetic.anatomy import Spine, build_labels, sample_spine
+from ml.data.synthetic.dicom_writer import StudyInfo, uid, write_series
+from ml.data.synthetic.findings import Patient, labels_from_findings, rsna_grades, sample_patient
+from ml.data.synthetic.ground_truth import key_slices
+from ml.data.synthetic.lesions import paint_findings
+from ml.data.synthetic.physics import DEFAULT_SERIES, SERIES_KEYS, protocol, signal_lut
+from ml.data.synthetic.render import Stack, Texture, degrade, plan_axial, plan_sagittal, tissue_sampler
+from ml.data.synthetic.report import write_report
+from ml.data.synthetic.tissues import T, relax_table
+from ml.data.synthetic.vendors import vendor
+
+GENERATOR_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Parameters of one study (the CLI builds one per index)."""
+
+    seed: int
+    index: int
+    region: str = "lumbar"
+    vendor: str = "GE"
+    cohort: str = "general"
+    series: tuple[str, ...] = DEFAULT_SERIES
+    fast: bool = False
+    matrix_scale: float = 1.0
+    prevalence: str = "realistic"
+    force: tuple[str, ...] = ()
+    id_prefix: str = "SYN"
+
+    @property
+    def patient_key(self) -> str:
+        return f"{self.id_prefix}-{self.index + 1:04d}"
+
+
+@dataclass
+class RenderedSeries:
+    key: str
+    description: str
+    plane: str
+    sequence_class: str
+    uid: str
+    folder: str
+    stack: Stack
+    sops: list[str]
+    pixels: np.ndarray | None = None  # kept only when asked (contact sheets, tests)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Study:
+    config: StudyConfig
+    patient: Patient
+    spine: Spine
+    labels_volume: np.ndarray
+    series: list[RenderedSeries]
+    entry: StudyEntry
+    truth: dict[str, Any]
+
+
+def _plan(sp: Spine, cfg: StudyConfig, rng: np.random.Generator) -> tuple[Stack, Stack]:
+    spec = sp.region
+    ven = vendor(cfg.vendor)
+    if cfg.fast:
+        sag_m, ax_m, n_sag, thick, per = 128, 96, 9, spec.sag_thickness * 1.5, 2
+    else:
+        sag_m = int(round(ven.sag_matrix * cfg.matrix_scale / 16) * 16)
+        ax_m = int(round(ven.ax_matrix * cfg.matrix_scale / 16) * 16)
+        n_sag, thick, per = spec.sag_slices + (2 if ven.key == "Philips" else 0), spec.sag_thickness, spec.ax_per_disc
+    x0 = float(rng.normal(0, 1.5))
+    sag = plan_sagittal(sp.grid, spec.fov_sag, sag_m, n_sag, thick, spec.sag_gap, x0)
+    if not ven.sag_right_to_left:
+        sag.slices.reverse()
+    centers = []
+    for d in sp.discs:
+        if d.fused or d.name not in spec.levels():
+            continue
+        tg, _ = sp.curve.frame(d.s)
+        tilt = np.deg2rad(rng.normal(0, 2.0))
+        ny, nz = -tg[0], -tg[1]
+        ny, nz = ny * np.cos(tilt) - nz * np.sin(tilt), ny * np.sin(tilt) + nz * np.cos(tilt)
+        p = sp.patient_point(d.s + rng.normal(0, 0.5), 4.0)
+        centers.append((d.name, p, np.array([0.0, ny, nz])))
+    ax = plan_axial(centers, spec.fov_ax, ax_m, per, spec.ax_thickness, 0.4)
+    return sag, ax
+
+
+def _to_stored(stack: np.ndarray, target: float, slope: float | None, bits: int) -> np.ndarray:
+    """Scanner-like auto-scaling of a float series into unsigned integers."""
+    sub = stack[:, ::4, ::4]
+    p = float(np.percentile(sub, 99.5)) or 1.0
+    scale = target / p / (slope or 1.0)
+    return np.clip(np.rint(stack * scale), 0, 2**bits - 1).astype(np.uint16)
+
+
+def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = False) -> Study:
+    """Generate (and, if out_root is given, write) one study.
+
+    out_root is the dataset folder: files go to ``out_root/studies/<patient_key>/``.
+    """
+    for key in cfg.series:
+        if key not in SERIES_KEYS:
+            raise ValueError(f"unknown series {key!r}; known: {', '.join(SERIES_KEYS)}")
+    ven = vendor(cfg.vendor)
+    ss = np.random.SeedSequence([cfg.seed, cfg.index])
+    rng_a, rng_t, rng_r, rng_n = (np.random.default_rng(s) for s in ss.spawn(4))
+    patient = sample_patient(rng_a, cfg.region, cfg.cohort, cfg.prevalence, cfg.force)
+    voxel = 2.4 if cfg.fast else 1.2
+    sp = sample_spine(rng_a, cfg.region, patient.age, patient.mods, voxel)
+    labels = build_labels(sp)
+    paint_findings(sp, labels, patient.findings, rng_a)
+    tab = relax_table(sp.marrow_ff, ven.field_t)
+    tex = Texture(sp.grid, rng_t)
+    tex_amp = tab["tex"].astype(np.float32)
+    sag, ax = _plan(sp, cfg, rng_a)
+    coil_y = float(sp.patient_point(sp.verts[len(sp.verts) // 2].s, sp.verts[0].canal_ap + sp.muscle + sp.back_fat)[1])
+
+    key = cfg.patient_key
+    study_uid = uid(cfg.seed, cfg.index, "study", cfg.id_prefix)
+    d0 = date(2021, 1, 4) + timedelta(days=int(rng_r.integers(0, 1400)))
+    info = StudyInfo(
+        study_uid=study_uid,
+        frame_uid=uid(cfg.seed, cfg.index, "frame", cfg.id_prefix),
+        patient_name=f"SYNTHETIC^SPINE{cfg.index + 1:04d}",
+        patient_id=key,
+        birth_date=f"{d0.year - patient.age}0101",
+        sex=patient.sex,
+        age=patient.age,
+        study_date=d0.strftime("%Y%m%d"),
+        study_time=f"{int(rng_r.integers(7, 19)):02d}{int(rng_r.integers(0, 60)):02d}00",
+        accession=f"SYNACC{cfg.seed % 1000:03d}{cfg.index + 1:05d}",
+        study_id=str(cfg.index + 1),
+        description=f"MRI {cfg.region.upper()} SPINE",
+        weight_kg=round(float(rng_r.normal(78, 14)), 1),
+    )
+    root = Path("studies") / key
+    series: list[RenderedSeries] = []
+    for n, skey in enumerate(cfg.series, 1):
+        seq = protocol(skey, ven.te_scale, ven.tr_scale)
+        lut = signal_lut(tab, seq)
+        sampler = tissue_sampler(labels, sp.grid, lut, tex_amp, tex)
+        stack = sag if seq.plane == "sagittal" else ax
+        ref = float(max(lut[T.CSF], lut[T.FAT], lut[T.MARROW], lut[T.MUSCLE]))
+        imgs = np.stack([degrade(sampler.slice(g), g, ven.degradation, coil_y, ref, rng_n) for g in stack.slices])
+        bits = 16 if ven.key == "Philips" else 12
+        stored = _to_stored(imgs, ven.target, ven.rescale_slope, bits)
+        desc = ven.descriptions[skey]
+        s_uid = uid(cfg.seed, cfg.index, "series", skey, cfg.id_prefix)
+        folder = f"{n:02d}_{skey}"
+        sops = (
+            write_series(out_root / root / folder, stored, stack.slices, seq, ven, info, s_uid, n, desc)
+            if out_root is not None
+            else [uid(s_uid, k) for k in range(len(stack.slices))]
+        )
+        meta = {"tr": seq.tr, "te": seq.te, "ti": seq.ti, "fat_sat": seq.fat_sat, "contrast": seq.contrast}
+        series.append(
+            RenderedSeries(skey, desc, seq.plane, seq.sequence_class, s_uid, folder, stack, sops, stored if keep_pixels else None, meta)
+        )
+
+    findings_json = []
+    for f in patient.findings:
+        fj = f.to_json()
+        fj["key_slices"] = {s.key: key_slices(sp.grid, f, s.stack.slices, s.sops) for s in series}
+        fj["voxels"] = f.mask.voxel_count() if f.mask is not None else 0
+        findings_json.append(fj)
+    labels_ = labels_from_findings(patient.findings)
+    levels = sp.region.levels()
+    report = write_report(rng_r, patient, cfg.region, levels, [s.description for s in series], bool(rng_r.random() < 0.3))
+    truth: dict[str, Any] = {
+        "generator": {"name": "spinereview-synth", "version": GENERATOR_VERSION, "seed": cfg.seed, "index": cfg.index, "fast": cfg.fast, "voxel_mm": voxel},
+        "study_uid": study_uid,
+        "patient_key": key,
+        "vendor": ven.key,
+        "manufacturer": ven.manufacturer,
+        "cohort": cfg.cohort,
+        "region": cfg.region,
+        "age": patient.age,
+        "sex": patient.sex,
+        "labels": labels_,
+        "degeneration": {k: round(v, 3) for k, v in patient.degen.items()},
+        "findings": findings_json,
+        "series": [
+            {
+                "key": s.key,
+                "series_uid": s.uid,
+                "folder": s.folder,
+                "description": s.description,
+                "plane": s.plane,
+                "sequence_class": s.sequence_class,
+                "n_slices": len(s.stack.slices),
+                "rows": s.stack.slices[0].rows,
+                "cols": s.stack.slices[0].cols,
+                "slice_levels": [g.level for g in s.stack.slices] if s.plane == "axial" else None,
+                **s.meta,
+            }
+            for s in series
+        ],
+    }
+    if cfg.region == "lumbar":
+        truth["rsna"] = rsna_grades(patient.findings, levels)
+    entry = StudyEntry(
+        study_uid=study_uid,
+        patient_key=key,
+        series=[
+            SeriesEntry(series_uid=s.uid, path=str(root / s.folder), description=s.description, sequence_class=s.sequence_class, plane=s.plane)
+            for s in series
+        ],
+        root=str(root),
+        vendor=ven.key,
+        cohort=cfg.cohort,
+        region=cfg.region,
+        report=report,
+        labels=labels_,
+        ground_truth=str(root / "ground_truth.json"),
+    )
+    if out_root is not None:
+        (out_root / root).mkdir(parents=True, exist_ok=True)
+        (out_root / root / "ground_truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True), encoding="utf-8")
+        (out_root / root / "report.txt").write_text(report, encoding="utf-8")
+    return Study(cfg, patient, sp, labels, series, entry, truth)
