@@ -55,6 +55,8 @@ class StudyBatchOutput:
     slice_weights: list[list[torch.Tensor]]  # per study, per series: [S] MIL attention
     routes: list[list[str]]  # per study, per series: which encoder/route produced it
     route_weights: list[list[torch.Tensor | None]]  # synthesizer weights [S, depth+2, 2] or None
+    text: torch.Tensor | None = None  # [B, E] projected report features, when given
+    logit_scale: torch.Tensor | None = None  # scalar: exp of the learned inverse temperature
 
 
 class SpineFM(nn.Module):
@@ -110,8 +112,12 @@ class SpineFM(nn.Module):
         return self.text_proj(text_features)
 
     # -- studies ---------------------------------------------------------------------------------
-    def forward(self, studies: list[StudyData], chunk: int = 256) -> StudyBatchOutput:
-        """Encode a batch of studies: all slices of a class in large batches, then pool."""
+    def forward(
+        self, studies: list[StudyData], text_features: torch.Tensor | None = None, chunk: int = 256
+    ) -> StudyBatchOutput:
+        """Encode a batch of studies (all slices of a class in large batches, then pool) and,
+        optionally, their reports' frozen text features [B, text_dim]. Everything trainable is
+        touched inside ``forward`` so that DDP tracks it."""
         device = self.text_proj.weight.device
         items = [(si, ri, s) for si, st in enumerate(studies) for ri, s in enumerate(st.series)]
         series_emb: dict[tuple[int, int], torch.Tensor] = {}
@@ -157,6 +163,8 @@ class SpineFM(nn.Module):
             slice_weights=[[slice_w[k] for k in ks] for ks in keys],
             routes=[[self.route(s.sequence_class) for s in st.series] for st in studies],
             route_weights=[[route_w[k] for k in ks] for ks in keys],
+            text=None if text_features is None else self.encode_text(text_features.to(device)),
+            logit_scale=self.contrastive.scale,
         )
 
     def freeze_encoders(self, frozen: bool = True) -> None:

@@ -82,11 +82,10 @@ class AlignTask:
 
     def step(self, model: nn.Module, batch: list, step: int) -> StepResult:
         core: SpineFM = unwrap(model)
-        out = model(batch)
-        txt = core.encode_text(self.text([st.report for st in batch]))  # [B, E]
+        out = model(batch, self.text([st.report for st in batch]))  # text: [B, E]
         losses = {}
         for key in self.cfg.align_keys:
-            losses[key] = core.contrastive(out.case[key], txt, out.valid[key])
+            losses[key] = core.contrastive(out.case[key], out.text, out.valid[key], out.logit_scale)
         loss = sum(losses.values()) / len(losses)
         metrics = {f"nce_{k}": v.item() for k, v in losses.items()}
         metrics["temperature"] = 1.0 / core.contrastive.scale.item()

@@ -4,7 +4,9 @@ Paper: Radford et al., "Learning Transferable Visual Models From Natural Languag
 (CLIP, 2021); InfoNCE from van den Oord et al. 2018. Each image embedding must pick its own
 report among all reports of the (global) batch, and each report its own image. Larger batches
 give harder negatives, hence the all-gather under DDP: the local part keeps its gradient, the
-remote parts are constants (the open_clip "local loss" scheme).
+remote parts are constants. Every rank evaluates all W*B query rows, so the gradient reaching its
+own embeddings is exactly that of the full-batch loss (``local_loss=True`` evaluates only the
+local rows: cheaper, but drops the gradient of local embeddings as other ranks' negatives).
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ def infonce(
 class ClipLoss(nn.Module):
     """Holds the learnable temperature; gathers embeddings from all ranks in ``forward``."""
 
-    def __init__(self, init_temperature: float = 0.07, max_scale: float = 100.0) -> None:
+    def __init__(self, init_temperature: float = 0.07, max_scale: float = 100.0, local_loss: bool = False) -> None:
         super().__init__()
+        self.local_loss = local_loss
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
         self.max_scale = max_scale
 
@@ -62,8 +65,17 @@ class ClipLoss(nn.Module):
     def scale(self) -> torch.Tensor:
         return self.log_scale.exp().clamp(max=self.max_scale)
 
-    def forward(self, img: torch.Tensor, txt: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """img, txt: [B, E] local (unnormalised ok); valid: [B] bool. Same B on every rank."""
+    def forward(
+        self,
+        img: torch.Tensor,
+        txt: torch.Tensor,
+        valid: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """img, txt: [B, E] local (unnormalised ok); valid: [B] bool. Same B on every rank.
+        ``scale``: the temperature's exp as computed inside a DDP-wrapped forward (so that DDP
+        sees the parameter used); defaults to this module's own."""
+        scale = self.scale if scale is None else scale
         b = img.shape[0]
         img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
         if valid is None:
@@ -71,4 +83,6 @@ class ClipLoss(nn.Module):
         all_img = all_gather_with_grad(img)  # [W*B, E]
         all_txt = all_gather_with_grad(txt)
         all_valid = all_gather_with_grad(valid.to(torch.uint8)).bool()  # gloo has no bool
-        return infonce(all_img, all_txt, self.scale, all_valid, row_offset=get_rank() * b, n_rows=b)
+        if self.local_loss:
+            return infonce(all_img, all_txt, scale, all_valid, row_offset=get_rank() * b, n_rows=b)
+        return infonce(all_img, all_txt, scale, all_valid)

@@ -141,10 +141,8 @@ def test_conditioned_router_can_route_inputs_differently():
 def _studies():
     rng = np.random.default_rng(0)
     px = lambda n: rng.random((n, 96, 96), dtype=np.float32)  # noqa: E731
-    return [
-        StudyData("1", "p1", [SeriesData("a", "T1", px(3)), SeriesData("b", "T2", px(2)), SeriesData("c", "other", px(2))], "r1"),
-        StudyData("2", "p2", [SeriesData("d", "T2", px(4))], "r2"),
-    ]  # fmt: skip
+    first = [SeriesData("a", "T1", px(3)), SeriesData("b", "T2", px(2)), SeriesData("c", "other", px(2))]
+    return [StudyData("1", "p1", first, "r1"), StudyData("2", "p2", [SeriesData("d", "T2", px(4))], "r2")]
 
 
 def test_spinefm_forward_gives_case_embeddings_per_class_and_routes():
