@@ -106,9 +106,7 @@ class Spine:
         return np.array([x, y + v * n[0], z + v * n[1]])
 
 
-def sample_spine(
-    rng: np.random.Generator, region: str, age: float, mods: AnatomyMods, voxel: float
-) -> Spine:
+def sample_spine(rng: np.random.Generator, region: str, age: float, mods: AnatomyMods, voxel: float) -> Spine:
     """Draw individual anatomy (size, curvature, habitus) and lay it out along a curve."""
     spec = REGION_SPECS[region]
     size = float(np.clip(rng.normal(1.0, 0.05), 0.88, 1.12))
@@ -249,29 +247,35 @@ def _soft_tissue(sp: Spine, fr: Frame, labels: np.ndarray) -> None:
         front, half_w = -d0 - 48.0, 62.0
     else:
         front, half_w = -d0 - 175.0, 160.0
-    v_skin = v_back - b.x**2 / (2 * 170.0)  # back curves forward laterally
-    v_front = front + b.x**2 / (2 * 260.0)
-    inside = (b.v <= v_skin) & (b.v >= v_front) & (np.abs(b.x) <= half_w)
+    # Inequalities are arranged as (2-D in z,y) vs (1-D in x) so that each costs a
+    # single full-volume comparison.
+    xq_back = -(b.x**2) / (2 * 170.0)  # (nx,1,1): back curves forward laterally
+    xq_front = b.x**2 / (2 * 260.0)
+    rel_back = b.v - v_back  # (1,nz,ny)
+    xin = np.abs(b.x) <= half_w
+    inside = (rel_back <= xq_back) & (b.v >= front + xq_front) & xin
     if spec.anterior == "neck":  # shoulders below C7
         s_c7 = sp.vert("C7").s
-        wide = (b.s > s_c7 + 10) & (b.v <= v_skin) & (b.v >= -d0 - 90)
+        wide = (b.s > s_c7 + 10) & (b.v >= -d0 - 90) & (rel_back <= xq_back)
         inside = inside | wide
     _paint(labels, b, inside, T.FAT)
     fat = sp.back_fat
-    core = (b.v <= v_skin - fat) & (b.v >= v_front + 0.5 * fat) & (np.abs(b.x) <= half_w - fat)
+    core = (rel_back + fat <= xq_back) & (b.v - 0.5 * fat >= front + xq_front) & (np.abs(b.x) <= half_w - fat)
     default = {"abdomen": T.VISCERA, "neck": T.MUSCLE, "chest": T.LUNG}[spec.anterior]
     _paint(labels, b, core, default)
     # paraspinal muscles: multifidus + erector spinae as a rounded mass each side, and in
     # the abdomen psoas / quadratus lumborum lateral to the bodies
     xm = {"abdomen": 78.0, "neck": 50.0, "chest": 75.0}[spec.anterior]
-    v_top = v_skin - fat
-    vm = 0.5 * (v_top + 0.0)
+    v_top = v_back - fat  # (1,nz,ny)
+    vm = 0.5 * v_top
     rv = 0.5 * (v_top + 0.3 * d0)
-    musc = core & ((((b.v - vm) / rv) ** 2 + ((np.abs(b.x) - 0.42 * xm) / (0.62 * xm)) ** 2) <= 1)
-    musc |= core & (b.v > -0.3 * d0) & (b.v < cd) & (np.abs(b.x) < xm * 0.9)
+    ell = ((b.v - vm) / rv) ** 2 + ((np.abs(b.x) - 0.42 * xm) / (0.62 * xm)) ** 2 <= 1
+    near = (b.v > -0.3 * d0) & (b.v < cd)
+    musc = core & (ell | (near & (np.abs(b.x) < xm * 0.9)))
     _paint(labels, b, musc, T.MUSCLE)
     # thin intermuscular fat plane between multifidus and longissimus
-    plane = musc & (np.abs(np.abs(b.x) - 28.0 - 0.15 * b.v) < 0.9) & (b.v > cd + 8) & (b.v < v_top - 4)
+    band = (b.v > cd + 8) & (b.v < v_top - 4)
+    plane = musc & (np.abs(np.abs(b.x) - 28.0 - 0.15 * b.v) < 0.9) & band
     _paint(labels, b, plane, T.FAT)
 
 
@@ -332,8 +336,10 @@ def _canal(sp: Spine, fr: Frame, labels: np.ndarray) -> None:
     taper = np.clip((tip - b.s) / 22.0, 0, 1) ** 0.6
     conus_bulge = 1 + 0.25 * np.exp(-(((b.s - (tip - 30)) / 12.0) ** 2)) if spec.conus else 1.0
     vcord = vc - 0.04 * cd
-    cord = (((b.v - vcord) / (cord_ap / 2 * taper * conus_bulge + 1e-3)) ** 2
-            + (b.x / (cord_w / 2 * taper * conus_bulge + 1e-3)) ** 2) <= 1
+    cord = (
+        ((b.v - vcord) / (cord_ap / 2 * taper * conus_bulge + 1e-3)) ** 2
+        + (b.x / (cord_w / 2 * taper * conus_bulge + 1e-3)) ** 2
+    ) <= 1
     cord &= in_sac & (b.s < tip)
     _paint(labels, b, cord, T.CORD)
     sp.masks["cord"] = Mask.from_block(b, cord)
@@ -433,23 +439,42 @@ def _vertebra(sp: Spine, fr: Frame, labels: np.ndarray, v: Vertebra, i: int) -> 
     tp_len = {"lumbar": 24.0, "thoracic": 18.0, "cervical": 9.0}[sp.region.name]
     if v.name.startswith("T"):
         tp_len = 18.0
-    tp = ((np.abs(pu) <= 4.5) & (np.abs(b.v - cd * 0.35) <= 4.0) & (np.abs(b.x) > cw / 2) & (np.abs(b.x) < cw / 2 + tp_len))
+    tp = (
+        (np.abs(pu) <= 4.5)
+        & (np.abs(b.v - cd * 0.35) <= 4.0)
+        & (np.abs(b.x) > cw / 2)
+        & (np.abs(b.x) < cw / 2 + tp_len)
+    )
     sap = ((u + v.h / 2 + 2) / 8.5) ** 2 + ((b.v - cd * 0.7) / 5.5) ** 2 + ((np.abs(b.x) - ped_x - 1.5) / 5.0) ** 2 <= 1
     iap = ((u - v.h / 2 - 2.5) / 8.5) ** 2 + ((b.v - cd - 3.0) / 5.5) ** 2 + ((np.abs(b.x) - ped_x) / 5.0) ** 2 <= 1
     post = pedicle | lamina | spinous | tp | sap | iap
     if v.sacral:  # fused sacral arch and lateral masses
         ala_w = {"S1": 55.0, "S2": 45.0, "S3": 33.0, "S4": 22.0, "S5": 14.0}.get(v.name, 15.0)
-        mass = (np.abs(u) <= v.h / 2 + 1.5) & (b.v > -v.depth * 0.85) & (b.v < cd + 7) & (np.abs(b.x) < ala_w - 0.004 * b.v**2)
+        mass = (
+            (np.abs(u) <= v.h / 2 + 1.5)
+            & (b.v > -v.depth * 0.85)
+            & (b.v < cd + 7)
+            & (np.abs(b.x) < ala_w - 0.004 * b.v**2)
+        )
         post = (mass & ~inner) | spinous | (sap if v.name == "S1" else False)
     if v.name == "C1":
         post = (outer & ~inner & (b.v > cd * 0.5) & (np.abs(u) <= 4.5)) | (
-            (np.abs(u) <= 6) & (b.v > -v.depth - 2) & (b.v < cd * 0.5) & (np.abs(b.x) > cw / 2 - 1) & (np.abs(b.x) < cw / 2 + 11)
+            (np.abs(u) <= 6)
+            & (b.v > -v.depth - 2)
+            & (b.v < cd * 0.5)
+            & (np.abs(b.x) > cw / 2 - 1)
+            & (np.abs(b.x) < cw / 2 + 11)
         )
     post &= ~(inner & (b.v > -0.5))  # never inside the canal
     _paint_bone(labels, b, body | post, vox)
     sp.masks[f"post:{v.name}"] = Mask.from_block(b, post)
     if v.sacral and v.name != "S5":  # anterior sacral foramina with their roots
-        fo = (np.abs(u - v.h / 2) < 4.5) & (np.abs(np.abs(b.x) - (cw / 2 + 9)) < 4.5) & (b.v > -v.depth * 0.6) & (b.v < 0)
+        fo = (
+            (np.abs(u - v.h / 2) < 4.5)
+            & (np.abs(np.abs(b.x) - (cw / 2 + 9)) < 4.5)
+            & (b.v > -v.depth * 0.6)
+            & (b.v < 0)
+        )
         _paint(labels, b, fo, T.FAT)
         _paint(labels, b, fo & (np.abs(u - v.h / 2) < 2) & (np.abs(np.abs(b.x) - (cw / 2 + 9)) < 2), T.NERVE)
 
@@ -519,7 +544,14 @@ def _extras(sp: Spine, fr: Frame, labels: np.ndarray) -> None:
         mediast = (np.abs(b.x) < 28) & body
         _paint(labels, b, mediast, T.FAT)
         _paint(labels, b, heart & body, T.MUSCLE)
-        _paint(labels, b, heart & body & (((b.s - s_t8) / 45.0) ** 2 + ((b.v + depth + 80) / 30.0) ** 2 + ((b.x - 15) / 38.0) ** 2 <= 1), T.VESSEL)
+        _paint(
+            labels,
+            b,
+            heart
+            & body
+            & (((b.s - s_t8) / 45.0) ** 2 + ((b.v + depth + 80) / 30.0) ** 2 + ((b.x - 15) / 38.0) ** 2 <= 1),
+            T.VESSEL,
+        )
         _paint(labels, b, aorta & body, T.VESSEL)
         _ribs(sp, fr, labels)
 

@@ -74,22 +74,39 @@ def generate_dataset(out: Path, cfgs: list[StudyConfig], workers: int = 1) -> li
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ml synth", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m ml synth", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--studies", type=int, default=8, help="number of studies (default 8)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed; same seed = identical bytes")
     p.add_argument("--out", type=Path, help="output folder (manifest.jsonl + studies/)")
     p.add_argument("--region", choices=sorted(REGION_SPECS), default="lumbar")
     p.add_argument("--vendors", default=",".join(VENDORS), help=f"comma list of {', '.join(VENDORS)} (rotated)")
-    p.add_argument("--cohort", choices=COHORTS, default="general", help="population: general, elderly (more degeneration), rsna (lumbar, RSNA grades)")
+    p.add_argument(
+        "--cohort",
+        choices=COHORTS,
+        default="general",
+        help="population: general, elderly (more degeneration), rsna (lumbar, RSNA grades)",
+    )
     p.add_argument("--series", default=",".join(DEFAULT_SERIES), help=f"comma list of {', '.join(SERIES_KEYS)}")
-    p.add_argument("--prevalence", choices=("realistic", "enriched"), default="realistic", help="enriched: every condition >= ~15%%")
+    p.add_argument(
+        "--prevalence",
+        choices=("realistic", "enriched"),
+        default="realistic",
+        help="enriched: every condition >= ~15%%",
+    )
     p.add_argument("--force", default="", help="comma list of condition keys every study must show")
     p.add_argument("--matrix-scale", type=float, default=1.0, help="scale the vendors' matrices (e.g. 0.75)")
     p.add_argument("--fast", action="store_true", help="tiny studies for tests (128/96 matrices, coarse voxels)")
     p.add_argument("--workers", type=int, default=1, help="processes (the CI machine has 2 cores)")
     p.add_argument("--id-prefix", default="SYN", help="PatientID prefix (keep datasets distinct in one PACS)")
     p.add_argument("--start", type=int, default=0, help="index of the first study (extend a dataset)")
-    p.add_argument("--contact-sheet", type=Path, metavar="DIR", help="write the contact sheet and condition gallery PNGs into DIR and exit")
+    p.add_argument(
+        "--contact-sheet",
+        type=Path,
+        metavar="DIR",
+        help="write the contact sheet and condition gallery PNGs into DIR and exit",
+    )
     return p
 
 
@@ -114,10 +131,24 @@ def main(argv: list[str] | None = None) -> int:
     series = tuple(s.strip() for s in args.series.split(",") if s.strip())
     force = tuple(s.strip() for s in args.force.split(",") if s.strip())
     cfgs = configs(
-        args.studies, args.seed, region, vendors, cohort, series, args.fast, args.matrix_scale, args.prevalence, force, args.id_prefix, args.start
+        args.studies,
+        args.seed,
+        region,
+        vendors,
+        cohort,
+        series,
+        args.fast,
+        args.matrix_scale,
+        args.prevalence,
+        force,
+        args.id_prefix,
+        args.start,
     )
     t0 = time.perf_counter()
     entries = generate_dataset(args.out, cfgs, args.workers)
     dt = time.perf_counter() - t0
-    print(f"wrote {len(entries)} studies to {args.out} in {dt:.1f} s ({60 * len(entries) / max(dt, 1e-9):.1f} studies/min)")
+    print(
+        f"wrote {len(entries)} studies to {args.out} in {dt:.1f} s"
+        f" ({60 * len(entries) / max(dt, 1e-9):.1f} studies/min)"
+    )
     return 0

@@ -12,19 +12,22 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from ml.data.synthetic.physics import Sequence
 from ml.data.synthetic.render import SliceGeom
 from ml.data.synthetic.vendors import Vendor
 
-IMPLEMENTATION_UID = "1.2.826.0.1.3680043.10.1484.1"  # generator implementation class
+IMPLEMENTATION_UID = PYDICOM_IMPLEMENTATION_UID
 IMPLEMENTATION_VERSION = "SPINEREVIEW_SY1"
 
 
 def uid(*parts: object) -> str:
-    """Deterministic UID from any hashable description of the object."""
-    return generate_uid(prefix=None, entropy_srcs=["spinereview-synth", *map(str, parts)])
+    """Deterministic UID (pydicom root + SHA-512 of the description of the object).
+
+    ``prefix=None`` would give random 2.25 UUID UIDs and ignore the entropy sources.
+    """
+    return generate_uid(entropy_srcs=["spinereview-synth", *map(str, parts)])
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,9 @@ def write_series(
         sops.append(sop)
         ds = Dataset()
         ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"] if ven.key != "Siemens" else ["ORIGINAL", "PRIMARY", "M", "ND"]
+        ds.ImageType = (
+            ["ORIGINAL", "PRIMARY", "M", "NONE"] if ven.key != "Siemens" else ["ORIGINAL", "PRIMARY", "M", "ND"]
+        )
         ds.SOPClassUID = MRImageStorage
         ds.SOPInstanceUID = sop
         ds.StudyDate = st.study_date
@@ -122,7 +127,9 @@ def write_series(
         ds.EchoNumbers = "1"
         ds.MagneticFieldStrength = _fmt(ven.field_t)
         if len(geoms) > 1:
-            ds.SpacingBetweenSlices = _fmt(float(np.linalg.norm(geoms[1].origin - geoms[0].origin)) if g.level is None else g.thickness + 0.4)
+            ds.SpacingBetweenSlices = _fmt(
+                float(np.linalg.norm(geoms[1].origin - geoms[0].origin)) if g.level is None else g.thickness + 0.4
+            )
         ds.EchoTrainLength = str(seq.etl)
         ds.PercentSampling = "100"
         ds.PercentPhaseFieldOfView = "100"

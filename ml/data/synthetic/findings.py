@@ -195,7 +195,16 @@ def sample_patient(
         mm = float(rng.uniform(9, 14) if grade == 2 else rng.uniform(3.5, 8))
         mods.slip[lv] = mm
         kind = "isthmic" if pars_lv else "degenerative"
-        out.append(Finding("spondylolisthesis", lv, None, "mild" if grade == 1 else "moderate", 1, {"grade": grade, "mm": round(mm, 1), "kind": kind}))
+        out.append(
+            Finding(
+                "spondylolisthesis",
+                lv,
+                None,
+                "mild" if grade == 1 else "moderate",
+                1,
+                {"grade": grade, "mm": round(mm, 1), "kind": kind},
+            )
+        )
     if lumbar and rng.random() < prev["synovial_cyst"] * boost:
         lv = str(rng.choice(["L3-4", "L4-5", "L5-S1"], p=[0.15, 0.7, 0.15]))
         out.append(Finding("synovial_cyst", lv, str(rng.choice(["left", "right"])), _sev(rng.uniform(0, 1)), 1))
@@ -203,7 +212,9 @@ def sample_patient(
         out.append(Finding("synovial_cyst", str(rng.choice(levels)), str(rng.choice(["left", "right"])), "mild", 1))
 
     # --- trauma / marrow
-    frac_verts = [v for v in verts if v in ("T11", "T12", "L1", "L2", "L3", "T6", "T7", "T8", "T9", "T10", "C5", "C6", "C7", "L4")]
+    frac_verts = [
+        v for v in verts if v in ("T11", "T12", "L1", "L2", "L3", "T6", "T7", "T8", "T9", "T10", "C5", "C6", "C7", "L4")
+    ]
     frac_verts = [v for v in frac_verts if v in _reported_vertebrae(region)] or verts
     used: set[str] = set()
     if rng.random() < prev["acute_fracture"] * boost:
@@ -225,26 +236,43 @@ def sample_patient(
         v = str(rng.choice([v for v in _reported_vertebrae(region) if v not in used]))
         used.add(v)
         lab = -1 if uncertain(0.25) else 1
-        out.append(Finding("marrow_edema", v, None, "mild" if lab < 0 else _sev(rng.uniform(0, 1)), lab, {"cause": "stress"}))
+        out.append(
+            Finding("marrow_edema", v, None, "mild" if lab < 0 else _sev(rng.uniform(0, 1)), lab, {"cause": "stress"})
+        )
 
     # --- lesions
     rep = [v for v in _reported_vertebrae(region) if v not in used]
     if rng.random() < prev["hemangioma"] * boost:
         for v in rng.choice(rep, size=1 if rng.random() < 0.8 else 2, replace=False):
             lab = -1 if uncertain(0.08) else 1
-            out.append(Finding("hemangioma", str(v), None, _sev(rng.uniform(0, 0.8)), lab, {"size": float(rng.uniform(0.3, 1))}))
+            out.append(
+                Finding(
+                    "hemangioma", str(v), None, _sev(rng.uniform(0, 0.8)), lab, {"size": float(rng.uniform(0.3, 1))}
+                )
+            )
     elif rng.random() < 0.1:
-        out.append(Finding("hemangioma", str(rng.choice(rep)), None, "mild", 0, {"focal_fat": True, "hard_negative": True}))
+        out.append(
+            Finding("hemangioma", str(rng.choice(rep)), None, "mild", 0, {"focal_fat": True, "hard_negative": True})
+        )
     if rng.random() < prev["osseous_lesion"] * boost:
         n = 1 if rng.random() < 0.7 else 2
         for v in rng.choice(rep, size=n, replace=False):
             lab = -1 if uncertain(0.15) else 1
-            out.append(Finding("osseous_lesion", str(v), None, _sev(rng.uniform(0.2, 1)), lab, {"site": "body" if rng.random() < 0.8 else "pedicle", "side": str(rng.choice(["left", "right"]))}))
+            out.append(
+                Finding(
+                    "osseous_lesion",
+                    str(v),
+                    None,
+                    _sev(rng.uniform(0.2, 1)),
+                    lab,
+                    {"site": "body" if rng.random() < 0.8 else "pedicle", "side": str(rng.choice(["left", "right"]))},
+                )
+            )
     if rng.random() < prev["epidural_lipomatosis"] * boost:
         lvs = [lv for lv in levels if lv in ("L3-4", "L4-5", "L5-S1", "T5-6", "T6-7", "T7-8", "C6-7")] or levels[-2:]
         k = len(lvs)
         start = int(rng.integers(0, max(k - 1, 1)))
-        span = lvs[start:start + 2]
+        span = lvs[start : start + 2]
         x = float(rng.uniform(0, 1))
         for lv in span:
             mods.lipomatosis[lv] = 0.4 + 0.55 * x
@@ -254,7 +282,11 @@ def sample_patient(
         if lumbar:
             out.append(Finding("perineural_cyst", "S2", side, "mild", 1, {"size": float(rng.uniform(0.4, 1))}))
         else:
-            out.append(Finding("perineural_cyst", str(rng.choice(levels)), side, "mild", 1, {"size": float(rng.uniform(0.4, 1))}))
+            out.append(
+                Finding(
+                    "perineural_cyst", str(rng.choice(levels)), side, "mild", 1, {"size": float(rng.uniform(0.4, 1))}
+                )
+            )
     if rng.random() < prev["intradural_lesion"] * boost:
         kind = "extramedullary" if lumbar or rng.random() < 0.7 else "intramedullary"
         v = str(rng.choice(["L1", "L2", "L3"])) if lumbar else str(rng.choice(_reported_vertebrae(region)[1:-1]))
@@ -301,7 +333,16 @@ def _forced(key: str, region: str, mods: AnatomyMods, rng: np.random.Generator) 
         mods.recess[(lv, "right")] = 0.8
         return [Finding(key, lv, "right", "severe", 1)]
     if key == "disc_herniation":
-        return [Finding(key, lv, "left", "severe", 1, {"type": "extrusion", "zone": "paracentral", "size": 0.9, "migration": "caudal"})]
+        return [
+            Finding(
+                key,
+                lv,
+                "left",
+                "severe",
+                1,
+                {"type": "extrusion", "zone": "paracentral", "size": 0.9, "migration": "caudal"},
+            )
+        ]
     if key == "disc_height_loss":
         mods.disc_height[lv] = 0.5
         mods.disc_degen[lv] = 0.9

@@ -146,16 +146,9 @@ class Frame:
         self.z = grid.axis(1)
         self.y = grid.axis(2)
 
-    def block(
-        self, s_rng: tuple[float, float], v_rng: tuple[float, float], x_rng: tuple[float, float]
-    ) -> Block | None:
+    def block(self, s_rng: tuple[float, float], v_rng: tuple[float, float], x_rng: tuple[float, float]) -> Block | None:
         """Block covering s in s_rng, v in v_rng, x in x_rng; None if empty."""
-        m = (
-            (self.s_map >= s_rng[0])
-            & (self.s_map <= s_rng[1])
-            & (self.v_map >= v_rng[0])
-            & (self.v_map <= v_rng[1])
-        )
+        m = (self.s_map >= s_rng[0]) & (self.s_map <= s_rng[1]) & (self.v_map >= v_rng[0]) & (self.v_map <= v_rng[1])
         zi = np.flatnonzero(m.any(axis=1))
         yi = np.flatnonzero(m.any(axis=0))
         xi = np.flatnonzero((self.x >= x_rng[0]) & (self.x <= x_rng[1]))
@@ -192,9 +185,7 @@ class Mask:
         hi = [max(a.stop, b.stop) for a, b in zip(self.sl, other.sl, strict=True)]
         out = np.zeros([h - lo_ for lo_, h in zip(lo, hi, strict=True)], bool)
         for mk in (self, other):
-            sub = tuple(
-                slice(s.start - lo_, s.stop - lo_) for s, lo_ in zip(mk.sl, lo, strict=True)
-            )
+            sub = tuple(slice(s.start - lo_, s.stop - lo_) for s, lo_ in zip(mk.sl, lo, strict=True))
             out[sub] |= mk.m
         return Mask(tuple(slice(a, b) for a, b in zip(lo, hi, strict=True)), out)
 

@@ -138,7 +138,12 @@ def _endplate(sp, labels, f, rng):
     modic = f.detail.get("modic", 1)
     band = 4.0 + 6.0 * _SEV[f.severity]
     up, lo = sp.vert(d.upper), sp.vert(d.lower)
-    b = _block(sp, (d.s0 - band - 2, d.s1 + band + 2), (-max(up.depth, lo.depth) - 4, 2.0), (-lo.width / 2 - 4, lo.width / 2 + 4))
+    b = _block(
+        sp,
+        (d.s0 - band - 2, d.s1 + band + 2),
+        (-max(up.depth, lo.depth) - 4, 2.0),
+        (-lo.width / 2 - 4, lo.width / 2 + 4),
+    )
     near = ((b.s > d.s0 - band) & (b.s < d.s0)) | ((b.s > d.s1) & (b.s < d.s1 + band))
     # patchy: denser near the endplate, anterior-weighted
     dist = np.minimum(np.abs(b.s - d.s0), np.abs(b.s - d.s1))
@@ -181,11 +186,17 @@ def _pars(sp, labels, f, rng):
     total: Mask | None = None
     for side in sides:
         sgn = _xsign(side)
-        b = _block(sp, (v.s - v.h / 2, v.s + v.h / 2 + 12), (cd * 0.3, cd + 10), sorted((sgn * (cw / 2 - 3), sgn * (cw / 2 + 12))))
+        b = _block(
+            sp,
+            (v.s - v.h / 2, v.s + v.h / 2 + 12),
+            (cd * 0.3, cd + 10),
+            sorted((sgn * (cw / 2 - 3), sgn * (cw / 2 + 12))),
+        )
         u = b.s - v.s
         # oblique cleft through the isthmus between the articular processes
         t = (u - 0.3 * v.h) + 0.6 * (b.v - cd * 0.8)
-        cleft = (np.abs(t) < (1.0 if f.label == 1 else 0.5)) & (sgn * b.x > cw / 2 - 3) & (sgn * b.x < cw / 2 + 10)
+        half = max(1.0, 0.6 * sp.grid.voxel) * (1.0 if f.label == 1 else 0.6)
+        cleft = (np.abs(t) < half) & (sgn * b.x > cw / 2 - 3) & (sgn * b.x < cw / 2 + 10)
         painted = _put(labels, b, cleft, T.FLUID, (T.CORTEX, T.MARROW, T.CARTILAGE))
         mk = Mask.from_block(b, painted)
         total = mk if total is None else total.union(mk)
@@ -213,7 +224,15 @@ def _edema(sp, labels, f, rng):
     if f.detail.get("cause") == "fracture":
         reg = (b.s - v.s) < (-v.h / 2 + v.h * (0.45 + 0.4 * k))
     else:
-        reg = _ellipsoid(b, v.s + rng.uniform(-0.15, 0.15) * v.h, -v.depth * 0.5, rng.uniform(-5, 5), v.h * (0.2 + 0.2 * k), v.depth * (0.25 + 0.15 * k), v.width * (0.2 + 0.15 * k))
+        reg = _ellipsoid(
+            b,
+            v.s + rng.uniform(-0.15, 0.15) * v.h,
+            -v.depth * 0.5,
+            rng.uniform(-5, 5),
+            v.h * (0.2 + 0.2 * k),
+            v.depth * (0.25 + 0.15 * k),
+            v.width * (0.2 + 0.15 * k),
+        )
     patch = rng.random(b.shape) < (0.45 if f.label == -1 else 0.92)
     painted = _put(labels, b, reg & patch, T.EDEMA, (T.MARROW,))
     return Mask.from_block(b, reg & (painted | np.isin(labels[b.sl], (T.EDEMA, T.FRACTURE_LINE))))

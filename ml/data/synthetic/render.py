@@ -67,9 +67,7 @@ class Stack:
     slices: list[SliceGeom] = field(default_factory=list)
 
 
-def plan_sagittal(
-    grid: Grid, fov: float, matrix: int, n: int, thickness: float, gap: float, x0: float
-) -> Stack:
+def plan_sagittal(grid: Grid, fov: float, matrix: int, n: int, thickness: float, gap: float, x0: float) -> Stack:
     """n parallel sagittal slices stepping from patient right to left around x0."""
     spacing = thickness + gap
     d = fov / matrix
@@ -119,6 +117,28 @@ def _interp_matrix(coords: np.ndarray, n_in: int) -> np.ndarray:
     return w
 
 
+def _lin(coords: np.ndarray, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Two-tap linear interpolation: indices (i0, i1) and weights (w0, w1), zero outside."""
+    i0 = np.floor(coords).astype(np.int64)
+    f = (coords - i0).astype(np.float32)
+    w0 = np.where((i0 >= 0) & (i0 < n_in), 1 - f, 0).astype(np.float32)
+    w1 = np.where((i0 + 1 >= 0) & (i0 + 1 < n_in), f, 0).astype(np.float32)
+    return np.clip(i0, 0, n_in - 1), np.clip(i0 + 1, 0, n_in - 1), w0, w1
+
+
+def resample_rows(a: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Linear interpolation of a along axis 0 at continuous indices coords."""
+    i0, i1, w0, w1 = _lin(coords, a.shape[0])
+    shape = (-1,) + (1,) * (a.ndim - 1)
+    return a[i0] * w0.reshape(shape) + a[i1] * w1.reshape(shape)
+
+
+def resample_cols(a: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Linear interpolation of a 2-D array along axis 1 at continuous indices coords."""
+    i0, i1, w0, w1 = _lin(coords, a.shape[1])
+    return a[:, i0] * w0 + a[:, i1] * w1
+
+
 class VolumeSampler:
     """Samples a voxel-wise quantity on slices.
 
@@ -159,9 +179,8 @@ class VolumeSampler:
             plane += np.float32(wt) * self.plane_fn(i)
         pts_r = g.origin[None, :] + np.arange(g.rows)[:, None] * g.dr * g.col_dir
         pts_c = g.origin[None, :] + np.arange(g.cols)[:, None] * g.dc * g.row_dir
-        wz = _interp_matrix(grid.to_index(pts_r[:, 2], 1), nz)  # (rows, nz)
-        wy = _interp_matrix(grid.to_index(pts_c[:, 1], 2), ny)  # (cols, ny)
-        return wz @ plane @ wy.T
+        tmp = resample_rows(plane, grid.to_index(pts_r[:, 2], 1))  # (rows, ny)
+        return resample_cols(tmp, grid.to_index(pts_c[:, 1], 2))  # (rows, cols)
 
     def _rowwise(self, g: SliceGeom) -> np.ndarray:
         grid = self.grid
@@ -186,8 +205,7 @@ class VolumeSampler:
                     acc += np.float32(w) * (wz * wy)[None, :] * vals
         # along the row direction (patient x): one interpolation matrix
         xs = g.origin[0] + np.arange(g.cols) * g.dc * g.row_dir[0]
-        wx = _interp_matrix(grid.to_index(xs, 0), nx)  # (cols, nx)
-        return (wx @ acc).T
+        return resample_rows(acc, grid.to_index(xs, 0)).T  # (rows, cols)
 
 
 class Texture:
@@ -206,10 +224,14 @@ class Texture:
         self.mx = _interp_matrix(np.arange(nx) / factor, shp[0])  # (nx, nxl)
         self.mz = _interp_matrix(np.arange(nz) / factor, shp[1])  # (nz, nzl)
         self.my = _interp_matrix(np.arange(ny) / factor, shp[2])  # (ny, nyl)
+        self._cache: dict[int, np.ndarray] = {}
 
     def plane(self, ix: int) -> np.ndarray:
-        lrp = np.tensordot(self.mx[ix], self.lr, axes=(0, 0))  # (nzl, nyl)
-        return self.mz @ lrp @ self.my.T
+        hit = self._cache.get(ix)
+        if hit is None:
+            lrp = np.tensordot(self.mx[ix], self.lr, axes=(0, 0))  # (nzl, nyl)
+            hit = self._cache[ix] = self.mz @ lrp @ self.my.T
+        return hit
 
     def gather(self, iz: np.ndarray, iy: np.ndarray) -> np.ndarray:
         fz = iz / self.f
@@ -277,22 +299,28 @@ def degrade(
     img: np.ndarray, g: SliceGeom, deg: Degradation, coil_y: float, ref: float, rng: np.random.Generator
 ) -> np.ndarray:
     """Bias field (posterior spine coil) and Rician noise at the acquisition matrix."""
-    pts = g.pixel_points()  # (rows, cols, 3)
-    depth = np.clip(coil_y - pts[..., 1], 0, None)
-    bias = 0.25 + 0.75 * np.exp(-depth / deg.bias_len)
-    zc = (pts[..., 2] - g.center[2]) / 150.0
-    xc = (pts[..., 0] - g.center[0]) / 150.0
-    c = rng.normal(0, deg.bias_poly, 3)
-    bias = bias * (1 + c[0] * zc + c[1] * zc**2 + c[2] * xc)
-    bias /= 0.25 + 0.75 * np.exp(-60.0 / deg.bias_len)  # ~1 at the canal
+    r = np.arange(g.rows, dtype=np.float32)[:, None] * np.float32(g.dr)
+    c = np.arange(g.cols, dtype=np.float32)[None, :] * np.float32(g.dc)
+
+    def coord(k: int) -> np.ndarray:  # (rows, cols) patient coordinate k of every pixel
+        return np.float32(g.origin[k]) + r * np.float32(g.col_dir[k]) + c * np.float32(g.row_dir[k])
+
+    depth = np.clip(np.float32(coil_y) - coord(1), 0, None)
+    bias = 0.25 + 0.75 * np.exp(-depth / np.float32(deg.bias_len))
+    cen = g.center
+    zc = (coord(2) - np.float32(cen[2])) / np.float32(150.0)
+    xc = (coord(0) - np.float32(cen[0])) / np.float32(150.0)
+    cf = rng.normal(0, deg.bias_poly, 3).astype(np.float32)
+    bias = bias * (1 + cf[0] * zc + cf[1] * zc**2 + cf[2] * xc)
+    bias /= np.float32(0.25 + 0.75 * np.exp(-60.0 / deg.bias_len))  # ~1 at the canal
     ar = max(8, round(g.rows * deg.acq_frac))
     ac = max(8, round(g.cols * deg.acq_frac))
-    n = rng.standard_normal((2, ar, ac)).astype(np.float32) * np.float32(deg.noise * ref)
-    wr = _interp_matrix(np.linspace(0, ar - 1, g.rows), ar)
-    wc = _interp_matrix(np.linspace(0, ac - 1, g.cols), ac)
+    n = rng.standard_normal((2, ar, ac), dtype=np.float32)
+    rr = np.linspace(0, ar - 1, g.rows)
+    cc = np.linspace(0, ac - 1, g.cols)
+    nr = resample_cols(resample_rows(n[0], rr), cc)
+    ni = resample_cols(resample_rows(n[1], rr), cc)
     # interpolation lowers the noise std; restore it so sigma means what it says
-    nr = wr @ n[0] @ wc.T
-    ni = wr @ n[1] @ wc.T
-    k = np.float32(deg.noise * ref / (nr.std() + 1e-9))
-    s = img * bias.astype(np.float32)
+    k = np.float32(deg.noise * ref / (float(nr.std()) + 1e-9))
+    s = img * bias
     return np.sqrt((s + nr * k) ** 2 + (ni * k) ** 2)

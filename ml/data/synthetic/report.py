@@ -44,6 +44,16 @@ def _by(findings: list[Finding], cond: str, level: str | None = None) -> list[Fi
     return [f for f in findings if f.condition == cond and (level is None or f.level == level)]
 
 
+def _upper(level: str) -> str:
+    return level.split("-")[0]
+
+
+def _lower(level: str) -> str:
+    """'L4-5' -> 'L5', 'L5-S1' -> 'S1'."""
+    b = level.split("-")[1]
+    return b if b[0].isalpha() else level[0] + b
+
+
 def _disc_line(w: _Writer, lv: str, fs: list[Finding], p: Patient) -> str:
     parts: list[str] = []
     hl = _by(fs, "disc_height_loss", lv)
@@ -57,7 +67,9 @@ def _disc_line(w: _Writer, lv: str, fs: list[Finding], p: Patient) -> str:
             )
         )
     elif hl:
-        parts.append(w.pick("possible minimal disc space narrowing", "borderline disc height, questionable early narrowing"))
+        parts.append(
+            w.pick("possible minimal disc space narrowing", "borderline disc height, questionable early narrowing")
+        )
     elif g >= 0.45:
         parts.append(w.pick("disc desiccation with preserved height", "mild desiccation, disc height maintained"))
     hern = _by(fs, "disc_herniation", lv)
@@ -68,95 +80,228 @@ def _disc_line(w: _Writer, lv: str, fs: list[Finding], p: Patient) -> str:
         loc = "central" if h.side == "central" else f"{h.side} {zone}"
         mig = h.detail.get("migration", "none")
         if h.label == -1:
-            parts.append(w.pick(f"{w.hedge()} tiny {loc} protrusion versus annular bulge", f"tiny {loc} annular fissure, {w.hedge()} small protrusion"))
+            parts.append(
+                w.pick(
+                    f"{w.hedge()} tiny {loc} protrusion versus annular bulge",
+                    f"tiny {loc} annular fissure, {w.hedge()} small protrusion",
+                )
+            )
         elif typ == "extrusion":
             tail = f" with {mig} migration" if mig != "none" else ""
-            parts.append(w.pick(f"{loc} disc extrusion{tail}", f"{w.sev(h.severity)} {loc} extruded disc herniation{tail}", f"{loc} extrusion{tail} indenting the thecal sac"))
+            parts.append(
+                w.pick(
+                    f"{loc} disc extrusion{tail}",
+                    f"{w.sev(h.severity)} {loc} extruded disc herniation{tail}",
+                    f"{loc} extrusion{tail} indenting the thecal sac",
+                )
+            )
         else:
-            parts.append(w.pick(f"{w.sev(h.severity)} {loc} disc protrusion", f"{loc} protrusion", f"broad-based {loc} protrusion contacting the ventral thecal sac"))
+            parts.append(
+                w.pick(
+                    f"{w.sev(h.severity)} {loc} disc protrusion",
+                    f"{loc} protrusion",
+                    f"broad-based {loc} protrusion contacting the ventral thecal sac",
+                )
+            )
     elif p.mods.bulge.get(lv, 0) > 1.5:
-        parts.append(w.pick("diffuse disc bulge", "circumferential disc bulge without focal herniation", "mild broad disc bulge"))
+        parts.append(
+            w.pick("diffuse disc bulge", "circumferential disc bulge without focal herniation", "mild broad disc bulge")
+        )
     cs = _by(fs, "canal_stenosis", lv)
     if cs:
         c = cs[0]
         if c.label == 1:
-            parts.append(w.pick(f"{w.sev(c.severity)} spinal canal stenosis", f"{w.sev(c.severity)} central canal narrowing", f"resulting in {w.sev(c.severity)} canal stenosis"))
+            parts.append(
+                w.pick(
+                    f"{w.sev(c.severity)} spinal canal stenosis",
+                    f"{w.sev(c.severity)} central canal narrowing",
+                    f"resulting in {w.sev(c.severity)} canal stenosis",
+                )
+            )
         else:
             parts.append(w.pick("borderline canal narrowing", f"{w.hedge()} mild central stenosis"))
     for f in _by(fs, "subarticular_stenosis", lv):
-        parts.append(w.pick(f"{w.sev(f.severity)} {f.side} subarticular (lateral recess) stenosis", f"narrowing of the {f.side} lateral recess ({f.severity})"))
+        parts.append(
+            w.pick(
+                f"{w.sev(f.severity)} {f.side} subarticular (lateral recess) stenosis",
+                f"narrowing of the {f.side} lateral recess ({f.severity})",
+            )
+        )
     for f in _by(fs, "foraminal_narrowing", lv):
-        parts.append(w.pick(f"{w.sev(f.severity)} {f.side} neural foraminal narrowing", f"{w.sev(f.severity)} {f.side} foraminal stenosis"))
+        parts.append(
+            w.pick(
+                f"{w.sev(f.severity)} {f.side} neural foraminal narrowing",
+                f"{w.sev(f.severity)} {f.side} foraminal stenosis",
+            )
+        )
     for f in _by(fs, "synovial_cyst", lv):
-        parts.append(w.pick(f"{f.side} facet synovial cyst projecting into the canal", f"{f.side} juxtafacet (synovial) cyst"))
+        parts.append(
+            w.pick(f"{f.side} facet synovial cyst projecting into the canal", f"{f.side} juxtafacet (synovial) cyst")
+        )
     if not parts:
-        parts.append(w.pick("No disc bulge or herniation. No stenosis", "Normal", "Unremarkable disc. Canal and foramina patent", "No significant abnormality"))
+        parts.append(
+            w.pick(
+                "No disc bulge or herniation. No stenosis",
+                "Normal",
+                "Unremarkable disc. Canal and foramina patent",
+                "No significant abnormality",
+            )
+        )
     s = "; ".join(parts)
     return f"{lv}: {s[0].upper()}{s[1:]}."
 
 
-def write_report(rng: np.random.Generator, patient: Patient, region: str, levels: tuple[str, ...], series_desc: list[str], comparison: bool) -> str:
+def write_report(
+    rng: np.random.Generator,
+    patient: Patient,
+    region: str,
+    levels: tuple[str, ...],
+    series_desc: list[str],
+    comparison: bool,
+) -> str:
     """The full report text for one study."""
     w = _Writer(rng)
     fs = patient.findings
     pos = [f for f in fs if f.label != 0]
+    sex_word = "female" if patient.sex == "F" else "male"
+    pain = {"lumbar": "low back", "cervical": "neck"}.get(region, "mid back")
+    displaced = "nerve roots" if region == "lumbar" else "cord"
     hist = w.pick(
-        f"{patient.age}-year-old {'female' if patient.sex == 'F' else 'male'} with {'low back' if region == 'lumbar' else 'neck' if region == 'cervical' else 'mid back'} pain",
-        f"{'Radiculopathy' if region != 'thoracic' else 'Thoracic pain'}; {patient.age} {'F' if patient.sex == 'F' else 'M'}",
+        f"{patient.age}-year-old {sex_word} with {pain} pain",
+        f"{'Radiculopathy' if region != 'thoracic' else 'Thoracic pain'}; {patient.age} {patient.sex}",
         "Pain, evaluate for disc herniation" if region != "thoracic" else "Back pain, rule out fracture",
-        "Known malignancy, evaluate for metastatic disease" if any(f.condition == "osseous_lesion" for f in pos) else "Chronic pain, failed conservative therapy",
+        "Known malignancy, evaluate for metastatic disease"
+        if any(f.condition == "osseous_lesion" for f in pos)
+        else "Chronic pain, failed conservative therapy",
     )
     lines = [f"CLINICAL HISTORY: {hist}."]
     tech = ", ".join(series_desc)
-    lines.append(f"TECHNIQUE: Multiplanar multisequence MRI of the {region} spine without contrast ({tech})." if not any("+C" in d or "post" in d.lower() or "GD" in d for d in series_desc) else f"TECHNIQUE: Multiplanar MRI of the {region} spine before and after intravenous gadolinium ({tech}).")
-    lines.append("COMPARISON: " + (w.pick("Prior MRI of 2 years earlier.", "Radiographs from last year.") if comparison else "None."))
+    lines.append(
+        f"TECHNIQUE: Multiplanar multisequence MRI of the {region} spine without contrast ({tech})."
+        if not any("+C" in d or "post" in d.lower() or "GD" in d for d in series_desc)
+        else f"TECHNIQUE: Multiplanar MRI of the {region} spine before and after intravenous gadolinium ({tech})."
+    )
+    lines.append(
+        "COMPARISON: "
+        + (w.pick("Prior MRI of 2 years earlier.", "Radiographs from last year.") if comparison else "None.")
+    )
     # alignment
     sl = _by(fs, "spondylolisthesis")
     if sl:
-        a = "; ".join(f"grade {f.detail.get('grade', 1)} {f.detail.get('kind', 'degenerative')} anterolisthesis of {f.level.split('-')[0]} on {f.level.split('-')[1] if f.level.split('-')[1][0].isalpha() else f.level[0] + f.level.split('-')[1]} ({f.detail.get('mm', 0):.0f} mm)" for f in sl)
+        a = "; ".join(
+            f"grade {f.detail.get('grade', 1)} {f.detail.get('kind', 'degenerative')} anterolisthesis"
+            f" of {_upper(f.level)} on {_lower(f.level)} ({f.detail.get('mm', 0):.0f} mm)"
+            for f in sl
+        )
         lines.append(f"ALIGNMENT: {a[0].upper()}{a[1:]}.")
     else:
-        lines.append("ALIGNMENT: " + w.pick("Normal alignment.", "Preserved alignment. No spondylolisthesis.", "Maintained lordosis without listhesis." if region != "thoracic" else "Normal kyphosis without listhesis."))
+        lines.append(
+            "ALIGNMENT: "
+            + w.pick(
+                "Normal alignment.",
+                "Preserved alignment. No spondylolisthesis.",
+                "Maintained lordosis without listhesis."
+                if region != "thoracic"
+                else "Normal kyphosis without listhesis.",
+            )
+        )
     pars = _by(fs, "pars_defect")
     if pars:
         p0 = pars[0]
         side = "bilateral" if p0.side == "bilateral" else p0.side
-        txt = f"{side} pars interarticularis defects at {p0.level} (spondylolysis)" if p0.label == 1 else f"{w.hedge()} {side} pars defect at {p0.level}; CT could confirm"
+        txt = (
+            f"{side} pars interarticularis defects at {p0.level} (spondylolysis)"
+            if p0.label == 1
+            else f"{w.hedge()} {side} pars defect at {p0.level}; CT could confirm"
+        )
         lines[-1] += f" {txt[0].upper()}{txt[1:]}."
     # bones
     bone: list[str] = []
     for f in _by(fs, "compression_deformity"):
         pct = {"mild": "less than 25%", "moderate": "approximately 30%", "severe": "more than 40%"}[f.severity]
         if f.detail.get("acute"):
-            bone.append(w.pick(f"Acute {f.severity} compression fracture of {f.level} with {pct} anterior height loss and marrow edema", f"{f.level} superior endplate fracture, acute, with {pct} loss of height and bone marrow edema"))
+            bone.append(
+                w.pick(
+                    f"Acute {f.severity} compression fracture of {f.level} with {pct} anterior height loss"
+                    " and marrow edema",
+                    f"{f.level} superior endplate fracture, acute, with {pct} loss of height and bone marrow edema",
+                )
+            )
         else:
-            bone.append(w.pick(f"Chronic {f.severity} wedge compression deformity of {f.level} ({pct} height loss) without marrow edema", f"Old {f.level} compression deformity with {pct} height loss, no edema to suggest acuity"))
+            bone.append(
+                w.pick(
+                    f"Chronic {f.severity} wedge compression deformity of {f.level} ({pct} height loss)"
+                    " without marrow edema",
+                    f"Old {f.level} compression deformity with {pct} height loss, no edema to suggest acuity",
+                )
+            )
     for f in _by(fs, "marrow_edema"):
         if f.detail.get("cause") == "stress":
-            bone.append(f"{w.hedge().capitalize()} faint marrow edema in {f.level}" if f.label == -1 else w.pick(f"Bone marrow edema in the {f.level} vertebral body without fracture line", f"STIR hyperintense marrow edema within {f.level}"))
+            bone.append(
+                f"{w.hedge().capitalize()} faint marrow edema in {f.level}"
+                if f.label == -1
+                else w.pick(
+                    f"Bone marrow edema in the {f.level} vertebral body without fracture line",
+                    f"STIR hyperintense marrow edema within {f.level}",
+                )
+            )
     for f in _by(fs, "endplate_inflammation"):
         if f.detail.get("modic") == 1:
-            bone.append(w.pick(f"Modic type 1 endplate changes at {f.level}", f"Inflammatory (Modic 1) endplate edema at {f.level}"))
+            bone.append(
+                w.pick(
+                    f"Modic type 1 endplate changes at {f.level}", f"Inflammatory (Modic 1) endplate edema at {f.level}"
+                )
+            )
         else:
-            bone.append(w.pick(f"Modic type 2 (fatty) endplate changes at {f.level}", f"Fatty degenerative endplate marrow at {f.level}, no edema"))
+            bone.append(
+                w.pick(
+                    f"Modic type 2 (fatty) endplate changes at {f.level}",
+                    f"Fatty degenerative endplate marrow at {f.level}, no edema",
+                )
+            )
     for f in _by(fs, "hemangioma"):
         if f.detail.get("focal_fat"):
-            bone.append(w.pick(f"Focal fatty marrow in {f.level}, a normal variant", f"Small focus of fatty marrow in {f.level}"))
+            bone.append(
+                w.pick(
+                    f"Focal fatty marrow in {f.level}, a normal variant", f"Small focus of fatty marrow in {f.level}"
+                )
+            )
         elif f.label == -1:
             bone.append(f"Small T2 hyperintense lesion in {f.level}, {w.hedge()} atypical hemangioma")
         else:
-            bone.append(w.pick(f"Typical hemangioma in the {f.level} vertebral body", f"{f.level} vertebral body hemangioma (T1 and T2 hyperintense)", f"Benign-appearing hemangioma at {f.level}"))
+            bone.append(
+                w.pick(
+                    f"Typical hemangioma in the {f.level} vertebral body",
+                    f"{f.level} vertebral body hemangioma (T1 and T2 hyperintense)",
+                    f"Benign-appearing hemangioma at {f.level}",
+                )
+            )
     for f in _by(fs, "osseous_lesion"):
         site = "pedicle" if f.detail.get("site") == "pedicle" else "vertebral body"
         if f.label == -1:
-            bone.append(f"Small indeterminate T1 hypointense focus in the {f.level} {site}; {w.hedge()} metastasis, follow-up suggested")
+            bone.append(
+                f"Small indeterminate T1 hypointense focus in the {f.level} {site};"
+                f" {w.hedge()} metastasis, follow-up suggested"
+            )
         else:
-            bone.append(w.pick(f"T1 hypointense, STIR hyperintense lesion in the {f.level} {site}, suspicious for metastasis", f"Suspicious osseous lesion replacing marrow in {f.level} ({site}), concerning for metastatic disease"))
+            bone.append(
+                w.pick(
+                    f"T1 hypointense, STIR hyperintense lesion in the {f.level} {site}, suspicious for metastasis",
+                    f"Suspicious osseous lesion replacing marrow in {f.level} ({site}),"
+                    " concerning for metastatic disease",
+                )
+            )
     for f in _by(fs, "acute_fracture"):
         if not any(g.detail.get("acute") for g in _by(fs, "compression_deformity")):
             bone.append(f"Acute fracture of {f.level}")
     if not bone:
-        bone.append(w.pick("Normal marrow signal. Vertebral body heights are maintained.", "No fracture or suspicious marrow lesion.", "Vertebral heights preserved; marrow signal unremarkable."))
+        bone.append(
+            w.pick(
+                "Normal marrow signal. Vertebral body heights are maintained.",
+                "No fracture or suspicious marrow lesion.",
+                "Vertebral heights preserved; marrow signal unremarkable.",
+            )
+        )
     lines.append("VERTEBRAL BODIES/MARROW: " + " ".join(b if b.endswith(".") else b + "." for b in bone))
     # discs
     lines.append("DISCS:")
@@ -166,38 +311,103 @@ def write_report(rng: np.random.Generator, patient: Patient, region: str, levels
     canal: list[str] = []
     for f in _by(fs, "epidural_lipomatosis"):
         lvs = f.detail.get("levels", [f.level])
-        canal.append(w.pick(f"Epidural lipomatosis from {lvs[0]} to {lvs[-1]} narrowing the thecal sac", f"Excess epidural fat ({f.severity} epidural lipomatosis) at {', '.join(lvs)}"))
+        canal.append(
+            w.pick(
+                f"Epidural lipomatosis from {lvs[0]} to {lvs[-1]} narrowing the thecal sac",
+                f"Excess epidural fat ({f.severity} epidural lipomatosis) at {', '.join(lvs)}",
+            )
+        )
     worst = [f for f in _by(fs, "canal_stenosis") if f.label == 1]
     if worst:
-        canal.append("Canal stenosis as detailed above, most pronounced at " + max(worst, key=lambda f: ("mild", "moderate", "severe").index(f.severity)).level)
+        canal.append(
+            "Canal stenosis as detailed above, most pronounced at "
+            + max(worst, key=lambda f: ("mild", "moderate", "severe").index(f.severity)).level
+        )
     if not canal:
-        canal.append(w.pick("No spinal canal stenosis.", "The spinal canal is capacious.", "Canal patent at all levels."))
+        canal.append(
+            w.pick("No spinal canal stenosis.", "The spinal canal is capacious.", "Canal patent at all levels.")
+        )
     lines.append("SPINAL CANAL: " + " ".join(c if c.endswith(".") else c + "." for c in canal))
     fo = [f for f in _by(fs, "foraminal_narrowing")]
-    lines.append("NEURAL FORAMINA: " + ("Foraminal narrowing as described above." if fo else w.pick("Patent.", "No significant foraminal narrowing.", "Neural foramina widely patent.")))
+    lines.append(
+        "NEURAL FORAMINA: "
+        + (
+            "Foraminal narrowing as described above."
+            if fo
+            else w.pick("Patent.", "No significant foraminal narrowing.", "Neural foramina widely patent.")
+        )
+    )
     # cord
     cord: list[str] = []
     if region == "lumbar":
-        cord.append(w.pick("The conus terminates normally at L1.", "Conus medullaris normal in position and signal.", "Normal conus at the L1 level."))
+        cord.append(
+            w.pick(
+                "The conus terminates normally at L1.",
+                "Conus medullaris normal in position and signal.",
+                "Normal conus at the L1 level.",
+            )
+        )
     else:
         cord.append(w.pick("Normal cord signal and caliber.", "No cord signal abnormality."))
     for f in _by(fs, "intradural_lesion"):
         kind = f.detail.get("kind", "extramedullary")
         if kind == "intramedullary":
-            cord.append(f"Expansile intramedullary lesion at the {f.level} level, differential includes ependymoma or astrocytoma")
+            cord.append(
+                f"Expansile intramedullary lesion at the {f.level} level,"
+                " differential includes ependymoma or astrocytoma"
+            )
         else:
-            cord.append(w.pick(f"Intradural extramedullary mass at {f.level}, likely schwannoma or meningioma", f"Well-circumscribed intradural lesion at the {f.level} level displacing the {'nerve roots' if region == 'lumbar' else 'cord'}"))
+            cord.append(
+                w.pick(
+                    f"Intradural extramedullary mass at {f.level}, likely schwannoma or meningioma",
+                    f"Well-circumscribed intradural lesion at the {f.level} level displacing the {displaced}",
+                )
+            )
     for f in _by(fs, "perineural_cyst"):
         where = "in the sacral canal at S2" if f.level.startswith("S") else f"along the {f.side} {f.level} root"
-        cord.append(w.pick(f"Perineural (Tarlov) cyst {where}", f"{f.side.capitalize() if f.side else ''} Tarlov cyst {where}".strip()))
+        cord.append(
+            w.pick(
+                f"Perineural (Tarlov) cyst {where}",
+                f"{f.side.capitalize() if f.side else ''} Tarlov cyst {where}".strip(),
+            )
+        )
     lines.append("CORD/CONUS/CAUDA EQUINA: " + " ".join(c if c.endswith(".") else c + "." for c in cord))
-    para = [w.pick("Paraspinal soft tissues unremarkable.", "No paraspinal abnormality.", "Paraspinal musculature normal.")]
+    para = [
+        w.pick("Paraspinal soft tissues unremarkable.", "No paraspinal abnormality.", "Paraspinal musculature normal.")
+    ]
     if rng.random() < 0.3:
-        para.append(w.pick("Incidental simple renal cyst." if region == "lumbar" else "Incidental thyroid nodule, nonspecific." if region == "cervical" else "Small incidental hiatal hernia.", "Mild fatty atrophy of the paraspinal muscles."))
+        para.append(
+            w.pick(
+                "Incidental simple renal cyst."
+                if region == "lumbar"
+                else "Incidental thyroid nodule, nonspecific."
+                if region == "cervical"
+                else "Small incidental hiatal hernia.",
+                "Mild fatty atrophy of the paraspinal muscles.",
+            )
+        )
     lines.append("PARASPINAL/OTHER: " + " ".join(para))
     # impression
     imp: list[str] = []
-    order = ["acute_fracture", "osseous_lesion", "intradural_lesion", "disc_herniation", "canal_stenosis", "subarticular_stenosis", "foraminal_narrowing", "spondylolisthesis", "pars_defect", "compression_deformity", "marrow_edema", "endplate_inflammation", "synovial_cyst", "epidural_lipomatosis", "disc_height_loss", "hemangioma", "perineural_cyst"]
+    order = [
+        "acute_fracture",
+        "osseous_lesion",
+        "intradural_lesion",
+        "disc_herniation",
+        "canal_stenosis",
+        "subarticular_stenosis",
+        "foraminal_narrowing",
+        "spondylolisthesis",
+        "pars_defect",
+        "compression_deformity",
+        "marrow_edema",
+        "endplate_inflammation",
+        "synovial_cyst",
+        "epidural_lipomatosis",
+        "disc_height_loss",
+        "hemangioma",
+        "perineural_cyst",
+    ]
     for cond in order:
         group = [f for f in fs if f.condition == cond and f.label != 0]
         if not group:
@@ -228,9 +438,17 @@ def write_report(rng: np.random.Generator, patient: Patient, region: str, levels
         else:
             imp.append(f"{w.hedge().capitalize()} {name[0].lower()}{name[1:]} at {lvs}; clinical correlation.")
     if comparison and rng.random() < 0.5:
-        imp.append(w.pick("No significant change compared to prior.", "Otherwise stable appearance since the prior study."))
+        imp.append(
+            w.pick("No significant change compared to prior.", "Otherwise stable appearance since the prior study.")
+        )
     if not imp:
-        imp.append(w.pick("No acute abnormality.", f"Normal MRI of the {region} spine.", "No significant degenerative or destructive process."))
+        imp.append(
+            w.pick(
+                "No acute abnormality.",
+                f"Normal MRI of the {region} spine.",
+                "No significant degenerative or destructive process.",
+            )
+        )
     lines.append("IMPRESSION:")
     lines.extend(f"{i}. {t}" for i, t in enumerate(imp, 1))
     return "\n".join(lines) + "\n"

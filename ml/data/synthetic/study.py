@@ -172,7 +172,18 @@ def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = 
         )
         meta = {"tr": seq.tr, "te": seq.te, "ti": seq.ti, "fat_sat": seq.fat_sat, "contrast": seq.contrast}
         series.append(
-            RenderedSeries(skey, desc, seq.plane, seq.sequence_class, s_uid, folder, stack, sops, stored if keep_pixels else None, meta)
+            RenderedSeries(
+                skey,
+                desc,
+                seq.plane,
+                seq.sequence_class,
+                s_uid,
+                folder,
+                stack,
+                sops,
+                stored if keep_pixels else None,
+                meta,
+            )
         )
 
     findings_json = []
@@ -183,9 +194,18 @@ def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = 
         findings_json.append(fj)
     labels_ = labels_from_findings(patient.findings)
     levels = sp.region.levels()
-    report = write_report(rng_r, patient, cfg.region, levels, [s.description for s in series], bool(rng_r.random() < 0.3))
+    report = write_report(
+        rng_r, patient, cfg.region, levels, [s.description for s in series], bool(rng_r.random() < 0.3)
+    )
     truth: dict[str, Any] = {
-        "generator": {"name": "spinereview-synth", "version": GENERATOR_VERSION, "seed": cfg.seed, "index": cfg.index, "fast": cfg.fast, "voxel_mm": voxel},
+        "generator": {
+            "name": "spinereview-synth",
+            "version": GENERATOR_VERSION,
+            "seed": cfg.seed,
+            "index": cfg.index,
+            "fast": cfg.fast,
+            "voxel_mm": voxel,
+        },
         "study_uid": study_uid,
         "patient_key": key,
         "vendor": ven.key,
@@ -220,7 +240,13 @@ def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = 
         study_uid=study_uid,
         patient_key=key,
         series=[
-            SeriesEntry(series_uid=s.uid, path=str(root / s.folder), description=s.description, sequence_class=s.sequence_class, plane=s.plane)
+            SeriesEntry(
+                series_uid=s.uid,
+                path=str(root / s.folder),
+                description=s.description,
+                sequence_class=s.sequence_class,
+                plane=s.plane,
+            )
             for s in series
         ],
         root=str(root),
@@ -233,6 +259,8 @@ def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = 
     )
     if out_root is not None:
         (out_root / root).mkdir(parents=True, exist_ok=True)
-        (out_root / root / "ground_truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True), encoding="utf-8")
+        (out_root / root / "ground_truth.json").write_text(
+            json.dumps(truth, indent=1, sort_keys=True), encoding="utf-8"
+        )
         (out_root / root / "report.txt").write_text(report, encoding="utf-8")
     return Study(cfg, patient, sp, labels, series, entry, truth)
