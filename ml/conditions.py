@@ -54,7 +54,7 @@ REGIONS: tuple[str, ...] = ("cervical", "thoracic", "lumbar", "sacral")
 # Disc levels per region, cranial to caudal (report and ground-truth vocabulary).
 DISC_LEVELS: dict[str, tuple[str, ...]] = {
     "cervical": ("C2-3", "C3-4", "C4-5", "C5-6", "C6-7", "C7-T1"),
-    "thoracic": tuple(f"T{i}-{i + 1}" for i in range(1, 12)) + ("T12-L1",),
+    "thoracic": (*(f"T{i}-{i + 1}" for i in range(1, 12)), "T12-L1"),
     "lumbar": ("L1-2", "L2-3", "L3-4", "L4-5", "L5-S1"),
 }
 
