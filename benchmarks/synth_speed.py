@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ml.data.synthetic.cli import configs, generate_dataset  # noqa: E402
+from ml.data.synthetic.cli import configs, generate_dataset
 
 
 def main() -> int:
