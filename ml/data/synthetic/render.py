@@ -105,18 +105,6 @@ def plan_axial(
     return st
 
 
-def _interp_matrix(coords: np.ndarray, n_in: int) -> np.ndarray:
-    """Linear-interpolation weights from n_in samples to continuous indices: (len, n_in)."""
-    w = np.zeros((len(coords), n_in), np.float32)
-    i0 = np.floor(coords).astype(int)
-    f = (coords - i0).astype(np.float32)
-    rows = np.arange(len(coords))
-    for i, wt in ((i0, 1 - f), (i0 + 1, f)):
-        ok = (i >= 0) & (i < n_in)
-        w[rows[ok], i[ok]] = wt[ok]
-    return w
-
-
 def _lin(coords: np.ndarray, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Two-tap linear interpolation: indices (i0, i1) and weights (w0, w1), zero outside."""
     i0 = np.floor(coords).astype(np.int64)
@@ -221,16 +209,21 @@ class Texture:
         self.lr = lr / (lr.std() + 1e-6)
         self.f = factor
         nx, nz, ny = grid.shape
-        self.mx = _interp_matrix(np.arange(nx) / factor, shp[0])  # (nx, nxl)
-        self.mz = _interp_matrix(np.arange(nz) / factor, shp[1])  # (nz, nzl)
-        self.my = _interp_matrix(np.arange(ny) / factor, shp[2])  # (ny, nyl)
+        # two-tap linear interpolation from the coarse grid to every fine index, per axis
+        self.ix = _lin(np.arange(nx) / factor, shp[0])
+        self.iz = _lin(np.arange(nz) / factor, shp[1])
+        self.iy = _lin(np.arange(ny) / factor, shp[2])
         self._cache: dict[int, np.ndarray] = {}
 
     def plane(self, ix: int) -> np.ndarray:
         hit = self._cache.get(ix)
         if hit is None:
-            lrp = np.tensordot(self.mx[ix], self.lr, axes=(0, 0))  # (nzl, nyl)
-            hit = self._cache[ix] = self.mz @ lrp @ self.my.T
+            i0, i1, w0, w1 = (t[ix] for t in self.ix)
+            lrp = self.lr[i0] * w0 + self.lr[i1] * w1  # (nzl, nyl)
+            z0, z1, wz0, wz1 = self.iz
+            lrp = lrp[z0] * wz0[:, None] + lrp[z1] * wz1[:, None]  # (nz, nyl)
+            y0, y1, wy0, wy1 = self.iy
+            hit = self._cache[ix] = lrp[:, y0] * wy0 + lrp[:, y1] * wy1  # (nz, ny)
         return hit
 
     def gather(self, iz: np.ndarray, iy: np.ndarray) -> np.ndarray:
@@ -247,7 +240,8 @@ class Texture:
             + lr[:, z0, y0 + 1] * ((1 - az) * ay)
             + lr[:, z0 + 1, y0 + 1] * (az * ay)
         )  # (nxl, R)
-        return self.mx @ v
+        x0, x1, wx0, wx1 = self.ix
+        return v[x0] * wx0[:, None] + v[x1] * wx1[:, None]  # (nx, R)
 
 
 def tissue_sampler(labels: np.ndarray, grid: Grid, lut: np.ndarray, tex_amp: np.ndarray, tex: Texture) -> VolumeSampler:
