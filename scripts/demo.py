@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                 [py, "-m", "ml", "synth", "--studies", str(args.studies), "--seed", "0", "--out", str(data)],
                 cwd=ROOT, env=env, check=True,
             )  # fmt: skip
-        subprocess.run([py, "manage.py", "import_dicom", str(data / "studies")], cwd=ROOT, env=env, check=True)
+        from ml.data.manifest import read_manifest
+
+        # import the DICOM series only; ground_truth.json and report.txt stay beside them
+        series_dirs = [str(data / s.path) for study in read_manifest(data / "manifest.jsonl") for s in study.series]
+        subprocess.run([py, "manage.py", "import_dicom", "--quiet", *series_dirs], cwd=ROOT, env=env, check=True)
 
         watcher = subprocess.Popen([py, "manage.py", "watch_orthanc"], cwd=ROOT, env=env)
         url = f"http://{'localhost' if args.host in ('127.0.0.1', '0.0.0.0') else args.host}:{args.port}/"

@@ -92,3 +92,25 @@ def test_a_real_celery_worker_runs_the_draft_job_once(tmp_path, empty_orthanc, o
     assert draft_study.delay(job.pk).get(timeout=60) == "done"
     job.refresh_from_db()
     assert job.attempts == 1
+
+
+def test_a_generated_spine_study_is_classified_as_its_manifest_says(tmp_path, empty_orthanc, orthanc_settings):  # type: ignore[no-untyped-def]
+    import sys
+
+    from ml.data.manifest import read_manifest
+
+    out = tmp_path / "synth"
+    subprocess.run(
+        [sys.executable, "-m", "ml", "synth", "--studies", "1", "--seed", "7", "--out", str(out), "--fast"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (entry,) = read_manifest(out / "manifest.jsonl")
+    files = sorted(p for s in entry.series for p in (out / s.path).glob("*.dcm"))
+    assert storescu(files).returncode == 0
+    wait_stable(empty_orthanc, entry.study_uid)
+    call_command("watch_orthanc", "--once")
+    stored = {s.series_uid: s for s in Series.objects.filter(study__study_uid=entry.study_uid)}
+    assert len(stored) == len(entry.series)
+    for s in entry.series:
+        assert (stored[s.series_uid].sequence_class, stored[s.series_uid].plane) == (s.sequence_class, s.plane)
+        assert stored[s.series_uid].instance_count == len(list((out / s.path).glob("*.dcm")))
