@@ -45,14 +45,21 @@ def key_slices(grid: Grid, f: Finding, geoms: list[SliceGeom], sops: list[str]) 
         reach = g.thickness / 2 + grid.voxel
         if dist.min() > reach or dist.max() < -reach:
             continue
-        cov = sampler.slice(g)  # (rows, cols) fraction of the finding in each pixel
+        # only the pixels the finding's box can reach (its projection plus interpolation)
+        r, c, _ = g.to_pixel(corners)
+        mr, mc = 2 * grid.voxel / g.dr + 2, 2 * grid.voxel / g.dc + 2
+        r0, r1 = max(0, int(np.floor(r.min() - mr))), min(g.rows, int(np.ceil(r.max() + mr)) + 1)
+        c0, c1 = max(0, int(np.floor(c.min() - mc))), min(g.cols, int(np.ceil(c.max() + mc)) + 1)
+        if r0 >= r1 or c0 >= c1:
+            continue
+        cov = sampler.slice(g, (r0, r1, c0, c1))  # fraction of the finding in each pixel
         hit = cov >= THRESHOLD
         n = int(hit.sum())
         if n < MIN_PIXELS:
             continue
         rr = np.flatnonzero(hit.any(axis=1))
         cc = np.flatnonzero(hit.any(axis=0))
-        x0, y0, x1, y1 = int(cc[0]), int(rr[0]), int(cc[-1]) + 1, int(rr[-1]) + 1
+        x0, y0, x1, y1 = c0 + int(cc[0]), r0 + int(rr[0]), c0 + int(cc[-1]) + 1, r0 + int(rr[-1]) + 1
         out.append(
             {
                 "index": k,

@@ -145,13 +145,18 @@ class VolumeSampler:
         self.plane_fn = plane_fn
         self.gather_fn = gather_fn
 
-    def slice(self, g: SliceGeom) -> np.ndarray:
-        """Thickness-weighted samples on slice g: (rows, cols) float32."""
-        if abs(g.row_dir[0]) < 1e-6 and abs(g.col_dir[0]) < 1e-6:
-            return self._sagittal(g)
-        return self._rowwise(g)
+    def slice(self, g: SliceGeom, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """Thickness-weighted samples on slice g: (rows, cols) float32.
 
-    def _sagittal(self, g: SliceGeom) -> np.ndarray:
+        ``window=(r0, r1, c0, c1)`` samples only those rows and columns; the values are
+        identical to the same pixels of the full slice.
+        """
+        rs, cs = (slice(0, g.rows), slice(0, g.cols)) if window is None else (slice(*window[:2]), slice(*window[2:]))
+        if abs(g.row_dir[0]) < 1e-6 and abs(g.col_dir[0]) < 1e-6:
+            return self._sagittal(g, rs, cs)
+        return self._rowwise(g, rs, cs)
+
+    def _sagittal(self, g: SliceGeom, rs: slice, cs: slice) -> np.ndarray:
         grid = self.grid
         nx, nz, ny = grid.shape
         weights: dict[int, float] = {}
@@ -167,14 +172,14 @@ class VolumeSampler:
             plane += np.float32(wt) * self.plane_fn(i)
         pts_r = g.origin[None, :] + np.arange(g.rows)[:, None] * g.dr * g.col_dir
         pts_c = g.origin[None, :] + np.arange(g.cols)[:, None] * g.dc * g.row_dir
-        tmp = resample_rows(plane, grid.to_index(pts_r[:, 2], 1))  # (rows, ny)
-        return resample_cols(tmp, grid.to_index(pts_c[:, 1], 2))  # (rows, cols)
+        tmp = resample_rows(plane, grid.to_index(pts_r[rs, 2], 1))  # (rows, ny)
+        return resample_cols(tmp, grid.to_index(pts_c[cs, 1], 2))  # (rows, cols)
 
-    def _rowwise(self, g: SliceGeom) -> np.ndarray:
+    def _rowwise(self, g: SliceGeom, rs: slice, cs: slice) -> np.ndarray:
         grid = self.grid
         nx, nz, ny = grid.shape
-        acc = np.zeros((nx, g.rows), np.float32)
-        base = g.origin[None, :] + np.arange(g.rows)[:, None] * g.dr * g.col_dir  # (rows, 3)
+        base = (g.origin[None, :] + np.arange(g.rows)[:, None] * g.dr * g.col_dir)[rs]  # (rows, 3)
+        acc = np.zeros((nx, len(base)), np.float32)
         for off, w in _PROFILE:
             p = base + off * g.thickness * g.normal
             fz = grid.to_index(p[:, 2], 1)
@@ -187,12 +192,12 @@ class VolumeSampler:
                 for dy, wy in ((0, 1 - ay), (1, ay)):
                     iz, iy = z0 + dz, y0 + dy
                     ok = (iz >= 0) & (iz < nz) & (iy >= 0) & (iy < ny)
-                    vals = np.zeros((nx, g.rows), np.float32)
+                    vals = np.zeros((nx, len(base)), np.float32)
                     if ok.any():
                         vals[:, ok] = self.gather_fn(iz[ok], iy[ok])
                     acc += np.float32(w) * (wz * wy)[None, :] * vals
         # along the row direction (patient x): one interpolation matrix
-        xs = g.origin[0] + np.arange(g.cols) * g.dc * g.row_dir[0]
+        xs = (g.origin[0] + np.arange(g.cols) * g.dc * g.row_dir[0])[cs]
         return resample_rows(acc, grid.to_index(xs, 0)).T  # (rows, cols)
 
 

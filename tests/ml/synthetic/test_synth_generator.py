@@ -277,3 +277,21 @@ def test_cli_writes_a_dataset(tmp_path: Path) -> None:
     ds = pydicom.dcmread(sorted((tmp_path / e.series[1].path).glob("*.dcm"))[0])
     assert ds.ContrastBolusAgent
     assert "FS" in ds.ScanOptions
+
+
+def test_windowed_key_slices_match_full_slice_sampling(all_conditions) -> None:
+    """Key slices are sampled only near each finding; the result equals full-slice sampling."""
+    st = all_conditions
+    grid = st.spine.grid
+    by_key = {s.key: s for s in st.series}
+    for f, fj in zip(st.patient.findings, st.truth["findings"], strict=True):
+        sampler = mask_sampler(grid, f.mask.sl, f.mask.m)
+        for skey, s in by_key.items():
+            expected = {}
+            for k, g in enumerate(s.stack.slices):
+                hit = sampler.slice(g) >= THRESHOLD
+                if hit.sum() >= 4:
+                    rr, cc = np.nonzero(hit)
+                    expected[k] = (int(hit.sum()), [int(cc.min()), int(rr.min()), int(cc.max()) + 1, int(rr.max()) + 1])
+            got = {ks["index"]: (ks["pixels"], ks["box"]) for ks in fj["key_slices"][skey]}
+            assert got == expected, (f.condition, skey)
