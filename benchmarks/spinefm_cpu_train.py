@@ -23,6 +23,32 @@ sys.path.insert(0, str(REPO))
 CFG = REPO / "ml" / "configs" / "tiny"
 
 
+def generate(data: Path, n: int, seed: int, chunk: int = 20) -> None:
+    """Generate ``n`` studies in chunks (a chunk the generator rejects is skipped and reported),
+    then merge the chunk manifests into ``data/manifest.jsonl`` with paths re-rooted."""
+    from dataclasses import replace
+
+    from ml.data.manifest import read_manifest, write_manifest
+
+    merged = []
+    for k in range(0, n, chunk):
+        sub = data / f"chunk_{k // chunk:03d}"
+        cmd = [sys.executable, "-m", "ml", "synth", "--studies", str(min(chunk, n - k)), "--start", str(k),
+               "--seed", str(seed), "--out", str(sub), "--fast", "--prevalence", "enriched", "--workers", "2",
+               "--series", "sag_t1,sag_t2,sag_stir,sag_t1_post,ax_t2"]  # fmt: skip
+        if subprocess.run(cmd, cwd=REPO, capture_output=True, text=True).returncode != 0:
+            print(f"generator failed on studies {k}..{k + chunk - 1}: chunk skipped", flush=True)
+            continue
+        for st in read_manifest(sub / "manifest.jsonl"):
+            pre = f"{sub.name}/"
+            st.series = [replace(s, path=pre + s.path if s.path else None) for s in st.series]
+            st.root = pre + st.root if st.root else None
+            st.ground_truth = pre + st.ground_truth if st.ground_truth else None
+            merged.append(st)
+    write_manifest(data / "manifest.jsonl", merged)
+    print(f"generated {len(merged)} studies in {data}", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--studies", type=int, default=240)
@@ -47,12 +73,7 @@ def main() -> int:
     data = args.data or out / "data"
     if args.data is None and not (data / "manifest.jsonl").exists():
         t = time.time()
-        subprocess.run(
-            [sys.executable, "-m", "ml", "synth", "--studies", str(args.studies), "--seed", str(args.seed),
-             "--out", str(data), "--fast", "--prevalence", "enriched", "--workers", "2",
-             "--series", "sag_t1,sag_t2,sag_stir,sag_t1_post,ax_t2"],
-            check=True, cwd=REPO,
-        )  # fmt: skip
+        generate(data, args.studies, args.seed)
         timings["synth_data"] = time.time() - t
     common = [
         f"data.manifest={data / 'manifest.jsonl'}",
