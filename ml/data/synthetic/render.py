@@ -41,7 +41,8 @@ class SliceGeom:
 
     @property
     def normal(self) -> np.ndarray:
-        return np.cross(self.row_dir, self.col_dir)
+        (a0, a1, a2), (b0, b1, b2) = self.row_dir.tolist(), self.col_dir.tolist()
+        return np.array([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0])  # row x col
 
     @property
     def center(self) -> np.ndarray:
@@ -301,8 +302,11 @@ def degrade(
     r = np.arange(g.rows, dtype=np.float32)[:, None] * np.float32(g.dr)
     c = np.arange(g.cols, dtype=np.float32)[None, :] * np.float32(g.dc)
 
-    def coord(k: int) -> np.ndarray:  # (rows, cols) patient coordinate k of every pixel
-        return np.float32(g.origin[k]) + r * np.float32(g.col_dir[k]) + c * np.float32(g.row_dir[k])
+    def coord(k: int) -> np.ndarray:  # patient coordinate k of every pixel, broadcastable
+        a = np.float32(g.origin[k]) + r * np.float32(g.col_dir[k])  # (rows, 1)
+        # planes here are sagittal or axial: each coordinate varies along rows or columns
+        # only, so the bias terms stay 1-D until they are combined
+        return a if g.row_dir[k] == 0 else a + c * np.float32(g.row_dir[k])
 
     depth = np.clip(np.float32(coil_y) - coord(1), 0, None)
     bias = 0.25 + 0.75 * np.exp(-depth / np.float32(deg.bias_len))
@@ -311,7 +315,7 @@ def degrade(
     xc = (coord(0) - np.float32(cen[0])) / np.float32(150.0)
     cf = rng.normal(0, deg.bias_poly, 3).astype(np.float32)
     bias = bias * (1 + cf[0] * zc + cf[1] * zc**2 + cf[2] * xc)
-    bias /= np.float32(0.25 + 0.75 * np.exp(-60.0 / deg.bias_len))  # ~1 at the canal
+    bias = np.broadcast_to(bias, (g.rows, g.cols)) / np.float32(0.25 + 0.75 * np.exp(-60.0 / deg.bias_len))
     ar = max(8, round(g.rows * deg.acq_frac))
     ac = max(8, round(g.cols * deg.acq_frac))
     n = rng.standard_normal((2, ar, ac), dtype=np.float32)
@@ -321,5 +325,11 @@ def degrade(
     ni = resample_cols(resample_rows(n[1], rr), cc)
     # interpolation lowers the noise std; restore it so sigma means what it says
     k = np.float32(deg.noise * ref / (float(nr.std()) + 1e-9))
-    s = img * bias
-    return np.sqrt((s + nr * k) ** 2 + (ni * k) ** 2)
+    # |s + k (nr + i ni)|, in place
+    nr *= k
+    nr += img * bias
+    np.square(nr, out=nr)
+    ni *= k
+    np.square(ni, out=ni)
+    nr += ni
+    return np.sqrt(nr, out=nr)
