@@ -9,6 +9,7 @@ Realistic matrices (vendor defaults: sagittal 384-512, 15-17 slices; axial 320-3
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -27,6 +28,7 @@ def main() -> int:
     p.add_argument("--fast", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         cfgs = configs(a.studies, a.seed, fast=a.fast)
         t0 = time.perf_counter()
@@ -39,6 +41,8 @@ def main() -> int:
     print(f"wall: {dt:.1f} s  ->  {60 * a.studies / dt:.1f} studies/min")
     print(f"peak RSS: main {me:.0f} MiB, largest worker {kids:.0f} MiB")
     print(f"output: {size / 2**20 / a.studies:.1f} MiB per study")
+    # other jobs share the cores: figures only compare at a similar load
+    print(f"load average (1 min): {load0:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} CPUs")
     return 0
 
 
