@@ -10,6 +10,7 @@ Writes go through a temporary file + rename so parallel DataLoader workers never
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -41,6 +42,20 @@ class SliceCache:
         if not paths or not all(p.exists() for p in paths):
             return None
         return np.stack([np.load(p) for p in paths]).astype(np.float32)
+
+    def get_index(self, key: str) -> list[str] | None:
+        """Sorted SOP UIDs of a series folder, memoised under a key of its file names/sizes/mtimes
+        (reading every header again each epoch costs more than the cached pixels)."""
+        p = self.root / "index" / f"{key}.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def put_index(self, key: str, sop_uids: Sequence[str]) -> None:
+        p = self.root / "index" / f"{key}.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(list(sop_uids), fh)
+        os.replace(tmp, p)
 
     def put_series(self, sop_uids: Sequence[str], params_key: str, arr: np.ndarray) -> None:
         for uid, sl in zip(sop_uids, arr, strict=True):

@@ -9,6 +9,7 @@ has no path) -> sequence class (from the manifest, else the series classifier) -
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -103,14 +104,26 @@ class StudyLoader:
             return series.sequence_class
         return self.classifier(self.read_series(study, series, pixels=False))
 
+    def _folder_key(self, series: SeriesEntry) -> str:
+        """Identity of a series folder's content: file names, sizes and mtimes (no DICOM parsing)."""
+        parts = [series.series_uid]
+        for f in self._files(series):
+            st = f.stat()
+            parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+        return hashlib.sha1("|".join(parts).encode()).hexdigest()
+
     # -- pixels ----------------------------------------------------------------------------------
     def series_pixels(self, study: StudyEntry, series: SeriesEntry) -> np.ndarray:
         """[S, H, W] float32 preprocessed slices, through the cache when one is set."""
         key = self.preprocess.key()
         sop_uids: list[str] | None = None
         if self.cache is not None and series.path is not None:
-            headers = sort_slices(self.read_series(study, series, pixels=False))
-            sop_uids = [str(h.SOPInstanceUID) for h in headers]
+            folder_key = self._folder_key(series)
+            sop_uids = self.cache.get_index(folder_key)
+            if sop_uids is None:
+                headers = sort_slices(self.read_series(study, series, pixels=False))
+                sop_uids = [str(h.SOPInstanceUID) for h in headers]
+                self.cache.put_index(folder_key, sop_uids)
             hit = self.cache.get_series(sop_uids, key)
             if hit is not None:
                 return hit
