@@ -99,6 +99,14 @@ class StudyLoader:
             return self.dicomweb.load_series(study.study_uid, series.series_uid)
         return [pydicom.dcmread(f, stop_before_pixels=not pixels) for f in self._files(series)]
 
+    def slice_count(self, study: StudyEntry, series: SeriesEntry) -> int:
+        """Number of slices without decoding pixels (one single-frame instance per slice)."""
+        if series.path is None:
+            if self.dicomweb is None:
+                raise ValueError(f"series {series.series_uid} has no path and no DICOMweb source is set")
+            return len(self.dicomweb.sop_uids(study.study_uid, series.series_uid))
+        return len(self._files(series))
+
     def sequence_class(self, study: StudyEntry, series: SeriesEntry) -> str:
         if series.sequence_class is not None:
             return series.sequence_class
@@ -189,8 +197,7 @@ class SliceDataset(TorchDataset):
         for si, st in enumerate(self.studies):
             for ri, se in enumerate(st.series):
                 if loader.sequence_class(st, se) in sequence_classes:
-                    n = len(self._pixels(si, ri))
-                    self.index += [(si, ri, k) for k in range(n)]
+                    self.index += [(si, ri, k) for k in range(loader.slice_count(st, se))]
         if not self.index:
             raise ValueError(f"no slices of class {list(sequence_classes)} in {len(self.studies)} studies")
 

@@ -123,3 +123,14 @@ def test_torchrun_two_process_align_stage_trains_with_ddp(data):
     cfg = json.loads((out / "checkpoint" / "config.json").read_text())
     assert cfg["world_size"] == 2
     assert (out / "final" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_process_pretrain_stage_trains_with_ddp(data):
+    root, common = data
+    out = root / "ddp_ssl"
+    args = [*common, *SSL_SMALL, "optim.max_steps=2", "optim.batch_size=2", "run.threads=1"]
+    cfg = str(CONFIGS / "tiny" / "pretrain.yaml")
+    res = _torchrun(["-m", "ml", "train", "pretrain", cfg, f"run.out_dir={out}", *args])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (out / "encoder" / "model.safetensors").exists()
