@@ -25,7 +25,7 @@ from ml.spinefm.io import save_weights
 from ml.spinefm.model import SpineFM
 from ml.spinefm.registry import get_preset
 from ml.spinefm.text import TextEncoder
-from ml.train.checkpoint import unwrap
+from ml.train.checkpoint import StateHolder, unwrap
 from ml.train.config import AlignConfig, to_dict
 from ml.train.data import build_loader, make_dataloader
 from ml.train.loop import StepResult, make_param_groups
@@ -98,6 +98,6 @@ class AlignTask:
     def checkpoint_config(self) -> dict[str, Any]:
         return {"model": self.cfg.model.to_dict()}
 
-    def export(self, out_dir: Path) -> None:
+    def export(self, out_dir: Path, state: dict[str, torch.Tensor]) -> None:
         config = {"model": self.cfg.model.to_dict(), "train": to_dict(self.cfg), "stage": self.stage}
-        save_weights(unwrap(self.module), out_dir / "final", config)
+        save_weights(StateHolder(state), out_dir / "final", config)

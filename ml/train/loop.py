@@ -24,7 +24,14 @@ from torch import nn
 
 from ml.data.cache import default_cache_dir
 from ml.spinefm.distributed import cleanup_distributed, get_world_size, init_distributed, is_main
-from ml.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from ml.train.checkpoint import (
+    full_state_dict,
+    is_sharded,
+    load_model_weights,
+    load_optimizer_state,
+    save_checkpoint,
+    unwrap,
+)
 from ml.train.config import OptimConfig, RunConfig
 
 log = logging.getLogger("ml.train")
@@ -44,7 +51,7 @@ class TrainTask(Protocol):
     def batches(self, epoch_seed: int) -> Iterator[Any]: ...  # one pass over this rank's data
     def step(self, model: nn.Module, batch: Any, step: int) -> StepResult: ...
     def after_optimizer_step(self, step: int) -> None: ...  # e.g. EMA teacher update
-    def export(self, out_dir: Path) -> None: ...  # final artifacts (rank 0)
+    def export(self, out_dir: Path, state: dict[str, torch.Tensor]) -> None: ...  # rank 0, full state
 
 
 def seed_everything(seed: int) -> None:
@@ -103,8 +110,6 @@ def train(task_factory, cfg: Any, stage: str) -> Path:
 
     task: TrainTask = task_factory(cfg, device)
     task.module.to(device)
-    groups = task.param_groups()
-    optimizer = torch.optim.AdamW(groups, lr=optim_cfg.lr, betas=optim_cfg.betas)
     from ml.train.config import to_dict
 
     resolved = {"stage": stage, "train": to_dict(cfg), "world_size": world}
@@ -112,12 +117,19 @@ def train(task_factory, cfg: Any, stage: str) -> Path:
     if extra:
         resolved.update(extra())
 
-    start = 0
     ckpt_dir = out_dir / "checkpoint"
-    if run.resume and (ckpt_dir / "optimizer.pt").exists():
-        start = load_checkpoint(ckpt_dir, task.module, optimizer)
-        log.info("resumed %s from step %d", ckpt_dir, start)
+    resume = run.resume and (ckpt_dir / "optimizer.pt").exists()
+    if resume:  # weights first, on the unwrapped module
+        load_model_weights(ckpt_dir, task.module)
+    # wrap before building the optimizer: FSDP2 replaces parameters by sharded DTensors
     model = wrap_parallel(task.module, run, getattr(task, "fsdp_preferred", False), device)
+    sharded = is_sharded(task.module)
+    groups = task.param_groups()
+    optimizer = torch.optim.AdamW(groups, lr=optim_cfg.lr, betas=optim_cfg.betas)
+    start = 0
+    if resume:
+        start = load_optimizer_state(ckpt_dir, optimizer, sharded)
+        log.info("resumed %s from step %d", ckpt_dir, start)
 
     writer = None
     if is_main():
@@ -156,7 +168,8 @@ def train(task_factory, cfg: Any, stage: str) -> Path:
             for k, v in res.metrics.items():
                 metrics[k] = metrics.get(k, 0.0) + v / optim_cfg.accum_steps
         if optim_cfg.clip_grad > 0:
-            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(trainable, optim_cfg.clip_grad))
+            norm = torch.nn.utils.clip_grad_norm_(trainable, optim_cfg.clip_grad)
+            metrics["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         task.after_optimizer_step(step)
@@ -179,10 +192,11 @@ def train(task_factory, cfg: Any, stage: str) -> Path:
                 writer.add_scalar("train/samples_per_s", rate, step)
             samples_since, t_last = 0, now
         if step % run.ckpt_every == 0 or step == optim_cfg.max_steps:
-            save_checkpoint(ckpt_dir, model, optimizer, step, resolved)
+            save_checkpoint(ckpt_dir, model, optimizer, step, resolved, sharded)
 
+    state = full_state_dict(model)  # collective under FSDP2: every rank takes part
     if is_main():
-        task.export(out_dir)
+        task.export(out_dir, state)
         if writer is not None:
             writer.close()
         log.info("%s done in %s -> %s", stage, _fmt(time.time() - t0), out_dir)

@@ -8,7 +8,6 @@ Exports ``<out_dir>/encoder/`` (the EMA teacher backbone: the encoder used downs
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,8 +132,11 @@ class PretrainTask:
     def checkpoint_config(self) -> dict[str, Any]:
         return {"encoder_preset": self.preset.__dict__, "sequence_class": self.cfg.ssl.sequence_class}
 
-    def export(self, out_dir: Path) -> None:
-        teacher = copy.deepcopy(unwrap(self.module).teacher["backbone"]).cpu()
+    def export(self, out_dir: Path, state: dict[str, torch.Tensor]) -> None:
+        """The EMA teacher backbone, rebuilt from the gathered full state (works under FSDP2)."""
+        prefix = "teacher.backbone."
+        teacher = create_model(self.cfg.ssl.encoder, **self.cfg.ssl.encoder_overrides)
+        teacher.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
         save_encoder_folder(teacher, out_dir / "encoder", self.cfg.ssl.encoder, self.cfg.ssl.encoder_overrides,
                             self.cfg.ssl.sequence_class)  # fmt: skip
 

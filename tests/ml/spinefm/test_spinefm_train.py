@@ -126,11 +126,17 @@ def test_torchrun_two_process_align_stage_trains_with_ddp(data):
 
 
 @pytest.mark.slow
-def test_torchrun_two_process_pretrain_stage_trains_with_ddp(data):
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_torchrun_two_process_pretrain_stage_trains_checkpoints_and_resumes(data, parallel):
+    """DDP, and the FSDP2 ``fully_shard`` path used for ``large``, on 2 CPU processes (gloo)."""
     root, common = data
-    out = root / "ddp_ssl"
-    args = [*common, *SSL_SMALL, "optim.max_steps=2", "optim.batch_size=2", "run.threads=1"]
+    out = root / f"dist_ssl_{parallel}"
+    args = [*common, *SSL_SMALL, "optim.batch_size=2", "run.threads=1", f"run.parallel={parallel}"]
     cfg = str(CONFIGS / "tiny" / "pretrain.yaml")
-    res = _torchrun(["-m", "ml", "train", "pretrain", cfg, f"run.out_dir={out}", *args])
-    assert res.returncode == 0, res.stderr[-3000:]
+    for steps in (1, 2):  # the second call resumes from the first one's checkpoint
+        res = _torchrun(["-m", "ml", "train", "pretrain", cfg, f"run.out_dir={out}", *args, f"optim.max_steps={steps}"])
+        assert res.returncode == 0, res.stderr[-3000:]
+    assert "resumed" in res.stderr + res.stdout
     assert (out / "encoder" / "model.safetensors").exists()
+    shards = sorted(p.name for p in (out / "checkpoint").glob("optimizer.rank*.pt"))
+    assert shards == (["optimizer.rank0.pt", "optimizer.rank1.pt"] if parallel == "fsdp" else [])
