@@ -91,9 +91,16 @@ def test_all_stages_train_on_cpu_and_chain_through_their_outputs(data):
 
 
 @pytest.mark.slow
-def test_training_resumes_from_the_last_checkpoint(data):
+def test_training_with_gradient_accumulation_resumes_from_the_last_checkpoint(data):
     root, common = data
-    args = [*common, *SSL_SMALL, "optim.batch_size=4", "run.ckpt_every=1", "ssl.sequence_class=T2"]
+    args = [
+        *common,
+        *SSL_SMALL,
+        "optim.batch_size=4",
+        "optim.accum_steps=2",
+        "run.ckpt_every=1",
+        "ssl.sequence_class=T2",
+    ]
     _run("pretrain", None, root / "res", [*args, "optim.max_steps=1"])
     _run("pretrain", None, root / "res", [*args, "optim.max_steps=2"])
     state = torch.load(root / "res" / "checkpoint" / "optimizer.pt", weights_only=False)
