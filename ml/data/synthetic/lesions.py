@@ -196,8 +196,14 @@ def _pars(sp, labels, f, rng):
         # oblique cleft through the isthmus between the articular processes
         t = (u - 0.3 * v.h) + 0.6 * (b.v - cd * 0.8)
         half = max(1.0, 0.6 * sp.grid.voxel) * (1.0 if f.label == 1 else 0.6)
-        cleft = (np.abs(t) < half) & (sgn * b.x > cw / 2 - 3) & (sgn * b.x < cw / 2 + 10)
-        painted = _put(labels, b, cleft, T.FLUID, (T.CORTEX, T.MARROW, T.CARTILAGE))
+        lateral = (sgn * b.x > cw / 2 - 3) & (sgn * b.x < cw / 2 + 10)
+        # a thin isthmus on a coarse grid may fall between the cleft's voxel planes: widen the
+        # cleft (up to ~3 voxels) until it crosses bone, rather than lose the finding
+        for _ in range(4):
+            painted = _put(labels, b, (np.abs(t) < half) & lateral, T.FLUID, (T.CORTEX, T.MARROW, T.CARTILAGE))
+            if painted.any():
+                break
+            half += 0.5 * sp.grid.voxel
         mk = Mask.from_block(b, painted)
         total = mk if total is None else total.union(mk)
     return total
