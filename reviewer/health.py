@@ -9,7 +9,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from reviewer.models import ModelVersion
-from reviewer.services.orthanc import OrthancUnavailable, ping
+from reviewer.services.orthanc import ping
 
 
 def _check(fn) -> dict:  # type: ignore[no-untyped-def]
@@ -28,10 +28,7 @@ def _database() -> str:
 
 
 def _orthanc() -> str:
-    try:
-        system = ping()
-    except OrthancUnavailable:
-        raise
+    system = ping()  # raises OrthancUnavailable with the URL and the cause
     return f"Orthanc {system.get('Version')} (DICOMweb root {settings.ORTHANC_DICOMWEB_ROOT})"
 
 
