@@ -59,14 +59,56 @@ def _parse_date(value: str | None) -> dt.date | None:
         return None
 
 
-@transaction.atomic
+def _series_fields(study_uid: str, series_id: str, client: pyorthanc.Orthanc, web) -> tuple[str, dict]:  # type: ignore[no-untyped-def]
+    """Read one series from Orthanc and classify it (network only; no database)."""
+    sinfo = client.get_series_id(series_id)
+    stags = sinfo.get("MainDicomTags", {})
+    modality = stags.get("Modality", "")
+    fields: dict = {
+        "orthanc_id": series_id,
+        "series_number": int(stags["SeriesNumber"]) if stags.get("SeriesNumber", "").isdigit() else None,
+        "description": stags.get("SeriesDescription", ""),
+        "modality": modality,
+        "manufacturer": stags.get("Manufacturer", ""),
+        "instance_count": len(sinfo.get("Instances", [])),
+    }
+    if modality == "MR":
+        metadata = web.retrieve_series_metadata(study_uid, stags["SeriesInstanceUID"])
+        try:
+            cls = classify_series_metadata(metadata)
+        except Exception as exc:  # odd headers must not block the change feed for every later study
+            logger.exception("classification of series %s failed", stags["SeriesInstanceUID"])
+            fields.update(sequence_class="", sequence_subtype="UNKNOWN", plane="unknown",
+                          classification_reasons=[f"classification failed: {type(exc).__name__}: {exc}"])  # fmt: skip
+        else:
+            fields.update(
+                sequence_class=cls.sequence_class,
+                sequence_subtype=cls.subtype,
+                plane=cls.plane,
+                classification_confidence=cls.confidence,
+                classification_reasons=cls.reasons,
+            )
+    return stags["SeriesInstanceUID"], fields
+
+
 def sync_study(*, orthanc_study_id: str, client: pyorthanc.Orthanc | None = None) -> Study:
     """Create or update a Study and its Series from Orthanc, classify each series, and
-    request the draft (queued on commit). Safe to call any number of times."""
+    request the draft (queued on commit). Safe to call any number of times.
+
+    All Orthanc reads happen first, outside any transaction, so a slow archive never holds
+    database locks; the writes then happen in one short transaction.
+    """
     client = client or orthanc()
     info = client.get_studies_id(orthanc_study_id)
     tags = info.get("MainDicomTags", {})
     patient = info.get("PatientMainDicomTags", {})
+    web = dicomweb()
+    series = [_series_fields(tags["StudyInstanceUID"], sid, client, web) for sid in info.get("Series", [])]
+    return _store_study(orthanc_study_id=orthanc_study_id, tags=tags, patient=patient, series=series)
+
+
+@transaction.atomic
+def _store_study(*, orthanc_study_id: str, tags: dict, patient: dict, series: list[tuple[str, dict]]) -> Study:
     study, created = Study.objects.update_or_create(
         study_uid=tags["StudyInstanceUID"],
         defaults={
@@ -77,37 +119,11 @@ def sync_study(*, orthanc_study_id: str, client: pyorthanc.Orthanc | None = None
             "study_date": _parse_date(tags.get("StudyDate")),
             "description": tags.get("StudyDescription", ""),
             "institution": tags.get("InstitutionName", ""),
+            "modalities": ",".join(sorted({f["modality"] for _, f in series if f["modality"]})),
         },
     )
-    modalities: set[str] = set()
-    web = dicomweb()
-    for series_id in info.get("Series", []):
-        sinfo = client.get_series_id(series_id)
-        stags = sinfo.get("MainDicomTags", {})
-        modality = stags.get("Modality", "")
-        modalities.add(modality)
-        defaults = {
-            "study": study,
-            "orthanc_id": series_id,
-            "series_number": int(stags["SeriesNumber"]) if stags.get("SeriesNumber", "").isdigit() else None,
-            "description": stags.get("SeriesDescription", ""),
-            "modality": modality,
-            "manufacturer": stags.get("Manufacturer", ""),
-            "instance_count": len(sinfo.get("Instances", [])),
-        }
-        if modality == "MR":
-            metadata = web.retrieve_series_metadata(tags["StudyInstanceUID"], stags["SeriesInstanceUID"])
-            cls = classify_series_metadata(metadata)
-            defaults.update(
-                sequence_class=cls.sequence_class,
-                sequence_subtype=cls.subtype,
-                plane=cls.plane,
-                classification_confidence=cls.confidence,
-                classification_reasons=cls.reasons,
-            )
-        Series.objects.update_or_create(series_uid=stags["SeriesInstanceUID"], defaults=defaults)
-    study.modalities = ",".join(sorted(m for m in modalities if m))
-    study.save(update_fields=["modalities", "updated_at"])
+    for series_uid, fields in series:
+        Series.objects.update_or_create(series_uid=series_uid, defaults={**fields, "study": study})
     if created:
         audit(actor=None, action="study.received", obj=study, orthanc_id=orthanc_study_id)
     request_draft(study=study)

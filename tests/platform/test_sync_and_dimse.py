@@ -114,3 +114,25 @@ def test_a_generated_spine_study_is_classified_as_its_manifest_says(tmp_path, em
     for s in entry.series:
         assert (stored[s.series_uid].sequence_class, stored[s.series_uid].plane) == (s.sequence_class, s.plane)
         assert stored[s.series_uid].instance_count == len(list((out / s.path).glob("*.dcm")))
+
+
+def test_a_series_the_classifier_chokes_on_is_recorded_and_does_not_block_the_feed(
+    tmp_path, empty_orthanc, orthanc_settings, monkeypatch
+):  # type: ignore[no-untyped-def]
+    # the real classifier path is covered above; here it is made to fail to test the error path
+    from reviewer.services import sync
+
+    def broken(_metadata):  # type: ignore[no-untyped-def]
+        raise ValueError("unparseable ImageOrientationPatient")
+
+    monkeypatch.setattr(sync, "classify_series_metadata", broken)
+    study_uid, files = write_study(tmp_path)
+    storescu(files)
+    wait_stable(empty_orthanc, study_uid)
+    call_command("watch_orthanc", "--once")
+    series = Series.objects.filter(study__study_uid=study_uid)
+    assert series.count() == len(LUMBAR_PROTOCOL)
+    for s in series:
+        assert s.sequence_subtype == "UNKNOWN"
+        assert "classification failed: ValueError: unparseable ImageOrientationPatient" in s.classification_reasons[0]
+    assert DraftJob.objects.filter(study__study_uid=study_uid).count() == 1
