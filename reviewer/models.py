@@ -74,6 +74,8 @@ class Study(models.Model):
     institution = models.CharField(max_length=200, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.AWAITING_DRAFT)
     status_reason = models.TextField(blank=True)
+    # Multi-reader studies: readers do not see each other's reviews nor which model drafted.
+    blinded = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -228,6 +230,66 @@ class Review(models.Model):
     @property
     def needs_arbitration(self) -> bool:
         return self.radpeer in self.ARBITRATION_SCORES
+
+
+class Assignment(models.Model):
+    """A reader assigned to a study (several per study for multi-reader studies)."""
+
+    study = models.ForeignKey(Study, related_name="assignments", on_delete=models.CASCADE)
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="assignments", on_delete=models.PROTECT)
+    assigned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+", on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "reader"], name="one_assignment_per_reader")]
+        ordering = ["created_at"]
+
+
+class Arbitration(models.Model):
+    """A review scored 2b/3a/3b goes to arbitration; an arbiter confirms or changes the score."""
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        RESOLVED = "resolved"
+
+    review = models.OneToOneField(Review, related_name="arbitration", on_delete=models.CASCADE)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    arbiter = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    decision = models.CharField(max_length=2, choices=Review.Radpeer.choices, blank=True)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+
+class StructuredReport(ImmutableModel):
+    """A DICOM Comprehensive SR (TID 1500) stored in Orthanc: the AI's boxes and key slices of a
+    draft, or a reader's corrected version (``parent`` = the SR that was edited). Never replaced:
+    every correction is a new SR instance and a new row, so corrections can feed training."""
+
+    class Source(models.TextChoices):
+        AI = "ai"
+        READER = "reader"
+
+    study = models.ForeignKey(Study, related_name="structured_reports", on_delete=models.CASCADE)
+    draft = models.ForeignKey(Draft, null=True, blank=True, related_name="structured_reports", on_delete=models.PROTECT)
+    parent = models.ForeignKey("self", null=True, blank=True, related_name="children", on_delete=models.PROTECT)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    sop_instance_uid = models.CharField(max_length=64, unique=True)
+    series_instance_uid = models.CharField(max_length=64)
+    orthanc_id = models.CharField(max_length=64, blank=True)
+    series_description = models.CharField(max_length=64, blank=True)
+    # [{"condition", "series_uid", "sop_uid", "xyxy": [x0, y0, x1, y1] (pixels), "label"}]
+    boxes = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "created_at"]
 
 
 class LabelExtraction(ImmutableModel):
