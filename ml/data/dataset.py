@@ -26,7 +26,18 @@ from ml.conditions import CONDITION_KEYS
 from ml.data.cache import SliceCache
 from ml.data.dicomweb import DicomWebSource
 from ml.data.manifest import SeriesEntry, StudyEntry, read_manifest
-from ml.data.preprocess import PreprocessConfig, preprocess_series, sort_slices
+from ml.data.preprocess import (
+    PreprocessConfig,
+    SeriesGeometry,
+    apply_window,
+    pad_to_square,
+    preprocess_series,
+    resize,
+    robust_window,
+    series_geometry,
+    sort_slices,
+    to_float,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +51,8 @@ class SeriesData:
     pixels: np.ndarray  # [S, H, W] float32 in [0, 1], sorted along the slice normal
     plane: str | None = None
     description: str = ""
+    sop_uids: list[str] = field(default_factory=list)  # [S] SOP Instance UID of each sorted slice
+    geometry: SeriesGeometry | None = None  # preprocessed box -> original pixels / patient mm
 
 
 @dataclass
@@ -142,13 +155,24 @@ class StudyLoader:
             self.cache.put_series(sop_uids, key, arr)
         return arr
 
-    def load(self, study: StudyEntry, classes: Sequence[str] = SEQUENCE_CLASSES) -> StudyData:
+    def series_headers(self, study: StudyEntry, series: SeriesEntry) -> list[Dataset]:
+        """Headers (no pixels) of a series, sorted along the slice normal like the pixels."""
+        return sort_slices(self.read_series(study, series, pixels=False))
+
+    def load(self, study: StudyEntry, classes: Sequence[str] = SEQUENCE_CLASSES, geometry: bool = False) -> StudyData:
+        """Load a study's series of ``classes``. ``geometry=True`` also reads the headers for each
+        series' SOP UIDs and ``SeriesGeometry`` (what localisation needs; training stages skip it)."""
         series = []
         for s in study.series:
             cls = self.sequence_class(study, s)
             if cls not in classes:
                 continue
-            series.append(SeriesData(s.series_uid, cls, self.series_pixels(study, s), s.plane, s.description))
+            data = SeriesData(s.series_uid, cls, self.series_pixels(study, s), s.plane, s.description)
+            if geometry:
+                headers = self.series_headers(study, s)
+                data.sop_uids = [str(h.SOPInstanceUID) for h in headers]
+                data.geometry = series_geometry(headers, self.preprocess.size)
+            series.append(data)
         return StudyData(
             study_uid=study.study_uid,
             patient_key=study.patient_key,
@@ -158,6 +182,169 @@ class StudyLoader:
             vendor=study.vendor,
             region=study.region,
         )
+
+
+class NoUsableSeries(ValueError):
+    """A study none of whose series could be read and preprocessed; ``skipped`` says why."""
+
+    def __init__(self, study_uid: str, skipped: list[dict[str, str]]) -> None:
+        reasons = "; ".join(f"{d['series_uid'] or '?'}/{d['sop_uid'] or '*'}: {d['reason']}" for d in skipped[:10])
+        super().__init__(f"study {study_uid}: no usable series ({reasons or 'no series given'})")
+        self.study_uid = study_uid
+        self.skipped = skipped
+
+
+def _skip(series_uid: str, sop_uid: str, reason: str) -> dict[str, str]:
+    return {"series_uid": series_uid, "sop_uid": sop_uid, "reason": reason}
+
+
+def _readable(ds: Dataset) -> np.ndarray:
+    """Modality pixels [H, W] of a single-frame image instance, or a ValueError saying why not."""
+    if "PixelData" not in ds:
+        raise ValueError(f"no pixel data (SOP class {getattr(ds, 'SOPClassUID', '?')})")
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        raise ValueError("multi-frame instance (enhanced MR) is not supported")
+    arr = to_float(ds)
+    if arr.ndim != 2 or min(arr.shape) < 2:
+        raise ValueError(f"pixel array of shape {arr.shape} is not a 2-D image")
+    if not np.isfinite(arr).all():
+        raise ValueError("pixel array has non-finite values")
+    return arr
+
+
+def _plane_of(ds: Dataset) -> str | None:
+    """Plane from ImageOrientationPatient (None when missing or oblique-unusable)."""
+    from ml.dicom.plane import plane_from_orientation
+
+    iop = getattr(ds, "ImageOrientationPatient", None)
+    found = plane_from_orientation(tuple(float(v) for v in iop)) if iop is not None else None
+    return found[0] if found else None
+
+
+def series_from_datasets(
+    series_uid: str,
+    datasets: Sequence[Dataset],
+    preprocess: PreprocessConfig,
+    sequence_class: str,
+    plane: str | None = None,
+) -> tuple[SeriesData | None, list[dict[str, str]]]:
+    """Preprocess one series from pydicom datasets (any order), skipping unreadable instances.
+
+    Instances whose Rows x Columns differ from the series' most common shape are skipped too (a
+    mixed export or a localizer slipped in), so that one geometry holds for every kept slice.
+    Returns (None, reasons) when no instance is usable.
+    """
+    skipped: list[dict[str, str]] = []
+    good: list[tuple[Dataset, np.ndarray]] = []
+    for ds in datasets:
+        sop = str(getattr(ds, "SOPInstanceUID", ""))
+        try:
+            good.append((ds, _readable(ds)))
+        except Exception as exc:  # pydicom decode errors have many types: record, keep going
+            skipped.append(_skip(series_uid, sop, f"unreadable instance: {exc}"))
+    if not good:
+        skipped.append(_skip(series_uid, "", "no readable image instance in the series"))
+        return None, skipped
+    shapes = [a.shape for _, a in good]
+    common = max(set(shapes), key=shapes.count)
+    for ds, a in good:
+        if a.shape != common:
+            skipped.append(
+                _skip(series_uid, str(getattr(ds, "SOPInstanceUID", "")), f"size {a.shape} differs from {common}")
+            )
+    good = [(ds, a) for ds, a in good if a.shape == common]
+    order = {id(ds): a for ds, a in good}
+    ordered = sort_slices([ds for ds, _ in good])
+    raw = [order[id(ds)] for ds in ordered]
+    lo, hi = robust_window(raw, preprocess.p_low, preprocess.p_high, preprocess.max_sample)
+    pixels = np.stack([resize(pad_to_square(apply_window(a, lo, hi)), preprocess.size) for a in raw])
+    first = ordered[0]
+    return (
+        SeriesData(
+            series_uid=series_uid,
+            sequence_class=sequence_class,
+            pixels=pixels,
+            plane=plane,
+            description=str(getattr(first, "SeriesDescription", "") or ""),
+            sop_uids=[str(getattr(ds, "SOPInstanceUID", "")) for ds in ordered],
+            geometry=series_geometry(ordered, preprocess.size),
+        ),
+        skipped,
+    )
+
+
+def study_from_datasets(
+    study_uid: str,
+    series: dict[str, list[Dataset]],
+    preprocess: PreprocessConfig,
+    *,
+    sequence_classes: dict[str, str] | None = None,
+    classes: Sequence[str] = SEQUENCE_CLASSES,
+    classifier: Callable[[Sequence[Dataset]], object] | None = None,
+    patient_key: str | None = None,
+    report: str = "",
+) -> tuple[StudyData, list[dict[str, str]]]:
+    """Build a ``StudyData`` from already-fetched datasets (e.g. a DICOMweb retrieve), keyed by
+    Series Instance UID. This is what the drafting service calls.
+
+    The sequence class comes from ``sequence_classes[series_uid]`` when given, else from the
+    series classifier (``ml.dicom.series_classifier.classify_series``, which also gives the
+    plane). Unreadable instances and unusable series (not MR, no readable image, a class outside
+    ``classes``, the classifier failing) are skipped and reported as
+    ``{"series_uid", "sop_uid", "reason"}`` dicts (``sop_uid`` "" for a whole series).
+    Raises ``NoUsableSeries`` (a ``ValueError``) when nothing is left.
+    """
+    skipped: list[dict[str, str]] = []
+    kept: list[SeriesData] = []
+    known = sequence_classes or {}
+    first_ds: Dataset | None = None
+    for series_uid, datasets in series.items():
+        if not datasets:
+            skipped.append(_skip(series_uid, "", "series has no instances"))
+            continue
+        modality = str(getattr(datasets[0], "Modality", "MR") or "MR").upper()
+        if modality != "MR":
+            skipped.append(_skip(series_uid, "", f"modality {modality} is not MR"))
+            continue
+        plane: str | None = None
+        cls = known.get(series_uid)
+        if cls is None:
+            try:
+                if classifier is not None:
+                    answer = classifier(datasets)
+                else:
+                    from ml.dicom.series_classifier import classify_series
+
+                    answer = classify_series(datasets)
+            except Exception as exc:
+                skipped.append(_skip(series_uid, "", f"series classifier failed: {exc}"))
+                continue
+            cls = answer if isinstance(answer, str) else answer.sequence_class  # type: ignore[attr-defined]
+            plane = None if isinstance(answer, str) else getattr(answer, "plane", None)
+            if plane in ("unknown", ""):
+                plane = None
+        if plane is None:
+            plane = _plane_of(datasets[0])
+        if cls not in classes:
+            skipped.append(_skip(series_uid, "", f"sequence class {cls!r} not used (wanted {list(classes)})"))
+            continue
+        data, why = series_from_datasets(series_uid, datasets, preprocess, cls, plane)
+        skipped += why
+        if data is not None:
+            kept.append(data)
+            first_ds = first_ds or datasets[0]
+    if not kept:
+        raise NoUsableSeries(study_uid, skipped)
+    return (
+        StudyData(
+            study_uid=study_uid,
+            patient_key=patient_key or str(getattr(first_ds, "PatientID", "") or study_uid),
+            series=kept,
+            report=report,
+            vendor=str(getattr(first_ds, "Manufacturer", "") or "") or None,
+        ),
+        skipped,
+    )
 
 
 def load_manifest(path: str | Path) -> tuple[list[StudyEntry], Path]:

@@ -93,3 +93,108 @@ def preprocess_series(datasets: Sequence[Dataset], cfg: PreprocessConfig) -> np.
     raw = [to_float(ds) for ds in ordered]
     lo, hi = robust_window(raw, cfg.p_low, cfg.p_high, cfg.max_sample)
     return np.stack([resize(pad_to_square(apply_window(a, lo, hi)), cfg.size) for a in raw])
+
+
+# -- geometry: preprocessed slice <-> original pixels <-> patient mm ----------------------------------
+
+
+@dataclass
+class SeriesGeometry:
+    """What it takes to map a box on a preprocessed slice back to the original DICOM image and to
+    the patient coordinate system, so that boxes found by the agents can be drawn in the viewer
+    (pixels) and written into a DICOM SR (patient mm).
+
+    Pixel coordinates follow the DICOM SCOORD convention: (0, 0) is the top-left *corner* of the
+    top-left pixel, so pixel (column c, row r) covers [c, c+1) x [r, r+1) and its centre is
+    (c + 0.5, r + 0.5). ``ImagePositionPatient`` is the centre of the first pixel.
+    """
+
+    rows: int  # original Rows
+    columns: int  # original Columns
+    size: int  # side of the preprocessed (padded, resized) square slice
+    positions: list[list[float]] | None = None  # [S][3] ImagePositionPatient per sorted slice (mm)
+    # [S][6] ImageOrientationPatient per sorted slice: row cosines (3), column cosines (3). Per
+    # slice because axial stacks are often planned per disc, each block with its own tilt.
+    orientations: list[list[float]] | None = None
+    spacing: list[float] | None = None  # PixelSpacing: [between rows (dy), between columns (dx)] (mm)
+
+    @property
+    def side(self) -> int:
+        return max(self.rows, self.columns)
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        """(left, top) zero padding added by ``pad_to_square`` (original pixels)."""
+        s = self.side
+        return (s - self.columns) // 2, (s - self.rows) // 2
+
+    def to_original(self, xyxy: Sequence[float]) -> list[float]:
+        """Box [x0, y0, x1, y1] in preprocessed pixels -> original pixels (undo resize and pad),
+        clipped to the image."""
+        scale = self.side / self.size
+        left, top = self.offset
+        x0, y0, x1, y1 = (float(v) * scale for v in xyxy)
+        return [
+            float(np.clip(x0 - left, 0, self.columns)),
+            float(np.clip(y0 - top, 0, self.rows)),
+            float(np.clip(x1 - left, 0, self.columns)),
+            float(np.clip(y1 - top, 0, self.rows)),
+        ]
+
+    def to_preprocessed(self, xyxy: Sequence[float]) -> list[float]:
+        """Box in original pixels -> preprocessed pixels (apply pad and resize)."""
+        scale = self.size / self.side
+        left, top = self.offset
+        x0, y0, x1, y1 = (float(v) for v in xyxy)
+        return [(x0 + left) * scale, (y0 + top) * scale, (x1 + left) * scale, (y1 + top) * scale]
+
+    def normalise(self, xyxy: Sequence[float]) -> list[float]:
+        """Original pixels -> [0, 1] by (Columns, Rows) (the generator's ``box_norm``)."""
+        x0, y0, x1, y1 = (float(v) for v in xyxy)
+        return [x0 / self.columns, y0 / self.rows, x1 / self.columns, y1 / self.rows]
+
+    def pixel_to_patient(self, index: int, x: float, y: float) -> list[float] | None:
+        """Continuous original pixel coordinate (x = column, y = row; SCOORD convention) on sorted
+        slice ``index`` -> [x, y, z] patient mm; None without the geometry tags."""
+        if self.positions is None or self.orientations is None or self.spacing is None:
+            return None
+        ipp = np.asarray(self.positions[index], float)
+        iop = self.orientations[index]
+        row_dir = np.asarray(iop[:3], float)  # direction of increasing column
+        col_dir = np.asarray(iop[3:], float)  # direction of increasing row
+        dy, dx = (float(v) for v in self.spacing)
+        p = ipp + (x - 0.5) * dx * row_dir + (y - 0.5) * dy * col_dir
+        return [float(v) for v in p]
+
+    def box_to_patient(self, index: int, xyxy: Sequence[float]) -> list[list[float]] | None:
+        """Four corners of an original-pixel box in patient mm, clockwise from (x0, y0)."""
+        x0, y0, x1, y1 = (float(v) for v in xyxy)
+        corners = [self.pixel_to_patient(index, x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
+        return None if any(c is None for c in corners) else corners  # type: ignore[return-value]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def series_geometry(ordered: Sequence[Dataset], size: int) -> SeriesGeometry:
+    """Geometry of a series whose instances are already sorted (``sort_slices``). The patient
+    part is left out (None) when any slice lacks ImagePositionPatient, ImageOrientationPatient or
+    PixelSpacing: pixel boxes still work, patient mm do not."""
+    first = ordered[0]
+    rows, cols = int(first.Rows), int(first.Columns)
+    spacing = getattr(first, "PixelSpacing", None)
+    positions = [getattr(d, "ImagePositionPatient", None) for d in ordered]
+    iops = [getattr(d, "ImageOrientationPatient", None) for d in ordered]
+    complete = (
+        spacing is not None
+        and all(p is not None and len(p) == 3 for p in positions)
+        and all(o is not None and len(o) == 6 for o in iops)
+    )
+    return SeriesGeometry(
+        rows=rows,
+        columns=cols,
+        size=size,
+        positions=[[float(v) for v in p] for p in positions] if complete else None,  # type: ignore[union-attr]
+        orientations=[[float(v) for v in o] for o in iops] if complete else None,  # type: ignore[union-attr]
+        spacing=[float(v) for v in spacing] if complete else None,  # type: ignore[union-attr]
+    )
