@@ -1,0 +1,226 @@
+"""``ReportAgent``: projector + decoder (+ LoRA) + tokenizer, with save/load and generation.
+
+Sequence fed to the decoder (one study)::
+
+    [bos] "<image>" [64 projector tokens] "</image> <region>..</region> <classification>..
+    <localization>.. <similar_case_report>..</similar_case_report> <template>..</template> <report>"
+    [target report tokens] "<end_of_report>" [eos]
+
+Only the report tokens are scored in training (labels -100 elsewhere). ``forward`` returns
+logits; the loss lives in ``loss.py``. Artifact folder: ``config.json``, ``projector.safetensors``,
+``tokenizer/``, ``decoder/`` (tiny preset only: our from-scratch weights), ``adapter/`` (peft LoRA),
+``meta.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from ml.agents.report.config import ReportAgentConfig
+from ml.agents.report.decoders import load_pretrained_decoder
+from ml.agents.report.loss import IGNORE
+from ml.agents.report.projector import AttentionPoolProjector
+from ml.agents.report.prompt import prompt_parts, split_sections
+from ml.agents.report.types import GeneratedReport, ReportInputs
+
+
+class ReportAgent(nn.Module):
+    def __init__(self, cfg: ReportAgentConfig, decoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.decoder = decoder
+        self.tokenizer = tokenizer
+        self.hidden_size = decoder.get_input_embeddings().embedding_dim
+        self.projector = AttentionPoolProjector(cfg.projector, self.hidden_size)
+        self.meta: dict = {}
+
+    # ----- parameters and stages -------------------------------------------------------------
+    @property
+    def has_lora(self) -> bool:
+        return hasattr(self.decoder, "peft_config")
+
+    def add_lora(self) -> None:
+        """Wrap the decoder with trainable LoRA adapters (peft); the base weights stay frozen."""
+        from peft import LoraConfig, get_peft_model
+
+        if self.has_lora:
+            return
+        lc = self.cfg.lora
+        peft_cfg = LoraConfig(
+            r=lc.r,
+            lora_alpha=lc.alpha,
+            lora_dropout=lc.dropout,
+            target_modules=list(lc.target_modules),
+            task_type="CAUSAL_LM",
+        )
+        self.decoder = get_peft_model(self.decoder, peft_cfg)
+
+    def lora_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.decoder.named_parameters() if "lora_" in n]
+
+    def set_stage(self, stage: int) -> None:
+        """0: decoder only (tiny LM pretraining); 1: projector only; 2: projector + LoRA adapters.
+
+        Stage 2 makes the adapters trainable explicitly: the paper's released code froze them.
+        """
+        for p in self.parameters():
+            p.requires_grad_(False)
+        if stage == 0:
+            for p in self.decoder.parameters():
+                p.requires_grad_(True)
+        elif stage in (1, 2):
+            for p in self.projector.parameters():
+                p.requires_grad_(True)
+            if stage == 2:
+                self.add_lora()
+                for p in self.lora_parameters():
+                    p.requires_grad_(True)
+        else:
+            raise ValueError(f"unknown training stage {stage}")
+
+    # ----- inputs -----------------------------------------------------------------------------
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def prompt_ids(self, inp: ReportInputs) -> tuple[list[int], list[int]]:
+        """Token ids before and after the 64 image tokens; the similar report is cut to fit the budget."""
+        pre = ([self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []) + self._ids("<image>")
+        head, sim, tail = prompt_parts(inp.conditions, inp.similar_report, inp.region, inp.use_agent_tokens)
+        h, t = self._ids(head), self._ids(tail)
+        room = self.cfg.max_prompt_tokens - len(pre) - self.cfg.projector.n_queries - len(h) - len(t)
+        s = self._ids(sim)[: max(room, 0)] if sim else []
+        return pre, h + s + t
+
+    def target_ids(self, text: str) -> list[int]:
+        ids = self._ids(text.strip() + "\n" + self.cfg.end_marker)[: self.cfg.max_target_tokens]
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        return ids
+
+    def build_batch(
+        self, items: list[ReportInputs], targets: list[str] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """inputs_embeds [B, T, H], attention_mask [B, T], labels [B, T] (right-padded)."""
+        device = self.projector.queries.device
+        feats = self.projector.pack([(x.t1_slices, x.t2_slices) for x in items], device)
+        img = self.projector(*feats)  # [B, Q, H]
+        emb = self.decoder.get_input_embeddings()
+        rows, labels = [], []
+        for i, x in enumerate(items):
+            pre, post = self.prompt_ids(x)
+            tgt = self.target_ids(targets[i]) if targets is not None else []
+            ids_pre = torch.tensor(pre, device=device, dtype=torch.long)
+            ids_post = torch.tensor(post + tgt, device=device, dtype=torch.long)
+            e = torch.cat([emb(ids_pre), img[i].to(emb.weight.dtype), emb(ids_post)], dim=0)  # [T_i, H]
+            rows.append(e)
+            n_prompt = len(pre) + img.shape[1] + len(post)
+            labels.append([IGNORE] * n_prompt + tgt)
+        t_max = max(r.shape[0] for r in rows)
+        b = len(rows)
+        embeds = rows[0].new_zeros(b, t_max, self.hidden_size)
+        mask = torch.zeros(b, t_max, dtype=torch.long, device=device)
+        lab = torch.full((b, t_max), IGNORE, dtype=torch.long, device=device)
+        for i, r in enumerate(rows):
+            embeds[i, : r.shape[0]] = r
+            mask[i, : r.shape[0]] = 1
+            lab[i, : r.shape[0]] = torch.tensor(labels[i], device=device)
+        return embeds, mask, lab
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """inputs_embeds [B, T, H], attention_mask [B, T] -> logits [B, T, V]."""
+        return self.decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False).logits
+
+    # ----- generation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, inputs: ReportInputs, max_new_tokens: int | None = None) -> GeneratedReport:
+        """Greedy draft with a token budget; stops at the end-of-report marker or EOS."""
+        budget = int(max_new_tokens if max_new_tokens is not None else self.cfg.max_new_tokens)
+        if budget < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {budget}")
+        was_training = self.training
+        self.eval()
+        t0 = time.perf_counter()
+        embeds, mask, _ = self.build_batch([inputs])
+        stop_ids = [i for i in (self.tokenizer.eos_token_id, self._marker_id()) if i is not None]
+        kwargs = {}
+        if self._marker_id() is None:  # multi-token marker (pretrained vocabularies): stop on the string
+            kwargs = {"stop_strings": [self.cfg.end_marker], "tokenizer": self.tokenizer}
+        out = self.decoder.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=budget,
+            do_sample=False,
+            eos_token_id=stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            **kwargs,
+        )
+        new = out[0].tolist()  # decoder-only generate with inputs_embeds returns only new tokens
+        text = self.tokenizer.decode(new, skip_special_tokens=False)
+        text = text.split(self.cfg.end_marker)[0]
+        for tok in (self.tokenizer.eos_token, self.tokenizer.pad_token):
+            if tok:
+                text = text.split(tok)[0]
+        text = text.strip()
+        self.train(was_training)
+        return GeneratedReport(text, split_sections(text), len(new), time.perf_counter() - t0)
+
+    def _marker_id(self) -> int | None:
+        ids = self._ids(self.cfg.end_marker)
+        return ids[0] if len(ids) == 1 else None
+
+    # ----- persistence ------------------------------------------------------------------------
+    @property
+    def version(self) -> str:
+        return f"{self.cfg.version}:{self.cfg.preset}:{self.meta.get('created', 'unsaved')}"
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.cfg.save(folder / "config.json")
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in self.projector.state_dict().items()},
+            str(folder / "projector.safetensors"),
+        )
+        self.tokenizer.save_pretrained(folder / "tokenizer")
+        base = self.decoder.get_base_model() if self.has_lora else self.decoder
+        if self.cfg.preset == "tiny":
+            state = {k.replace(".base_layer", ""): v for k, v in base.state_dict().items() if "lora_" not in k}
+            clean = type(base)(base.config)
+            clean.load_state_dict(state, strict=True)
+            clean.save_pretrained(folder / "decoder", safe_serialization=True)
+        if self.has_lora:
+            self.decoder.save_pretrained(folder / "adapter")
+        self.meta.setdefault("created", time.strftime("%Y%m%dT%H%M%S"))
+        self.meta["hidden_size"] = self.hidden_size
+        (folder / "meta.json").write_text(json.dumps(self.meta, indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> ReportAgent:
+        folder = Path(folder)
+        if not (folder / "config.json").exists():
+            raise FileNotFoundError(f"{folder} is not a report-agent folder (no config.json)")
+        cfg = ReportAgentConfig.from_dict(json.loads((folder / "config.json").read_text()))
+        tok = AutoTokenizer.from_pretrained(folder / "tokenizer")
+        if cfg.preset == "tiny":
+            decoder = AutoModelForCausalLM.from_pretrained(folder / "decoder")
+        else:
+            decoder, _ = load_pretrained_decoder(cfg)
+        agent = cls(cfg, decoder, tok)
+        if (folder / "adapter").exists():
+            from peft import PeftModel
+
+            agent.decoder = PeftModel.from_pretrained(agent.decoder, folder / "adapter", is_trainable=False)
+        agent.projector.load_state_dict(load_file(str(folder / "projector.safetensors")))
+        if (folder / "meta.json").exists():
+            agent.meta = json.loads((folder / "meta.json").read_text())
+        for p in agent.parameters():
+            p.requires_grad_(False)
+        return agent.to(device).eval()

@@ -1,0 +1,111 @@
+"""The text prompt of the Medical Report Agent: structured agent tokens + the report template.
+
+Layout (the 64 image tokens are spliced in as embeddings after ``<image>``)::
+
+    <image>[64 image tokens]</image>
+    <region>lumbar</region>
+    <classification>canal_stenosis=yes 0.8; foraminal_narrowing=no 0.1; ...</classification>
+    <localization>canal_stenosis L4-5 central; ...</localization>
+    <similar_case_report>...</similar_case_report>
+    <template>CLINICAL HISTORY: | ... | DISCS: L1-2, L2-3, ... | ... | IMPRESSION:</template>
+    <report>
+
+The classification block lists all 17 conditions (so "absent" is said, not implied) with the
+calibrated probability rounded to one decimal; localization lists the conditions called present
+that carry a level. ``use_agent_tokens=False`` keeps only the image, region and template (the
+plain-LLaVA baseline), so the two variants differ only in the agents' outputs.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ml.agents.analysis import ConditionResult
+from ml.conditions import CONDITION_KEYS, DISC_LEVELS
+
+TAGS = (
+    "<image>",
+    "</image>",
+    "<region>",
+    "</region>",
+    "<classification>",
+    "</classification>",
+    "<localization>",
+    "</localization>",
+    "<similar_case_report>",
+    "</similar_case_report>",
+    "<template>",
+    "</template>",
+    "<report>",
+)
+
+SECTIONS = (
+    "CLINICAL HISTORY",
+    "TECHNIQUE",
+    "COMPARISON",
+    "ALIGNMENT",
+    "VERTEBRAL BODIES/MARROW",
+    "DISCS",
+    "SPINAL CANAL",
+    "NEURAL FORAMINA",
+    "CORD/CONUS/CAUDA EQUINA",
+    "PARASPINAL/OTHER",
+    "IMPRESSION",
+)
+
+
+def template(region: str) -> str:
+    """The expert report template (DESIGN.md §1) with the region's disc levels."""
+    levels = ", ".join(DISC_LEVELS.get(region, ()))
+    parts = [f"{s}: {levels}" if s == "DISCS" and levels else f"{s}:" for s in SECTIONS]
+    return "<template>" + " | ".join(parts) + "</template>"
+
+
+def classification_block(conditions: list[ConditionResult]) -> str:
+    by_key = {c.condition: c for c in conditions}
+    items = []
+    for key in CONDITION_KEYS:
+        c = by_key.get(key)
+        if c is not None:
+            items.append(f"{key}={'yes' if c.present else 'no'} {c.probability:.1f}")
+    return "<classification>" + "; ".join(items) + "</classification>"
+
+
+def localization_block(conditions: list[ConditionResult]) -> str:
+    items = []
+    for c in conditions:
+        if c.present and c.level:
+            items.append(" ".join(x for x in (c.condition, c.level, c.side) if x))
+    return "<localization>" + "; ".join(items) + "</localization>"
+
+
+def prompt_parts(
+    conditions: list[ConditionResult], similar_report: str | None, region: str, use_agent_tokens: bool
+) -> tuple[str, str, str]:
+    """(text before the similar report, the similar report, text after it): the caller truncates the middle."""
+    head = f"</image>\n<region>{region}</region>\n"
+    sim = ""
+    tail = template(region) + "\n<report>\n"
+    if use_agent_tokens:
+        head += classification_block(conditions) + "\n" + localization_block(conditions) + "\n"
+        head += "<similar_case_report>"
+        sim = (similar_report or "").strip()
+        tail = "</similar_case_report>\n" + tail
+    return head, sim, tail
+
+
+_HEADER = re.compile(r"^(" + "|".join(re.escape(s) for s in SECTIONS) + r"):[ \t]*", re.MULTILINE)
+
+
+def split_sections(text: str) -> dict[str, str]:
+    """Section title -> body of a report in the template's format (unknown text goes to "")."""
+    out: dict[str, str] = {}
+    marks = list(_HEADER.finditer(text))
+    if marks and text[: marks[0].start()].strip():
+        out[""] = text[: marks[0].start()].strip()
+    if not marks and text.strip():
+        out[""] = text.strip()
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        out[m.group(1)] = text[m.end() : end].strip()
+    return out

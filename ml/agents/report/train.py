@@ -1,0 +1,213 @@
+"""Two-stage training of the Medical Report Agent (plus a stage 0 for the from-scratch tiny decoder).
+
+- stage 0 (preset ``tiny`` only): the decoder is trained as a language model on the training
+  reports, standing in for the pre-trained LLM the paper starts from. Both report-agent variants
+  (with / without agent tokens) get the identical stage-0 decoder from the same data and seed,
+  or share one explicitly through ``init_from``.
+- stage 1: projector only; the decoder is frozen (LLaVA feature alignment).
+- stage 2: projector + LoRA adapters on the decoder (peft). The adapters are trainable: the
+  paper's released code froze them, so stage 2 silently trained the projector only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ml.agents.report.agent import ReportAgent
+from ml.agents.report.config import ReportAgentConfig
+from ml.agents.report.decoders import build_tiny_decoder, load_pretrained_decoder, train_tokenizer
+from ml.agents.report.loss import IGNORE, report_lm_loss
+from ml.agents.report.prompt import prompt_parts
+from ml.agents.report.types import ReportExample
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "agents"
+PRESET_CONFIGS = {"tiny": "report.yaml", "gemma-3-270m": "report_gemma.yaml", "llama-3.1-8b": "report_llama8b.yaml"}
+
+
+def default_config(preset: str) -> ReportAgentConfig:
+    if preset not in PRESET_CONFIGS:
+        raise ValueError(f"unknown report-agent preset {preset!r}; known: {', '.join(PRESET_CONFIGS)}")
+    return ReportAgentConfig.from_yaml(CONFIG_DIR / PRESET_CONFIGS[preset])
+
+
+def _lr(step: int, total: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    frac = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def _run(
+    name: str,
+    steps: int,
+    params: list[torch.nn.Parameter],
+    lr: float,
+    cfg: ReportAgentConfig,
+    batch_loss,  # type: ignore[no-untyped-def]
+    n: int,
+    rng: random.Random,
+) -> list[float]:
+    """A plain AdamW loop over random mini-batches; logs loss and steps/s."""
+    if steps <= 0:
+        return []
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.train.weight_decay)
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, steps, lr, cfg.train.warmup)
+        idx = [rng.randrange(n) for _ in range(min(cfg.train.batch_size, n))]
+        loss = batch_loss(idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if (step + 1) % cfg.train.log_every == 0 or step + 1 == steps:
+            dt = time.perf_counter() - t0
+            log.info(
+                "report %s step %d/%d loss %.3f (%.2f steps/s)",
+                name,
+                step + 1,
+                steps,
+                float(np.mean(losses[-cfg.train.log_every :])),
+                (step + 1) / dt,
+            )
+    return losses
+
+
+def train_report_agent(
+    examples: list[ReportExample],
+    out_dir: Path,
+    preset: str = "tiny",
+    stage1_steps: int | None = None,
+    stage2_steps: int | None = None,
+    use_agent_tokens: bool = True,
+    stage0_steps: int | None = None,
+    config: ReportAgentConfig | None = None,
+    overrides: dict[str, Any] | None = None,
+    init_from: Path | None = None,
+) -> Path:
+    """Train a report agent on ``examples`` and save it to ``out_dir`` (returned).
+
+    Steps default to the preset's YAML (``ml/configs/agents/report*.yaml``). ``use_agent_tokens``
+    overrides every example's flag (False = plain LLaVA). ``init_from`` reuses the tokenizer and
+    stage-0 decoder of another tiny agent folder (skips stage 0), so two variants share one decoder.
+    """
+    if not examples:
+        raise ValueError("train_report_agent needs at least one example")
+    if any(not e.target.strip() for e in examples):
+        raise ValueError("every ReportExample needs a non-empty target report")
+    cfg = config or default_config(preset)
+    if config is None and overrides:
+        cfg = ReportAgentConfig.from_dict(_merge(cfg.to_dict(), overrides))
+    cfg.preset = preset if config is None else cfg.preset
+    tr = cfg.train
+    if stage0_steps is not None:
+        tr.stage0_steps = stage0_steps
+    if stage1_steps is not None:
+        tr.stage1_steps = stage1_steps
+    if stage2_steps is not None:
+        tr.stage2_steps = stage2_steps
+    dims = {np.asarray(s).shape[-1] for e in examples for s in (*e.t1_slices, *e.t2_slices)}
+    if len(dims) != 1:
+        raise ValueError(f"all slice features must share one width, got {sorted(dims)}")
+    cfg.projector.slice_dim = dims.pop()
+    examples = [dataclasses.replace(e, use_agent_tokens=use_agent_tokens) for e in examples]
+
+    torch.manual_seed(tr.seed)
+    rng = random.Random(tr.seed)
+    torch.set_num_threads(tr.threads)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    if cfg.preset == "tiny":
+        if init_from is not None:
+            tok = AutoTokenizer.from_pretrained(Path(init_from) / "tokenizer")
+            decoder = AutoModelForCausalLM.from_pretrained(Path(init_from) / "decoder")
+            tr.stage0_steps = 0
+        else:
+            corpus = [e.target for e in examples]
+            corpus += ["".join(prompt_parts(e.conditions, None, e.region, True)) for e in examples]
+            tok = train_tokenizer(corpus, cfg.tiny.vocab_size, cfg.end_marker)
+            decoder = build_tiny_decoder(cfg, tok)
+    else:
+        decoder, tok = load_pretrained_decoder(cfg)
+        tr.stage0_steps = 0
+    agent = ReportAgent(cfg, decoder, tok)
+    losses: dict[str, list[float]] = {}
+
+    # stage 0: language-model pretraining of the tiny decoder on the report texts
+    if tr.stage0_steps > 0:
+        agent.set_stage(0)
+        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        seqs = [bos + agent.target_ids(e.target) for e in examples]
+
+        def lm_loss(idx: list[int]) -> torch.Tensor:
+            batch = [seqs[i] for i in idx]
+            t = max(len(s) for s in batch)
+            ids = torch.full((len(batch), t), tok.pad_token_id, dtype=torch.long)
+            lab = torch.full((len(batch), t), IGNORE, dtype=torch.long)
+            att = torch.zeros((len(batch), t), dtype=torch.long)
+            for i, s in enumerate(batch):
+                ids[i, : len(s)] = torch.tensor(s)
+                lab[i, : len(s)] = torch.tensor(s)
+                att[i, : len(s)] = 1
+            logits = agent.decoder(input_ids=ids, attention_mask=att, use_cache=False).logits  # [B, T, V]
+            return report_lm_loss(logits, lab)
+
+        t0 = time.perf_counter()
+        params = [p for p in agent.decoder.parameters() if p.requires_grad]
+        losses["stage0"] = _run("stage0", tr.stage0_steps, params, tr.lr_stage0, cfg, lm_loss, len(seqs), rng)
+        timings["stage0"] = time.perf_counter() - t0
+
+    def vl_loss(idx: list[int]) -> torch.Tensor:
+        batch = [examples[i] for i in idx]
+        embeds, mask, lab = agent.build_batch(batch, [e.target for e in batch])
+        return report_lm_loss(agent(embeds, mask), lab)
+
+    agent.train()
+    for stage, steps, lr in ((1, tr.stage1_steps, tr.lr_stage1), (2, tr.stage2_steps, tr.lr_stage2)):
+        agent.set_stage(stage)
+        params = [p for p in agent.parameters() if p.requires_grad]
+        t0 = time.perf_counter()
+        losses[f"stage{stage}"] = _run(f"stage{stage}", steps, params, lr, cfg, vl_loss, len(examples), rng)
+        timings[f"stage{stage}"] = time.perf_counter() - t0
+
+    timings["total"] = time.perf_counter() - t_start
+    agent.meta.update(
+        n_examples=len(examples),
+        use_agent_tokens=use_agent_tokens,
+        init_from=str(init_from) if init_from else None,
+        seconds=timings,
+        final_loss={k: float(np.mean(v[-10:])) for k, v in losses.items() if v},
+        losses={k: [round(x, 4) for x in v] for k, v in losses.items()},
+    )
+    out_dir = Path(out_dir)
+    agent.save(out_dir)
+    log.info("report agent saved to %s (%.1f s)", out_dir, timings["total"])
+    return out_dir
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node[p] = dict(node[p])
+            node = node[p]
+        node[leaf] = value
+    return out
