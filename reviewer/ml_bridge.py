@@ -35,3 +35,26 @@ def classify_series_metadata(instances: Sequence[dict]) -> SeriesClassification:
         confidence=float(result.confidence),
         reasons=list(result.reasons),
     )
+
+
+@dataclass(frozen=True)
+class ReportLabels:
+    """Ternary labels of the 17 conditions extracted from one report text."""
+
+    labels: dict[str, int]  # condition key -> -1 | 0 | 1
+    evidence: dict[str, str]  # condition key -> the sentence as it appears in the text
+    confidence: dict[str, float]
+    extractor: str  # name@version of the extractor, stored with every extraction
+
+
+def extract_report_labels(text: str) -> ReportLabels:
+    """Run the label-extraction agent (rules backend: offline, deterministic) on a report."""
+    from ml.agents.labels import extract_labels
+
+    result = extract_labels(text, backend="rules")
+    return ReportLabels(
+        labels={k: int(v) for k, v in result.labels.items()},
+        evidence={k: str(v) for k, v in result.evidence.items()},
+        confidence={k: float(v) for k, v in result.confidence.items()},
+        extractor=str(result.extractor),
+    )

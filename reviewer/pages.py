@@ -1,31 +1,306 @@
-"""Server-rendered pages (the worklist). The review itself happens in OHIF."""
+"""Server-rendered pages: worklist and reader assignment, arbitration queue, annotation queue,
+statistics. The reading itself happens in OHIF (``/viewer/open/<study_uid>/``).
+
+Role rules are those of the API (``reviewer.permissions.role_required`` on every page) and
+blinding follows ``reviewer.services.workflow.blinded_for``. Patient identities and reader
+names are rendered for admins only.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from urllib.parse import urlencode
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
 
+from ml.conditions import CONDITION_KEYS, CONDITIONS
 from reviewer import selectors
-from reviewer.models import Study
-from reviewer.roles import Role, has_role
+from reviewer.models import LabelConfirmation, LabelExtraction, Review, Study
+from reviewer.permissions import role_required
+from reviewer.roles import Role, has_role, roles_of
+from reviewer.services import exports, labels, plots, stats, workflow
+
+R, A, S = Role.RADIOLOGIST, Role.ANNOTATOR, Role.RESEARCHER
+PAGE_SIZE = 50
+
+
+def _render(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
+    roles = roles_of(request.user)
+    nav = {
+        "is_admin": Role.ADMIN in roles,
+        "can_annotate": bool(roles & {A, Role.ADMIN}),
+        "can_arbitrate": bool(roles & {R, Role.ADMIN}),
+        "can_see_stats": bool(roles & {S, Role.ADMIN}),
+    }
+    return render(request, template, {**context, "nav": nav}, status=status)
+
+
+def _date(value: str | None) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+# --- worklist and assignment --------------------------------------------------------------
 
 
 @login_required
 def worklist(request: HttpRequest) -> HttpResponse:
-    qs = selectors.study_list().order_by("-created_at")
+    user = request.user
     status = request.GET.get("status", "")
-    if status in Study.Status.values:
-        qs = qs.filter(status=status)
-    page = Paginator(qs, 50).get_page(request.GET.get("page"))
-    return render(
+    status = status if status in Study.Status.values else ""
+    mine = request.GET.get("mine") == "1"
+    date_from, date_to = _date(request.GET.get("from")), _date(request.GET.get("to"))
+    q = request.GET.get("q", "").strip()[:100]
+    qs = selectors.worklist(user=user, status=status, mine=mine, date_from=date_from, date_to=date_to, q=q)
+    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    is_admin = has_role(user, Role.ADMIN)
+    rows = []
+    for study in page:
+        job = study.jobs_newest_first[0] if study.jobs_newest_first else None
+        readers = [a.reader for a in study.assignments.all()]
+        rows.append(
+            {
+                "study": study,
+                "job": job,
+                "reason": study.status_reason or (job.reason if job and job.state == "failed" else ""),
+                "readers": readers,
+                "assigned_to_me": any(r.pk == user.pk for r in readers),
+            }
+        )
+    filters = {"status": status, "mine": "1" if mine else "", "from": request.GET.get("from", ""),
+               "to": request.GET.get("to", ""), "q": q}  # fmt: skip
+    return _render(
         request,
         "reviewer/worklist.html",
         {
             "page": page,
+            "rows": rows,
             "statuses": Study.Status.choices,
-            "status": status,
-            "show_identity": has_role(request.user, Role.ADMIN),
+            "filters": filters,
+            "query": urlencode({k: v for k, v in filters.items() if v}),
+            "show_identity": is_admin,
+            "is_reader": has_role(user, R),
+            "can_read": has_role(user, R, Role.ADMIN),
+        },
+    )
+
+
+@role_required()  # admins only
+@require_http_methods(["GET", "POST"])
+def assign(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_object_or_404(Study, pk=pk)
+    if request.method == "POST":
+        try:
+            if "unassign" in request.POST:
+                workflow.unassign_reader(study=study, reader_id=int(request.POST["unassign"]), actor=request.user)
+            else:
+                workflow.set_blinding(study=study, blinded=request.POST.get("blinded") == "on", actor=request.user)
+                ids = [int(i) for i in request.POST.getlist("readers")]
+                if ids:
+                    workflow.assign_readers(study=study, reader_ids=ids, assigned_by=request.user)
+            messages.success(request, "Assignment saved.")
+            return redirect("study-assign", pk=study.pk)
+        except (ValidationError, ValueError) as exc:
+            messages.error(request, "; ".join(getattr(exc, "messages", [str(exc)])))
+    assigned = list(study.assignments.select_related("reader").order_by("created_at"))
+    signed = set(study.reviews.filter(signed_at__isnull=False).values_list("reader_id", flat=True))
+    assigned_ids = {a.reader_id for a in assigned}
+    return _render(
+        request,
+        "reviewer/assign.html",
+        {
+            "study": study,
+            "assigned": [(a, a.reader_id in signed) for a in assigned],
+            "candidates": [u for u in selectors.radiologists() if u.pk not in assigned_ids],
+        },
+    )
+
+
+# --- arbitration ---------------------------------------------------------------------------
+
+
+@role_required(R)
+def arbitration_queue(request: HttpRequest) -> HttpResponse:
+    state = request.GET.get("state", "open")
+    state = state if state in ("open", "resolved", "") else "open"
+    page = Paginator(selectors.arbitrations_for(request.user, state=state), PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"page": page, "state": state, "is_admin": has_role(request.user, Role.ADMIN)}
+    return _render(request, "reviewer/arbitration_queue.html", context)
+
+
+@role_required(R)
+@require_http_methods(["GET", "POST"])
+def arbitration_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    arbitration = get_object_or_404(selectors.arbitrations_for(request.user, state=""), pk=pk)
+    if request.method == "POST":
+        try:
+            workflow.resolve_arbitration(
+                arbitration_id=arbitration.pk, arbiter=request.user,
+                decision=request.POST.get("decision", ""), comment=request.POST.get("comment", ""),
+            )  # fmt: skip
+            messages.success(request, "Arbitration resolved.")
+            return redirect("arbitration-queue")
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
+        except PermissionDenied as exc:
+            messages.error(request, str(exc))
+    review = arbitration.review
+    draft = review.draft
+    return _render(
+        request,
+        "reviewer/arbitration_detail.html",
+        {
+            "arbitration": arbitration,
+            "review": review,
+            "draft_text": draft.text if draft else "",
+            "signed_text": review.signed_revision.text if review.signed_revision else "",
+            "choices": Review.Radpeer.choices,
+            "is_admin": has_role(request.user, Role.ADMIN),
+        },
+    )
+
+
+# --- annotation queue ----------------------------------------------------------------------
+
+
+def _queue_params(request: HttpRequest) -> tuple[str, int]:
+    strategy = request.GET.get("strategy") or request.POST.get("strategy") or "uncertain"
+    strategy = strategy if strategy in labels.STRATEGIES else "uncertain"
+    try:
+        seed = int(request.GET.get("seed") or request.POST.get("seed") or 0)
+    except ValueError:
+        seed = 0
+    return strategy, seed
+
+
+@role_required(A)
+def label_queue(request: HttpRequest) -> HttpResponse:
+    strategy, seed = _queue_params(request)
+    ids = labels.annotation_queue(annotator=request.user, strategy=strategy, seed=seed, limit=PAGE_SIZE)
+    found = {e.pk: e for e in LabelExtraction.objects.filter(pk__in=ids).select_related("study")}
+    items = []
+    for pk in ids:
+        e = found[pk]
+        flagged = sum(1 for v in e.labels.values() if v != 0)
+        items.append({"extraction": e, "min_confidence": labels.min_confidence(e.confidence), "flagged": flagged})
+    done = LabelConfirmation.objects.filter(annotator=request.user).count()
+    return _render(
+        request,
+        "reviewer/label_queue.html",
+        {"items": items, "strategy": strategy, "seed": seed, "strategies": labels.STRATEGIES, "done": done,
+         "query": urlencode({"strategy": strategy, "seed": seed})},
+    )  # fmt: skip
+
+
+@role_required(A)
+@require_http_methods(["GET", "POST"])
+def label_confirm(request: HttpRequest, pk: int) -> HttpResponse:
+    extraction = get_object_or_404(LabelExtraction.objects.filter(source__in=labels.ANNOTATED_SOURCES), pk=pk)
+    strategy, seed = _queue_params(request)
+    mine = LabelConfirmation.objects.filter(extraction=extraction, annotator=request.user).first()
+    errors = ""
+    if request.method == "POST":
+        submitted = {key: request.POST.get(f"label_{key}", "") for key in CONDITION_KEYS}
+        try:
+            labels.confirm_labels(
+                extraction=extraction, annotator=request.user, labels=submitted, comment=request.POST.get("comment", "")
+            )
+            messages.success(request, "Labels saved.")
+            nxt = labels.annotation_queue(annotator=request.user, strategy=strategy, seed=seed, limit=1)
+            query = urlencode({"strategy": strategy, "seed": seed})
+            if nxt:
+                return redirect(f"/labels/{nxt[0]}/?{query}")
+            return redirect(f"/labels/?{query}")
+        except ValidationError as exc:
+            errors = "; ".join(exc.messages)
+        current = submitted
+    else:
+        current = mine.labels if mine else extraction.labels
+    rows = []
+    for c in CONDITIONS:
+        rows.append(
+            {
+                "key": c.key,
+                "name": c.name,
+                "category": c.category,
+                "extracted": extraction.labels.get(c.key),
+                "confidence": extraction.confidence.get(c.key),
+                "evidence": extraction.evidence.get(c.key, ""),
+                "value": str(current.get(c.key, "")),
+            }
+        )
+    return _render(
+        request,
+        "reviewer/label_confirm.html",
+        {
+            "extraction": extraction,
+            "segments": labels.highlight(extraction.report_text, extraction.evidence),
+            "rows": rows,
+            "mine": mine,
+            "errors": errors,
+            "strategy": strategy,
+            "seed": seed,
+            "choices": ((1, "present"), (0, "absent"), (-1, "uncertain")),
+        },
+        status=400 if errors else 200,
+    )
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+def _fmt_rate(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def _dist_rows(groups: dict[str, dict]) -> list[dict]:
+    return [
+        {
+            "name": name,
+            "n": g["n"],
+            "cells": [(g["counts"][sc], _fmt_rate(g["share"][sc])) for sc in stats.RADPEER_SCORES],
+            "discrepancy": _fmt_rate(g["discrepancy_rate"]),
+            "significant": _fmt_rate(g["significant_rate"]),
+        }
+        for name, g in groups.items()
+    ]
+
+
+@role_required(S)
+def statistics(request: HttpRequest) -> HttpResponse:
+    data = stats.overview()
+    is_admin = has_role(request.user, Role.ADMIN)
+    by_reader = data["radpeer_by_reader"]
+    if not is_admin:  # reader names are identities
+        by_reader = {exports.pseudonym("reader_name", k)[:10]: v for k, v in by_reader.items()}
+    edit = data["edit_distance"]
+    edit_rows = [{"score": s, **{k: edit[k][s] for k in stats.DISTANCE_KEYS}} for s in (*stats.RADPEER_SCORES, "all")]
+    return _render(
+        request,
+        "reviewer/statistics.html",
+        {
+            "d": data,
+            "overall": data["radpeer"],
+            "discrepancy": _fmt_rate(data["radpeer"]["discrepancy_rate"]),
+            "significant": _fmt_rate(data["radpeer"]["significant_rate"]),
+            "scores": stats.RADPEER_SCORES,
+            "dist_overall": _dist_rows({"all reviews": data["radpeer"]}),
+            "by_model": _dist_rows(data["radpeer_by_model"]),
+            "by_reader": _dist_rows(by_reader),
+            "by_scope": _dist_rows(data["radpeer_by_scope"]),
+            "edit_rows": edit_rows,
+            "agreement": data["label_agreement"],
+            "accuracy": [r for r in data["draft_accuracy"] if r["scope"] != "all"],
+            "plots": list(plots.PLOTS),
+            "tables": list(exports.TABLES),
+            "is_admin": is_admin,
         },
     )

@@ -19,7 +19,7 @@ def study_list() -> QuerySet[Study]:
 def drafts_for(study_id: int) -> QuerySet[Draft]:
     return (
         Draft.objects.filter(study_id=study_id)
-        .select_related("model_version", "job")
+        .select_related("model_version", "job", "study")
         .prefetch_related(Prefetch("findings", queryset=Finding.objects.order_by("condition")))
     )
 
@@ -43,3 +43,84 @@ def reviews_visible_to(user, study_id: int | None = None) -> QuerySet[Review]:
 
 def label_extractions() -> QuerySet[LabelExtraction]:
     return LabelExtraction.objects.select_related("study", "revision").prefetch_related("confirmations")
+
+
+# --- review workflow (worklist, arbitration, annotation) -------------------------------------
+
+
+def worklist(
+    *,
+    user,
+    status: str = "",
+    mine: bool = False,
+    date_from=None,  # datetime.date | None
+    date_to=None,
+    q: str = "",
+) -> QuerySet[Study]:
+    """The worklist: studies with their series, current drafting job, assigned readers and
+    review count, filtered. Free text matches description, study UID and modality; admins
+    also match patient name/ID and accession (others must not be able to probe identities)."""
+    from django.db.models import Q
+
+    from reviewer.models import Assignment, DraftJob
+
+    qs = (
+        Study.objects.annotate(
+            series_count=Count("series", distinct=True),
+            signed_count=Count("reviews", filter=Q(reviews__signed_at__isnull=False), distinct=True),
+        )
+        .prefetch_related(
+            Prefetch("series", queryset=Series.objects.order_by("series_number", "id")),
+            Prefetch(
+                "draft_jobs", queryset=DraftJob.objects.order_by("-queued_at", "-id"), to_attr="jobs_newest_first"
+            ),
+            Prefetch("assignments", queryset=Assignment.objects.select_related("reader").order_by("created_at")),
+        )
+        .order_by("-created_at", "-id")
+    )
+    if status:
+        qs = qs.filter(status=status)
+    if mine:
+        qs = qs.filter(assignments__reader=user)
+    if date_from:
+        qs = qs.filter(study_date__gte=date_from)
+    if date_to:
+        qs = qs.filter(study_date__lte=date_to)
+    if q:
+        text = Q(description__icontains=q) | Q(study_uid__icontains=q) | Q(modalities__icontains=q)
+        if has_role(user, Role.ADMIN):
+            text |= Q(patient_name__icontains=q) | Q(patient_id__icontains=q) | Q(accession_number__icontains=q)
+        qs = qs.filter(text)
+    return qs
+
+
+def arbitrations_for(user, *, state: str = "open") -> QuerySet:
+    """Arbitrations an arbiter may see: admins all; a radiologist those of other readers'
+    reviews on studies they neither read nor are assigned to; everyone else none."""
+    from django.db.models import Exists, OuterRef
+
+    from reviewer.models import Arbitration, Assignment
+
+    qs = Arbitration.objects.select_related(
+        "review__study", "review__reader", "review__draft__model_version", "review__signed_revision", "arbiter"
+    ).order_by("created_at", "id")
+    if state:
+        qs = qs.filter(state=state)
+    if has_role(user, Role.ADMIN):
+        return qs
+    if has_role(user, Role.RADIOLOGIST):
+        reads = Review.objects.filter(study_id=OuterRef("review__study_id"), reader=user)
+        assigned = Assignment.objects.filter(study_id=OuterRef("review__study_id"), reader=user)
+        return qs.exclude(review__reader=user).exclude(Exists(reads)).exclude(Exists(assigned))
+    return qs.none()
+
+
+def radiologists() -> QuerySet:
+    from django.contrib.auth import get_user_model
+
+    return (
+        get_user_model()
+        .objects.filter(is_active=True, groups__name=Role.RADIOLOGIST.value)
+        .order_by("username")
+        .distinct()
+    )

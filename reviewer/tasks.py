@@ -27,3 +27,11 @@ def sync_orthanc_changes() -> int:
     from reviewer.services.sync import process_changes
 
     return process_changes()
+
+
+@shared_task(acks_late=True, autoretry_for=(ConnectionError,), retry_backoff=True, max_retries=5)
+def extract_review_labels(review_id: int) -> list[int]:
+    """Label extraction of a signed review's report and its draft (idempotent; queued on sign)."""
+    from reviewer.services.labels import extract_for_review
+
+    return [e.pk for e in extract_for_review(review_id=review_id)]

@@ -20,5 +20,12 @@ urlpatterns = [
     path("api/auth/token/", obtain_auth_token, name="api-token"),
     path("api/", include(router.urls)),
     re_path(r"^dicom-web/(?P<path>.*)$", dicomweb_proxy, name="dicomweb-proxy"),
+    path("api/", include("reviewer.api.workflow_views")),  # assignment, arbitration, labels, stats
+    path("studies/<int:pk>/assign/", pages.assign, name="study-assign"),
+    path("arbitration/", pages.arbitration_queue, name="arbitration-queue"),
+    path("arbitration/<int:pk>/", pages.arbitration_detail, name="arbitration-detail"),
+    path("labels/", pages.label_queue, name="label-queue-page"),
+    path("labels/<int:pk>/", pages.label_confirm, name="label-confirm"),
+    path("statistics/", pages.statistics, name="statistics"),
     path("", pages.worklist, name="worklist"),
 ]

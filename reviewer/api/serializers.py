@@ -19,6 +19,13 @@ from reviewer.models import (
     Study,
 )
 from reviewer.roles import Role, has_role
+from reviewer.services.workflow import blind_analysis, blinded_for
+
+
+def _blinded(serializer: serializers.BaseSerializer, study: Study) -> bool:
+    """Blinding (Study.blinded) for the requesting user; see reviewer.services.workflow."""
+    request = serializer.context.get("request")
+    return blinded_for(request.user if request else None, study)
 
 
 class SeriesSerializer(serializers.ModelSerializer):
@@ -65,6 +72,12 @@ class DraftJobSerializer(serializers.ModelSerializer):
         fields = ["id", "pipeline_version", "state", "reason", "attempts", "queued_at", "started_at",
                   "finished_at", "log"]  # fmt: skip
 
+    def to_representation(self, instance: DraftJob) -> dict:
+        data = super().to_representation(instance)
+        if _blinded(self, instance.study):
+            data["pipeline_version"] = None  # blinded readers do not learn which model drafted
+        return data
+
 
 class DraftSerializer(serializers.ModelSerializer):
     findings = FindingSerializer(many=True, read_only=True)
@@ -73,6 +86,13 @@ class DraftSerializer(serializers.ModelSerializer):
     class Meta:
         model = Draft
         fields = ["id", "study", "model_version", "text", "sections", "analysis", "created_at", "findings"]
+
+    def to_representation(self, instance: Draft) -> dict:
+        data = super().to_representation(instance)
+        if _blinded(self, instance.study):
+            data["model_version"] = None
+            data["analysis"] = blind_analysis(data.get("analysis") or {})
+        return data
 
 
 class RevisionSerializer(serializers.ModelSerializer):

@@ -62,13 +62,13 @@ class StudyViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True)
     def drafts(self, request, pk=None):  # type: ignore[no-untyped-def]
         study = self.get_object()
-        return Response(s.DraftSerializer(selectors.drafts_for(study.pk), many=True).data)
+        return Response(s.DraftSerializer(selectors.drafts_for(study.pk), many=True, context={"request": request}).data)
 
     @extend_schema(responses=s.DraftJobSerializer(many=True))
     @action(detail=True)
     def jobs(self, request, pk=None):  # type: ignore[no-untyped-def]
         study = self.get_object()
-        return Response(s.DraftJobSerializer(study.draft_jobs.all(), many=True).data)
+        return Response(s.DraftJobSerializer(study.draft_jobs.all(), many=True, context={"request": request}).data)
 
     @extend_schema(request=s.RevisionCreateSerializer, responses=s.RevisionSerializer(many=True))
     @action(detail=True, methods=["get", "post"])

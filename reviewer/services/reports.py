@@ -14,9 +14,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from reviewer.metrics import edit_distances
+from reviewer.metrics import report_edit_distances
 from reviewer.models import Draft, ReportRevision, Review, Study
 from reviewer.services.audit import audit
+from reviewer.services.workflow import open_arbitration
 
 
 @dataclass
@@ -98,9 +99,19 @@ def sign_review(
     review.in_scope = in_scope
     review.signed_revision = revision
     review.signed_at = timezone.now()
-    review.edit_distance = edit_distances(draft.text, revision.text) if draft else {}
+    review.edit_distance = (
+        report_edit_distances(draft.text, revision.text, draft_id=draft.pk, revision_id=revision.pk) if draft else {}
+    )
     review.save()
+    open_arbitration(review=review)  # 2b/3a/3b (no-op otherwise)
     study.status = Study.Status.SIGNED
     study.save(update_fields=["status", "updated_at"])
     audit(actor=reader, action="review.signed", obj=review, study=study.pk, radpeer=radpeer)
+    transaction.on_commit(lambda: _queue_label_extraction(review.pk), robust=True)
     return review
+
+
+def _queue_label_extraction(review_id: int) -> None:
+    from reviewer.tasks import extract_review_labels
+
+    extract_review_labels.delay(review_id)

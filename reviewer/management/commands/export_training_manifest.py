@@ -1,0 +1,31 @@
+"""Export signed reports, confirmed labels and corrected boxes as a training manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from reviewer.services import exports
+
+
+class Command(BaseCommand):
+    help = (
+        "Write OUT/manifest.jsonl (ml.data.manifest format; series fetched via DICOMweb by UID) and "
+        "OUT/ground_truth/*.json with the reader-corrected (else AI) boxes, so corrections flow back into "
+        "training. Labels are the annotators' confirmed labels (disagreement -> -1)."
+    )
+
+    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+        parser.add_argument("out", type=Path, help="output folder (created)")
+        parser.add_argument("--include-extracted", action="store_true",
+                            help="use the extractor's labels of the signed report where none is confirmed")  # fmt: skip
+
+    def handle(self, *args, out: Path, include_extracted: bool, **options) -> None:  # type: ignore[no-untyped-def]
+        if out.exists() and not out.is_dir():
+            raise CommandError(f"{out} exists and is not a folder")
+        s = exports.write_training_manifest(out, include_extracted=include_extracted)
+        self.stdout.write(
+            f"{out / 'manifest.jsonl'}: {s.studies} studies ({s.confirmed_labels} with confirmed labels, "
+            f"{s.extracted_labels} with extracted labels; boxes: {s.reader_boxes} reader-corrected, {s.ai_boxes} AI)"
+        )

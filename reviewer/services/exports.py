@@ -1,0 +1,378 @@
+"""De-identified research exports (CSV, Parquet, plots) and the training manifest.
+
+De-identification: exports carry no patient name, patient ID, accession number, institution,
+study date or DICOM UID. Studies, patients and readers appear as keyed hashes
+(HMAC-SHA256 with the site's export secret, first 20 hex digits), so rows of the same study
+or reader can be grouped across exports of one site but cannot be traced back without the
+secret. The secret comes from ``settings.SPINEREVIEW_EXPORT_SECRET`` or the environment
+variable of that name; otherwise one is generated once into ``var/export_secret`` (mode 0600,
+never committed). Rotating it unlinks old exports from new ones.
+
+Column names are stable and documented in docs/workflow.md; a column is never renamed, only
+added.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+import os
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from reviewer.services import stats
+from reviewer.services.stats import DISCREPANT, RADPEER_SCORES, SIGNIFICANT, ReviewRow
+
+SECRET_ENV = "SPINEREVIEW_EXPORT_SECRET"
+KEY_HEX_DIGITS = 20
+
+
+def export_secret() -> bytes:
+    value = getattr(settings, SECRET_ENV, None) or os.environ.get(SECRET_ENV)
+    if value:
+        return str(value).encode()
+    var_dir = Path(getattr(settings, "VAR_DIR", Path(settings.BASE_DIR) / "var"))
+    path = var_dir / "export_secret"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip().encode()
+
+
+def pseudonym(kind: str, value: object, *, secret: bytes | None = None) -> str:
+    """Keyed hash of an identifier: ``pseudonym("study", uid)``. ``kind`` separates namespaces
+    so a reader id and a study id never collide."""
+    key = secret if secret is not None else export_secret()
+    return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:KEY_HEX_DIGITS]
+
+
+# --- one row per review ------------------------------------------------------------------
+
+# (name, arrow type, description) — the documented, stable export schema.
+REVIEW_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("review_id", "int64", "database id of the review (not identifying)"),
+    ("study_key", "string", "HMAC-SHA256 of the Study Instance UID with the site secret"),
+    ("reader_key", "string", "HMAC-SHA256 of the reader's user id with the site secret"),
+    ("model_version", "string", "name@version of the model that drafted (or the pipeline version)"),
+    ("radpeer", "string", "the reader's RADPEER score: 1, 2a, 2b, 3a, 3b"),
+    ("radpeer_level", "int64", "1, 2 or 3"),
+    ("discrepancy", "bool", "RADPEER >= 2"),
+    ("clinically_significant", "bool", "RADPEER 2b or 3b"),
+    ("needs_arbitration", "bool", "RADPEER 2b, 3a or 3b"),
+    ("arbitration_state", "string", "open, resolved, or empty"),
+    ("arbitration_decision", "string", "the arbiter's RADPEER score, empty until resolved"),
+    ("radpeer_final", "string", "arbitration decision if resolved, else the reader's score"),
+    ("in_scope", "bool", "the reader judged the study within the model's intended scope"),
+    ("signed_month", "string", "YYYY-MM of sign-off (month only: dates are quasi-identifiers)"),
+    ("draft_id", "int64", "the AI draft compared"),
+    ("revision_id", "int64", "the signed report revision compared"),
+    ("char_levenshtein", "int64", "character Levenshtein distance draft -> signed (normalised text)"),
+    ("char_levenshtein_norm", "float64", "char_levenshtein / max(len(draft), len(signed))"),
+    ("word_levenshtein", "int64", "word Levenshtein distance"),
+    ("word_levenshtein_norm", "float64", "word_levenshtein / max(words(draft), words(signed))"),
+    ("wer", "float64", "word error rate of the draft against the signed report (jiwer)"),
+    ("impression_word_levenshtein_norm", "float64", "word_levenshtein_norm of the IMPRESSION section"),
+    ("impression_wer", "float64", "WER of the IMPRESSION section"),
+)
+REVIEW_COLUMN_NAMES = tuple(c[0] for c in REVIEW_COLUMNS)
+
+
+def review_export_rows(rows: Iterable[ReviewRow] | None = None) -> list[dict]:
+    """De-identified rows (``REVIEW_COLUMNS``) of the signed reviews."""
+    rows = stats.review_rows() if rows is None else rows
+    key = export_secret()
+    out = []
+    for r in rows:
+        resolved = r.arbitration_state == "resolved" and r.arbitration_decision
+        out.append(
+            {
+                "review_id": r.review_id,
+                "study_key": pseudonym("study", r.study_uid, secret=key),
+                "reader_key": pseudonym("reader", r.reader_id, secret=key),
+                "model_version": r.model_version,
+                "radpeer": r.radpeer,
+                "radpeer_level": int(r.radpeer[0]) if r.radpeer else None,
+                "discrepancy": r.radpeer in DISCREPANT,
+                "clinically_significant": r.radpeer in SIGNIFICANT,
+                "needs_arbitration": r.radpeer in ("2b", "3a", "3b"),
+                "arbitration_state": r.arbitration_state or "",
+                "arbitration_decision": r.arbitration_decision or "",
+                "radpeer_final": r.arbitration_decision if resolved else r.radpeer,
+                "in_scope": bool(r.in_scope),
+                "signed_month": r.signed_at.strftime("%Y-%m") if r.signed_at else "",
+                "draft_id": r.draft_id,
+                "revision_id": r.revision_id,
+                "char_levenshtein": r.char_levenshtein,
+                "char_levenshtein_norm": r.char_levenshtein_norm,
+                "word_levenshtein": r.word_levenshtein,
+                "word_levenshtein_norm": r.word_levenshtein_norm,
+                "wer": r.wer,
+                "impression_word_levenshtein_norm": r.impression_word_levenshtein_norm,
+                "impression_wer": r.impression_wer,
+            }
+        )
+    return out
+
+
+LABEL_AGREEMENT_COLUMNS = (
+    ("condition", "string", "condition key (DESIGN.md §2)"),
+    ("n_confirmations", "int64", "annotator confirmations compared with the extractor"),
+    ("extractor_accuracy", "float64", "share of confirmations equal to the extractor's label (ternary)"),
+    ("extractor_kappa", "float64", "Cohen's kappa extractor vs annotator (ternary)"),
+    ("n_double_annotated", "int64", "reports labelled by two annotators"),
+    ("inter_annotator_agreement", "float64", "share of double-annotated reports where both agree"),
+    ("inter_annotator_kappa", "float64", "Cohen's kappa between the first two annotators"),
+)
+
+DRAFT_ACCURACY_COLUMNS = (
+    ("condition", "string", "condition key"),
+    ("scope", "string", "all, in_scope or out_of_scope (the reader's in-scope flag)"),
+    ("n", "int64", "reviews with a definite (0/1) label in both the signed report and the draft"),
+    ("prevalence", "float64", "share present in the signed reports"),
+    ("tp", "int64", ""),
+    ("fn", "int64", ""),
+    ("tn", "int64", ""),
+    ("fp", "int64", ""),
+    ("sensitivity", "float64", "tp / (tp + fn) of the draft's labels"),
+    ("specificity", "float64", "tn / (tn + fp)"),
+    ("auroc", "float64", "AUROC of Finding.probability against the signed-report label"),
+    ("n_auroc", "int64", "reviews in the AUROC (definite reference label and a probability)"),
+)
+
+TABLES: dict[str, tuple[tuple[tuple[str, str, str], ...], object]] = {
+    "reviews": (REVIEW_COLUMNS, review_export_rows),
+    "label_agreement": (LABEL_AGREEMENT_COLUMNS, stats.label_agreement),
+    "draft_accuracy": (DRAFT_ACCURACY_COLUMNS, stats.draft_accuracy),
+}
+FORMATS = ("csv", "parquet")
+
+
+def table_rows(table: str) -> tuple[tuple[tuple[str, str, str], ...], list[dict]]:
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+    columns, produce = TABLES[table]
+    return columns, produce()  # type: ignore[operator]
+
+
+def to_csv(columns: tuple[tuple[str, str, str], ...], rows: list[dict]) -> bytes:
+    """CSV with a header row; missing values are empty cells, booleans ``true``/``false``."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    names = [c[0] for c in columns]
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(n)) for n in names])
+    return buf.getvalue().encode()
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def to_parquet(columns: tuple[tuple[str, str, str], ...], rows: list[dict]) -> bytes:
+    """Parquet with an explicit schema (types do not depend on the data) and the column
+    descriptions as field metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            pa.field(name, getattr(pa, kind)(), nullable=True, metadata={"description": desc})
+            for name, kind, desc in columns
+        ]
+    )
+    table = pa.Table.from_pylist([{c[0]: row.get(c[0]) for c in columns} for row in rows], schema=schema)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def render_table(table: str, fmt: str) -> bytes:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    columns, rows = table_rows(table)
+    return to_csv(columns, rows) if fmt == "csv" else to_parquet(columns, rows)
+
+
+def write_exports(
+    out_dir: Path, *, formats: Iterable[str] = FORMATS, plots: Iterable[str] = ("png", "svg")
+) -> list[Path]:
+    """Every table in every format, the plots, and a README of the columns, into ``out_dir``."""
+    from reviewer.services import plots as plotting
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    rows = stats.review_rows()
+    for table in TABLES:
+        columns, data = (REVIEW_COLUMNS, review_export_rows(rows)) if table == "reviews" else table_rows(table)
+        for fmt in formats:
+            path = out_dir / f"{table}.{fmt}"
+            path.write_bytes(to_csv(columns, data) if fmt == "csv" else to_parquet(columns, data))
+            written.append(path)
+    summary = {
+        "radpeer": stats.radpeer_summary(rows),
+        "radpeer_by_model": stats.radpeer_by(rows, "model_version"),
+        "radpeer_by_reader": {pseudonym("reader", k): v for k, v in stats.radpeer_by(rows, "reader_id").items()},
+        "edit_distance_by_radpeer": stats.edit_distance_by_radpeer(rows),
+        "spearman_radpeer_word_levenshtein_norm": stats.spearman_radpeer_vs_distance(rows),
+    }
+    path = out_dir / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    written.append(path)
+    for name in plotting.PLOTS:
+        for fmt in plots:
+            path = out_dir / f"{name}.{fmt}"
+            path.write_bytes(plotting.render(name, fmt, rows=rows))
+            written.append(path)
+    return written
+
+
+# --- training manifest (corrections flow back into training) ---------------------------------
+
+
+@dataclass
+class TrainingExportSummary:
+    studies: int
+    confirmed_labels: int
+    extracted_labels: int
+    reader_boxes: int
+    ai_boxes: int
+
+
+def _consensus(confirmations: list[dict]) -> dict[str, int]:
+    """Annotators' labels per condition; where two annotators disagree the label is -1
+    (uncertain: excluded from training, as in the paper)."""
+    out: dict[str, int] = {}
+    for labels in confirmations:
+        for key, value in labels.items():
+            out[key] = value if out.get(key, value) == value else -1
+    return out
+
+
+def training_entries(*, include_extracted: bool = False) -> Iterator[tuple[object, dict]]:
+    """(StudyEntry, ground-truth dict) for every study with a signed report or confirmed labels.
+
+    Labels: the annotators' confirmed labels of the study's reports (consensus); with
+    ``include_extracted`` the extractor's labels of the signed report where none is confirmed.
+    Boxes: the newest reader-corrected DICOM SR's boxes, else the newest AI SR, else the
+    draft's finding boxes. Series carry no path: trainers fetch them over DICOMweb by UID.
+    """
+    from ml.data.manifest import SeriesEntry, StudyEntry
+    from reviewer.models import Finding, LabelConfirmation, LabelExtraction, Review, Series, StructuredReport, Study
+
+    key = export_secret()
+    signed = {}
+    for study_id, text in (
+        Review.objects.filter(signed_at__isnull=False)
+        .order_by("study_id", "signed_at")
+        .values_list("study_id", "signed_revision__text")
+    ):
+        signed[study_id] = text  # the latest signature wins
+    confirmed: dict[int, list[dict]] = {}
+    for study_id, labels in LabelConfirmation.objects.filter(extraction__study__isnull=False).values_list(
+        "extraction__study_id", "labels"
+    ):
+        confirmed.setdefault(study_id, []).append(labels)
+    extracted = dict(
+        LabelExtraction.objects.filter(source=LabelExtraction.Source.SIGNED_REPORT, study__isnull=False)
+        .order_by("study_id", "id")
+        .values_list("study_id", "labels")
+    )
+    study_ids = sorted(set(signed) | set(confirmed))
+    series: dict[int, list] = {}
+    for s in Series.objects.filter(study_id__in=study_ids).order_by("series_number", "id"):
+        series.setdefault(s.study_id, []).append(
+            SeriesEntry(series_uid=s.series_uid, path=None, description=s.description,
+                        sequence_class=s.sequence_class or None,
+                        plane=s.plane if s.plane in ("sagittal", "axial", "coronal") else None)
+        )  # fmt: skip
+    srs: dict[int, dict[str, StructuredReport]] = {}
+    for sr in StructuredReport.objects.filter(study_id__in=study_ids).order_by("created_at", "id"):
+        srs.setdefault(sr.study_id, {})[sr.source] = sr  # newest per source
+    finding_boxes: dict[int, list[dict]] = {}
+    for study_id, condition, boxes in (
+        Finding.objects.filter(draft__study_id__in=study_ids)
+        .order_by("draft__created_at", "id")
+        .values_list("draft__study_id", "condition", "boxes")
+    ):
+        for box in boxes or []:
+            finding_boxes.setdefault(study_id, []).append({"condition": condition, **box})
+    for study in Study.objects.filter(pk__in=study_ids).order_by("id"):
+        if study.pk in confirmed:
+            labels, label_source = _consensus(confirmed[study.pk]), "confirmed"
+        elif include_extracted and study.pk in extracted:
+            labels, label_source = extracted[study.pk], "extracted"
+        else:
+            labels, label_source = {}, "none"
+        by_source = srs.get(study.pk, {})
+        if "reader" in by_source:
+            sr, box_source, boxes = by_source["reader"], "reader", by_source["reader"].boxes
+        elif "ai" in by_source:
+            sr, box_source, boxes = by_source["ai"], "ai", by_source["ai"].boxes
+        else:
+            sr, box_source, boxes = (
+                None,
+                "ai" if finding_boxes.get(study.pk) else "none",
+                finding_boxes.get(study.pk, []),
+            )
+        study_key = pseudonym("study", study.study_uid, secret=key)
+        entry = StudyEntry(
+            study_uid=study.study_uid,
+            patient_key=pseudonym("patient", study.patient_id or study.study_uid, secret=key),
+            series=series.get(study.pk, []),
+            report=signed.get(study.pk),
+            labels=labels,
+            ground_truth=f"ground_truth/{study_key}.json",
+        )
+        truth = {
+            "study_uid": study.study_uid,
+            "label_source": label_source,
+            "box_source": box_source,
+            "structured_report_sop_uid": sr.sop_instance_uid if sr else None,
+            "boxes": boxes,
+        }
+        yield entry, truth
+
+
+def write_training_manifest(out_dir: Path, *, include_extracted: bool = False) -> TrainingExportSummary:
+    """``out_dir/manifest.jsonl`` (ml.data.manifest format) + ``out_dir/ground_truth/*.json``."""
+    from ml.data.manifest import write_manifest
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "ground_truth").mkdir(exist_ok=True)
+    entries = []
+    counts = {"confirmed": 0, "extracted": 0, "reader": 0, "ai": 0}
+    for entry, truth in training_entries(include_extracted=include_extracted):
+        (out_dir / entry.ground_truth).write_text(json.dumps(truth, indent=1, sort_keys=True))  # type: ignore[attr-defined]
+        counts[truth["label_source"]] = counts.get(truth["label_source"], 0) + 1
+        counts[truth["box_source"]] = counts.get(truth["box_source"], 0) + 1
+        entries.append(entry)
+    n = write_manifest(out_dir / "manifest.jsonl", entries)
+    return TrainingExportSummary(n, counts["confirmed"], counts["extracted"], counts["reader"], counts["ai"])
+
+
+__all__ = [
+    "FORMATS",
+    "RADPEER_SCORES",
+    "REVIEW_COLUMNS",
+    "TABLES",
+    "export_secret",
+    "pseudonym",
+    "render_table",
+    "review_export_rows",
+    "write_exports",
+    "write_training_manifest",
+]

@@ -1,0 +1,307 @@
+"""Research statistics: RADPEER, edit distances, label agreement, per-condition draft accuracy.
+
+Reads only (no writes); every function loads what it needs in a fixed, small number of
+queries (values lists, JSON keys extracted by the database), so the statistics page stays
+fast with tens of thousands of reviews. Definitions (also in docs/workflow.md):
+
+- discrepancy rate: share of signed reviews scored 2a, 2b, 3a or 3b (RADPEER ≥ 2);
+- clinically significant rate: share scored 2b or 3b;
+- the reader's own score is used; an arbitration decision is reported next to it;
+- label agreement compares, per condition, the extractor's ternary label with each annotator's
+  (accuracy, Cohen's kappa over the three classes), and two annotators of the same report with
+  each other (inter-annotator kappa; the first two annotators by id where more exist);
+- draft accuracy takes the labels extracted from the signed report as the reference and those
+  extracted from the draft text as the prediction; uncertain (-1) on either side is excluded
+  (paper convention); AUROC uses ``Finding.probability`` of the draft.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+
+from django.db.models import OuterRef, QuerySet, Subquery
+
+from ml.conditions import CONDITION_KEYS
+from reviewer.metrics import auroc, cohen_kappa, sensitivity_specificity
+from reviewer.models import Finding, LabelConfirmation, LabelExtraction, Review
+
+RADPEER_SCORES = ("1", "2a", "2b", "3a", "3b")
+DISCREPANT = frozenset({"2a", "2b", "3a", "3b"})
+SIGNIFICANT = frozenset({"2b", "3b"})
+DISTANCE_KEYS = ("char_levenshtein_norm", "word_levenshtein_norm", "wer")
+
+
+@dataclass
+class ReviewRow:
+    """One signed review, as the statistics and the exports see it (identities included:
+    ``exports`` replaces them by keyed hashes)."""
+
+    review_id: int
+    study_id: int
+    study_uid: str
+    reader_id: int
+    reader: str
+    model_version: str
+    radpeer: str
+    in_scope: bool
+    signed_at: object
+    draft_id: int | None
+    revision_id: int | None
+    char_levenshtein: int | None
+    char_levenshtein_norm: float | None
+    word_levenshtein: int | None
+    word_levenshtein_norm: float | None
+    wer: float | None
+    impression_word_levenshtein_norm: float | None
+    impression_wer: float | None
+    arbitration_state: str | None
+    arbitration_decision: str | None
+
+
+def signed_reviews() -> QuerySet[Review]:
+    return Review.objects.filter(signed_at__isnull=False)
+
+
+def review_rows(queryset: QuerySet[Review] | None = None) -> list[ReviewRow]:
+    """Signed reviews as rows, in one query (edit-distance numbers are pulled out of the JSON
+    by the database, so per-section detail is not transferred)."""
+    qs = signed_reviews() if queryset is None else queryset.filter(signed_at__isnull=False)
+    ed = "edit_distance__"
+    values = qs.order_by("id").values_list(
+        "id", "study_id", "study__study_uid", "reader_id", "reader__username",
+        "draft__model_version__name", "draft__model_version__version", "draft__job__pipeline_version",
+        "radpeer", "in_scope", "signed_at", "draft_id", "signed_revision_id",
+        f"{ed}char_levenshtein", f"{ed}char_levenshtein_norm", f"{ed}word_levenshtein",
+        f"{ed}word_levenshtein_norm", f"{ed}wer",
+        f"{ed}sections__impression__word_levenshtein_norm", f"{ed}sections__impression__wer",
+        "arbitration__state", "arbitration__decision",
+    )  # fmt: skip
+    rows = []
+    for v in values:
+        model = f"{v[5]}@{v[6]}" if v[5] else (v[7] or "")
+        rows.append(ReviewRow(v[0], v[1], v[2], v[3], v[4], model, *v[8:]))
+    return rows
+
+
+def _rate(count: int, n: int) -> float | None:
+    return count / n if n else None
+
+
+def radpeer_summary(rows: Iterable[ReviewRow]) -> dict:
+    """Distribution, discrepancy rate (≥ 2) and clinically significant rate (2b + 3b)."""
+    rows = list(rows)
+    counts = Counter(r.radpeer for r in rows)
+    n = len(rows)
+    return {
+        "n": n,
+        "counts": {s: counts.get(s, 0) for s in RADPEER_SCORES},
+        "share": {s: _rate(counts.get(s, 0), n) for s in RADPEER_SCORES},
+        "discrepancy_rate": _rate(sum(counts[s] for s in DISCREPANT), n),
+        "significant_rate": _rate(sum(counts[s] for s in SIGNIFICANT), n),
+        "arbitrations_open": sum(1 for r in rows if r.arbitration_state == "open"),
+        "arbitrations_resolved": sum(1 for r in rows if r.arbitration_state == "resolved"),
+    }
+
+
+def radpeer_by(rows: Iterable[ReviewRow], key: str) -> dict[str, dict]:
+    """``radpeer_summary`` per value of ``key`` ("reader", "model_version", "in_scope")."""
+    groups: dict[str, list[ReviewRow]] = defaultdict(list)
+    for r in rows:
+        groups[str(getattr(r, key))].append(r)
+    return {k: radpeer_summary(v) for k, v in sorted(groups.items())}
+
+
+def _describe(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0, "mean": None, "median": None, "q1": None, "q3": None, "min": None, "max": None}
+    values = sorted(values)
+    q = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else [values[0]] * 3
+    return {
+        "n": len(values),
+        "mean": statistics.fmean(values),
+        "median": q[1],
+        "q1": q[0],
+        "q3": q[2],
+        "min": values[0],
+        "max": values[-1],
+    }
+
+
+def edit_distance_by_radpeer(rows: Iterable[ReviewRow]) -> dict[str, dict[str, dict]]:
+    """Distribution of each normalised distance per RADPEER score (the paper's Fig. 6c/6d),
+    plus ``all``."""
+    rows = list(rows)
+    out: dict[str, dict[str, dict]] = {}
+    for key in DISTANCE_KEYS:
+        per: dict[str, list[float]] = defaultdict(list)
+        for r in rows:
+            value = getattr(r, key)
+            if value is not None:
+                per[r.radpeer].append(float(value))
+                per["all"].append(float(value))
+        out[key] = {s: _describe(per.get(s, [])) for s in (*RADPEER_SCORES, "all")}
+    return out
+
+
+def spearman_radpeer_vs_distance(rows: Iterable[ReviewRow], key: str = "word_levenshtein_norm") -> float | None:
+    """Rank correlation between RADPEER severity (1 < 2a < 2b < 3a < 3b) and an edit distance."""
+    from scipy.stats import spearmanr
+
+    pairs = [(RADPEER_SCORES.index(r.radpeer), getattr(r, key)) for r in rows if getattr(r, key) is not None]
+    if len(pairs) < 3 or len({p[0] for p in pairs}) < 2 or len({p[1] for p in pairs}) < 2:
+        return None
+    rho = spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic
+    return None if math.isnan(rho) else float(rho)
+
+
+# --- label agreement -------------------------------------------------------------------------
+
+
+def label_agreement() -> list[dict]:
+    """Per condition: extractor vs annotator (accuracy, kappa) and inter-annotator kappa. Two
+    queries."""
+    confirmations = list(
+        LabelConfirmation.objects.order_by("extraction_id", "annotator_id").values_list(
+            "extraction_id", "annotator_id", "labels"
+        )
+    )
+    extractor_labels = dict(
+        LabelExtraction.objects.filter(pk__in={c[0] for c in confirmations}).values_list("id", "labels")
+    )
+    by_extraction: dict[int, list[dict]] = defaultdict(list)
+    for extraction_id, _annotator, labels in confirmations:
+        by_extraction[extraction_id].append(labels)
+    out = []
+    for key in CONDITION_KEYS:
+        ext, ann = [], []
+        for extraction_id, _annotator, labels in confirmations:
+            e = extractor_labels.get(extraction_id, {}).get(key)
+            if e is not None and key in labels:
+                ext.append(int(e))
+                ann.append(int(labels[key]))
+        first, second = [], []
+        for labelled in by_extraction.values():
+            if len(labelled) >= 2 and key in labelled[0] and key in labelled[1]:
+                first.append(int(labelled[0][key]))
+                second.append(int(labelled[1][key]))
+        n = len(ext)
+        out.append(
+            {
+                "condition": key,
+                "n_confirmations": n,
+                "extractor_accuracy": sum(a == b for a, b in zip(ext, ann, strict=True)) / n if n else None,
+                "extractor_kappa": _nan_to_none(cohen_kappa(ext, ann)) if n else None,
+                "n_double_annotated": len(first),
+                "inter_annotator_agreement": (
+                    sum(a == b for a, b in zip(first, second, strict=True)) / len(first) if first else None
+                ),
+                "inter_annotator_kappa": _nan_to_none(cohen_kappa(first, second)) if first else None,
+            }
+        )
+    return out
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+# --- per-condition accuracy of drafts ----------------------------------------------------------
+
+
+def draft_label_pairs() -> list[tuple[int, bool, dict, dict]]:
+    """(draft_id, in_scope, signed labels, draft labels) per signed review whose signed report
+    and draft were both label-extracted. One query (two correlated subqueries)."""
+    signed = LabelExtraction.objects.filter(
+        revision_id=OuterRef("signed_revision_id"), source=LabelExtraction.Source.SIGNED_REPORT
+    ).order_by("-id")
+    drafted = LabelExtraction.objects.filter(
+        study_id=OuterRef("study_id"), source=LabelExtraction.Source.DRAFT, report_text=OuterRef("draft__text")
+    ).order_by("-id")
+    qs = (
+        signed_reviews()
+        .filter(draft__isnull=False)
+        .annotate(
+            signed_labels=Subquery(signed.values("labels")[:1]),
+            draft_labels=Subquery(drafted.values("labels")[:1]),
+        )
+        .filter(signed_labels__isnull=False, draft_labels__isnull=False)
+        .order_by("id")
+        .values_list("draft_id", "in_scope", "signed_labels", "draft_labels")
+    )
+    return [(d, s, _as_dict(a), _as_dict(b)) for d, s, a, b in qs]
+
+
+def _as_dict(value: object) -> dict:
+    """Subquery JSON comes back decoded on PostgreSQL and as text on SQLite."""
+    if isinstance(value, str):
+        import json
+
+        return json.loads(value)
+    return value  # type: ignore[return-value]
+
+
+def draft_accuracy(scopes: tuple[str, ...] = ("all", "in_scope", "out_of_scope")) -> list[dict]:
+    """Per condition and scope: sensitivity, specificity (draft labels vs signed-report labels)
+    and AUROC of the draft's finding probability against the signed-report label."""
+    pairs = draft_label_pairs()
+    draft_ids = {p[0] for p in pairs}
+    probability: dict[tuple[int, str], float] = {}
+    if draft_ids:
+        for draft_id, condition, p in Finding.objects.filter(draft_id__in=draft_ids).values_list(
+            "draft_id", "condition", "probability"
+        ):
+            probability[(draft_id, condition)] = p
+    out = []
+    for scope in scopes:
+        chosen = [p for p in pairs if scope == "all" or p[1] == (scope == "in_scope")]
+        for key in CONDITION_KEYS:
+            truth, pred, t_auc, s_auc = [], [], [], []
+            for draft_id, _in_scope, ref, hyp in chosen:
+                r = ref.get(key)
+                if r not in (0, 1):
+                    continue
+                h = hyp.get(key)
+                if h in (0, 1):
+                    truth.append(r)
+                    pred.append(h)
+                prob = probability.get((draft_id, key))
+                if prob is not None:
+                    t_auc.append(r)
+                    s_auc.append(prob)
+            counts = sensitivity_specificity(truth, pred)
+            out.append(
+                {
+                    "condition": key,
+                    "scope": scope,
+                    "n": len(truth),
+                    "prevalence": (sum(truth) / len(truth)) if truth else None,
+                    **counts,
+                    "auroc": auroc(t_auc, s_auc),
+                    "n_auroc": len(t_auc),
+                }
+            )
+    return out
+
+
+def overview(*, rows: list[ReviewRow] | None = None) -> dict:
+    """Everything the statistics page shows."""
+    rows = review_rows() if rows is None else rows
+    return {
+        "radpeer": radpeer_summary(rows),
+        "radpeer_by_reader": radpeer_by(rows, "reader"),
+        "radpeer_by_model": radpeer_by(rows, "model_version"),
+        "radpeer_by_scope": {
+            ("in_scope" if k == "True" else "out_of_scope"): v for k, v in radpeer_by(rows, "in_scope").items()
+        },
+        "edit_distance": edit_distance_by_radpeer(rows),
+        "spearman_word_norm": spearman_radpeer_vs_distance(rows),
+        "label_agreement": label_agreement(),
+        "draft_accuracy": draft_accuracy(),
+    }
+
+
+REVIEW_ROW_FIELDS = tuple(f.name for f in fields(ReviewRow))
