@@ -58,3 +58,59 @@ def extract_report_labels(text: str) -> ReportLabels:
         confidence={k: float(v) for k, v in result.confidence.items()},
         extractor=str(result.extractor),
     )
+
+
+# --- drafting: the pipeline of SpineFM + agents (engineer C) -------------------------------
+# ``ml`` imports torch; these functions import it lazily so that the web process and the
+# Orthanc watcher, which import this module, never pay for it.
+
+_PIPELINES: dict[str, object] = {}
+
+
+class NoUsableSeries(ValueError):
+    """No series of the study could be used (bad input: the job fails, it is not retried)."""
+
+    def __init__(self, message: str, skipped: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.skipped = skipped
+
+
+def ensure_tiny_pipeline(cache_dir: str | None = None) -> str:
+    """Folder of the cached tiny trained pipeline (trains it, file-locked, when missing)."""
+    from ml.agents.bootstrap import ensure_tiny_pipeline as ensure
+
+    return str(ensure(cache_dir=cache_dir))
+
+
+def load_pipeline(folder: str) -> object:
+    """The pipeline in ``folder``, loaded once per process (the worker keeps it warm)."""
+    key = str(folder)
+    if key not in _PIPELINES:
+        from ml.agents.pipeline import Pipeline
+
+        _PIPELINES[key] = Pipeline.load(key)
+    return _PIPELINES[key]
+
+
+def loaded_pipelines() -> list[str]:
+    return list(_PIPELINES)
+
+
+def prepare_study(
+    pipeline: object, study_uid: str, series: dict[str, list], sequence_classes: dict[str, str]
+) -> tuple[object, list[dict[str, str]]]:
+    """Fetched pydicom datasets -> the pipeline's ``StudyData`` and the skipped instances/series."""
+    from ml.data import dataset as mld
+    from ml.data.preprocess import PreprocessConfig
+
+    preprocess = getattr(pipeline, "preprocess", None) or PreprocessConfig()
+    try:
+        return mld.study_from_datasets(study_uid, series, preprocess, sequence_classes=sequence_classes)
+    except mld.NoUsableSeries as exc:
+        raise NoUsableSeries(str(exc), list(exc.skipped)) from exc
+
+
+def analyze_studies(pipeline: object, studies: list[object], skipped: list[list[dict[str, str]]]) -> list[dict]:
+    """Run the agents on a batch of studies (one SpineFM pass over all their slices); one
+    ``StudyAnalysis`` dict (JSON-ready, ``skipped`` included) per study, same order."""
+    return [a.to_dict() for a in pipeline.analyze_many(studies, skipped)]  # type: ignore[attr-defined]

@@ -1,23 +1,80 @@
-"""Celery tasks: thin, take ids, idempotent, retried with backoff on transient faults."""
+"""Celery tasks: thin, take ids, idempotent, retried with backoff on transient faults.
+
+``draft_study`` runs on the ``gpu`` queue (settings.CELERY_TASK_ROUTES), served by one
+single-process worker per GPU (``--pool solo``; see docs/drafting.md). The solo pool has no
+time limits of its own, so the task arms a SIGALRM soft limit itself when it runs in the main
+thread; prefork workers (CPU fallback) get Celery's own soft/hard limits from the decorator.
+"""
 
 from __future__ import annotations
 
-from celery import shared_task
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator
 
-from reviewer.services.drafting import run_draft_job
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from reviewer.services.drafting import mark_failed, run_draft_job
 from reviewer.services.orthanc import OrthancUnavailable
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT = (OrthancUnavailable, ConnectionError)
+
+
+class DraftTask(Task):
+    """Marks the job failed when Celery gives up on it (retries exhausted, unexpected error)."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):  # type: ignore[no-untyped-def]
+        job_id = args[0] if args else kwargs.get("job_id")
+        if job_id is not None:
+            mark_failed(job_id=job_id, reason=f"{type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def soft_time_limit(seconds: float) -> Iterator[None]:
+    """SIGALRM-based soft limit for the solo pool (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
+        yield
+        return
+
+    def expire(signum, frame):  # type: ignore[no-untyped-def]
+        raise SoftTimeLimitExceeded(f"soft time limit of {seconds:.0f} s exceeded")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @shared_task(
     bind=True,
+    base=DraftTask,
     acks_late=True,
-    autoretry_for=(OrthancUnavailable, ConnectionError),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=10,
+    reject_on_worker_lost=True,
+    max_retries=settings.SPINEREVIEW_DRAFT_MAX_RETRIES,
+    soft_time_limit=settings.SPINEREVIEW_DRAFT_SOFT_LIMIT_S,
+    time_limit=settings.SPINEREVIEW_DRAFT_HARD_LIMIT_S,
 )
 def draft_study(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
-    job = run_draft_job(job_id=job_id)
+    try:
+        with soft_time_limit(settings.SPINEREVIEW_DRAFT_SOFT_LIMIT_S + 5):
+            job = run_draft_job(job_id=job_id)
+    except TRANSIENT as exc:
+        from reviewer.services.drafting import _note
+
+        countdown = min(settings.SPINEREVIEW_DRAFT_RETRY_BACKOFF_S * 2**self.request.retries, 300)
+        _note(job_id, f"transient fault, retry {self.request.retries + 1} in {countdown:.0f} s: {exc}"[:500])
+        raise self.retry(exc=exc, countdown=countdown) from exc
+    except SoftTimeLimitExceeded as exc:
+        return mark_failed(job_id=job_id, reason=f"time limit: {exc}").state
     return job.state
 
 

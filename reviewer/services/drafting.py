@@ -1,21 +1,58 @@
-"""Draft jobs: at most one per (study, pipeline version), queued on commit.
+"""Drafting: a stable study in Orthanc -> an AI draft, its 17 findings and an SR in Orthanc.
 
-The job itself (fetch → encode → agents → draft) is the drafting service's; until the model
-pipeline is wired in, ``run_draft_job`` records that it ran, so the plumbing from Orthanc's
-stable-study event to a worker is exercised end to end.
+Who calls what::
+
+    watcher (sync.py) / admin redraft ──request_draft()──▶ DraftJob (unique per study+pipeline)
+        └─ on commit ─▶ Celery task ``draft_study(job_id)`` (queue ``gpu``) ──▶ run_draft_job()
+             fetching: fetch.fetch_study (DICOMweb; corrupt instances skipped and named)
+             encoding: ml_bridge.prepare_study (preprocess, classify) + pipeline (SpineFM)
+             drafting: pipeline agents -> StudyAnalysis -> Draft + Findings (one transaction)
+                       -> sr.write_ai_sr (STOW-RS) -> done; Study.status = draft_ready
+
+Every state change is committed as it happens, so the API and the worklist show progress.
+
+Exactly once, whatever the broker does: the job row is unique per (study, pipeline version),
+a draft is one-to-one with its job, and while a worker runs a job it holds a PostgreSQL
+session advisory lock on it. A duplicate delivery (a second event, a redelivered message, a
+second worker) finds the lock held and leaves; a worker that dies loses its connection and
+thereby the lock, so the redelivered message runs the job again from the last committed state
+(a stored draft is never recomputed; the SR has a UID derived from the draft, so storing it
+again is harmless). SQLite (the demo, in-process tasks) has no concurrency and no lock.
+
+Faults: Orthanc unreachable -> OrthancUnavailable, the task retries with backoff and the job
+notes it; bad input (no usable series, study gone from Orthanc, no pipeline configured) ->
+the job and the study are marked failed with a reason, no retry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from reviewer.models import DraftJob, ModelVersion, Study
+from reviewer import ml_bridge
+from reviewer.models import Draft, DraftJob, Finding, ModelVersion, Series, Study
+from reviewer.services.audit import audit
+from reviewer.services.fetch import FetchedStudy, StudyNotInOrthanc, fetch_study
 
 logger = logging.getLogger(__name__)
+
+_LOCK_NAMESPACE = 0x5350  # first key of pg_try_advisory_lock(int, int): "SP"
+_RUNNING = (DraftJob.State.FETCHING, DraftJob.State.ENCODING, DraftJob.State.DRAFTING)
+
+
+class BadInput(Exception):
+    """A job that cannot succeed by retrying (the reason is shown to people as is)."""
+
+
+class DraftTimeLimit(Exception):
+    """The job ran past its time limit (soft limit; the job fails with the stage it was in)."""
 
 
 def active_pipeline() -> tuple[str, ModelVersion | None]:
@@ -25,19 +62,31 @@ def active_pipeline() -> tuple[str, ModelVersion | None]:
 
 
 @transaction.atomic
-def request_draft(*, study: Study, pipeline_version: str | None = None) -> tuple[DraftJob, bool]:
+def request_draft(
+    *, study: Study, pipeline_version: str | None = None, retry_failed: bool = False
+) -> tuple[DraftJob, bool]:
     """Ensure a draft job exists for the study; enqueue it (after commit) only if new.
 
     Returns (job, created). Duplicate stable-study events therefore produce one job.
+    ``retry_failed`` (the admin's redraft) queues a failed job of the same version again.
     """
     from reviewer.tasks import draft_study
 
     model_version = None
     if pipeline_version is None:
         pipeline_version, model_version = active_pipeline()
+    else:
+        name, _, version = pipeline_version.partition("@")
+        model_version = ModelVersion.objects.filter(name=name, version=version).first()
     job, created = DraftJob.objects.get_or_create(
         study=study, pipeline_version=pipeline_version, defaults={"model_version": model_version}
     )
+    if not created and retry_failed and job.state == DraftJob.State.FAILED:
+        job = DraftJob.objects.select_for_update().get(pk=job.pk)
+        job.reason, job.attempts, job.finished_at = "", 0, None
+        _log(job, DraftJob.State.QUEUED, "queued again after failure")
+        job.save()
+        created = True
     if created:
         job_id = job.pk
         transaction.on_commit(lambda: draft_study.delay(job_id))
@@ -50,16 +99,265 @@ def _log(job: DraftJob, state: str, note: str = "") -> None:
     job.log = [*job.log, {"at": timezone.now().isoformat(), "state": state, "note": note}]
 
 
-@transaction.atomic
-def run_draft_job(*, job_id: int) -> DraftJob:
-    """Run one draft job. Idempotent: a job already done is left untouched."""
-    job = DraftJob.objects.select_for_update().get(pk=job_id)
-    if job.state == DraftJob.State.DONE:
-        logger.info("draft job %s already done; nothing to do", job_id)
-        return job
-    job.attempts += 1
-    job.started_at = job.started_at or timezone.now()
-    _log(job, DraftJob.State.DONE, "placeholder pipeline: no drafting model is wired in yet")
-    job.finished_at = timezone.now()
-    job.save()
+def _advance(job_id: int, state: str, note: str = "", **fields: object) -> DraftJob:
+    """Commit a state change now (its own transaction), so readers see progress."""
+    with transaction.atomic():
+        job = DraftJob.objects.select_for_update().get(pk=job_id)
+        _log(job, state, note)
+        for name, value in fields.items():
+            setattr(job, name, value)
+        job.save()
+    if settings.SPINEREVIEW_DRAFT_STAGE_DELAY_S:  # fault injection (tests, demos): widen each stage
+        time.sleep(settings.SPINEREVIEW_DRAFT_STAGE_DELAY_S)
     return job
+
+
+def _note(job_id: int, note: str) -> None:
+    """Add a log line without changing the state (e.g. a transient fault before a retry)."""
+    with transaction.atomic():
+        job = DraftJob.objects.select_for_update().get(pk=job_id)
+        job.log = [*job.log, {"at": timezone.now().isoformat(), "state": job.state, "note": note}]
+        job.reason = note
+        job.save(update_fields=["log", "reason"])
+
+
+def _set_study_status(study_id: int, status: str, reason: str = "") -> None:
+    """Move the study's status along, never back from review or sign-off."""
+    Study.objects.filter(pk=study_id).exclude(status__in=(Study.Status.IN_REVIEW, Study.Status.SIGNED)).update(
+        status=status, status_reason=reason[:2000], updated_at=timezone.now()
+    )
+
+
+def mark_failed(*, job_id: int, reason: str) -> DraftJob:
+    """Fail a job (and its study, unless another draft of it is ready) with a visible reason."""
+    with transaction.atomic():
+        job = DraftJob.objects.select_for_update().get(pk=job_id)
+        if job.state == DraftJob.State.DONE:
+            return job
+        job.reason = reason[:4000]
+        job.finished_at = timezone.now()
+        _log(job, DraftJob.State.FAILED, reason[:500])
+        job.save()
+        if not Draft.objects.filter(study_id=job.study_id).exists():
+            _set_study_status(job.study_id, Study.Status.FAILED, f"draft failed ({job.pipeline_version}): {reason}")
+        audit(actor=None, action="draft.failed", obj=job, reason=reason[:500])
+    logger.warning("draft job %s failed: %s", job_id, reason)
+    return job
+
+
+@contextlib.contextmanager
+def job_lock(job_id: int) -> Iterator[bool]:
+    """Hold a session advisory lock on the job while it runs (PostgreSQL); yields False when
+    another live worker holds it. Released when this process's connection ends, even by SIGKILL."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, job_id])
+        got = bool(cursor.fetchone()[0])
+    try:
+        yield got
+    finally:
+        if got:
+            with contextlib.suppress(Exception), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, job_id])
+
+
+def pipeline_folder(model_version: ModelVersion | None) -> str:
+    """Where the worker finds the pipeline: the job's ModelVersion.artifact_uri, else
+    SPINEREVIEW_PIPELINE_DIR, else (demo/test, SPINEREVIEW_PIPELINE_BOOTSTRAP) the cached tiny
+    pipeline, trained on first use."""
+    uri = model_version.artifact_uri if model_version else ""
+    if uri:
+        path = Path(uri.removeprefix("file://"))
+        if not path.is_dir():
+            raise BadInput(f"model version {model_version}: artifact folder {path} does not exist")
+        return str(path)
+    if settings.SPINEREVIEW_PIPELINE_DIR:
+        path = Path(settings.SPINEREVIEW_PIPELINE_DIR)
+        if not path.is_dir():
+            raise BadInput(f"SPINEREVIEW_PIPELINE_DIR {path} does not exist")
+        return str(path)
+    if settings.SPINEREVIEW_PIPELINE_BOOTSTRAP:
+        return ml_bridge.ensure_tiny_pipeline()
+    raise BadInput("no drafting pipeline configured: set SPINEREVIEW_PIPELINE_DIR or a model version's artifact")
+
+
+def _claim(job_id: int) -> DraftJob | None:
+    """Start (or resume) a job; None when there is nothing to do."""
+    with transaction.atomic():
+        job = DraftJob.objects.select_for_update().select_related("study", "model_version").get(pk=job_id)
+        if job.state in (DraftJob.State.DONE, DraftJob.State.FAILED):
+            logger.info("draft job %s already %s; nothing to do", job_id, job.state)
+            return None
+        job.attempts += 1
+        job.started_at = job.started_at or timezone.now()
+        resumed = job.state in _RUNNING
+        if job.attempts > settings.SPINEREVIEW_DRAFT_MAX_ATTEMPTS:
+            job.save(update_fields=["attempts", "started_at"])
+            return job  # the caller fails it: a study that kills workers must not loop forever
+        _log(
+            job,
+            DraftJob.State.FETCHING,
+            f"attempt {job.attempts}" + (" (resumed after a lost worker)" if resumed else ""),
+        )
+        job.reason = ""
+        job.save()
+        _set_study_status(job.study_id, Study.Status.DRAFTING)
+    return job
+
+
+def _check_deadline(deadline: float | None, stage: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise DraftTimeLimit(f"time limit of {settings.SPINEREVIEW_DRAFT_SOFT_LIMIT_S:.0f} s exceeded while {stage}")
+
+
+def run_draft_job(*, job_id: int) -> DraftJob:
+    """Run one draft job to done or failed. Idempotent; raises OrthancUnavailable for a retry."""
+    with job_lock(job_id) as mine:
+        if not mine:
+            logger.info("draft job %s is running in another worker; leaving it to that worker", job_id)
+            return DraftJob.objects.get(pk=job_id)
+        job = _claim(job_id)
+        if job is None:
+            return DraftJob.objects.get(pk=job_id)
+        if job.attempts > settings.SPINEREVIEW_DRAFT_MAX_ATTEMPTS:
+            return mark_failed(
+                job_id=job_id, reason=f"gave up after {job.attempts - 1} attempts (worker lost each time)"
+            )
+        deadline = time.monotonic() + settings.SPINEREVIEW_DRAFT_SOFT_LIMIT_S
+        try:
+            draft = Draft.objects.filter(job_id=job_id).first()
+            if draft is None:
+                draft = _compute_draft(job, deadline)
+            else:
+                _advance(job_id, DraftJob.State.DRAFTING, f"draft {draft.pk} already stored; writing its SR")
+            _write_sr(draft)
+        except (BadInput, DraftTimeLimit, StudyNotInOrthanc, ml_bridge.NoUsableSeries) as exc:
+            return mark_failed(job_id=job_id, reason=str(exc))
+        return _finish(job_id, draft)
+
+
+def fetch(job: DraftJob) -> FetchedStudy:
+    return fetch_study(job.study.study_uid)
+
+
+def _compute_draft(job: DraftJob, deadline: float | None) -> Draft:
+    folder = pipeline_folder(job.model_version)
+    fetched = fetch(job)
+    _check_deadline(deadline, "fetching")
+    if not fetched.series:
+        reasons = "; ".join(f"{s['sop_uid']}: {s['reason']}" for s in fetched.skipped[:5])
+        raise BadInput(f"no usable series: all {len(fetched.skipped)} image(s) were skipped ({reasons})")
+    skipped_note = f"; skipped {len(fetched.skipped)} instance(s)" if fetched.skipped else ""
+    _advance(job.pk, DraftJob.State.ENCODING,
+             f"fetched {fetched.n_instances} instances of {len(fetched.series)} series in {fetched.seconds:.1f} s"
+             + skipped_note)  # fmt: skip
+    t0 = time.perf_counter()
+    pipeline = ml_bridge.load_pipeline(folder)
+    load_s = time.perf_counter() - t0
+    classes = dict(
+        Series.objects.filter(study_id=job.study_id)
+        .exclude(sequence_class="")
+        .values_list("series_uid", "sequence_class")
+    )
+    t0 = time.perf_counter()
+    study_data, skipped = ml_bridge.prepare_study(pipeline, job.study.study_uid, fetched.series, classes)
+    prep_s = time.perf_counter() - t0
+    _check_deadline(deadline, "preprocessing")
+    _advance(job.pk, DraftJob.State.DRAFTING, f"preprocessed in {prep_s:.1f} s; running the agents")
+    t0 = time.perf_counter()
+    (analysis,) = ml_bridge.analyze_studies(pipeline, [study_data], [[*fetched.skipped, *skipped]])
+    analyze_s = time.perf_counter() - t0
+    _check_deadline(deadline, "running the agents")
+    analysis["platform_timings"] = {"fetch_s": round(fetched.seconds, 3), "pipeline_load_s": round(load_s, 3),
+                                    "preprocess_s": round(prep_s, 3), "analyze_s": round(analyze_s, 3)}  # fmt: skip
+    analysis["pipeline_folder"] = folder
+    return store_draft(job_id=job.pk, analysis=analysis)
+
+
+@transaction.atomic
+def store_draft(*, job_id: int, analysis: dict) -> Draft:
+    """Draft + 17 findings from a StudyAnalysis dict, in one transaction (all or nothing)."""
+    job = DraftJob.objects.select_for_update().select_related("study").get(pk=job_id)
+    existing = Draft.objects.filter(job=job).first()
+    if existing is not None:
+        return existing
+    draft = Draft.objects.create(
+        study=job.study,
+        job=job,
+        model_version=job.model_version,
+        text=analysis.get("report_text", ""),
+        sections=analysis.get("report_sections", {}),
+        analysis=analysis,
+    )
+    Finding.objects.bulk_create(
+        [
+            Finding(
+                draft=draft,
+                condition=c["condition"],
+                probability=float(c["probability"]),
+                present=bool(c["present"]),
+                level=c.get("level", "") or "",
+                side=c.get("side", "") or "",
+                key_slices=[
+                    {
+                        "series_uid": k["series_uid"],
+                        "sop_uid": k["sop_uid"],
+                        "index": k["index"],
+                        "score": k.get("score"),
+                    }
+                    for k in c.get("key_slices", [])
+                ],
+                boxes=[
+                    {
+                        "series_uid": b["series_uid"],
+                        "sop_uid": b["sop_uid"],
+                        "index": b.get("index"),
+                        "xyxy": b["xyxy"],
+                        "xyxy_norm": b["xyxy_norm"],
+                        "score": b.get("score"),
+                    }
+                    for b in c.get("boxes", [])
+                ],
+            )
+            for c in analysis.get("conditions", [])
+        ]
+    )
+    n_skipped = len(analysis.get("skipped", []))
+    _log(job, DraftJob.State.DRAFTING, f"draft {draft.pk} stored ({len(analysis.get('conditions', []))} findings"
+         + (f", {n_skipped} skipped instance(s)/series" if n_skipped else "") + "); writing the SR")  # fmt: skip
+    job.save()
+    return draft
+
+
+def _write_sr(draft: Draft) -> None:
+    from reviewer.services.sr import write_ai_sr
+
+    write_ai_sr(draft=draft)
+
+
+def _finish(job_id: int, draft: Draft) -> DraftJob:
+    with transaction.atomic():
+        job = DraftJob.objects.select_for_update().get(pk=job_id)
+        skipped = draft.analysis.get("skipped", [])
+        job.reason = (f"{len(skipped)} instance(s)/series skipped: "
+                      + "; ".join(f"{s.get('sop_uid') or s.get('series_uid')}: {s.get('reason')}" for s in skipped[:5])
+                      if skipped else "")  # fmt: skip
+        job.finished_at = timezone.now()
+        _log(job, DraftJob.State.DONE, f"draft {draft.pk} ready")
+        job.save()
+        _set_study_status(job.study_id, Study.Status.DRAFT_READY, job.reason)
+        audit(actor=None, action="draft.ready", obj=draft, job=job.pk, pipeline=job.pipeline_version)
+    logger.info("draft job %s done: draft %s", job_id, draft.pk)
+    return job
+
+
+def preload_pipeline() -> str | None:
+    """Load the active pipeline into this worker process (called once at worker start)."""
+    _, model_version = active_pipeline()
+    folder = pipeline_folder(model_version)
+    t0 = time.perf_counter()
+    ml_bridge.load_pipeline(folder)
+    logger.info("pipeline %s loaded in %.1f s", folder, time.perf_counter() - t0)
+    return folder

@@ -136,15 +136,39 @@ CELERY_TASK_ACKS_LATE = True  # a killed worker's task is redelivered
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# drafting goes to the ``gpu`` queue: one solo worker per GPU serves it; a CPU-only site runs the
+# same worker on the CPU (docs/drafting.md). Everything else stays on ``default``.
 CELERY_TASK_ROUTES = {"reviewer.tasks.draft_study": {"queue": os.environ.get("SPINEREVIEW_DRAFT_QUEUE", "gpu")}}
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("SPINEREVIEW_TASK_TIME_LIMIT_S", "1800"))
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis redelivers an unacknowledged message (worker lost) after this many seconds; it must
+# exceed the drafting hard time limit, or a long job would be handed to a second worker (which
+# the job lock would then turn away, harmlessly, but wastefully).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("SPINEREVIEW_BROKER_VISIBILITY_TIMEOUT_S", "3900"))
+}
+if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] < 60:  # tests: sweep for lost messages often
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(unacked_restore_interval=1, unacked_restore_throttle=1)
+
+# --- Drafting (reviewer/services/drafting.py, docs/drafting.md) ----------------------------
+# Pipeline folder: ModelVersion.artifact_uri of the job's model version, else this, else (when
+# bootstrapping is on: demo and tests) the tiny pipeline trained once into $SPINEREVIEW_CACHE.
+SPINEREVIEW_PIPELINE_DIR = os.environ.get("SPINEREVIEW_PIPELINE_DIR", "")
+SPINEREVIEW_PIPELINE_BOOTSTRAP = env_bool("SPINEREVIEW_PIPELINE_BOOTSTRAP", False)
+SPINEREVIEW_PRELOAD_PIPELINE = env_bool("SPINEREVIEW_PRELOAD_PIPELINE", True)  # load at worker start
+SPINEREVIEW_DRAFT_SOFT_LIMIT_S = float(os.environ.get("SPINEREVIEW_DRAFT_SOFT_LIMIT_S", "1200"))
+SPINEREVIEW_DRAFT_HARD_LIMIT_S = float(os.environ.get("SPINEREVIEW_DRAFT_HARD_LIMIT_S", "1500"))
+SPINEREVIEW_DRAFT_MAX_RETRIES = int(os.environ.get("SPINEREVIEW_DRAFT_MAX_RETRIES", "10"))  # transient faults
+SPINEREVIEW_DRAFT_RETRY_BACKOFF_S = float(os.environ.get("SPINEREVIEW_DRAFT_RETRY_BACKOFF_S", "5"))
+SPINEREVIEW_DRAFT_MAX_ATTEMPTS = int(os.environ.get("SPINEREVIEW_DRAFT_MAX_ATTEMPTS", "3"))  # workers lost
+# fault injection for tests and demos: sleep this long at the start of each drafting stage
+SPINEREVIEW_DRAFT_STAGE_DELAY_S = float(os.environ.get("SPINEREVIEW_DRAFT_STAGE_DELAY_S", "0"))
 
 # --- ML ----------------------------------------------------------------------------------
 SPINEREVIEW_CACHE = Path(os.environ.get("SPINEREVIEW_CACHE", BASE_DIR / ".cache"))
 # Identifies the drafting pipeline; (study, pipeline version) is drafted at most once.
-DRAFT_PIPELINE_VERSION = os.environ.get("SPINEREVIEW_DRAFT_PIPELINE_VERSION", "placeholder-0")
+DRAFT_PIPELINE_VERSION = os.environ.get("SPINEREVIEW_DRAFT_PIPELINE_VERSION", "spinereview-tiny@bootstrap")
 
 LOGGING = {
     "version": 1,

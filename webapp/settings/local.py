@@ -17,4 +17,5 @@ if not _key_file.exists():
 SECRET_KEY = _key_file.read_text().strip()
 
 CELERY_TASK_ALWAYS_EAGER = env_bool("SPINEREVIEW_TASKS_EAGER", True)
+SPINEREVIEW_PIPELINE_BOOTSTRAP = env_bool("SPINEREVIEW_PIPELINE_BOOTSTRAP", True)  # tiny pipeline, cached
 ALLOWED_HOSTS = ["*"]

@@ -1,0 +1,111 @@
+"""The drafting service in-process against real Orthanc and PostgreSQL with the tiny pipeline:
+bad data is skipped and named, a study with nothing usable fails visibly without retries, and a
+redraft with another model version adds a draft and an SR while replacing nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from reviewer.models import Draft, DraftJob, ModelVersion, StructuredReport, Study
+from reviewer.services.drafting import request_draft, run_draft_job
+from reviewer.services.sync import sync_study
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db, pytest.mark.slow]
+
+
+@pytest.fixture
+def pipeline_settings(settings, orthanc_settings, tiny_pipeline):  # type: ignore[no-untyped-def]
+    settings.SPINEREVIEW_PIPELINE_DIR = str(tiny_pipeline)
+    return settings
+
+
+def upload(client, files) -> list[str]:  # type: ignore[no-untyped-def]
+    ids = []
+    for f in files:
+        response = client.post("/instances", content=Path(f).read_bytes())
+        assert response.status_code == 200, response.text
+        ids.append(response.json()["ParentStudy"])
+    return ids
+
+
+def truncated_copy(src: Path, dst: Path) -> str:
+    """A copy of an instance whose pixel data lost its second half (a broken transfer)."""
+    ds = pydicom.dcmread(src)
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    ds.save_as(dst, enforce_file_format=True)
+    return str(ds.SOPInstanceUID)
+
+
+def test_a_corrupt_instance_is_skipped_named_and_the_rest_is_drafted(tmp_path, empty_orthanc, pipeline_settings,
+                                                                     synth_study):  # type: ignore[no-untyped-def]  # fmt: skip
+    files = list(synth_study["files"])
+    bad_sop = truncated_copy(files[3], tmp_path / "bad.dcm")
+    files[3] = tmp_path / "bad.dcm"
+    (orthanc_id,) = set(upload(empty_orthanc, files))
+    study = sync_study(orthanc_study_id=orthanc_id)
+    job = DraftJob.objects.get(study=study)
+
+    job = run_draft_job(job_id=job.pk)
+
+    assert job.state == DraftJob.State.DONE, job.reason
+    assert bad_sop in job.reason
+    assert "truncated pixel data" in job.reason
+    draft = Draft.objects.get(job=job)
+    assert [s["sop_uid"] for s in draft.analysis["skipped"]] == [bad_sop]
+    study.refresh_from_db()
+    assert study.status == Study.Status.DRAFT_READY
+    assert bad_sop in study.status_reason
+
+
+def test_a_study_with_no_usable_image_fails_with_a_visible_reason_and_no_retry(tmp_path, empty_orthanc,
+                                                                               pipeline_settings, synth_study):  # type: ignore[no-untyped-def]  # fmt: skip
+    files = [f for f in synth_study["files"] if f.parent.name == synth_study["files"][0].parent.name]
+    broken = [tmp_path / f"{i}.dcm" for i in range(len(files))]
+    for src, dst in zip(files, broken, strict=True):
+        truncated_copy(src, dst)
+    (orthanc_id,) = set(upload(empty_orthanc, broken))
+    study = sync_study(orthanc_study_id=orthanc_id)
+
+    job = run_draft_job(job_id=DraftJob.objects.get(study=study).pk)  # returns: nothing to retry
+
+    assert job.state == DraftJob.State.FAILED
+    assert "no usable series" in job.reason
+    assert job.attempts == 1
+    study.refresh_from_db()
+    assert study.status == Study.Status.FAILED
+    assert "no usable series" in study.status_reason
+    assert not Draft.objects.filter(study=study).exists()
+    assert run_draft_job(job_id=job.pk).attempts == 1, "a failed job is not run again by a redelivery"
+
+
+def test_a_redraft_with_another_model_version_adds_a_draft_and_an_sr_and_replaces_nothing(
+    empty_orthanc, pipeline_settings, synth_study, tiny_pipeline
+):  # type: ignore[no-untyped-def]
+    (orthanc_id,) = set(upload(empty_orthanc, synth_study["files"]))
+    study = sync_study(orthanc_study_id=orthanc_id)
+    first = run_draft_job(job_id=DraftJob.objects.get(study=study).pk)
+    first_draft = Draft.objects.get(job=first)
+    first_sr = StructuredReport.objects.get(draft=first_draft)
+
+    ModelVersion.objects.create(name="tiny", version="2", artifact_uri=str(tiny_pipeline), is_active=True)
+    job, created = request_draft(study=study)  # the active version is now tiny@2
+    assert created
+    assert job.pipeline_version == "tiny@2"
+    assert request_draft(study=study) == (job, False), "asking again is a no-op"
+    second = run_draft_job(job_id=job.pk)
+
+    assert second.state == DraftJob.State.DONE
+    drafts = Draft.objects.filter(study=study)
+    assert drafts.count() == 2
+    assert drafts.get(job=second).model_version.key == "tiny@2"
+    assert Draft.objects.get(pk=first_draft.pk).text == first_draft.text
+    srs = StructuredReport.objects.filter(study=study, source=StructuredReport.Source.AI)
+    assert srs.count() == 2
+    second_sr = srs.exclude(pk=first_sr.pk).get()
+    assert second_sr.series_instance_uid != first_sr.series_instance_uid
+    assert "tiny@2" in second_sr.series_description
+    query = {"Level": "Instance", "Query": {"StudyInstanceUID": study.study_uid, "Modality": "SR"}}
+    assert len(empty_orthanc.post("/tools/find", json=query).json()) == 2
