@@ -1,0 +1,176 @@
+"""Medical Report Agent: projector shapes, stage freezing (trainable LoRA), prompt variants,
+save/load round trip, token budget and stop marker. Tiny decoder on CPU, seconds per test."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ml.agents.analysis import ConditionResult
+from ml.agents.report import ReportAgent, ReportExample, ReportInputs, train_report_agent
+from ml.agents.report.loss import report_lm_loss
+from ml.agents.report.projector import AttentionPoolProjector
+from ml.agents.report.prompt import prompt_parts, split_sections
+from ml.agents.report.train import default_config
+from ml.conditions import CONDITION_KEYS
+
+SHORT = "IMPRESSION:\n1. No acute abnormality."
+D = 48
+
+
+def _conds(present: set[str]) -> list[ConditionResult]:
+    return [
+        ConditionResult(k, 0.9 if k in present else 0.1, k in present, 0.5, level="L4-5" if k in present else "")
+        for k in CONDITION_KEYS
+    ]
+
+
+def _example(rng: np.random.Generator, target: str, present: set[str] | None = None) -> ReportExample:
+    return ReportExample(
+        t1_slices=[rng.normal(size=(int(rng.integers(5, 12)), D)).astype(np.float32)],
+        t2_slices=[rng.normal(size=(int(rng.integers(5, 12)), D)).astype(np.float32) for _ in range(2)],
+        conditions=_conds(present or set()),
+        similar_report="ALIGNMENT: Normal alignment.",
+        region="lumbar",
+        target=target,
+    )
+
+
+@pytest.fixture(scope="module")
+def short_agent_dir(tmp_path_factory) -> Path:
+    """A tiny agent that learnt one short report (so it must stop on its end marker)."""
+    rng = np.random.default_rng(0)
+    examples = [_example(rng, SHORT) for _ in range(6)]
+    out = tmp_path_factory.mktemp("report_agent") / "agent"
+    return train_report_agent(
+        examples, out, preset="tiny", stage0_steps=80, stage1_steps=10, stage2_steps=30, overrides=None
+    )
+
+
+def test_projector_makes_64_tokens_of_the_decoder_width() -> None:
+    cfg = default_config("tiny").projector
+    cfg.slice_dim = D
+    proj = AttentionPoolProjector(cfg, hidden_size=96)
+    rng = np.random.default_rng(1)
+    batch = [
+        ([rng.normal(size=(7, D))], [rng.normal(size=(9, D)), rng.normal(size=(3, D))]),
+        ([], [rng.normal(size=(200, D))]),  # clipped to max_slices
+    ]
+    x, seq, pos, pad = proj.pack(batch, torch.device("cpu"))
+    assert x.shape == (2, cfg.max_slices, D)
+    assert int((~pad[0]).sum()) == 19
+    assert seq[0, :7].eq(0).all()
+    assert seq[0, 7:19].eq(1).all()
+    out = proj(x, seq, pos, pad)
+    assert out.shape == (2, 64, 96)
+    # padding is ignored: appending padded rows does not change study 0's tokens
+    alone = proj(*proj.pack(batch[:1], torch.device("cpu")))
+    torch.testing.assert_close(alone[0], out[0], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"\[S, 48\]"):
+        proj.pack([([rng.normal(size=(4, D + 1))], [])], torch.device("cpu"))
+    with pytest.raises(ValueError, match="at least one T1 or T2"):
+        proj.pack([([], [])], torch.device("cpu"))
+
+
+def test_prompt_without_agent_tokens_keeps_only_image_region_and_template() -> None:
+    conds = _conds({"canal_stenosis"})
+    head, sim, tail = prompt_parts(conds, "prior text", "lumbar", use_agent_tokens=True)
+    full = head + sim + tail
+    assert "<classification>canal_stenosis=yes 0.9; foraminal_narrowing=no 0.1" in full
+    assert "<localization>canal_stenosis L4-5</localization>" in full
+    assert "<similar_case_report>prior text</similar_case_report>" in full
+    assert "DISCS: L1-2, L2-3, L3-4, L4-5, L5-S1" in full
+    head, sim, tail = prompt_parts(conds, "prior text", "lumbar", use_agent_tokens=False)
+    plain = head + sim + tail
+    assert "classification" not in plain
+    assert "similar_case" not in plain
+    assert "prior text" not in plain
+    assert "<template>" in plain
+
+
+def test_stage1_trains_only_the_projector_and_stage2_trains_lora(short_agent_dir: Path) -> None:
+    agent = ReportAgent.load(short_agent_dir)
+    agent.train()
+    agent.set_stage(1)
+    trainable = {n for n, p in agent.named_parameters() if p.requires_grad}
+    assert trainable
+    assert all(n.startswith("projector.") for n in trainable)
+
+    agent.set_stage(2)
+    lora = {n: p for n, p in agent.named_parameters() if "lora_" in n}
+    assert lora
+    assert all(p.requires_grad for p in lora.values())  # the paper's released code froze these
+    base = {n: p for n, p in agent.decoder.named_parameters() if "lora_" not in n}
+    assert not any(p.requires_grad for p in base.values())
+
+    before_lora = {n: p.detach().clone() for n, p in lora.items()}
+    before_base = {n: p.detach().clone() for n, p in base.items()}
+    opt = torch.optim.AdamW([p for p in agent.parameters() if p.requires_grad], lr=1e-2)
+    ex = _example(np.random.default_rng(5), SHORT)
+    embeds, mask, labels = agent.build_batch([ex], [ex.target])
+    report_lm_loss(agent(embeds, mask), labels).backward()
+    opt.step()
+    changed = [n for n, p in lora.items() if not torch.equal(p, before_lora[n])]
+    assert len(changed) == len(lora)
+    assert all(torch.equal(p, before_base[n]) for n, p in base.items())
+
+
+def test_generation_stops_at_the_marker_and_respects_the_budget(short_agent_dir: Path) -> None:
+    agent = ReportAgent.load(short_agent_dir)
+    ex = _example(np.random.default_rng(7), SHORT)
+    inputs = ReportInputs(**{f.name: getattr(ex, f.name) for f in dataclasses.fields(ReportInputs)})
+    out = agent.generate(inputs, max_new_tokens=200)
+    assert out.text == SHORT
+    assert "<end_of_report>" not in out.text
+    assert out.tokens < 40  # stopped on the marker, long before the budget
+    assert out.sections == {"IMPRESSION": "1. No acute abnormality."}
+    assert out.seconds > 0
+    cut = agent.generate(inputs, max_new_tokens=3)
+    assert cut.tokens == 3
+    assert len(cut.text) < len(SHORT)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        agent.generate(inputs, max_new_tokens=0)
+
+
+def test_save_load_round_trip_gives_identical_greedy_generation(short_agent_dir: Path, tmp_path: Path) -> None:
+    a = ReportAgent.load(short_agent_dir)
+    ex = _example(np.random.default_rng(9), SHORT, present={"disc_herniation"})
+    first = a.generate(ex, max_new_tokens=25)
+    a.save(tmp_path / "copy")
+    assert (tmp_path / "copy" / "adapter" / "adapter_config.json").exists()
+    assert (tmp_path / "copy" / "projector.safetensors").exists()
+    b = ReportAgent.load(tmp_path / "copy")
+    second = b.generate(ex, max_new_tokens=25)
+    assert first.text == second.text
+    assert first.tokens == second.tokens
+    for (n, p), (m, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert n == m
+        assert torch.equal(p, q), n
+
+
+def test_training_rejects_bad_examples(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    with pytest.raises(ValueError, match="at least one example"):
+        train_report_agent([], tmp_path / "x")
+    with pytest.raises(ValueError, match="non-empty target"):
+        train_report_agent([_example(rng, " ")], tmp_path / "x")
+    bad = _example(rng, SHORT)
+    bad.t2_slices = [rng.normal(size=(4, D + 2))]
+    with pytest.raises(ValueError, match="one width"):
+        train_report_agent([bad], tmp_path / "x")
+    with pytest.raises(ValueError, match="unknown report-agent preset"):
+        train_report_agent([_example(rng, SHORT)], tmp_path / "x", preset="gpt-5")
+    assert not (tmp_path / "x").exists()
+
+
+def test_split_sections_reads_the_template_headers() -> None:
+    text = "CLINICAL HISTORY: Pain.\nDISCS:\n  L4-5: Protrusion.\nIMPRESSION:\n1. Disc herniation at L4-5."
+    assert split_sections(text) == {
+        "CLINICAL HISTORY": "Pain.",
+        "DISCS": "L4-5: Protrusion.",
+        "IMPRESSION": "1. Disc herniation at L4-5.",
+    }
