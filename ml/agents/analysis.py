@@ -89,6 +89,7 @@ class StudyAnalysis:
     agents: list[AgentRun] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # [{"series_uid", "sop_uid", "reason"}]
     model_versions: dict[str, str] = field(default_factory=dict)  # agent family -> artifact version
+    report_source: str = ""  # "report_agent" | "template" (structured fallback draft) | "" (none)
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -53,6 +53,7 @@ class SeriesData:
     description: str = ""
     sop_uids: list[str] = field(default_factory=list)  # [S] SOP Instance UID of each sorted slice
     geometry: SeriesGeometry | None = None  # preprocessed box -> original pixels / patient mm
+    instance_numbers: list[int] = field(default_factory=list)  # [S] InstanceNumber of each sorted slice
 
 
 @dataclass
@@ -172,6 +173,7 @@ class StudyLoader:
                 headers = self.series_headers(study, s)
                 data.sop_uids = [str(h.SOPInstanceUID) for h in headers]
                 data.geometry = series_geometry(headers, self.preprocess.size)
+                data.instance_numbers = [int(getattr(h, "InstanceNumber", 0) or 0) for h in headers]
             series.append(data)
         return StudyData(
             study_uid=study.study_uid,
@@ -268,6 +270,7 @@ def series_from_datasets(
             description=str(getattr(first, "SeriesDescription", "") or ""),
             sop_uids=[str(getattr(ds, "SOPInstanceUID", "")) for ds in ordered],
             geometry=series_geometry(ordered, preprocess.size),
+            instance_numbers=[int(getattr(ds, "InstanceNumber", 0) or 0) for ds in ordered],
         ),
         skipped,
     )

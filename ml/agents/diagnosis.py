@@ -1,0 +1,205 @@
+"""The 17 Diagnosis Agents: one calibrated linear probe per condition on the frozen SpineFM
+case features (paper: linear probe on the case embedding, frozen backbone).
+
+Per condition: logistic regression on standardised study features (labels 1/0; -1 "uncertain"
+excluded from fitting and from every metric), fitted on a patient-level *fit* split of the
+training studies; on the remaining *validation* patients a temperature T is fitted
+(minimum negative log-likelihood of sigmoid(z / T), Guo et al. 2017) and the operating
+threshold is chosen on the calibrated probabilities by Youden's J (or, with
+``threshold_rule: sensitivity``, the highest threshold that reaches ``target_sensitivity``).
+A condition with fewer than ``min_positives`` positive (or negative) training studies gets no
+probe: it predicts its training prevalence and is reported ``trained: false``.
+
+Artifact (``ml.agents.artifact``): W [17, F], b [17], temperature [17], threshold [17], feature
+mean/std [F], trained [17].
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_curve
+
+from ml.agents.analysis import ConditionResult
+from ml.agents.artifact import load_artifact, save_artifact
+from ml.agents.features import StudyFeatures
+from ml.conditions import CONDITION_KEYS
+from ml.data.dataset import SEQUENCE_CLASSES
+from ml.data.splits import patient_fold
+
+log = logging.getLogger(__name__)
+FAMILY = "diagnosis"
+
+
+@dataclass
+class DiagnosisConfig:
+    feature: str = "case+slices"  # "case" | "slices" | "case+slices" (see features.diagnosis_vector)
+    classes: list[str] = field(default_factory=lambda: list(SEQUENCE_CLASSES))  # series classes used
+    C: float = 0.5  # inverse L2 strength of the logistic regression
+    class_weight: str | None = "balanced"  # rare conditions: balance the two classes
+    val_fraction: float = 0.25  # patients held out of fitting for temperature + threshold
+    threshold_rule: str = "youden"  # "youden" | "sensitivity"
+    target_sensitivity: float = 0.9  # for threshold_rule = sensitivity
+    min_positives: int = 3  # fewer positive (or negative) fit studies: no probe
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.threshold_rule not in ("youden", "sensitivity"):
+            raise ValueError("threshold_rule must be 'youden' or 'sensitivity'")
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
+    """Temperature minimising the binary NLL of sigmoid(z / T) (searched on log T in [-3, 3])."""
+    if len(np.unique(y)) < 2:
+        return 1.0
+
+    def nll(log_t: float) -> float:
+        p = np.clip(_sigmoid(z / np.exp(log_t)), 1e-7, 1 - 1e-7)
+        return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
+
+
+def choose_threshold(p: np.ndarray, y: np.ndarray, rule: str, target_sensitivity: float = 0.9) -> float:
+    """Operating point on calibrated probabilities (0.5 when the validation set has one class)."""
+    if len(np.unique(y)) < 2:
+        return 0.5
+    fpr, tpr, thr = roc_curve(y, p)
+    thr = np.clip(thr, 0.0, 1.0)
+    if rule == "youden":
+        return float(thr[int(np.argmax(tpr - fpr))])
+    ok = np.flatnonzero(tpr >= target_sensitivity)
+    return float(thr[ok[0]]) if len(ok) else float(thr[-1])
+
+
+class DiagnosisAgents:
+    """All 17 probes (one row each); ``predict`` is the batched inference entry point."""
+
+    def __init__(self, cfg: DiagnosisConfig, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
+        self.cfg = cfg
+        self.W = arrays["weight"]  # [17, F]
+        self.b = arrays["bias"]  # [17]
+        self.temperature = arrays["temperature"]  # [17]
+        self.threshold = arrays["threshold"]  # [17]
+        self.mean, self.std = arrays["mean"], arrays["std"]  # [F]
+        self.trained = arrays["trained"].astype(bool)  # [17]
+        self.prior = arrays["prior"]  # [17] training prevalence (untrained conditions)
+        self.meta = meta or {}
+        self.version = self.meta.get("version", "")
+
+    # -- pre -> infer -> post --------------------------------------------------------------------
+    def pre(self, feats: list[StudyFeatures]) -> np.ndarray:
+        """Studies -> standardised features [N, F]."""
+        x = np.stack([f.diagnosis_vector(self.cfg.feature, tuple(self.cfg.classes)) for f in feats])
+        return (x - self.mean) / self.std
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """[N, F] -> calibrated probabilities [N, 17]."""
+        z = x @ self.W.T + self.b  # [N, 17]
+        p = _sigmoid(z / self.temperature)
+        return np.where(self.trained, p, self.prior)
+
+    def post(self, p: np.ndarray) -> list[list[ConditionResult]]:
+        return [
+            [
+                ConditionResult(
+                    condition=k,
+                    probability=float(row[j]),
+                    present=bool(row[j] >= self.threshold[j]),
+                    threshold=float(self.threshold[j]),
+                )
+                for j, k in enumerate(CONDITION_KEYS)
+            ]
+            for row in p
+        ]
+
+    def predict(self, feats: list[StudyFeatures]) -> list[list[ConditionResult]]:
+        return self.post(self.infer(self.pre(feats)))
+
+    def probabilities(self, feats: list[StudyFeatures]) -> np.ndarray:
+        return self.infer(self.pre(feats))
+
+    # -- artifact --------------------------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "weight": self.W.astype(np.float32),
+            "bias": self.b.astype(np.float32),
+            "temperature": self.temperature.astype(np.float32),
+            "threshold": self.threshold.astype(np.float32),
+            "mean": self.mean.astype(np.float32),
+            "std": self.std.astype(np.float32),
+            "trained": self.trained.astype(np.uint8),
+            "prior": self.prior.astype(np.float32),
+        }
+
+    def save(self, folder: str | Path) -> str:
+        self.version = save_artifact(folder, FAMILY, self.cfg, self.arrays(), self.meta)
+        self.meta["version"] = self.version
+        return self.version
+
+    @classmethod
+    def load(cls, folder: str | Path) -> DiagnosisAgents:
+        cfg, arrays, doc = load_artifact(folder, FAMILY, DiagnosisConfig)
+        return cls(cfg, arrays, {**doc["meta"], "version": doc["version"]})
+
+
+def labels_matrix(feats: list[StudyFeatures]) -> np.ndarray:
+    return np.stack([f.study.labels for f in feats])  # [N, 17] in {-1, 0, 1}
+
+
+def train_diagnosis(feats: list[StudyFeatures], cfg: DiagnosisConfig | None = None) -> DiagnosisAgents:
+    """Fit the 17 probes on ``feats`` (training studies only; the caller holds out test patients)."""
+    cfg = cfg or DiagnosisConfig()
+    x = np.stack([f.diagnosis_vector(cfg.feature, tuple(cfg.classes)) for f in feats])  # [N, F]
+    y = labels_matrix(feats)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    xs = (x - mean) / std
+    buckets = round(cfg.val_fraction * 100)
+    is_val = np.array([patient_fold(f.study.patient_key, 100, cfg.seed + 7) < buckets for f in feats])
+    n_feat = x.shape[1]
+    W = np.zeros((len(CONDITION_KEYS), n_feat))
+    b = np.zeros(len(CONDITION_KEYS))
+    temp = np.ones(len(CONDITION_KEYS))
+    thr = np.full(len(CONDITION_KEYS), 0.5)
+    trained = np.zeros(len(CONDITION_KEYS), bool)
+    prior = np.zeros(len(CONDITION_KEYS))
+    counts = {}
+    for j, key in enumerate(CONDITION_KEYS):
+        known = y[:, j] >= 0
+        prior[j] = float(y[known, j].mean()) if known.any() else 0.0
+        fit = known & ~is_val
+        val = known & is_val
+        n_pos, n_neg = int((y[fit, j] == 1).sum()), int((y[fit, j] == 0).sum())
+        counts[key] = {"fit_pos": n_pos, "fit_neg": n_neg, "val": int(val.sum()), "uncertain": int((~known).sum())}
+        if min(n_pos, n_neg) < cfg.min_positives:
+            log.info("diagnosis %s: %d positive / %d negative fit studies: no probe (prior)", key, n_pos, n_neg)
+            continue
+        lr = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=2000)
+        lr.fit(xs[fit], y[fit, j])
+        W[j], b[j] = lr.coef_[0], lr.intercept_[0]
+        trained[j] = True
+        if val.any():
+            z = xs[val] @ W[j] + b[j]
+            temp[j] = fit_temperature(z, y[val, j])
+            thr[j] = choose_threshold(_sigmoid(z / temp[j]), y[val, j], cfg.threshold_rule, cfg.target_sensitivity)
+    meta = {"counts": counts, "n_studies": len(feats), "n_features": n_feat, "conditions": list(CONDITION_KEYS)}
+    arrays = {
+        "weight": W,
+        "bias": b,
+        "temperature": temp,
+        "threshold": thr,
+        "mean": mean,
+        "std": std,
+        "trained": trained.astype(np.uint8),
+        "prior": prior,
+    }
+    return DiagnosisAgents(cfg, arrays, meta)

@@ -1,0 +1,340 @@
+"""The pipeline the review app calls: SpineFM once, then every agent, in dependency order.
+
+``Pipeline.load(folder)`` reads ``pipeline.json`` and loads SpineFM and every enabled agent's
+artifact once (a Celery worker keeps the object for its lifetime). ``analyze_many(studies)``
+encodes the slices of all series of all studies of a sequence class together (large batches),
+shares the embeddings with every agent, and returns one JSON-serialisable ``StudyAnalysis``
+per study::
+
+    embedding (SpineFM) -> diagnosis (17) -> localization (17) -> retrieval -> report
+
+Every agent family runs inside its own guard: an exception becomes ``AgentRun(ok=False,
+error=...)`` and the rest continues. When the Medical Report Agent is disabled, missing or
+fails, the draft is the structured template of ``ml.agents.template`` (``report_source``
+says which), so a study always gets a draft. Timings are per study; a step that ran for a
+batch of studies reports its time divided by the batch size.
+
+Pipeline folder layout (written by ``ml.agents.train.build_pipeline``)::
+
+    pipeline.json        # {"version", "code_version", "config", "components": {name: {"path", "version"}}}
+    spinefm/             # SpineFM checkpoint (model.safetensors + config.json)
+    diagnosis/ localization/ retrieval/   # agent artifacts (weights.safetensors + config.json)
+    report/              # the Medical Report Agent (optional)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ml.agents.analysis import AgentRun, ConditionResult, SeriesSummary, StudyAnalysis
+from ml.agents.features import StudyFeatures, encode_studies
+from ml.agents.template import template_report
+from ml.data.dataset import StudyData
+from ml.data.preprocess import PreprocessConfig
+from ml.train.config import from_dict
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("embedding", "diagnosis", "localization", "retrieval", "report")
+
+
+@dataclass
+class PipelineConfig:
+    diagnosis: bool = True  # run the 17 Diagnosis Agents
+    localization: bool = True  # run the 17 Localization Agents
+    retrieval: bool = True  # similar prior cases (study -> report)
+    report: bool = True  # Medical Report Agent (else the structured template draft)
+    localize: str = "present"  # "present": boxes for conditions called present; "all": all 17
+    max_new_tokens: int = 300  # report token budget
+    slice_batch: int = 256  # slices per encoder forward
+    studies_per_batch: int = 8  # studies sharing one SpineFM forward in analyze_many
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+
+
+def _error(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+class Pipeline:
+    def __init__(
+        self,
+        model,
+        components: dict[str, Any],
+        versions: dict[str, str],
+        cfg: PipelineConfig,
+        version: str,
+        load_errors: dict[str, str] | None = None,
+    ) -> None:
+        self.model = model
+        self.diagnosis = components.get("diagnosis")
+        self.localization = components.get("localization")
+        self.retrieval = components.get("retrieval")
+        self.report = components.get("report")
+        self.versions = versions
+        self.cfg = cfg
+        self.version = version
+        self.load_errors = load_errors or {}
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        """What ``study_from_datasets`` / ``StudyLoader`` must use for this pipeline's model."""
+        return PreprocessConfig(size=self.model.img_size)
+
+    # -- loading -----------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, folder: str | Path, overrides: dict[str, Any] | None = None) -> Pipeline:
+        """Load SpineFM and every enabled agent once. A missing or broken *agent* artifact is
+        recorded (its runs fail with that error); a missing SpineFM is an error here."""
+        import torch
+
+        from ml.spinefm.io import load_spinefm
+
+        folder = Path(folder)
+        doc = json.loads((folder / "pipeline.json").read_text())
+        cfg = from_dict(PipelineConfig, {**doc.get("config", {}), **(overrides or {})})
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        comps = doc["components"]
+        model = load_spinefm(folder / comps["spinefm"]["path"], map_location=device)
+        versions = {"spinefm": comps["spinefm"]["version"]}
+        loaded: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        loaders: dict[str, Callable[[Path], Any]] = {
+            "diagnosis": _load_diagnosis,
+            "localization": _load_localization,
+            "retrieval": _load_retrieval,
+            "report": _load_report,
+        }
+        for name, fn in loaders.items():
+            if not getattr(cfg, name):
+                continue
+            entry = comps.get(name)
+            if not entry or not entry.get("path"):
+                errors[name] = f"no {name} artifact in {folder}" + (
+                    f" ({entry['skipped']})" if entry and entry.get("skipped") else ""
+                )
+                continue
+            try:
+                loaded[name] = fn(folder / entry["path"])
+                versions[name] = entry.get("version") or getattr(loaded[name], "version", "") or name
+            except Exception as exc:  # a broken agent must not stop the others from loading
+                errors[name] = f"loading {name} failed: {_error(exc)}"
+                log.warning(errors[name])
+        return cls(model, loaded, versions, cfg, doc["version"], errors)
+
+    # -- analysis ----------------------------------------------------------------------------------
+    def analyze(self, study: StudyData, skipped: list[dict[str, str]] | None = None) -> StudyAnalysis:
+        return self.analyze_many([study], [skipped or []])[0]
+
+    def analyze_many(
+        self, studies: list[StudyData], skipped: list[list[dict[str, str]]] | None = None
+    ) -> list[StudyAnalysis]:
+        skipped = skipped or [[] for _ in studies]
+        out: list[StudyAnalysis] = []
+        step = max(1, self.cfg.studies_per_batch)
+        for i in range(0, len(studies), step):
+            out += self._analyze_batch(studies[i : i + step], skipped[i : i + step])
+        return out
+
+    def _analyze_batch(self, studies: list[StudyData], skipped: list[list[dict[str, str]]]) -> list[StudyAnalysis]:
+        n = len(studies)
+        results = [
+            StudyAnalysis(
+                study_uid=s.study_uid,
+                pipeline_version=self.version,
+                skipped=list(sk),
+                model_versions=dict(self.versions),
+            )
+            for s, sk in zip(studies, skipped, strict=True)
+        ]
+        feats: list[StudyFeatures] | None = None
+        t0 = time.perf_counter()
+        try:
+            feats = encode_studies(studies, self.model, self.cfg.slice_batch, studies_per_batch=n)
+            run = AgentRun("embedding", self.versions["spinefm"], (time.perf_counter() - t0) / n)
+        except Exception as exc:
+            log.exception("SpineFM embedding failed")
+            run = AgentRun("embedding", self.versions["spinefm"], (time.perf_counter() - t0) / n, False, _error(exc))
+        for r in results:
+            r.agents.append(run)
+        if feats is not None:
+            for r, f in zip(results, feats, strict=True):
+                r.series = [
+                    SeriesSummary(
+                        series_uid=s.series_uid,
+                        sequence_class=s.sequence_class,
+                        plane=s.plane,
+                        route=e.route,
+                        n_slices=int(e.slices.shape[0]),
+                        description=s.description,
+                    )
+                    for s, e in zip(f.study.series, f.embedding.series, strict=True)
+                ]
+
+        # diagnosis: one batched matrix product for all studies
+        self._guarded(results, feats, "diagnosis", self._run_diagnosis)
+        self._guarded(results, feats, "localization", self._run_localization, per_study=True)
+        self._guarded(results, feats, "retrieval", self._run_retrieval)
+        for i, r in enumerate(results):
+            self._run_report(r, studies[i], None if feats is None else feats[i])
+        return results
+
+    def _guarded(
+        self,
+        results: list[StudyAnalysis],
+        feats: list[StudyFeatures] | None,
+        name: str,
+        fn: Callable[[list[StudyAnalysis], list[StudyFeatures]], None],
+        per_study: bool = False,
+    ) -> None:
+        if not getattr(self.cfg, name):
+            return
+        version = self.versions.get(name, "")
+        agent = getattr(self, name)
+        if agent is None or feats is None:
+            err = self.load_errors.get(name) or ("no SpineFM embedding" if feats is None else f"{name} not loaded")
+            for r in results:
+                r.agents.append(AgentRun(name, version, 0.0, False, err))
+            return
+        groups = [([r], [f]) for r, f in zip(results, feats, strict=True)] if per_study else [(results, feats)]
+        for rs, fs in groups:
+            t0 = time.perf_counter()
+            try:
+                fn(rs, fs)
+                ok, err = True, ""
+            except Exception as exc:
+                log.exception("%s agent failed", name)
+                ok, err = False, _error(exc)
+            dt = (time.perf_counter() - t0) / len(rs)
+            for r in rs:
+                r.agents.append(AgentRun(name, version, dt, ok, err))
+
+    def _run_diagnosis(self, results: list[StudyAnalysis], feats: list[StudyFeatures]) -> None:
+        for r, conds in zip(results, self.diagnosis.predict(feats), strict=True):
+            r.conditions = conds
+
+    def _run_localization(self, results: list[StudyAnalysis], feats: list[StudyFeatures]) -> None:
+        (r,), (f,) = results, feats
+        if not r.conditions:  # diagnosis disabled or failed: localise every condition
+            r.conditions = [
+                ConditionResult(condition=k, probability=-1.0, present=False, threshold=-1.0) for k in _condition_keys()
+            ]
+            todo = r.conditions
+        else:
+            todo = r.conditions if self.cfg.localize == "all" else [c for c in r.conditions if c.present]
+        self.localization.localize(f, todo)
+
+    def _run_retrieval(self, results: list[StudyAnalysis], feats: list[StudyFeatures]) -> None:
+        for r, hits in zip(results, self.retrieval.similar(feats), strict=True):
+            r.similar_cases = hits
+
+    def _run_report(self, r: StudyAnalysis, study: StudyData, feat: StudyFeatures | None) -> None:
+        """The Medical Report Agent, else the template draft; always leaves a draft in ``r``."""
+        version = self.versions.get("report", "")
+        t0 = time.perf_counter()
+        err = ""
+        if not self.cfg.report:
+            note = "report agent disabled by config"
+        elif self.report is None or feat is None:
+            err = self.load_errors.get("report") or (
+                "no SpineFM embedding" if feat is None else "report agent not loaded"
+            )
+            note = err
+        else:
+            try:
+                from ml.agents.report import ReportInputs
+
+                inputs = ReportInputs(
+                    t1_slices=[e.slices for s, e in feat.pairs(("T1",))],
+                    t2_slices=[e.slices for s, e in feat.pairs(("T2",))],
+                    conditions=r.conditions,
+                    similar_report=r.similar_cases[0].report if r.similar_cases else None,
+                    region=study.region or "lumbar",
+                )
+                draft = self.report.generate(inputs, max_new_tokens=self.cfg.max_new_tokens)
+                if not draft.text.strip():
+                    raise RuntimeError("the report agent returned an empty draft")
+                r.report_text, r.report_sections, r.report_source = draft.text, dict(draft.sections), "report_agent"
+                r.agents.append(AgentRun("report", version, time.perf_counter() - t0))
+                return
+            except Exception as exc:
+                log.exception("report agent failed")
+                err = _error(exc)
+                note = err
+        technique = ", ".join(s.description for s in study.series if s.description)
+        r.report_text, r.report_sections = template_report(r.conditions, study.region, technique=technique)
+        r.report_source = "template"
+        r.agents.append(
+            AgentRun("report", "template" if not err else version or "template", time.perf_counter() - t0, not err, err)
+        )
+        if not err:
+            log.info("study %s: template draft (%s)", r.study_uid, note)
+
+
+def _condition_keys() -> tuple[str, ...]:
+    from ml.conditions import CONDITION_KEYS
+
+    return CONDITION_KEYS
+
+
+def _load_diagnosis(path: Path):
+    from ml.agents.diagnosis import DiagnosisAgents
+
+    return DiagnosisAgents.load(path)
+
+
+def _load_localization(path: Path):
+    from ml.agents.localization import LocalizationAgents
+
+    return LocalizationAgents.load(path)
+
+
+def _load_retrieval(path: Path):
+    from ml.agents.retrieval import RetrievalIndex
+
+    return RetrievalIndex.load(path)
+
+
+def _load_report(path: Path):
+    from ml.agents.report import ReportAgent
+
+    return ReportAgent.load(path)
+
+
+def analyze_study(
+    study: StudyData, pipeline: Pipeline | str | Path, skipped: list[dict[str, str]] | None = None
+) -> StudyAnalysis:
+    """One study through a loaded pipeline (or a pipeline folder, loaded for this call only)."""
+    if not isinstance(pipeline, Pipeline):
+        pipeline = Pipeline.load(pipeline)
+    return pipeline.analyze(study, skipped)
+
+
+def write_pipeline_json(
+    folder: str | Path, version: str, code_version: str, cfg: PipelineConfig, components: dict
+) -> Path:
+    """``pipeline.json`` of a pipeline folder (components: name -> {"path", "version"} or {"skipped"})."""
+    path = Path(folder) / "pipeline.json"
+    doc = {"version": version, "code_version": code_version, "config": asdict(cfg), "components": components}
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True))
+    return path
+
+
+def spinefm_version(folder: str | Path) -> str:
+    import hashlib
+
+    return "spinefm-" + hashlib.sha1((Path(folder) / "model.safetensors").read_bytes()).hexdigest()[:10]
+
+
+__all__ = ["Pipeline", "PipelineConfig", "analyze_study"]

@@ -1,0 +1,204 @@
+"""Training every agent family on SpineFM features and writing one pipeline folder.
+
+``prepare(manifest, spinefm)`` loads the manifest's studies (with slice SOP UIDs and geometry),
+encodes them once with SpineFM and reads each study's ground truth; ``build_pipeline`` trains the
+diagnosis, localization and retrieval agents on the training studies, the Medical Report Agent
+when it is importable, and writes the folder ``Pipeline.load`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ml.agents.diagnosis import DiagnosisConfig, train_diagnosis
+from ml.agents.features import StudyFeatures, encode_studies
+from ml.agents.localization import LocalizationConfig, load_truth, train_localization
+from ml.agents.pipeline import PipelineConfig, spinefm_version, write_pipeline_json
+from ml.agents.retrieval import RetrievalConfig, build_index
+from ml.data.cache import SliceCache, default_cache_dir
+from ml.data.dataset import StudyLoader, load_manifest
+from ml.data.manifest import StudyEntry
+from ml.data.preprocess import PreprocessConfig
+
+log = logging.getLogger(__name__)
+
+# bump when agent code changes in a way that invalidates cached pipelines
+CODE_VERSION = "agents-1"
+
+
+@dataclass
+class Prepared:
+    entries: list[StudyEntry]
+    feats: list[StudyFeatures]
+    truths: list[dict | None]
+    model: Any
+    spinefm_dir: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def subset(self, idx) -> Prepared:
+        idx = list(idx)
+        return Prepared(
+            [self.entries[i] for i in idx],
+            [self.feats[i] for i in idx],
+            [self.truths[i] for i in idx],
+            self.model,
+            self.spinefm_dir,
+            self.seconds,
+        )
+
+
+@dataclass
+class AgentsTrainConfig:
+    diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
+    localization: LocalizationConfig = field(default_factory=LocalizationConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    report: bool = True  # train the Medical Report Agent when ml.agents.report is importable
+    report_preset: str = "tiny"
+    report_stage1_steps: int | None = None  # None = the report preset's YAML
+    report_stage2_steps: int | None = None
+    report_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(
+    manifest: str | Path,
+    spinefm: str | Path,
+    keep_pixels: bool = False,
+    cache_dir: str | Path | None = None,
+    studies_per_batch: int = 8,
+) -> Prepared:
+    """Load, preprocess (through the slice cache) and encode every study of ``manifest`` once."""
+    from tqdm import tqdm
+
+    from ml.spinefm.io import load_spinefm
+
+    spinefm = Path(spinefm)
+    model = load_spinefm(spinefm)
+    entries, base = load_manifest(manifest)
+    loader = StudyLoader(
+        base, PreprocessConfig(size=model.img_size), SliceCache(cache_dir or default_cache_dir() / "slices")
+    )
+    t0 = time.perf_counter()
+    feats: list[StudyFeatures] = []
+    bar = tqdm(range(0, len(entries), studies_per_batch), desc="encode studies", unit="batch", leave=False)
+    for i in bar:
+        batch = [loader.load(e, geometry=True) for e in entries[i : i + studies_per_batch]]
+        for f in encode_studies(batch, model, studies_per_batch=studies_per_batch):
+            if not keep_pixels:
+                for s in f.study.series:
+                    s.pixels = s.pixels[:0]  # the agents only need the features: free the memory
+            feats.append(f)
+    enc = time.perf_counter() - t0
+    log.info("encoded %d studies in %.1f s (%.2f studies/s)", len(feats), enc, len(feats) / max(enc, 1e-9))
+    truths = [load_truth(base / e.ground_truth) if e.ground_truth else None for e in entries]
+    return Prepared(entries, feats, truths, model, spinefm, {"encode": enc})
+
+
+def report_examples(prep: Prepared, diagnosis, localization, index) -> list:
+    """Training examples of the Medical Report Agent: the agents' outputs on each training study
+    (as at inference), the most similar *other* patient's report, and the study's own report."""
+    from ml.agents.report import ReportExample
+
+    conds = diagnosis.predict(prep.feats)
+    sims = index.similar(prep.feats)
+    out = []
+    for f, c, s in zip(prep.feats, conds, sims, strict=True):
+        if not f.study.report:
+            continue
+        localization.localize(f, [x for x in c if x.present])
+        out.append(
+            ReportExample(
+                t1_slices=[e.slices for _, e in f.pairs(("T1",))],
+                t2_slices=[e.slices for _, e in f.pairs(("T2",))],
+                conditions=c,
+                similar_report=s[0].report if s else None,
+                region=f.study.region or "lumbar",
+                target=f.study.report,
+            )
+        )
+    return out
+
+
+def build_pipeline(prep: Prepared, out_dir: str | Path, cfg: AgentsTrainConfig | None = None) -> Path:
+    """Train every agent on ``prep`` and write a complete pipeline folder at ``out_dir``."""
+    cfg = cfg or AgentsTrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    components: dict[str, dict[str, str]] = {}
+
+    dst = out / "spinefm"
+    dst.mkdir(exist_ok=True)
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy2(prep.spinefm_dir / name, dst / name)
+    components["spinefm"] = {"path": "spinefm", "version": spinefm_version(dst)}
+
+    t0 = time.perf_counter()
+    diag = train_diagnosis(prep.feats, cfg.diagnosis)
+    components["diagnosis"] = {"path": "diagnosis", "version": diag.save(out / "diagnosis")}
+    times["diagnosis"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    loc = train_localization(prep.feats, prep.truths, cfg.localization)
+    components["localization"] = {"path": "localization", "version": loc.save(out / "localization")}
+    times["localization"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    index = build_index(prep.feats, prep.model, cfg.retrieval)
+    components["retrieval"] = {"path": "retrieval", "version": index.save(out / "retrieval")}
+    times["retrieval"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    components["report"] = _train_report(prep, out, cfg, diag, loc, index)
+    times["report"] = time.perf_counter() - t0
+
+    digest = "-".join(components[k].get("version", "none").split("-")[-1][:6] for k in sorted(components))
+    write_pipeline_json(out, f"{CODE_VERSION}+{digest}", CODE_VERSION, cfg.pipeline, components)
+    (out / "train_times.json").write_text(json.dumps({**prep.seconds, **times}, indent=2))
+    log.info("pipeline written to %s (%s)", out, ", ".join(f"{k} {v:.1f}s" for k, v in times.items()))
+    return out
+
+
+def _train_report(prep: Prepared, out: Path, cfg: AgentsTrainConfig, diag, loc, index) -> dict[str, str]:
+    if not cfg.report:
+        return {"skipped": "report agent training disabled (report=false)"}
+    try:
+        from ml.agents.report import train_report_agent
+    except Exception as exc:  # B's package not importable in this checkout
+        log.warning("Medical Report Agent not trained: %s", exc)
+        return {"skipped": f"ml.agents.report not importable: {exc}"}
+    try:
+        examples = report_examples(prep, diag, loc, index)
+        folder = train_report_agent(
+            examples,
+            out / "report",
+            preset=cfg.report_preset,
+            stage1_steps=cfg.report_stage1_steps,
+            stage2_steps=cfg.report_stage2_steps,
+            overrides=cfg.report_overrides or None,
+        )
+        rel = Path(folder).resolve().relative_to(out.resolve())
+        import hashlib
+
+        files = sorted(p for p in Path(folder).rglob("*.safetensors"))
+        h = hashlib.sha1(b"".join(p.read_bytes()[:1_000_000] for p in files)).hexdigest()[:10]
+        return {"path": str(rel), "version": f"report-{h}"}
+    except Exception as exc:
+        log.exception("Medical Report Agent training failed; pipelines will use the template draft")
+        shutil.rmtree(out / "report", ignore_errors=True)
+        return {"skipped": f"report agent training failed: {type(exc).__name__}: {exc}"}
+
+
+def split_indices(entries: list[StudyEntry], test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    from ml.data.splits import train_test_split
+
+    return train_test_split(entries, test_fraction, seed)
+
+
+__all__ = ["AgentsTrainConfig", "Prepared", "build_pipeline", "prepare"]
