@@ -2,7 +2,7 @@ from django.urls import include, path, re_path
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
-from reviewer import pages
+from reviewer import pages, viewer
 from reviewer.api import views
 from reviewer.dicomweb_proxy import dicomweb_proxy
 from reviewer.health import health
@@ -19,6 +19,8 @@ urlpatterns = [
     path("api/health/", health, name="health"),
     path("api/auth/token/", obtain_auth_token, name="api-token"),
     path("api/", include(router.urls)),
+    path("api/", include("reviewer.api.viewer_views")),  # endpoints of the OHIF panels
+    path("viewer/open/<str:study_uid>/", viewer.open_study, name="viewer-open"),
     re_path(r"^dicom-web/(?P<path>.*)$", dicomweb_proxy, name="dicomweb-proxy"),
     path("api/", include("reviewer.api.workflow_views")),  # assignment, arbitration, labels, stats
     path("studies/<int:pk>/assign/", pages.assign, name="study-assign"),

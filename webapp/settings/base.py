@@ -180,3 +180,17 @@ LOGGING = {
         "ml": {"handlers": ["console"], "level": os.environ.get("SPINEREVIEW_LOG_LEVEL", "INFO")},
     },
 }
+
+# --- Viewer (OHIF 3.13.2 prebuilt + our extension; reviewer/viewer.py, docs/viewer.md) ----------
+# The viewer lives at the root of its own origin. In development that is a second host name of
+# this same process (browsers resolve *.localhost to loopback); in deployment the nginx vhost.
+VIEWER_ORIGIN = os.environ.get("SPINEREVIEW_VIEWER_ORIGIN", "http://viewer.localhost:8000").rstrip("/")
+VIEWER_APP_ORIGIN = os.environ.get("SPINEREVIEW_APP_ORIGIN", "").rstrip("/")  # links back to the worklist
+VIEWER_OHIF_VERSION = "3.13.2"  # the extension refuses to load on any other build (React technique)
+_OHIF_DEFAULT_DIST = SPINEREVIEW_CACHE / "ohif" / f"app-{VIEWER_OHIF_VERSION}" / "package" / "dist"
+VIEWER_OHIF_DIST = Path(os.environ.get("SPINEREVIEW_OHIF_DIST", _OHIF_DEFAULT_DIST))  # fetched by scripts/setup.sh
+VIEWER_EXTENSION_DIST = Path(os.environ.get("SPINEREVIEW_VIEWER_EXTENSION_DIST", BASE_DIR / "ohif-extension" / "dist"))
+VIEWER_POLL_S = float(os.environ.get("SPINEREVIEW_VIEWER_POLL_S", "5"))  # panel refresh while a draft is pending
+MIDDLEWARE.append("reviewer.viewer.ViewerHostMiddleware")  # viewer host -> reviewer.viewer URLconf
+if (_viewer_hostname := VIEWER_ORIGIN.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]) not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS.append(_viewer_hostname)

@@ -1,0 +1,178 @@
+/**
+ * Everything our panels do to the viewer, through OHIF's services and Cornerstone (reached via
+ * the supported `getCornerstoneLibraries()` of the cornerstone extension's utility module).
+ */
+import type { Box, Condition } from './api';
+
+export interface Managers {
+  servicesManager: any;
+  commandsManager: any;
+  extensionManager: any;
+}
+
+const SOP_IN_IMAGE_ID = /\/series\/([^/]+)\/instances\/([^/]+)/;
+
+export function cornerstoneLibraries({ extensionManager }: Managers): { cornerstone: any; cornerstoneTools: any } {
+  const entry = extensionManager.getModuleEntry('@ohif/extension-cornerstone.utilityModule.common');
+  return entry.exports.getCornerstoneLibraries();
+}
+
+export function uidsOfImageId(imageId: string): { series_uid: string; sop_uid: string } | null {
+  const match = SOP_IN_IMAGE_ID.exec(imageId ?? '');
+  return match ? { series_uid: decodeURIComponent(match[1]), sop_uid: decodeURIComponent(match[2]) } : null;
+}
+
+function viewportEntries(m: Managers): Array<[string, any]> {
+  const { viewports } = m.servicesManager.services.viewportGridService.getState();
+  return viewports instanceof Map ? Array.from(viewports.entries()) : Object.entries(viewports ?? {});
+}
+
+function displaySetsOf(m: Managers, viewport: any): any[] {
+  const { displaySetService } = m.servicesManager.services;
+  return (viewport.displaySetInstanceUIDs ?? []).map((uid: string) => displaySetService.getDisplaySetByUID(uid)).filter(Boolean);
+}
+
+/**
+ * Show image ``sopUid`` of series ``seriesUid`` in every viewport that shows that series; if none
+ * does, load the series into the active viewport at that image. Returns the viewports moved.
+ */
+export async function jumpToImage(m: Managers, seriesUid: string, sopUid: string): Promise<string[]> {
+  const { cornerstoneViewportService, displaySetService, viewportGridService } = m.servicesManager.services;
+  const moved: string[] = [];
+  for (const [viewportId, viewport] of viewportEntries(m)) {
+    if (!displaySetsOf(m, viewport).some(ds => ds.SeriesInstanceUID === seriesUid)) continue;
+    const csViewport = cornerstoneViewportService.getCornerstoneViewport(viewportId);
+    const imageIds: string[] = csViewport?.getImageIds?.() ?? [];
+    const index = imageIds.findIndex(id => uidsOfImageId(id)?.sop_uid === sopUid);
+    if (index >= 0) {
+      await csViewport.setImageIdIndex(index);
+      moved.push(viewportId);
+    }
+  }
+  if (moved.length) return moved;
+  const displaySet = displaySetService
+    .getActiveDisplaySets()
+    .find((ds: any) => ds.SeriesInstanceUID === seriesUid && ds.Modality !== 'SR');
+  if (!displaySet) return moved;
+  const index = Math.max(0, (displaySet.images ?? displaySet.instances ?? []).findIndex((i: any) => i.SOPInstanceUID === sopUid));
+  const { activeViewportId } = viewportGridService.getState();
+  viewportGridService.setDisplaySetsForViewports([
+    {
+      viewportId: activeViewportId,
+      displaySetInstanceUIDs: [displaySet.displaySetInstanceUID],
+      viewportOptions: { initialImageOptions: { index } },
+    },
+  ]);
+  return [activeViewportId];
+}
+
+/** The SR display set that holds ``sopUid`` (OHIF shows the newest instance of an SR series). */
+function srDisplaySet(m: Managers, seriesUid: string): any {
+  return m.servicesManager.services.displaySetService
+    .getActiveDisplaySets()
+    .find((ds: any) => ds.Modality === 'SR' && ds.SeriesInstanceUID === seriesUid);
+}
+
+/**
+ * Turn the boxes of our SR into editable Cornerstone rectangles (OHIF's own SR hydration).
+ * 'missing' when the viewer has not loaded that SR (it was stored after the viewer opened).
+ */
+export async function hydrateBoxes(m: Managers, srSeriesUid: string, srSopUid: string): Promise<'hydrated' | 'missing' | 'older'> {
+  const displaySet = srDisplaySet(m, srSeriesUid);
+  if (!displaySet) return 'missing';
+  if (displaySet.instance?.SOPInstanceUID !== srSopUid) return 'older';
+  if (!displaySet.isLoaded) await displaySet.load();
+  m.commandsManager.runCommand('hydrateStructuredReport', { displaySetInstanceUID: displaySet.displaySetInstanceUID });
+  render(m);
+  return 'hydrated';
+}
+
+export function render(m: Managers): void {
+  const { cornerstone } = cornerstoneLibraries(m);
+  for (const engine of cornerstone.getRenderingEngines?.() ?? []) engine.render();
+}
+
+function rectangles(m: Managers): any[] {
+  const { cornerstoneTools } = cornerstoneLibraries(m);
+  return (cornerstoneTools.annotation.state.getAllAnnotations() ?? []).filter(
+    (a: any) => a.metadata?.toolName === 'RectangleROI'
+  );
+}
+
+export function setBoxesVisible(m: Managers, visible: boolean): number {
+  const { cornerstoneTools } = cornerstoneLibraries(m);
+  const boxes = rectangles(m);
+  for (const a of boxes) cornerstoneTools.annotation.visibility.setAnnotationVisibility(a.annotationUID, visible);
+  render(m);
+  return boxes.length;
+}
+
+/** condition key of a rectangle: its label/finding names one of the 17 conditions, else ``fallback``. */
+function conditionOf(annotation: any, measurement: any, conditions: Condition[], fallback: string | null): string | null {
+  const texts = [
+    measurement?.finding?.CodeValue,
+    measurement?.label,
+    annotation.data?.label,
+    ...(measurement?.findingSites ?? []).map((s: any) => s?.CodeValue),
+  ].filter((t): t is string => typeof t === 'string' && t.length > 0);
+  for (const text of texts) {
+    const hit = conditions.find(c => c.key === text || c.name.slice(0, 64) === text || text.startsWith(`${c.key} `));
+    if (hit) return hit.key;
+  }
+  return fallback;
+}
+
+/**
+ * The rectangles now on the images, in image pixels, as the box set to save. Boxes whose
+ * condition cannot be told are reported in ``unlabelled`` (the caller asks the user).
+ */
+export function currentBoxes(m: Managers, conditions: Condition[], fallback: string | null): { boxes: Box[]; unlabelled: number } {
+  const { cornerstone } = cornerstoneLibraries(m);
+  const { measurementService } = m.servicesManager.services;
+  const boxes: Box[] = [];
+  let unlabelled = 0;
+  for (const a of rectangles(m)) {
+    const imageId: string = a.metadata?.referencedImageId;
+    const uids = uidsOfImageId(imageId);
+    const points: number[][] = a.data?.handles?.points ?? [];
+    if (!uids || points.length < 2) continue;
+    const pixels = points.map(p => cornerstone.utilities.worldToImageCoords(imageId, p));
+    const xs = pixels.map(p => p[0]);
+    const ys = pixels.map(p => p[1]);
+    const condition = conditionOf(a, measurementService.getMeasurement?.(a.annotationUID), conditions, fallback);
+    if (!condition) {
+      unlabelled += 1;
+      continue;
+    }
+    const round = (v: number) => Math.round(v * 1000) / 1000;
+    boxes.push({
+      condition,
+      series_uid: uids.series_uid,
+      sop_uid: uids.sop_uid,
+      xyxy: [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)].map(round),
+      label: a.data?.label ?? '',
+    });
+  }
+  return { boxes, unlabelled };
+}
+
+/** What each viewport shows now (for the status line and for the end-to-end tests). */
+export function viewportState(m: Managers): Array<{ viewportId: string; series_uid: string; sop_uid: string; index: number; boxes: number; visibleBoxes: number }> {
+  const { cornerstoneViewportService } = m.servicesManager.services;
+  const { cornerstoneTools } = cornerstoneLibraries(m);
+  const all = rectangles(m);
+  return viewportEntries(m).map(([viewportId]) => {
+    const csViewport = cornerstoneViewportService.getCornerstoneViewport(viewportId);
+    const imageId: string = csViewport?.getCurrentImageId?.() ?? '';
+    const uids = uidsOfImageId(imageId);
+    const onImage = all.filter(a => a.metadata?.referencedImageId === imageId);
+    return {
+      viewportId,
+      series_uid: uids?.series_uid ?? '',
+      sop_uid: uids?.sop_uid ?? '',
+      index: csViewport?.getCurrentImageIdIndex?.() ?? -1,
+      boxes: onImage.length,
+      visibleBoxes: onImage.filter(a => cornerstoneTools.annotation.visibility.isAnnotationVisible(a.annotationUID) !== false).length,
+    };
+  });
+}

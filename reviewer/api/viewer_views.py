@@ -1,0 +1,144 @@
+"""Endpoints the OHIF review panels need beyond the study API (ohif-extension/src/api.ts).
+
+- ``GET  /api/viewer/studies/<study_uid>/``: everything the panels show in one round trip
+  (study status, newest draft with findings and similar cases, draft job, head revision, the
+  caller's review, the newest box SR), so a study opened before its draft exists can poll one URL;
+- ``POST /api/studies/<id>/boxes/``: a reader's corrected box set, stored as a new SR version
+  (``reviewer.services.sr.write_reader_sr``; nothing is replaced);
+- ``GET  /api/viewer/next-study/?after=<id>``: the next study waiting for review (shortcut).
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+from django.shortcuts import get_object_or_404
+from django.urls import path
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+
+from ml.conditions import CONDITIONS
+from reviewer import selectors
+from reviewer.api import serializers as s
+from reviewer.models import DraftJob, StructuredReport, Study
+from reviewer.roles import Role, has_role
+from reviewer.services.orthanc import OrthancUnavailable
+from reviewer.services.reports import head_revision
+
+READ_ROLES = (Role.RADIOLOGIST, Role.RESEARCHER)
+WRITE_ROLES = (Role.RADIOLOGIST,)
+
+
+class ViewerPermission(BasePermission):
+    """Radiologists read and write, researchers read; admins always (as in the study API)."""
+
+    def has_permission(self, request, view) -> bool:  # type: ignore[no-untyped-def]
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        roles = READ_ROLES if request.method in ("GET", "HEAD", "OPTIONS") else WRITE_ROLES
+        return has_role(user, Role.ADMIN, *roles)
+
+
+class StructuredReportSerializer(serializers.ModelSerializer):
+    author = serializers.StringRelatedField()
+
+    class Meta:
+        model = StructuredReport
+        fields = ["id", "source", "parent", "author", "sop_instance_uid", "series_instance_uid",
+                  "series_description", "boxes", "created_at"]  # fmt: skip
+
+
+class BoxSerializer(serializers.Serializer):
+    condition = serializers.CharField()
+    sop_uid = serializers.CharField()
+    series_uid = serializers.CharField(required=False, allow_blank=True)
+    xyxy = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4)
+    label = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class BoxesSaveSerializer(serializers.Serializer):
+    parent = serializers.IntegerField(allow_null=True, help_text="the SR that was edited; null for none")
+    boxes = BoxSerializer(many=True, help_text="the complete box set the reader wants")
+
+
+def _head_sr(study: Study) -> StructuredReport | None:
+    """The newest reader SR, else the AI SR of the newest draft."""
+    reader = study.structured_reports.filter(source=StructuredReport.Source.READER).order_by("-created_at").first()
+    return reader or study.structured_reports.filter(source=StructuredReport.Source.AI).order_by("-created_at").first()
+
+
+@extend_schema(responses=dict)
+@api_view(["GET"])
+@permission_classes([ViewerPermission])
+def viewer_study(request, study_uid: str):  # type: ignore[no-untyped-def]
+    study = get_object_or_404(selectors.study_list(), study_uid=study_uid)
+    draft = selectors.drafts_for(study.pk).order_by("-created_at").first()
+    job = study.draft_jobs.order_by("-queued_at").first()
+    head = head_revision(study)
+    review = study.reviews.filter(reader=request.user).first()
+    sr = _head_sr(study)
+    analysis = draft.analysis if draft else {}
+    return Response(
+        {
+            "study": s.StudySerializer(study, context={"request": request}).data,
+            "draft": s.DraftSerializer(draft).data if draft else None,
+            "similar_cases": analysis.get("similar_cases", []) if isinstance(analysis, dict) else [],
+            "job": s.DraftJobSerializer(job).data if job else None,
+            "head_revision": s.RevisionSerializer(head).data if head else None,
+            "review": s.ReviewSerializer(review).data if review else None,
+            "structured_report": StructuredReportSerializer(sr).data if sr else None,
+            "conditions": [{"key": c.key, "name": c.name, "category": c.category} for c in CONDITIONS],
+            "job_pending": bool(job and job.state not in (DraftJob.State.DONE, DraftJob.State.FAILED)),
+        }
+    )
+
+
+@extend_schema(request=BoxesSaveSerializer, responses=StructuredReportSerializer)
+@api_view(["POST"])
+@permission_classes([ViewerPermission])
+def save_boxes(request, pk: int):  # type: ignore[no-untyped-def]
+    from reviewer.services import sr as sr_service  # imports highdicom: only when saving
+
+    study = get_object_or_404(Study, pk=pk)
+    data = BoxesSaveSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    parent_id = data.validated_data["parent"]
+    parent = get_object_or_404(StructuredReport, pk=parent_id, study=study) if parent_id else None
+    try:
+        row = sr_service.write_reader_sr(
+            study=study, parent=parent, author=request.user, boxes=data.validated_data["boxes"]
+        )
+    except sr_service.SRInputError as exc:
+        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    except OrthancUnavailable as exc:
+        return Response({"detail": f"image store unavailable, nothing saved: {exc}"}, status=503)
+    return Response(StructuredReportSerializer(row).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(responses=dict)
+@api_view(["GET"])
+@permission_classes([ViewerPermission])
+def next_study(request):  # type: ignore[no-untyped-def]
+    """The oldest study after ``after`` (by id) that has a draft and no signature of the caller."""
+    after = request.query_params.get("after")
+    qs = (
+        Study.objects.filter(status__in=[Study.Status.DRAFT_READY, Study.Status.IN_REVIEW])
+        .exclude(Q(reviews__reader=request.user) & Q(reviews__signed_at__isnull=False))
+        .order_by("pk")
+    )
+    if after and after.isdigit():
+        qs = qs.filter(pk__gt=int(after))
+    study = qs.first()
+    if study is None:
+        return Response({"detail": "no further study waiting for review"}, status=status.HTTP_404_NOT_FOUND)
+    return Response({"id": study.pk, "study_uid": study.study_uid})
+
+
+urlpatterns = [
+    path("viewer/studies/<str:study_uid>/", viewer_study, name="viewer-study"),
+    path("viewer/next-study/", next_study, name="viewer-next-study"),
+    path("studies/<int:pk>/boxes/", save_boxes, name="study-boxes"),
+]

@@ -1,0 +1,115 @@
+"""Shared by the browser tests and benchmarks/viewer_first_image.py: a generated study stored in
+the real Orthanc and synced into the app, a draft for it, and the Node/Playwright runner.
+
+The draft comes from the real drafting path (``reviewer.services.drafting.run_draft_job``) when
+that is available, otherwise it is built from the generator's ground truth (same shapes: 17
+findings with key slices and boxes) and the AI SR is written by ``reviewer.services.sr``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EXTENSION_DIR = ROOT / "ohif-extension"
+SERIES_FOR_REVIEW = ("sag_t2", "sag_t1", "sag_stir", "ax_t2")  # the 4 series of the hanging protocol
+
+
+def synth_study(out: Path, *, seed: int = 11) -> Path:
+    """One fast generated lumbar study (128x128); returns its folder (with ground_truth.json)."""
+    if not (out / "manifest.jsonl").exists():
+        subprocess.run(
+            [sys.executable, "-m", "ml", "synth", "--studies", "1", "--seed", str(seed), "--out", str(out), "--fast"],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+    return next((out / "studies").iterdir())
+
+
+def review_series_dirs(study_dir: Path) -> list[Path]:
+    truth = json.loads((study_dir / "ground_truth.json").read_text())
+    by_key = {s["key"]: study_dir / s["folder"] for s in truth["series"]}
+    return [by_key[k] for k in SERIES_FOR_REVIEW if k in by_key]
+
+
+def import_study(study_dir: Path):  # type: ignore[no-untyped-def]
+    """Store the 4 review series in Orthanc and sync the Study/Series rows; returns the Study."""
+    from reviewer.services.ingest import import_paths
+    from reviewer.services.orthanc import orthanc
+    from reviewer.services.sync import sync_study
+
+    client = orthanc()
+    summary = import_paths(review_series_dirs(study_dir), client=client)
+    failed = [r for r in summary.results if r.status == "rejected"]
+    assert not failed, f"import failed: {failed[:3]}"
+    truth = json.loads((study_dir / "ground_truth.json").read_text())
+    orthanc_id = next(r["ID"] for r in client.post_tools_lookup(truth["study_uid"]) if r["Type"] == "Study")
+    return sync_study(orthanc_study_id=orthanc_id, client=client)
+
+
+def draft_from_truth(study, study_dir: Path):  # type: ignore[no-untyped-def]
+    """A draft shaped like the drafting service's (17 findings, key slices, boxes) + its AI SR."""
+    from ml.conditions import CONDITION_KEYS
+    from reviewer.services.sr import write_ai_sr
+    from tests.factories import DraftFactory, FindingFactory
+
+    truth = json.loads((study_dir / "ground_truth.json").read_text())
+    series_uid = {s["key"]: s["series_uid"] for s in truth["series"]}
+    report = (study_dir / "report.txt").read_text()
+    draft = DraftFactory(study=study, text=report, sections={})
+    by_condition: dict[str, dict] = {}
+    for f in truth["findings"]:
+        by_condition.setdefault(f["condition"], f)
+    for key in CONDITION_KEYS:
+        f = by_condition.get(key)
+        present = truth["labels"].get(key) == 1
+        key_slices, boxes = [], []
+        if f and present:
+            for series_key, slices in f.get("key_slices", {}).items():
+                if series_key not in SERIES_FOR_REVIEW:
+                    continue
+                for k in slices[:2]:
+                    ref = {"series_uid": series_uid[series_key], "sop_uid": k["sop_instance_uid"], "index": k["index"]}
+                    key_slices.append(ref)
+                    boxes.append({**ref, "xyxy": [float(v) for v in k["box"]], "xyxy_norm": k["box_norm"]})
+        FindingFactory(
+            draft=draft, condition=key, probability=0.9 if present else 0.05, present=present,
+            level=(f or {}).get("level") or "", side=(f or {}).get("side") or "",
+            key_slices=key_slices, boxes=boxes,
+        )  # fmt: skip
+    study.status = study.Status.DRAFT_READY
+    study.save(update_fields=["status"])
+    sr = write_ai_sr(draft=draft)
+    return draft, sr
+
+
+def node() -> str:
+    exe = shutil.which("node")
+    if not exe:
+        raise RuntimeError("node not found: install Node.js (scripts/setup.sh expects it)")
+    return exe
+
+
+def chromium() -> str:
+    exe = os.environ.get("SPINEREVIEW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(exe).exists():
+        raise RuntimeError("chromium not found: apt-get install chromium (scripts/setup.sh does)")
+    return exe
+
+
+def run_node(script: Path, payload: dict, *, timeout: float = 240) -> dict:
+    """Run a Playwright script with ``payload`` as JSON on stdin; it prints one JSON line last."""
+    env = {**os.environ, "NODE_PATH": str(EXTENSION_DIR / "node_modules"), "SPINEREVIEW_CHROMIUM": chromium()}
+    proc = subprocess.run(
+        [node(), str(script)], input=json.dumps(payload), capture_output=True, text=True, timeout=timeout, env=env,
+        cwd=EXTENSION_DIR,
+    )  # fmt: skip
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        raise AssertionError(f"{script.name} failed (exit {proc.returncode}):\n{tail}")
+    return json.loads(lines[-1])
