@@ -182,17 +182,19 @@ def _csv_cell(value: object) -> object:
     return value
 
 
+_ARROW_TYPES = {"int64": "int64", "float64": "float64", "string": "string", "bool": "bool_"}
+
+
 def to_parquet(columns: tuple[tuple[str, str, str], ...], rows: list[dict]) -> bytes:
     """Parquet with an explicit schema (types do not depend on the data) and the column
     descriptions as field metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    types = {k: getattr(pa, v) for k, v in _ARROW_TYPES.items()}
+
     schema = pa.schema(
-        [
-            pa.field(name, getattr(pa, kind)(), nullable=True, metadata={"description": desc})
-            for name, kind, desc in columns
-        ]
+        [pa.field(name, types[kind](), nullable=True, metadata={"description": desc}) for name, kind, desc in columns]
     )
     table = pa.Table.from_pylist([{c[0]: row.get(c[0]) for c in columns} for row in rows], schema=schema)
     buf = io.BytesIO()

@@ -1,0 +1,121 @@
+"""Edit distances against hand-computed examples; kappa and AUROC against scikit-learn."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
+
+from reviewer.metrics import (
+    auroc,
+    cohen_kappa,
+    edit_distances,
+    report_edit_distances,
+    sensitivity_specificity,
+    split_sections,
+)
+
+
+def test_one_changed_word_is_counted_by_hand():
+    d = edit_distances("No stenosis.", "Mild stenosis.")
+    # "no stenosis." vs "mild stenosis.": no->mild shares no letter -> 2 substitutions + 2 insertions
+    assert d["char_levenshtein"] == 4
+    assert d["char_levenshtein_norm"] == pytest.approx(4 / 14)
+    assert d["word_levenshtein"] == 1
+    assert d["word_levenshtein_norm"] == pytest.approx(1 / 2)
+    assert d["wer"] == pytest.approx(1 / 2)
+
+
+def test_inserted_words_give_wer_against_the_signed_length():
+    d = edit_distances("a b c", "a x b c d")
+    assert d["word_levenshtein"] == 2
+    assert d["word_levenshtein_norm"] == pytest.approx(2 / 5)
+    assert d["wer"] == pytest.approx(2 / 5)  # 2 insertions / 5 reference words
+    assert d["char_levenshtein"] == 4  # " x" and " d"
+
+
+def test_deleted_words_are_normalised_by_the_longer_text():
+    d = edit_distances("a x b c d", "a b c")
+    assert d["word_levenshtein"] == 2
+    assert d["word_levenshtein_norm"] == pytest.approx(2 / 5)
+    assert d["wer"] == pytest.approx(2 / 3)  # 2 deletions / 3 reference words
+
+
+def test_case_and_whitespace_do_not_count():
+    d = edit_distances("IMPRESSION:\n  1.  Disc   bulge\t", "impression: 1. disc bulge")
+    assert d["char_levenshtein"] == d["word_levenshtein"] == 0
+    assert d["wer"] == 0.0
+
+
+def test_punctuation_counts():
+    assert edit_distances("no stenosis.", "no stenosis")["char_levenshtein"] == 1
+
+
+def test_empty_texts():
+    assert edit_distances("", "")["char_levenshtein_norm"] == 0.0
+    assert edit_distances("", "")["wer"] == 0.0
+    grown = edit_distances("", "abc")
+    assert (grown["char_levenshtein"], grown["char_levenshtein_norm"], grown["wer"]) == (3, 1.0, 1.0)
+    assert edit_distances("abc", "")["wer"] == 1.0
+
+
+def test_sections_split_on_headers_not_on_levels():
+    text = "CLINICAL HISTORY: pain.\nDISCS:\n  L4-5: Mild bulge.\n  L5-S1: Normal.\nIMPRESSION:\n1. Bulge."
+    sections = split_sections(text)
+    assert list(sections) == ["clinical_history", "discs", "impression"]
+    assert "L5-S1: Normal." in sections["discs"]
+    assert sections["impression"] == "1. Bulge."
+
+
+def test_per_section_distances_and_compared_versions():
+    draft = "FINDINGS: Normal.\nIMPRESSION: No stenosis."
+    final = "FINDINGS: Normal.\nIMPRESSION: Mild stenosis.\nRECOMMENDATION: Follow up."
+    d = report_edit_distances(draft, final, draft_id=7, revision_id=9)
+    assert (d["draft_id"], d["revision_id"]) == (7, 9)
+    assert d["sections"]["findings"]["word_levenshtein"] == 0
+    assert d["sections"]["impression"]["word_levenshtein"] == 1
+    assert d["sections"]["impression"]["wer"] == pytest.approx(0.5)
+    assert d["sections"]["recommendation"]["word_levenshtein"] == 2  # absent from the draft
+    assert d["sections"]["recommendation"]["wer"] == 1.0
+    assert d["word_levenshtein"] == 4  # whole report: mild for no, + "recommendation:", "follow", "up."
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_kappa_matches_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.choice([-1, 0, 1], size=int(rng.integers(5, 200)), p=[0.1, 0.6, 0.3])
+    flip = rng.random(a.size) < 0.3
+    b = np.where(flip, rng.choice([-1, 0, 1], size=a.size), a)
+    assert cohen_kappa(a.tolist(), b.tolist()) == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)
+
+
+def test_kappa_edge_cases_match_scikit_learn():
+    assert cohen_kappa([1, 0, 1, 0], [1, 0, 1, 0]) == pytest.approx(cohen_kappa_score([1, 0, 1, 0], [1, 0, 1, 0]))
+    assert cohen_kappa([1, 0, 1, 0], [0, 1, 0, 1]) == pytest.approx(cohen_kappa_score([1, 0, 1, 0], [0, 1, 0, 1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn warns that kappa is undefined here
+        expected = cohen_kappa_score([0, 0, 0], [0, 0, 0])
+    assert math.isnan(expected)
+    assert math.isnan(cohen_kappa([0, 0, 0], [0, 0, 0]))
+    with pytest.raises(ValueError, match="different numbers"):
+        cohen_kappa([0, 1], [0])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_auroc_matches_scikit_learn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, size=80)
+    score = np.round(rng.random(80) * 0.5 + truth * 0.3, 1)  # rounded: many ties
+    assert auroc(truth.tolist(), score.tolist()) == pytest.approx(roc_auc_score(truth, score))
+    assert auroc([1, 1], [0.2, 0.3]) is None
+
+
+def test_sensitivity_and_specificity_by_hand():
+    out = sensitivity_specificity([1, 1, 1, 0, 0], [1, 0, 1, 0, 1])
+    assert (out["tp"], out["fn"], out["tn"], out["fp"]) == (2, 1, 1, 1)
+    assert out["sensitivity"] == pytest.approx(2 / 3)
+    assert out["specificity"] == pytest.approx(1 / 2)
+    assert sensitivity_specificity([0], [0])["sensitivity"] is None
