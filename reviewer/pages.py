@@ -208,7 +208,7 @@ def label_confirm(request: HttpRequest, pk: int) -> HttpResponse:
     mine = LabelConfirmation.objects.filter(extraction=extraction, annotator=request.user).first()
     errors = ""
     if request.method == "POST":
-        submitted = {key: request.POST.get(f"label_{key}", "") for key in CONDITION_KEYS}
+        submitted = {k: request.POST[f"label_{k}"] for k in CONDITION_KEYS if request.POST.get(f"label_{k}", "") != ""}
         try:
             labels.confirm_labels(
                 extraction=extraction, annotator=request.user, labels=submitted, comment=request.POST.get("comment", "")
