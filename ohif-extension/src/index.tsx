@@ -8,6 +8,7 @@ import { EXTENSION_ID, EXTENSION_VERSION } from './ids';
 import { ohifBuild } from './ohifBuild';
 import { FindingsPanel } from './panels/FindingsPanel';
 import { ReportPanel } from './panels/ReportPanel';
+import { onBeforeSRAddMeasurement } from './srCompat';
 import { injectStyles } from './styles';
 
 const extension = ohifBuild.ok
@@ -26,6 +27,9 @@ const extension = ohifBuild.ok
           { name: 'findings', iconName: 'tab-linear', iconLabel: 'Findings', label: 'Findings', component: Findings },
           { name: 'report', iconName: 'tab-patient-info', iconLabel: 'Report', label: 'Report', component: Report },
         ];
+      },
+      getCustomizationModule() {
+        return [{ name: 'global', value: { onBeforeSRAddMeasurement } }];
       },
       getHangingProtocolModule() {
         return [{ name: PROTOCOL_ID, protocol }];

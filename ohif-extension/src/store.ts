@@ -12,11 +12,13 @@ export interface StudyState {
   loading: boolean;
   selected: string | null; // condition key of the selected finding
   boxesVisible: boolean;
+  boxStatus: string;
+  boxError: Error | null;
 }
 
 type Listener = (state: StudyState) => void;
 
-let state: StudyState = { studyUid: null, context: null, error: null, loading: false, selected: null, boxesVisible: true };
+let state: StudyState = { studyUid: null, context: null, error: null, loading: false, selected: null, boxesVisible: true, boxStatus: '', boxError: null };
 const listeners = new Set<Listener>();
 let timer: ReturnType<typeof setTimeout> | null = null;
 let pollSeconds = 5;
@@ -24,6 +26,11 @@ let pollSeconds = 5;
 function emit(patch: Partial<StudyState>): void {
   state = { ...state, ...patch };
   listeners.forEach(l => l(state));
+}
+
+export function subscribe(listener: Listener): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
 }
 
 export function getState(): StudyState {
@@ -69,7 +76,7 @@ function schedule(): void {
 export function start(studyUid: string | null, seconds: number): void {
   pollSeconds = seconds;
   if (studyUid === state.studyUid && state.context) return;
-  emit({ studyUid, context: null, error: null, selected: null, boxesVisible: true });
+  emit({ studyUid, context: null, error: null, selected: null, boxesVisible: true, boxStatus: '', boxError: null });
   void refresh();
 }
 

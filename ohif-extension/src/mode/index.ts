@@ -6,13 +6,14 @@
  * "track this series?" prompts: box corrections are saved through our own SR endpoint.
  */
 import { api } from '../api';
+import { watchBoxes } from '../boxes';
 import { PROTOCOL_ID } from '../hangingProtocol';
 import { FINDINGS_PANEL, MODE_ID, MODE_ROUTE, REPORT_PANEL } from '../ids';
 import { ohifBuild } from '../ohifBuild';
 import { selectFinding, stepFinding } from '../panels/FindingsPanel';
 import { installShortcuts, setShortcutHandlers } from '../shortcuts';
 import * as store from '../store';
-import { viewportState, type Managers } from '../viewerControl';
+import { hydrateBoxes, viewportState, type Managers } from '../viewerControl';
 
 const EXTENSION_URL = new URL('./extension.js', import.meta.url).href;
 const CORNERSTONE_VIEWPORT = '@ohif/extension-cornerstone.viewportModule.cornerstone';
@@ -78,8 +79,16 @@ const mode = {
           viewportState: () => viewportState(managers),
           selectFinding: (key: string) => selectFinding(managers, key),
           state: () => store.getState(),
+          hydrate: (seriesUid: string, sopUid: string) => hydrateBoxes(managers, seriesUid, sopUid),
+          displaySets: () =>
+            args.servicesManager.services.displaySetService.getActiveDisplaySets().map((ds: any) => ({
+              modality: ds.Modality,
+              series_uid: ds.SeriesInstanceUID,
+              sop_uid: ds.instance?.SOPInstanceUID ?? null,
+              loaded: ds.isLoaded ?? null,
+            })),
         };
-        cleanup = [installShortcuts(), () => delete (window as any).__spinereview, () => store.stop()];
+        cleanup = [installShortcuts(), watchBoxes(managers), () => delete (window as any).__spinereview, () => store.stop()];
       },
       onModeExit(this: any, args: any) {
         cleanup.forEach(fn => fn());

@@ -7,7 +7,8 @@
 import React, { useEffect, useMemo, useState } from 'react';
 import { api, ApiError, type Finding, type KeySlice } from '../api';
 import * as store from '../store';
-import { currentBoxes, hydrateBoxes, jumpToImage, setBoxesVisible, type Managers } from '../viewerControl';
+import { markShown } from '../boxes';
+import { currentBoxes, jumpToImage, setBoxesVisible, type Managers } from '../viewerControl';
 import { ErrorBox } from './ErrorBox';
 
 const STATUS_WORDS: Record<string, string> = {
@@ -23,8 +24,6 @@ function findingStatus(f: Finding | undefined): string {
   if (!f) return 'not assessed';
   return f.present ? 'present' : 'absent';
 }
-
-let hydratedSop: string | null = null;
 
 export async function selectFinding(m: Managers, key: string): Promise<string[]> {
   store.update({ selected: key });
@@ -51,7 +50,8 @@ export function stepFinding(m: Managers, delta: number): void {
 export function FindingsPanel(m: Managers) {
   const s = store.useStudyState();
   const [sliceAt, setSliceAt] = useState(0);
-  const [boxStatus, setBoxStatus] = useState<string>('');
+  const boxStatus = s.boxStatus;
+  const setBoxStatus = (text: string) => store.update({ boxStatus: text });
   const [boxError, setBoxError] = useState<ApiError | Error | null>(null);
   const [saving, setSaving] = useState(false);
   const context = s.context;
@@ -63,33 +63,6 @@ export function FindingsPanel(m: Managers) {
     () => new Map((context?.study.series ?? []).map(x => [x.series_uid, x.description || x.series_uid])),
     [context]
   );
-
-  useEffect(() => {
-    if (!sr || hydratedSop === sr.sop_instance_uid) return;
-    let cancelled = false;
-    const tryHydrate = async (attempt: number): Promise<void> => {
-      try {
-        const result = await hydrateBoxes(m, sr.series_instance_uid, sr.sop_instance_uid);
-        if (cancelled) return;
-        if (result === 'hydrated') {
-          hydratedSop = sr.sop_instance_uid;
-          setBoxStatus(`${sr.boxes.length} box(es) from ${sr.source === 'ai' ? 'the AI' : 'a reader'} SR`);
-        } else if (attempt < 20) {
-          setTimeout(() => void tryHydrate(attempt + 1), 1000); // display sets still arriving
-        } else {
-          setBoxStatus(result === 'missing'
-            ? 'The boxes SR was stored after the viewer opened: reload to see it.'
-            : 'The viewer shows an older SR version: reload to see the newest boxes.');
-        }
-      } catch (error) {
-        if (!cancelled) setBoxError(error as Error);
-      }
-    };
-    void tryHydrate(0);
-    return () => {
-      cancelled = true;
-    };
-  }, [sr?.sop_instance_uid]);
 
   useEffect(() => setSliceAt(0), [s.selected]);
 
@@ -118,7 +91,7 @@ export function FindingsPanel(m: Managers) {
     setSaving(true);
     try {
       const saved = await api.saveBoxes(context.study.id, { parent: sr?.id ?? null, boxes });
-      hydratedSop = saved.sop_instance_uid; // what is on screen is what was saved
+      markShown(saved.sop_instance_uid); // what is on screen is what was saved
       setBoxStatus(`Saved ${saved.boxes.length} box(es) as a new SR version (#${saved.id}).`);
       await store.refresh();
     } catch (error) {
@@ -207,7 +180,7 @@ export function FindingsPanel(m: Managers) {
             Draw with the Rectangle tool; a new box belongs to the selected finding. Keys: <span className="sr-kbd">n</span>/
             <span className="sr-kbd">p</span> next/previous finding.
           </div>
-          <ErrorBox error={boxError} prefix="Boxes" />
+          <ErrorBox error={boxError ?? s.boxError} prefix="Boxes" />
         </>
       )}
     </div>

@@ -1,0 +1,62 @@
+/**
+ * Keeps the boxes on the images in step with the study's newest box SR: when the study context
+ * names an SR we have not shown yet, hydrate it (OHIF's own SR hydration: editable rectangles),
+ * retrying while OHIF is still loading its display sets. Lives outside React so panel remounts
+ * never hydrate twice or give up half way.
+ */
+import * as store from './store';
+import { hydrateBoxes, type Managers } from './viewerControl';
+
+const RETRY_MS = 1000;
+const MAX_ATTEMPTS = 30;
+
+let shown: string | null = null; // SOP UID of the SR whose boxes are on screen
+
+export function markShown(sopUid: string): void {
+  shown = sopUid;
+}
+
+export function watchBoxes(m: Managers): () => void {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let stopped = false;
+
+  const attempt = async (seriesUid: string, sopUid: string, n: number, source: string, count: number) => {
+    if (stopped || shown !== sopUid) return;
+    try {
+      const result = await hydrateBoxes(m, seriesUid, sopUid);
+      if (stopped || shown !== sopUid) return;
+      if (result === 'hydrated') {
+        store.update({ boxStatus: `${count} box(es) from the ${source} SR`, boxError: null });
+      } else if (n < MAX_ATTEMPTS) {
+        store.update({ boxStatus: 'Loading the boxes…' });
+        timer = setTimeout(() => void attempt(seriesUid, sopUid, n + 1, source, count), RETRY_MS);
+      } else {
+        store.update({
+          boxStatus:
+            result === 'missing'
+              ? 'The boxes SR was stored after the viewer opened: reload to see it.'
+              : 'The viewer shows an older SR version: reload to see the newest boxes.',
+        });
+      }
+    } catch (error) {
+      store.update({ boxError: error as Error, boxStatus: 'The boxes could not be shown.' });
+    }
+  };
+
+  const check = (state: store.StudyState) => {
+    const sr = state.context?.structured_report;
+    if (!sr || sr.sop_instance_uid === shown) return;
+    shown = sr.sop_instance_uid;
+    if (timer) clearTimeout(timer);
+    void attempt(sr.series_instance_uid, sr.sop_instance_uid, 0, sr.source === 'ai' ? 'AI' : 'reader', sr.boxes.length);
+  };
+
+  const unsubscribe = store.subscribe(check);
+  check(store.getState());
+  return () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+    unsubscribe();
+    shown = null;
+  };
+}
