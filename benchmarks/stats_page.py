@@ -1,0 +1,260 @@
+"""Statistics page with many signed reviews in a real PostgreSQL (target: < 1 s per page).
+
+    .venv/bin/python benchmarks/stats_page.py [--reviews 10000] [--repeat 5]
+
+Starts its own PostgreSQL (scripts/services.py), migrates, fills it with ``populate`` (signed
+reviews with drafts, 17 findings per draft, signed revisions, edit distances computed by
+``reviewer.metrics``, arbitrations, label extractions of both texts and annotator
+confirmations), then times — as a logged-in researcher through Django's test client —
+``/statistics/``, ``/api/stats/``, the CSV and Parquet exports and every plot, and prints the
+median wall time and the query count of each.
+
+``populate`` is also used by the statistics tests (small n) and the screenshot script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PHRASES = {
+    "canal_stenosis": ("Severe spinal canal stenosis at {lv}.", "No spinal canal stenosis."),
+    "foraminal_narrowing": ("Moderate left neural foraminal narrowing at {lv}.", "Neural foramina are patent."),
+    "subarticular_stenosis": ("Right subarticular recess stenosis at {lv}.", ""),
+    "disc_herniation": ("Central disc extrusion at {lv}.", "No disc herniation."),
+    "disc_height_loss": ("Disc height loss and desiccation at {lv}.", ""),
+    "endplate_inflammation": ("Modic type 1 endplate changes at {lv}.", ""),
+    "synovial_cyst": ("Left facet synovial cyst at {lv}.", ""),
+    "spondylolisthesis": ("Grade 1 anterolisthesis of L4 on L5.", "Alignment is maintained without listhesis."),
+    "pars_defect": ("Bilateral pars interarticularis defects at L5.", ""),
+    "compression_deformity": ("Old compression deformity of L1.", ""),
+    "acute_fracture": ("Acute fracture of the L2 vertebral body.", "No acute fracture."),
+    "marrow_edema": ("Bone marrow edema in the L2 vertebral body.", "No marrow edema."),
+    "hemangioma": ("Vertebral hemangioma in L3.", ""),
+    "osseous_lesion": ("Suspicious osseous lesion in L4, concerning for metastasis.", ""),
+    "epidural_lipomatosis": ("Epidural lipomatosis from L4 to S1.", ""),
+    "perineural_cyst": ("Perineural (Tarlov) cyst at S2.", ""),
+    "intradural_lesion": ("Intradural extramedullary lesion at T12.", ""),
+}
+PREVALENCE = {"canal_stenosis": 0.35, "foraminal_narrowing": 0.4, "disc_herniation": 0.45, "disc_height_loss": 0.55}
+LEVELS = ("L1-2", "L2-3", "L3-4", "L4-5", "L5-S1")
+RADPEER_P = (("1", 0.62), ("2a", 0.18), ("2b", 0.08), ("3a", 0.07), ("3b", 0.05))
+
+
+def _report(labels: dict[str, int], rng: random.Random, style: int) -> str:
+    positives = [k for k, v in labels.items() if v == 1]
+    body = []
+    for key, (present, absent) in PHRASES.items():
+        if labels[key] == 1:
+            body.append(present.format(lv=rng.choice(LEVELS)))
+        elif labels[key] == -1:
+            body.append("Possible " + present.format(lv=rng.choice(LEVELS)).lower())
+        elif absent:
+            body.append(absent)
+    history = ("Low back pain.", "Radiculopathy.", "Trauma.")[style % 3]
+    impression = [f"{i + 1}. {PHRASES[k][0].format(lv=LEVELS[(i + style) % 5])}" for i, k in enumerate(positives)]
+    return (
+        f"CLINICAL HISTORY: {history}\nTECHNIQUE: Multiplanar multisequence MRI of the lumbar spine.\n"
+        f"FINDINGS: {' '.join(body)}\nIMPRESSION:\n" + ("\n".join(impression) or "1. No acute abnormality.")
+    )
+
+
+def populate(n: int, *, seed: int = 0, findings: bool = True, progress: bool = False) -> dict:
+    """Fill the database with ``n`` signed, reviewed studies (bulk inserts). Returns the users."""
+    from django.contrib.auth.models import Group, User
+    from django.utils import timezone
+
+    from ml.conditions import CONDITION_KEYS
+    from reviewer.metrics import report_edit_distances
+    from reviewer.models import (
+        Arbitration,
+        Draft,
+        DraftJob,
+        Finding,
+        LabelConfirmation,
+        LabelExtraction,
+        ModelVersion,
+        ReportRevision,
+        Review,
+        Study,
+    )  # fmt: skip
+
+    rng = random.Random(seed)
+    groups = {name: Group.objects.get_or_create(name=name)[0] for name in ("radiologist", "annotator", "researcher")}
+
+    def user(name: str, group: str) -> User:
+        u, _ = User.objects.get_or_create(username=name)
+        u.groups.add(groups[group])
+        return u
+
+    readers = [user(f"reader{i}", "radiologist") for i in range(5)]
+    annotators = [user(f"annotator{i}", "annotator") for i in range(2)]
+    versions = [ModelVersion.objects.get_or_create(name="spinefm-agents", version=v)[0] for v in ("1", "2")]
+    tag = f"{seed}-{int(time.time() * 1000) % 10**9}"
+    now = timezone.now()
+    t0 = time.perf_counter()
+    studies = Study.objects.bulk_create(
+        [Study(study_uid=f"2.25.{tag.replace('-', '')}{i}", orthanc_id=f"bench-{tag}-{i}", patient_id=f"SYN-{i:05d}",
+               patient_name=f"SYNTHETIC^BENCH{i}", description="MRI LUMBAR SPINE", status="signed", modalities="MR")
+         for i in range(n)]
+    )  # fmt: skip
+    jobs = DraftJob.objects.bulk_create(
+        [DraftJob(study=s, pipeline_version=f"bench@{tag}", state="done", model_version=versions[i % 2])
+         for i, s in enumerate(studies)]
+    )  # fmt: skip
+    truth, drafted, texts, scores = [], [], [], []
+    for i in range(n):
+        t = {k: int(rng.random() < PREVALENCE.get(k, 0.08)) for k in CONDITION_KEYS}
+        if rng.random() < 0.1:
+            t[rng.choice(CONDITION_KEYS)] = -1
+        score = rng.choices([s for s, _ in RADPEER_P], [p for _, p in RADPEER_P])[0]
+        d = dict(t)
+        flips = {"1": 0, "2a": 1, "2b": 1, "3a": 2, "3b": 2}[score] + (i % 7 == 0 and score != "1")
+        for key in rng.sample(CONDITION_KEYS, flips):
+            d[key] = 0 if d[key] == 1 else 1
+        version_bias = 0 if i % 2 else 1  # model 1 misses a little more
+        if version_bias and rng.random() < 0.1:
+            d[rng.choice(CONDITION_KEYS)] = 0
+        truth.append(t)
+        drafted.append(d)
+        scores.append(score)
+        texts.append((_report(d, rng, i), _report(t, rng, i + 1)))
+    drafts = Draft.objects.bulk_create(
+        [Draft(study=s, job=j, model_version=j.model_version, text=texts[i][0])
+         for i, (s, j) in enumerate(zip(studies, jobs, strict=True))]
+    )  # fmt: skip
+    if findings:
+        Finding.objects.bulk_create(
+            [Finding(draft=dr, condition=k, present=drafted[i][k] == 1,
+                     probability=min(1.0, max(0.0, rng.gauss(0.72 if truth[i][k] == 1 else 0.25, 0.18))))
+             for i, dr in enumerate(drafts) for k in CONDITION_KEYS],
+            batch_size=5000,
+        )  # fmt: skip
+    revisions = ReportRevision.objects.bulk_create(
+        [ReportRevision(study=s, number=1, draft=drafts[i], author=readers[i % 5], text=texts[i][1])
+         for i, s in enumerate(studies)]
+    )  # fmt: skip
+    reviews = Review.objects.bulk_create(
+        [Review(study=s, reader=readers[i % 5], draft=drafts[i], radpeer=scores[i], in_scope=(i % 9 != 0),
+                comment="" if scores[i] in ("1", "2a") else "missed finding", signed_revision=revisions[i],
+                signed_at=now, edit_distance=report_edit_distances(texts[i][0], texts[i][1], draft_id=drafts[i].pk,
+                                                                   revision_id=revisions[i].pk))
+         for i, s in enumerate(studies)],
+        batch_size=2000,
+    )  # fmt: skip
+    Arbitration.objects.bulk_create(
+        [Arbitration(review=r, state="resolved" if i % 3 == 0 else "open", decision=r.radpeer if i % 3 == 0 else "",
+                     comment="confirmed" if i % 3 == 0 else "")
+         for i, r in enumerate(reviews) if r.radpeer in ("2b", "3a", "3b")]
+    )  # fmt: skip
+
+    def conf(labels: dict[str, int]) -> dict[str, float]:
+        return {k: (0.55 if v == -1 else round(rng.uniform(0.6, 0.99), 2)) for k, v in labels.items()}
+
+    signed_ex = LabelExtraction.objects.bulk_create(
+        [LabelExtraction(study=s, revision=revisions[i], source="signed_report", report_text=texts[i][1],
+                         extractor="synthetic@bench", labels=truth[i], confidence=conf(truth[i]))
+         for i, s in enumerate(studies)],
+        batch_size=2000,
+    )  # fmt: skip
+    LabelExtraction.objects.bulk_create(
+        [LabelExtraction(study=s, source="draft", report_text=texts[i][0], extractor="synthetic@bench",
+                         labels=drafted[i], confidence=conf(drafted[i]))
+         for i, s in enumerate(studies)],
+        batch_size=2000,
+    )  # fmt: skip
+    confirmations = []
+    for i, e in enumerate(signed_ex):
+        if i % 5:
+            continue
+        for a, annotator in enumerate(annotators[: 1 + (i % 10 == 0)]):
+            labels = dict(truth[i])
+            if rng.random() < 0.25 + 0.1 * a:
+                key = rng.choice(CONDITION_KEYS)
+                labels[key] = rng.choice([-1, 0, 1])
+            confirmations.append(LabelConfirmation(extraction=e, annotator=annotator, labels=labels))
+    LabelConfirmation.objects.bulk_create(confirmations, batch_size=2000)
+    if progress:
+        print(f"populated {n} reviews in {time.perf_counter() - t0:.1f} s", flush=True)
+    return {"readers": readers, "annotators": annotators, "versions": versions}
+
+
+def _time(client, url: str, repeat: int) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    times = []
+    queries = 0
+    size = 0
+    for _ in range(repeat):
+        with CaptureQueriesContext(connection) as ctx:
+            t0 = time.perf_counter()
+            response = client.get(url)
+            times.append(time.perf_counter() - t0)
+        assert response.status_code == 200, (url, response.status_code)
+        queries = len(ctx.captured_queries)
+        size = len(response.content)
+    return statistics.median(times), queries, size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reviews", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    from scripts.services import start_postgres
+
+    workdir = Path(tempfile.mkdtemp(prefix="spinereview-bench-stats-"))
+    pg = start_postgres(workdir)
+    try:
+        os.environ.update(pg.env)
+        os.environ["DJANGO_SETTINGS_MODULE"] = "webapp.settings.test"
+        os.environ.setdefault("SPINEREVIEW_EXPORT_SECRET", "benchmark-only-secret")
+        import django
+
+        django.setup()
+        from django.conf import settings
+        from django.contrib.auth.models import User
+        from django.core.management import call_command
+        from django.test import Client
+
+        settings.ALLOWED_HOSTS = ["*"]
+        call_command("migrate", verbosity=0)
+        populate(args.reviews, seed=0, progress=True)
+        from django.db import connection
+
+        with connection.cursor() as cur:
+            cur.execute("ANALYZE")
+        researcher = User.objects.create_user("researcher-bench", password="x")
+        from django.contrib.auth.models import Group
+
+        researcher.groups.add(Group.objects.get(name="researcher"))
+        client = Client()
+        client.force_login(researcher)
+        print(f"PostgreSQL, {args.reviews} signed reviews, 17 findings each; median of {args.repeat} runs")
+        print(f"{'url':45s} {'median s':>9s} {'queries':>8s} {'bytes':>10s}")
+        from reviewer.services import plots
+
+        urls = ["/statistics/", "/api/stats/", "/api/exports/reviews.csv", "/api/exports/reviews.parquet"]
+        urls += [f"/api/stats/plots/{p}.png" for p in plots.PLOTS]
+        for url in urls:
+            seconds, queries, size = _time(client, url, args.repeat if url.endswith("/") else max(1, args.repeat // 2))
+            flag = "  (target < 1 s)" if url == "/statistics/" else ""
+            print(f"{url:45s} {seconds:9.3f} {queries:8d} {size:10d}{flag}", flush=True)
+        print(f"load average: {os.getloadavg()[0]:.2f} (2-core machine shared with other work)")
+    finally:
+        pg.stop()
+
+
+if __name__ == "__main__":
+    main()
