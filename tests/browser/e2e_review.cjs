@@ -1,0 +1,120 @@
+// End-to-end review in headless Chromium (playwright-core), driven by tests/browser/test_viewer_e2e.py.
+// Reads a JSON payload on stdin; prints progress lines and, last, one JSON line with what it saw.
+// Every step saves a screenshot into payload.screenshots.
+const { chromium } = require('playwright-core');
+const fs = require('fs');
+const path = require('path');
+
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+function readStdin() {
+  return new Promise(resolve => {
+    let data = '';
+    process.stdin.on('data', chunk => (data += chunk));
+    process.stdin.on('end', () => resolve(JSON.parse(data)));
+  });
+}
+
+async function main() {
+  const p = await readStdin();
+  fs.mkdirSync(p.screenshots, { recursive: true });
+  const out = { steps: [], console_errors: [], http_errors: [] };
+  const browser = await chromium.launch({ executablePath: process.env.SPINEREVIEW_CHROMIUM || '/usr/bin/chromium', args: FLAGS });
+  const page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
+  page.on('pageerror', e => out.console_errors.push(`pageerror: ${e.message}`));
+  page.on('console', m => m.type() === 'error' && out.console_errors.push(m.text().slice(0, 300)));
+  page.on('response', r => r.status() >= 400 && out.http_errors.push(`${r.status()} ${r.url()}`));
+  let n = 0;
+  const shot = async name => {
+    const file = path.join(p.screenshots, `${String(++n).padStart(2, '0')}-${name}.png`);
+    await page.screenshot({ path: file });
+    out.steps.push({ name, file });
+    console.log(`step ${name}`);
+  };
+  const state = () => page.evaluate(() => window.__spinereview.viewportState());
+
+  try {
+    // 1. open the study from the app origin: login there, then the signed hand-off to the viewer origin
+    await page.goto(`${p.app_url}/viewer/open/${p.study_uid}/`);
+    await page.fill('input[name=username]', p.username);
+    await page.fill('input[name=password]', p.password);
+    await shot('login');
+    await Promise.all([page.waitForURL(url => url.href.startsWith(`${p.viewer_url}/spine-review`), { timeout: 30000 }),
+      page.click('[type=submit]')]);
+    out.viewer_location = page.url();
+
+    // 2. the mode: panels, and every viewport rendering an image (checked on the canvas pixels)
+    await page.waitForSelector('[data-finding]', { timeout: 60000 });
+    await page.waitForFunction(() => {
+      const s = window.__spinereview?.viewportState?.();
+      return s && s.length > 0 && s.every(v => v.sop_uid);
+    }, null, { timeout: 60000 });
+    await page.waitForFunction(() => /box\(es\) from the/.test(document.querySelector('[data-testid=sr-box-status]')?.textContent || ''),
+      null, { timeout: 60000 });
+    await page.waitForTimeout(500); // last render
+    out.viewports_initial = await state();
+    out.canvases = [];
+    const canvases = await page.$$('canvas.cornerstone-canvas');
+    for (let i = 0; i < canvases.length; i++) {
+      const file = path.join(p.screenshots, `canvas-${i}.png`);
+      await canvases[i].screenshot({ path: file });
+      out.canvases.push(file);
+    }
+    out.box_status = await page.textContent('[data-testid=sr-box-status]');
+    await shot('study-open');
+
+    // 3. a finding: every viewport showing its key-slice series moves there, the box is on that image
+    await page.click(`[data-finding=${p.finding}]`);
+    await page.waitForFunction(expected => {
+      const s = window.__spinereview.viewportState();
+      return expected.every(e => s.some(v => v.series_uid === e.series_uid && v.sop_uid === e.sop_uid && v.visibleBoxes > 0));
+    }, p.expected_slices, { timeout: 20000 }).catch(() => {});
+    out.viewports_after_click = await state();
+    await shot('finding-selected');
+
+    // boxes toggle off and on again
+    await page.click('[data-testid=sr-toggle-boxes]');
+    out.viewports_boxes_hidden = await state();
+    await page.click('[data-testid=sr-toggle-boxes]');
+
+    // 4. the report: edit a section, autosave
+    await page.click('[data-cy=report-btn]');
+    const section = page.locator(`textarea[data-section="${p.section}"]`);
+    await section.waitFor({ timeout: 10000 });
+    await section.click();
+    await section.press('End');
+    await page.keyboard.press('Control+End');
+    await page.keyboard.type(p.addition);
+    await page.waitForFunction(() => /Saved revision/.test(document.querySelector('[data-testid=sr-save-state]')?.textContent || ''),
+      null, { timeout: 20000 });
+    out.save_state = await page.textContent('[data-testid=sr-save-state]');
+    await shot('report-edited');
+    await page.click('[data-testid=sr-diff-toggle]');
+    out.diff_insertions = await page.$$eval('[data-testid=sr-diff] .sr-ins', els => els.map(e => e.textContent));
+    await shot('diff');
+    await page.click('[data-testid=sr-diff-toggle]');
+
+    // 5. RADPEER 2a and sign-off
+    await page.check('[data-radpeer="2a"]');
+    await page.fill('[data-testid=sr-comment]', p.comment);
+    await shot('radpeer');
+    await page.click('[data-testid=sr-sign]');
+    await page.waitForSelector('[data-testid=sr-signed]', { timeout: 20000 });
+    out.signed_text = await page.textContent('[data-testid=sr-signed]');
+    await shot('signed');
+    out.ok = true;
+  } catch (error) {
+    out.ok = false;
+    out.error = String(error && error.stack || error);
+    await shot('failure').catch(() => {});
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(out));
+}
+
+main().catch(error => {
+  console.log(JSON.stringify({ ok: false, error: String(error && error.stack || error) }));
+  process.exit(1);
+});

@@ -1,0 +1,90 @@
+"""The radiologist's whole review in the real viewer, end to end (DESIGN.md §4; issue 7)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.browser import support
+
+pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+ADDITION = " Reviewed in the viewer: agree."
+
+
+def _present_finding_with_boxes(draft) -> tuple[str, list[dict]]:  # type: ignore[no-untyped-def]
+    """A present finding with a box, and the first key slice of each of its series."""
+    for finding in draft.findings.filter(present=True).order_by("condition"):
+        if finding.boxes and finding.key_slices:
+            first: dict[str, dict] = {}
+            for k in finding.key_slices:
+                first.setdefault(k["series_uid"], {"series_uid": k["series_uid"], "sop_uid": k["sop_uid"]})
+            return finding.condition, list(first.values())
+    raise AssertionError("the generated study has no present finding with a box")
+
+
+def _canvas_has_image(path: str) -> bool:
+    pixels = np.asarray(Image.open(path).convert("L"), dtype=np.float32)  # [H, W]
+    return float(pixels.std()) > 10.0 and float((pixels > 20).mean()) > 0.05
+
+
+def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
+    viewer_build, viewer_urls, orthanc_settings, empty_orthanc, synthetic_study_dir, role_user, screenshots_dir
+):  # type: ignore[no-untyped-def]
+    from rest_framework.authtoken.models import Token
+
+    study = support.import_study(synthetic_study_dir)
+    draft, sr = support.draft_from_truth(study, synthetic_study_dir)
+    finding, expected = _present_finding_with_boxes(draft)
+    user = role_user("radiologist", username="reader-e2e")
+
+    seen = support.run_node(
+        support.ROOT / "tests" / "browser" / "e2e_review.cjs",
+        {
+            "app_url": viewer_urls["app"], "viewer_url": viewer_urls["viewer"], "study_uid": study.study_uid,
+            "username": user.username, "password": "pw", "screenshots": str(screenshots_dir),
+            "finding": finding, "expected_slices": expected, "section": "IMPRESSION",
+            "addition": ADDITION, "comment": "Minor wording change in the impression.",
+        },
+    )  # fmt: skip
+    assert seen["ok"], f"{seen.get('error')}\nconsole: {seen.get('console_errors')}\nhttp: {seen.get('http_errors')}"
+    assert seen["viewer_location"].startswith(f"{viewer_urls['viewer']}/spine-review?StudyInstanceUIDs=")
+
+    # the hanging protocol put the 4 series side by side, and each canvas shows an image
+    shown = {v["series_uid"] for v in seen["viewports_initial"]}
+    assert shown == set(study.series.values_list("series_uid", flat=True))
+    assert len(seen["canvases"]) == 4
+    assert all(_canvas_has_image(c) for c in seen["canvases"]), seen["canvases"]
+    assert seen["box_status"].startswith(f"{len(sr.boxes)} box(es) from the AI SR")
+
+    # the finding moved every viewport of its key-slice series to the key slice, box drawn there
+    after = {v["series_uid"]: v for v in seen["viewports_after_click"]}
+    for slice_ in expected:
+        viewport = after[slice_["series_uid"]]
+        assert viewport["sop_uid"] == slice_["sop_uid"], (finding, viewport, slice_)
+        assert viewport["visibleBoxes"] >= 1, viewport
+    hidden = {v["series_uid"]: v for v in seen["viewports_boxes_hidden"]}
+    assert all(hidden[s["series_uid"]]["visibleBoxes"] == 0 for s in expected)
+
+    assert ADDITION.strip() in "".join(seen["diff_insertions"])
+    assert "RADPEER 2a" in seen["signed_text"]
+
+    # what was stored, read back through the API
+    token = Token.objects.create(user=user)
+    with httpx.Client(base_url=viewer_urls["app"], headers={"Authorization": f"Token {token.key}"}) as api:
+        revisions = api.get(f"/api/studies/{study.pk}/revisions/").json()
+        reviews = api.get(f"/api/studies/{study.pk}/reviews/").json()
+    assert revisions
+    assert not any(r["is_conflict"] for r in revisions)
+    head = max(revisions, key=lambda r: r["number"])
+    # sections are edited in place: the rest of the text is byte-identical to the draft
+    assert head["text"] == draft.text + ADDITION, json.dumps(head)[-300:]
+    (review,) = reviews
+    assert review["radpeer"] == "2a"
+    assert review["signed_revision"] == head["id"]
+    assert review["edit_distance"]["char_levenshtein"] == len(ADDITION)
+    assert review["edit_distance"]["word_levenshtein"] >= 1
