@@ -2,9 +2,15 @@
 
 Steps (each idempotent): migrate SQLite; create one demo user per role with a password that is
 generated once into ``var/demo-password`` (never in git); start Orthanc with storage in
-``var/orthanc``; generate the demo studies with ``python -m ml synth`` (cached in
-``var/demo-data``); import them; then run the Orthanc watcher (stable study → Study rows → draft
-job, in-process) and Django's server until Ctrl-C.
+``var/orthanc``; make sure the tiny drafting pipeline exists (trained once into
+``$SPINEREVIEW_CACHE/agents``, file-locked, reused afterwards; ``--pipeline DIR`` uses yours);
+generate the demo studies with ``python -m ml synth`` (cached in ``var/demo-data``); import
+them; then run the Orthanc watcher and Django's server until Ctrl-C.
+
+Drafting in the demo runs in-process (SQLite, no Redis): the watcher turns each stable study
+into a Study row and drafts it right away (fetch → SpineFM → agents → draft + findings + SR in
+Orthanc), so drafts appear in the worklist one after another. A deployment runs the same code
+in Celery workers (docs/drafting.md).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--studies", type=int, default=8, help="demo studies to generate (default 8)")
     parser.add_argument("--port", type=int, default=8000, help="web port (default 8000)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    parser.add_argument("--pipeline", help="drafting pipeline folder (default: the cached tiny pipeline)")
     args = parser.parse_args(argv)
 
     from scripts.services import free_port, start_orthanc
@@ -62,6 +69,19 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         subprocess.run([py, "manage.py", "create_demo_users", "--password", password], cwd=ROOT, env=env, check=True)
 
+        if args.pipeline:
+            os.environ["SPINEREVIEW_PIPELINE_DIR"] = env["SPINEREVIEW_PIPELINE_DIR"] = str(
+                Path(args.pipeline).resolve()
+            )
+        else:
+            print("[demo] drafting pipeline: using the cached tiny pipeline, training it first if missing (~4 min)")
+            folder = subprocess.run(
+                [py, "-c", "from reviewer.ml_bridge import ensure_tiny_pipeline as e; print(e())"],
+                cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True,
+            ).stdout.strip().splitlines()[-1]  # fmt: skip
+            os.environ["SPINEREVIEW_PIPELINE_DIR"] = env["SPINEREVIEW_PIPELINE_DIR"] = folder
+        print(f"[demo] drafting pipeline: {env['SPINEREVIEW_PIPELINE_DIR']}")
+
         data = VAR / "demo-data"
         if not (data / "manifest.jsonl").exists():
             print(f"[demo] generating {args.studies} synthetic studies into {data}")
@@ -83,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  API docs: {url}api/docs/   health: {url}api/health/\n"
             f"  Orthanc (loopback only): {orthanc.env['SPINEREVIEW_ORTHANC_URL']}"
             f"  DIMSE: AET SPINEREVIEW port {dicom_port}\n"
-            "  Studies appear in the worklist a few seconds after Orthanc marks them stable. Ctrl-C stops.\n"
+            "  Studies appear in the worklist a few seconds after Orthanc marks them stable; their drafts\n"
+            "  (findings, key slices, boxes, and an SR in Orthanc) follow one by one. Ctrl-C stops.\n"
         )
         threading.Timer(3.0, lambda: print(banner, flush=True)).start()
         server = subprocess.Popen(

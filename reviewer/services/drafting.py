@@ -89,9 +89,22 @@ def request_draft(
         created = True
     if created:
         job_id = job.pk
-        transaction.on_commit(lambda: draft_study.delay(job_id))
+        transaction.on_commit(lambda: _enqueue(draft_study, job_id))
         logger.info("draft job %s queued for study %s (%s)", job_id, study.study_uid, pipeline_version)
     return job, created
+
+
+def _enqueue(task, job_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Send the task; with in-process tasks (the demo) it runs right here, and an error in it
+    must not take the caller (the Orthanc watcher) down: the job records it instead."""
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        task.delay(job_id)
+        return
+    try:
+        task.delay(job_id)
+    except Exception as exc:
+        logger.exception("in-process draft job %s failed", job_id)
+        mark_failed(job_id=job_id, reason=f"{type(exc).__name__}: {exc}")
 
 
 def _log(job: DraftJob, state: str, note: str = "") -> None:
@@ -186,7 +199,7 @@ def pipeline_folder(model_version: ModelVersion | None) -> str:
 def _claim(job_id: int) -> DraftJob | None:
     """Start (or resume) a job; None when there is nothing to do."""
     with transaction.atomic():
-        job = DraftJob.objects.select_for_update().select_related("study", "model_version").get(pk=job_id)
+        job = DraftJob.objects.select_for_update(of=("self",)).select_related("study", "model_version").get(pk=job_id)
         if job.state in (DraftJob.State.DONE, DraftJob.State.FAILED):
             logger.info("draft job %s already %s; nothing to do", job_id, job.state)
             return None
@@ -279,7 +292,7 @@ def _compute_draft(job: DraftJob, deadline: float | None) -> Draft:
 @transaction.atomic
 def store_draft(*, job_id: int, analysis: dict) -> Draft:
     """Draft + 17 findings from a StudyAnalysis dict, in one transaction (all or nothing)."""
-    job = DraftJob.objects.select_for_update().select_related("study").get(pk=job_id)
+    job = DraftJob.objects.select_for_update(of=("self",)).select_related("study").get(pk=job_id)
     existing = Draft.objects.filter(job=job).first()
     if existing is not None:
         return existing

@@ -21,7 +21,10 @@ from tests.conftest import ROOT, _need
 
 @pytest.fixture(scope="session")
 def tiny_pipeline() -> Path:
-    """The cached tiny trained pipeline folder (built on first use, <= a few minutes on CPU)."""
+    """The cached tiny trained pipeline folder (built on first use, <= a few minutes on CPU);
+    SPINEREVIEW_TEST_PIPELINE_DIR runs the drafting tests on another pipeline folder instead."""
+    if folder := os.environ.get("SPINEREVIEW_TEST_PIPELINE_DIR"):
+        return Path(folder)
     from reviewer.ml_bridge import ensure_tiny_pipeline
 
     return Path(ensure_tiny_pipeline())

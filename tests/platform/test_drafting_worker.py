@@ -88,6 +88,7 @@ def test_a_study_sent_by_storescu_gets_a_draft_findings_and_a_valid_sr_from_a_re
         for f in Finding.objects.filter(draft=draft, present=True)
         for b in f.boxes
     )
+    assert expected, "the pipeline called nothing present on this enriched study: the SR check would be empty"
     got = sorted((b["condition"], b["sop_uid"], [round(v, 1) for v in b["xyxy"]]) for b in read_sr_boxes(ds))
     assert got == expected
 
