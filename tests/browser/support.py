@@ -13,6 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,19 +38,24 @@ def review_series_dirs(study_dir: Path) -> list[Path]:
     return [by_key[k] for k in SERIES_FOR_REVIEW if k in by_key]
 
 
-def import_study(study_dir: Path):  # type: ignore[no-untyped-def]
-    """Store the 4 review series in Orthanc and sync the Study/Series rows; returns the Study."""
+def store_in_orthanc(study_dir: Path) -> str:
+    """Store the 4 review series in Orthanc (no app rows yet); returns Orthanc's study id."""
     from reviewer.services.ingest import import_paths
     from reviewer.services.orthanc import orthanc
-    from reviewer.services.sync import sync_study
 
     client = orthanc()
     summary = import_paths(review_series_dirs(study_dir), client=client)
     failed = [r for r in summary.results if r.status == "rejected"]
     assert not failed, f"import failed: {failed[:3]}"
     truth = json.loads((study_dir / "ground_truth.json").read_text())
-    orthanc_id = next(r["ID"] for r in client.post_tools_lookup(truth["study_uid"]) if r["Type"] == "Study")
-    return sync_study(orthanc_study_id=orthanc_id, client=client)
+    return next(r["ID"] for r in client.post_tools_lookup(truth["study_uid"]) if r["Type"] == "Study")
+
+
+def import_study(study_dir: Path):  # type: ignore[no-untyped-def]
+    """Store the study in Orthanc and sync its Study/Series rows (as the watcher does)."""
+    from reviewer.services.sync import sync_study
+
+    return sync_study(orthanc_study_id=store_in_orthanc(study_dir))
 
 
 def draft_from_truth(study, study_dir: Path):  # type: ignore[no-untyped-def]
@@ -101,15 +108,37 @@ def chromium() -> str:
     return exe
 
 
-def run_node(script: Path, payload: dict, *, timeout: float = 240) -> dict:
-    """Run a Playwright script with ``payload`` as JSON on stdin; it prints one JSON line last."""
+def run_node(
+    script: Path, payload: dict, *, timeout: float = 240, on_phase: dict[str, Callable[[], object]] | None = None
+) -> dict:
+    """Run a Playwright script with ``payload`` as JSON on stdin; it prints one JSON line last.
+
+    A line ``PHASE <name>`` runs ``on_phase[name]`` (the test acting while the browser waits).
+    """
     env = {**os.environ, "NODE_PATH": str(EXTENSION_DIR / "node_modules"), "SPINEREVIEW_CHROMIUM": chromium()}
-    proc = subprocess.run(
-        [node(), str(script)], input=json.dumps(payload), capture_output=True, text=True, timeout=timeout, env=env,
-        cwd=EXTENSION_DIR,
+    proc = subprocess.Popen(
+        [node(), str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env, cwd=EXTENSION_DIR,
     )  # fmt: skip
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    out_lines: list[str] = []
+    try:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write(json.dumps(payload))
+        proc.stdin.close()
+        for line in proc.stdout:
+            out_lines.append(line.rstrip("\n"))
+            if line.startswith("PHASE ") and on_phase:
+                on_phase[line.split(" ", 1)[1].strip()]()
+        proc.wait()
+    finally:
+        killer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+    lines = [line for line in out_lines if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        tail = f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        tail = "\n".join(out_lines)[-6000:]
         raise AssertionError(f"{script.name} failed (exit {proc.returncode}):\n{tail}")
     return json.loads(lines[-1])

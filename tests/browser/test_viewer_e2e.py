@@ -88,3 +88,43 @@ def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
     assert review["signed_revision"] == head["id"]
     assert review["edit_distance"]["char_levenshtein"] == len(ADDITION)
     assert review["edit_distance"]["word_levenshtein"] >= 1
+
+
+def test_viewer_refuses_another_ohif_build_shows_api_errors_and_refreshes_when_the_draft_arrives(
+    viewer_build,
+    viewer_urls,
+    orthanc_settings,
+    empty_orthanc,
+    synthetic_study_dir,
+    role_user,
+    screenshots_dir,
+    settings,
+):  # type: ignore[no-untyped-def]
+    from reviewer.models import Study
+    from reviewer.services.sync import sync_study
+
+    orthanc_id = support.store_in_orthanc(synthetic_study_dir)  # in Orthanc, unknown to the app
+    study_uid = json.loads((synthetic_study_dir / "ground_truth.json").read_text())["study_uid"]
+    user = role_user("radiologist", username="reader-pending")
+    app_bundle = next(p.name for p in settings.VIEWER_OHIF_DIST.glob("app.bundle.*.js"))
+
+    def draft_arrives() -> None:
+        support.draft_from_truth(Study.objects.get(study_uid=study_uid), synthetic_study_dir)
+
+    seen = support.run_node(
+        support.ROOT / "tests" / "browser" / "e2e_pending.cjs",
+        {
+            "viewer_url": viewer_urls["viewer"], "study_uid": study_uid, "username": user.username,
+            "password": "pw", "screenshots": str(screenshots_dir), "app_bundle": app_bundle,
+        },
+        on_phase={"unknown-study": lambda: sync_study(orthanc_study_id=orthanc_id), "awaiting-draft": draft_arrives},
+    )  # fmt: skip
+    assert seen["ok"], seen.get("error")
+    assert "differs from the pinned 3.13.2" in seen["refusal"]
+    assert not seen["panel_when_refused"]
+    assert "HTTP 404" in seen["api_error"]
+    assert seen["status"] == "Awaiting draft"
+    assert "No AI draft yet" in seen["no_draft"]
+    assert not seen["error_after_sync"]
+    assert seen["findings"] == 17
+    assert seen["status_after"] == "Draft ready"
