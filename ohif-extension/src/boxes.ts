@@ -10,10 +10,15 @@ import { hydrateBoxes, type Managers } from './viewerControl';
 const RETRY_MS = 1000;
 const MAX_ATTEMPTS = 30;
 
-let shown: string | null = null; // SOP UID of the SR whose boxes are on screen
+let current: string | null = null; // SOP UID of the SR whose boxes are (being put) on screen
+const handled = new Set<string>(); // SRs hydrated, or superseded by what is on screen
 
+/** The reader saved what is on screen as SR ``sopUid``: nothing to hydrate for it, or for the SR it replaced. */
 export function markShown(sopUid: string): void {
-  shown = sopUid;
+  const previous = store.getState().context?.structured_report?.sop_instance_uid;
+  if (previous) handled.add(previous);
+  handled.add(sopUid);
+  current = sopUid;
 }
 
 export function watchBoxes(m: Managers): () => void {
@@ -21,10 +26,10 @@ export function watchBoxes(m: Managers): () => void {
   let stopped = false;
 
   const attempt = async (seriesUid: string, sopUid: string, n: number, source: string, count: number) => {
-    if (stopped || shown !== sopUid) return;
+    if (stopped || current !== sopUid) return;
     try {
       const result = await hydrateBoxes(m, seriesUid, sopUid);
-      if (stopped || shown !== sopUid) return;
+      if (stopped || current !== sopUid) return;
       if (result === 'hydrated') {
         store.update({ boxStatus: `${count} box(es) from the ${source} SR`, boxError: null });
       } else if (n < MAX_ATTEMPTS) {
@@ -45,8 +50,9 @@ export function watchBoxes(m: Managers): () => void {
 
   const check = (state: store.StudyState) => {
     const sr = state.context?.structured_report;
-    if (!sr || sr.sop_instance_uid === shown) return;
-    shown = sr.sop_instance_uid;
+    if (!sr || handled.has(sr.sop_instance_uid)) return;
+    handled.add(sr.sop_instance_uid);
+    current = sr.sop_instance_uid;
     if (timer) clearTimeout(timer);
     void attempt(sr.series_instance_uid, sr.sop_instance_uid, 0, sr.source === 'ai' ? 'AI' : 'reader', sr.boxes.length);
   };
@@ -57,6 +63,7 @@ export function watchBoxes(m: Managers): () => void {
     stopped = true;
     if (timer) clearTimeout(timer);
     unsubscribe();
-    shown = null;
+    current = null;
+    handled.clear();
   };
 }

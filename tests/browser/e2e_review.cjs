@@ -78,6 +78,12 @@ async function main() {
     out.viewports_boxes_hidden = await state();
     await page.click('[data-testid=sr-toggle-boxes]');
 
+    // the rectangles as they are on the images, saved back as a new SR version
+    await page.click('[data-testid=sr-save-boxes]');
+    await page.waitForFunction(() => /^Saved \d+ box/.test(document.querySelector('[data-testid=sr-box-status]')?.textContent || ''),
+      null, { timeout: 30000 });
+    out.box_save_status = await page.textContent('[data-testid=sr-box-status]');
+
     // 4. the report: edit a section, autosave
     await page.click('[data-cy=report-btn]');
     const section = page.locator(`textarea[data-section="${p.section}"]`);

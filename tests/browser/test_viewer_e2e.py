@@ -70,6 +70,18 @@ def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
     hidden = {v["series_uid"]: v for v in seen["viewports_boxes_hidden"]}
     assert all(hidden[s["series_uid"]]["visibleBoxes"] == 0 for s in expected)
 
+    # the boxes went image -> Cornerstone world coordinates -> image and back into a new SR version
+    from reviewer.models import StructuredReport
+
+    reader_sr = StructuredReport.objects.get(study=study, source=StructuredReport.Source.READER)
+    assert reader_sr.parent_id == sr.pk
+    assert reader_sr.author_id == user.pk
+    assert seen["box_save_status"].startswith(f"Saved {len(sr.boxes)} box(es)")
+    saved = sorted((b["condition"], b["sop_uid"], b["xyxy"]) for b in reader_sr.boxes)
+    original = sorted((b["condition"], b["sop_uid"], b["xyxy"]) for b in sr.boxes)
+    assert [s[:2] for s in saved] == [o[:2] for o in original]
+    assert np.allclose([s[2] for s in saved], [o[2] for o in original], atol=0.5)
+
     assert ADDITION.strip() in "".join(seen["diff_insertions"])
     assert "RADPEER 2a" in seen["signed_text"]
 
