@@ -1,0 +1,174 @@
+"""The viewer origin and the panels' API, without a browser: host routing, login, the signed
+hand-off from the app origin, OHIF file serving with the SPA fallback, the rendered app-config,
+and the endpoints the panels call (role matrix; reader box SR against the real Orthanc)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.core import signing
+from django.test import Client
+
+from reviewer import viewer
+from tests.factories import DraftFactory, FindingFactory, StudyFactory, UserFactory
+
+VIEWER = "viewer.localhost:8000"
+APP = "localhost:8000"
+
+
+@pytest.fixture
+def viewer_settings(settings, tmp_path):  # type: ignore[no-untyped-def]
+    """A tiny stand-in dist (the real one is 200 MB and served the same way) on a known origin."""
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "index.html").write_text('<script src="/app.bundle.0f6159c501addfe9.js"></script>')
+    (dist / "app.bundle.0f6159c501addfe9.js").write_text("console.log('ohif')")
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    (ext / "extension.js").write_text("export default {}")
+    settings.VIEWER_ORIGIN = f"http://{VIEWER}"
+    settings.VIEWER_OHIF_DIST = dist
+    settings.VIEWER_EXTENSION_DIST = ext
+    settings.ALLOWED_HOSTS = ["localhost", "viewer.localhost", "testserver"]
+    return settings
+
+
+def _on(host: str, user=None) -> Client:  # type: ignore[no-untyped-def]
+    client = Client(HTTP_HOST=host)
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+pytestmark = pytest.mark.django_db
+
+
+def test_open_study_sends_a_logged_in_user_to_the_viewer_origin_with_a_hand_off_token(viewer_settings):  # type: ignore[no-untyped-def]
+    study = StudyFactory()
+    response = _on(APP, UserFactory()).get(f"/viewer/open/{study.study_uid}/")
+    assert response.status_code == 302
+    target = urlsplit(response["Location"])
+    assert f"{target.scheme}://{target.netloc}{target.path}" == f"http://{VIEWER}/viewer/handoff/"
+    query = parse_qs(target.query)
+    assert query["next"] == [f"/spine-review?StudyInstanceUIDs={study.study_uid}"]
+    assert signing.loads(query["token"][0], salt=viewer.HANDOFF_SALT)
+
+
+def test_open_study_needs_a_login_and_a_known_study(viewer_settings):  # type: ignore[no-untyped-def]
+    assert _on(APP).get("/viewer/open/1.2.3/")["Location"].startswith("/accounts/login/")
+    assert _on(APP, UserFactory()).get("/viewer/open/1.2.3/").status_code == 404
+
+
+def test_hand_off_logs_the_user_in_on_the_viewer_origin_and_refuses_forged_or_foreign_targets(viewer_settings):  # type: ignore[no-untyped-def]
+    user = UserFactory()
+    study = StudyFactory()
+    location = urlsplit(_on(APP, user).get(f"/viewer/open/{study.study_uid}/")["Location"])
+    viewer_client = _on(VIEWER)
+    response = viewer_client.get(f"{location.path}?{location.query}")
+    assert response.status_code == 302
+    assert response["Location"] == f"/spine-review?StudyInstanceUIDs={study.study_uid}"
+    assert viewer_client.get("/viewer/auth/").status_code == 204  # the session exists on this origin now
+
+    token = parse_qs(location.query)["token"][0]
+    forged = _on(VIEWER).get("/viewer/handoff/", {"token": token[:-2] + "xx", "next": "/spine-review"})
+    assert forged["Location"].startswith("/accounts/login/")
+    foreign = _on(VIEWER).get("/viewer/handoff/", {"token": token, "next": "https://evil.example/"})
+    assert foreign.status_code == 400
+
+
+def test_viewer_origin_serves_ohif_with_spa_fallback_to_logged_in_users_only(viewer_settings):  # type: ignore[no-untyped-def]
+    anonymous = _on(VIEWER).get("/spine-review", {"StudyInstanceUIDs": "1.2.3"})
+    assert anonymous.status_code == 302
+    assert anonymous["Location"].startswith("/accounts/login/?next=/spine-review")
+    client = _on(VIEWER, UserFactory())
+    index = client.get("/spine-review", {"StudyInstanceUIDs": "1.2.3"})
+    assert index.status_code == 200
+    assert b"app.bundle.0f6159c501addfe9.js" in b"".join(index.streaming_content)
+    assert index["Cache-Control"] == "no-cache"
+    bundle = client.get("/app.bundle.0f6159c501addfe9.js")
+    assert bundle["Content-Type"].startswith("text/javascript")
+    assert "immutable" in bundle["Cache-Control"]
+    assert client.get("/spinereview/extension.js").status_code == 200
+    assert client.get("/spinereview/missing.js").status_code == 404
+    assert client.get("/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd").status_code == 404  # never outside dist/
+    assert _on(VIEWER).get("/viewer/auth/").status_code == 401
+
+
+def test_app_config_points_ohif_at_this_origins_dicomweb_proxy_and_our_extension(viewer_settings):  # type: ignore[no-untyped-def]
+    body = _on(VIEWER).get("/app-config.js").content.decode()
+    assert f'"qidoRoot": "http://{VIEWER}/dicom-web"' in body
+    assert f'"http://{VIEWER}/spinereview/extension.js"' in body
+    assert f'"http://{VIEWER}/spinereview/mode.js"' in body
+    assert '"ohif.tours": {' in body
+    assert _on(APP).get("/app-config.js").status_code == 404  # the app origin is not the viewer
+
+
+def test_the_app_api_and_dicomweb_proxy_answer_on_the_viewer_origin_too(viewer_settings):  # type: ignore[no-untyped-def]
+    client = _on(VIEWER, UserFactory(role="radiologist"))
+    assert client.get("/api/studies/").status_code == 200
+    assert _on(VIEWER).get("/dicom-web/studies").status_code == 401
+
+
+@pytest.mark.parametrize(("role", "status"), [("radiologist", 200), ("researcher", 200), ("annotator", 403),
+                                              ("admin", 200), (None, 403)])  # fmt: skip
+def test_study_context_for_the_panels_by_role(api_as, role, status):  # type: ignore[no-untyped-def]
+    finding = FindingFactory(key_slices=[{"series_uid": "1.2", "sop_uid": "1.2.3", "index": 4}])
+    response = api_as(role).get(f"/api/viewer/studies/{finding.draft.study.study_uid}/")
+    assert response.status_code == status
+    if status == 200:
+        data = response.json()
+        assert len(data["conditions"]) == 17
+        assert data["draft"]["findings"][0]["key_slices"][0]["index"] == 4
+        assert data["structured_report"] is None
+        assert data["job_pending"] is False
+
+
+def test_study_context_of_an_undrafted_study_says_so(api_as):  # type: ignore[no-untyped-def]
+    study = StudyFactory()
+    data = api_as("radiologist").get(f"/api/viewer/studies/{study.study_uid}/").json()
+    assert data["draft"] is None
+    assert data["study"]["status"] == "awaiting_draft"
+    assert api_as("radiologist").get("/api/viewer/studies/9.9.9/").status_code == 404
+
+
+def test_next_study_skips_the_ones_the_reader_signed(api_as):  # type: ignore[no-untyped-def]
+    client = api_as("radiologist")
+    first, second = DraftFactory().study, DraftFactory().study
+    for s in (first, second):
+        s.status = s.Status.DRAFT_READY
+        s.save()
+    assert client.get("/api/viewer/next-study/", {"after": first.pk}).json()["study_uid"] == second.study_uid
+    assert client.get("/api/viewer/next-study/", {"after": second.pk}).status_code == 404
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_saving_boxes_writes_a_new_reader_sr_version_and_bad_boxes_store_nothing(
+    api_as, orthanc_settings, empty_orthanc, tmp_path
+):  # type: ignore[no-untyped-def]
+    from reviewer.models import StructuredReport
+    from tests.browser import support
+
+    study_dir = support.synth_study(tmp_path / "synth", seed=5)
+    study = support.import_study(study_dir)
+    _draft, ai_sr = support.draft_from_truth(study, study_dir)
+    box = dict(ai_sr.boxes[0])
+    box["xyxy"] = [box["xyxy"][0] + 1, box["xyxy"][1], box["xyxy"][2] + 1, box["xyxy"][3]]
+
+    assert api_as("researcher").post(f"/api/studies/{study.pk}/boxes/", {"parent": ai_sr.pk, "boxes": [box]},
+                                     format="json").status_code == 403  # fmt: skip
+    client = api_as("radiologist", csrf=False)
+    bad = client.post(f"/api/studies/{study.pk}/boxes/",
+                      {"parent": ai_sr.pk, "boxes": [{**box, "xyxy": [0, 0, 5000, 5000]}]}, format="json")  # fmt: skip
+    assert bad.status_code == 400
+    assert "inside the" in bad.json()["detail"]
+    assert not StructuredReport.objects.filter(source="reader").exists()
+
+    saved = client.post(f"/api/studies/{study.pk}/boxes/", {"parent": ai_sr.pk, "boxes": [box]}, format="json")
+    assert saved.status_code == 201, saved.content
+    row = StructuredReport.objects.get(pk=saved.json()["id"])
+    assert (row.source, row.parent_id, row.author_id) == ("reader", ai_sr.pk, client.user.pk)
+    assert row.boxes[0]["xyxy"] == box["xyxy"]
+    context = client.get(f"/api/viewer/studies/{study.study_uid}/").json()
+    assert context["structured_report"]["id"] == row.pk  # the panels now show the reader's version
