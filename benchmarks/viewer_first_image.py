@@ -1,0 +1,163 @@
+"""Time to first image in the viewer: a 4-series generated study (sag T2/T1/STIR, ax T2) opened in
+our spine mode in headless Chromium, against the real app (runserver) and the real Orthanc.
+
+    python -m scripts.services run -- python benchmarks/viewer_first_image.py [--runs 3]
+
+Each run uses a fresh browser context (cold HTTP cache, so OHIF's bundles are fetched again) and
+reports, in ms from navigation start: the first viewport canvas showing image pixels, all four
+showing them, and the findings panel filled. A warm run (same context, reload) follows. Runs
+after `scripts/setup.sh` (OHIF dist, extension build, playwright-core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+NODE_SCRIPT = r"""
+const { chromium } = require('playwright-core');
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run'];
+const [viewer, studyUid, username, password, runs] = process.argv.slice(2);
+const probe = () => {
+  const lit = Array.from(document.querySelectorAll('canvas.cornerstone-canvas')).map(c => {
+    const ctx = c.getContext('2d');
+    if (!ctx || !c.width || !c.height) return false;
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    let bright = 0;
+    for (let i = 0; i < d.length; i += 4 * 7) if (d[i] > 20) bright++;
+    return bright > (d.length / (4 * 7)) * 0.02;
+  });
+  return { lit: lit.filter(Boolean).length, panel: document.querySelectorAll('[data-finding]').length };
+};
+async function measure(page, url) {
+  await page.goto(url, { waitUntil: 'commit' });
+  let first = null, all = null, panel = null;
+  const deadline = Date.now() + 120000;
+  while ((all === null || panel === null) && Date.now() < deadline) {
+    const s = await page.evaluate(probe).catch(() => ({ lit: 0, panel: 0 }));
+    const t = await page.evaluate(() => performance.now());
+    if (first === null && s.lit >= 1) first = t;
+    if (all === null && s.lit >= 4) all = t;
+    if (panel === null && s.panel > 0) panel = t;
+    await page.waitForTimeout(25);
+  }
+  return { first_image_ms: first, all_four_ms: all, panel_ms: panel };
+}
+(async () => {
+  const executablePath = process.env.SPINEREVIEW_CHROMIUM || '/usr/bin/chromium';
+  const browser = await chromium.launch({ executablePath, args: FLAGS });
+  const url = `${viewer}/spine-review?StudyInstanceUIDs=${studyUid}`;
+  const results = [];
+  for (let i = 0; i < Number(runs); i++) {
+    const context = await browser.newContext({ viewport: { width: 1600, height: 900 } });
+    const page = await context.newPage();
+    await page.goto(`${viewer}/accounts/login/`);
+    await page.fill('input[name=username]', username);
+    await page.fill('input[name=password]', password);
+    await Promise.all([page.waitForNavigation(), page.click('[type=submit]')]);
+    const cold = await measure(page, url);
+    const warm = await measure(page, url);
+    results.push({ cold, warm });
+    await context.close();
+  }
+  await browser.close();
+  console.log(JSON.stringify(results));
+})().catch(e => { console.error(e); process.exit(1); });
+"""
+
+
+def prepare(out: Path) -> tuple[str, str]:
+    """Migrate, make a reader, store a generated 4-series study with a draft; (study_uid, user)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings.test")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from django.contrib.auth import get_user_model
+
+    from tests.browser import support
+    from tests.factories import UserFactory
+
+    if not get_user_model().objects.filter(username="bench-reader").exists():
+        UserFactory(role="radiologist", username="bench-reader")
+    study_dir = support.synth_study(out, seed=21)
+    study = support.import_study(study_dir)
+    if not study.drafts.exists():
+        support.draft_from_truth(study, study_dir)
+    return study.study_uid, "bench-reader"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    if "SPINEREVIEW_ORTHANC_URL" not in os.environ:
+        parser.error("run under: python -m scripts.services run -- python benchmarks/viewer_first_image.py")
+    from scripts.services import free_port
+    from tests.browser import support
+
+    with tempfile.TemporaryDirectory(prefix="viewer-bench-") as tmp:
+        study_uid, username = prepare(Path(tmp) / "synth")
+        port = args.port or free_port()
+        viewer = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "SPINEREVIEW_VIEWER_ORIGIN": viewer, "DJANGO_SETTINGS_MODULE": "webapp.settings.test"}
+        log = (Path(tmp) / "runserver.log").open("wb")
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", "--skip-checks",
+             f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            import httpx
+
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    httpx.get(f"{viewer}/app-config.js", timeout=2)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            script = Path(tmp) / "bench.cjs"
+            script.write_text(NODE_SCRIPT)
+            node_env = {**os.environ, "NODE_PATH": str(support.EXTENSION_DIR / "node_modules"),
+                        "SPINEREVIEW_CHROMIUM": support.chromium()}  # fmt: skip
+            proc = subprocess.run(
+                [support.node(), str(script), viewer, study_uid, username, "pw", str(args.runs)],
+                capture_output=True, text=True, env=node_env, cwd=support.EXTENSION_DIR, timeout=900,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                print(proc.stdout, proc.stderr, file=sys.stderr)
+                return 1
+            results = json.loads(proc.stdout.strip().splitlines()[-1])
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+
+    def line(kind: str, key: str) -> str:
+        values = [r[kind][key] for r in results if r[kind][key] is not None]
+        if len(values) < len(results):
+            return f"{key}: not reached in {len(results) - len(values)} of {len(results)} runs"
+        return f"{key}: median {statistics.median(values):.0f} ms (min {min(values):.0f}, max {max(values):.0f})"
+
+    print(f"viewer first image, 4-series study (128x128, 9-10 slices each), {len(results)} runs, "
+          f"headless Chromium, Django runserver, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    for kind in ("cold", "warm"):
+        print(f"  {kind:4s} " + "; ".join(line(kind, k) for k in ("first_image_ms", "all_four_ms", "panel_ms")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
