@@ -188,7 +188,8 @@ def populate(n: int, *, seed: int = 0, findings: bool = True, progress: bool = F
     return {"readers": readers, "annotators": annotators, "versions": versions}
 
 
-def _time(client, url: str, repeat: int) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
+def _time(client, url: str, repeat: int, *, cold: bool = False) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
+    from django.core.cache import cache
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -196,6 +197,8 @@ def _time(client, url: str, repeat: int) -> tuple[float, int, int]:  # type: ign
     queries = 0
     size = 0
     for _ in range(repeat):
+        if cold:
+            cache.clear()  # the per-condition label tables are recomputed
         with CaptureQueriesContext(connection) as ctx:
             t0 = time.perf_counter()
             response = client.get(url)
@@ -242,15 +245,25 @@ def main() -> None:
         client = Client()
         client.force_login(researcher)
         print(f"PostgreSQL, {args.reviews} signed reviews, 17 findings each; median of {args.repeat} runs")
-        print(f"{'url':45s} {'median s':>9s} {'queries':>8s} {'bytes':>10s}")
+        print(f"{'url':55s} {'median s':>9s} {'queries':>8s} {'bytes':>10s}")
+        t0 = time.perf_counter()
+        from reviewer.services import stats
+
+        for name in ("review_rows", "label_agreement", "draft_accuracy"):
+            t0 = time.perf_counter()
+            getattr(stats, name)()
+            print(f"  stats.{name + '()':48s} {time.perf_counter() - t0:9.3f}", flush=True)
         from reviewer.services import plots
 
         urls = ["/statistics/", "/api/stats/", "/api/exports/reviews.csv", "/api/exports/reviews.parquet"]
         urls += [f"/api/stats/plots/{p}.png" for p in plots.PLOTS]
         for url in urls:
-            seconds, queries, size = _time(client, url, args.repeat if url.endswith("/") else max(1, args.repeat // 2))
-            flag = "  (target < 1 s)" if url == "/statistics/" else ""
-            print(f"{url:45s} {seconds:9.3f} {queries:8d} {size:10d}{flag}", flush=True)
+            for cold in (True, False) if url.endswith("/") else (False,):
+                repeat = args.repeat if url.endswith("/") else max(1, args.repeat // 2)
+                seconds, queries, size = _time(client, url, repeat, cold=cold)
+                what = f"{url} ({'cold: label cache cleared' if cold else 'warm'})" if url.endswith("/") else url
+                flag = "  (target < 1 s)" if url == "/statistics/" else ""
+                print(f"{what:55s} {seconds:9.3f} {queries:8d} {size:10d}{flag}", flush=True)
         print(f"load average: {os.getloadavg()[0]:.2f} (2-core machine shared with other work)")
     finally:
         pg.stop()

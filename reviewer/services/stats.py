@@ -334,9 +334,44 @@ def draft_accuracy(scopes: tuple[str, ...] = ("all", "in_scope", "out_of_scope")
     return out
 
 
-def overview(*, rows: list[ReviewRow] | None = None) -> dict:
+def label_fingerprint() -> tuple:
+    """Changes whenever the label tables could change: signed reviews (count, last update),
+    extractions (count, last id), confirmations (count, last label audit event — a corrected
+    confirmation keeps its row but logs an event). Three aggregate queries."""
+    from django.db.models import Count, Max
+
+    from reviewer.models import AuditEvent
+
+    reviews = signed_reviews().aggregate(n=Count("id"), t=Max("updated_at"))
+    extractions = LabelExtraction.objects.aggregate(n=Count("id"), last=Max("id"))
+    confirmations = AuditEvent.objects.filter(action__startswith="labels.").aggregate(last=Max("id"))
+    return (reviews["n"], str(reviews["t"]), extractions["n"], extractions["last"], confirmations["last"])
+
+
+LABEL_CACHE_SECONDS = 3600
+
+
+def cached_label_tables() -> tuple[list[dict], list[dict]]:
+    """(label_agreement, draft_accuracy), cached under ``label_fingerprint`` so that repeated
+    page views do not redo the per-condition work over every review; a new signature,
+    extraction or confirmation changes the key, so the cache is never stale."""
+    import hashlib
+
+    from django.core.cache import cache
+
+    digest = hashlib.sha256(repr(label_fingerprint()).encode()).hexdigest()[:32]
+    key = f"spinereview:stats:labels:{digest}"
+    found = cache.get(key)
+    if found is None:
+        found = (label_agreement(), draft_accuracy())
+        cache.set(key, found, LABEL_CACHE_SECONDS)
+    return found
+
+
+def overview(*, rows: list[ReviewRow] | None = None, cached: bool = True) -> dict:
     """Everything the statistics page shows."""
     rows = review_rows() if rows is None else rows
+    agreement, accuracy = cached_label_tables() if cached else (label_agreement(), draft_accuracy())
     return {
         "radpeer": radpeer_summary(rows),
         "radpeer_by_reader": radpeer_by(rows, "reader"),
@@ -346,8 +381,8 @@ def overview(*, rows: list[ReviewRow] | None = None) -> dict:
         },
         "edit_distance": edit_distance_by_radpeer(rows),
         "spearman_word_norm": spearman_radpeer_vs_distance(rows),
-        "label_agreement": label_agreement(),
-        "draft_accuracy": draft_accuracy(),
+        "label_agreement": agreement,
+        "draft_accuracy": accuracy,
     }
 
 

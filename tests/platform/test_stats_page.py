@@ -23,7 +23,10 @@ def signed_review(*, draft, radpeer: str, comment: str = "") -> Review:  # type:
 
 @pytest.fixture(autouse=True)
 def _export_secret(settings):  # type: ignore[no-untyped-def]
+    from django.core.cache import cache
+
     settings.SPINEREVIEW_EXPORT_SECRET = "test-secret"
+    cache.clear()
 
 
 def test_radpeer_rates_by_hand():
@@ -117,3 +120,20 @@ def test_statistics_page_shows_rates_and_plots(client, role_user):  # type: igno
     assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
     svg = client.get("/api/stats/plots/draft_accuracy.svg")
     assert b"<svg" in svg.content[:500]
+
+
+def test_cached_label_tables_follow_new_confirmations(api_as, role_user):  # type: ignore[no-untyped-def]
+    from reviewer.services.labels import confirm_labels
+
+    made = populate(10, seed=4)
+    client = api_as("researcher")
+
+    def confirmed() -> int:
+        body = client.get("/api/stats/").json()
+        return next(r for r in body["label_agreement"] if r["condition"] == "hemangioma")["n_confirmations"]
+
+    before = confirmed()
+    assert confirmed() == before  # served from the cache
+    extraction = LabelExtraction.objects.filter(source="signed_report", confirmations__isnull=True).first()
+    confirm_labels(extraction=extraction, annotator=made["annotators"][1], labels=dict.fromkeys(CONDITION_KEYS, 0))
+    assert confirmed() == before + 1
