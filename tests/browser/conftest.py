@@ -6,6 +6,7 @@ playwright-core. The viewer origin is the live server reached by another host na
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,4 +51,6 @@ def viewer_urls(live_server, settings) -> dict[str, str]:  # type: ignore[no-unt
 @pytest.fixture
 def screenshots_dir(request) -> Path:  # type: ignore[no-untyped-def]
     root = Path(os.environ.get("SPINEREVIEW_SCREENSHOTS", support.ROOT / "var" / "screenshots"))
-    return root / request.node.name
+    folder = root / request.node.name
+    shutil.rmtree(folder, ignore_errors=True)  # this run's screenshots only
+    return folder

@@ -95,6 +95,7 @@ async function main() {
     await page.waitForFunction(() => /Saved revision/.test(document.querySelector('[data-testid=sr-save-state]')?.textContent || ''),
       null, { timeout: 20000 });
     out.save_state = await page.textContent('[data-testid=sr-save-state]');
+    out.similar = await page.$$eval('[data-testid=sr-similar]', els => els.map(e => e.textContent));
     await shot('report-edited');
     await page.click('[data-testid=sr-diff-toggle]');
     out.diff_insertions = await page.$$eval('[data-testid=sr-diff] .sr-ins', els => els.map(e => e.textContent));

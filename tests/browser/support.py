@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 EXTENSION_DIR = ROOT / "ohif-extension"
 SERIES_FOR_REVIEW = ("sag_t2", "sag_t1", "sag_stir", "ax_t2")  # the 4 series of the hanging protocol
+SIMILAR_REPORT = "IMPRESSION:\n1. Mild degenerative disc disease at L4-5 (similar-case fixture)."
 
 
 def synth_study(out: Path, *, seed: int = 11) -> Path:
@@ -67,7 +68,8 @@ def draft_from_truth(study, study_dir: Path):  # type: ignore[no-untyped-def]
     truth = json.loads((study_dir / "ground_truth.json").read_text())
     series_uid = {s["key"]: s["series_uid"] for s in truth["series"]}
     report = (study_dir / "report.txt").read_text()
-    draft = DraftFactory(study=study, text=report, sections={})
+    similar = [{"study_uid": "SYN-SIMILAR-1", "score": 0.87, "report": SIMILAR_REPORT}]  # retrieval's shape
+    draft = DraftFactory(study=study, text=report, sections={}, analysis={"similar_cases": similar})
     by_condition: dict[str, dict] = {}
     for f in truth["findings"]:
         by_condition.setdefault(f["condition"], f)

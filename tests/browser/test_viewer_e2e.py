@@ -83,6 +83,8 @@ def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
     assert np.allclose([s[2] for s in saved], [o[2] for o in original], atol=0.5)
 
     assert ADDITION.strip() in "".join(seen["diff_insertions"])
+    assert len(seen["similar"]) == 1
+    assert support.SIMILAR_REPORT.splitlines()[1] in seen["similar"][0]
     assert "RADPEER 2a" in seen["signed_text"]
 
     # what was stored, read back through the API
