@@ -97,7 +97,7 @@ def _per_condition(ax, keys: list[str], series: dict[str, list[float | None]], x
 
 def label_agreement(rows: list[ReviewRow]) -> Figure:
     """Cohen's kappa per condition: extractor vs annotator, and between annotators."""
-    table = stats.label_agreement()
+    table = stats.cached_label_tables()[0]
     fig = _figure(7, 5.2)
     ax = fig.add_subplot()
     _per_condition(
@@ -112,7 +112,7 @@ def label_agreement(rows: list[ReviewRow]) -> Figure:
 
 def draft_accuracy(rows: list[ReviewRow]) -> Figure:
     """Per-condition AUROC and sensitivity of the draft, in scope vs out of scope (Fig. 6e)."""
-    table = stats.draft_accuracy(scopes=("in_scope", "out_of_scope"))
+    table = [r for r in stats.cached_label_tables()[1] if r["scope"] != "all"]
     fig = _figure(9, 5.2)
     for i, metric in enumerate(("auroc", "sensitivity", "specificity")):
         ax = fig.add_subplot(1, 3, i + 1)
