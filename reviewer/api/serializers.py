@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ml.conditions import CONDITION_KEYS
+from ml.conditions import BY_KEY, CONDITION_KEYS
 from reviewer.models import (
     AuditEvent,
     Draft,
@@ -16,6 +16,7 @@ from reviewer.models import (
     ReportRevision,
     Review,
     Series,
+    StructuredReport,
     Study,
 )
 from reviewer.roles import Role, has_role
@@ -61,37 +62,81 @@ class StudySerializer(serializers.ModelSerializer):
 
 
 class FindingSerializer(serializers.ModelSerializer):
+    condition_name = serializers.SerializerMethodField()
+
     class Meta:
         model = Finding
-        fields = ["id", "condition", "probability", "present", "level", "side", "key_slices", "boxes"]
+        fields = ["id", "condition", "condition_name", "probability", "present", "level", "side", "key_slices",
+                  "boxes"]  # fmt: skip
+
+    def get_condition_name(self, obj: Finding) -> str:
+        return BY_KEY[obj.condition].name if obj.condition in BY_KEY else obj.condition
 
 
 class DraftJobSerializer(serializers.ModelSerializer):
+    model_version = serializers.StringRelatedField()
+    draft = serializers.SerializerMethodField(help_text="id of the job's draft, null until it is stored")
+
     class Meta:
         model = DraftJob
-        fields = ["id", "pipeline_version", "state", "reason", "attempts", "queued_at", "started_at",
-                  "finished_at", "log"]  # fmt: skip
+        fields = ["id", "pipeline_version", "model_version", "state", "reason", "attempts", "queued_at",
+                  "started_at", "finished_at", "log", "draft"]  # fmt: skip
+
+    def get_draft(self, obj: DraftJob) -> int | None:
+        draft = getattr(obj, "draft", None)
+        return draft.pk if draft is not None else None
 
     def to_representation(self, instance: DraftJob) -> dict:
         data = super().to_representation(instance)
         if _blinded(self, instance.study):
             data["pipeline_version"] = None  # blinded readers do not learn which model drafted
+            data["model_version"] = None
         return data
 
 
+class DraftStructuredReportSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StructuredReport
+        fields = ["id", "source", "parent", "sop_instance_uid", "series_instance_uid", "series_description",
+                  "boxes", "created_at"]  # fmt: skip
+
+
 class DraftSerializer(serializers.ModelSerializer):
+    """A draft with its findings; ``similar_cases``, ``skipped`` and ``timings`` are lifted out of
+    ``analysis`` (the full StudyAnalysis) for clients that only want those."""
+
     findings = FindingSerializer(many=True, read_only=True)
     model_version = serializers.StringRelatedField()
+    similar_cases = serializers.SerializerMethodField()
+    skipped = serializers.SerializerMethodField(help_text="instances/series left out: [{series_uid, sop_uid, reason}]")
+    timings = serializers.SerializerMethodField(help_text="seconds per agent family and platform step")
+    structured_reports = DraftStructuredReportSerializer(many=True, read_only=True)
 
     class Meta:
         model = Draft
-        fields = ["id", "study", "model_version", "text", "sections", "analysis", "created_at", "findings"]
+        fields = ["id", "study", "job", "model_version", "text", "sections", "analysis", "created_at", "findings",
+                  "similar_cases", "skipped", "timings", "structured_reports"]  # fmt: skip
+
+    def get_similar_cases(self, obj: Draft) -> list[dict]:
+        return list((obj.analysis or {}).get("similar_cases", []))
+
+    def get_skipped(self, obj: Draft) -> list[dict]:
+        return list((obj.analysis or {}).get("skipped", []))
+
+    def get_timings(self, obj: Draft) -> dict[str, float]:
+        analysis = obj.analysis or {}
+        out = {a["name"]: a["seconds"] for a in analysis.get("agents", []) if "name" in a}
+        out.update({k: v for k, v in analysis.get("platform_timings", {}).items() if k.endswith("_s")})
+        return out
 
     def to_representation(self, instance: Draft) -> dict:
         data = super().to_representation(instance)
         if _blinded(self, instance.study):
             data["model_version"] = None
             data["analysis"] = blind_analysis(data.get("analysis") or {})
+            data["analysis"].pop("pipeline_folder", None)
+            for sr in data["structured_reports"]:
+                sr["series_description"] = None  # the AI SR's description names the pipeline version
         return data
 
 

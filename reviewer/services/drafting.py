@@ -30,6 +30,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -112,7 +113,7 @@ def _log(job: DraftJob, state: str, note: str = "") -> None:
     job.log = [*job.log, {"at": timezone.now().isoformat(), "state": state, "note": note}]
 
 
-def _advance(job_id: int, state: str, note: str = "", **fields: object) -> DraftJob:
+def _advance(job_id: int, state: str, note: str = "", *, delay: bool = True, **fields: object) -> DraftJob:
     """Commit a state change now (its own transaction), so readers see progress."""
     with transaction.atomic():
         job = DraftJob.objects.select_for_update().get(pk=job_id)
@@ -120,7 +121,7 @@ def _advance(job_id: int, state: str, note: str = "", **fields: object) -> Draft
         for name, value in fields.items():
             setattr(job, name, value)
         job.save()
-    if settings.SPINEREVIEW_DRAFT_STAGE_DELAY_S:  # fault injection (tests, demos): widen each stage
+    if delay and settings.SPINEREVIEW_DRAFT_STAGE_DELAY_S:  # fault injection (tests, demos): widen each stage
         time.sleep(settings.SPINEREVIEW_DRAFT_STAGE_DELAY_S)
     return job
 
@@ -196,7 +197,7 @@ def pipeline_folder(model_version: ModelVersion | None) -> str:
     raise BadInput("no drafting pipeline configured: set SPINEREVIEW_PIPELINE_DIR or a model version's artifact")
 
 
-def _claim(job_id: int) -> DraftJob | None:
+def _claim(job_id: int, note: str = "") -> DraftJob | None:
     """Start (or resume) a job; None when there is nothing to do."""
     with transaction.atomic():
         job = DraftJob.objects.select_for_update(of=("self",)).select_related("study", "model_version").get(pk=job_id)
@@ -209,11 +210,8 @@ def _claim(job_id: int) -> DraftJob | None:
         if job.attempts > settings.SPINEREVIEW_DRAFT_MAX_ATTEMPTS:
             job.save(update_fields=["attempts", "started_at"])
             return job  # the caller fails it: a study that kills workers must not loop forever
-        _log(
-            job,
-            DraftJob.State.FETCHING,
-            f"attempt {job.attempts}" + (" (resumed after a lost worker)" if resumed else ""),
-        )
+        text = f"attempt {job.attempts}" + (" (resumed after a lost worker)" if resumed else "") + note
+        _log(job, DraftJob.State.FETCHING, text)
         job.reason = ""
         job.save()
         _set_study_status(job.study_id, Study.Status.DRAFTING)
@@ -225,38 +223,161 @@ def _check_deadline(deadline: float | None, stage: str) -> None:
         raise DraftTimeLimit(f"time limit of {settings.SPINEREVIEW_DRAFT_SOFT_LIMIT_S:.0f} s exceeded while {stage}")
 
 
+_BAD_INPUT = (BadInput, DraftTimeLimit, StudyNotInOrthanc, ml_bridge.NoUsableSeries)
+
+
 def run_draft_job(*, job_id: int) -> DraftJob:
-    """Run one draft job to done or failed. Idempotent; raises OrthancUnavailable for a retry."""
-    with job_lock(job_id) as mine:
-        if not mine:
-            logger.info("draft job %s is running in another worker; leaving it to that worker", job_id)
-            return DraftJob.objects.get(pk=job_id)
-        job = _claim(job_id)
-        if job is None:
-            return DraftJob.objects.get(pk=job_id)
-        if job.attempts > settings.SPINEREVIEW_DRAFT_MAX_ATTEMPTS:
-            return mark_failed(
-                job_id=job_id, reason=f"gave up after {job.attempts - 1} attempts (worker lost each time)"
-            )
-        deadline = time.monotonic() + settings.SPINEREVIEW_DRAFT_SOFT_LIMIT_S
-        try:
+    """Run one draft job to done or failed. Idempotent; raises OrthancUnavailable for a retry.
+
+    When other jobs of the same pipeline version wait (queued, or orphaned by a lost worker),
+    up to SPINEREVIEW_DRAFT_BATCH_STUDIES - 1 of them are drafted in the same run: one
+    ``analyze_many`` call encodes the slices of all their studies in shared batches. Their own
+    messages then find them done. A batched job that hits a transient fault is put back in
+    the queue (and sent again) rather than failed.
+    """
+    requeue: list[int] = []
+    try:
+        with contextlib.ExitStack() as held:
+            if not held.enter_context(job_lock(job_id)):
+                logger.info("draft job %s is running in another worker; leaving it to that worker", job_id)
+                return DraftJob.objects.get(pk=job_id)
+            job = _claim(job_id)
+            if job is None:
+                return DraftJob.objects.get(pk=job_id)
+            if job.attempts > settings.SPINEREVIEW_DRAFT_MAX_ATTEMPTS:
+                reason = f"gave up after {job.attempts - 1} attempts (worker lost each time)"
+                return mark_failed(job_id=job_id, reason=reason)
+            deadline = time.monotonic() + settings.SPINEREVIEW_DRAFT_SOFT_LIMIT_S
             draft = Draft.objects.filter(job_id=job_id).first()
-            if draft is None:
-                draft = _compute_draft(job, deadline)
-            else:
-                _advance(job_id, DraftJob.State.DRAFTING, f"draft {draft.pk} already stored; writing its SR")
-            _write_sr(draft)
-        except (BadInput, DraftTimeLimit, StudyNotInOrthanc, ml_bridge.NoUsableSeries) as exc:
-            return mark_failed(job_id=job_id, reason=str(exc))
-        return _finish(job_id, draft)
+            try:
+                if draft is None:
+                    extras = _claim_waiting(job, held)
+                    outcomes = _compute_drafts([job, *extras], deadline)
+                    for extra in extras:
+                        requeue += _settle_extra(extra.pk, outcomes[extra.pk])
+                    if isinstance(outcomes[job_id], BaseException):
+                        raise outcomes[job_id]
+                    draft = outcomes[job_id]
+                else:
+                    _advance(job_id, DraftJob.State.DRAFTING, f"draft {draft.pk} already stored; writing its SR")
+                _write_sr(draft)
+            except _BAD_INPUT as exc:
+                return mark_failed(job_id=job_id, reason=str(exc))
+            return _finish(job_id, draft)
+    finally:
+        # sent only now that the locks are released, so the next worker can take them
+        from reviewer.tasks import draft_study
+
+        for extra_id in requeue:
+            draft_study.delay(extra_id)
+
+
+def _claim_waiting(primary: DraftJob, held: contextlib.ExitStack) -> list[DraftJob]:
+    """Claim (lock) other jobs of the same pipeline version for one batched run."""
+    limit = settings.SPINEREVIEW_DRAFT_BATCH_STUDIES - 1
+    if limit <= 0 or connection.vendor != "postgresql":
+        return []
+    candidates = (
+        DraftJob.objects.filter(
+            pipeline_version=primary.pipeline_version, draft__isnull=True, state__in=(DraftJob.State.QUEUED, *_RUNNING)
+        )
+        .exclude(pk=primary.pk)
+        .order_by("queued_at")
+        .values_list("pk", flat=True)[: limit * 4]
+    )
+    extras: list[DraftJob] = []
+    for pk in candidates:
+        if len(extras) >= limit:
+            break
+        if not held.enter_context(job_lock(pk)):
+            continue  # a live worker has it
+        job = _claim(pk, note=f" (batched with job {primary.pk})")
+        if job is None:
+            continue
+        if job.attempts > settings.SPINEREVIEW_DRAFT_MAX_ATTEMPTS:
+            mark_failed(job_id=pk, reason=f"gave up after {job.attempts - 1} attempts (worker lost each time)")
+            continue
+        extras.append(job)
+    if extras:
+        logger.info("draft job %s: batching %d waiting job(s) with it", primary.pk, len(extras))
+    return extras
+
+
+def _settle_extra(job_id: int, outcome: Draft | BaseException) -> list[int]:
+    """Finish a batched job, fail it (bad input) or put it back (transient). Returns [id] to resend."""
+    try:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        _write_sr(outcome)
+        _finish(job_id, outcome)
+        return []
+    except _BAD_INPUT as exc:
+        mark_failed(job_id=job_id, reason=str(exc))
+        return []
+    except Exception as exc:  # transient or unexpected: its own run will try again
+        with transaction.atomic():
+            job = DraftJob.objects.select_for_update().get(pk=job_id)
+            _log(job, DraftJob.State.QUEUED, f"batched run could not finish it, queued again: {exc}"[:500])
+            job.save()
+        return [job_id]
 
 
 def fetch(job: DraftJob) -> FetchedStudy:
     return fetch_study(job.study.study_uid)
 
 
-def _compute_draft(job: DraftJob, deadline: float | None) -> Draft:
-    folder = pipeline_folder(job.model_version)
+@dataclass
+class _Prepared:
+    job: DraftJob
+    fetched: FetchedStudy
+    study: object  # ml StudyData
+    skipped: list[dict[str, str]]
+    prep_s: float
+
+
+def _compute_drafts(jobs: list[DraftJob], deadline: float | None) -> dict[int, Draft | BaseException]:
+    """Fetch and preprocess each job's study, run the agents on all of them at once, store the
+    drafts. A job's own failure is its outcome; it does not stop the others."""
+    outcomes: dict[int, Draft | BaseException] = {}
+    try:
+        folder = pipeline_folder(jobs[0].model_version)
+        t0 = time.perf_counter()
+        pipeline = ml_bridge.load_pipeline(folder)
+        load_s = time.perf_counter() - t0
+    except Exception as exc:
+        return {job.pk: exc for job in jobs}
+    ready: list[_Prepared] = []
+    for job in jobs:
+        try:
+            ready.append(_prepare(job, pipeline, deadline))
+        except Exception as exc:
+            outcomes[job.pk] = exc
+    if not ready:
+        return outcomes
+    for p in ready:
+        note = f"preprocessed in {p.prep_s:.1f} s; running the agents" + (
+            f" on a batch of {len(ready)} studies" if len(ready) > 1 else ""
+        )
+        _advance(p.job.pk, DraftJob.State.DRAFTING, note, delay=p is ready[-1])
+    t0 = time.perf_counter()
+    try:
+        analyses = ml_bridge.analyze_studies(pipeline, [p.study for p in ready],
+                                             [[*p.fetched.skipped, *p.skipped] for p in ready])  # fmt: skip
+        _check_deadline(deadline, "running the agents")
+    except Exception as exc:
+        return {**outcomes, **{p.job.pk: exc for p in ready}}
+    analyze_s = time.perf_counter() - t0
+    for p, analysis in zip(ready, analyses, strict=True):
+        analysis["platform_timings"] = {
+            "fetch_s": round(p.fetched.seconds, 3), "pipeline_load_s": round(load_s, 3),
+            "preprocess_s": round(p.prep_s, 3), "analyze_s": round(analyze_s, 3), "batch_studies": len(ready),
+        }  # fmt: skip
+        analysis["pipeline_folder"] = folder
+        outcomes[p.job.pk] = store_draft(job_id=p.job.pk, analysis=analysis)
+    return outcomes
+
+
+def _prepare(job: DraftJob, pipeline: object, deadline: float | None) -> _Prepared:
     fetched = fetch(job)
     _check_deadline(deadline, "fetching")
     if not fetched.series:
@@ -266,9 +387,6 @@ def _compute_draft(job: DraftJob, deadline: float | None) -> Draft:
     _advance(job.pk, DraftJob.State.ENCODING,
              f"fetched {fetched.n_instances} instances of {len(fetched.series)} series in {fetched.seconds:.1f} s"
              + skipped_note)  # fmt: skip
-    t0 = time.perf_counter()
-    pipeline = ml_bridge.load_pipeline(folder)
-    load_s = time.perf_counter() - t0
     classes = dict(
         Series.objects.filter(study_id=job.study_id)
         .exclude(sequence_class="")
@@ -276,17 +394,8 @@ def _compute_draft(job: DraftJob, deadline: float | None) -> Draft:
     )
     t0 = time.perf_counter()
     study_data, skipped = ml_bridge.prepare_study(pipeline, job.study.study_uid, fetched.series, classes)
-    prep_s = time.perf_counter() - t0
     _check_deadline(deadline, "preprocessing")
-    _advance(job.pk, DraftJob.State.DRAFTING, f"preprocessed in {prep_s:.1f} s; running the agents")
-    t0 = time.perf_counter()
-    (analysis,) = ml_bridge.analyze_studies(pipeline, [study_data], [[*fetched.skipped, *skipped]])
-    analyze_s = time.perf_counter() - t0
-    _check_deadline(deadline, "running the agents")
-    analysis["platform_timings"] = {"fetch_s": round(fetched.seconds, 3), "pipeline_load_s": round(load_s, 3),
-                                    "preprocess_s": round(prep_s, 3), "analyze_s": round(analyze_s, 3)}  # fmt: skip
-    analysis["pipeline_folder"] = folder
-    return store_draft(job_id=job.pk, analysis=analysis)
+    return _Prepared(job, fetched, study_data, skipped, time.perf_counter() - t0)
 
 
 @transaction.atomic

@@ -78,18 +78,21 @@ def celery_worker_process(transactional_db, settings, tiny_pipeline) -> Iterator
 
 @pytest.fixture(scope="session")
 def synth_study(tmp_path_factory) -> dict:  # type: ignore[no-untyped-def]
-    """One generated spine study (fast preset, enriched findings): uid, files, folder, manifest entry."""
+    """Generated spine studies (fast preset, enriched findings); the first one's uid, files,
+    folder and manifest entry, and all three under "studies" (for the batching test)."""
     from ml.data.manifest import read_manifest
 
     out = tmp_path_factory.mktemp("synth")
     subprocess.run(
-        [sys.executable, "-m", "ml", "synth", "--studies", "1", "--seed", "5", "--out", str(out), "--fast",
+        [sys.executable, "-m", "ml", "synth", "--studies", "3", "--seed", "5", "--out", str(out), "--fast",
          "--prevalence", "enriched"],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    (entry,) = read_manifest(out / "manifest.jsonl")
-    files = sorted(p for s in entry.series for p in (out / s.path).glob("*.dcm"))
-    return {"study_uid": entry.study_uid, "files": files, "dir": out, "entry": entry}
+    studies = []
+    for entry in read_manifest(out / "manifest.jsonl"):
+        files = sorted(p for s in entry.series for p in (out / s.path).glob("*.dcm"))
+        studies.append({"study_uid": entry.study_uid, "files": files, "dir": out, "entry": entry})
+    return {**studies[0], "studies": studies}
 
 
 @pytest.fixture

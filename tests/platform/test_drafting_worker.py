@@ -196,3 +196,23 @@ def test_a_worker_killed_mid_task_leaves_the_study_drafted_exactly_once_by_the_n
     assert any("resumed after a lost worker" in e["note"] for e in job.log)
     assert Draft.objects.filter(study__study_uid=study_uid).count() == 1
     assert len(sr_instances(empty_orthanc, study_uid)) == 1
+
+
+def test_jobs_waiting_together_are_drafted_in_one_batched_run(
+    empty_orthanc, orthanc_settings, celery_worker_process, synth_study, storescu, wait_stable
+):  # type: ignore[no-untyped-def]
+    studies = synth_study["studies"]
+    storescu([f for s in studies for f in s["files"]])
+    for s in studies:
+        wait_stable(empty_orthanc, s["study_uid"])
+    call_command("watch_orthanc", "--once")  # three jobs wait in the queue before any worker runs
+    jobs = [job_of(s["study_uid"]) for s in studies]
+    celery_worker_process()
+    done = [wait_done(j) for j in jobs]
+    wait_for(lambda: not _busy(), 60, "the worker to drain the other messages")
+    drafts = [Draft.objects.get(job=j) for j in done]
+    assert [d.analysis["platform_timings"]["batch_studies"] for d in drafts] == [3, 3, 3]
+    assert [DraftJob.objects.get(pk=j.pk).attempts for j in jobs] == [1, 1, 1]
+    assert sum("batched with job" in e["note"] for j in done for e in j.log) == 2
+    for s in studies:
+        assert len(sr_instances(empty_orthanc, s["study_uid"])) == 1

@@ -162,6 +162,8 @@ SPINEREVIEW_DRAFT_HARD_LIMIT_S = float(os.environ.get("SPINEREVIEW_DRAFT_HARD_LI
 SPINEREVIEW_DRAFT_MAX_RETRIES = int(os.environ.get("SPINEREVIEW_DRAFT_MAX_RETRIES", "10"))  # transient faults
 SPINEREVIEW_DRAFT_RETRY_BACKOFF_S = float(os.environ.get("SPINEREVIEW_DRAFT_RETRY_BACKOFF_S", "5"))
 SPINEREVIEW_DRAFT_MAX_ATTEMPTS = int(os.environ.get("SPINEREVIEW_DRAFT_MAX_ATTEMPTS", "3"))  # workers lost
+# a drafting run takes up to this many waiting studies of the same pipeline version (one batched encode)
+SPINEREVIEW_DRAFT_BATCH_STUDIES = int(os.environ.get("SPINEREVIEW_DRAFT_BATCH_STUDIES", "4"))
 # fault injection for tests and demos: sleep this long at the start of each drafting stage
 SPINEREVIEW_DRAFT_STAGE_DELAY_S = float(os.environ.get("SPINEREVIEW_DRAFT_STAGE_DELAY_S", "0"))
 
