@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods
 
 from ml.conditions import CONDITION_KEYS, CONDITIONS
 from reviewer import selectors
+from reviewer.metrics import split_sections
 from reviewer.models import LabelConfirmation, LabelExtraction, Review, Study
 from reviewer.permissions import role_required
 from reviewer.roles import Role, has_role, roles_of
@@ -190,7 +191,11 @@ def label_queue(request: HttpRequest) -> HttpResponse:
     for pk in ids:
         e = found[pk]
         flagged = sum(1 for v in e.labels.values() if v != 0)
-        items.append({"extraction": e, "min_confidence": labels.min_confidence(e.confidence), "flagged": flagged})
+        impression = split_sections(e.report_text).get("impression", "")
+        items.append(
+            {"extraction": e, "impression": impression, "excerpt": impression or e.report_text,
+             "min_confidence": labels.min_confidence(e.confidence), "flagged": flagged}
+        )  # fmt: skip
     done = LabelConfirmation.objects.filter(annotator=request.user).count()
     return _render(
         request,
@@ -264,7 +269,7 @@ def _fmt_rate(x: float | None) -> str:
 def _dist_rows(groups: dict[str, dict]) -> list[dict]:
     return [
         {
-            "name": name,
+            "name": name.replace("_", " "),
             "n": g["n"],
             "cells": [(g["counts"][sc], _fmt_rate(g["share"][sc])) for sc in stats.RADPEER_SCORES],
             "discrepancy": _fmt_rate(g["discrepancy_rate"]),
@@ -298,8 +303,10 @@ def statistics(request: HttpRequest) -> HttpResponse:
             "by_scope": _dist_rows(data["radpeer_by_scope"]),
             "edit_rows": edit_rows,
             "agreement": data["label_agreement"],
-            "accuracy": [r for r in data["draft_accuracy"] if r["scope"] != "all"],
-            "plots": list(plots.PLOTS),
+            "accuracy": [
+                {**r, "scope": r["scope"].replace("_", " ")} for r in data["draft_accuracy"] if r["scope"] != "all"
+            ],
+            "plots": [(name, name.replace("_", " ")) for name in plots.PLOTS],
             "tables": list(exports.TABLES),
             "is_admin": is_admin,
         },
