@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("ml.data.synthetic.cli:main", "generate synthetic spine MRI studies"),
     "classify": ("ml.dicom.cli:main", "classify the series of DICOM folders (T1/T2/other, plane)"),
     "train": ("ml.train.cli:main", "train SpineFM stages: pretrain, gram, align, synthesizer"),
+    "agents": ("ml.agents.cli:main", "train, evaluate and bootstrap the agents and their pipeline"),
 }
 
 

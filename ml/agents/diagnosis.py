@@ -160,11 +160,16 @@ def train_diagnosis(feats: list[StudyFeatures], cfg: DiagnosisConfig | None = No
     """Fit the 17 probes on ``feats`` (training studies only; the caller holds out test patients)."""
     cfg = cfg or DiagnosisConfig()
     x = np.stack([f.diagnosis_vector(cfg.feature, tuple(cfg.classes)) for f in feats])  # [N, F]
-    y = labels_matrix(feats)
+    return fit_probes(x, labels_matrix(feats), [f.study.patient_key for f in feats], cfg)
+
+
+def fit_probes(x: np.ndarray, y: np.ndarray, patient_keys: list[str], cfg: DiagnosisConfig) -> DiagnosisAgents:
+    """The 17 probes on any study feature matrix x [N, F] with ternary labels y [N, 17] (also used
+    for the baseline encoders, whose features are not ``StudyFeatures``)."""
     mean, std = x.mean(0), x.std(0) + 1e-6
     xs = (x - mean) / std
     buckets = round(cfg.val_fraction * 100)
-    is_val = np.array([patient_fold(f.study.patient_key, 100, cfg.seed + 7) < buckets for f in feats])
+    is_val = np.array([patient_fold(k, 100, cfg.seed + 7) < buckets for k in patient_keys])
     n_feat = x.shape[1]
     W = np.zeros((len(CONDITION_KEYS), n_feat))
     b = np.zeros(len(CONDITION_KEYS))
@@ -191,7 +196,7 @@ def train_diagnosis(feats: list[StudyFeatures], cfg: DiagnosisConfig | None = No
             z = xs[val] @ W[j] + b[j]
             temp[j] = fit_temperature(z, y[val, j])
             thr[j] = choose_threshold(_sigmoid(z / temp[j]), y[val, j], cfg.threshold_rule, cfg.target_sensitivity)
-    meta = {"counts": counts, "n_studies": len(feats), "n_features": n_feat, "conditions": list(CONDITION_KEYS)}
+    meta = {"counts": counts, "n_studies": len(x), "n_features": n_feat, "conditions": list(CONDITION_KEYS)}
     arrays = {
         "weight": W,
         "bias": b,

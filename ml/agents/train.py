@@ -61,7 +61,8 @@ class AgentsTrainConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     report: bool = True  # train the Medical Report Agent when ml.agents.report is importable
     report_preset: str = "tiny"
-    report_stage1_steps: int | None = None  # None = the report preset's YAML
+    report_stage0_steps: int | None = None  # None = the report preset's YAML (tiny: decoder LM pretraining)
+    report_stage1_steps: int | None = None
     report_stage2_steps: int | None = None
     report_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -179,6 +180,7 @@ def _train_report(prep: Prepared, out: Path, cfg: AgentsTrainConfig, diag, loc, 
             examples,
             out / "report",
             preset=cfg.report_preset,
+            stage0_steps=cfg.report_stage0_steps,
             stage1_steps=cfg.report_stage1_steps,
             stage2_steps=cfg.report_stage2_steps,
             overrides=cfg.report_overrides or None,
