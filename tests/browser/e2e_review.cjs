@@ -73,6 +73,14 @@ async function main() {
     out.viewports_after_click = await state();
     await shot('finding-selected');
 
+    // keyboard: from an absent finding, n selects the first present one
+    await page.click(`[data-finding=${p.absent_finding}]`);
+    await page.keyboard.press('n');
+    await page.waitForFunction(f => window.__spinereview.state().selected !== f, p.absent_finding, { timeout: 5000 })
+      .catch(() => {});
+    out.selected_after_n = await page.evaluate(() => window.__spinereview.state().selected);
+    await page.click(`[data-finding=${p.finding}]`);
+
     // boxes toggle off and on again
     await page.click('[data-testid=sr-toggle-boxes]');
     out.viewports_boxes_hidden = await state();
@@ -97,6 +105,20 @@ async function main() {
     out.save_state = await page.textContent('[data-testid=sr-save-state]');
     out.similar = await page.$$eval('[data-testid=sr-similar]', els => els.map(e => e.textContent));
     await shot('report-edited');
+
+    // someone else saves meanwhile (the test does it); my next save conflicts: both texts shown
+    console.log('PHASE first-save');
+    await page.waitForTimeout(300);
+    await section.click();
+    await page.keyboard.press('Control+End');
+    await page.keyboard.type(p.addition2);
+    await page.waitForSelector('[data-testid=sr-conflict]', { timeout: 20000 });
+    out.conflict_text = await page.textContent('[data-testid=sr-conflict]');
+    await shot('conflict');
+    await page.click('[data-testid=sr-conflict] >> text=Keep mine on top of current');
+    await page.waitForFunction(() => /Saved revision/.test(document.querySelector('[data-testid=sr-save-state]')?.textContent || '')
+      && !document.querySelector('[data-testid=sr-conflict]'), null, { timeout: 20000 });
+    out.save_state_after_conflict = await page.textContent('[data-testid=sr-save-state]');
     await page.click('[data-testid=sr-diff-toggle]');
     out.diff_insertions = await page.$$eval('[data-testid=sr-diff] .sr-ins', els => els.map(e => e.textContent));
     await shot('diff');
@@ -105,8 +127,9 @@ async function main() {
     // 5. RADPEER 2a and sign-off
     await page.check('[data-radpeer="2a"]');
     await page.fill('[data-testid=sr-comment]', p.comment);
+    await page.uncheck('[data-testid=sr-in-scope]');
     await shot('radpeer');
-    await page.click('[data-testid=sr-sign]');
+    await page.keyboard.press('Control+Enter'); // the sign-off shortcut
     await page.waitForSelector('[data-testid=sr-signed]', { timeout: 20000 });
     out.signed_text = await page.textContent('[data-testid=sr-signed]');
     await shot('signed');

@@ -14,6 +14,8 @@ from tests.browser import support
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 ADDITION = " Reviewed in the viewer: agree."
+ADDITION2 = " Second thought added."
+OTHER = " Other reader's note."
 
 
 def _present_finding_with_boxes(draft) -> tuple[str, list[dict]]:  # type: ignore[no-untyped-def]
@@ -37,19 +39,30 @@ def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
 ):  # type: ignore[no-untyped-def]
     from rest_framework.authtoken.models import Token
 
+    from ml.conditions import CONDITION_KEYS
+    from reviewer.services import reports
+
     study = support.import_study(synthetic_study_dir)
     draft, sr = support.draft_from_truth(study, synthetic_study_dir)
     finding, expected = _present_finding_with_boxes(draft)
+    present = [c for c in CONDITION_KEYS if draft.findings.get(condition=c).present]  # canonical order
+    absent = [c for c in CONDITION_KEYS if c not in present]
     user = role_user("radiologist", username="reader-e2e")
+    other = role_user("radiologist", username="reader-other")
+
+    def someone_else_saves() -> None:
+        head = reports.head_revision(study)
+        reports.save_revision(study=study, author=other, text=head.text + OTHER, parent_id=head.pk)
 
     seen = support.run_node(
         support.ROOT / "tests" / "browser" / "e2e_review.cjs",
         {
             "app_url": viewer_urls["app"], "viewer_url": viewer_urls["viewer"], "study_uid": study.study_uid,
             "username": user.username, "password": "pw", "screenshots": str(screenshots_dir),
-            "finding": finding, "expected_slices": expected, "section": "IMPRESSION",
-            "addition": ADDITION, "comment": "Minor wording change in the impression.",
+            "finding": finding, "expected_slices": expected, "absent_finding": absent[0], "section": "IMPRESSION",
+            "addition": ADDITION, "addition2": ADDITION2, "comment": "Minor wording change in the impression.",
         },
+        on_phase={"first-save": someone_else_saves},
     )  # fmt: skip
     assert seen["ok"], f"{seen.get('error')}\nconsole: {seen.get('console_errors')}\nhttp: {seen.get('http_errors')}"
     assert seen["viewer_location"].startswith(f"{viewer_urls['viewer']}/spine-review?StudyInstanceUIDs=")
@@ -67,6 +80,7 @@ def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
         viewport = after[slice_["series_uid"]]
         assert viewport["sop_uid"] == slice_["sop_uid"], (finding, viewport, slice_)
         assert viewport["visibleBoxes"] >= 1, viewport
+    assert seen["selected_after_n"] == present[0]  # the "n" shortcut
     hidden = {v["series_uid"]: v for v in seen["viewports_boxes_hidden"]}
     assert all(hidden[s["series_uid"]]["visibleBoxes"] == 0 for s in expected)
 
@@ -92,15 +106,22 @@ def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
     with httpx.Client(base_url=viewer_urls["app"], headers={"Authorization": f"Token {token.key}"}) as api:
         revisions = api.get(f"/api/studies/{study.pk}/revisions/").json()
         reviews = api.get(f"/api/studies/{study.pk}/reviews/").json()
-    assert revisions
-    assert not any(r["is_conflict"] for r in revisions)
-    head = max(revisions, key=lambda r: r["number"])
+    # the conflicting save was shown with both texts and kept; "keep mine" saved on top of the other's
+    assert "Someone saved this report meanwhile" in seen["conflict_text"]
+    assert OTHER.strip() in seen["conflict_text"]
+    conflicts = [r for r in revisions if r["is_conflict"]]
+    assert len(conflicts) == 1
+    assert conflicts[0]["text"] == draft.text + ADDITION + ADDITION2
+    theirs = next(r for r in revisions if r["author"] == other.username)
+    head = max((r for r in revisions if not r["is_conflict"]), key=lambda r: r["number"])
+    assert head["parent"] == theirs["id"]
     # sections are edited in place: the rest of the text is byte-identical to the draft
-    assert head["text"] == draft.text + ADDITION, json.dumps(head)[-300:]
+    assert head["text"] == draft.text + ADDITION + ADDITION2, json.dumps(head)[-300:]
     (review,) = reviews
     assert review["radpeer"] == "2a"
     assert review["signed_revision"] == head["id"]
-    assert review["edit_distance"]["char_levenshtein"] == len(ADDITION)
+    assert review["in_scope"] is False
+    assert review["edit_distance"]["char_levenshtein"] == len(ADDITION + ADDITION2)
     assert review["edit_distance"]["word_levenshtein"] >= 1
 
 

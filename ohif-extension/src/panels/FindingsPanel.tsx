@@ -40,11 +40,14 @@ export async function selectFinding(m: Managers, key: string): Promise<string[]>
 export function stepFinding(m: Managers, delta: number): void {
   const context = store.getState().context;
   if (!context?.draft) return;
-  const keys = context.draft.findings.filter(f => f.present).map(f => f.condition);
-  const list = keys.length ? keys : context.draft.findings.map(f => f.condition);
+  const byKey = new Map(context.draft.findings.map(f => [f.condition, f]));
+  const ordered = context.conditions.map(c => c.key).filter(k => byKey.has(k)); // canonical order
+  const present = ordered.filter(k => byKey.get(k)!.present);
+  const list = present.length ? present : ordered;
   if (!list.length) return;
   const at = list.indexOf(store.getState().selected ?? '');
-  void selectFinding(m, list[(at + delta + list.length) % list.length]);
+  const next = at < 0 ? (delta > 0 ? 0 : list.length - 1) : (at + delta + list.length) % list.length;
+  void selectFinding(m, list[next]);
 }
 
 export function FindingsPanel(m: Managers) {

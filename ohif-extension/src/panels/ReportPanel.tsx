@@ -42,6 +42,12 @@ export function ReportPanel() {
   const [signError, setSignError] = useState<ApiError | Error | null>(null);
   const [signing, setSigning] = useState(false);
   const lastSaved = useRef<string>('');
+  const headRef = useRef<Revision | null>(null); // the parent of the next save (never a stale closure)
+  const conflictRef = useRef(false);
+  const setHeadBoth = (revision: Revision | null) => {
+    headRef.current = revision;
+    setHead(revision);
+  };
   const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
   const inFlight = useRef<Promise<void> | null>(null);
 
@@ -51,7 +57,7 @@ export function ReportPanel() {
     const start = context.head_revision?.text ?? draft?.text;
     if (start === undefined) return;
     setSections(splitSections(start));
-    setHead(context.head_revision);
+    setHeadBoth(context.head_revision);
     lastSaved.current = start;
   }, [context, draft]);
 
@@ -60,16 +66,17 @@ export function ReportPanel() {
   const save = useCallback(async (): Promise<void> => {
     if (!context || sections === null) return;
     const body = joinSections(sections);
-    if (body === lastSaved.current && saveState.kind !== 'conflict') return;
+    // while a conflict is on screen nothing is saved: the reader chooses first
+    if (conflictRef.current || body === lastSaved.current) return;
     setSaveState({ kind: 'saving' });
     try {
       const revision = await api.saveRevision(context.study.id, {
         text: body,
         sections: sectionsDict(sections),
-        parent: head?.id ?? null,
+        parent: headRef.current?.id ?? null,
       });
       lastSaved.current = body;
-      setHead(revision);
+      setHeadBoth(revision);
       setConflict(null);
       setSaveError(null);
       setSaveState({ kind: 'saved', message: `Saved revision ${revision.number}` });
@@ -77,6 +84,7 @@ export function ReportPanel() {
       const e = error as ApiError;
       if (e.status === 409 && e.body?.saved) {
         lastSaved.current = body; // kept on the server as a conflicting revision
+        conflictRef.current = true;
         setConflict(e.body as Conflict);
         setSaveState({ kind: 'conflict', message: e.detail });
       } else {
@@ -84,7 +92,7 @@ export function ReportPanel() {
         setSaveState({ kind: 'error' });
       }
     }
-  }, [context, sections, head, saveState.kind]);
+  }, [context, sections]);
 
   const flush = useCallback(async (): Promise<void> => {
     if (timer.current) clearTimeout(timer.current);
@@ -109,15 +117,17 @@ export function ReportPanel() {
   const resolveConflict = (take: 'mine' | 'theirs') => {
     if (!conflict) return;
     const current = conflict.head;
-    setHead(current);
+    setHeadBoth(current);
+    conflictRef.current = false;
+    setConflict(null);
     if (take === 'theirs' && current) {
       setSections(splitSections(current.text));
       lastSaved.current = current.text;
       setSaveState({ kind: 'saved', message: `Continuing from revision ${current.number}` });
     } else {
-      setSaveState({ kind: 'pending' }); // my text again, now on top of the current head
+      lastSaved.current = ''; // my text is only a conflicting revision: save it again on top of current
+      setSaveState({ kind: 'pending' });
     }
-    setConflict(null);
   };
 
   const sign = useCallback(async () => {
@@ -134,13 +144,13 @@ export function ReportPanel() {
     setSigning(true);
     try {
       await flush();
-      if (conflict) throw new Error('Resolve the conflicting save first.');
-      const current = head ?? (await api.studyContext(context.study.study_uid)).head_revision;
+      if (conflictRef.current) throw new Error('Resolve the conflicting save first.');
+      const current = headRef.current ?? (await api.studyContext(context.study.study_uid)).head_revision;
       let revisionId = current?.id ?? null;
       if (revisionId === null && draft) {
         // nothing edited: sign the draft as it stands (stored as a revision)
         const revision = await api.saveRevision(context.study.id, { text, sections: sectionsDict(sections ?? []), parent: null });
-        setHead(revision);
+        setHeadBoth(revision);
         revisionId = revision.id;
       }
       await api.sign(context.study.id, { radpeer, comment, in_scope: inScope, revision: revisionId });
@@ -150,7 +160,7 @@ export function ReportPanel() {
     } finally {
       setSigning(false);
     }
-  }, [context, signedReview, signing, radpeer, comment, inScope, flush, head, draft, text, sections, conflict]);
+  }, [context, signedReview, signing, radpeer, comment, inScope, flush, draft, text, sections]);
 
   useEffect(() => setShortcutHandlers({ signOff: () => void sign() }), [sign]);
 
