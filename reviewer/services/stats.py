@@ -18,6 +18,7 @@ fast with tens of thousands of reviews. Definitions (also in docs/workflow.md):
 from __future__ import annotations
 
 import math
+import operator
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -269,6 +270,19 @@ def _as_dict(value: object) -> dict:
     return value  # type: ignore[return-value]
 
 
+_ALL_LABELS = operator.itemgetter(*CONDITION_KEYS)
+SORTED_KEYS = sorted(CONDITION_KEYS)
+SORTED_COLUMNS = [CONDITION_KEYS.index(k) for k in SORTED_KEYS]
+
+
+def _label_vector(labels: dict) -> tuple[int, ...]:
+    """The 17 labels in canonical order; -2 for a condition the extractor did not report."""
+    try:
+        return _ALL_LABELS(labels)
+    except KeyError:
+        return tuple(labels.get(k, -2) for k in CONDITION_KEYS)
+
+
 def _findings_per_draft(drafts: QuerySet) -> Iterable[tuple[int, list[str], list[float]]]:
     """(draft id, conditions, probabilities) per draft: one row per draft, aggregated by
     PostgreSQL (17x fewer rows to transfer); one row per finding elsewhere (SQLite demo)."""
@@ -279,7 +293,7 @@ def _findings_per_draft(drafts: QuerySet) -> Iterable[tuple[int, list[str], list
         yield from (
             findings.order_by()
             .values("draft_id")
-            .annotate(c=ArrayAgg("condition"), p=ArrayAgg("probability"))
+            .annotate(c=ArrayAgg("condition", order_by="condition"), p=ArrayAgg("probability", order_by="condition"))
             .values_list("draft_id", "c", "p")
         )
         return
@@ -297,8 +311,8 @@ def draft_accuracy(scopes: tuple[str, ...] = ("all", "in_scope", "out_of_scope")
     keys = CONDITION_KEYS
     n = len(pairs)
     row_of = {p[0]: i for i, p in enumerate(pairs)}
-    ref = np.array([[p[2].get(k, -2) for k in keys] for p in pairs], dtype=np.int8).reshape(n, len(keys))  # (n, 17)
-    hyp = np.array([[p[3].get(k, -2) for k in keys] for p in pairs], dtype=np.int8).reshape(n, len(keys))  # (n, 17)
+    ref = np.array([_label_vector(p[2]) for p in pairs], dtype=np.int8).reshape(n, len(keys))  # (n, 17)
+    hyp = np.array([_label_vector(p[3]) for p in pairs], dtype=np.int8).reshape(n, len(keys))  # (n, 17)
     in_scope = np.array([bool(p[1]) for p in pairs], dtype=bool)  # (n,)
     prob = np.full((n, len(keys)), np.nan)  # (n, 17)
     if n:
@@ -307,6 +321,9 @@ def draft_accuracy(scopes: tuple[str, ...] = ("all", "in_scope", "out_of_scope")
         for draft_id, conditions, probabilities in _findings_per_draft(drafts):
             i = row_of.get(draft_id)
             if i is None:
+                continue
+            if len(conditions) == len(keys) and conditions == SORTED_KEYS:  # the usual case: all 17 findings
+                prob[i, SORTED_COLUMNS] = probabilities
                 continue
             for condition, p in zip(conditions, probabilities, strict=True):
                 if condition in column:

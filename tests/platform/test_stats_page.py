@@ -137,3 +137,27 @@ def test_cached_label_tables_follow_new_confirmations(api_as, role_user):  # typ
     extraction = LabelExtraction.objects.filter(source="signed_report", confirmations__isnull=True).first()
     confirm_labels(extraction=extraction, annotator=made["annotators"][1], labels=dict.fromkeys(CONDITION_KEYS, 0))
     assert confirmed() == before + 1
+
+
+def test_draft_accuracy_with_all_findings_matches_scikit_learn():
+    from sklearn.metrics import roc_auc_score
+
+    from reviewer.models import Finding
+
+    populate(40, seed=6)
+    table = {(r["condition"], r["scope"]): r for r in stats.draft_accuracy()}
+    for key in ("canal_stenosis", "disc_herniation", "hemangioma"):
+        truth, score, pred_pairs = [], [], []
+        for review in Review.objects.select_related("signed_revision", "draft"):
+            ref = LabelExtraction.objects.get(revision=review.signed_revision, source="signed_report").labels[key]
+            hyp = LabelExtraction.objects.get(study=review.study, source="draft").labels[key]
+            if ref in (0, 1):
+                truth.append(ref)
+                score.append(Finding.objects.get(draft=review.draft, condition=key).probability)
+                if hyp in (0, 1):
+                    pred_pairs.append((ref, hyp))
+        row = table[(key, "all")]
+        if len(set(truth)) == 2:
+            assert row["auroc"] == pytest.approx(roc_auc_score(truth, score))
+        tp = sum(1 for r, h in pred_pairs if r == 1 and h == 1)
+        assert (row["n"], row["tp"]) == (len(pred_pairs), tp)
