@@ -26,6 +26,7 @@ from reviewer.models import DraftJob, StructuredReport, Study
 from reviewer.roles import Role, has_role
 from reviewer.services.orthanc import OrthancUnavailable
 from reviewer.services.reports import head_revision
+from reviewer.services.workflow import blinded_for
 
 READ_ROLES = (Role.RADIOLOGIST, Role.RESEARCHER)
 WRITE_ROLES = (Role.RADIOLOGIST,)
@@ -81,15 +82,19 @@ def viewer_study(request, study_uid: str):  # type: ignore[no-untyped-def]
     review = study.reviews.filter(reader=request.user).first()
     sr = _head_sr(study)
     analysis = draft.analysis if draft else {}
+    ctx = {"request": request}  # the serializers apply blinding (reviewer.services.workflow) per user
+    sr_data = StructuredReportSerializer(sr).data if sr else None
+    if sr_data and blinded_for(request.user, study):
+        sr_data["series_description"] = None  # the AI SR's description names the pipeline version
     return Response(
         {
-            "study": s.StudySerializer(study, context={"request": request}).data,
-            "draft": s.DraftSerializer(draft).data if draft else None,
+            "study": s.StudySerializer(study, context=ctx).data,
+            "draft": s.DraftSerializer(draft, context=ctx).data if draft else None,
             "similar_cases": analysis.get("similar_cases", []) if isinstance(analysis, dict) else [],
-            "job": s.DraftJobSerializer(job).data if job else None,
+            "job": s.DraftJobSerializer(job, context=ctx).data if job else None,
             "head_revision": s.RevisionSerializer(head).data if head else None,
             "review": s.ReviewSerializer(review).data if review else None,
-            "structured_report": StructuredReportSerializer(sr).data if sr else None,
+            "structured_report": sr_data,
             "conditions": [{"key": c.key, "name": c.name, "category": c.category} for c in CONDITIONS],
             "job_pending": bool(job and job.state not in (DraftJob.State.DONE, DraftJob.State.FAILED)),
         }

@@ -124,6 +124,22 @@ def test_study_context_for_the_panels_by_role(api_as, role, status):  # type: ig
         assert data["job_pending"] is False
 
 
+def test_study_context_of_a_blinded_study_does_not_name_the_model_to_its_reader(api_as):  # type: ignore[no-untyped-def]
+    from reviewer.models import StructuredReport
+
+    draft = DraftFactory(study=StudyFactory(blinded=True))
+    StructuredReport.objects.create(
+        study=draft.study, draft=draft, source="ai", sop_instance_uid="1.2.9", series_instance_uid="1.2.8",
+        series_description="SpineReview AI tiny@1",
+    )  # fmt: skip
+    reader = api_as("radiologist").get(f"/api/viewer/studies/{draft.study.study_uid}/").json()
+    assert reader["job"]["pipeline_version"] is None
+    assert reader["structured_report"]["series_description"] is None
+    researcher = api_as("researcher").get(f"/api/viewer/studies/{draft.study.study_uid}/").json()
+    assert researcher["job"]["pipeline_version"] == "test-pipeline@1"
+    assert researcher["structured_report"]["series_description"] == "SpineReview AI tiny@1"
+
+
 def test_study_context_of_an_undrafted_study_says_so(api_as):  # type: ignore[no-untyped-def]
     study = StudyFactory()
     data = api_as("radiologist").get(f"/api/viewer/studies/{study.study_uid}/").json()
