@@ -209,6 +209,9 @@ def extension_file(request: HttpRequest, path: str) -> HttpResponse:
 
 @login_required
 def ohif_file(request: HttpRequest, path: str = "") -> HttpResponse:
+    if not path and settings.VIEWER_APP_ORIGIN:
+        # OHIF's own study list would list every study in Orthanc: the worklist is the app's
+        return redirect(f"{settings.VIEWER_APP_ORIGIN}/")
     dist = _dist()
     return _serve(dist, path, fallback=dist / "index.html")
 

@@ -95,6 +95,13 @@ def test_viewer_origin_serves_ohif_with_spa_fallback_to_logged_in_users_only(vie
     assert _on(VIEWER).get("/viewer/auth/").status_code == 401
 
 
+def test_viewer_root_goes_to_the_app_worklist_when_the_app_origin_is_known(viewer_settings):  # type: ignore[no-untyped-def]
+    client = _on(VIEWER, UserFactory())
+    assert client.get("/").status_code == 200  # OHIF's study list when the app origin is not configured
+    viewer_settings.VIEWER_APP_ORIGIN = f"http://{APP}"
+    assert client.get("/")["Location"] == f"http://{APP}/"
+
+
 def test_app_config_points_ohif_at_this_origins_dicomweb_proxy_and_our_extension(viewer_settings):  # type: ignore[no-untyped-def]
     body = _on(VIEWER).get("/app-config.js").content.decode()
     assert f'"qidoRoot": "http://{VIEWER}/dicom-web"' in body
