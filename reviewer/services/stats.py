@@ -238,7 +238,25 @@ def _nan_to_none(x: float) -> float | None:
 # --- per-condition accuracy of drafts ----------------------------------------------------------
 
 
-def draft_label_pairs() -> list[tuple[int, bool, dict, dict]]:
+def _labels_subquery(extractions: QuerySet) -> Subquery:
+    """The newest extraction's labels: on PostgreSQL as an int[] in canonical condition order
+    (-2 where a condition is missing), built by the database, which psycopg decodes in C;
+    elsewhere the JSON object."""
+    if connection.vendor != "postgresql":
+        return Subquery(extractions.values("labels")[:1])
+    from django.contrib.postgres.fields import ArrayField
+    from django.db.models import Func, Value
+    from django.db.models.functions import Coalesce
+
+    vector = Func(
+        *[Coalesce(Cast(KT(f"labels__{k}"), IntegerField()), Value(-2)) for k in CONDITION_KEYS],
+        template="ARRAY[%(expressions)s]::integer[]",
+        output_field=ArrayField(IntegerField()),
+    )
+    return Subquery(extractions.annotate(vec=vector).values("vec")[:1], output_field=ArrayField(IntegerField()))
+
+
+def draft_label_pairs() -> list[tuple[int, bool, dict | list, dict | list]]:
     """(draft_id, in_scope, signed labels, draft labels) per signed review whose signed report
     and draft were both label-extracted. One query (two correlated subqueries)."""
     signed = LabelExtraction.objects.filter(
@@ -250,19 +268,16 @@ def draft_label_pairs() -> list[tuple[int, bool, dict, dict]]:
     qs = (
         signed_reviews()
         .filter(draft__isnull=False)
-        .annotate(
-            signed_labels=Subquery(signed.values("labels")[:1]),
-            draft_labels=Subquery(drafted.values("labels")[:1]),
-        )
+        .annotate(signed_labels=_labels_subquery(signed), draft_labels=_labels_subquery(drafted))
         .filter(signed_labels__isnull=False, draft_labels__isnull=False)
         .order_by("id")
         .values_list("draft_id", "in_scope", "signed_labels", "draft_labels")
     )
-    return [(d, s, _as_dict(a), _as_dict(b)) for d, s, a, b in qs]
+    return [(d, s, _as_labels(a), _as_labels(b)) for d, s, a, b in qs]
 
 
-def _as_dict(value: object) -> dict:
-    """Subquery JSON comes back decoded on PostgreSQL and as text on SQLite."""
+def _as_labels(value: object) -> dict | list:
+    """A label vector (PostgreSQL) or the labels JSON (decoded, or as text on SQLite)."""
     if isinstance(value, str):
         import json
 
@@ -275,8 +290,10 @@ SORTED_KEYS = sorted(CONDITION_KEYS)
 SORTED_COLUMNS = [CONDITION_KEYS.index(k) for k in SORTED_KEYS]
 
 
-def _label_vector(labels: dict) -> tuple[int, ...]:
+def _label_vector(labels: dict | list) -> tuple[int, ...]:
     """The 17 labels in canonical order; -2 for a condition the extractor did not report."""
+    if isinstance(labels, list):  # already a vector (PostgreSQL, see _labels_subquery)
+        return labels  # type: ignore[return-value]
     try:
         return _ALL_LABELS(labels)
     except KeyError:
