@@ -176,3 +176,32 @@ export function viewportState(m: Managers): Array<{ viewportId: string; series_u
     };
   });
 }
+
+/**
+ * Page coordinates of the corner handles of the rectangles on a viewport's current image, and
+ * their image-pixel box (for the end-to-end tests, which drag a handle like a reader would).
+ */
+export function boxHandles(m: Managers, viewportId: string): Array<{ annotationUID: string; handles: number[][]; xyxy: number[] }> {
+  const { cornerstoneViewportService } = m.servicesManager.services;
+  const { cornerstone } = cornerstoneLibraries(m);
+  const viewport = cornerstoneViewportService.getCornerstoneViewport(viewportId);
+  if (!viewport) return [];
+  const imageId: string = viewport.getCurrentImageId();
+  const rect = viewport.canvas.getBoundingClientRect();
+  return rectangles(m)
+    .filter(a => a.metadata?.referencedImageId === imageId)
+    .map(a => {
+      const points: number[][] = a.data.handles.points;
+      const pixels = points.map(p => cornerstone.utilities.worldToImageCoords(imageId, p));
+      const xs = pixels.map(p => p[0]);
+      const ys = pixels.map(p => p[1]);
+      return {
+        annotationUID: a.annotationUID,
+        handles: points.map(p => {
+          const [cx, cy] = viewport.worldToCanvas(p);
+          return [rect.left + cx, rect.top + cy];
+        }),
+        xyxy: [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)],
+      };
+    });
+}

@@ -73,6 +73,18 @@ async function main() {
     out.viewports_after_click = await state();
     await shot('finding-selected');
 
+    // edit an AI box like a reader: drag its bottom-left corner handle
+    const withBox = out.viewports_after_click.find(v => v.visibleBoxes > 0);
+    const [box] = await page.evaluate(id => window.__spinereview.boxHandles(id), withBox.viewportId);
+    const [hx, hy] = box.handles[2];
+    await page.mouse.move(hx, hy);
+    await page.mouse.down();
+    await page.mouse.move(hx + 10, hy + 12, { steps: 5 });
+    await page.mouse.up();
+    const [edited] = await page.evaluate(id => window.__spinereview.boxHandles(id), withBox.viewportId);
+    out.edited_box = { sop_uid: withBox.sop_uid, before: box.xyxy, after: edited.xyxy };
+    await shot('box-edited');
+
     // keyboard: from an absent finding, n selects the first present one
     await page.click(`[data-finding=${p.absent_finding}]`);
     await page.keyboard.press('n');

@@ -91,10 +91,20 @@ def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
     assert reader_sr.parent_id == sr.pk
     assert reader_sr.author_id == user.pk
     assert seen["box_save_status"].startswith(f"Saved {len(sr.boxes)} box(es)")
+    # the dragged box moved its corner (x0 and y1), and the saved SR has it where the reader left it
+    edit = seen["edited_box"]
+    assert edit["after"][0] > edit["before"][0] + 2
+    assert edit["after"][3] > edit["before"][3] + 2
+    assert np.allclose([edit["after"][1], edit["after"][2]], [edit["before"][1], edit["before"][2]], atol=0.5)
+    expected_boxes = []
+    for b in sr.boxes:
+        moved = b["sop_uid"] == edit["sop_uid"] and np.allclose(b["xyxy"], edit["before"], atol=0.5)
+        expected_boxes.append((b["condition"], b["sop_uid"], edit["after"] if moved else b["xyxy"]))
     saved = sorted((b["condition"], b["sop_uid"], b["xyxy"]) for b in reader_sr.boxes)
-    original = sorted((b["condition"], b["sop_uid"], b["xyxy"]) for b in sr.boxes)
-    assert [s[:2] for s in saved] == [o[:2] for o in original]
-    assert np.allclose([s[2] for s in saved], [o[2] for o in original], atol=0.5)
+    expected_boxes.sort()
+    assert [s[:2] for s in saved] == [e[:2] for e in expected_boxes]
+    assert np.allclose([s[2] for s in saved], [e[2] for e in expected_boxes], atol=0.5)
+    assert not np.allclose(sorted(b["xyxy"] for b in reader_sr.boxes), sorted(b["xyxy"] for b in sr.boxes), atol=0.5)
 
     assert ADDITION.strip() in "".join(seen["diff_insertions"])
     assert len(seen["similar"]) == 1

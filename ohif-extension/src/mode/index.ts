@@ -13,7 +13,7 @@ import { ohifBuild } from '../ohifBuild';
 import { selectFinding, stepFinding } from '../panels/FindingsPanel';
 import { installShortcuts, setShortcutHandlers } from '../shortcuts';
 import * as store from '../store';
-import { hydrateBoxes, viewportState, type Managers } from '../viewerControl';
+import { boxHandles, hydrateBoxes, viewportState, type Managers } from '../viewerControl';
 
 const EXTENSION_URL = new URL('./extension.js', import.meta.url).href;
 const CORNERSTONE_VIEWPORT = '@ohif/extension-cornerstone.viewportModule.cornerstone';
@@ -77,6 +77,7 @@ const mode = {
         // read-only hooks for the end-to-end tests and for support ("what does the viewer show?")
         (window as any).__spinereview = {
           viewportState: () => viewportState(managers),
+          boxHandles: (viewportId: string) => boxHandles(managers, viewportId),
           selectFinding: (key: string) => selectFinding(managers, key),
           state: () => store.getState(),
           hydrate: (seriesUid: string, sopUid: string) => hydrateBoxes(managers, seriesUid, sopUid),
