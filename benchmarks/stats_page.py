@@ -257,9 +257,10 @@ def main() -> None:
 
         urls = ["/statistics/", "/api/stats/", "/api/exports/reviews.csv", "/api/exports/reviews.parquet"]
         urls += [f"/api/stats/plots/{p}.png" for p in plots.PLOTS]
+        urls += ["/?page=2", "/?q=LUMBAR&status=signed"]  # the worklist over the same 10,000 studies
         for url in urls:
             for cold in (True, False) if url.endswith("/") else (False,):
-                repeat = args.repeat if url.endswith("/") else max(1, args.repeat // 2)
+                repeat = args.repeat if url.endswith("/") or url.startswith("/?") else max(1, args.repeat // 2)
                 seconds, queries, size = _time(client, url, repeat, cold=cold)
                 what = f"{url} ({'cold: label cache cleared' if cold else 'warm'})" if url.endswith("/") else url
                 flag = "  (target < 1 s)" if url == "/statistics/" else ""
