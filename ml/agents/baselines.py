@@ -42,7 +42,7 @@ def load_mobilenet_v2() -> torch.nn.Module:
 
 
 @torch.inference_mode()
-def mobilenet_study_features(studies: list[StudyData], size: int = 160, batch: int = 128) -> np.ndarray:
+def mobilenet_study_features(studies: list[StudyData], size: int = 128, batch: int = 128) -> np.ndarray:
     """[N, 3 * 1280]: mean MobileNetV2 features of each sequence class's slices (zeros if absent)."""
     model = load_mobilenet_v2()
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

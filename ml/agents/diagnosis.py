@@ -188,7 +188,7 @@ def fit_probes(x: np.ndarray, y: np.ndarray, patient_keys: list[str], cfg: Diagn
         if min(n_pos, n_neg) < cfg.min_positives:
             log.info("diagnosis %s: %d positive / %d negative fit studies: no probe (prior)", key, n_pos, n_neg)
             continue
-        lr = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=2000)
+        lr = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=2000, solver="liblinear")
         lr.fit(xs[fit], y[fit, j])
         W[j], b[j] = lr.coef_[0], lr.intercept_[0]
         trained[j] = True

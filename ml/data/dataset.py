@@ -345,9 +345,19 @@ def study_from_datasets(
             series=kept,
             report=report,
             vendor=str(getattr(first_ds, "Manufacturer", "") or "") or None,
+            region=_region_of(first_ds),
         ),
         skipped,
     )
+
+
+_BODY_PARTS = {"LSPINE": "lumbar", "CSPINE": "cervical", "TSPINE": "thoracic", "SSPINE": "sacral", "SACRUM": "sacral"}
+
+
+def _region_of(ds: Dataset | None) -> str | None:
+    """Spine region from BodyPartExamined (LSPINE, CSPINE, TSPINE, ...), None when unknown."""
+    part = str(getattr(ds, "BodyPartExamined", "") or "").upper().replace(" ", "")
+    return _BODY_PARTS.get(part)
 
 
 def load_manifest(path: str | Path) -> tuple[list[StudyEntry], Path]:

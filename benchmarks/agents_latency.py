@@ -1,0 +1,82 @@
+"""Latency of ``analyze_study`` for one 4-series study (sag T1, sag T2, sag STIR, ax T2).
+
+Usage: python benchmarks/agents_latency.py [--pipeline DIR] [--repeats 3] [--fast] [--device cpu]
+
+Without ``--pipeline`` the cached tiny bootstrap pipeline is used (``ensure_tiny_pipeline``).
+Without ``--fast`` the study has the vendors' realistic matrices (sagittal 384-512 px, 15-17
+slices; axial 320-352 px). Prints, per repeat: reading the DICOM files (stands in for the
+DICOMweb fetch), ``study_from_datasets`` (classification + preprocessing), and each agent's
+time from the ``StudyAnalysis``; then the medians, and the 1-minute load average (the machine
+is shared: a loaded CPU stretches every figure). Target on a 2-core CPU with tiny presets: < 20 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pipeline", type=Path, default=None)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--fast", action="store_true", help="tiny 128/96 px test studies instead of vendor matrices")
+    ap.add_argument("--device", default=None, help="cpu | cuda (default: the pipeline's config)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=5)
+    a = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import pydicom
+    import torch
+
+    torch.set_num_threads(a.threads)
+    from ml.agents.bootstrap import ensure_tiny_pipeline
+    from ml.agents.pipeline import Pipeline
+    from ml.data.dataset import study_from_datasets
+
+    folder = a.pipeline or ensure_tiny_pipeline()
+    t = time.perf_counter()
+    pipe = Pipeline.load(folder, overrides={"device": a.device} if a.device else None)
+    load_s = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "ml", "synth", "--studies", "1", "--seed", str(a.seed), "--out", tmp]
+        cmd += ["--series", "sag_t1,sag_t2,sag_stir,ax_t2"] + (["--fast"] if a.fast else [])
+        subprocess.run(cmd, check=True, capture_output=True)
+        files = sorted(Path(tmp).glob("studies/*/*/*.dcm"))
+        rows = []
+        for r in range(a.repeats):
+            t0 = time.perf_counter()
+            series: dict[str, list] = {}
+            for f in files:
+                ds = pydicom.dcmread(f)
+                series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+            t1 = time.perf_counter()
+            uid = str(next(iter(series.values()))[0].StudyInstanceUID)
+            study, skipped = study_from_datasets(uid, series, pipe.preprocess)
+            t2 = time.perf_counter()
+            result = pipe.analyze(study, skipped)
+            t3 = time.perf_counter()
+            row = {"read": t1 - t0, "preprocess": t2 - t1, **{x.name: x.seconds for x in result.agents}}
+            row["analyze"] = t3 - t2
+            row["total"] = t3 - t0
+            rows.append(row)
+            print(f"repeat {r}: " + "  ".join(f"{k} {v:.2f}s" for k, v in row.items()), flush=True)
+    shapes = sorted({f"{s.geometry.columns}x{s.geometry.rows}x{len(s.sop_uids)}" for s in study.series})
+    print(f"pipeline {pipe.version} ({folder}); load {load_s:.1f} s; device {pipe.cfg.device}; threads {a.threads}")
+    print(f"study: {len(files)} instances, series (cols x rows x slices): {', '.join(shapes)}")
+    print(f"report source: {result.report_source}; agents ok: {result.ok} {result.errors or ''}")
+    print("median: " + "  ".join(f"{k} {statistics.median(r[k] for r in rows):.2f}s" for k in rows[0]))
+    print(f"load average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
