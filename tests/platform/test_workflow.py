@@ -312,3 +312,15 @@ def test_recompute_edit_distances_restores_them(world, api_as):  # type: ignore[
     assert again["revision_id"] == review.signed_revision_id
     assert again["draft_id"] == world["draft"].pk
     assert "impression" in again["sections"]
+
+
+def test_recompute_command_updates_every_signed_review(world, capsys):  # type: ignore[no-untyped-def]
+    from django.core.management import call_command
+
+    other = signed_review(draft=DraftFactory(), radpeer="1")
+    Review.objects.update(edit_distance={})
+    call_command("recompute_edit_distances")
+    assert "recomputed 2 review(s)" in capsys.readouterr().out
+    for review in Review.objects.filter(pk__in=[world["review"].pk, other.pk]):
+        assert review.edit_distance["method"] == "v2"
+        assert review.edit_distance["revision_id"] == review.signed_revision_id
