@@ -37,7 +37,7 @@ class TinyDecoderConfig:
     heads: int = 4
     kv_heads: int = 2
     intermediate_size: int = 256
-    vocab_size: int = 1024  # byte-level BPE trained on the training reports
+    vocab_size: int = 2048  # byte-level BPE trained on the training reports
     max_position_embeddings: int = 2048
 
 

@@ -12,7 +12,8 @@ Layout (the 64 image tokens are spliced in as embeddings after ``<image>``)::
 
 The classification block lists all 17 conditions (so "absent" is said, not implied) with the
 calibrated probability rounded to one decimal; localization lists the conditions called present
-that carry a level. ``use_agent_tokens=False`` keeps only the image, region and template (the
+that carry a level; the similar case contributes its IMPRESSION (``similar_case_text``).
+``use_agent_tokens=False`` keeps only the image, region and template (the
 plain-LLaVA baseline), so the two variants differ only in the agents' outputs.
 """
 
@@ -89,9 +90,20 @@ def prompt_parts(
     if use_agent_tokens:
         head += classification_block(conditions) + "\n" + localization_block(conditions) + "\n"
         head += "<similar_case_report>"
-        sim = (similar_report or "").strip()
+        sim = similar_case_text(similar_report or "")
         tail = "</similar_case_report>\n" + tail
     return head, sim, tail
+
+
+def similar_case_text(report: str) -> str:
+    """What of the retrieved report goes into ``<similar_case_report>``: its IMPRESSION when it has one.
+
+    The impression is the prior reader's summary of the findings; the full text would triple the
+    prompt for little extra signal. A report without an impression goes in whole (and is cut to
+    the prompt budget by the agent).
+    """
+    imp = split_sections(report).get("IMPRESSION", "")
+    return imp.strip() if imp.strip() else report.strip()
 
 
 _HEADER = re.compile(r"^(" + "|".join(re.escape(s) for s in SECTIONS) + r"):[ \t]*", re.MULTILINE)

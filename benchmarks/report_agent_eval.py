@@ -1,0 +1,373 @@
+"""The paper's central report claim, measured: the Medical Report Agent WITH agent tokens vs the
+same decoder WITHOUT them (plain LLaVA), on held-out generated studies, tiny decoder on CPU.
+
+Pipeline (all on CPU, every step timed):
+1. Embed every study of ``--data`` with the trained SpineFM (``--runs``/synth_conditioned/final):
+   slice features of T1 and T2 series (up to ``--max-slices`` per series), cached as a pickle.
+2. Patient-level split (the same 30 % held-out patients as docs/spinefm.md).
+3. Diagnosis agents = per-condition logistic probes on mean slice features. Agent tokens come
+   from PREDICTIONS, never from ground truth: training studies get 5-fold cross-fitted
+   predictions (what a probe says about a study it did not see), held-out studies get the
+   prediction of probes fitted on all training studies. Thresholds: Youden's J on the
+   cross-fitted training predictions. Localization levels are not used (no level in the tokens).
+4. Similar case: the training study with the highest cosine similarity of mean slice features
+   (never the study itself); its report is the ``<similar_case_report>``.
+5. Decoder stage 0 (LM on the training reports) is trained once and shared; then stage 1 + 2
+   are trained twice from it with the same seed and steps: with agent tokens, and without.
+6. Drafts for the held-out studies (greedy, ``--max-new-tokens``); labels extracted from each
+   draft with the rule extractor; compared with the generator's ground-truth labels:
+   false-positive findings per report (draft 1, truth 0) and omitted findings per report
+   (truth 1, draft not 1); truth -1 is excluded. Plus BLEU (sacrebleu) and ROUGE-L F1.
+   Reference rows: the diagnosis probes' own calls (what the agent tokens said), and the
+   agent model fed ground-truth tokens (an upper bound on what the tokens can carry).
+
+    nice -n 10 .venv/bin/python benchmarks/report_agent_eval.py --out .cache/bench/report_agent
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+log = logging.getLogger("report_agent_eval")
+
+
+def embed_all(data: Path, runs: Path, max_slices: int, cache: Path) -> list[dict]:
+    """Per study: T1/T2 slice features, report, labels, region, patient key (cached)."""
+    if cache.exists():
+        return pickle.loads(cache.read_bytes())
+    import torch
+
+    from ml.data.cache import SliceCache
+    from ml.data.dataset import StudyLoader, load_manifest, subsample_indices
+    from ml.data.preprocess import PreprocessConfig
+    from ml.spinefm.embed import embed_studies
+    from ml.spinefm.io import load_spinefm
+
+    torch.set_num_threads(2)
+    studies, base = load_manifest(data / "manifest.jsonl")
+    model = load_spinefm(runs / "synth_conditioned" / "final")
+    loader = StudyLoader(base, PreprocessConfig(size=model.img_size), SliceCache(runs / "cache"))
+    out: list[dict] = []
+    t0 = time.perf_counter()
+    for i in range(0, len(studies), 16):
+        chunk = []
+        for st in studies[i : i + 16]:
+            d = loader.load(st, classes=("T1", "T2"))
+            for s in d.series:
+                s.pixels = s.pixels[subsample_indices(len(s.pixels), max_slices)]
+            chunk.append((st, d))
+        embs = embed_studies([d for _, d in chunk], model, batch_size=256)
+        for (st, _), e in zip(chunk, embs, strict=True):
+            out.append(
+                {
+                    "patient_key": st.patient_key,
+                    "region": st.region or "lumbar",
+                    "report": st.report or "",
+                    "labels": dict(st.labels),
+                    "t1": [s.slices.astype(np.float32) for s in e.series if s.sequence_class == "T1"],
+                    "t2": [s.slices.astype(np.float32) for s in e.series if s.sequence_class == "T2"],
+                }
+            )
+        log.info("embedded %d/%d studies (%.1f s)", len(out), len(studies), time.perf_counter() - t0)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(pickle.dumps(out))
+    return out
+
+
+def features(row: dict) -> np.ndarray:
+    """Mean slice features of T1 and of T2, concatenated [2 * D]."""
+    d = (row["t1"] or row["t2"])[0].shape[1]
+    parts = [np.concatenate(row[c]).mean(0) if row[c] else np.zeros(d, np.float32) for c in ("t1", "t2")]
+    return np.concatenate(parts)
+
+
+def diagnosis_predictions(x: np.ndarray, y: np.ndarray, tr: list[int], te: list[int], seed: int = 0):
+    """Cross-fitted probabilities for training rows, full-fit ones for test rows, thresholds."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold
+    from sklearn.preprocessing import StandardScaler
+
+    n, k = y.shape
+    prob = np.zeros((n, k))
+    thr = np.full(k, 0.5)
+
+    def fit_predict(a: list[int], b: list[int], j: int) -> np.ndarray:
+        a = [i for i in a if y[i, j] >= 0]
+        if len({int(y[i, j]) for i in a}) < 2:
+            return np.full(len(b), float(np.mean([y[i, j] == 1 for i in a]) if a else 0.0))
+        sc = StandardScaler().fit(x[a])
+        clf = LogisticRegression(C=0.1, max_iter=3000).fit(sc.transform(x[a]), y[a, j])
+        return clf.predict_proba(sc.transform(x[b]))[:, 1]
+
+    folds = list(KFold(5, shuffle=True, random_state=seed).split(tr))
+    for j in range(k):
+        for a_idx, b_idx in folds:
+            a = [tr[i] for i in a_idx]
+            b = [tr[i] for i in b_idx]
+            prob[b, j] = fit_predict(a, b, j)
+        prob[te, j] = fit_predict(tr, te, j)
+        m = [i for i in tr if y[i, j] >= 0]
+        yy, pp = (y[m, j] == 1), prob[m, j]
+        if 0 < yy.sum() < len(yy):
+            cands = np.unique(pp)
+            j_stat = [(pp[yy] >= t).mean() - (pp[~yy] >= t).mean() for t in cands]
+            thr[j] = float(cands[int(np.argmax(j_stat))])
+    return prob, thr
+
+
+def conditions_from(prob_row: np.ndarray, thr: np.ndarray):  # type: ignore[no-untyped-def]
+    from ml.agents.analysis import ConditionResult
+    from ml.conditions import CONDITION_KEYS
+
+    return [
+        ConditionResult(k, float(prob_row[j]), bool(prob_row[j] >= thr[j]), float(thr[j]))
+        for j, k in enumerate(CONDITION_KEYS)
+    ]
+
+
+def count_errors(pred: dict[str, int], truth: dict[str, int]) -> tuple[int, int]:
+    """(false-positive findings, omitted findings) of one report; truth -1 excluded."""
+    fp = sum(1 for k, t in truth.items() if t == 0 and pred[k] == 1)
+    om = sum(1 for k, t in truth.items() if t == 1 and pred[k] != 1)
+    return fp, om
+
+
+def score(drafts: list[str], refs: list[str], truths: list[dict[str, int]]) -> dict:
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    from ml.agents.labels import extract_labels
+
+    fps, oms = [], []
+    for d, t in zip(drafts, truths, strict=True):
+        fp, om = count_errors(extract_labels(d).labels, t)
+        fps.append(fp)
+        oms.append(om)
+    rs = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    rouge = float(np.mean([rs.score(r, d)["rougeL"].fmeasure for d, r in zip(drafts, refs, strict=True)]))
+    return {
+        "false_positives_per_report": float(np.mean(fps)),
+        "omissions_per_report": float(np.mean(oms)),
+        "fp_ci95": _boot_ci(fps),
+        "om_ci95": _boot_ci(oms),
+        "bleu": float(sacrebleu.corpus_bleu(drafts, [refs]).score),
+        "rougeL_f1": rouge,
+        "fp": fps,
+        "om": oms,
+    }
+
+
+def _boot_ci(v: list[int], n: int = 2000, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    a = np.asarray(v, dtype=float)
+    means = [a[rng.integers(0, len(a), len(a))].mean() for _ in range(n)]
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def paired_diff_ci(a: list[int], b: list[int], n: int = 2000, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    d = np.asarray(a, float) - np.asarray(b, float)
+    means = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(n)]
+    return [float(np.mean(d)), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=REPO / ".cache/bench/spinefm/data")
+    ap.add_argument("--runs", type=Path, default=REPO / ".cache/bench/spinefm_run2")
+    ap.add_argument("--out", type=Path, default=REPO / ".cache/bench/report_agent")
+    ap.add_argument("--max-slices", type=int, default=8)
+    ap.add_argument("--embed-cache", type=Path, default=REPO / ".cache/bench/report_agent/embeddings_s8.pkl")
+    ap.add_argument("--stage0", type=int, default=600)
+    ap.add_argument("--stage1", type=int, default=100)
+    ap.add_argument("--stage2", type=int, default=500)
+    ap.add_argument("--max-new-tokens", type=int, default=700)
+    ap.add_argument("--n-test", type=int, default=0, help="evaluate only this many held-out studies (0 = all)")
+    ap.add_argument("--image", type=Path, default=REPO / "docs/images/report_agent_eval.png")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from ml.agents.report import ReportAgent, ReportExample, train_report_agent
+    from ml.agents.report.train import default_config
+    from ml.conditions import CONDITION_KEYS
+    from ml.data.dataset import load_manifest
+    from ml.data.splits import train_test_split
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    rows = embed_all(args.data, args.runs, args.max_slices, args.embed_cache)
+    timings["embed"] = time.perf_counter() - t0
+    studies, _ = load_manifest(args.data / "manifest.jsonl")
+    tr, te = train_test_split(studies, 0.3, 0)
+    if args.n_test:
+        te = te[: args.n_test]
+    x = np.stack([features(r) for r in rows])
+    y = np.stack([[r["labels"][k] for k in CONDITION_KEYS] for r in rows])
+
+    t0 = time.perf_counter()
+    prob, thr = diagnosis_predictions(x, y, tr, te)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = xn @ xn[tr].T  # [N, n_train]
+    similar = {}
+    for i in range(len(rows)):
+        order = np.argsort(-sim[i])
+        best = next(tr[j] for j in order if tr[j] != i)
+        similar[i] = rows[best]["report"]
+    timings["diagnosis+retrieval"] = time.perf_counter() - t0
+
+    def example(i: int, oracle: bool = False) -> ReportExample:
+        r = rows[i]
+        if oracle:
+            from ml.agents.analysis import ConditionResult
+
+            conds = [
+                ConditionResult(k, 1.0 if r["labels"][k] == 1 else 0.0, r["labels"][k] == 1, 0.5)
+                for k in CONDITION_KEYS
+            ]
+        else:
+            conds = conditions_from(prob[i], thr)
+        return ReportExample(
+            t1_slices=r["t1"],
+            t2_slices=r["t2"],
+            conditions=conds,
+            similar_report=similar[i],
+            region=r["region"],
+            target=r["report"],
+        )
+
+    train_ex = [example(i) for i in tr]
+    cfg = default_config("tiny")
+    base = args.out / "stage0"
+    t0 = time.perf_counter()
+    if not (base / "decoder").exists():
+        train_report_agent(train_ex, base, stage0_steps=args.stage0, stage1_steps=0, stage2_steps=0, config=cfg)
+    timings["stage0"] = time.perf_counter() - t0
+    folders = {}
+    for name, flag in (("agent", True), ("plain", False)):
+        folder = args.out / name
+        t0 = time.perf_counter()
+        if not (folder / "adapter").exists():
+            train_report_agent(
+                train_ex,
+                folder,
+                stage1_steps=args.stage1,
+                stage2_steps=args.stage2,
+                use_agent_tokens=flag,
+                config=default_config("tiny"),
+                init_from=base,
+            )
+        timings[f"train_{name}"] = time.perf_counter() - t0
+        folders[name] = folder
+
+    refs = [rows[i]["report"] for i in te]
+    truths = [rows[i]["labels"] for i in te]
+    results: dict[str, dict] = {}
+    drafts_all: dict[str, list[str]] = {}
+    variants = (
+        ("agent", "agent", False, True),
+        ("plain", "plain", False, False),
+        ("agent_oracle", "agent", True, True),
+    )
+    for label, folder_name, oracle, flag in variants:
+        agent = ReportAgent.load(folders[folder_name])
+        t0 = time.perf_counter()
+        drafts, ntok = [], []
+        for n, i in enumerate(te):
+            ex = dataclasses.replace(example(i, oracle=oracle), use_agent_tokens=flag)
+            g = agent.generate(ex, max_new_tokens=args.max_new_tokens)
+            drafts.append(g.text)
+            ntok.append(g.tokens)
+            if (n + 1) % 10 == 0:
+                log.info("%s: %d/%d drafts (%.1f s)", label, n + 1, len(te), time.perf_counter() - t0)
+        timings[f"generate_{label}"] = time.perf_counter() - t0
+        results[label] = score(drafts, refs, truths)
+        results[label]["mean_tokens"] = float(np.mean(ntok))
+        drafts_all[label] = drafts
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"partial_{label}.json").write_text(json.dumps({"test": te, "drafts": drafts, **results[label]}))
+    # what the agent tokens themselves said (the diagnosis probes' calls)
+    probe_fp, probe_om = [], []
+    for i in te:
+        calls = {k: int(prob[i, j] >= thr[j]) for j, k in enumerate(CONDITION_KEYS)}
+        fp, om = count_errors(calls, rows[i]["labels"])
+        probe_fp.append(fp)
+        probe_om.append(om)
+    results["probe_calls"] = {
+        "false_positives_per_report": float(np.mean(probe_fp)),
+        "omissions_per_report": float(np.mean(probe_om)),
+        "fp": probe_fp,
+        "om": probe_om,
+    }
+    results["paired_agent_minus_plain"] = {
+        "fp": paired_diff_ci(results["agent"]["fp"], results["plain"]["fp"]),
+        "om": paired_diff_ci(results["agent"]["om"], results["plain"]["om"]),
+    }
+    results["truth_positives_per_report"] = float(np.mean([sum(v == 1 for v in t.values()) for t in truths]))
+    out = {
+        "n_train": len(tr),
+        "n_test": len(te),
+        "steps": {"stage0": args.stage0, "stage1": args.stage1, "stage2": args.stage2},
+        "timings_s": timings,
+        "results": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report_agent_eval.json").write_text(json.dumps(out, indent=2))
+    (args.out / "drafts.json").write_text(json.dumps({"refs": refs, **drafts_all}, indent=2))
+    print(
+        f"held-out studies: {len(te)} (train {len(tr)}); truth positives/report "
+        f"{results['truth_positives_per_report']:.2f}"
+    )
+    print(f"{'variant':<16}{'FP/report':>10}{'omit/report':>12}{'BLEU':>8}{'ROUGE-L':>9}")
+    for k in ("agent", "plain", "agent_oracle", "probe_calls"):
+        r = results[k]
+        print(
+            f"{k:<16}{r['false_positives_per_report']:>10.2f}{r['omissions_per_report']:>12.2f}"
+            f"{r.get('bleu', float('nan')):>8.2f}{r.get('rougeL_f1', float('nan')):>9.3f}"
+        )
+    p = results["paired_agent_minus_plain"]
+    print(
+        f"agent - plain, mean [95% CI]: FP {p['fp'][0]:+.2f} [{p['fp'][1]:+.2f}, {p['fp'][2]:+.2f}]; "
+        f"omissions {p['om'][0]:+.2f} [{p['om'][1]:+.2f}, {p['om'][2]:+.2f}]"
+    )
+    print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
+    plot(results, args.image)
+
+
+def plot(results: dict, image: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["agent", "plain", "agent_oracle", "probe_calls"]
+    labels = ["with agent tokens", "plain LLaVA", "agent, true tokens", "probe calls alone"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    w = 0.38
+    xs = np.arange(len(names))
+    ax.bar(xs - w / 2, [results[n]["false_positives_per_report"] for n in names], w, label="false positives")
+    ax.bar(xs + w / 2, [results[n]["omissions_per_report"] for n in names], w, label="omissions")
+    ax.set_xticks(xs, labels, fontsize=8)
+    ax.set_ylabel("findings per report")
+    ax.set_title("Report drafts vs ground truth (held-out synthetic studies)")
+    ax.legend()
+    fig.tight_layout()
+    image.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(image, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
