@@ -126,7 +126,10 @@ class StudyViewSet(viewsets.ReadOnlyModelViewSet):
     def redraft(self, request, pk=None):  # type: ignore[no-untyped-def]
         """Queue a draft with a given pipeline version (default: the active one)."""
         study = self.get_object()
-        job, created = request_draft(study=study, pipeline_version=request.data.get("pipeline_version"))
+        # a failed job of the same version is queued again (e.g. after the archive was repaired)
+        job, created = request_draft(
+            study=study, pipeline_version=request.data.get("pipeline_version"), retry_failed=True
+        )
         audit(actor=request.user, action="draft.requested", obj=study, job=job.pk, created=created)
         return Response(s.DraftJobSerializer(job).data, status=201 if created else 200)
 

@@ -86,8 +86,11 @@ def condition_code(key: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(CONDITION_CODES[key], CODING_SCHEME, BY_KEY[key].name[:64])
 
 
-def parse_boxes(raw: Iterable[Mapping], sources: Mapping[str, Dataset]) -> list[SRBox]:
-    """Validate box dicts against the source images; a clear error names the offending box."""
+def parse_boxes(raw: Iterable[Mapping], sources: Mapping[str, Dataset], *, clip: bool = False) -> list[SRBox]:
+    """Validate box dicts against the source images; a clear error names the offending box.
+
+    ``clip`` (the AI's boxes) clips a box that reaches past the image edge to the image and
+    drops one left empty, instead of refusing it: a model's box may overhang by rounding."""
     out = []
     for i, item in enumerate(raw):
         try:
@@ -105,6 +108,14 @@ def parse_boxes(raw: Iterable[Mapping], sources: Mapping[str, Dataset]) -> list[
                 f"box {i}: image {sop_uid} belongs to series {source.SeriesInstanceUID}, not {series_uid}"
             )
         cols, rows = int(source.Columns), int(source.Rows)
+        if clip:
+            x0, x1 = min(max(x0, 0.0), cols), min(max(x1, 0.0), cols)
+            y0, y1 = min(max(y0, 0.0), rows), min(max(y1, 0.0), rows)
+            if not (x0 < x1 and y0 < y1):
+                logger.warning(
+                    "box %d on %s is empty inside the %dx%d image: left out of the SR", i, sop_uid, cols, rows
+                )
+                continue
         if not (0 <= x0 < x1 <= cols and 0 <= y0 < y1 <= rows):
             raise SRInputError(
                 f"box {i}: xyxy {[x0, y0, x1, y1]} is not a non-empty box inside the {cols}x{rows} image"
@@ -283,7 +294,7 @@ def write_ai_sr(*, draft: Draft, sources: Mapping[str, Dataset] | None = None) -
         sources = source_headers(study.study_uid)
     else:
         sources = {uid: ds for uid, ds in sources.items() if getattr(ds, "Modality", "") != "SR"}
-    boxes = parse_boxes(raw_boxes, sources)
+    boxes = parse_boxes(raw_boxes, sources, clip=True)
     key_slices = [k for k in key_slices if k.sop_uid in sources]
     version = draft.job.pipeline_version
     series_uid = generate_uid(entropy_srcs=[study.study_uid, "ai-sr-series", version])

@@ -61,7 +61,7 @@ def test_a_corrupt_instance_is_skipped_named_and_the_rest_is_drafted(tmp_path, e
 
 
 def test_a_study_with_no_usable_image_fails_with_a_visible_reason_and_no_retry(tmp_path, empty_orthanc,
-                                                                               pipeline_settings, synth_study):  # type: ignore[no-untyped-def]  # fmt: skip
+                                                                               pipeline_settings, synth_study, api_as):  # type: ignore[no-untyped-def]  # fmt: skip
     files = [f for f in synth_study["files"] if f.parent.name == synth_study["files"][0].parent.name]
     broken = [tmp_path / f"{i}.dcm" for i in range(len(files))]
     for src, dst in zip(files, broken, strict=True):
@@ -79,6 +79,13 @@ def test_a_study_with_no_usable_image_fails_with_a_visible_reason_and_no_retry(t
     assert "no usable series" in study.status_reason
     assert not Draft.objects.filter(study=study).exists()
     assert run_draft_job(job_id=job.pk).attempts == 1, "a failed job is not run again by a redelivery"
+
+    # an admin's redraft queues the failed job again, visibly
+    response = api_as("admin").post(f"/api/studies/{study.pk}/redraft/", {}, format="json")
+    assert response.status_code == 201
+    assert response.json()["state"] == "queued"
+    assert response.json()["id"] == job.pk
+    assert response.json()["log"][-1]["note"] == "queued again after failure"
 
 
 def test_a_redraft_with_another_model_version_adds_a_draft_and_an_sr_and_replaces_nothing(

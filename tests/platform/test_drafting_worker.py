@@ -63,7 +63,11 @@ def test_a_study_sent_by_storescu_gets_a_draft_findings_and_a_valid_sr_from_a_re
     assert timings
     assert all(s >= 0 for s in timings.values())
     assert draft.analysis["model_versions"]
-    sop_uids = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in synth_study["files"]}
+    headers = {}
+    for f in synth_study["files"]:
+        h = pydicom.dcmread(f, stop_before_pixels=True)
+        headers[str(h.SOPInstanceUID)] = h
+    sop_uids = set(headers)
     for finding in draft.findings.all():
         assert {k["sop_uid"] for k in finding.key_slices} <= sop_uids
         for box in finding.boxes:
@@ -83,8 +87,14 @@ def test_a_study_sent_by_storescu_gets_a_draft_findings_and_a_valid_sr_from_a_re
     check = subprocess.run(["dciodvfy", str(tmp_path / "ai-sr.dcm")], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
     assert "Error" not in check.stderr
+
+    def clipped(b: dict) -> list[float]:  # the SR holds the box clipped to its image
+        h = headers[b["sop_uid"]]
+        limits = (h.Columns, h.Rows, h.Columns, h.Rows)
+        return [round(min(max(float(v), 0.0), lim), 1) for v, lim in zip(b["xyxy"], limits, strict=True)]
+
     expected = sorted(
-        (f.condition, b["sop_uid"], [round(float(v), 1) for v in b["xyxy"]])
+        (f.condition, b["sop_uid"], clipped(b))
         for f in Finding.objects.filter(draft=draft, present=True)
         for b in f.boxes
     )
