@@ -104,11 +104,16 @@ def main() -> None:
     ap.add_argument("--backend", default="rules", choices=("rules", "llm"))
     ap.add_argument("--model", help="local HF causal LM folder (backend llm)")
     ap.add_argument("--batch-size", type=int, default=17)
+    ap.add_argument(
+        "--drop-impression", action="store_true", help="cut each report at IMPRESSION: (findings-only stress test)"
+    )
     ap.add_argument("--show-errors", type=int, default=0, help="print this many mistakes")
     ap.add_argument("--json", type=Path, help="write the metrics here")
     args = ap.parse_args()
 
     pairs = manifest_reports(args.manifest) if args.manifest else synth_reports(args.seed, args.n)
+    if args.drop_impression:
+        pairs = [(t.split("IMPRESSION:")[0], y) for t, y in pairs]
     if args.backend == "rules":
         from ml.agents.labels.rules import extract_rules
 
