@@ -58,11 +58,10 @@ NORMAL = {
 
 
 def _phrase(c: ConditionResult) -> str:
-    where = " ".join(
-        x for x in (c.side if c.side not in ("", "central") else "", "at " + c.level if c.level else "") if x
-    )
-    name = BY_KEY[c.condition].name
-    return f"{name}{' ' + where if where else ''} (AI probability {c.probability:.2f})."
+    """One finding as a sentence, e.g. "Disc herniation (...) at L4-5, left (AI probability 0.91)."."""
+    where = f" at {c.level}" if c.level else ""
+    side = f", {c.side}" if c.side and c.side != "central" else ""
+    return f"{BY_KEY[c.condition].name}{where}{side} (AI probability {c.probability:.2f})."
 
 
 def template_report(
