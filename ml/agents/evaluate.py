@@ -203,8 +203,10 @@ def evaluate_localization(prep: Prepared, cfg, folds) -> dict:
     slice_p: list[list[float]] = [[] for _ in range(nc)]
     errs, ious, err_cond = [], [], []
     top1_hits, level_hits, side_hits = [], [], []
+    prior_errs, prior_ious = [], []
     for train, test in folds:
         agents = train_localization([prep.feats[i] for i in train], [prep.truths[i] for i in train], cfg)
+        prior = _mean_boxes(prep, train)  # the box head's reference: the condition's mean training box
         for i in test:
             feat, truth = prep.feats[i], prep.truths[i]
             if truth is None:
@@ -227,6 +229,10 @@ def evaluate_localization(prep: Prepared, cfg, folds) -> dict:
                 pred = np.asarray(s.geometry.normalise(s.geometry.to_original(pre)))
                 true = np.asarray(s.geometry.normalise(item["box"]))
                 errs.append(float(box_error(pred[None], true[None])[0]))
+                mean_box = prior.get(f"{cond}|{s.plane}", prior.get(cond, prior.get("*")))
+                base = np.asarray(s.geometry.normalise(s.geometry.to_original(mean_box * s.geometry.size)))
+                prior_errs.append(float(box_error(base[None], true[None])[0]))
+                prior_ious.append(float(box_iou(base[None], true[None])[0]))
                 ious.append(float(box_iou(pred[None], true[None])[0]))
                 err_cond.append(cond)
             present = {f["condition"] for f in truth["findings"] if f["label"] == 1}
@@ -269,6 +275,10 @@ def evaluate_localization(prep: Prepared, cfg, folds) -> dict:
         "iou_mean": float(np.mean(ious)) if ious else float("nan"),
         "iou_at_0.5": float(np.mean(np.array(ious) >= 0.5)) if ious else float("nan"),
         "n_boxes": len(errs),
+        "mean_box_baseline": {
+            "box_error_mean": float(np.mean(prior_errs)) if prior_errs else float("nan"),
+            "iou_mean": float(np.mean(prior_ious)) if prior_ious else float("nan"),
+        },
         "top1_key_slice_hit": float(np.mean(top1_hits)) if top1_hits else float("nan"),
         "level_accuracy": float(np.mean(level_hits)) if level_hits else float("nan"),
         "side_accuracy": float(np.mean(side_hits)) if side_hits else float("nan"),
@@ -276,6 +286,22 @@ def evaluate_localization(prep: Prepared, cfg, folds) -> dict:
         "_box_errors": errs,
         "_ious": ious,
     }
+
+
+def _mean_boxes(prep: Prepared, idx) -> dict[str, np.ndarray]:
+    """Mean normalised preprocessed box per (condition, plane), per condition and overall ("*")
+    over the key slices of present findings in the studies ``idx``."""
+    from ml.agents.localization import _norm_pre
+
+    acc: dict[str, list[np.ndarray]] = {}
+    for i in idx:
+        for (si, _, cond), item in truth_slices(prep.feats[i], prep.truths[i]).items():
+            if item["label"] == 1:
+                box = _norm_pre(prep.feats[i].study.series[si], item["box"])
+                plane = prep.feats[i].study.series[si].plane
+                for key in (f"{cond}|{plane}", cond, "*"):
+                    acc.setdefault(key, []).append(box)
+    return {k: np.mean(v, 0) for k, v in acc.items()}
 
 
 # -- retrieval ---------------------------------------------------------------------------------
