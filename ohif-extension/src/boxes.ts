@@ -4,8 +4,9 @@
  * retrying while OHIF is still loading its display sets. Lives outside React so panel remounts
  * never hydrate twice or give up half way.
  */
+import type { Box } from './api';
 import * as store from './store';
-import { hydrateBoxes, type Managers } from './viewerControl';
+import { boxConditions, hydrateBoxes, rememberConditions, type Managers } from './viewerControl';
 
 const RETRY_MS = 1000;
 const MAX_ATTEMPTS = 30;
@@ -25,16 +26,24 @@ export function watchBoxes(m: Managers): () => void {
   let timer: ReturnType<typeof setTimeout> | null = null;
   let stopped = false;
 
-  const attempt = async (seriesUid: string, sopUid: string, n: number, source: string, count: number) => {
+  const attempt = async (
+    seriesUid: string,
+    sopUid: string,
+    n: number,
+    source: string,
+    boxes: Box[]
+  ) => {
+    const count = boxes.length;
     if (stopped || current !== sopUid) return;
     try {
       const result = await hydrateBoxes(m, seriesUid, sopUid);
       if (stopped || current !== sopUid) return;
       if (result === 'hydrated') {
+        rememberConditions(m, boxes);
         store.update({ boxStatus: `${count} box(es) from the ${source} SR`, boxError: null });
       } else if (n < MAX_ATTEMPTS) {
         store.update({ boxStatus: 'Loading the boxes…' });
-        timer = setTimeout(() => void attempt(seriesUid, sopUid, n + 1, source, count), RETRY_MS);
+        timer = setTimeout(() => void attempt(seriesUid, sopUid, n + 1, source, boxes), RETRY_MS);
       } else {
         store.update({
           boxStatus:
@@ -54,7 +63,7 @@ export function watchBoxes(m: Managers): () => void {
     handled.add(sr.sop_instance_uid);
     current = sr.sop_instance_uid;
     if (timer) clearTimeout(timer);
-    void attempt(sr.series_instance_uid, sr.sop_instance_uid, 0, sr.source === 'ai' ? 'AI' : 'reader', sr.boxes.length);
+    void attempt(sr.series_instance_uid, sr.sop_instance_uid, 0, sr.source === 'ai' ? 'AI' : 'reader', sr.boxes);
   };
 
   const unsubscribe = store.subscribe(check);
@@ -65,5 +74,6 @@ export function watchBoxes(m: Managers): () => void {
     unsubscribe();
     current = null;
     handled.clear();
+    boxConditions.clear();
   };
 }

@@ -107,8 +107,51 @@ export function setBoxesVisible(m: Managers, visible: boolean): number {
   return boxes.length;
 }
 
+function pixelBox(cornerstone: any, annotation: any): { imageId: string; xyxy: number[] } | null {
+  const imageId: string = annotation.metadata?.referencedImageId;
+  const points: number[][] = annotation.data?.handles?.points ?? [];
+  if (!imageId || points.length < 2) return null;
+  const pixels = points.map(p => cornerstone.utilities.worldToImageCoords(imageId, p));
+  const xs = pixels.map(p => p[0]);
+  const ys = pixels.map(p => p[1]);
+  return { imageId, xyxy: [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)] };
+}
+
+/** annotationUID -> condition of the SR box it was hydrated from (what a later edit keeps). */
+export const boxConditions = new Map<string, string>();
+
+/**
+ * After hydration: give each rectangle the condition of the SR box it came from, matched by image
+ * and position (the nearest box on the same image). Labels are not relied upon: OHIF shows them
+ * but a reader may rename them.
+ */
+export function rememberConditions(m: Managers, srBoxes: Box[]): number {
+  const { cornerstone } = cornerstoneLibraries(m);
+  let matched = 0;
+  for (const a of rectangles(m)) {
+    if (boxConditions.has(a.annotationUID)) continue;
+    const box = pixelBox(cornerstone, a);
+    const uids = box && uidsOfImageId(box.imageId);
+    if (!box || !uids) continue;
+    let best: Box | null = null;
+    let bestDistance = Infinity;
+    for (const b of srBoxes) {
+      if (b.sop_uid !== uids.sop_uid || !b.condition) continue;
+      const distance = b.xyxy.reduce((sum, v, i) => sum + Math.abs(v - box.xyxy[i]), 0);
+      if (distance < bestDistance) [best, bestDistance] = [b, distance];
+    }
+    if (best && bestDistance < 4) {
+      boxConditions.set(a.annotationUID, best.condition!);
+      matched += 1;
+    }
+  }
+  return matched;
+}
+
 /** condition key of a rectangle: its label/finding names one of the 17 conditions, else ``fallback``. */
 function conditionOf(annotation: any, measurement: any, conditions: Condition[], fallback: string | null): string | null {
+  const known = boxConditions.get(annotation.annotationUID);
+  if (known) return known;
   const texts = [
     measurement?.finding?.CodeValue,
     measurement?.label,
@@ -132,13 +175,9 @@ export function currentBoxes(m: Managers, conditions: Condition[], fallback: str
   const boxes: Box[] = [];
   let unlabelled = 0;
   for (const a of rectangles(m)) {
-    const imageId: string = a.metadata?.referencedImageId;
-    const uids = uidsOfImageId(imageId);
-    const points: number[][] = a.data?.handles?.points ?? [];
-    if (!uids || points.length < 2) continue;
-    const pixels = points.map(p => cornerstone.utilities.worldToImageCoords(imageId, p));
-    const xs = pixels.map(p => p[0]);
-    const ys = pixels.map(p => p[1]);
+    const box = pixelBox(cornerstone, a);
+    const uids = box && uidsOfImageId(box.imageId);
+    if (!box || !uids) continue;
     const condition = conditionOf(a, measurementService.getMeasurement?.(a.annotationUID), conditions, fallback);
     if (!condition) {
       unlabelled += 1;
@@ -149,7 +188,7 @@ export function currentBoxes(m: Managers, conditions: Condition[], fallback: str
       condition,
       series_uid: uids.series_uid,
       sop_uid: uids.sop_uid,
-      xyxy: [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)].map(round),
+      xyxy: box.xyxy.map(round),
       label: a.data?.label ?? '',
     });
   }

@@ -68,21 +68,33 @@ async function main() {
     await page.click(`[data-finding=${p.finding}]`);
     await page.waitForFunction(expected => {
       const s = window.__spinereview.viewportState();
-      return expected.every(e => s.some(v => v.series_uid === e.series_uid && v.sop_uid === e.sop_uid && v.visibleBoxes > 0));
+      return expected.every(e => s.some(v => v.series_uid === e.series_uid && v.sop_uid === e.sop_uid && (!e.box || v.visibleBoxes > 0)));
     }, p.expected_slices, { timeout: 20000 }).catch(() => {});
     out.viewports_after_click = await state();
     await shot('finding-selected');
 
     // edit an AI box like a reader: drag its bottom-left corner handle
-    const withBox = out.viewports_after_click.find(v => v.visibleBoxes > 0);
-    const [box] = await page.evaluate(id => window.__spinereview.boxHandles(id), withBox.viewportId);
-    const [hx, hy] = box.handles[2];
+    let withBox = null;
+    let box = null;
+    for (const v of out.viewports_after_click.filter(v => v.visibleBoxes > 0)) { // the largest box on screen
+      for (const b of await page.evaluate(id => window.__spinereview.boxHandles(id), v.viewportId)) {
+        const area = h => (Math.max(...h.map(p => p[0])) - Math.min(...h.map(p => p[0]))) * (Math.max(...h.map(p => p[1])) - Math.min(...h.map(p => p[1])));
+        if (!box || area(b.handles) > area(box.handles)) [withBox, box] = [v, b];
+      }
+    }
+    // the corner that is top-right on screen (OHIF puts the measurement label by the left corners):
+    // dragging it right/up grows x1 and shrinks y0 in image pixels
+    const [hx, hy] = box.handles.reduce((a, b) => (b[0] - b[1] > a[0] - a[1] ? b : a));
+    await page.evaluate(id => window.__spinereview.activate(id), withBox.viewportId); // as a first click would
+    await page.waitForTimeout(300);
     await page.mouse.move(hx, hy);
     await page.mouse.down();
-    await page.mouse.move(hx + 10, hy + 12, { steps: 5 });
+    await page.mouse.move(hx + 12, hy - 12, { steps: 6 });
     await page.mouse.up();
-    const [edited] = await page.evaluate(id => window.__spinereview.boxHandles(id), withBox.viewportId);
-    out.edited_box = { sop_uid: withBox.sop_uid, before: box.xyxy, after: edited.xyxy };
+    const edited = (await page.evaluate(id => window.__spinereview.boxHandles(id), withBox.viewportId))
+      .find(b => b.annotationUID === box.annotationUID);
+    out.edited_box = { sop_uid: withBox.sop_uid, before: box.xyxy, after: edited.xyxy, handles: box.handles,
+      viewport: withBox.viewportId, dragged_from: [hx, hy] };
     await shot('box-edited');
 
     // keyboard: from an absent finding, n selects the first present one

@@ -96,6 +96,28 @@ def draft_from_truth(study, study_dir: Path):  # type: ignore[no-untyped-def]
     return draft, sr
 
 
+def tiny_pipeline_dir() -> str:
+    """The cached tiny trained pipeline (trained on first use; SPINEREVIEW_TEST_PIPELINE_DIR overrides)."""
+    if folder := os.environ.get("SPINEREVIEW_TEST_PIPELINE_DIR"):
+        return folder
+    from reviewer.ml_bridge import ensure_tiny_pipeline
+
+    return ensure_tiny_pipeline()
+
+
+def draft_with_pipeline(study, settings):  # type: ignore[no-untyped-def]
+    """The real drafting path: the study's queued DraftJob run by the drafting service with the
+    tiny trained pipeline (SpineFM + agents on CPU), which stores the draft, 17 findings and the AI SR."""
+    from reviewer.models import DraftJob, StructuredReport
+    from reviewer.services.drafting import run_draft_job
+
+    settings.SPINEREVIEW_PIPELINE_DIR = tiny_pipeline_dir()
+    job = run_draft_job(job_id=DraftJob.objects.filter(study=study).latest("queued_at").pk)
+    assert job.state == DraftJob.State.DONE, job.reason
+    draft = job.draft
+    return draft, StructuredReport.objects.get(draft=draft, source=StructuredReport.Source.AI)
+
+
 def node() -> str:
     exe = shutil.which("node")
     if not exe:

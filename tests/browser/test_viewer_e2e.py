@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import numpy as np
@@ -18,15 +19,20 @@ ADDITION2 = " Second thought added."
 OTHER = " Other reader's note."
 
 
+HEADING = re.compile(r"^([A-Z][A-Z0-9 /&(),'-]{1,60}):[ \t]*\n?", re.MULTILINE)  # as ohif-extension/src/reportText.ts
+
+
 def _present_finding_with_boxes(draft) -> tuple[str, list[dict]]:  # type: ignore[no-untyped-def]
-    """A present finding with a box, and the first key slice of each of its series."""
+    """A present finding with a box, and where clicking it must put each of its series: the image
+    of its first box in that series, else its first key slice there."""
     for finding in draft.findings.filter(present=True).order_by("condition"):
-        if finding.boxes and finding.key_slices:
+        if finding.boxes:
             first: dict[str, dict] = {}
-            for k in finding.key_slices:
-                first.setdefault(k["series_uid"], {"series_uid": k["series_uid"], "sop_uid": k["sop_uid"]})
+            for ref, has_box in [*((b, True) for b in finding.boxes), *((k, False) for k in finding.key_slices)]:
+                first.setdefault(ref["series_uid"], {"series_uid": ref["series_uid"], "sop_uid": ref["sop_uid"],
+                                                     "box": has_box})  # fmt: skip
             return finding.condition, list(first.values())
-    raise AssertionError("the generated study has no present finding with a box")
+    raise AssertionError("the draft has no present finding with a box")
 
 
 def _canvas_has_image(path: str) -> bool:
@@ -35,16 +41,24 @@ def _canvas_has_image(path: str) -> bool:
 
 
 def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
-    viewer_build, viewer_urls, orthanc_settings, empty_orthanc, synthetic_study_dir, role_user, screenshots_dir
+    viewer_build,
+    viewer_urls,
+    orthanc_settings,
+    empty_orthanc,
+    synthetic_study_dir,
+    role_user,
+    screenshots_dir,
+    settings,
 ):  # type: ignore[no-untyped-def]
     from rest_framework.authtoken.models import Token
 
     from ml.conditions import CONDITION_KEYS
     from reviewer.services import reports
 
-    study = support.import_study(synthetic_study_dir)
-    draft, sr = support.draft_from_truth(study, synthetic_study_dir)
+    study = support.import_study(synthetic_study_dir)  # as the Orthanc watcher does: rows + queued draft job
+    draft, sr = support.draft_with_pipeline(study, settings)  # the drafting service with the trained pipeline
     finding, expected = _present_finding_with_boxes(draft)
+    last_section = HEADING.findall(draft.text)[-1]  # edits append to it, so the result is draft + additions
     present = [c for c in CONDITION_KEYS if draft.findings.get(condition=c).present]  # canonical order
     absent = [c for c in CONDITION_KEYS if c not in present]
     user = role_user("radiologist", username="reader-e2e")
@@ -59,7 +73,7 @@ def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
         {
             "app_url": viewer_urls["app"], "viewer_url": viewer_urls["viewer"], "study_uid": study.study_uid,
             "username": user.username, "password": "pw", "screenshots": str(screenshots_dir),
-            "finding": finding, "expected_slices": expected, "absent_finding": absent[0], "section": "IMPRESSION",
+            "finding": finding, "expected_slices": expected, "absent_finding": absent[0], "section": last_section,
             "addition": ADDITION, "addition2": ADDITION2, "comment": "Minor wording change in the impression.",
         },
         on_phase={"first-save": someone_else_saves},
@@ -79,9 +93,11 @@ def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
     for slice_ in expected:
         viewport = after[slice_["series_uid"]]
         assert viewport["sop_uid"] == slice_["sop_uid"], (finding, viewport, slice_)
-        assert viewport["visibleBoxes"] >= 1, viewport
+        if slice_["box"]:
+            assert viewport["visibleBoxes"] >= 1, viewport
     assert seen["selected_after_n"] == present[0]  # the "n" shortcut
     hidden = {v["series_uid"]: v for v in seen["viewports_boxes_hidden"]}
+    assert any(s["box"] for s in expected)
     assert all(hidden[s["series_uid"]]["visibleBoxes"] == 0 for s in expected)
 
     # the boxes went image -> Cornerstone world coordinates -> image and back into a new SR version
@@ -91,24 +107,31 @@ def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
     assert reader_sr.parent_id == sr.pk
     assert reader_sr.author_id == user.pk
     assert seen["box_save_status"].startswith(f"Saved {len(sr.boxes)} box(es)")
-    # the dragged box moved its corner (x0 and y1), and the saved SR has it where the reader left it
+    # the dragged corner moved (x1 up, y0 down), and the saved SR has the box where the reader left it
     edit = seen["edited_box"]
-    assert edit["after"][0] > edit["before"][0] + 2
-    assert edit["after"][3] > edit["before"][3] + 2
-    assert np.allclose([edit["after"][1], edit["after"][2]], [edit["before"][1], edit["before"][2]], atol=0.5)
+    assert edit["after"][2] > edit["before"][2] + 2, edit
+    assert edit["after"][1] < edit["before"][1] - 2, edit
+    assert np.allclose([edit["after"][0], edit["after"][3]], [edit["before"][0], edit["before"][3]], atol=0.5)
     expected_boxes = []
     for b in sr.boxes:
         moved = b["sop_uid"] == edit["sop_uid"] and np.allclose(b["xyxy"], edit["before"], atol=0.5)
         expected_boxes.append((b["condition"], b["sop_uid"], edit["after"] if moved else b["xyxy"]))
     saved = sorted((b["condition"], b["sop_uid"], b["xyxy"]) for b in reader_sr.boxes)
     expected_boxes.sort()
-    assert [s[:2] for s in saved] == [e[:2] for e in expected_boxes]
+    extra = [s for s in saved if s[:2] not in {e[:2] for e in expected_boxes}]
+    missing = [e for e in expected_boxes if e[:2] not in {s[:2] for s in saved}]
+    assert [s[:2] for s in saved] == [e[:2] for e in expected_boxes], {
+        "extra": extra,
+        "missing": missing,
+        "n": (len(saved), len(expected_boxes)),
+    }
     assert np.allclose([s[2] for s in saved], [e[2] for e in expected_boxes], atol=0.5)
     assert not np.allclose(sorted(b["xyxy"] for b in reader_sr.boxes), sorted(b["xyxy"] for b in sr.boxes), atol=0.5)
 
     assert ADDITION.strip() in "".join(seen["diff_insertions"])
-    assert len(seen["similar"]) == 1
-    assert support.SIMILAR_REPORT.splitlines()[1] in seen["similar"][0]
+    similar = draft.analysis["similar_cases"]
+    assert len(seen["similar"]) == len(similar) > 0
+    assert similar[0]["report"].strip().splitlines()[0] in seen["similar"][0]
     assert "RADPEER 2a" in seen["signed_text"]
 
     # what was stored, read back through the API

@@ -78,6 +78,7 @@ const mode = {
         (window as any).__spinereview = {
           viewportState: () => viewportState(managers),
           boxHandles: (viewportId: string) => boxHandles(managers, viewportId),
+          activate: (viewportId: string) => args.servicesManager.services.viewportGridService.setActiveViewportId(viewportId),
           selectFinding: (key: string) => selectFinding(managers, key),
           state: () => store.getState(),
           hydrate: (seriesUid: string, sopUid: string) => hydrateBoxes(managers, seriesUid, sopUid),

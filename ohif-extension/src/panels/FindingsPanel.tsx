@@ -29,9 +29,10 @@ export async function selectFinding(m: Managers, key: string): Promise<string[]>
   store.update({ selected: key });
   const finding = store.getState().context?.draft?.findings.find(f => f.condition === key);
   if (!finding) return [];
-  const targets = new Map<string, string>(); // series -> sop: the first key slice of each series
-  for (const k of finding.key_slices) if (!targets.has(k.series_uid)) targets.set(k.series_uid, k.sop_uid);
+  // series -> image: the first box of each series (the finding shown with its box), else its first key slice
+  const targets = new Map<string, string>();
   for (const b of finding.boxes) if (b.series_uid && !targets.has(b.series_uid)) targets.set(b.series_uid, b.sop_uid);
+  for (const k of finding.key_slices) if (!targets.has(k.series_uid)) targets.set(k.series_uid, k.sop_uid);
   const moved: string[] = [];
   for (const [series, sop] of targets) moved.push(...(await jumpToImage(m, series, sop)));
   return moved;
