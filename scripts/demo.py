@@ -35,6 +35,10 @@ def port_is_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _interrupt(signum, frame) -> None:  # type: ignore[no-untyped-def]
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=8, help="demo studies to generate (default 8)")
@@ -42,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     parser.add_argument("--pipeline", help="drafting pipeline folder (default: the cached tiny pipeline)")
     args = parser.parse_args(argv)
+    # SIGTERM (timeout, systemd, a terminal closing) must stop Orthanc and the children too
+    signal.signal(signal.SIGTERM, _interrupt)
 
     from scripts.services import free_port, start_orthanc
 
