@@ -1,6 +1,6 @@
 """Latency of ``analyze_study`` for one 4-series study (sag T1, sag T2, sag STIR, ax T2).
 
-Usage: python benchmarks/agents_latency.py [--pipeline DIR] [--repeats 3] [--fast] [--device cpu]
+Usage: python benchmarks/agents_latency.py [--pipeline DIR] [--repeats 3] [--fast] [--device cpu] [--no-report]
 
 Without ``--pipeline`` the cached tiny bootstrap pipeline is used (``ensure_tiny_pipeline``).
 Without ``--fast`` the study has the vendors' realistic matrices (sagittal 384-512 px, 15-17
@@ -32,6 +32,8 @@ def main() -> int:
     ap.add_argument("--device", default=None, help="cpu | cuda (default: the pipeline's config)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--no-report", action="store_true", help="template draft instead of the Medical Report Agent")
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="report token budget (default: pipeline config)")
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pydicom
@@ -44,7 +46,12 @@ def main() -> int:
 
     folder = a.pipeline or ensure_tiny_pipeline()
     t = time.perf_counter()
-    pipe = Pipeline.load(folder, overrides={"device": a.device} if a.device else None)
+    overrides: dict = {"device": a.device} if a.device else {}
+    if a.no_report:
+        overrides["report"] = False
+    if a.max_new_tokens:
+        overrides["max_new_tokens"] = a.max_new_tokens
+    pipe = Pipeline.load(folder, overrides=overrides)
     load_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "ml", "synth", "--studies", "1", "--seed", str(a.seed), "--out", tmp]
