@@ -116,3 +116,28 @@ def test_a_redraft_with_another_model_version_adds_a_draft_and_an_sr_and_replace
     assert "tiny@2" in second_sr.series_description
     query = {"Level": "Instance", "Query": {"StudyInstanceUID": study.study_uid, "Modality": "SR"}}
     assert len(empty_orthanc.post("/tools/find", json=query).json()) == 2
+
+
+def test_a_job_past_its_time_limit_fails_with_the_stage_it_was_in(empty_orthanc, pipeline_settings, synth_study):  # type: ignore[no-untyped-def]
+    pipeline_settings.SPINEREVIEW_DRAFT_SOFT_LIMIT_S = 0.001
+    (orthanc_id,) = set(upload(empty_orthanc, synth_study["files"]))
+    study = sync_study(orthanc_study_id=orthanc_id)
+
+    job = run_draft_job(job_id=DraftJob.objects.get(study=study).pk)
+
+    assert job.state == DraftJob.State.FAILED
+    assert "time limit of 0 s exceeded while fetching" in job.reason
+    assert not Draft.objects.filter(study=study).exists()
+
+
+def test_the_solo_pool_soft_limit_interrupts_a_running_task() -> None:
+    import time
+
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from reviewer.tasks import soft_time_limit
+
+    start = time.monotonic()
+    with pytest.raises(SoftTimeLimitExceeded), soft_time_limit(0.2):
+        time.sleep(5)
+    assert time.monotonic() - start < 2
