@@ -44,7 +44,20 @@ def _broker() -> str:
 
 def _models() -> str:
     active = ModelVersion.objects.filter(is_active=True).first()
-    return f"active: {active.key}" if active else f"no active model version; pipeline {settings.DRAFT_PIPELINE_VERSION}"
+    default = f"no active model version; pipeline {settings.DRAFT_PIPELINE_VERSION}"
+    model = f"active: {active.key}" if active else default
+    return f"{model}; drafting jobs: {_job_counts()}"
+
+
+def _job_counts() -> str:
+    """Queued / running / failed draft jobs: a stalled or missing GPU worker shows as a growing queue."""
+    from django.db.models import Count
+
+    from reviewer.models import DraftJob
+
+    counts = dict(DraftJob.objects.values_list("state").annotate(n=Count("id")).order_by())
+    running = sum(counts.get(s, 0) for s in ("fetching", "encoding", "drafting"))
+    return f"{counts.get('queued', 0)} queued, {running} running, {counts.get('failed', 0)} failed"
 
 
 def health(request: HttpRequest) -> JsonResponse:

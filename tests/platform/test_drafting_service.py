@@ -79,6 +79,8 @@ def test_a_study_with_no_usable_image_fails_with_a_visible_reason_and_no_retry(t
     assert "no usable series" in study.status_reason
     assert not Draft.objects.filter(study=study).exists()
     assert run_draft_job(job_id=job.pk).attempts == 1, "a failed job is not run again by a redelivery"
+    health = api_as("admin").get("/api/health/").json()
+    assert "drafting jobs: 0 queued, 0 running, 1 failed" in health["checks"]["models"]["detail"]
 
     # an admin's redraft queues the failed job again, visibly
     response = api_as("admin").post(f"/api/studies/{study.pk}/redraft/", {}, format="json")
