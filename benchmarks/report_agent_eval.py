@@ -196,6 +196,12 @@ def main() -> None:
     ap.add_argument("--stage2", type=int, default=500)
     ap.add_argument("--max-new-tokens", type=int, default=700)
     ap.add_argument("--n-test", type=int, default=0, help="evaluate only this many held-out studies (0 = all)")
+    ap.add_argument("--train", default="agent,plain", help="variants to train here (others must exist)")
+    ap.add_argument(
+        "--generate",
+        default="agent,plain,agent_oracle",
+        help="variants to draft here; the others are read from OUT/partial_<variant>.json (parallel runs)",
+    )
     ap.add_argument("--image", type=Path, default=REPO / "docs/images/report_agent_eval.png")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -260,7 +266,7 @@ def main() -> None:
     for name, flag in (("agent", True), ("plain", False)):
         folder = args.out / name
         t0 = time.perf_counter()
-        if not (folder / "adapter").exists():
+        if name in args.train.split(",") and not (folder / "adapter").exists():
             train_report_agent(
                 train_ex,
                 folder,
@@ -283,6 +289,18 @@ def main() -> None:
         ("agent_oracle", "agent", True, True),
     )
     for label, folder_name, oracle, flag in variants:
+        partial = args.out / f"partial_{label}.json"
+        if label not in args.generate.split(","):
+            if not partial.exists():
+                log.info("variant %s: neither generated here nor found in %s", label, partial)
+                continue
+            saved = json.loads(partial.read_text())
+            if saved["test"] != te:
+                raise SystemExit(f"{partial} was made for other test studies")
+            drafts_all[label] = saved.pop("drafts")
+            saved.pop("test")
+            results[label] = saved
+            continue
         agent = ReportAgent.load(folders[folder_name])
         t0 = time.perf_counter()
         drafts, ntok = [], []
@@ -298,7 +316,10 @@ def main() -> None:
         results[label]["mean_tokens"] = float(np.mean(ntok))
         drafts_all[label] = drafts
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"partial_{label}.json").write_text(json.dumps({"test": te, "drafts": drafts, **results[label]}))
+        partial.write_text(json.dumps({"test": te, "drafts": drafts, **results[label]}))
+    if len(results) < len(variants):
+        log.info("not all variants drafted yet (%s): no summary", sorted(results))
+        return
     # what the agent tokens themselves said (the diagnosis probes' calls)
     probe_fp, probe_om = [], []
     for i in te:

@@ -180,6 +180,8 @@ def train_report_agent(
 
     agent.train()
     for stage, steps, lr in ((1, tr.stage1_steps, tr.lr_stage1), (2, tr.stage2_steps, tr.lr_stage2)):
+        if steps <= 0:
+            continue  # e.g. a stage-0-only base folder: no (untrained) adapters are added
         agent.set_stage(stage)
         params = [p for p in agent.parameters() if p.requires_grad]
         t0 = time.perf_counter()
