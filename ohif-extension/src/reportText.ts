@@ -34,10 +34,12 @@ export function sectionsDict(sections: Section[]): Record<string, string> {
 
 export type DiffPart = { op: '=' | '-' | '+'; text: string };
 
-/** Word-level diff (LCS over words and whitespace runs); reports are short, O(n·m) is fine. */
+/** Word-level diff (LCS over words); reports are short, O(n·m) is fine. */
 export function wordDiff(before: string, after: string): DiffPart[] {
-  const a = before.split(/(\s+)/).filter(Boolean);
-  const b = after.split(/(\s+)/).filter(Boolean);
+  // a word with the whitespace after it is one token: changes read as whole phrases
+  const tokens = (text: string) => text.match(/\s+|\S+\s*/g) ?? [];
+  const a = tokens(before);
+  const b = tokens(after);
   const n = a.length;
   const m = b.length;
   const lcs = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));

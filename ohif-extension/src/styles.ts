@@ -1,6 +1,7 @@
 /** Our own styles (OHIF's CSS only has the Tailwind classes OHIF itself uses). */
 const CSS = `
 .sr-panel{font:13px/1.4 system-ui,sans-serif;color:#e5e7eb;padding:8px;display:flex;flex-direction:column;gap:8px;height:100%;overflow:auto}
+.sr-panel>*{flex-shrink:0}
 .sr-panel h3{margin:4px 0;font-size:13px;color:#93c5fd;text-transform:uppercase;letter-spacing:.04em}
 .sr-error{background:#7f1d1d;color:#fff;padding:6px 8px;border-radius:4px;white-space:pre-wrap}
 .sr-note{background:#1e3a5f;padding:6px 8px;border-radius:4px}

@@ -138,6 +138,8 @@ async function main() {
     await page.keyboard.type(p.addition2);
     await page.waitForSelector('[data-testid=sr-conflict]', { timeout: 20000 });
     out.conflict_text = await page.textContent('[data-testid=sr-conflict]');
+    out.conflict_deleted = await page.$$eval('[data-testid=sr-conflict-diff] .sr-del', els => els.map(e => e.textContent).join(''));
+    out.conflict_inserted = await page.$$eval('[data-testid=sr-conflict-diff] .sr-ins', els => els.map(e => e.textContent).join(''));
     await shot('conflict');
     await page.click('[data-testid=sr-conflict] >> text=Keep mine on top of current');
     await page.waitForFunction(() => /Saved revision/.test(document.querySelector('[data-testid=sr-save-state]')?.textContent || '')

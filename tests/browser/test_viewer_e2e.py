@@ -142,6 +142,8 @@ def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
     # the conflicting save was shown with both texts and kept; "keep mine" saved on top of the other's
     assert "Someone saved this report meanwhile" in seen["conflict_text"]
     assert OTHER.strip() in seen["conflict_text"]
+    assert seen["conflict_deleted"].split() == OTHER.split()  # the diff current -> mine names the change
+    assert seen["conflict_inserted"].split() == ADDITION2.split()
     conflicts = [r for r in revisions if r["is_conflict"]]
     assert len(conflicts) == 1
     assert conflicts[0]["text"] == draft.text + ADDITION + ADDITION2

@@ -68,7 +68,9 @@ export function FindingsPanel(m: Managers) {
     [context]
   );
 
-  useEffect(() => setSliceAt(0), [s.selected]);
+  useEffect(() => {
+    setSliceAt(0);
+  }, [s.selected]);
 
   const slices: KeySlice[] = selected?.key_slices ?? [];
   const goSlice = (i: number) => {

@@ -50,6 +50,10 @@ export function ReportPanel() {
   };
   const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
   const inFlight = useRef<Promise<void> | null>(null);
+  const conflictBox = useRef<HTMLDivElement | null>(null);
+  useEffect(() => {
+    if (conflict) conflictBox.current?.scrollIntoView({ block: 'start' });
+  }, [conflict]);
 
   // first load (or the draft arriving): start from the head revision, else the draft
   useEffect(() => {
@@ -162,7 +166,9 @@ export function ReportPanel() {
     }
   }, [context, signedReview, signing, radpeer, comment, inScope, flush, draft, text, sections]);
 
-  useEffect(() => setShortcutHandlers({ signOff: () => void sign() }), [sign]);
+  useEffect(() => {
+    setShortcutHandlers({ signOff: () => void sign() });
+  }, [sign]);
 
   if (!context) return <div className="sr-panel"><ErrorBox error={s.error} prefix="Could not load the study" /></div>;
   if (sections === null) {
@@ -188,7 +194,7 @@ export function ReportPanel() {
       </div>
       <ErrorBox error={saveError} prefix="Autosave failed (your text is still here)" />
       {conflict && (
-        <div className="sr-conflict" data-testid="sr-conflict">
+        <div className="sr-conflict" data-testid="sr-conflict" ref={conflictBox}>
           <strong>{conflict.detail}</strong>
           <div>Yours (kept as revision {conflict.saved.number}):</div>
           <pre>{conflict.saved.text}</pre>
@@ -196,6 +202,20 @@ export function ReportPanel() {
             <>
               <div>Current (revision {conflict.head.number} by {conflict.head.author}):</div>
               <pre>{conflict.head.text}</pre>
+            </>
+          )}
+          {conflict.head && (
+            <>
+              <div>What differs (current → yours):</div>
+              <div className="sr-diff" data-testid="sr-conflict-diff">
+                {wordDiff(conflict.head.text, conflict.saved.text)
+                  .filter((p, i, all) => p.op !== '=' || all[i - 1]?.op !== '=' )
+                  .map((p, i) => (
+                    <span key={i} className={p.op === '-' ? 'sr-del' : p.op === '+' ? 'sr-ins' : 'sr-muted'}>
+                      {p.op === '=' && p.text.length > 60 ? ` … ${p.text.slice(-40)}` : p.text}
+                    </span>
+                  ))}
+              </div>
             </>
           )}
           <div className="sr-row">
@@ -216,7 +236,7 @@ export function ReportPanel() {
             <label>{sec.title || 'Preamble'}</label>
             <textarea
               data-section={sec.title || 'preamble'}
-              rows={Math.min(12, Math.max(2, sec.body.split('\n').length + 1))}
+              rows={Math.min(14, Math.max(2, sec.body.split('\n').length + Math.floor(sec.body.length / 45)))}
               value={sec.body}
               disabled={!!signedReview}
               onChange={e => edit(i, e.target.value)}
