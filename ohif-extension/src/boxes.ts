@@ -36,7 +36,7 @@ export function watchBoxes(m: Managers): () => void {
     const count = boxes.length;
     if (stopped || current !== sopUid) return;
     try {
-      const result = await hydrateBoxes(m, seriesUid, sopUid);
+      const result = await hydrateBoxes(m, seriesUid, sopUid, n >= MAX_ATTEMPTS);
       if (stopped || current !== sopUid) return;
       if (result === 'hydrated') {
         rememberConditions(m, boxes);

@@ -18,6 +18,7 @@ const CSS = `
 .sr-btn{background:#1d4ed8;color:#fff;border:0;border-radius:4px;padding:4px 10px;cursor:pointer;font-size:12px}
 .sr-btn:disabled{background:#374151;color:#9ca3af;cursor:default}
 .sr-btn.sr-secondary{background:#374151}
+a.sr-btn{text-decoration:none}
 .sr-slices{list-style:none;margin:0;padding:0}
 .sr-slices li{padding:2px 6px;cursor:pointer;border-radius:3px}
 .sr-slices li.sr-current{background:#1e40af}

@@ -77,11 +77,20 @@ function srDisplaySet(m: Managers, seriesUid: string): any {
  * Turn the boxes of our SR into editable Cornerstone rectangles (OHIF's own SR hydration).
  * 'missing' when the viewer has not loaded that SR (it was stored after the viewer opened).
  */
-export async function hydrateBoxes(m: Managers, srSeriesUid: string, srSopUid: string): Promise<'hydrated' | 'missing' | 'older'> {
+export async function hydrateBoxes(
+  m: Managers,
+  srSeriesUid: string,
+  srSopUid: string,
+  allowPartial = false
+): Promise<'hydrated' | 'missing' | 'older' | 'waiting'> {
   const displaySet = srDisplaySet(m, srSeriesUid);
   if (!displaySet) return 'missing';
   if (displaySet.instance?.SOPInstanceUID !== srSopUid) return 'older';
   if (!displaySet.isLoaded) await displaySet.load();
+  // OHIF matches each SR box to its image as that image's series arrives; hydrating before
+  // then drops the box (the adapter cannot place it), so wait for every geometric one
+  const unmatched = (displaySet.measurements ?? []).filter((x: any) => x.coords?.[0]?.ValueType && !x.loaded);
+  if (unmatched.length && !allowPartial) return 'waiting';
   m.commandsManager.runCommand('hydrateStructuredReport', { displaySetInstanceUID: displaySet.displaySetInstanceUID });
   render(m);
   return 'hydrated';

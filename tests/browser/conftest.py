@@ -44,6 +44,7 @@ def viewer_urls(live_server, settings) -> dict[str, str]:  # type: ignore[no-unt
     port = live_server.url.rsplit(":", 1)[1]
     app, viewer = f"http://localhost:{port}", f"http://127.0.0.1:{port}"
     settings.VIEWER_ORIGIN = viewer
+    settings.VIEWER_APP_ORIGIN = app
     settings.VIEWER_POLL_S = 1
     return {"app": app, "viewer": viewer}
 

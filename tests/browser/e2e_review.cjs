@@ -62,6 +62,7 @@ async function main() {
       out.canvases.push(file);
     }
     out.box_status = await page.textContent('[data-testid=sr-box-status]');
+    out.worklist_href = await page.getAttribute('[data-testid=sr-worklist]', 'href');
     await shot('study-open');
 
     // 3. a finding: every viewport showing its key-slice series moves there, the box is on that image

@@ -80,6 +80,7 @@ def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
     )  # fmt: skip
     assert seen["ok"], f"{seen.get('error')}\nconsole: {seen.get('console_errors')}\nhttp: {seen.get('http_errors')}"
     assert seen["viewer_location"].startswith(f"{viewer_urls['viewer']}/spine-review?StudyInstanceUIDs=")
+    assert seen["worklist_href"] == f"{viewer_urls['app']}/"  # back to the app's worklist
 
     # the hanging protocol put the 4 series side by side, and each canvas shows an image
     shown = {v["series_uid"] for v in seen["viewports_initial"]}

@@ -97,6 +97,7 @@ def test_viewer_origin_serves_ohif_with_spa_fallback_to_logged_in_users_only(vie
 
 def test_viewer_root_goes_to_the_app_worklist_when_the_app_origin_is_known(viewer_settings):  # type: ignore[no-untyped-def]
     client = _on(VIEWER, UserFactory())
+    viewer_settings.VIEWER_APP_ORIGIN = ""
     assert client.get("/").status_code == 200  # OHIF's study list when the app origin is not configured
     viewer_settings.VIEWER_APP_ORIGIN = f"http://{APP}"
     assert client.get("/")["Location"] == f"http://{APP}/"

@@ -187,7 +187,8 @@ LOGGING = {
 # The viewer lives at the root of its own origin. In development that is a second host name of
 # this same process (browsers resolve *.localhost to loopback); in deployment the nginx vhost.
 VIEWER_ORIGIN = os.environ.get("SPINEREVIEW_VIEWER_ORIGIN", "http://viewer.localhost:8000").rstrip("/")
-VIEWER_APP_ORIGIN = os.environ.get("SPINEREVIEW_APP_ORIGIN", "").rstrip("/")  # viewer "/" -> worklist when set
+# the worklist's origin: the viewer's "/" and its "Worklist" link go there ("" = OHIF's own study list)
+VIEWER_APP_ORIGIN = os.environ.get("SPINEREVIEW_APP_ORIGIN", "http://localhost:8000").rstrip("/")
 VIEWER_OHIF_VERSION = "3.13.2"  # the extension refuses to load on any other build (React technique)
 _OHIF_DEFAULT_DIST = SPINEREVIEW_CACHE / "ohif" / f"app-{VIEWER_OHIF_VERSION}" / "package" / "dist"
 VIEWER_OHIF_DIST = Path(os.environ.get("SPINEREVIEW_OHIF_DIST", _OHIF_DEFAULT_DIST))  # fetched by scripts/setup.sh

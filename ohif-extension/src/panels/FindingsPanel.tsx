@@ -25,6 +25,10 @@ function findingStatus(f: Finding | undefined): string {
   return f.present ? 'present' : 'absent';
 }
 
+function appOrigin(): string {
+  return String((window as any).config?.spinereview?.appOrigin ?? '');
+}
+
 export async function selectFinding(m: Managers, key: string): Promise<string[]> {
   store.update({ selected: key });
   const finding = store.getState().context?.draft?.findings.find(f => f.condition === key);
@@ -112,6 +116,11 @@ export function FindingsPanel(m: Managers) {
       <ErrorBox error={s.error} prefix="Could not load the study" />
       {context && (
         <div className="sr-row">
+          {appOrigin() && (
+            <a className="sr-btn sr-secondary" href={`${appOrigin()}/`} data-testid="sr-worklist">
+              ◀ Worklist
+            </a>
+          )}
           <span>Status:</span>
           <strong data-testid="sr-study-status">{STATUS_WORDS[context.study.status] ?? context.study.status}</strong>
           {context.study.status_reason && <span className="sr-muted">({context.study.status_reason})</span>}
