@@ -252,7 +252,11 @@ def run_draft_job(*, job_id: int) -> DraftJob:
             try:
                 if draft is None:
                     extras = _claim_waiting(job, held)
-                    outcomes = _compute_drafts([job, *extras], deadline)
+                    stored: dict[int, Draft | BaseException] = {
+                        d.job_id: d for d in Draft.objects.filter(job__in=[e.pk for e in extras])
+                    }  # orphans whose draft exists: only their SR is missing
+                    outcomes = _compute_drafts([job, *[e for e in extras if e.pk not in stored]], deadline)
+                    outcomes.update(stored)
                     for extra in extras:
                         requeue += _settle_extra(extra.pk, outcomes[extra.pk])
                     if isinstance(outcomes[job_id], BaseException):
@@ -278,9 +282,7 @@ def _claim_waiting(primary: DraftJob, held: contextlib.ExitStack) -> list[DraftJ
     if limit <= 0 or connection.vendor != "postgresql":
         return []
     candidates = (
-        DraftJob.objects.filter(
-            pipeline_version=primary.pipeline_version, draft__isnull=True, state__in=(DraftJob.State.QUEUED, *_RUNNING)
-        )
+        DraftJob.objects.filter(pipeline_version=primary.pipeline_version, state__in=(DraftJob.State.QUEUED, *_RUNNING))
         .exclude(pk=primary.pk)
         .order_by("queued_at")
         .values_list("pk", flat=True)[: limit * 4]

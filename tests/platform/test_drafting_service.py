@@ -143,3 +143,25 @@ def test_the_solo_pool_soft_limit_interrupts_a_running_task() -> None:
     with pytest.raises(SoftTimeLimitExceeded), soft_time_limit(0.2):
         time.sleep(5)
     assert time.monotonic() - start < 2
+
+
+def test_a_job_orphaned_between_its_draft_and_its_sr_is_finished_by_the_next_batched_run(
+    empty_orthanc, pipeline_settings, synth_study
+):  # type: ignore[no-untyped-def]
+    first, second = synth_study["studies"][:2]
+    (id_a,) = set(upload(empty_orthanc, first["files"]))
+    (id_b,) = set(upload(empty_orthanc, second["files"]))
+    job_b = DraftJob.objects.get(study=sync_study(orthanc_study_id=id_b))
+    run_draft_job(job_id=job_b.pk)
+    # the worker is lost after storing B's draft and before its SR: no SR row, job still drafting
+    StructuredReport.objects.filter(draft__job=job_b).delete()
+    DraftJob.objects.filter(pk=job_b.pk).update(state=DraftJob.State.DRAFTING)
+    job_a = DraftJob.objects.get(study=sync_study(orthanc_study_id=id_a))
+
+    run_draft_job(job_id=job_a.pk)
+
+    job_b.refresh_from_db()
+    assert job_b.state == DraftJob.State.DONE
+    assert "batched with job" in job_b.log[-2]["note"]
+    assert Draft.objects.filter(job=job_b).count() == 1
+    assert StructuredReport.objects.filter(draft__job=job_b).count() == 1
