@@ -62,7 +62,7 @@ async function measure(page, url) {
   for (let i = 0; i < Number(runs); i++) {
     const context = await browser.newContext({ viewport: { width: 1600, height: 900 } });
     const page = await context.newPage();
-    await page.goto(`${viewer}/accounts/login/`);
+    await page.goto(`${viewer}/accounts/login/?next=/app-config.js`);
     await page.fill('input[name=username]', username);
     await page.fill('input[name=password]', password);
     await Promise.all([page.waitForNavigation(), page.click('[type=submit]')]);
