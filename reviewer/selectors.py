@@ -20,7 +20,7 @@ def drafts_for(study_id: int) -> QuerySet[Draft]:
     return (
         Draft.objects.filter(study_id=study_id)
         .select_related("model_version", "job", "study")
-        .prefetch_related(Prefetch("findings", queryset=Finding.objects.order_by("condition")))
+        .prefetch_related(Prefetch("findings", queryset=Finding.objects.order_by("condition")), "structured_reports")
     )
 
 
