@@ -103,7 +103,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--backend", default="rules", choices=("rules", "llm"))
     ap.add_argument("--model", help="local HF causal LM folder (backend llm)")
-    ap.add_argument("--batch-size", type=int, default=17)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--method", default="score", choices=("score", "generate"), help="LLM answer reading")
     ap.add_argument(
         "--drop-impression", action="store_true", help="cut each report at IMPRESSION: (findings-only stress test)"
     )
@@ -124,7 +125,7 @@ def main() -> None:
     else:
         from ml.agents.labels.llm import extractor_for
 
-        ext = extractor_for(args.model, batch_size=args.batch_size)
+        ext = extractor_for(args.model, batch_size=args.batch_size, method=args.method)
         name = ext.name
 
         def predict(texts: list[str]):  # type: ignore[no-untyped-def]
