@@ -30,9 +30,15 @@ class DraftTask(Task):
     """Marks the job failed when Celery gives up on it (retries exhausted, unexpected error)."""
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):  # type: ignore[no-untyped-def]
+        # An exception here is raised outside the task body, which stops a solo-pool worker and
+        # re-delivers the message (acks_late) to the next one: it must never raise.
         job_id = args[0] if args else kwargs.get("job_id")
-        if job_id is not None:
+        if job_id is None:
+            return
+        try:
             mark_failed(job_id=job_id, reason=f"{type(exc).__name__}: {exc}")
+        except Exception:
+            logger.exception("could not mark draft job %s failed", job_id)
 
 
 @contextlib.contextmanager
@@ -64,6 +70,13 @@ def soft_time_limit(seconds: float) -> Iterator[None]:
     time_limit=settings.SPINEREVIEW_DRAFT_HARD_LIMIT_S,
 )
 def draft_study(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
+    from reviewer.models import DraftJob
+
+    if not DraftJob.objects.filter(pk=job_id).exists():
+        # the study (and its jobs) was deleted while the message waited: acknowledge and move on,
+        # otherwise the message would be re-delivered to every worker forever (a poison message)
+        logger.warning("draft job %s no longer exists; message dropped", job_id)
+        return "missing"
     try:
         with soft_time_limit(settings.SPINEREVIEW_DRAFT_SOFT_LIMIT_S + 5):
             job = run_draft_job(job_id=job_id)
@@ -74,7 +87,8 @@ def draft_study(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
         _note(job_id, f"transient fault, retry {self.request.retries + 1} in {countdown:.0f} s: {exc}"[:500])
         raise self.retry(exc=exc, countdown=countdown) from exc
     except SoftTimeLimitExceeded as exc:
-        return mark_failed(job_id=job_id, reason=f"time limit: {exc}").state
+        failed = mark_failed(job_id=job_id, reason=f"time limit: {exc}")
+        return failed.state if failed else "missing"
     return job.state
 
 

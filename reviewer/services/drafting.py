@@ -142,10 +142,14 @@ def _set_study_status(study_id: int, status: str, reason: str = "") -> None:
     )
 
 
-def mark_failed(*, job_id: int, reason: str) -> DraftJob:
-    """Fail a job (and its study, unless another draft of it is ready) with a visible reason."""
+def mark_failed(*, job_id: int, reason: str) -> DraftJob | None:
+    """Fail a job (and its study, unless another draft of it is ready) with a visible reason.
+    Returns None when the job no longer exists (its study was deleted)."""
     with transaction.atomic():
-        job = DraftJob.objects.select_for_update().get(pk=job_id)
+        job = DraftJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None:
+            logger.warning("draft job %s no longer exists; nothing to mark failed", job_id)
+            return None
         if job.state == DraftJob.State.DONE:
             return job
         job.reason = reason[:4000]

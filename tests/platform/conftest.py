@@ -43,6 +43,13 @@ def celery_worker_process(transactional_db, settings, tiny_pipeline) -> Iterator
     log_dir = Path(os.environ.get("SPINEREVIEW_SERVICES_DIR", ROOT / "var" / "services"))
     log_dir.mkdir(parents=True, exist_ok=True)
     settings.SPINEREVIEW_PIPELINE_DIR = str(tiny_pipeline)
+    # messages other tests published (jobs of their rolled-back databases) must not reach this
+    # test's workers: each worker test starts from empty queues
+    from webapp.celery import app
+
+    with app.connection_for_write() as conn:
+        for queue in {"gpu", "default", app.conf.task_default_queue}:
+            conn.default_channel.queue_purge(queue)
 
     def start(env: dict[str, str] | None = None) -> subprocess.Popen:
         full_env = {

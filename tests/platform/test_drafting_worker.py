@@ -226,3 +226,22 @@ def test_jobs_waiting_together_are_drafted_in_one_batched_run(
     assert sum("batched with job" in e["note"] for j in done for e in j.log) == 2
     for s in studies:
         assert len(sr_instances(empty_orthanc, s["study_uid"])) == 1
+
+
+def test_a_message_for_a_deleted_job_is_dropped_and_the_worker_keeps_serving(
+    empty_orthanc, orthanc_settings, celery_worker_process
+):  # type: ignore[no-untyped-def]
+    """A study deleted while its message waited must not become a poison message that stops every
+    worker it is re-delivered to (acks_late + an exception outside the task body did exactly that)."""
+    import time
+    from pathlib import Path
+
+    from reviewer.tasks import draft_study
+
+    proc = celery_worker_process()
+    draft_study.delay(2_000_000_000)  # no such job
+    log = Path(proc.log_path)
+    wait_for(lambda: "no longer exists; message dropped" in log.read_text(errors="replace"), 180, "dropped message")
+    time.sleep(2)
+    assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+    assert "Unrecoverable error" not in log.read_text(errors="replace")
