@@ -65,3 +65,20 @@ def condition(key: str) -> Condition:
         return BY_KEY[key]
     except KeyError:
         raise KeyError(f"unknown condition {key!r}; known: {', '.join(CONDITION_KEYS)}") from None
+
+
+# Section titles of a spine MRI report, in order (DESIGN.md §1). The template draft, the Medical
+# Report Agent's prompt and the section-aware tools share them.
+REPORT_SECTIONS: tuple[str, ...] = (
+    "CLINICAL HISTORY",
+    "TECHNIQUE",
+    "COMPARISON",
+    "ALIGNMENT",
+    "VERTEBRAL BODIES/MARROW",
+    "DISCS",
+    "SPINAL CANAL",
+    "NEURAL FORAMINA",
+    "CORD/CONUS/CAUDA EQUINA",
+    "PARASPINAL/OTHER",
+    "IMPRESSION",
+)

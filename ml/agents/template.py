@@ -10,21 +10,9 @@ conditions, most probable first.
 from __future__ import annotations
 
 from ml.agents.analysis import ConditionResult
-from ml.conditions import BY_KEY, DISC_LEVELS
+from ml.conditions import BY_KEY, DISC_LEVELS, REPORT_SECTIONS
 
-SECTIONS = (
-    "CLINICAL HISTORY",
-    "TECHNIQUE",
-    "COMPARISON",
-    "ALIGNMENT",
-    "VERTEBRAL BODIES/MARROW",
-    "DISCS",
-    "SPINAL CANAL",
-    "NEURAL FORAMINA",
-    "CORD/CONUS/CAUDA EQUINA",
-    "PARASPINAL/OTHER",
-    "IMPRESSION",
-)
+SECTIONS = REPORT_SECTIONS
 
 SECTION_OF = {
     "spondylolisthesis": "ALIGNMENT",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 from ml.agents.analysis import ConditionResult
-from ml.conditions import CONDITION_KEYS, DISC_LEVELS
+from ml.conditions import CONDITION_KEYS, DISC_LEVELS, REPORT_SECTIONS
 
 TAGS = (
     "<image>",
@@ -40,19 +40,7 @@ TAGS = (
     "<report>",
 )
 
-SECTIONS = (
-    "CLINICAL HISTORY",
-    "TECHNIQUE",
-    "COMPARISON",
-    "ALIGNMENT",
-    "VERTEBRAL BODIES/MARROW",
-    "DISCS",
-    "SPINAL CANAL",
-    "NEURAL FORAMINA",
-    "CORD/CONUS/CAUDA EQUINA",
-    "PARASPINAL/OTHER",
-    "IMPRESSION",
-)
+SECTIONS = REPORT_SECTIONS
 
 
 def template(region: str) -> str:
