@@ -121,10 +121,16 @@ def _herniation(sp, labels, f, rng):
         shift = {"cranial": -1.0, "caudal": 1.0}.get(mig, 0.0) * (4 + 5 * sz)
         rs = rs + 3 + 4 * sz
         s0 = d.s + shift
-    b = _block(sp, (s0 - rs - 2, s0 + rs + 2), (-8.0, rv + 4), (x0 - rx - 2, x0 + rx + 2))
-    blob = _ellipsoid(b, s0, 0.0, x0, rs, rv, rx) & (b.v > -3.0)
+    # a small foraminal herniation can fall entirely on bone/muscle where the foramen is narrow
+    # (L5-S1 next to the sacral ala): then it is placed at the paracentral position instead
+    for xc in (x0, sgn * cw * 0.28):
+        b = _block(sp, (s0 - rs - 2, s0 + rs + 2), (-8.0, rv + 4), (xc - rx - 2, xc + rx + 2))
+        blob = _ellipsoid(b, s0, 0.0, xc, rs, rv, rx) & (b.v > -3.0)
+        target = blob & (b.v > -0.5) & np.isin(labels[b.sl], (*_SOFT, T.ANNULUS, T.CORD))
+        if target.any():
+            break
     # the base merges with the posterior annulus; the dome displaces canal contents
-    painted = _put(labels, b, blob & (b.v > -0.5), T.DISC_FRAGMENT, (*_SOFT, T.ANNULUS, T.CORD))
+    painted = _put(labels, b, target, T.DISC_FRAGMENT)
     _put(labels, b, blob & (b.v <= -0.5), T.ANNULUS, (*_SOFT,))
     return Mask.from_block(b, painted)
 
