@@ -6,8 +6,6 @@ their addresses. Run by hand without them, service tests are skipped with a reas
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -89,44 +87,6 @@ def api_as(role_user):  # type: ignore[no-untyped-def]
         return client
 
     return make
-
-
-@pytest.fixture
-def celery_worker_process(transactional_db, settings) -> Iterator[Callable[[], subprocess.Popen]]:  # type: ignore[no-untyped-def]
-    """A real Celery worker (separate process, solo pool) on the test database and Redis."""
-    from django.db import connection
-
-    broker = _need("CELERY_BROKER_URL")
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    procs: list[subprocess.Popen] = []
-    log_dir = Path(os.environ.get("SPINEREVIEW_SERVICES_DIR", ROOT / "var" / "services"))
-    log_dir.mkdir(parents=True, exist_ok=True)
-
-    def start() -> subprocess.Popen:
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "CELERY_BROKER_URL": broker,
-            "DJANGO_SETTINGS_MODULE": "webapp.settings.test",
-        }
-        log = (log_dir / f"celery-worker-{len(procs)}.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "gpu,default", "-P", "solo",
-             "-c", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:

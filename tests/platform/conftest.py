@@ -1,9 +1,9 @@
 """Fixtures for the drafting tests (and any platform test that runs a real Celery worker).
 
 ``tiny_pipeline`` trains the tiny pipeline once into $SPINEREVIEW_CACHE (file-locked, reused
-on every later run) so that workers never train inside a task; ``celery_worker_process`` is
-the root fixture's real worker, given that pipeline and optional extra environment (another
-Orthanc, a short broker visibility timeout for the worker-loss test).
+on every later run) so that workers never train inside a task; ``celery_worker_process``
+starts real workers with that pipeline and optional extra environment (another Orthanc, a short
+broker visibility timeout for the worker-loss test).
 """
 
 from __future__ import annotations
