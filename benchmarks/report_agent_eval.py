@@ -12,8 +12,10 @@ Pipeline (all on CPU, every step timed):
    cross-fitted training predictions. Localization levels are not used (no level in the tokens).
 4. Similar case: the training study with the highest cosine similarity of mean slice features
    (never the study itself); its report is the ``<similar_case_report>``.
-5. Decoder stage 0 (LM on the training reports) is trained once and shared; then stage 1 + 2
-   are trained twice from it with the same seed and steps: with agent tokens, and without.
+5. Decoder stage 0 is the cached text-only tiny LM (``ml.agents.report.pretrain``: generated
+   reports with simulated agent tokens, half the prompts in each layout), shared by both
+   variants; then stage 1 + 2 are trained twice from it with the same seed and steps on the
+   image-bearing training studies: with agent tokens, and without.
 6. Drafts for the held-out studies (greedy, ``--max-new-tokens``); labels extracted from each
    draft with the rule extractor; compared with the generator's ground-truth labels:
    false-positive findings per report (draft 1, truth 0) and omitted findings per report
@@ -191,7 +193,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / ".cache/bench/report_agent")
     ap.add_argument("--max-slices", type=int, default=8)
     ap.add_argument("--embed-cache", type=Path, default=REPO / ".cache/bench/report_agent/embeddings_s8.pkl")
-    ap.add_argument("--stage0", type=int, default=600)
+    ap.add_argument("--lm-steps", type=int, default=0, help="stage-0 LM steps (0 = the YAML's tiny_lm.steps)")
     ap.add_argument("--stage1", type=int, default=100)
     ap.add_argument("--stage2", type=int, default=500)
     ap.add_argument("--max-new-tokens", type=int, default=700)
@@ -208,6 +210,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from ml.agents.report import ReportAgent, ReportExample, train_report_agent
+    from ml.agents.report.pretrain import ensure_tiny_lm
     from ml.agents.report.train import default_config
     from ml.conditions import CONDITION_KEYS
     from ml.data.dataset import load_manifest
@@ -257,11 +260,12 @@ def main() -> None:
 
     train_ex = [example(i) for i in tr]
     cfg = default_config("tiny")
-    base = args.out / "stage0"
+    if args.lm_steps:
+        cfg.tiny_lm.steps = args.lm_steps
     t0 = time.perf_counter()
-    if not (base / "decoder").exists():
-        train_report_agent(train_ex, base, stage0_steps=args.stage0, stage1_steps=0, stage2_steps=0, config=cfg)
+    base = ensure_tiny_lm(cfg)  # trained once per configuration, then read from the cache
     timings["stage0"] = time.perf_counter() - t0
+    lm_meta = json.loads((base / "meta.json").read_text())
     folders = {}
     for name, flag in (("agent", True), ("plain", False)):
         folder = args.out / name
@@ -273,7 +277,7 @@ def main() -> None:
                 stage1_steps=args.stage1,
                 stage2_steps=args.stage2,
                 use_agent_tokens=flag,
-                config=default_config("tiny"),
+                config=dataclasses.replace(cfg),
                 init_from=base,
             )
         timings[f"train_{name}"] = time.perf_counter() - t0
@@ -341,7 +345,8 @@ def main() -> None:
     out = {
         "n_train": len(tr),
         "n_test": len(te),
-        "steps": {"stage0": args.stage0, "stage1": args.stage1, "stage2": args.stage2},
+        "steps": {"stage0": cfg.tiny_lm.steps, "stage1": args.stage1, "stage2": args.stage2},
+        "stage0_lm": {"folder": str(base), "seconds": lm_meta["seconds"], "final_loss": lm_meta["final_loss"]},
         "timings_s": timings,
         "results": results,
     }

@@ -37,17 +37,33 @@ class TinyDecoderConfig:
     heads: int = 4
     kv_heads: int = 2
     intermediate_size: int = 256
-    vocab_size: int = 2048  # byte-level BPE trained on the training reports
+    vocab_size: int = 2048  # byte-level BPE trained on the stage-0 report corpus
     max_position_embeddings: int = 2048
 
 
 @dataclass
+class TinyLMConfig:
+    """Stage 0 of the ``tiny`` preset: the text-only language model (``pretrain.py``), cached by all of this."""
+
+    n_texts: int = 20000  # distinct generated reports (each seen with fresh simulated agent tokens)
+    steps: int = 2400  # ~20 min once on 2 idle CPU cores; the bootstrap pipeline uses 500
+    batch_size: int = 8
+    lr: float = 3e-3
+    warmup: int = 50
+    seed: int = 0
+    max_dprime: float = 4.0  # simulated agents range from useless (d' = 0) to good (d' = 4)
+    p_exact: float = 0.25  # share of agent-layout prompts whose simulated agents state the truth exactly
+    p_agent_tokens: float = 0.5  # share of prompts in the agent layout (the rest: the plain layout)
+    tokenizer_texts: int = 3000  # reports (+ a quarter as many prompts) the BPE is trained on
+    regions: list[str] = field(default_factory=lambda: ["lumbar"])
+    log_every: int = 50
+
+
+@dataclass
 class TrainConfig:
-    stage0_steps: int = 200  # tiny preset only: language-model pretraining of the decoder on the reports
     stage1_steps: int = 100  # projector only (decoder frozen)
     stage2_steps: int = 200  # projector + LoRA adapters (decoder base frozen)
     batch_size: int = 4
-    lr_stage0: float = 3e-3
     lr_stage1: float = 1e-3
     lr_stage2: float = 5e-4
     weight_decay: float = 0.0
@@ -64,20 +80,27 @@ class ReportAgentConfig:
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     tiny: TinyDecoderConfig = field(default_factory=TinyDecoderConfig)
+    tiny_lm: TinyLMConfig = field(default_factory=TinyLMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     max_prompt_tokens: int = 1024  # the similar-case report is truncated to fit
     max_target_tokens: int = 768
     max_new_tokens: int = 512
     end_marker: str = "<end_of_report>"
     dtype: str = "float32"  # "bfloat16" on GPU for the 8B decoder
-    version: str = "report-agent/1"
+    version: str = "report-agent/2"  # 2: the tiny decoder starts from the cached text LM (pretrain.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReportAgentConfig:
-        subs = {"projector": ProjectorConfig, "lora": LoraConfig, "tiny": TinyDecoderConfig, "train": TrainConfig}
+        subs = {
+            "projector": ProjectorConfig,
+            "lora": LoraConfig,
+            "tiny": TinyDecoderConfig,
+            "tiny_lm": TinyLMConfig,
+            "train": TrainConfig,
+        }
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -86,10 +109,14 @@ class ReportAgentConfig:
         for k, v in data.items():
             if k in subs:
                 sub_known = {f.name for f in fields(subs[k])}
-                bad = set(v or {}) - sub_known
+                v = dict(v or {})
+                if k == "train":  # report-agent/1 artifacts: stage 0 used to live here (now ``tiny_lm``)
+                    v.pop("stage0_steps", None)
+                    v.pop("lr_stage0", None)
+                bad = set(v) - sub_known
                 if bad:
                     raise ValueError(f"unknown keys {sorted(bad)} in report-agent config section {k!r}")
-                kw[k] = subs[k](**(v or {}))
+                kw[k] = subs[k](**v)
             else:
                 kw[k] = v
         return cls(**kw)

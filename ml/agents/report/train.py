@@ -1,9 +1,9 @@
 """Two-stage training of the Medical Report Agent (plus a stage 0 for the from-scratch tiny decoder).
 
-- stage 0 (preset ``tiny`` only): the decoder is trained as a language model on the training
-  reports, standing in for the pre-trained LLM the paper starts from. Both report-agent variants
-  (with / without agent tokens) get the identical stage-0 decoder from the same data and seed,
-  or share one explicitly through ``init_from``.
+- stage 0 (preset ``tiny`` only): a text-only language model on generated reports with simulated
+  agent tokens (``pretrain.py``), standing in for the pre-trained LLM the paper starts from;
+  trained once and cached, so both report-agent variants (with / without agent tokens) start from
+  the identical decoder. ``init_from`` names another stage-0 folder (tokenizer/ + decoder/).
 - stage 1: projector only; the decoder is frozen (LLaVA feature alignment).
 - stage 2: projector + LoRA adapters on the decoder (peft). The adapters are trainable: the
   paper's released code froze them, so stage 2 silently trained the projector only.
@@ -21,13 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ml.agents.report.agent import ReportAgent
 from ml.agents.report.config import ReportAgentConfig
-from ml.agents.report.decoders import build_tiny_decoder, load_pretrained_decoder, train_tokenizer
-from ml.agents.report.loss import IGNORE, report_lm_loss
-from ml.agents.report.prompt import prompt_parts
+from ml.agents.report.decoders import load_pretrained_decoder
+from ml.agents.report.loss import report_lm_loss
+from ml.agents.report.pretrain import ensure_tiny_lm, load_tiny_lm
 from ml.agents.report.types import ReportExample
 
 log = logging.getLogger(__name__)
@@ -103,8 +102,9 @@ def train_report_agent(
     """Train a report agent on ``examples`` and save it to ``out_dir`` (returned).
 
     Steps default to the preset's YAML (``ml/configs/agents/report*.yaml``). ``use_agent_tokens``
-    overrides every example's flag (False = plain LLaVA). ``init_from`` reuses the tokenizer and
-    stage-0 decoder of another tiny agent folder (skips stage 0), so two variants share one decoder.
+    overrides every example's flag (False = plain LLaVA). ``stage0_steps`` sets the tiny LM's
+    steps (``tiny_lm.steps``; a new value trains and caches another LM). ``init_from`` uses the
+    tokenizer/ + decoder/ of a given folder (a stage-0 LM or another tiny agent) instead.
     """
     if not examples:
         raise ValueError("train_report_agent needs at least one example")
@@ -116,7 +116,7 @@ def train_report_agent(
     cfg.preset = preset if config is None else cfg.preset
     tr = cfg.train
     if stage0_steps is not None:
-        tr.stage0_steps = stage0_steps
+        cfg.tiny_lm.steps = stage0_steps
     if stage1_steps is not None:
         tr.stage1_steps = stage1_steps
     if stage2_steps is not None:
@@ -134,44 +134,16 @@ def train_report_agent(
     timings: dict[str, float] = {}
 
     if cfg.preset == "tiny":
-        if init_from is not None:
-            tok = AutoTokenizer.from_pretrained(Path(init_from) / "tokenizer")
-            decoder = AutoModelForCausalLM.from_pretrained(Path(init_from) / "decoder")
-            tr.stage0_steps = 0
-        else:
-            corpus = [e.target for e in examples]
-            corpus += ["".join(prompt_parts(e.conditions, None, e.region, True)) for e in examples]
-            tok = train_tokenizer(corpus, cfg.tiny.vocab_size, cfg.end_marker)
-            decoder = build_tiny_decoder(cfg, tok)
+        # stage 0: the text-only language model that stands in for a pre-trained LLM (cached)
+        t0 = time.perf_counter()
+        base = Path(init_from) if init_from is not None else ensure_tiny_lm(cfg)
+        decoder, tok = load_tiny_lm(base)
+        timings["stage0"] = time.perf_counter() - t0
     else:
         decoder, tok = load_pretrained_decoder(cfg)
-        tr.stage0_steps = 0
+        base = None
     agent = ReportAgent(cfg, decoder, tok)
     losses: dict[str, list[float]] = {}
-
-    # stage 0: language-model pretraining of the tiny decoder on the report texts
-    if tr.stage0_steps > 0:
-        agent.set_stage(0)
-        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
-        seqs = [bos + agent.target_ids(e.target) for e in examples]
-
-        def lm_loss(idx: list[int]) -> torch.Tensor:
-            batch = [seqs[i] for i in idx]
-            t = max(len(s) for s in batch)
-            ids = torch.full((len(batch), t), tok.pad_token_id, dtype=torch.long)
-            lab = torch.full((len(batch), t), IGNORE, dtype=torch.long)
-            att = torch.zeros((len(batch), t), dtype=torch.long)
-            for i, s in enumerate(batch):
-                ids[i, : len(s)] = torch.tensor(s)
-                lab[i, : len(s)] = torch.tensor(s)
-                att[i, : len(s)] = 1
-            logits = agent.decoder(input_ids=ids, attention_mask=att, use_cache=False).logits  # [B, T, V]
-            return report_lm_loss(logits, lab)
-
-        t0 = time.perf_counter()
-        params = [p for p in agent.decoder.parameters() if p.requires_grad]
-        losses["stage0"] = _run("stage0", tr.stage0_steps, params, tr.lr_stage0, cfg, lm_loss, len(seqs), rng)
-        timings["stage0"] = time.perf_counter() - t0
 
     def vl_loss(idx: list[int]) -> torch.Tensor:
         batch = [examples[i] for i in idx]
@@ -192,7 +164,7 @@ def train_report_agent(
     agent.meta.update(
         n_examples=len(examples),
         use_agent_tokens=use_agent_tokens,
-        init_from=str(init_from) if init_from else None,
+        init_from=str(base) if base else None,
         seconds=timings,
         final_loss={k: float(np.mean(v[-10:])) for k, v in losses.items() if v},
         losses={k: [round(x, 4) for x in v] for k, v in losses.items()},

@@ -46,8 +46,9 @@ def short_agent_dir(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     examples = [_example(rng, SHORT) for _ in range(6)]
     out = tmp_path_factory.mktemp("report_agent") / "agent"
+    small_lm = {"tiny_lm.n_texts": 300, "tiny_lm.tokenizer_texts": 300, "train.lr_stage2": 5e-3}
     return train_report_agent(
-        examples, out, preset="tiny", stage0_steps=80, stage1_steps=10, stage2_steps=30, overrides=None
+        examples, out, preset="tiny", stage0_steps=60, stage1_steps=10, stage2_steps=30, overrides=small_lm
     )
 
 
