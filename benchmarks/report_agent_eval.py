@@ -186,6 +186,54 @@ def paired_diff_ci(a: list[int], b: list[int], n: int = 2000, seed: int = 0) -> 
     return [float(np.mean(d)), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
+def lm_text_check(base: Path, cfg, n: int, max_new_tokens: int) -> dict:  # type: ignore[no-untyped-def]
+    """Stage 0 alone, on generated report texts it never saw (another seed), no images: drafts
+    from exact agent tokens vs from no tokens. Shows whether the LM learnt to read the tokens
+    before any image training (if the exact-token row is no better, nothing later can be)."""
+    import torch
+
+    from ml.agents.analysis import ConditionResult
+    from ml.agents.labels import extract_labels
+    from ml.agents.report.pretrain import load_tiny_lm, text_sequence
+    from ml.agents.report.prompt import similar_case_text
+    from ml.conditions import CONDITION_KEYS
+    from ml.data.synthetic.report_corpus import iter_report_samples
+
+    decoder, tok = load_tiny_lm(base)
+    decoder.eval()
+    samples = list(iter_report_samples(n + 1, seed=10_000))
+    stop = [tok.convert_tokens_to_ids(cfg.end_marker), tok.eos_token_id]
+    out: dict[str, dict] = {}
+    for name, agent in (("lm_exact_tokens", True), ("lm_no_tokens", False)):
+        fps, oms = [], []
+        for i, s in enumerate(samples[:n]):
+            conds = [ConditionResult(k, float(s.labels[k] == 1), s.labels[k] == 1, 0.5) for k in CONDITION_KEYS]
+            sim = similar_case_text(samples[i + 1].report) if agent else None
+            ids, lab = text_sequence(tok, cfg, s, conds if agent else [], sim, agent)
+            prompt = ids[: next(j for j, v in enumerate(lab) if v != -100)]
+            with torch.no_grad():
+                gen = decoder.generate(
+                    input_ids=torch.tensor([prompt]),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=stop,
+                    pad_token_id=tok.pad_token_id,
+                )
+            text = tok.decode(gen[0, len(prompt) :], skip_special_tokens=True)
+            fp, om = count_errors(extract_labels(text).labels, s.labels)
+            fps.append(fp)
+            oms.append(om)
+        out[name] = {
+            "false_positives_per_report": float(np.mean(fps)),
+            "omissions_per_report": float(np.mean(oms)),
+            "fp_ci95": _boot_ci(fps),
+            "om_ci95": _boot_ci(oms),
+        }
+        log.info("%s: FP %.2f, omissions %.2f per report", name, np.mean(fps), np.mean(oms))
+    out["truth_positives_per_report"] = float(np.mean([sum(v == 1 for v in s.labels.values()) for s in samples[:n]]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO / ".cache/bench/spinefm/data")
@@ -197,6 +245,7 @@ def main() -> None:
     ap.add_argument("--stage1", type=int, default=100)
     ap.add_argument("--stage2", type=int, default=500)
     ap.add_argument("--max-new-tokens", type=int, default=700)
+    ap.add_argument("--lm-check", type=int, default=30, help="generated texts for the stage-0 check (0 = skip)")
     ap.add_argument("--n-test", type=int, default=0, help="evaluate only this many held-out studies (0 = all)")
     ap.add_argument("--train", default="agent,plain", help="variants to train here (others must exist)")
     ap.add_argument(
@@ -266,6 +315,12 @@ def main() -> None:
     base = ensure_tiny_lm(cfg)  # trained once per configuration, then read from the cache
     timings["stage0"] = time.perf_counter() - t0
     lm_meta = json.loads((base / "meta.json").read_text())
+    lm_check_file = base / f"text_check_{args.lm_check}.json"
+    if args.lm_check and not lm_check_file.exists():
+        t0 = time.perf_counter()
+        lm_check_file.write_text(json.dumps(lm_text_check(base, cfg, args.lm_check, args.max_new_tokens)))
+        timings["stage0_text_check"] = time.perf_counter() - t0
+    lm_check = json.loads(lm_check_file.read_text()) if lm_check_file.exists() else {}
     folders = {}
     for name, flag in (("agent", True), ("plain", False)):
         folder = args.out / name
@@ -346,7 +401,12 @@ def main() -> None:
         "n_train": len(tr),
         "n_test": len(te),
         "steps": {"stage0": cfg.tiny_lm.steps, "stage1": args.stage1, "stage2": args.stage2},
-        "stage0_lm": {"folder": str(base), "seconds": lm_meta["seconds"], "final_loss": lm_meta["final_loss"]},
+        "stage0_lm": {
+            "folder": str(base),
+            "seconds": lm_meta["seconds"],
+            "final_loss": lm_meta["final_loss"],
+            "text_check": lm_check,
+        },
         "timings_s": timings,
         "results": results,
     }
@@ -357,6 +417,13 @@ def main() -> None:
         f"held-out studies: {len(te)} (train {len(tr)}); truth positives/report "
         f"{results['truth_positives_per_report']:.2f}"
     )
+    for k in ("lm_exact_tokens", "lm_no_tokens"):
+        if k in lm_check:
+            r = lm_check[k]
+            print(
+                f"stage-0 LM, text only, {k}: FP {r['false_positives_per_report']:.2f}, omissions "
+                f"{r['omissions_per_report']:.2f} per report ({args.lm_check} generated reports)"
+            )
     print(f"{'variant':<16}{'FP/report':>10}{'omit/report':>12}{'BLEU':>8}{'ROUGE-L':>9}")
     for k in ("agent", "plain", "agent_oracle", "probe_calls"):
         r = results[k]

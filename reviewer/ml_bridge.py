@@ -75,6 +75,14 @@ class NoUsableSeries(ValueError):
         self.skipped = skipped
 
 
+def training_manifest() -> object:
+    """``ml.data.manifest`` (``StudyEntry``, ``SeriesEntry``, ``write_manifest``): the format that
+    ``python -m ml train`` reads, and so the format of the app's training export."""
+    from ml.data import manifest
+
+    return manifest
+
+
 def ensure_tiny_pipeline(cache_dir: str | None = None) -> str:
     """Folder of the cached tiny trained pipeline (trains it, file-locked, when missing)."""
     from ml.agents.bootstrap import ensure_tiny_pipeline as ensure

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ml.conditions import BY_KEY, CONDITION_KEYS
+from ml.conditions import BY_KEY
 from reviewer.models import (
     AuditEvent,
     Draft,
@@ -184,15 +184,6 @@ class SignSerializer(serializers.Serializer):
     revision = serializers.IntegerField(required=False, allow_null=True, default=None)
 
 
-def _validate_labels(value: dict) -> dict:
-    unknown = set(value) - set(CONDITION_KEYS)
-    if unknown:
-        raise serializers.ValidationError(f"unknown conditions: {sorted(unknown)}")
-    if any(v not in (-1, 0, 1) for v in value.values()):
-        raise serializers.ValidationError("labels must be -1, 0 or 1")
-    return value
-
-
 class LabelExtractionSerializer(serializers.ModelSerializer):
     class Meta:
         model = LabelExtraction
@@ -210,7 +201,15 @@ class LabelConfirmationSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "annotator", "created_at"]
 
     def validate_labels(self, value: dict) -> dict:
-        return _validate_labels(value)
+        """All 17 conditions, each -1/0/1: a confirmation is complete (as on the annotation page)."""
+        from django.core.exceptions import ValidationError as DjangoValidationError
+
+        from reviewer.services.labels import validate_labels
+
+        try:
+            return validate_labels(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict.get("labels", exc.messages)) from exc
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):

@@ -166,10 +166,24 @@ class LabelConfirmationViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelVi
     def get_queryset(self):  # type: ignore[no-untyped-def]
         return LabelConfirmation.objects.select_related("annotator", "extraction")
 
-    @transaction.atomic
     def perform_create(self, serializer):  # type: ignore[no-untyped-def]
-        confirmation = serializer.save(annotator=self.request.user)
-        audit(actor=self.request.user, action="labels.confirmed", obj=confirmation)
+        """The same service as the annotation page: all 17 labels, only signed/historical
+        reports, one confirmation per annotator and extraction (a second POST corrects it)."""
+        from django.core.exceptions import ValidationError as DjangoValidationError
+        from rest_framework.exceptions import ValidationError
+
+        from reviewer.services.labels import confirm_labels
+
+        d = serializer.validated_data
+        try:
+            serializer.instance = confirm_labels(
+                extraction=d["extraction"],
+                annotator=self.request.user,
+                labels=d["labels"],
+                comment=d.get("comment", ""),
+            )
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from exc
 
 
 class ModelVersionViewSet(viewsets.ModelViewSet):

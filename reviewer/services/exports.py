@@ -272,9 +272,11 @@ def training_entries(*, include_extracted: bool = False) -> Iterator[tuple[objec
     Boxes: the newest reader-corrected DICOM SR's boxes, else the newest AI SR, else the
     draft's finding boxes. Series carry no path: trainers fetch them over DICOMweb by UID.
     """
-    from ml.data.manifest import SeriesEntry, StudyEntry
+    from reviewer import ml_bridge
     from reviewer.models import Finding, LabelConfirmation, LabelExtraction, Review, Series, StructuredReport, Study
 
+    manifest = ml_bridge.training_manifest()
+    SeriesEntry, StudyEntry = manifest.SeriesEntry, manifest.StudyEntry
     key = export_secret()
     signed = {}
     for study_id, text in (
@@ -351,8 +353,9 @@ def training_entries(*, include_extracted: bool = False) -> Iterator[tuple[objec
 
 def write_training_manifest(out_dir: Path, *, include_extracted: bool = False) -> TrainingExportSummary:
     """``out_dir/manifest.jsonl`` (ml.data.manifest format) + ``out_dir/ground_truth/*.json``."""
-    from ml.data.manifest import write_manifest
+    from reviewer import ml_bridge
 
+    write_manifest = ml_bridge.training_manifest().write_manifest
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "ground_truth").mkdir(exist_ok=True)
     entries = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ml.conditions import CONDITION_KEYS
 from reviewer.models import ModelVersion
 from tests.factories import DraftFactory, FindingFactory, StudyFactory
 
@@ -44,7 +45,7 @@ def _requests(world):  # type: ignore[no-untyped-def]
         "confirm labels": (
             "post",
             "/api/label-confirmations/",
-            {"extraction": world["extraction"].pk, "labels": {"canal_stenosis": 0}},
+            {"extraction": world["extraction"].pk, "labels": dict.fromkeys(CONDITION_KEYS, 0)},
         ),
         "model versions": ("get", "/api/model-versions/", None),
         "create model version": ("post", "/api/model-versions/", {"name": "m", "version": "2"}),
@@ -131,3 +132,37 @@ def test_study_list_is_filtered_and_paginated(api_as):  # type: ignore[no-untype
     body = api_as(R).get("/api/studies/", {"status": "signed"}).json()
     assert body["count"] == 3
     assert {s["status"] for s in body["results"]} == {"signed"}
+
+
+def test_label_confirmations_through_the_api_are_complete_and_corrected_not_duplicated(world, api_as):  # type: ignore[no-untyped-def]
+    from reviewer.models import AuditEvent, LabelConfirmation, LabelExtraction
+
+    client = api_as("annotator")
+    url = "/api/label-confirmations/"
+    ext = world["extraction"].pk
+    partial = client.post(url, {"extraction": ext, "labels": {"canal_stenosis": 0}}, format="json")
+    assert partial.status_code == 400
+    assert "missing" in str(partial.data["labels"])
+    bad = client.post(url, {"extraction": ext, "labels": {**dict.fromkeys(CONDITION_KEYS, 0), "canal_stenosis": 2}},
+                      format="json")  # fmt: skip
+    assert bad.status_code == 400
+    draft_ext = LabelExtraction.objects.create(
+        study=world["study"], source="draft", report_text="x", extractor="rules@1", labels={}
+    )
+    wrong_source = client.post(url, {"extraction": draft_ext.pk, "labels": dict.fromkeys(CONDITION_KEYS, 0)},
+                               format="json")  # fmt: skip
+    assert wrong_source.status_code == 400
+    assert "signed and historical" in str(wrong_source.data)
+    assert not LabelConfirmation.objects.exists()
+
+    first = client.post(url, {"extraction": ext, "labels": dict.fromkeys(CONDITION_KEYS, 0)}, format="json")
+    assert first.status_code == 201
+    again = client.post(url, {"extraction": ext, "labels": {**dict.fromkeys(CONDITION_KEYS, 0), "canal_stenosis": 1}},
+                        format="json")  # fmt: skip
+    assert again.status_code == 201
+    assert again.data["id"] == first.data["id"]
+    (row,) = LabelConfirmation.objects.all()
+    assert row.labels["canal_stenosis"] == 1
+    events = AuditEvent.objects.filter(object_type="LabelConfirmation").order_by("at", "id")
+    actions = list(events.values_list("action", flat=True))
+    assert actions == ["labels.confirmed", "labels.corrected"]
