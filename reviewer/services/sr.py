@@ -275,8 +275,27 @@ def _boxes_of_draft(draft: Draft) -> tuple[list[dict], list[SRKeySlice]]:
     return boxes, slices
 
 
+AI_SERIES_DESCRIPTION = "SpineReview AI findings"
+
+
 def ai_series_description(pipeline_version: str) -> str:
-    return f"SpineReview AI {pipeline_version}"[:64]
+    """The AI SR's SeriesDescription: the same for every pipeline version.
+
+    OHIF shows SeriesDescription in its study browser, also to readers of blinded studies, so it
+    must not name the model. The version is kept where DICOM puts the producing algorithm: the
+    Device Observer context of the SR content (name and model name), read by ``sr_observer_device``.
+    """
+    del pipeline_version
+    return AI_SERIES_DESCRIPTION
+
+
+def sr_observer_device(ds: Dataset) -> str | None:
+    """The Device Observer Name of an SR (the pipeline version for our AI SRs), or None."""
+    for item in getattr(ds, "ContentSequence", []):
+        name = item.ConceptNameCodeSequence[0] if "ConceptNameCodeSequence" in item else None
+        if name is not None and name.CodeValue == "121013":  # DCM 121013 Device Observer Name
+            return str(item.TextValue)
+    return None
 
 
 def write_ai_sr(*, draft: Draft, sources: Mapping[str, Dataset] | None = None) -> StructuredReport:
@@ -336,8 +355,7 @@ def write_reader_sr(*, study: Study, parent: StructuredReport | None, author, bo
     person = "^".join(reversed(name.split(" ", 1))) if " " in name else name  # DICOM PN: Family^Given
     series_uid = generate_uid(entropy_srcs=[study.study_uid, "reader-sr-series"])
     sop_uid = generate_uid()
-    version = parent.series_description if parent is not None else ""
-    description = f"SpineReview reader {name}"[:64] if not version else f"Reader edit of {version}"[:64]
+    description = f"SpineReview reader {name}"[:64]
     ds = build_sr(
         sources=sources, boxes=parsed, series_description=description, series_uid=series_uid, sop_uid=sop_uid,
         series_number=READER_SERIES_NUMBER, instance_number=StructuredReport.objects.filter(

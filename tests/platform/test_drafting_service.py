@@ -11,6 +11,7 @@ import pytest
 
 from reviewer.models import Draft, DraftJob, ModelVersion, StructuredReport, Study
 from reviewer.services.drafting import request_draft, run_draft_job
+from reviewer.services.sr import load_sr, sr_observer_device
 from reviewer.services.sync import sync_study
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db, pytest.mark.slow]
@@ -115,7 +116,9 @@ def test_a_redraft_with_another_model_version_adds_a_draft_and_an_sr_and_replace
     assert srs.count() == 2
     second_sr = srs.exclude(pk=first_sr.pk).get()
     assert second_sr.series_instance_uid != first_sr.series_instance_uid
-    assert "tiny@2" in second_sr.series_description
+    assert second_sr.series_description == first_sr.series_description  # names no version (blinding)
+    second_ds = load_sr(study.study_uid, second_sr.series_instance_uid, second_sr.sop_instance_uid)
+    assert sr_observer_device(second_ds) == "tiny@2"
     query = {"Level": "Instance", "Query": {"StudyInstanceUID": study.study_uid, "Modality": "SR"}}
     assert len(empty_orthanc.post("/tools/find", json=query).json()) == 2
 
