@@ -47,10 +47,18 @@ class DiagnosisConfig:
     target_sensitivity: float = 0.9  # for threshold_rule = sensitivity
     min_positives: int = 3  # fewer positive (or negative) fit studies: no probe
     seed: int = 0
+    head: str = "linear"  # "linear" (probe on ``feature``) | "mil" (gated attention over slices, ml/agents/mil.py)
+    mil_hidden: int = 32  # MIL: width of the shared slice projection
+    mil_epochs: int = 60
+    mil_batch: int = 32
+    mil_lr: float = 3e-3
+    mil_weight_decay: float = 0.1
 
     def __post_init__(self) -> None:
         if self.threshold_rule not in ("youden", "sensitivity"):
             raise ValueError("threshold_rule must be 'youden' or 'sensitivity'")
+        if self.head not in ("linear", "mil"):
+            raise ValueError("diagnosis head must be 'linear' or 'mil'")
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -156,9 +164,25 @@ def labels_matrix(feats: list[StudyFeatures]) -> np.ndarray:
     return np.stack([f.study.labels for f in feats])  # [N, 17] in {-1, 0, 1}
 
 
-def train_diagnosis(feats: list[StudyFeatures], cfg: DiagnosisConfig | None = None) -> DiagnosisAgents:
-    """Fit the 17 probes on ``feats`` (training studies only; the caller holds out test patients)."""
+def load_diagnosis(folder: str | Path):  # type: ignore[no-untyped-def]
+    """The saved Diagnosis Agents of either head (``DiagnosisAgents`` or ``MILDiagnosisAgents``)."""
+    cfg, arrays, doc = load_artifact(folder, FAMILY, DiagnosisConfig)
+    meta = {**doc["meta"], "version": doc["version"]}
+    if cfg.head == "mil":
+        from ml.agents.mil import MILDiagnosisAgents
+
+        return MILDiagnosisAgents(cfg, arrays, meta)
+    return DiagnosisAgents(cfg, arrays, meta)
+
+
+def train_diagnosis(feats: list[StudyFeatures], cfg: DiagnosisConfig | None = None):  # type: ignore[no-untyped-def]
+    """Fit the 17 agents on ``feats`` (training studies only; the caller holds out test patients):
+    linear probes, or with ``head: mil`` the MIL heads (``ml.agents.mil``)."""
     cfg = cfg or DiagnosisConfig()
+    if cfg.head == "mil":
+        from ml.agents.mil import train_mil
+
+        return train_mil(feats, cfg)
     x = np.stack([f.diagnosis_vector(cfg.feature, tuple(cfg.classes)) for f in feats])  # [N, F]
     return fit_probes(x, labels_matrix(feats), [f.study.patient_key for f in feats], cfg)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -61,15 +62,41 @@ def _nanmean(v) -> float:
 # -- diagnosis ---------------------------------------------------------------------------------
 
 
-def cv_probabilities(x: np.ndarray, y: np.ndarray, keys: list[str], folds, cfg: DiagnosisConfig) -> np.ndarray:
-    """Out-of-fold calibrated probabilities [N, 17] (NaN where a study was never tested)."""
-    p = np.full(y.shape, np.nan)
-    for train, test in folds:
-        if not train or not test:
-            continue
+FitPredict = Callable[[list[int], list[int]], np.ndarray]  # (train rows, test rows) -> p [len(test), 17]
+
+
+def probe_fit_predict(x: np.ndarray, y: np.ndarray, keys: list[str], cfg: DiagnosisConfig) -> FitPredict:
+    """Linear probes on study vectors x [N, F]."""
+
+    def run(train: list[int], test: list[int]) -> np.ndarray:
         agents = fit_probes(x[train], y[train], [keys[i] for i in train], cfg)
-        p[test] = agents.infer((x[test] - agents.mean) / agents.std)
+        return agents.infer((x[test] - agents.mean) / agents.std)
+
+    return run
+
+
+def mil_fit_predict(feats: list, cfg: DiagnosisConfig) -> FitPredict:
+    """MIL heads on the studies' slices (``diagnosis.head: mil``)."""
+    from ml.agents.mil import train_mil
+
+    def run(train: list[int], test: list[int]) -> np.ndarray:
+        return train_mil([feats[i] for i in train], cfg).probabilities([feats[i] for i in test])
+
+    return run
+
+
+def cv_fit_predict(fit_predict: FitPredict, n: int, folds) -> np.ndarray:
+    """Out-of-fold calibrated probabilities [N, 17] (NaN where a study was never tested)."""
+    p = np.full((n, len(CONDITION_KEYS)), np.nan)
+    for train, test in folds:
+        if train and test:
+            p[test] = fit_predict(list(train), list(test))
     return p
+
+
+def cv_probabilities(x: np.ndarray, y: np.ndarray, keys: list[str], folds, cfg: DiagnosisConfig) -> np.ndarray:
+    """Out-of-fold probabilities of linear probes on x [N, F] (also used for the baselines)."""
+    return cv_fit_predict(probe_fit_predict(x, y, keys, cfg), len(x), folds)
 
 
 def condition_table(y: np.ndarray, p: np.ndarray, keys: list[str], n_boot: int) -> dict[str, dict]:
@@ -100,7 +127,7 @@ def _mean_auroc(y: np.ndarray, p: np.ndarray) -> float:
     )
 
 
-def _group_matrix(x, y, keys, attr: list[str], cfg, k: int, seed: int) -> dict[str, dict[str, float]]:
+def _group_matrix(fit_predict: FitPredict, y, keys, attr: list[str], k: int, seed: int) -> dict[str, dict[str, float]]:
     """Train on the studies of one group value, test on each group (same group: k-fold CV inside)."""
     values = sorted(set(attr))
     out: dict[str, dict[str, float]] = {}
@@ -114,12 +141,10 @@ def _group_matrix(x, y, keys, attr: list[str], cfg, k: int, seed: int) -> dict[s
                     ([tr[i] for i in f_tr], [tr[i] for i in f_te])
                     for f_tr, f_te in _kfold_keys([keys[i] for i in tr], k, seed)
                 ]
-                p = cv_probabilities(x, y, keys, folds, cfg)
+                p = cv_fit_predict(fit_predict, len(y), folds)
                 out[a][b] = _mean_auroc(y[te], p[te])
             else:
-                agents = fit_probes(x[tr], y[tr], [keys[i] for i in tr], cfg)
-                p = agents.infer((x[te] - agents.mean) / agents.std)
-                out[a][b] = _mean_auroc(y[te], p)
+                out[a][b] = _mean_auroc(y[te], fit_predict(tr, te))
     return out
 
 
@@ -132,9 +157,22 @@ def _kfold_keys(keys: list[str], k: int, seed: int):
 def evaluate_diagnosis(prep: Prepared, cfg: DiagnosisConfig, opts: EvalOptions, folds) -> tuple[dict, np.ndarray]:
     feats, keys = prep.feats, [f.study.patient_key for f in prep.feats]
     y = labels_matrix(feats)
-    x = np.stack([f.diagnosis_vector(cfg.feature, tuple(cfg.classes)) for f in feats])
-    p = cv_probabilities(x, y, keys, folds, cfg)
-    res: dict = {"feature": cfg.feature, "per_condition": condition_table(y, p, keys, opts.bootstrap_n)}
+
+    def fitter(c: DiagnosisConfig, rows: list[int]) -> FitPredict:
+        """The configured head on the studies ``rows`` (indices into the returned fit/predict are local)."""
+        if c.head == "mil":
+            return mil_fit_predict([feats[i] for i in rows], c)
+        xs = np.stack([feats[i].diagnosis_vector(c.feature, tuple(c.classes)) for i in rows])
+        return probe_fit_predict(xs, y[rows], [keys[i] for i in rows], c)
+
+    every = list(range(len(feats)))
+    fp_all = fitter(cfg, every)
+    p = cv_fit_predict(fp_all, len(feats), folds)
+    res: dict = {
+        "feature": cfg.feature if cfg.head == "linear" else "slices (MIL)",
+        "head": cfg.head,
+        "per_condition": condition_table(y, p, keys, opts.bootstrap_n),
+    }
     res["mean_auroc"] = _nanmean(v["auroc"] for v in res["per_condition"].values())
     res["mean_auprc"] = _nanmean(v["auprc"] for v in res["per_condition"].values())
     res["mean_prevalence"] = _nanmean(v["prevalence"] for v in res["per_condition"].values())
@@ -143,9 +181,9 @@ def evaluate_diagnosis(prep: Prepared, cfg: DiagnosisConfig, opts: EvalOptions, 
         for name, classes in SEQUENCE_SETS.items():
             have = [i for i, f in enumerate(feats) if any(s.sequence_class in classes for s in f.study.series)]
             c2 = replace(cfg, classes=list(classes))
-            xs = np.stack([feats[i].diagnosis_vector(cfg.feature, classes) for i in have])
             sub_keys = [keys[i] for i in have]
-            pf = cv_probabilities(xs, y[have], sub_keys, _kfold_keys(sub_keys, opts.folds, opts.split_seed), c2)
+            folds2 = _kfold_keys(sub_keys, opts.folds, opts.split_seed)
+            pf = cv_fit_predict(fitter(c2, have), len(have), folds2)
             table = condition_table(y[have], pf, sub_keys, 0)
             res["sequence_sets"][name] = {
                 "n_studies": len(have),
@@ -154,8 +192,8 @@ def evaluate_diagnosis(prep: Prepared, cfg: DiagnosisConfig, opts: EvalOptions, 
             }
         vendors = [prep.entries[i].vendor or "?" for i in range(len(feats))]
         cohorts = [prep.entries[i].cohort or "?" for i in range(len(feats))]
-        res["cross_vendor"] = _group_matrix(x, y, keys, vendors, cfg, opts.folds, opts.split_seed)
-        res["cross_cohort"] = _group_matrix(x, y, keys, cohorts, cfg, opts.folds, opts.split_seed)
+        res["cross_vendor"] = _group_matrix(fp_all, y, keys, vendors, opts.folds, opts.split_seed)
+        res["cross_cohort"] = _group_matrix(fp_all, y, keys, cohorts, opts.folds, opts.split_seed)
     return res, p
 
 

@@ -289,9 +289,9 @@ def _condition_keys() -> tuple[str, ...]:
 
 
 def _load_diagnosis(path: Path):
-    from ml.agents.diagnosis import DiagnosisAgents
+    from ml.agents.diagnosis import load_diagnosis
 
-    return DiagnosisAgents.load(path)
+    return load_diagnosis(path)
 
 
 def _load_localization(path: Path):
