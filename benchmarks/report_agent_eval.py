@@ -29,6 +29,7 @@ Pipeline (all on CPU, every step timed):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -245,6 +246,13 @@ def main() -> None:
     ap.add_argument("--stage1", type=int, default=100)
     ap.add_argument("--stage2", type=int, default=500)
     ap.add_argument("--max-new-tokens", type=int, default=700)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="report-agent config override for stages 1-2, e.g. train.lr_stage2=2e-4 (repeatable)",
+    )
     ap.add_argument("--lm-check", type=int, default=30, help="generated texts for the stage-0 check (0 = skip)")
     ap.add_argument("--n-test", type=int, default=0, help="evaluate only this many held-out studies (0 = all)")
     ap.add_argument("--train", default="agent,plain", help="variants to train here (others must exist)")
@@ -308,7 +316,17 @@ def main() -> None:
         )
 
     train_ex = [example(i) for i in tr]
+    import yaml
+
     cfg = default_config("tiny")
+    for item in args.set:
+        key, _, value = item.partition("=")
+        section, _, leaf = key.partition(".")
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML reads "2e-4" as a string
+            with contextlib.suppress(ValueError):
+                parsed = float(parsed)
+        setattr(getattr(cfg, section) if leaf else cfg, leaf or section, parsed)
     if args.lm_steps:
         cfg.tiny_lm.steps = args.lm_steps
     t0 = time.perf_counter()

@@ -52,7 +52,7 @@ class TinyLMConfig:
     warmup: int = 50
     seed: int = 0
     max_dprime: float = 4.0  # simulated agents range from useless (d' = 0) to good (d' = 4)
-    p_exact: float = 0.25  # share of agent-layout prompts whose simulated agents state the truth exactly
+    p_exact: float = 0.4  # share of agent-layout prompts whose simulated agents state the truth exactly
     p_agent_tokens: float = 0.5  # share of prompts in the agent layout (the rest: the plain layout)
     tokenizer_texts: int = 3000  # reports (+ a quarter as many prompts) the BPE is trained on
     regions: list[str] = field(default_factory=lambda: ["lumbar"])

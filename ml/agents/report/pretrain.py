@@ -48,7 +48,8 @@ from ml.data.synthetic.report_corpus import ReportSample, iter_report_samples
 
 log = logging.getLogger(__name__)
 
-CODE_VERSION = "tiny-lm/1"  # bump when the corpus, the simulation or the loop changes meaning
+# bump when the corpus, the simulation, the prompt layout or the loop changes meaning
+CODE_VERSION = "tiny-lm/2"  # 2: classification tokens by clinical name, likely first
 
 
 # ----- simulated agents ----------------------------------------------------------------------

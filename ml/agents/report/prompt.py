@@ -4,14 +4,15 @@ Layout (the 64 image tokens are spliced in as embeddings after ``<image>``)::
 
     <image>[64 image tokens]</image>
     <region>lumbar</region>
-    <classification>canal_stenosis=yes 0.8; foraminal_narrowing=no 0.1; ...</classification>
+    <classification>likely: Spinal canal stenosis 0.8; ... | unlikely: Facet synovial cyst 0.1; ...</classification>
     <localization>canal_stenosis L4-5 central; ...</localization>
     <similar_case_report>...</similar_case_report>
     <template>CLINICAL HISTORY: | ... | DISCS: L1-2, L2-3, ... | ... | IMPRESSION:</template>
     <report>
 
-The classification block lists all 17 conditions (so "absent" is said, not implied) with the
-calibrated probability rounded to one decimal; localization lists the conditions called present
+The classification block lists all 17 conditions by clinical name, those called present first
+(so "absent" is said, not implied), with the calibrated probability rounded to one decimal;
+localization lists the conditions called present
 that carry a level; the similar case contributes its IMPRESSION (``similar_case_text``).
 ``use_agent_tokens=False`` keeps only the image, region and template (the
 plain-LLaVA baseline), so the two variants differ only in the agents' outputs.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import re
 
 from ml.agents.analysis import ConditionResult
-from ml.conditions import CONDITION_KEYS, DISC_LEVELS, REPORT_SECTIONS
+from ml.conditions import BY_KEY, CONDITION_KEYS, DISC_LEVELS, REPORT_SECTIONS
 
 TAGS = (
     "<image>",
@@ -51,20 +52,28 @@ def template(region: str) -> str:
 
 
 def classification_block(conditions: list[ConditionResult]) -> str:
+    """The diagnosis agents' calls in the words a report uses, the likely ones first.
+
+    ``<classification>likely: Spinal canal stenosis 0.8; ... | unlikely: Facet synovial cyst 0.1;
+    ...</classification>``. Clinical names rather than keys, because a decoder writes a finding by
+    copying the name from its prompt far more easily than by translating a key
+    (``canal_stenosis=yes`` in report-agent/1: the tiny decoder learnt to read the "no"s but not to
+    write the "yes"es, docs/report-agent.md).
+    """
     by_key = {c.condition: c for c in conditions}
-    items = []
+    likely, unlikely = [], []
     for key in CONDITION_KEYS:
         c = by_key.get(key)
         if c is not None:
-            items.append(f"{key}={'yes' if c.present else 'no'} {c.probability:.1f}")
-    return "<classification>" + "; ".join(items) + "</classification>"
+            (likely if c.present else unlikely).append(f"{BY_KEY[key].name} {c.probability:.1f}")
+    return "<classification>likely: " + "; ".join(likely) + " | unlikely: " + "; ".join(unlikely) + "</classification>"
 
 
 def localization_block(conditions: list[ConditionResult]) -> str:
     items = []
     for c in conditions:
         if c.present and c.level:
-            items.append(" ".join(x for x in (c.condition, c.level, c.side) if x))
+            items.append(" ".join(x for x in (BY_KEY[c.condition].name, c.level, c.side) if x))
     return "<localization>" + "; ".join(items) + "</localization>"
 
 

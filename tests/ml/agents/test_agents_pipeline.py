@@ -10,6 +10,7 @@ import pytest
 
 from ml.agents.analysis import StudyAnalysis
 from ml.agents.pipeline import Pipeline, analyze_study
+from ml.conditions import REPORT_SECTIONS
 from ml.data.dataset import study_from_datasets
 
 
@@ -47,13 +48,11 @@ def test_bootstrap_folder_is_complete(tiny_pipeline_dir):
 def test_pipeline_analyzes_a_generated_study_and_json_round_trips(pipeline, study):
     data, skipped = study
     result = analyze_study(data, pipeline, skipped)
-    # the bootstrap decoder is trained for seconds: it may write nothing usable, and then the
-    # pipeline must fall back to the template draft and say why (the report run fails, not the study)
-    assert set(result.errors) <= {"report"}, result.errors
-    if result.errors:
-        assert result.report_source == "template"
-    else:
-        assert result.report_source == "report_agent"
+    # the bootstrap report agent starts from the cached 500-step text LM: it writes a report in
+    # the template's sections (the fallback to the template is tested below)
+    assert not result.errors, result.errors
+    assert result.report_source == "report_agent"
+    assert len(set(result.report_sections) & set(REPORT_SECTIONS)) >= 3, result.report_text[:500]
     assert [a.name for a in result.agents] == ["embedding", "diagnosis", "localization", "retrieval", "report"]
     assert all(a.seconds >= 0 for a in result.agents)
     assert len(result.conditions) == 17

@@ -81,8 +81,8 @@ def test_prompt_without_agent_tokens_keeps_only_image_region_and_template() -> N
     conds = _conds({"canal_stenosis"})
     head, sim, tail = prompt_parts(conds, "prior text", "lumbar", use_agent_tokens=True)
     full = head + sim + tail
-    assert "<classification>canal_stenosis=yes 0.9; foraminal_narrowing=no 0.1" in full
-    assert "<localization>canal_stenosis L4-5</localization>" in full
+    assert "<classification>likely: Spinal canal stenosis 0.9 | unlikely: Neural foraminal narrowing 0.1; " in full
+    assert "<localization>Spinal canal stenosis L4-5</localization>" in full
     assert "<similar_case_report>prior text</similar_case_report>" in full
     assert "DISCS: L1-2, L2-3, L3-4, L4-5, L5-S1" in full
     head, sim, tail = prompt_parts(conds, "prior text", "lumbar", use_agent_tokens=False)
