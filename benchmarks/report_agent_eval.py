@@ -210,7 +210,7 @@ def lm_text_check(base: Path, cfg, n: int, max_new_tokens: int) -> dict:  # type
         for i, s in enumerate(samples[:n]):
             conds = [ConditionResult(k, float(s.labels[k] == 1), s.labels[k] == 1, 0.5) for k in CONDITION_KEYS]
             sim = similar_case_text(samples[i + 1].report) if agent else None
-            ids, lab = text_sequence(tok, cfg, s, conds if agent else [], sim, agent)
+            ids, lab, _ = text_sequence(tok, cfg, s, conds if agent else [], sim, agent)
             prompt = ids[: next(j for j, v in enumerate(lab) if v != -100)]
             with torch.no_grad():
                 gen = decoder.generate(

@@ -46,13 +46,14 @@ class TinyLMConfig:
     """Stage 0 of the ``tiny`` preset: the text-only language model (``pretrain.py``), cached by all of this."""
 
     n_texts: int = 20000  # distinct generated reports (each seen with fresh simulated agent tokens)
-    steps: int = 2400  # ~20 min once on 2 idle CPU cores; the bootstrap pipeline uses 500
+    steps: int = 1500  # ~13 min once on 2 idle CPU cores; the bootstrap pipeline uses 500
     batch_size: int = 8
     lr: float = 3e-3
     warmup: int = 50
     seed: int = 0
     max_dprime: float = 4.0  # simulated agents range from useless (d' = 0) to good (d' = 4)
     p_exact: float = 0.4  # share of agent-layout prompts whose simulated agents state the truth exactly
+    impression_weight: float = 4.0  # loss weight of the IMPRESSION's tokens (where the findings are listed)
     p_agent_tokens: float = 0.5  # share of prompts in the agent layout (the rest: the plain layout)
     tokenizer_texts: int = 3000  # reports (+ a quarter as many prompts) the BPE is trained on
     regions: list[str] = field(default_factory=lambda: ["lumbar"])

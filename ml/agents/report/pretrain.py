@@ -49,7 +49,7 @@ from ml.data.synthetic.report_corpus import ReportSample, iter_report_samples
 log = logging.getLogger(__name__)
 
 # bump when the corpus, the simulation, the prompt layout or the loop changes meaning
-CODE_VERSION = "tiny-lm/2"  # 2: classification tokens by clinical name, likely first
+CODE_VERSION = "tiny-lm/3"  # 2: tokens by clinical name, likely first; 3: IMPRESSION loss weight
 
 
 # ----- simulated agents ----------------------------------------------------------------------
@@ -103,8 +103,11 @@ def text_sequence(
     conditions: list[ConditionResult],
     similar: str | None,
     use_agent_tokens: bool,
-) -> tuple[list[int], list[int]]:
-    """(input ids, labels) of one prompt + report, in the report agent's layout without image tokens."""
+    impression_weight: float = 1.0,
+) -> tuple[list[int], list[int], list[float]]:
+    """(input ids, labels, loss weights) of one prompt + report, in the report agent's layout
+    without image tokens. The IMPRESSION's tokens weigh ``impression_weight``: that is where the
+    findings are listed, and without the weight they are a small part of a report's loss."""
 
     def ids(text: str) -> list[int]:
         return tok(text, add_special_tokens=False)["input_ids"]
@@ -115,10 +118,15 @@ def text_sequence(
     room = cfg.max_prompt_tokens - cfg.projector.n_queries - len(pre) - len(h) - len(t)
     s = ids(sim)[: max(room, 0)] if sim else []
     prompt = pre + h + s + t
-    target = ids(sample.report.strip() + "\n" + cfg.end_marker)[: cfg.max_target_tokens]
+    text = sample.report.strip() + "\n" + cfg.end_marker
+    cut = text.find("\nIMPRESSION:")
+    body, imp = (text[: cut + 1], text[cut + 1 :]) if cut >= 0 else (text, "")
+    first = ids(body)
+    target = (first + (ids(imp) if imp else []))[: cfg.max_target_tokens]
     if tok.eos_token_id is not None:
         target.append(tok.eos_token_id)
-    return prompt + target, [IGNORE] * len(prompt) + target
+    weights = [0.0] * len(prompt) + [1.0 if i < len(first) else impression_weight for i in range(len(target))]
+    return prompt + target, [IGNORE] * len(prompt) + target, weights
 
 
 # ----- training --------------------------------------------------------------------------------
@@ -149,16 +157,18 @@ def pretrain_tiny_lm(cfg: ReportAgentConfig, out_dir: Path) -> tuple[PreTrainedM
             exact = pick.random() < lm.p_exact
             conds = simulated_conditions(samples[i].labels, prev, rng, lm.max_dprime, exact) if agent else []
             sim = _similar(samples, i, rng) if agent else None
-            rows.append(text_sequence(tok, cfg, samples[i], conds, sim, agent))
+            rows.append(text_sequence(tok, cfg, samples[i], conds, sim, agent, lm.impression_weight))
         t = max(len(r[0]) for r in rows)
         ids = torch.full((len(rows), t), tok.pad_token_id, dtype=torch.long)  # [B, T]
         lab = torch.full((len(rows), t), IGNORE, dtype=torch.long)  # [B, T]
+        wts = torch.zeros((len(rows), t))  # [B, T]
         att = torch.zeros((len(rows), t), dtype=torch.long)  # [B, T]
-        for r, (x, y) in enumerate(rows):
+        for r, (x, y, w) in enumerate(rows):
             ids[r, : len(x)] = torch.tensor(x)
             lab[r, : len(y)] = torch.tensor(y)
+            wts[r, : len(w)] = torch.tensor(w)
             att[r, : len(x)] = 1
-        return ids, att, lab
+        return ids, att, lab, wts
 
     opt = torch.optim.AdamW(decoder.parameters(), lr=lm.lr, weight_decay=0.0)
     losses: list[float] = []
@@ -168,9 +178,9 @@ def pretrain_tiny_lm(cfg: ReportAgentConfig, out_dir: Path) -> tuple[PreTrainedM
         lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, lm.steps))))
         for g in opt.param_groups:
             g["lr"] = lr
-        ids, att, lab = batch()
+        ids, att, lab, wts = batch()
         logits = decoder(input_ids=ids, attention_mask=att, use_cache=False).logits  # [B, T, V]
-        loss = report_lm_loss(logits, lab)
+        loss = report_lm_loss(logits, lab, wts)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)

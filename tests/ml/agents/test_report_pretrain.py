@@ -96,8 +96,8 @@ def test_text_sequences_score_only_the_report_and_follow_the_layout(lm_folder) -
     rng = np.random.default_rng(0)
     conds = simulated_conditions(s.labels, {k: 0.5 for k in CONDITION_KEYS}, rng, 4.0)
     for agent in (True, False):
-        ids, lab = text_sequence(tok, cfg, s, conds if agent else [], "IMPRESSION: 1. Normal.", agent)
-        assert len(ids) == len(lab)
+        ids, lab, w = text_sequence(tok, cfg, s, conds if agent else [], "IMPRESSION: 1. Normal.", agent, 4.0)
+        assert len(ids) == len(lab) == len(w)
         n_prompt = next(i for i, v in enumerate(lab) if v != IGNORE)
         assert lab[n_prompt:] == ids[n_prompt:]
         prompt = tok.decode(ids[:n_prompt])
@@ -106,3 +106,24 @@ def test_text_sequences_score_only_the_report_and_follow_the_layout(lm_folder) -
         assert ("<classification>" in prompt) == agent
         assert ("<similar_case_report>1. Normal.</similar_case_report>" in prompt) == agent
         assert tok.decode(ids[n_prompt:]).strip().endswith("<end_of_report><eos>")
+        assert set(w[:n_prompt]) == {0.0}
+        n_body = w.index(4.0)  # the IMPRESSION (and what follows it) weighs 4
+        assert set(w[n_prompt:n_body]) == {1.0}
+        assert set(w[n_body:]) == {4.0}
+        assert tok.decode(ids[n_body:]).startswith("IMPRESSION:")
+
+
+def test_weighted_report_loss_reduces_to_the_plain_one_and_follows_the_weights() -> None:
+    import torch
+
+    from ml.agents.report.loss import report_lm_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11)  # [B, T, V]
+    labels = torch.tensor([[IGNORE, IGNORE, 3, 4, 5, 6], [IGNORE, 1, 2, 3, IGNORE, IGNORE]])
+    plain = report_lm_loss(logits, labels)
+    torch.testing.assert_close(report_lm_loss(logits, labels, torch.ones(2, 6)), plain)
+    only_last = torch.zeros(2, 6)
+    only_last[0, 5] = 1.0  # label 6 predicted from position 4
+    expected = torch.nn.functional.cross_entropy(logits[0, 4:5], labels[0, 5:6])
+    torch.testing.assert_close(report_lm_loss(logits, labels, only_last), expected)
