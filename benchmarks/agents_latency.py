@@ -80,6 +80,7 @@ def main() -> int:
     print(f"pipeline {pipe.version} ({folder}); load {load_s:.1f} s; device {pipe.cfg.device}; threads {a.threads}")
     print(f"study: {len(files)} instances, series (cols x rows x slices): {', '.join(shapes)}")
     print(f"report source: {result.report_source}; agents ok: {result.ok} {result.errors or ''}")
+    print(f"draft: {len(result.report_text)} characters, sections {sorted(result.report_sections)}")
     print("median: " + "  ".join(f"{k} {statistics.median(r[k] for r in rows):.2f}s" for k in rows[0]))
     print(f"load average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     return 0
