@@ -66,16 +66,14 @@ class ReportAgent(nn.Module):
         return [p for n, p in self.decoder.named_parameters() if "lora_" in n]
 
     def set_stage(self, stage: int) -> None:
-        """0: decoder only (tiny LM pretraining); 1: projector only; 2: projector + LoRA adapters.
+        """1: projector only; 2: projector + LoRA adapters (stage 0, the tiny decoder's text LM,
+        is trained outside the agent: ``pretrain.py``).
 
         Stage 2 makes the adapters trainable explicitly: the paper's released code froze them.
         """
         for p in self.parameters():
             p.requires_grad_(False)
-        if stage == 0:
-            for p in self.decoder.parameters():
-                p.requires_grad_(True)
-        elif stage in (1, 2):
+        if stage in (1, 2):
             for p in self.projector.parameters():
                 p.requires_grad_(True)
             if stage == 2:
