@@ -275,18 +275,11 @@ def _boxes_of_draft(draft: Draft) -> tuple[list[dict], list[SRKeySlice]]:
     return boxes, slices
 
 
+# The AI SR's SeriesDescription: one for every pipeline version. OHIF shows SeriesDescription in
+# its study browser, also to readers of blinded studies, so it must not name the model. The version
+# is kept where DICOM puts the producing algorithm: the Device Observer context of the SR content
+# (name and model name), read by ``sr_observer_device``.
 AI_SERIES_DESCRIPTION = "SpineReview AI findings"
-
-
-def ai_series_description(pipeline_version: str) -> str:
-    """The AI SR's SeriesDescription: the same for every pipeline version.
-
-    OHIF shows SeriesDescription in its study browser, also to readers of blinded studies, so it
-    must not name the model. The version is kept where DICOM puts the producing algorithm: the
-    Device Observer context of the SR content (name and model name), read by ``sr_observer_device``.
-    """
-    del pipeline_version
-    return AI_SERIES_DESCRIPTION
 
 
 def sr_observer_device(ds: Dataset) -> str | None:
@@ -319,7 +312,7 @@ def write_ai_sr(*, draft: Draft, sources: Mapping[str, Dataset] | None = None) -
     series_uid = generate_uid(entropy_srcs=[study.study_uid, "ai-sr-series", version])
     sop_uid = generate_uid(entropy_srcs=[study.study_uid, "ai-sr", str(draft.pk)])
     ds = build_sr(
-        sources=sources, boxes=boxes, key_slices=key_slices, series_description=ai_series_description(version),
+        sources=sources, boxes=boxes, key_slices=key_slices, series_description=AI_SERIES_DESCRIPTION,
         series_uid=series_uid, sop_uid=sop_uid, series_number=AI_SERIES_NUMBER, device=version,
     )  # fmt: skip
     store_sr(ds)
