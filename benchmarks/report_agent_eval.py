@@ -9,7 +9,10 @@ Pipeline (all on CPU, every step timed):
    from PREDICTIONS, never from ground truth: training studies get 5-fold cross-fitted
    predictions (what a probe says about a study it did not see), held-out studies get the
    prediction of probes fitted on all training studies. Thresholds: Youden's J on the
-   cross-fitted training predictions. Localization levels are not used (no level in the tokens).
+   cross-fitted training predictions.
+   Localization Agents (``--no-localize`` to leave them out): trained on the training studies'
+   ground truth (every slice encoded for this, cached), they give each condition called present
+   its level and side, as in the app. Runs 1-5 of docs/report-agent.md had no levels.
 4. Similar case: the training study with the highest cosine similarity of mean slice features
    (never the study itself); its report is the ``<similar_case_report>``.
 5. Decoder stage 0 is the cached text-only tiny LM (``ml.agents.report.pretrain``: generated
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -131,14 +135,54 @@ def diagnosis_predictions(x: np.ndarray, y: np.ndarray, tr: list[int], te: list[
     return prob, thr
 
 
-def conditions_from(prob_row: np.ndarray, thr: np.ndarray):  # type: ignore[no-untyped-def]
+def conditions_from(prob_row: np.ndarray, thr: np.ndarray, sites: dict | None = None):  # type: ignore[no-untyped-def]
+    """The diagnosis calls as the agents return them; ``sites`` (condition -> [level, side]) adds
+    the localization agents' level and side to the conditions called present."""
     from ml.agents.analysis import ConditionResult
     from ml.conditions import CONDITION_KEYS
 
-    return [
+    out = [
         ConditionResult(k, float(prob_row[j]), bool(prob_row[j] >= thr[j]), float(thr[j]))
         for j, k in enumerate(CONDITION_KEYS)
     ]
+    for c in out:
+        if c.present and sites and c.condition in sites:
+            c.level, c.side = sites[c.condition]
+    return out
+
+
+def localization_sites(
+    data: Path, runs: Path, tr: list[int], prob: np.ndarray, thr: np.ndarray, cache: Path
+) -> dict[str, list[dict[str, list[str]]]]:
+    """Levels and sides for the <localization> tokens, per study: ``pred`` from the Localization
+    Agents (``ml.agents.localization``, trained on the training studies' ground truth and applied to
+    each study's conditions the probes call present, as the app's pipeline does) and ``truth``
+    (the first present finding of each condition, for the ground-truth-token row). Cached as JSON:
+    it needs every slice of every study encoded (the report rows keep only 8 per series)."""
+    if cache.exists():
+        return json.loads(cache.read_text())
+    from ml.agents.localization import train_localization
+    from ml.agents.train import prepare
+
+    t0 = time.perf_counter()
+    prep = prepare(data / "manifest.jsonl", runs / "synth_conditioned" / "final", cache_dir=runs / "cache")
+    log.info("localization: %d studies encoded (%.1f s)", len(prep.feats), time.perf_counter() - t0)
+    loc = train_localization([prep.feats[i] for i in tr], [prep.truths[i] for i in tr])
+    log.info("localization agents trained on %d studies (%.1f s)", len(tr), time.perf_counter() - t0)
+    pred, truth = [], []
+    for i, feat in enumerate(prep.feats):
+        called = [c for c in conditions_from(prob[i], thr) if c.present]
+        loc.localize(feat, called)
+        pred.append({c.condition: [c.level, c.side or ""] for c in called if c.level})
+        first: dict[str, list[str]] = {}
+        for f in (prep.truths[i] or {}).get("findings", []):
+            if f["label"] == 1 and f.get("level"):
+                first.setdefault(f["condition"], [f["level"], f.get("side") or ""])
+        truth.append(first)
+    out = {"pred": pred, "truth": truth, "seconds": time.perf_counter() - t0}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out))
+    return out
 
 
 def count_errors(pred: dict[str, int], truth: dict[str, int]) -> tuple[int, int]:
@@ -193,11 +237,9 @@ def lm_text_check(base: Path, cfg, n: int, max_new_tokens: int) -> dict:  # type
     before any image training (if the exact-token row is no better, nothing later can be)."""
     import torch
 
-    from ml.agents.analysis import ConditionResult
     from ml.agents.labels import extract_labels
     from ml.agents.report.pretrain import load_tiny_lm, text_sequence
     from ml.agents.report.prompt import similar_case_text
-    from ml.conditions import CONDITION_KEYS
     from ml.data.synthetic.report_corpus import iter_report_samples
 
     decoder, tok = load_tiny_lm(base)
@@ -208,7 +250,7 @@ def lm_text_check(base: Path, cfg, n: int, max_new_tokens: int) -> dict:  # type
     for name, agent in (("lm_exact_tokens", True), ("lm_no_tokens", False)):
         fps, oms = [], []
         for i, s in enumerate(samples[:n]):
-            conds = [ConditionResult(k, float(s.labels[k] == 1), s.labels[k] == 1, 0.5) for k in CONDITION_KEYS]
+            conds = exact_conditions(s)
             sim = similar_case_text(samples[i + 1].report) if agent else None
             ids, lab, _ = text_sequence(tok, cfg, s, conds if agent else [], sim, agent)
             prompt = ids[: next(j for j, v in enumerate(lab) if v != -100)]
@@ -232,7 +274,44 @@ def lm_text_check(base: Path, cfg, n: int, max_new_tokens: int) -> dict:  # type
         }
         log.info("%s: FP %.2f, omissions %.2f per report", name, np.mean(fps), np.mean(oms))
     out["truth_positives_per_report"] = float(np.mean([sum(v == 1 for v in s.labels.values()) for s in samples[:n]]))
+    out["report_loss"] = prompt_use(decoder, tok, cfg, samples[: n + 1])
+    log.info("stage-0 report loss by prompt: %s", out["report_loss"])
     return out
+
+
+def exact_conditions(sample) -> list:  # type: ignore[no-untyped-def]
+    """Perfect agent tokens for a generated report: its labels, and the first true site of each
+    present condition as its level (one level per condition, as the localization agents give)."""
+    from ml.agents.analysis import ConditionResult
+    from ml.conditions import CONDITION_KEYS
+
+    conds = [ConditionResult(k, float(sample.labels[k] == 1), sample.labels[k] == 1, 0.5) for k in CONDITION_KEYS]
+    for c in conds:
+        if c.present and sample.sites.get(c.condition):
+            c.level, c.side = sample.sites[c.condition][0]
+    return conds
+
+
+def prompt_use(decoder, tok, cfg, samples: list) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Per-token loss of each report under its own exact tokens, under the NEXT report's exact
+    tokens, and with none: a decoder that reads its prompt scores its own tokens clearly best."""
+    import torch
+
+    from ml.agents.report.loss import report_lm_loss
+    from ml.agents.report.pretrain import text_sequence
+
+    out: dict[str, list[float]] = {"own_tokens": [], "other_report_tokens": [], "no_tokens": []}
+    for s, other in itertools.pairwise(samples):
+        for name, conds, agent in (
+            ("own_tokens", exact_conditions(s), True),
+            ("other_report_tokens", exact_conditions(other), True),
+            ("no_tokens", [], False),
+        ):
+            ids, lab, _ = text_sequence(tok, cfg, s, conds, None, agent)
+            with torch.no_grad():
+                logits = decoder(input_ids=torch.tensor([ids])).logits  # [1, T, V]
+            out[name].append(float(report_lm_loss(logits, torch.tensor([lab]))))
+    return {k: float(np.mean(v)) for k, v in out.items()}
 
 
 def main() -> None:
@@ -252,6 +331,12 @@ def main() -> None:
         default=[],
         metavar="KEY=VALUE",
         help="report-agent config override for stages 1-2, e.g. train.lr_stage2=2e-4 (repeatable)",
+    )
+    ap.add_argument(
+        "--no-localize",
+        dest="localize",
+        action="store_false",
+        help="leave the <localization> block empty (report-agent eval runs 1-5 did)",
     )
     ap.add_argument("--lm-check", type=int, default=30, help="generated texts for the stage-0 check (0 = skip)")
     ap.add_argument("--n-test", type=int, default=0, help="evaluate only this many held-out studies (0 = all)")
@@ -295,17 +380,19 @@ def main() -> None:
         similar[i] = rows[best]["report"]
     timings["diagnosis+retrieval"] = time.perf_counter() - t0
 
+    sites: dict = {"pred": [{}] * len(rows), "truth": [{}] * len(rows)}
+    if args.localize:
+        t0 = time.perf_counter()
+        sites = localization_sites(args.data, args.runs, tr, prob, thr, args.out / "localization.json")
+        timings["localization"] = time.perf_counter() - t0
+
     def example(i: int, oracle: bool = False) -> ReportExample:
         r = rows[i]
         if oracle:
-            from ml.agents.analysis import ConditionResult
-
-            conds = [
-                ConditionResult(k, 1.0 if r["labels"][k] == 1 else 0.0, r["labels"][k] == 1, 0.5)
-                for k in CONDITION_KEYS
-            ]
+            exact = np.array([float(r["labels"][k] == 1) for k in CONDITION_KEYS])
+            conds = conditions_from(exact, np.full(len(CONDITION_KEYS), 0.5), sites["truth"][i])
         else:
-            conds = conditions_from(prob[i], thr)
+            conds = conditions_from(prob[i], thr, sites["pred"][i])
         return ReportExample(
             t1_slices=r["t1"],
             t2_slices=r["t2"],

@@ -49,6 +49,30 @@ CONDITIONS: tuple[Condition, ...] = (
 CONDITION_KEYS: tuple[str, ...] = tuple(c.key for c in CONDITIONS)
 BY_KEY: dict[str, Condition] = {c.key: c for c in CONDITIONS}
 
+# Clinical priority: the order in which a report's IMPRESSION lists findings (urgent first, then
+# the degenerative cascade, incidental last). The report writer and the report agent's prompt
+# share it, so "likely" findings reach the decoder in the order it will write them.
+IMPRESSION_ORDER: tuple[str, ...] = (
+    "acute_fracture",
+    "osseous_lesion",
+    "intradural_lesion",
+    "disc_herniation",
+    "canal_stenosis",
+    "subarticular_stenosis",
+    "foraminal_narrowing",
+    "spondylolisthesis",
+    "pars_defect",
+    "compression_deformity",
+    "marrow_edema",
+    "endplate_inflammation",
+    "synovial_cyst",
+    "epidural_lipomatosis",
+    "disc_height_loss",
+    "hemangioma",
+    "perineural_cyst",
+)
+assert sorted(IMPRESSION_ORDER) == sorted(CONDITION_KEYS)
+
 REGIONS: tuple[str, ...] = ("cervical", "thoracic", "lumbar", "sacral")
 
 # Disc levels per region, cranial to caudal (report and ground-truth vocabulary).

@@ -22,7 +22,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ml.agents.report.config import ReportAgentConfig
-from ml.agents.report.prompt import TAGS
+from ml.agents.report.prompt import CONDITION_TAGS, TAGS
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,12 @@ def ensure_gemma_270m(out: Path | None = None) -> Path:
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, end_marker: str) -> PreTrainedTokenizerBase:
-    """Byte-level BPE trained on the given texts; the prompt tags and the end marker are single tokens."""
+    """Byte-level BPE trained on the given texts; the prompt tags, the condition tags and the end
+    marker are single tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "<bos>", "<eos>", "<unk>", end_marker, *TAGS]
+    specials = ["<pad>", "<bos>", "<eos>", "<unk>", end_marker, *TAGS, *CONDITION_TAGS]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -85,7 +86,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, end_marker: str) -> P
         bos_token="<bos>",
         eos_token="<eos>",
         unk_token="<unk>",
-        additional_special_tokens=[end_marker, *TAGS],
+        additional_special_tokens=[end_marker, *TAGS, *CONDITION_TAGS],
     )
 
 

@@ -49,7 +49,7 @@ from ml.data.synthetic.report_corpus import ReportSample, iter_report_samples
 log = logging.getLogger(__name__)
 
 # bump when the corpus, the simulation, the prompt layout or the loop changes meaning
-CODE_VERSION = "tiny-lm/3"  # 2: tokens by clinical name, likely first; 3: IMPRESSION loss weight
+CODE_VERSION = "tiny-lm/5"  # 2: names, likely first; 3: IMPRESSION x4; 4: levels, impression order; 5: condition tags
 
 
 # ----- simulated agents ----------------------------------------------------------------------
@@ -59,6 +59,8 @@ def simulated_conditions(
     rng: np.random.Generator,
     max_dprime: float,
     exact: bool = False,
+    sites: dict[str, list[tuple[str, str]]] | None = None,
+    site_pool: dict[str, list[tuple[str, str]]] | None = None,
 ) -> list[ConditionResult]:
     """Calibrated probabilities of imaginary diagnosis agents of random quality, one per condition.
 
@@ -67,20 +69,41 @@ def simulated_conditions(
     called at probability >= prevalence (close to Youden's point for such scores). Uncertain
     truth (-1) is drawn as present or absent with equal odds: the agents are as unsure as the reader.
     ``exact`` gives perfect agents (probability 1.0 / 0.0): the clearest lesson in copying the tokens.
+
+    With ``sites`` (the sample's true (level, side) per condition) a condition called present also
+    gets a level, as the localization agents give it in the app: one of its true sites, or for a
+    false call a site drawn from ``site_pool`` (sites of that condition anywhere in the corpus).
+    Without levels the decoder cannot tell at which level of DISCS to write a finding, so in
+    training the tokens hardly change any one line of the body (tiny-lm/3 ignored them).
     """
     out = []
     for key in CONDITION_KEYS:
         y = labels.get(key, 0)
         pos = y == 1 or (y == -1 and rng.random() < 0.5)
         if exact:
-            out.append(ConditionResult(condition=key, probability=float(pos), present=pos, threshold=0.5))
-            continue
-        d = float(rng.uniform(0.0, max_dprime))
-        s = rng.normal(d / 2 if pos else -d / 2, 1.0)
-        pi = min(max(prevalence.get(key, 0.5), 1e-3), 1 - 1e-3)
-        p = 1.0 / (1.0 + math.exp(-(d * s + math.log(pi / (1 - pi)))))
-        out.append(ConditionResult(condition=key, probability=p, present=p >= pi, threshold=pi))
+            c = ConditionResult(condition=key, probability=float(pos), present=pos, threshold=0.5)
+        else:
+            d = float(rng.uniform(0.0, max_dprime))
+            s = rng.normal(d / 2 if pos else -d / 2, 1.0)
+            pi = min(max(prevalence.get(key, 0.5), 1e-3), 1 - 1e-3)
+            p = 1.0 / (1.0 + math.exp(-(d * s + math.log(pi / (1 - pi)))))
+            c = ConditionResult(condition=key, probability=p, present=p >= pi, threshold=pi)
+        if c.present and sites is not None:
+            cand = sites.get(key) if pos else None
+            cand = cand or (site_pool or {}).get(key)
+            if cand:
+                c.level, c.side = cand[int(rng.integers(len(cand)))]
+        out.append(c)
     return out
+
+
+def site_pool(samples: list[ReportSample]) -> dict[str, list[tuple[str, str]]]:
+    """Every (level, side) at which each condition occurs in the corpus: where false calls point."""
+    pool: dict[str, list[tuple[str, str]]] = {}
+    for smp in samples:
+        for key, where in smp.sites.items():
+            pool.setdefault(key, []).extend(where)
+    return pool
 
 
 def corpus_prevalence(samples: list[ReportSample]) -> dict[str, float]:
@@ -139,11 +162,12 @@ def pretrain_tiny_lm(cfg: ReportAgentConfig, out_dir: Path) -> tuple[PreTrainedM
     pick = random.Random(lm.seed)
     samples = list(iter_report_samples(lm.n_texts, seed=lm.seed, regions=tuple(lm.regions)))
     prev = corpus_prevalence(samples)
+    pool = site_pool(samples)
     log.info("tiny LM: %d reports drawn (%.1f s)", len(samples), time.perf_counter() - t_start)
 
     corpus = [s.report for s in samples[: lm.tokenizer_texts]]
     for s in samples[: lm.tokenizer_texts // 4]:
-        conds = simulated_conditions(s.labels, prev, rng, lm.max_dprime)
+        conds = simulated_conditions(s.labels, prev, rng, lm.max_dprime, sites=s.sites, site_pool=pool)
         corpus.append("".join(prompt_parts(conds, None, s.region, True)))
     tok = train_tokenizer(corpus, cfg.tiny.vocab_size, cfg.end_marker)
     decoder = build_tiny_decoder(cfg, tok)
@@ -155,7 +179,8 @@ def pretrain_tiny_lm(cfg: ReportAgentConfig, out_dir: Path) -> tuple[PreTrainedM
             i = pick.randrange(len(samples))
             agent = pick.random() < lm.p_agent_tokens
             exact = pick.random() < lm.p_exact
-            conds = simulated_conditions(samples[i].labels, prev, rng, lm.max_dprime, exact) if agent else []
+            smp = samples[i]
+            conds = simulated_conditions(smp.labels, prev, rng, lm.max_dprime, exact, smp.sites, pool) if agent else []
             sim = _similar(samples, i, rng) if agent else None
             rows.append(text_sequence(tok, cfg, samples[i], conds, sim, agent, lm.impression_weight))
         t = max(len(r[0]) for r in rows)

@@ -4,7 +4,7 @@ Layout (the 64 image tokens are spliced in as embeddings after ``<image>``)::
 
     <image>[64 image tokens]</image>
     <region>lumbar</region>
-    <classification>likely: Spinal canal stenosis 0.8; ... | unlikely: Facet synovial cyst 0.1; ...</classification>
+    <classification>likely: Spinal canal stenosis <canal_stenosis:yes> 0.8; ... | unlikely: ...</classification>
     <localization>canal_stenosis L4-5 central; ...</localization>
     <similar_case_report>...</similar_case_report>
     <template>CLINICAL HISTORY: | ... | DISCS: L1-2, L2-3, ... | ... | IMPRESSION:</template>
@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 
 from ml.agents.analysis import ConditionResult
-from ml.conditions import BY_KEY, CONDITION_KEYS, DISC_LEVELS, REPORT_SECTIONS
+from ml.conditions import BY_KEY, CONDITION_KEYS, DISC_LEVELS, IMPRESSION_ORDER, REPORT_SECTIONS
 
 TAGS = (
     "<image>",
@@ -41,6 +41,13 @@ TAGS = (
     "<report>",
 )
 
+# One tag per condition and call, e.g. ``<canal_stenosis:yes>``. The tiny decoder's tokenizer
+# makes each a single token: a from-scratch 2-layer decoder cannot learn to find a clinical name in
+# its prompt and check which list it sits in (tiny-lm/1-4 drafted the same report whatever the
+# tokens said; docs/report-agent.md), but it can learn whether a given token is present at all.
+# Pretrained decoders read the tag as the words it is made of.
+CONDITION_TAGS: tuple[str, ...] = tuple(f"<{k}:{v}>" for k in CONDITION_KEYS for v in ("yes", "no"))
+
 SECTIONS = REPORT_SECTIONS
 
 
@@ -54,24 +61,28 @@ def template(region: str) -> str:
 def classification_block(conditions: list[ConditionResult]) -> str:
     """The diagnosis agents' calls in the words a report uses, the likely ones first.
 
-    ``<classification>likely: Spinal canal stenosis 0.8; ... | unlikely: Facet synovial cyst 0.1;
-    ...</classification>``. Clinical names rather than keys, because a decoder writes a finding by
-    copying the name from its prompt far more easily than by translating a key
-    (``canal_stenosis=yes`` in report-agent/1: the tiny decoder learnt to read the "no"s but not to
-    write the "yes"es, docs/report-agent.md).
+    ``<classification>likely: Spinal canal stenosis <canal_stenosis:yes> 0.8; ... | unlikely: Facet
+    synovial cyst <synovial_cyst:no> 0.1; ...</classification>``, each list in clinical priority
+    (``IMPRESSION_ORDER``: the order a report's impression lists its findings, so the likely list
+    reads like the impression to come). Clinical names for decoders that read words, each followed
+    by its ``CONDITION_TAGS`` tag, which the tiny decoder reads as one token (report-agent/1 wrote
+    ``canal_stenosis=yes`` in ordinary BPE pieces, and names alone in tiny-lm/2-4: that decoder
+    followed neither: docs/report-agent.md).
     """
     by_key = {c.condition: c for c in conditions}
     likely, unlikely = [], []
-    for key in CONDITION_KEYS:
+    for key in IMPRESSION_ORDER:
         c = by_key.get(key)
         if c is not None:
-            (likely if c.present else unlikely).append(f"{BY_KEY[key].name} {c.probability:.1f}")
+            tag = f"<{key}:{'yes' if c.present else 'no'}>"
+            (likely if c.present else unlikely).append(f"{BY_KEY[key].name} {tag} {c.probability:.1f}")
     return "<classification>likely: " + "; ".join(likely) + " | unlikely: " + "; ".join(unlikely) + "</classification>"
 
 
 def localization_block(conditions: list[ConditionResult]) -> str:
     items = []
-    for c in conditions:
+    by_key = {c.condition: c for c in conditions}
+    for c in (by_key[k] for k in IMPRESSION_ORDER if k in by_key):
         if c.present and c.level:
             items.append(" ".join(x for x in (BY_KEY[c.condition].name, c.level, c.side) if x))
     return "<localization>" + "; ".join(items) + "</localization>"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ml.conditions import IMPRESSION_ORDER
 from ml.data.synthetic.findings import Finding, Patient
 
 _HEDGE = ("possible", "questionable", "equivocal", "suspected", "probable", "subtle, indeterminate")
@@ -389,26 +390,7 @@ def write_report(
     lines.append("PARASPINAL/OTHER: " + " ".join(para))
     # impression
     imp: list[str] = []
-    order = [
-        "acute_fracture",
-        "osseous_lesion",
-        "intradural_lesion",
-        "disc_herniation",
-        "canal_stenosis",
-        "subarticular_stenosis",
-        "foraminal_narrowing",
-        "spondylolisthesis",
-        "pars_defect",
-        "compression_deformity",
-        "marrow_edema",
-        "endplate_inflammation",
-        "synovial_cyst",
-        "epidural_lipomatosis",
-        "disc_height_loss",
-        "hemangioma",
-        "perineural_cyst",
-    ]
-    for cond in order:
+    for cond in IMPRESSION_ORDER:
         group = [f for f in fs if f.condition == cond and f.label != 0]
         if not group:
             continue

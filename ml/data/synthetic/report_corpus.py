@@ -11,7 +11,7 @@ seeds are kept apart from the rendered datasets by a distinct seed sequence tag.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,9 @@ class ReportSample:
     region: str
     labels: dict[str, int]  # condition key -> 1 / 0 / -1 (as in a rendered study's ground truth)
     report: str
+    # condition key -> [(level, side or "")] of its present or uncertain findings, report order:
+    # what a localization agent would point at (the report agent's <localization> tokens)
+    sites: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
 def iter_report_samples(
@@ -55,4 +58,8 @@ def iter_report_samples(
         levels = REGION_SPECS[region].levels()
         desc = [ven.descriptions[k] for k in DEFAULT_SERIES]
         report = write_report(rng, patient, region, levels, desc, bool(rng.random() < 0.3))
-        yield ReportSample(region, labels_from_findings(patient.findings), report)
+        sites: dict[str, list[tuple[str, str]]] = {}
+        for f in patient.findings:
+            if f.label != 0:
+                sites.setdefault(f.condition, []).append((f.level, f.side or ""))
+        yield ReportSample(region, labels_from_findings(patient.findings), report, sites)

@@ -81,8 +81,17 @@ def test_prompt_without_agent_tokens_keeps_only_image_region_and_template() -> N
     conds = _conds({"canal_stenosis"})
     head, sim, tail = prompt_parts(conds, "prior text", "lumbar", use_agent_tokens=True)
     full = head + sim + tail
-    assert "<classification>likely: Spinal canal stenosis 0.9 | unlikely: Neural foraminal narrowing 0.1; " in full
+    assert (
+        "<classification>likely: Spinal canal stenosis <canal_stenosis:yes> 0.9 | "
+        "unlikely: Acute vertebral fracture <acute_fracture:no> 0.1; " in full
+    )
     assert "<localization>Spinal canal stenosis L4-5</localization>" in full
+    # both lists in the order an impression lists findings (urgent first), whatever order the agents ran in
+    two = list(reversed(_conds({"hemangioma", "acute_fracture", "disc_herniation"})))
+    head, _, _ = prompt_parts(two, None, "lumbar", use_agent_tokens=True)
+    assert "likely: Acute vertebral fracture <acute_fracture:yes> 0.9; Disc herniation (protrusion/extrusion)" in head
+    assert "<disc_herniation:yes> 0.9; Vertebral hemangioma <hemangioma:yes> 0.9 | unlikely:" in head
+    assert "<localization>Acute vertebral fracture L4-5; Disc herniation (protrusion/extrusion) L4-5; Vertebral" in head
     assert "<similar_case_report>prior text</similar_case_report>" in full
     assert "DISCS: L1-2, L2-3, L3-4, L4-5, L5-S1" in full
     head, sim, tail = prompt_parts(conds, "prior text", "lumbar", use_agent_tokens=False)

@@ -17,9 +17,11 @@ from ml.agents.report.pretrain import (
     ensure_tiny_lm,
     load_tiny_lm,
     simulated_conditions,
+    site_pool,
     text_sequence,
     tiny_lm_key,
 )
+from ml.agents.report.prompt import CONDITION_TAGS
 from ml.agents.report.train import default_config
 from ml.conditions import CONDITION_KEYS
 from ml.data.synthetic.report_corpus import iter_report_samples
@@ -63,6 +65,30 @@ def test_simulated_agents_are_calibrated_and_exact_ones_state_the_truth() -> Non
         if samples[0].labels[c.condition] != -1:
             assert c.present == (samples[0].labels[c.condition] == 1)
             assert c.probability == float(c.present)
+        assert c.level == ""  # no sites given: no localization
+
+
+def test_simulated_localization_points_at_true_sites_and_false_calls_at_plausible_ones() -> None:
+    rng = np.random.default_rng(0)
+    samples = list(iter_report_samples(300, seed=2))
+    prev, pool = corpus_prevalence(samples), site_pool(samples)
+    assert {lv for lv, _ in pool["disc_herniation"]} <= {"L1-2", "L2-3", "L3-4", "L4-5", "L5-S1"}
+    n_true = n_false = 0
+    for s in samples:
+        for c in simulated_conditions(s.labels, prev, rng, 4.0, False, s.sites, pool):
+            if not c.present:
+                assert (c.level, c.side) == ("", "")
+            elif s.labels[c.condition] == 1:
+                assert (c.level, c.side) in s.sites[c.condition]
+                n_true += 1
+            elif s.labels[c.condition] == 0:
+                assert (c.level, c.side) in pool[c.condition]
+                n_false += 1
+    assert n_true > 500
+    assert n_false > 50
+    # the report's own text names each site it was drawn from
+    s = next(x for x in samples if x.sites.get("synovial_cyst"))
+    assert all(lv in s.report for lv, _ in s.sites["synovial_cyst"])
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +137,12 @@ def test_text_sequences_score_only_the_report_and_follow_the_layout(lm_folder) -
         assert set(w[n_prompt:n_body]) == {1.0}
         assert set(w[n_body:]) == {4.0}
         assert tok.decode(ids[n_body:]).startswith("IMPRESSION:")
+    # every condition tag of the classification block is one token of the tiny vocabulary
+    for tag in CONDITION_TAGS:
+        assert tok.tokenize(f"x {tag} 0.9") == ["x", "Ġ", tag, "Ġ", "0", ".", "9"]
+    ids, lab, _ = text_sequence(tok, cfg, s, conds, None, True)
+    tags = [t for t in tok.convert_ids_to_tokens(ids) if t in CONDITION_TAGS]
+    assert sorted(tags) == sorted(f"<{c.condition}:{'yes' if c.present else 'no'}>" for c in conds)
 
 
 def test_weighted_report_loss_reduces_to_the_plain_one_and_follows_the_weights() -> None:
