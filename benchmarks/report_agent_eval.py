@@ -23,8 +23,10 @@ Pipeline (all on CPU, every step timed):
    draft with the rule extractor; compared with the generator's ground-truth labels:
    false-positive findings per report (draft 1, truth 0) and omitted findings per report
    (truth 1, draft not 1); truth -1 is excluded. Plus BLEU (sacrebleu) and ROUGE-L F1.
-   Reference rows: the diagnosis probes' own calls (what the agent tokens said), and the
-   agent model fed ground-truth tokens (an upper bound on what the tokens can carry).
+   Reference rows: the diagnosis probes' own calls (what the agent tokens said), the agent
+   model fed ground-truth tokens (an upper bound on what the tokens can carry), and the agent
+   model fed ANOTHER held-out study's tokens (same layout, wrong content: if this row equals the
+   agent row, the decoder is not reading its tokens and any agent-plain gap is the layout's).
 
     nice -n 10 .venv/bin/python benchmarks/report_agent_eval.py --out .cache/bench/report_agent
 """
@@ -343,7 +345,7 @@ def main() -> None:
     ap.add_argument("--train", default="agent,plain", help="variants to train here (others must exist)")
     ap.add_argument(
         "--generate",
-        default="agent,plain,agent_oracle",
+        default="agent,plain,agent_oracle,agent_other_study",
         help="variants to draft here; the others are read from OUT/partial_<variant>.json (parallel runs)",
     )
     ap.add_argument("--image", type=Path, default=REPO / "docs/images/report_agent_eval.png")
@@ -386,11 +388,16 @@ def main() -> None:
         sites = localization_sites(args.data, args.runs, tr, prob, thr, args.out / "localization.json")
         timings["localization"] = time.perf_counter() - t0
 
-    def example(i: int, oracle: bool = False) -> ReportExample:
+    def example(i: int, tokens: str = "predicted") -> ReportExample:
+        """``tokens``: "predicted" (the agents'), "truth" (ground-truth labels and levels) or
+        "other" (the agents' tokens of ANOTHER held-out study: same layout, wrong content)."""
         r = rows[i]
-        if oracle:
+        if tokens == "truth":
             exact = np.array([float(r["labels"][k] == 1) for k in CONDITION_KEYS])
             conds = conditions_from(exact, np.full(len(CONDITION_KEYS), 0.5), sites["truth"][i])
+        elif tokens == "other":
+            j = te[(te.index(i) + 1) % len(te)]
+            conds = conditions_from(prob[j], thr, sites["pred"][j])
         else:
             conds = conditions_from(prob[i], thr, sites["pred"][i])
         return ReportExample(
@@ -448,11 +455,12 @@ def main() -> None:
     results: dict[str, dict] = {}
     drafts_all: dict[str, list[str]] = {}
     variants = (
-        ("agent", "agent", False, True),
-        ("plain", "plain", False, False),
-        ("agent_oracle", "agent", True, True),
+        ("agent", "agent", "predicted", True),
+        ("plain", "plain", "predicted", False),
+        ("agent_oracle", "agent", "truth", True),
+        ("agent_other_study", "agent", "other", True),
     )
-    for label, folder_name, oracle, flag in variants:
+    for label, folder_name, tokens, flag in variants:
         partial = args.out / f"partial_{label}.json"
         if label not in args.generate.split(","):
             if not partial.exists():
@@ -469,7 +477,7 @@ def main() -> None:
         t0 = time.perf_counter()
         drafts, ntok = [], []
         for n, i in enumerate(te):
-            ex = dataclasses.replace(example(i, oracle=oracle), use_agent_tokens=flag)
+            ex = dataclasses.replace(example(i, tokens), use_agent_tokens=flag)
             g = agent.generate(ex, max_new_tokens=args.max_new_tokens)
             drafts.append(g.text)
             ntok.append(g.tokens)
@@ -501,6 +509,11 @@ def main() -> None:
         "fp": paired_diff_ci(results["agent"]["fp"], results["plain"]["fp"]),
         "om": paired_diff_ci(results["agent"]["om"], results["plain"]["om"]),
     }
+    # same model and layout, the study's own tokens vs another study's: what the CONTENT does
+    results["paired_agent_minus_other_study"] = {
+        "fp": paired_diff_ci(results["agent"]["fp"], results["agent_other_study"]["fp"]),
+        "om": paired_diff_ci(results["agent"]["om"], results["agent_other_study"]["om"]),
+    }
     results["truth_positives_per_report"] = float(np.mean([sum(v == 1 for v in t.values()) for t in truths]))
     out = {
         "n_train": len(tr),
@@ -530,17 +543,18 @@ def main() -> None:
                 f"{r['omissions_per_report']:.2f} per report ({args.lm_check} generated reports)"
             )
     print(f"{'variant':<16}{'FP/report':>10}{'omit/report':>12}{'BLEU':>8}{'ROUGE-L':>9}")
-    for k in ("agent", "plain", "agent_oracle", "probe_calls"):
+    for k in ("agent", "plain", "agent_oracle", "agent_other_study", "probe_calls"):
         r = results[k]
         print(
             f"{k:<16}{r['false_positives_per_report']:>10.2f}{r['omissions_per_report']:>12.2f}"
             f"{r.get('bleu', float('nan')):>8.2f}{r.get('rougeL_f1', float('nan')):>9.3f}"
         )
-    p = results["paired_agent_minus_plain"]
-    print(
-        f"agent - plain, mean [95% CI]: FP {p['fp'][0]:+.2f} [{p['fp'][1]:+.2f}, {p['fp'][2]:+.2f}]; "
-        f"omissions {p['om'][0]:+.2f} [{p['om'][1]:+.2f}, {p['om'][2]:+.2f}]"
-    )
+    for key, what in (("paired_agent_minus_plain", "agent - plain"), ("paired_agent_minus_other_study", "own - other")):
+        p = results[key]
+        print(
+            f"{what}, mean [95% CI]: FP {p['fp'][0]:+.2f} [{p['fp'][1]:+.2f}, {p['fp'][2]:+.2f}]; "
+            f"omissions {p['om'][0]:+.2f} [{p['om'][1]:+.2f}, {p['om'][2]:+.2f}]"
+        )
     print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
     plot(results, args.image)
 
@@ -551,9 +565,9 @@ def plot(results: dict, image: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = ["agent", "plain", "agent_oracle", "probe_calls"]
-    labels = ["with agent tokens", "plain LLaVA", "agent, true tokens", "probe calls alone"]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = ["agent", "plain", "agent_oracle", "agent_other_study", "probe_calls"]
+    labels = ["with agent tokens", "plain LLaVA", "agent, true tokens", "agent, another\nstudy's tokens", "probe calls"]
+    fig, ax = plt.subplots(figsize=(8.5, 3.5))
     w = 0.38
     xs = np.arange(len(names))
     ax.bar(xs - w / 2, [results[n]["false_positives_per_report"] for n in names], w, label="false positives")
