@@ -48,7 +48,7 @@ def short_agent_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report_agent") / "agent"
     small_lm = {"tiny_lm.n_texts": 300, "tiny_lm.tokenizer_texts": 300, "train.lr_stage2": 5e-3}
     return train_report_agent(
-        examples, out, preset="tiny", stage0_steps=60, stage1_steps=10, stage2_steps=30, overrides=small_lm
+        examples, out, preset="tiny", stage0_steps=60, stage1_steps=10, stage2_steps=60, overrides=small_lm
     )
 
 
