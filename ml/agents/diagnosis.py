@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_curve
 
@@ -61,17 +62,13 @@ class DiagnosisConfig:
             raise ValueError("diagnosis head must be 'linear' or 'mil'")
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
-
-
 def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
     """Temperature minimising the binary NLL of sigmoid(z / T) (searched on log T in [-3, 3])."""
     if len(np.unique(y)) < 2:
         return 1.0
 
     def nll(log_t: float) -> float:
-        p = np.clip(_sigmoid(z / np.exp(log_t)), 1e-7, 1 - 1e-7)
+        p = np.clip(expit(z / np.exp(log_t)), 1e-7, 1 - 1e-7)
         return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
 
     return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
@@ -113,7 +110,7 @@ class DiagnosisAgents:
     def infer(self, x: np.ndarray) -> np.ndarray:
         """[N, F] -> calibrated probabilities [N, 17]."""
         z = x @ self.W.T + self.b  # [N, 17]
-        p = _sigmoid(z / self.temperature)
+        p = expit(z / self.temperature)
         return np.where(self.trained, p, self.prior)
 
     def post(self, p: np.ndarray) -> list[list[ConditionResult]]:
@@ -219,7 +216,7 @@ def fit_probes(x: np.ndarray, y: np.ndarray, patient_keys: list[str], cfg: Diagn
         if val.any():
             z = xs[val] @ W[j] + b[j]
             temp[j] = fit_temperature(z, y[val, j])
-            thr[j] = choose_threshold(_sigmoid(z / temp[j]), y[val, j], cfg.threshold_rule, cfg.target_sensitivity)
+            thr[j] = choose_threshold(expit(z / temp[j]), y[val, j], cfg.threshold_rule, cfg.target_sensitivity)
     meta = {"counts": counts, "n_studies": len(x), "n_features": n_feat, "conditions": list(CONDITION_KEYS)}
     arrays = {
         "weight": W,

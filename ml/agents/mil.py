@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
 from ml.agents.analysis import ConditionResult
 from ml.agents.artifact import save_artifact
-from ml.agents.diagnosis import FAMILY, DiagnosisConfig, _sigmoid, choose_threshold, fit_temperature, labels_matrix
+from ml.agents.diagnosis import FAMILY, DiagnosisConfig, choose_threshold, fit_temperature, labels_matrix
 from ml.agents.features import StudyFeatures, slice_design
 from ml.conditions import CONDITION_KEYS
 from ml.data.splits import patient_fold
@@ -99,7 +100,7 @@ class MILDiagnosisAgents:
             x = (bag(f, tuple(self.cfg.classes)) - self.mean) / self.std  # [S, F]
             if len(x) == 0:
                 x = np.zeros((1, len(self.mean)), np.float32)
-            h = np.tanh(x @ a["V_w"].T + a["V_b"]) * _sigmoid(x @ a["U_w"].T + a["U_b"])  # [S, H]
+            h = np.tanh(x @ a["V_w"].T + a["V_b"]) * expit(x @ a["U_w"].T + a["U_b"])  # [S, H]
             s = a["w"] @ h.T  # [K, S]
             s = np.exp(s - s.max(1, keepdims=True))
             att = s / s.sum(1, keepdims=True)  # [K, S]
@@ -108,7 +109,7 @@ class MILDiagnosisAgents:
         return out
 
     def probabilities(self, feats: list[StudyFeatures]) -> np.ndarray:
-        p = _sigmoid(self.logits(feats) / self.temperature)
+        p = expit(self.logits(feats) / self.temperature)
         return np.where(self.trained, p, self.prior)
 
     def predict(self, feats: list[StudyFeatures]) -> list[list[ConditionResult]]:
@@ -189,7 +190,7 @@ def train_mil(feats: list[StudyFeatures], cfg: DiagnosisConfig) -> MILDiagnosisA
             if not trained[j] or not ok.any():
                 continue
             arrays["temperature"][j] = fit_temperature(z[ok, j], yv[ok, j])
-            p = _sigmoid(z[ok, j] / arrays["temperature"][j])
+            p = expit(z[ok, j] / arrays["temperature"][j])
             arrays["threshold"][j] = choose_threshold(p, yv[ok, j], cfg.threshold_rule, cfg.target_sensitivity)
     log.info(
         "diagnosis MIL: %d studies, %d conditions trained (%.1f s)", n, int(trained.sum()), time.perf_counter() - t0
