@@ -73,8 +73,8 @@ def simulated_conditions(
     With ``sites`` (the sample's true (level, side) per condition) a condition called present also
     gets a level, as the localization agents give it in the app: one of its true sites, or for a
     false call a site drawn from ``site_pool`` (sites of that condition anywhere in the corpus).
-    Without levels the decoder cannot tell at which level of DISCS to write a finding, so in
-    training the tokens hardly change any one line of the body (tiny-lm/3 ignored them).
+    Stage 0 thus sees the same blocks as the app (tiny-lm/3 and earlier had an empty
+    localization block), and a finding's level in DISCS is stated rather than guessed.
     """
     out = []
     for key in CONDITION_KEYS:

@@ -5,7 +5,7 @@ Layout (the 64 image tokens are spliced in as embeddings after ``<image>``)::
     <image>[64 image tokens]</image>
     <region>lumbar</region>
     <classification>likely: Spinal canal stenosis <canal_stenosis:yes> 0.8; ... | unlikely: ...</classification>
-    <localization>canal_stenosis L4-5 central; ...</localization>
+    <localization>Spinal canal stenosis L4-5 central; ...</localization>
     <similar_case_report>...</similar_case_report>
     <template>CLINICAL HISTORY: | ... | DISCS: L1-2, L2-3, ... | ... | IMPRESSION:</template>
     <report>
