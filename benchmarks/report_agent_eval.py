@@ -161,8 +161,12 @@ def localization_sites(
     each study's conditions the probes call present, as the app's pipeline does) and ``truth``
     (the first present finding of each condition, for the ground-truth-token row). Cached as JSON:
     it needs every slice of every study encoded (the report rows keep only 8 per series)."""
+    calls = (prob >= thr).astype(int).tolist()  # what gets localised: a changed probe run invalidates the cache
     if cache.exists():
-        return json.loads(cache.read_text())
+        saved = json.loads(cache.read_text())
+        if saved.get("train") == list(tr) and saved.get("calls") == calls:
+            return saved
+        log.info("localization cache %s was made for other studies or calls: recomputing", cache)
     from ml.agents.localization import train_localization
     from ml.agents.train import prepare
 
@@ -181,7 +185,7 @@ def localization_sites(
             if f["label"] == 1 and f.get("level"):
                 first.setdefault(f["condition"], [f["level"], f.get("side") or ""])
         truth.append(first)
-    out = {"pred": pred, "truth": truth, "seconds": time.perf_counter() - t0}
+    out = {"pred": pred, "truth": truth, "train": list(tr), "calls": calls, "seconds": time.perf_counter() - t0}
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(out))
     return out
