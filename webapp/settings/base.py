@@ -78,6 +78,16 @@ DATABASES = {
         conn_max_age=int(os.environ.get("SPINEREVIEW_DB_CONN_MAX_AGE", "60")),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded database (demo): a transaction that reads and then writes must take the write
+    # lock when it begins (BEGIN IMMEDIATE), or two simultaneous saves both read and the second
+    # fails with "database is locked" when it tries to write. Waiting writers queue for
+    # ``timeout`` seconds; WAL lets readers go on while one writer works.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        transaction_mode="IMMEDIATE",
+        timeout=float(os.environ.get("SPINEREVIEW_SQLITE_TIMEOUT_S", "20")),
+        init_command="PRAGMA journal_mode=WAL;",
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -171,6 +181,8 @@ SPINEREVIEW_DRAFT_STAGE_DELAY_S = float(os.environ.get("SPINEREVIEW_DRAFT_STAGE_
 SPINEREVIEW_CACHE = Path(os.environ.get("SPINEREVIEW_CACHE", BASE_DIR / ".cache"))
 # Identifies the drafting pipeline; (study, pipeline version) is drafted at most once.
 DRAFT_PIPELINE_VERSION = os.environ.get("SPINEREVIEW_DRAFT_PIPELINE_VERSION", "spinereview-tiny@bootstrap")
+# Longest report text a save accepts (characters); a longer one is refused with 400, not stored.
+SPINEREVIEW_MAX_REPORT_CHARS = int(os.environ.get("SPINEREVIEW_MAX_REPORT_CHARS", "50000"))
 
 LOGGING = {
     "version": 1,
