@@ -7,6 +7,7 @@ dataset reproduces the same studies byte for byte and Orthanc de-duplicates them
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,65 @@ class StudyInfo:
     study_id: str
     description: str
     weight_kg: float
+    # The referrer's reason for the examination, as a modality worklist delivers it: None = drawn
+    # from the study UID (``worklist_request``); "" = the request carried no reason.
+    indication: str | None = None
+
+
+# Reasons for the examination as referrers write them, per region (no finding names: the
+# request precedes the images). About one request in five carries no reason at all, as in
+# practice, so the drafts' "no clinical history" placeholder is exercised by the demo too.
+_INDICATIONS: dict[str, tuple[str, ...]] = {
+    "LUMBAR": (
+        "Low back pain radiating to the left leg",
+        "Low back pain radiating to the right leg",
+        "Chronic low back pain, failed conservative therapy",
+        "Low back pain, evaluate for disc herniation",
+        "Bilateral leg pain on walking",
+        "Low back pain after a fall",
+    ),
+    "CERVICAL": (
+        "Neck pain radiating to the right arm",
+        "Neck pain with paraesthesia of both hands",
+        "Chronic neck pain, failed conservative therapy",
+        "Neck pain after a fall",
+    ),
+    "THORACIC": (
+        "Mid back pain, rule out fracture",
+        "Thoracic back pain for several months",
+        "Mid back pain after a fall",
+    ),
+}
+_HISTORY = ("Symptoms for 6 weeks.", "Symptoms for 3 months.", "Symptoms for over a year.")
+_NO_REASON_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class WorklistRequest:
+    """What the scheduled procedure step carried: the indication and the patient history."""
+
+    procedure: str  # RequestedProcedureDescription
+    reason: str  # ReasonForTheRequestedProcedure ("" = none given)
+    history: str  # AdditionalPatientHistory ("" = none given)
+
+
+def worklist_request(st: StudyInfo) -> WorklistRequest:
+    """The request of one study, deterministic in its UID (regenerating keeps the bytes).
+
+    ``st.indication`` wins when set; otherwise the reason is drawn from the region's bank (the
+    region is read from the study description, "MRI LUMBAR SPINE").
+    """
+    h = int.from_bytes(hashlib.sha256(f"request:{st.study_uid}".encode()).digest()[:8], "big")
+    if st.indication is not None:
+        reason = st.indication
+    elif (h % 1000) / 1000 < _NO_REASON_SHARE:
+        reason = ""
+    else:
+        region = next((r for r in _INDICATIONS if r in st.description.upper()), "LUMBAR")
+        bank = _INDICATIONS[region]
+        reason = bank[(h // 1000) % len(bank)]
+    history = _HISTORY[(h // 100_000) % len(_HISTORY)] if reason and (h // 10_000_000) % 2 else ""
+    return WorklistRequest(procedure=st.description, reason=reason, history=history)
 
 
 def _fmt(v: float) -> str:
@@ -141,6 +201,16 @@ def write_series(
     ds.PatientAge = f"{st.age:03d}Y"
     ds.PatientWeight = _fmt(st.weight_kg)
     ds.PatientIdentityRemoved = "NO"
+    request = worklist_request(st)
+    if request.history:
+        ds.AdditionalPatientHistory = request.history
+    item = Dataset()  # Request Attributes Sequence of the General Series module, one item
+    item.RequestedProcedureID = f"RP{st.study_id}"
+    item.ScheduledProcedureStepID = f"SPS{st.study_id}"
+    item.RequestedProcedureDescription = request.procedure
+    if request.reason:
+        item.ReasonForTheRequestedProcedure = request.reason
+    ds.RequestAttributesSequence = [item]
     ds.BodyPartExamined = "SPINE"
     ds.ScanningSequence = scan_seq
     ds.SequenceVariant = variant
