@@ -17,6 +17,11 @@ from ml.data.synthetic.tissues import T
 
 _SOFT = (T.FAT, T.CSF, T.NERVE, T.DURA, T.LIGAMENT)
 _SEV = {"mild": 0.35, "moderate": 0.65, "severe": 1.0}
+_PLACEMENT_TRIES = 8  # centres drawn for a round lesion before settling for the least occupied
+
+
+class PlacementError(RuntimeError):
+    """A finding could not be placed in this anatomy (the study is re-drawn from a derived seed)."""
 
 
 def _block(sp: Spine, s: tuple[float, float], v: tuple[float, float], x: tuple[float, float]) -> Block:
@@ -62,7 +67,7 @@ def paint_findings(sp: Spine, labels: np.ndarray, findings: list[Finding], rng: 
         fn = _PAINTERS[f.condition]
         f.mask = fn(sp, labels, f, rng)
         if f.mask is None or f.mask.voxel_count() == 0:
-            raise RuntimeError(f"finding {f.condition} at {f.level} painted no voxels")
+            raise PlacementError(f"finding {f.condition} at {f.level} painted no voxels")
 
 
 def _disc_of(sp: Spine, level: str):
@@ -251,21 +256,42 @@ def _edema(sp, labels, f, rng):
 
 
 def _round_lesion(sp, labels, f, rng, tissue: T, r: float, where: tuple[T, ...]):
+    """A round marrow lesion in the vertebral body (or a pedicle).
+
+    The centre is drawn inside the body; a lesion painted earlier in the same body (a
+    hemangioma, then a metastasis) has already replaced the marrow there, and a second lesion
+    drawn on top of it would paint nothing, or a sliver. So up to ``_PLACEMENT_TRIES`` centres are
+    drawn and the first one whose ball is mostly still paintable (``where``) is used, else the
+    one with the most paintable voxels; a pedicle that is already taken falls back to the body.
+    """
     v = sp.vert(f.level)
     site = f.detail.get("site", "body")
+    centres: list[tuple[tuple[float, float, float], float]] = []
     if site == "pedicle":
         sgn = _xsign(f.detail.get("side")) or 1.0
-        c = (v.s - 0.18 * v.h, v.canal_ap * 0.3, sgn * (v.canal_w / 2 + 3.5))
-        r = min(r, 6.0)
-    else:
-        c = (
-            v.s + rng.uniform(-0.2, 0.2) * v.h,
-            -v.depth * rng.uniform(0.35, 0.6),
-            rng.uniform(-0.2, 0.2) * v.width,
-        )
-    rs = min(r, v.h / 2 - 1.5)
-    b = _block(sp, (c[0] - rs - 2, c[0] + rs + 2), (c[1] - r - 2, c[1] + r + 2), (c[2] - r - 2, c[2] + r + 2))
-    blob = _ellipsoid(b, c[0], c[1], c[2], rs, r, r)
+        centres.append(((v.s - 0.18 * v.h, v.canal_ap * 0.3, sgn * (v.canal_w / 2 + 3.5)), min(r, 6.0)))
+    best: tuple[int, Block, np.ndarray] | None = None
+    for attempt in range(_PLACEMENT_TRIES + len(centres)):
+        if attempt < len(centres):
+            c, rr = centres[attempt]
+        else:
+            c = (
+                v.s + rng.uniform(-0.2, 0.2) * v.h,
+                -v.depth * rng.uniform(0.35, 0.6),
+                rng.uniform(-0.2, 0.2) * v.width,
+            )
+            rr = r
+        rs = min(rr, v.h / 2 - 1.5)
+        b = _block(sp, (c[0] - rs - 2, c[0] + rs + 2), (c[1] - rr - 2, c[1] + rr + 2), (c[2] - rr - 2, c[2] + rr + 2))
+        blob = _ellipsoid(b, c[0], c[1], c[2], rs, rr, rr)
+        free = blob & np.isin(labels[b.sl], where)
+        n_free = int(free.sum())
+        if best is None or n_free > best[0]:
+            best = (n_free, b, blob)
+        if n_free >= 0.5 * max(int(blob.sum()), 1):
+            break
+    assert best is not None
+    _, b, blob = best
     painted = _put(labels, b, blob, tissue, where)
     return Mask.from_block(b, painted)
 

@@ -3,6 +3,11 @@
 Everything random flows from ``SeedSequence([seed, index])`` split into independent
 streams (anatomy, texture/noise, report), so a study does not depend on which worker
 made it or on the other studies, and the same seed reproduces identical bytes.
+
+A drawn patient whose findings cannot all be placed in the drawn anatomy (``PlacementError``)
+is re-drawn from ``SeedSequence([seed, index, attempt])``: the study is still made, still
+deterministic, and ``truth["generator"]["attempt"]`` records the redraw. No seed can stop a
+dataset, and no index is silently dropped.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from ml.data.synthetic.anatomy import Spine, build_labels, sample_spine
 from ml.data.synthetic.dicom_writer import StudyInfo, uid, write_series
 from ml.data.synthetic.findings import Patient, labels_from_findings, rsna_grades, sample_patient
 from ml.data.synthetic.ground_truth import key_slices
-from ml.data.synthetic.lesions import paint_findings
+from ml.data.synthetic.lesions import PlacementError, paint_findings
 from ml.data.synthetic.physics import DEFAULT_SERIES, SERIES_KEYS, protocol, signal_lut
 from ml.data.synthetic.render import Stack, Texture, degrade, plan_axial, plan_sagittal, tissue_sampler
 from ml.data.synthetic.report import write_report
@@ -28,6 +33,7 @@ from ml.data.synthetic.tissues import T, relax_table
 from ml.data.synthetic.vendors import vendor
 
 GENERATOR_VERSION = "1.0"
+MAX_ATTEMPTS = 8  # re-draws of a patient whose findings cannot be placed (a handful in 10^3 studies)
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,33 @@ def _to_stored(stack: np.ndarray, target: float, slope: float | None, bits: int)
     return np.clip(np.rint(stack * scale), 0, 2**bits - 1).astype(np.uint16)
 
 
+def study_seed(cfg: StudyConfig, attempt: int = 0) -> np.random.SeedSequence:
+    """The root of every random stream of a study; attempt > 0 is a re-draw (see module doc)."""
+    return np.random.SeedSequence([cfg.seed, cfg.index] if attempt == 0 else [cfg.seed, cfg.index, attempt])
+
+
+def draw_anatomy(
+    cfg: StudyConfig, voxel: float
+) -> tuple[int, Patient, Spine, np.ndarray, tuple[np.random.Generator, ...]]:
+    """Patient, spine and painted label volume of study ``cfg``, re-drawn until every finding
+    can be placed. Returns (attempt, patient, spine, labels, the 4 streams: anatomy, texture,
+    report, noise) so that the rest of the study continues from the same streams."""
+    last: PlacementError | None = None
+    for attempt in range(MAX_ATTEMPTS):
+        rngs = tuple(np.random.default_rng(s) for s in study_seed(cfg, attempt).spawn(4))
+        rng_a = rngs[0]
+        patient = sample_patient(rng_a, cfg.region, cfg.cohort, cfg.prevalence, cfg.force)
+        sp = sample_spine(rng_a, cfg.region, patient.age, patient.mods, voxel)
+        labels = build_labels(sp)
+        try:
+            paint_findings(sp, labels, patient.findings, rng_a)
+        except PlacementError as exc:
+            last = exc
+            continue
+        return attempt, patient, sp, labels, rngs
+    raise RuntimeError(f"study {cfg.seed}/{cfg.index}: no placeable patient in {MAX_ATTEMPTS} draws ({last})")
+
+
 def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = False) -> Study:
     """Generate (and, if out_root is given, write) one study.
 
@@ -120,13 +153,8 @@ def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = 
         if key not in SERIES_KEYS:
             raise ValueError(f"unknown series {key!r}; known: {', '.join(SERIES_KEYS)}")
     ven = vendor(cfg.vendor)
-    ss = np.random.SeedSequence([cfg.seed, cfg.index])
-    rng_a, rng_t, rng_r, rng_n = (np.random.default_rng(s) for s in ss.spawn(4))
-    patient = sample_patient(rng_a, cfg.region, cfg.cohort, cfg.prevalence, cfg.force)
     voxel = 2.4 if cfg.fast else 1.2
-    sp = sample_spine(rng_a, cfg.region, patient.age, patient.mods, voxel)
-    labels = build_labels(sp)
-    paint_findings(sp, labels, patient.findings, rng_a)
+    attempt, patient, sp, labels, (rng_a, rng_t, rng_r, rng_n) = draw_anatomy(cfg, voxel)
     tab = relax_table(sp.marrow_ff, ven.field_t)
     tex = Texture(sp.grid, rng_t)
     tex_amp = tab["tex"].astype(np.float32)
@@ -205,6 +233,7 @@ def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = 
             "index": cfg.index,
             "fast": cfg.fast,
             "voxel_mm": voxel,
+            **({"attempt": attempt} if attempt else {}),
         },
         "study_uid": study_uid,
         "patient_key": key,
