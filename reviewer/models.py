@@ -181,22 +181,40 @@ class Finding(ImmutableModel):
 
 
 class ReportRevision(ImmutableModel):
-    """Every save of a report. ``parent`` is the revision the author was editing; a save whose
-    parent is not the current head is kept too, flagged as a conflict, so nothing is lost."""
+    """Every save of a report. Each reader has their own chain per study (the revisions they
+    authored, rooted at the AI draft), so no reader ever edits, signs or sees another reader's
+    text by accident: blinding holds by construction. ``parent`` is the revision of that chain
+    the author was editing; a save whose parent is not the chain's current head is kept too,
+    flagged as a conflict, so nothing is lost. After sign-off a change is an addendum (a new
+    revision flagged ``is_addendum`` with a reason), never a silent edit."""
 
     study = models.ForeignKey(Study, related_name="revisions", on_delete=models.CASCADE)
-    number = models.PositiveIntegerField()
+    number = models.PositiveIntegerField()  # 1, 2, ... within the author's chain (no gaps from others)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     draft = models.ForeignKey(Draft, null=True, blank=True, on_delete=models.PROTECT)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     text = models.TextField()
     sections = models.JSONField(default=dict, blank=True)
     is_conflict = models.BooleanField(default=False)
+    is_addendum = models.BooleanField(default=False)
+    addendum_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["study", "number"]
-        constraints = [models.UniqueConstraint(fields=["study", "number"], name="unique_revision_number")]
+        ordering = ["study", "author", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "author", "number"], name="unique_revision_number_per_chain"),
+            # backstops of the save service's lock: a chain never forks silently
+            models.UniqueConstraint(
+                fields=["parent"], condition=Q(is_conflict=False), name="one_accepted_child_per_revision"
+            ),
+            models.UniqueConstraint(
+                fields=["study", "author"],
+                condition=Q(parent__isnull=True, is_conflict=False),
+                name="one_root_per_chain",
+            ),
+            models.CheckConstraint(condition=Q(is_addendum=False) | ~Q(addendum_reason=""), name="addendum_has_reason"),
+        ]
 
 
 class Review(models.Model):

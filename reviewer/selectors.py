@@ -25,7 +25,35 @@ def drafts_for(study_id: int) -> QuerySet[Draft]:
 
 
 def revisions_for(study_id: int) -> QuerySet[ReportRevision]:
-    return ReportRevision.objects.filter(study_id=study_id).select_related("author").order_by("number")
+    """Every revision of every reader's chain on a study (admin and research use)."""
+    return ReportRevision.objects.filter(study_id=study_id).select_related("author").order_by("created_at", "id")
+
+
+def revisions_visible_to(user, study: Study) -> QuerySet[ReportRevision]:  # type: ignore[no-untyped-def]
+    """The report revisions of ``study`` that ``user`` may read.
+
+    Blinding policy: a reader of a blinded study sees only their own chain until they have
+    signed; after signing they also see the *signed* reports of the other readers who have
+    signed (each one's signed revision and its addenda), never work in progress, conflicting
+    saves, or the chain of a reader who has not signed. RADPEER reviews stay private either way
+    (``reviews_visible_to``). On an unblinded study, and for admins and researchers, every chain
+    is visible."""
+    from django.db.models import Q
+
+    from reviewer.services.workflow import blinded_for
+
+    qs = revisions_for(study.pk)
+    if not blinded_for(user, study):
+        return qs
+    own = Q(author=user)
+    signed = Review.objects.filter(study=study, signed_at__isnull=False)
+    if not signed.filter(reader=user).exists():
+        return qs.filter(own)
+    others_signed = signed.exclude(reader=user)
+    shown = Q(pk__in=others_signed.values("signed_revision_id")) | Q(
+        author__in=others_signed.values("reader_id"), is_addendum=True, is_conflict=False
+    )
+    return qs.filter(own | shown)
 
 
 def reviews_visible_to(user, study_id: int | None = None) -> QuerySet[Review]:

@@ -155,15 +155,28 @@ class RevisionSerializer(serializers.ModelSerializer):
             "text",
             "sections",
             "is_conflict",
+            "is_addendum",
+            "addendum_reason",
             "created_at",
         ]
-        read_only_fields = ["id", "number", "parent", "draft", "author", "is_conflict", "created_at"]
+        read_only_fields = ["id", "number", "parent", "draft", "author", "is_conflict", "is_addendum",
+                            "addendum_reason", "created_at"]  # fmt: skip
+
+
+DB_ID_MAX = 2**63 - 1  # a larger id cannot exist: refuse it here (400) instead of overflowing the database
 
 
 class RevisionCreateSerializer(serializers.Serializer):
     text = serializers.CharField(allow_blank=False, trim_whitespace=False)
     sections = serializers.DictField(required=False, default=dict)
-    parent = serializers.IntegerField(allow_null=True, required=True, help_text="revision being edited, null if none")
+    parent = serializers.IntegerField(
+        allow_null=True, required=True, min_value=1, max_value=DB_ID_MAX,
+        help_text="the revision of your report being edited, null if none",
+    )  # fmt: skip
+    reason = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=2000,
+        help_text="after sign-off: why the report is amended (the save becomes an addendum)",
+    )  # fmt: skip
 
 
 class ReviewSerializer(serializers.ModelSerializer):
@@ -181,7 +194,10 @@ class SignSerializer(serializers.Serializer):
     radpeer = serializers.ChoiceField(choices=Review.Radpeer.choices)
     comment = serializers.CharField(allow_blank=True, required=False, default="")
     in_scope = serializers.BooleanField(required=False, default=True)
-    revision = serializers.IntegerField(required=False, allow_null=True, default=None)
+    revision = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1, max_value=DB_ID_MAX,
+        help_text="the head of your report (default); null signs the AI draft if you saved nothing",
+    )  # fmt: skip
 
 
 class LabelExtractionSerializer(serializers.ModelSerializer):

@@ -1,8 +1,9 @@
 """Endpoints the OHIF review panels need beyond the study API (ohif-extension/src/api.ts).
 
 - ``GET  /api/viewer/studies/<study_uid>/``: everything the panels show in one round trip
-  (study status, newest draft with findings and similar cases, draft job, head revision, the
-  caller's review, the newest box SR), so a study opened before its draft exists can poll one URL;
+  (study status, newest draft with findings and similar cases, draft job, the head revision of
+  the caller's own report chain, the caller's review, the newest box SR they may see), so a
+  study opened before its draft exists can poll one URL;
 - ``POST /api/studies/<id>/boxes/``: a reader's corrected box set, stored as a new SR version
   (``reviewer.services.sr.write_reader_sr``; nothing is replaced);
 - ``GET  /api/viewer/next-study/?after=<id>``: the next study waiting for review (shortcut).
@@ -65,9 +66,13 @@ class BoxesSaveSerializer(serializers.Serializer):
     boxes = BoxSerializer(many=True, help_text="the complete box set the reader wants")
 
 
-def _head_sr(study: Study) -> StructuredReport | None:
-    """The newest reader SR, else the AI SR of the newest draft."""
-    reader = study.structured_reports.filter(source=StructuredReport.Source.READER).order_by("-created_at").first()
+def _head_sr(study: Study, user) -> StructuredReport | None:  # type: ignore[no-untyped-def]
+    """The newest reader SR, else the AI SR of the newest draft. A blinded reader gets only
+    their own reader SRs: another reader's boxes, name and timing are theirs to keep."""
+    readers = study.structured_reports.filter(source=StructuredReport.Source.READER)
+    if blinded_for(user, study):
+        readers = readers.filter(author=user)
+    reader = readers.order_by("-created_at").first()
     return reader or study.structured_reports.filter(source=StructuredReport.Source.AI).order_by("-created_at").first()
 
 
@@ -78,9 +83,9 @@ def viewer_study(request, study_uid: str):  # type: ignore[no-untyped-def]
     study = get_object_or_404(selectors.study_list(), study_uid=study_uid)
     draft = selectors.drafts_for(study.pk).order_by("-created_at").first()
     job = study.draft_jobs.order_by("-queued_at").first()
-    head = head_revision(study)
+    head = head_revision(study, author=request.user)  # the caller's own chain: never another reader's text
     review = study.reviews.filter(reader=request.user).first()
-    sr = _head_sr(study)
+    sr = _head_sr(study, request.user)
     analysis = draft.analysis if draft else {}
     ctx = {"request": request}  # the serializers apply blinding (reviewer.services.workflow) per user
     sr_data = StructuredReportSerializer(sr).data if sr else None

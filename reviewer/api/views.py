@@ -73,9 +73,12 @@ class StudyViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=s.RevisionCreateSerializer, responses=s.RevisionSerializer(many=True))
     @action(detail=True, methods=["get", "post"])
     def revisions(self, request, pk=None):  # type: ignore[no-untyped-def]
+        """GET: the revisions the caller may read (their own chain; blinding policy in
+        ``selectors.revisions_visible_to``). POST: a save to the caller's own chain; after
+        sign-off only an addendum (with ``reason``)."""
         study = self.get_object()
         if request.method == "GET":
-            return Response(s.RevisionSerializer(selectors.revisions_for(study.pk), many=True).data)
+            return Response(s.RevisionSerializer(selectors.revisions_visible_to(request.user, study), many=True).data)
         data = s.RevisionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -85,7 +88,12 @@ class StudyViewSet(viewsets.ReadOnlyModelViewSet):
                 text=data.validated_data["text"],
                 sections=data.validated_data["sections"],
                 parent_id=data.validated_data["parent"],
+                reason=data.validated_data["reason"],
             )
+        except DjangoValidationError as exc:
+            raise _drf_error(exc) from exc
+        except reports.ReportSigned as exc:
+            return Response({"detail": str(exc), "signed": True}, status=status.HTTP_409_CONFLICT)
         except reports.RevisionConflict as conflict:
             return Response(
                 {

@@ -176,7 +176,6 @@ def _observer(*, device: str | None = None, person: str | None = None) -> hd.sr.
                 uid=generate_uid(entropy_srcs=[MANUFACTURER, device or ""]),
                 name=(device or MANUFACTURER)[:64],
                 manufacturer_name=MANUFACTURER,
-                model_name=(device or "")[:64] or None,
             ),
         )
     )
@@ -275,20 +274,29 @@ def _boxes_of_draft(draft: Draft) -> tuple[list[dict], list[SRKeySlice]]:
     return boxes, slices
 
 
-# The AI SR's SeriesDescription: one for every pipeline version. OHIF shows SeriesDescription in
-# its study browser, also to readers of blinded studies, so it must not name the model. The version
-# is kept where DICOM puts the producing algorithm: the Device Observer context of the SR content
-# (name and model name), read by ``sr_observer_device``.
+# The AI SR names no model anywhere: OHIF lists its SeriesDescription, and every reader (blinded
+# ones too) can fetch the whole instance through the DICOMweb proxy. So the series description and
+# the Device Observer (name, UID; no model name) are the same for every pipeline version. Which
+# version drafted is kept in the database (``Draft.job.pipeline_version``, ``Draft.model_version``)
+# and read from there: ``sr_pipeline_version``.
 AI_SERIES_DESCRIPTION = "SpineReview AI findings"
+AI_DEVICE_NAME = "SpineReview AI"
 
 
 def sr_observer_device(ds: Dataset) -> str | None:
-    """The Device Observer Name of an SR (the pipeline version for our AI SRs), or None."""
+    """The Device Observer Name of an SR (``AI_DEVICE_NAME`` for our AI SRs), or None."""
     for item in getattr(ds, "ContentSequence", []):
         name = item.ConceptNameCodeSequence[0] if "ConceptNameCodeSequence" in item else None
         if name is not None and name.CodeValue == "121013":  # DCM 121013 Device Observer Name
             return str(item.TextValue)
     return None
+
+
+def sr_pipeline_version(row: StructuredReport) -> str | None:
+    """The pipeline version that produced an AI SR, from the database (the DICOM names none)."""
+    if row.source != StructuredReport.Source.AI or row.draft_id is None:
+        return None
+    return Draft.objects.select_related("job").get(pk=row.draft_id).job.pipeline_version
 
 
 def write_ai_sr(*, draft: Draft, sources: Mapping[str, Dataset] | None = None) -> StructuredReport:
@@ -313,7 +321,7 @@ def write_ai_sr(*, draft: Draft, sources: Mapping[str, Dataset] | None = None) -
     sop_uid = generate_uid(entropy_srcs=[study.study_uid, "ai-sr", str(draft.pk)])
     ds = build_sr(
         sources=sources, boxes=boxes, key_slices=key_slices, series_description=AI_SERIES_DESCRIPTION,
-        series_uid=series_uid, sop_uid=sop_uid, series_number=AI_SERIES_NUMBER, device=version,
+        series_uid=series_uid, sop_uid=sop_uid, series_number=AI_SERIES_NUMBER, device=AI_DEVICE_NAME,
     )  # fmt: skip
     store_sr(ds)
     with transaction.atomic():
@@ -414,6 +422,7 @@ def load_sr(study_uid: str, series_uid: str, sop_uid: str) -> Dataset:
 
 
 __all__ = [
-    "RECTANGLE_TRACKING_ID", "SRBox", "SRInputError", "SRKeySlice", "build_sr", "load_sr", "parse_boxes",
-    "read_sr_boxes", "source_headers", "store_sr", "write_ai_sr", "write_reader_sr",
+    "AI_DEVICE_NAME", "RECTANGLE_TRACKING_ID", "SRBox", "SRInputError", "SRKeySlice", "build_sr", "load_sr",
+    "parse_boxes", "read_sr_boxes", "source_headers", "sr_pipeline_version", "store_sr", "write_ai_sr",
+    "write_reader_sr",
 ]  # fmt: skip

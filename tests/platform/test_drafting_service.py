@@ -11,7 +11,7 @@ import pytest
 
 from reviewer.models import Draft, DraftJob, ModelVersion, StructuredReport, Study
 from reviewer.services.drafting import request_draft, run_draft_job
-from reviewer.services.sr import load_sr, sr_observer_device
+from reviewer.services.sr import AI_DEVICE_NAME, load_sr, sr_observer_device, sr_pipeline_version
 from reviewer.services.sync import sync_study
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db, pytest.mark.slow]
@@ -118,7 +118,9 @@ def test_a_redraft_with_another_model_version_adds_a_draft_and_an_sr_and_replace
     assert second_sr.series_instance_uid != first_sr.series_instance_uid
     assert second_sr.series_description == first_sr.series_description  # names no version (blinding)
     second_ds = load_sr(study.study_uid, second_sr.series_instance_uid, second_sr.sop_instance_uid)
-    assert sr_observer_device(second_ds) == "tiny@2"
+    assert sr_observer_device(second_ds) == AI_DEVICE_NAME  # the DICOM names no version (blinding)
+    assert "tiny@2" not in str(second_ds.to_json_dict())
+    assert sr_pipeline_version(second_sr) == "tiny@2"  # the database keeps it
     query = {"Level": "Instance", "Query": {"StudyInstanceUID": study.study_uid, "Modality": "SR"}}
     assert len(empty_orthanc.post("/tools/find", json=query).json()) == 2
 

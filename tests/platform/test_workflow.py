@@ -17,7 +17,7 @@ R, A, S, AD = "radiologist", "annotator", "researcher", "admin"
 
 def signed_review(*, draft, reader=None, radpeer="1", comment="", text="IMPRESSION: 1. Small protrusion at L4-5."):  # type: ignore[no-untyped-def]
     reader = reader or UserFactory(role=R)
-    head = draft.study.revisions.filter(is_conflict=False).order_by("-number").first()
+    head = draft.study.revisions.filter(is_conflict=False, author=reader).order_by("-number").first()
     revision = save_revision(study=draft.study, author=reader, text=text, parent_id=head.pk if head else None)
     return sign_review(study=draft.study, reader=reader, radpeer=radpeer, comment=comment, revision_id=revision.pk)
 
