@@ -21,6 +21,12 @@ def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _all_reduce_max(x: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return x
+
+
 @torch.no_grad()
 def sinkhorn_knopp(teacher_logits: torch.Tensor, temperature: float, n_iters: int = 3) -> torch.Tensor:
     """Balanced soft assignment of B samples to K prototypes.
@@ -28,7 +34,12 @@ def sinkhorn_knopp(teacher_logits: torch.Tensor, temperature: float, n_iters: in
     teacher_logits: [B, K] (local batch; sums are reduced across ranks under DDP).
     Returns Q: [B, K] with every row summing to 1 and, at convergence, every column to B_total/K.
     """
-    q = torch.exp((teacher_logits.float() - teacher_logits.float().max()) / temperature).t()  # [K, B]
+    logits = teacher_logits.float()
+    # The max is subtracted only for numerical range, so it must be one offset for the whole
+    # (global) batch: a per-rank max would scale each rank's columns by a different constant and
+    # the cross-rank prototype sums below would weight the ranks unequally.
+    offset = _all_reduce_max(logits.max().clone())
+    q = torch.exp((logits - offset) / temperature).t()  # [K, B]
     k = q.shape[0]
     b = torch.tensor(q.shape[1], device=q.device, dtype=q.dtype)
     b_total = _all_reduce_sum(b.clone())

@@ -26,6 +26,33 @@ def test_sinkhorn_balances_a_collapsed_teacher():
     assert q.sum(0).max() < 4.1  # no prototype takes more than its share
 
 
+def _sinkhorn_rank(rank: int, world: int, init_file: str, logits: torch.Tensor, out_dir: str) -> None:
+    """One gloo rank: Sinkhorn-Knopp on its shard of the batch, targets saved for the parent."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        shard = logits.chunk(world)[rank]
+        torch.save(sinkhorn_knopp(shard, temperature=0.04, n_iters=3), f"{out_dir}/q{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_sinkhorn_equals_single_process_on_the_concatenated_batch(tmp_path):
+    """Two gloo ranks whose shards have different maxima (rank 1's logits are shifted up) must
+    produce exactly the targets of one process on the whole batch: the exponent offset is global."""
+    import torch.multiprocessing as mp
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 12, generator=g) * 0.3
+    logits[8:] += 0.25  # at temperature 0.04 a per-rank max would rescale rank 1 by exp(~6)
+    ref = sinkhorn_knopp(logits, temperature=0.04, n_iters=3)
+    mp.spawn(_sinkhorn_rank, args=(2, str(tmp_path / "init"), logits, str(tmp_path)), nprocs=2, join=True)
+    q = torch.cat([torch.load(tmp_path / f"q{r}.pt") for r in range(2)])
+    torch.testing.assert_close(q, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(q.sum(1), torch.ones(16))
+
+
 def test_dino_loss_skips_same_view_pairs_and_matches_hand_computation():
     s = torch.randn(3, 4, 5)  # 2 global + 1 local
     t = torch.softmax(torch.randn(2, 4, 5), -1)
