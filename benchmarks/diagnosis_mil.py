@@ -2,7 +2,13 @@
 over the slices (``diagnosis.head: mil``), patient-level 5-fold CV on the same SpineFM features.
 
 Uses the slice-feature cache written by ``benchmarks/report_agent_eval.py`` (T1 and T2 series, up
-to 8 slices each, 220 generated studies), so no image is encoded here:
+to 8 slices each, 220 generated studies), so no image is encoded here.
+
+Only the patients SpineFM's training held out are cross-validated: alignment trains on the
+reports, which carry the labels, so a study whose report SpineFM saw would leak its label into
+its features (``ml.agents.evaluate`` has the same rule). The held-out set is recomputed from the
+checkpoint's own recorded split (``train.data.test_fraction`` / ``split_seed`` in its
+``config.json``)::
 
     .venv/bin/python benchmarks/diagnosis_mil.py [--cache .cache/bench/report_agent/embeddings_s8.pkl]
 """
@@ -40,9 +46,33 @@ def study_features(rows: list[dict]) -> list:
     return out
 
 
+def held_out_rows(rows: list[dict], spinefm: Path) -> tuple[list[int], dict]:
+    """Indices of ``rows`` whose patients the checkpoint at ``spinefm`` never trained on."""
+    import json
+
+    from ml.data.splits import patient_fold
+
+    cfg_path = spinefm / "config.json"
+    if not cfg_path.exists():
+        raise SystemExit(f"{cfg_path} not found: the held-out patients are defined by the checkpoint's split")
+    data = json.loads(cfg_path.read_text()).get("train", {}).get("data", {})
+    if "test_fraction" not in data:
+        raise SystemExit(f"{cfg_path} records no data split: cannot tell which studies SpineFM saw")
+    frac, seed = float(data["test_fraction"]), int(data.get("split_seed", 0))
+    buckets = round(frac * 100)  # the rule of ml.data.splits.train_test_split
+    keep = [i for i, r in enumerate(rows) if patient_fold(r["patient_key"], 100, seed) < buckets]
+    return keep, {"test_fraction": frac, "split_seed": seed}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=REPO / ".cache/bench/report_agent/embeddings_s8.pkl")
+    ap.add_argument(
+        "--spinefm",
+        type=Path,
+        default=REPO / ".cache/bench/spinefm_run2/synth_conditioned/final",
+        help="the checkpoint that encoded the cache (its config.json records the held-out patients)",
+    )
     ap.add_argument("--folds", type=int, default=5)
     args = ap.parse_args()
     if not args.cache.exists():
@@ -53,7 +83,10 @@ def main() -> None:
     from ml.agents.metrics import auroc
     from ml.conditions import CONDITION_KEYS
 
-    feats = study_features(pickle.loads(args.cache.read_bytes()))
+    rows = pickle.loads(args.cache.read_bytes())
+    keep, split = held_out_rows(rows, args.spinefm)
+    print(f"{len(keep)} of {len(rows)} studies held out of SpineFM's training ({split}); CV over those only")
+    feats = study_features([rows[i] for i in keep])
     keys = [f.study.patient_key for f in feats]
     y = labels_matrix(feats)
     folds = _kfold_keys(keys, args.folds, 0)
