@@ -94,8 +94,34 @@ def test_retrieval_round_trip(small, tmp_path):
     # the query's own study and patient are never returned as a similar case
     hits = back.similar(feats[:1])[0]
     assert all(h.study_uid != feats[0].study.study_uid for h in hits)
-    found = back.search_studies([feats[1].study.report], model, k=2)[0]
-    assert {u for u, _ in found} == {f.study.study_uid for f in feats}
+
+
+def test_report_to_study_search_ranks_the_matching_study_first(small, tmp_path):
+    """report -> study over a 24-study index whose case embeddings are what a perfectly aligned
+    SpineFM would give (each study's own projected report): every report must find its study
+    first, through the saved index's own text-encoder settings, with scores in descending order."""
+    from ml.agents.retrieval import RetrievalConfig, encode_reports
+    from ml.data.synthetic.report_corpus import iter_report_samples
+    from ml.spinefm.text import TextEncoder
+
+    _, _, model = small
+    reports = [s.report for s in iter_report_samples(24, seed=5)]
+    assert len(set(reports)) == 24
+    cfg = RetrievalConfig()
+    emb = encode_reports(reports, model, TextEncoder(cfg.text_encoder, cfg.text_pooling, cfg.text_max_length))
+    uids = [f"1.2.{i}" for i in range(24)]
+    meta = {"study_uids": uids, "patient_keys": [f"P{i}" for i in range(24)], "reports": reports}
+    RetrievalIndex(cfg, {"report_emb": emb, "study_emb": emb.copy()}, meta).save(tmp_path / "ret")
+    back = RetrievalIndex.load(tmp_path / "ret")  # a fresh text encoder, from the saved config
+    queries = [3, 11, 17, 23]
+    found = back.search_studies([reports[i] for i in queries], model, k=5)
+    for i, hits in zip(queries, found, strict=True):
+        assert len(hits) == 5
+        assert hits[0][0] == uids[i]
+        assert hits[0][1] == pytest.approx(1.0, abs=1e-4)
+        scores = [sc for _, sc in hits]
+        assert scores == sorted(scores, reverse=True)
+        assert len({u for u, _ in hits}) == 5
 
 
 def test_cv_folds_never_split_a_patient():
