@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ml.agents.analysis import ConditionResult
 from ml.agents.diagnosis import DiagnosisConfig, train_diagnosis
 from ml.agents.features import StudyFeatures, encode_studies
 from ml.agents.localization import LocalizationConfig, load_truth, train_localization
@@ -65,6 +66,9 @@ class AgentsTrainConfig:
     report_stage1_steps: int | None = None
     report_stage2_steps: int | None = None
     report_overrides: dict[str, Any] = field(default_factory=dict)
+    # the report agent's training tokens come from diagnosis agents that did not see the study:
+    # patient-level k-fold cross-fitting (< 2: in-sample, only for experiments)
+    report_crossfit_folds: int = 5
 
 
 def prepare(
@@ -101,12 +105,39 @@ def prepare(
     return Prepared(entries, feats, truths, model, spinefm, {"encode": enc})
 
 
-def report_examples(prep: Prepared, diagnosis, localization, index) -> list:
+def cross_fitted_conditions(
+    prep: Prepared, cfg: DiagnosisConfig, folds: int = 5, seed: int = 0
+) -> list[list[ConditionResult]]:
+    """Out-of-fold diagnosis outputs for every study of ``prep``: each study's conditions come
+    from agents trained on the other patients' folds (patient-level k-fold).
+
+    Why: at inference the report agent reads the calls of diagnosis agents that never saw the
+    study; trained on in-sample calls (near-perfect on the training studies) it would learn to
+    trust its tokens more than they deserve on a new study.
+    """
+    from ml.data.splits import kfold
+
+    out: list[list[ConditionResult] | None] = [None] * len(prep.feats)
+    for train, test in kfold(prep.entries, folds, seed):
+        if not test:
+            continue
+        agents = train_diagnosis([prep.feats[i] for i in train], cfg)
+        for i, conds in zip(test, agents.predict([prep.feats[i] for i in test]), strict=True):
+            out[i] = conds
+    missing = [i for i, c in enumerate(out) if c is None]
+    if missing:  # cannot happen with kfold (every study is in one test fold); guard the invariant
+        raise RuntimeError(f"studies {missing} got no out-of-fold diagnosis")
+    return out  # type: ignore[return-value]
+
+
+def report_examples(prep: Prepared, diagnosis, localization, index, conds: list | None = None) -> list:
     """Training examples of the Medical Report Agent: the agents' outputs on each training study
-    (as at inference), the most similar *other* patient's report, and the study's own report."""
+    (``conds``: cross-fitted diagnosis calls, see ``cross_fitted_conditions``; None = the given
+    agents' in-sample calls), the most similar *other* patient's report, and the study's own report."""
     from ml.agents.report import ReportExample
 
-    conds = diagnosis.predict(prep.feats)
+    if conds is None:
+        conds = diagnosis.predict(prep.feats)
     sims = index.similar(prep.feats)
     out = []
     for f, c, s in zip(prep.feats, conds, sims, strict=True):
@@ -175,7 +206,10 @@ def _train_report(prep: Prepared, out: Path, cfg: AgentsTrainConfig, diag, loc, 
         log.warning("Medical Report Agent not trained: %s", exc)
         return {"skipped": f"ml.agents.report not importable: {exc}"}
     try:
-        examples = report_examples(prep, diag, loc, index)
+        conds = None
+        if cfg.report_crossfit_folds >= 2:
+            conds = cross_fitted_conditions(prep, cfg.diagnosis, cfg.report_crossfit_folds, cfg.diagnosis.seed)
+        examples = report_examples(prep, diag, loc, index, conds)
         folder = train_report_agent(
             examples,
             out / "report",
