@@ -90,6 +90,11 @@ class StudyAnalysis:
     skipped: list[dict[str, str]] = field(default_factory=list)  # [{"series_uid", "sop_uid", "reason"}]
     model_versions: dict[str, str] = field(default_factory=dict)  # agent family -> artifact version
     report_source: str = ""  # "report_agent" | "template" (structured fallback draft) | "" (none)
+    # what the consistency check changed in the writer's draft and why: {"changes": [{action,
+    # section, sentence, condition, reason, replacement}], "residual": [...], "extractor": ...}
+    report_check: dict[str, Any] = field(default_factory=dict)
+    # where CLINICAL HISTORY / TECHNIQUE / COMPARISON came from (DICOM attributes, priors)
+    report_facts: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -6,7 +6,11 @@ encodes the slices of all series of all studies of a sequence class together (la
 shares the embeddings with every agent, and returns one JSON-serialisable ``StudyAnalysis``
 per study::
 
-    embedding (SpineFM) -> diagnosis (17) -> localization (17) -> retrieval -> report
+    embedding (SpineFM) -> diagnosis (17) -> localization (17) -> retrieval -> report -> grounding
+
+The grounding step (``ml.agents.report.grounding``) gives every draft its CLINICAL HISTORY,
+TECHNIQUE and COMPARISON from the study's DICOM and archive (``facts``) and checks its findings
+against the agents' calls, recording each change in ``StudyAnalysis.report_check``.
 
 Every agent family runs inside its own guard: an exception becomes ``AgentRun(ok=False,
 error=...)`` and the rest continues. When the Medical Report Agent is disabled, missing or
@@ -31,12 +35,15 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ml.agents.analysis import AgentRun, ConditionResult, SeriesSummary, StudyAnalysis
 from ml.agents.features import StudyFeatures, encode_studies
 from ml.agents.template import template_report
 from ml.data.dataset import StudyData
+
+if TYPE_CHECKING:
+    from ml.agents.report.facts import StudyFacts
 from ml.data.preprocess import PreprocessConfig
 from ml.train.config import from_dict
 
@@ -134,20 +141,31 @@ class Pipeline:
         return cls(model, loaded, versions, cfg, doc["version"], errors)
 
     # -- analysis ----------------------------------------------------------------------------------
-    def analyze(self, study: StudyData, skipped: list[dict[str, str]] | None = None) -> StudyAnalysis:
-        return self.analyze_many([study], [skipped or []])[0]
+    def analyze(
+        self, study: StudyData, skipped: list[dict[str, str]] | None = None, facts: StudyFacts | None = None
+    ) -> StudyAnalysis:
+        return self.analyze_many([study], [skipped or []], [facts])[0]
 
     def analyze_many(
-        self, studies: list[StudyData], skipped: list[list[dict[str, str]]] | None = None
+        self,
+        studies: list[StudyData],
+        skipped: list[list[dict[str, str]]] | None = None,
+        facts: list[StudyFacts | None] | None = None,
     ) -> list[StudyAnalysis]:
+        """``facts``: per study, what its DICOM and the archive say (request, series, priors);
+        the draft's CLINICAL HISTORY / TECHNIQUE / COMPARISON come from there and nowhere else
+        (None: placeholders, and the technique from the series the pipeline saw)."""
         skipped = skipped or [[] for _ in studies]
+        facts = facts or [None for _ in studies]
         out: list[StudyAnalysis] = []
         step = max(1, self.cfg.studies_per_batch)
         for i in range(0, len(studies), step):
-            out += self._analyze_batch(studies[i : i + step], skipped[i : i + step])
+            out += self._analyze_batch(studies[i : i + step], skipped[i : i + step], facts[i : i + step])
         return out
 
-    def _analyze_batch(self, studies: list[StudyData], skipped: list[list[dict[str, str]]]) -> list[StudyAnalysis]:
+    def _analyze_batch(
+        self, studies: list[StudyData], skipped: list[list[dict[str, str]]], facts: list[StudyFacts | None]
+    ) -> list[StudyAnalysis]:
         n = len(studies)
         results = [
             StudyAnalysis(
@@ -188,6 +206,7 @@ class Pipeline:
         self._guarded(results, feats, "retrieval", self._run_retrieval)
         for i, r in enumerate(results):
             self._run_report(r, studies[i], None if feats is None else feats[i])
+            self._ground_report(r, studies[i], facts[i])
         return results
 
     def _guarded(
@@ -238,6 +257,27 @@ class Pipeline:
     def _run_retrieval(self, results: list[StudyAnalysis], feats: list[StudyFeatures]) -> None:
         for r, hits in zip(results, self.retrieval.similar(feats), strict=True):
             r.similar_cases = hits
+
+    def _ground_report(self, r: StudyAnalysis, study: StudyData, facts: StudyFacts | None) -> None:
+        """Every draft, whoever wrote it, through the facts and the consistency check
+        (``ml.agents.report.grounding``). A failure here keeps the structured template draft,
+        which is grounded by construction, and is recorded as the report run's error."""
+        from ml.agents.report.facts import SeriesFacts
+        from ml.agents.report.grounding import ground_draft
+
+        series = [SeriesFacts(s.series_uid, s.sequence_class, s.plane or "", "", s.description) for s in study.series]
+        template = r.report_source == "template"
+        header = r.report_text.splitlines()[0] if template and r.report_text else ""
+        try:
+            g = ground_draft(r.report_text, r.conditions, study.region, facts, series, header, not template)
+        except Exception as exc:
+            log.exception("grounding the draft failed")
+            run = next((a for a in reversed(r.agents) if a.name == "report"), None)
+            if run is not None:
+                run.ok, run.error = False, f"grounding failed: {_error(exc)}"
+            return
+        r.report_text, r.report_sections = g.text, g.sections
+        r.report_check, r.report_facts = g.check, g.facts
 
     def _run_report(self, r: StudyAnalysis, study: StudyData, feat: StudyFeatures | None) -> None:
         """The Medical Report Agent, else the template draft; always leaves a draft in ``r``."""

@@ -1,0 +1,454 @@
+"""The consistency check every draft goes through, whoever wrote it: the draft must say what the
+agents found, and nothing else.
+
+Why a check rather than trust in the writer: a decoder imitating a report corpus writes the
+corpus's findings ("Grade 1 degenerative anterolisthesis of L4 on L5" when the panel says
+spondylolisthesis 0 %); even a decoder that reads its prompt can drift, repeat or stop mid-
+sentence. The check reads the draft back with the label extractor (``ml.agents.labels``, the same
+one that labels signed reports), sentence by sentence, and compares with the agents' calls:
+
+1. **truncation**: a sentence the generation stopped in ("3. Neural foraminal narrowing at") is
+   cut at the last sentence boundary;
+2. **unsupported**: a sentence stating (or hedging) a condition the agents called absent is
+   removed; so is one that says a condition the agents called present is absent at its level,
+   and a level line called normal where the agents localised a finding;
+3. **level and side**: a sentence about one present condition whose level or side differs from the
+   Localization Agent's gets the agent's level / side (a sentence mixing several conditions is
+   removed instead: which level belongs to which cannot be told);
+4. **omitted**: a present condition that no finding sentence (or no impression item) states is
+   added in the structured template's wording, with level, side and probability;
+5. repeated sentences are dropped, impression items renumbered, empty sections filled with the
+   template's "nothing detected" sentence.
+
+Every change is a ``Change`` (action, section, sentence, condition, reason), stored with the
+draft so the viewer can show the reader what the check did and why. The final text is read back
+once more; any condition where it still disagrees with the agents is listed in ``residual``
+(empty in every measured case: docs/report-agent.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from ml.agents.analysis import ConditionResult
+from ml.agents.template import NORMAL, SECTION_OF, _phrase
+from ml.conditions import BY_KEY, CONDITION_KEYS, DISC_LEVELS, IMPRESSION_ORDER, REPORT_SECTIONS
+
+FINDING_SECTIONS: tuple[str, ...] = REPORT_SECTIONS[3:-1]
+CHECKED_SECTIONS: tuple[str, ...] = REPORT_SECTIONS[3:]
+
+_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\[(\"']?[A-Z0-9])")
+_ITEM = re.compile(r"^\s*(\d+)[.)]\s+")
+_LINE_LEVEL = re.compile(r"^\s*([CTLS]\d{1,2}(?:\s*[-/]\s*[CTLS]?\d{1,2})?)\s*:\s*")
+_ON = re.compile(r"\b([CTLS])(\d{1,2})\s+on\s+([CTLS])(\d{1,2})\b")
+_DISC = re.compile(r"\b([CTLS])(\d{1,2})\s*[-/]\s*([CTLS]?)(\d{1,2})\b")
+_VERT = re.compile(r"\b([CTLS])(\d{1,2})\b")
+_SIDE = re.compile(r"\b(left|right|bilateral(?:ly)?)\b", re.IGNORECASE)
+_NEGATION = re.compile(
+    r"\b(no evidence of|there is no|there are no|without|negative for|free of|no|not|nor)\b", re.IGNORECASE
+)
+_NORMAL_LINE = re.compile(r"\b(normal|unremarkable|no significant abnormality|patent|no abnormality)\b", re.I)
+_DANGLING = re.compile(r"\b(at|of|and|or|with|to|the|an|on|from|by|for)\W*$", re.I)
+_TERMINAL = ".!?"
+_LEVEL_SECTIONS = ("DISCS", "SPINAL CANAL", "NEURAL FORAMINA")
+
+
+@dataclass
+class Change:
+    """One edit of the check: ``action`` is removed | cut | fixed_level | fixed_side | added |
+    replaced; ``sentence`` the text as the writer wrote it (for "added": the new sentence),
+    ``replacement`` the text after a fix."""
+
+    action: str
+    section: str
+    sentence: str
+    condition: str
+    reason: str
+    replacement: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass
+class CheckResult:
+    sections: dict[str, str]  # checked finding sections + IMPRESSION (other sections untouched)
+    changes: list[Change] = field(default_factory=list)
+    residual: list[dict[str, object]] = field(default_factory=list)  # {condition, agent, draft}
+
+    def to_dict(self) -> dict[str, object]:
+        return {"changes": [c.to_dict() for c in self.changes], "residual": list(self.residual)}
+
+
+# ----- reading ------------------------------------------------------------------------------------
+
+
+def _labels(text: str) -> dict[str, int]:
+    """Non-absent labels the extractor reads in one sentence (1 present, -1 hedged)."""
+    from ml.agents.labels import extract_labels
+
+    return {k: v for k, v in extract_labels(text).labels.items() if v != 0}
+
+
+def _norm_disc(a: str, n: str, b: str, m: str) -> str:
+    return f"{a}{int(n)}-{b}{int(m)}" if b and b != a else f"{a}{int(n)}-{int(m)}"
+
+
+def level_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, normalised level) of every level in ``text``: "L4 on L5" and "L4/5" -> "L4-5",
+    "L5/S1" -> "L5-S1", a vertebra "L3" -> "L3"."""
+    out: list[tuple[int, int, str]] = []
+    taken: list[tuple[int, int]] = []
+    for rx, norm in (
+        (_ON, lambda m: _norm_disc(m[1], m[2], m[3], m[4])),
+        (_DISC, lambda m: _norm_disc(m[1], m[2], m[3] or m[1], m[4])),
+        (_VERT, lambda m: f"{m[1]}{int(m[2])}"),
+    ):
+        for m in rx.finditer(text):
+            if any(a < m.end() and m.start() < b for a, b in taken):
+                continue
+            taken.append(m.span())
+            out.append((m.start(), m.end(), norm(m)))
+    return sorted(out)
+
+
+def _normalise_level(level: str) -> str:
+    spans = level_spans(level)
+    return spans[0][2] if spans else level
+
+
+def _same_level(stated: str, agent: str) -> bool:
+    """A stated level matches the agent's when equal, or a vertebra names the disc below it
+    ("anterolisthesis of L4" for a listhesis localised at L4-5, and the reverse)."""
+    if stated == agent:
+        return True
+    up = lambda lv: lv.split("-")[0]  # noqa: E731
+    return ("-" in stated) != ("-" in agent) and up(stated) == up(agent)
+
+
+def _sides(text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), m.group(1).lower().removesuffix("ly")) for m in _SIDE.finditer(text)]
+
+
+def _terminated(s: str) -> bool:
+    s = s.rstrip()
+    return bool(s) and (s[-1] in _TERMINAL or (s[-1] == ")" and s[:-1].rstrip()[-1:] in _TERMINAL))
+
+
+@dataclass
+class _Sentence:
+    text: str
+    line: int  # index of the body line it sits on
+    context: str  # the line's level label, normalised ("L4-5"), "" if none
+    label: str = ""  # the label as written at the start of the line ("L4/5: ")
+
+
+def _lines(body: str) -> list[str]:
+    return [ln.strip() for ln in body.splitlines() if ln.strip()]
+
+
+def _sentences(body: str, impression: bool) -> list[_Sentence]:
+    out: list[_Sentence] = []
+    for i, line in enumerate(_lines(body)):
+        if impression:
+            line = _ITEM.sub("", line)
+        context, label = "", ""
+        for piece in _SPLIT.split(line):
+            piece = piece.strip()
+            if not piece:
+                continue
+            m = _LINE_LEVEL.match(piece)
+            if m:  # "L4-5: ..." sets the level of what follows on its line
+                context, label = _normalise_level(m.group(1)), m.group(0).strip() + " "
+            out.append(_Sentence(piece, i, context, label))
+    return out
+
+
+# ----- the check ----------------------------------------------------------------------------------
+
+
+class _Checker:
+    def __init__(self, conditions: Sequence[ConditionResult]) -> None:
+        self.by_key = {c.condition: c for c in conditions}
+        self.present = [self.by_key[k] for k in IMPRESSION_ORDER if k in self.by_key and self.by_key[k].present]
+        self.changes: list[Change] = []
+
+    def note(self, action: str, section: str, sentence: str, condition: str, reason: str, new: str = "") -> None:
+        self.changes.append(Change(action, section, sentence, condition, reason, new))
+
+    @staticmethod
+    def _why_absent(c: ConditionResult | None, key: str) -> str:
+        name = BY_KEY[key].name
+        if c is None:
+            return f"no agent call for {name}"
+        return (
+            f"the diagnosis agent called {name} absent (probability {c.probability:.2f} < threshold {c.threshold:.2f})"
+        )
+
+    def sentence(self, section: str, s: _Sentence) -> str | None:
+        """The sentence as it may stay (possibly fixed), or None to remove it (change noted)."""
+        text = s.text
+        stated = _labels(text)
+        for key in stated:
+            c = self.by_key.get(key)
+            if c is None or not c.present:
+                verb = "hedges" if stated[key] == -1 else "states"
+                self.note("removed", section, text, key, f"{verb} {BY_KEY[key].name}; {self._why_absent(c, key)}")
+                return None
+        levels = [lv for _, _, lv in level_spans(text)] or ([s.context] if s.context else [])
+        # negated mentions: a present condition said to be absent where the agent found it
+        negated = {k for k in _labels(_NEGATION.sub(" ", text)) if k not in stated}
+        for key in negated:
+            c = self.by_key.get(key)
+            if (
+                c is not None
+                and c.present
+                and (not levels or not c.level or any(_same_level(lv, _normalise_level(c.level)) for lv in levels))
+            ):
+                where = f" at {c.level}" if c.level else ""
+                self.note("removed", section, text, key,
+                          f"says no {BY_KEY[key].name}{where}; the agents called it present "
+                          f"(probability {c.probability:.2f})")  # fmt: skip
+                return None
+        if not stated:
+            if s.context and section in _LEVEL_SECTIONS and _NORMAL_LINE.search(text):
+                hit = next(
+                    (c for c in self.present if c.level and _same_level(s.context, _normalise_level(c.level))), None
+                )
+                if hit is not None and SECTION_OF.get(hit.condition) in _LEVEL_SECTIONS:
+                    self.note("removed", section, text, hit.condition,
+                              f"calls {s.context} normal; the agents found {BY_KEY[hit.condition].name} there "
+                              f"(probability {hit.probability:.2f})")  # fmt: skip
+                    return None
+            return text
+        return self._fix_site(section, s, text, stated)
+
+    def _fix_site(self, section: str, s: _Sentence, text: str, stated: dict[str, int]) -> str | None:
+        """Level and side of a sentence whose conditions are all called present."""
+        own = level_spans(text)
+        levels = [lv for _, _, lv in own] or ([s.context] if s.context else [])
+        for key in stated:
+            c = self.by_key[key]
+            agent_level = _normalise_level(c.level) if c.level else ""
+            bad_level = bool(levels) and (not agent_level or not all(_same_level(lv, agent_level) for lv in levels))
+            if bad_level:
+                if len(stated) == 1 and len(own) == 1 and agent_level:
+                    a, b, lv = own[0]
+                    new = text[:a] + c.level + text[b:]
+                    self.note("fixed_level", section, text, key,
+                              f"the localization agent has {BY_KEY[key].name} at {c.level}, not {lv}", new)  # fmt: skip
+                    text = new
+                else:
+                    said = ", ".join(levels)
+                    at = f"at {c.level}" if c.level else "without a level"
+                    self.note("removed", section, text, key,
+                              f"places {BY_KEY[key].name} at {said}; the localization agent has it {at}")  # fmt: skip
+                    return None
+            elif not levels and agent_level:
+                if len(stated) != 1:
+                    self.note("removed", section, text, key,
+                              f"no level; the localization agent has {BY_KEY[key].name} at {c.level}")  # fmt: skip
+                    return None
+                new = _insert_before_end(text, f" at {c.level}")
+                self.note("fixed_level", section, text, key, f"the localization agent places it at {c.level}", new)
+                text = new
+            sides = _sides(text)
+            agent_side = c.side if c.side in ("left", "right", "bilateral") else ""
+            if sides and any(sd != agent_side for _, _, sd in sides):
+                if len(stated) == 1 and len(sides) == 1 and agent_side:
+                    a, b, sd = sides[0]
+                    word = text[a:b]
+                    repl = agent_side.capitalize() if word[:1].isupper() else agent_side
+                    new = text[:a] + repl + text[b:]
+                    self.note(
+                        "fixed_side", section, text, key, f"the localization agent says {agent_side}, not {sd}", new
+                    )
+                    text = new
+                else:
+                    told = agent_side or c.side or "no side"
+                    self.note("removed", section, text, key,
+                              f"gives the side as {', '.join(sd for _, _, sd in sides)}; the localization agent "
+                              f"says {told}")  # fmt: skip
+                    return None
+            elif not sides and agent_side and len(stated) == 1:
+                new = _insert_before_end(text, f", {agent_side}")
+                self.note("fixed_side", section, text, key, f"the localization agent says {agent_side}", new)
+                text = new
+        return text
+
+
+def _insert_before_end(text: str, piece: str) -> str:
+    t = text.rstrip()
+    if t and t[-1] in _TERMINAL:
+        return t[:-1] + piece + t[-1]
+    return t + piece + "."
+
+
+def cut_incomplete(body: str, last: bool) -> tuple[str, list[str]]:
+    """Cut sentences the generation stopped in: the trailing unfinished sentence of the last
+    section written (``last``), any impression-style numbered item or sentence ending on a word
+    that cannot end one ("at", "of", "and", ...). Returns (body, the cut pieces)."""
+    cut: list[str] = []
+    lines = _lines(body)
+    kept_lines: list[str] = []
+    for i, line in enumerate(lines):
+        prefix = ""
+        m = _ITEM.match(line)
+        if m:
+            prefix, line = line[: m.end()], line[m.end() :]
+        pieces = [p.strip() for p in _SPLIT.split(line) if p.strip()]
+        keep: list[str] = []
+        for j, p in enumerate(pieces):
+            final = last and i == len(lines) - 1 and j == len(pieces) - 1
+            core = p.rstrip(_TERMINAL + ") ")
+            if _DANGLING.search(core) or (not _terminated(p) and (final or m)) or _LINE_LEVEL.fullmatch(p + " "):
+                cut.append(p)
+                continue
+            keep.append(p if _terminated(p) else p + ".")
+        if keep:
+            kept_lines.append(prefix + " ".join(keep))
+    return "\n".join(kept_lines), cut
+
+
+def check_draft(
+    sections: dict[str, str],
+    conditions: Sequence[ConditionResult],
+    last_section: str | None = None,
+    region: str | None = None,
+) -> CheckResult:
+    """Check the finding sections and the IMPRESSION of a draft against the agents' calls.
+
+    ``sections``: section title -> body as the writer produced it (``split_sections``);
+    ``last_section``: the section the generation ended in (where a cut-off sentence can be);
+    ``region``: its disc levels order a level-by-level DISCS section. Returns the checked
+    sections (every CHECKED_SECTIONS key present) and the changes.
+    """
+    ck = _Checker(conditions)
+    out: dict[str, list[str]] = {}
+    level_lines = False
+    for section in CHECKED_SECTIONS:
+        body = sections.get(section, "")
+        body, cut = cut_incomplete(body, last=section == last_section)
+        for p in cut:
+            ck.note("cut", section, p, "", "unfinished sentence (the generation stopped inside it)")
+        impression = section == "IMPRESSION"
+        lines: dict[int, list[str]] = {}
+        seen: set[str] = set()
+        for s in _sentences(body, impression):
+            level_lines |= section == "DISCS" and bool(s.label)
+            key = s.text.lower()
+            if key in seen:
+                ck.note("removed", section, s.text, "", "repeats an earlier sentence of the section")
+                continue
+            seen.add(key)
+            kept = ck.sentence(section, s)
+            if kept is not None:
+                row = lines.setdefault(s.line, [])
+                if not row and s.label and not kept.startswith(s.label.strip()):
+                    kept = s.label + kept  # the line's level label stays with what is left of the line
+                row.append(kept)
+        out[section] = [" ".join(v) for _, v in sorted(lines.items())]
+
+    # omissions: every present condition stated in the findings and in the impression
+    stated_findings = {
+        k for sec in FINDING_SECTIONS for ln in out[sec] for s in _sentences(ln, False) for k in _labels(s.text)
+    }
+    stated_impression = {k for ln in out["IMPRESSION"] for s in _sentences(ln, True) for k in _labels(s.text)}
+    for c in ck.present:
+        phrase = _phrase(c)
+        name = f"{BY_KEY[c.condition].name} present (probability {c.probability:.2f})"
+        if c.condition not in stated_findings:
+            section = SECTION_OF.get(c.condition, "PARASPINAL/OTHER")
+            level = _normalise_level(c.level) if c.level else ""
+            out[section].append(f"{level}: {phrase}" if section == "DISCS" and level_lines and level else phrase)
+            ck.note("added", section, phrase, c.condition, f"the agents called {name} and no finding sentence said so")
+        if c.condition not in stated_impression:
+            out["IMPRESSION"].append(phrase)
+            ck.note("added", "IMPRESSION", phrase, c.condition, f"the agents called {name} and the impression did not")
+    if level_lines:
+        out["DISCS"] = _level_by_level(out["DISCS"], region, ck.present)
+
+    final: dict[str, str] = {}
+    for section in FINDING_SECTIONS:
+        rows = out[section]
+        final[section] = ("\n" if section == "DISCS" and level_lines else " ").join(rows) if rows else NORMAL[section]
+    items = [_ITEM.sub("", ln) for ln in out["IMPRESSION"] if _ITEM.sub("", ln).strip()]
+    if not items:
+        none = "No abnormality detected by the AI agents."
+        items = [none if conditions else "AI diagnosis unavailable; please report from the images."]
+    final["IMPRESSION"] = "\n".join(f"{i}. {t}" for i, t in enumerate(items, 1))
+    result = CheckResult(final, ck.changes)
+    result.residual = disagreements(render_sections(final), conditions)
+    return result
+
+
+def _level_by_level(rows: list[str], region: str | None, present: Sequence[ConditionResult]) -> list[str]:
+    """A level-by-level DISCS section in the region's level order: lines of one level merged,
+    a level left without a line (its sentences were removed) said to be without finding, unless
+    the agents localised any finding there (then the finding's own section says it)."""
+    order = list(DISC_LEVELS.get(region or "", ()))
+    by_level: dict[str, list[str]] = {}
+    other: list[str] = []
+    for row in rows:
+        m = _LINE_LEVEL.match(row)
+        if not m:
+            other.append(row)
+            continue
+        lv = _normalise_level(m.group(1))
+        if lv in by_level:
+            by_level[lv].append(row[m.end() :])
+        else:
+            by_level[lv] = [row]
+    found = {_normalise_level(c.level) for c in present if c.level}
+    for lv in order:
+        if lv not in by_level and not any(_same_level(lv, f) for f in found):
+            by_level[lv] = [f"{lv}: No significant abnormality detected."]
+    rank = {lv: i for i, lv in enumerate(order)}
+    levels = sorted(by_level, key=lambda lv: (rank.get(lv, len(rank)), lv))
+    return [" ".join(by_level[lv]) for lv in levels] + other
+
+
+def render_sections(sections: dict[str, str], order: Sequence[str] = CHECKED_SECTIONS) -> str:
+    """Sections as report text: one "TITLE: body" line, or "TITLE:" and the body's lines (disc
+    levels indented two spaces, impression items not)."""
+    rows: list[str] = []
+    for s in order:
+        body = sections.get(s, "")
+        lines = _lines(body)
+        if len(lines) > 1:
+            indent = "  " if s == "DISCS" else ""
+            rows.append(f"{s}:\n" + "\n".join(indent + ln for ln in lines))
+        else:
+            rows.append(f"{s}: {lines[0] if lines else ''}".rstrip())
+    return "\n".join(rows)
+
+
+def disagreements(text: str, conditions: Sequence[ConditionResult]) -> list[dict[str, object]]:
+    """Conditions where the label extractor's reading of ``text`` differs from the agents' calls
+    (present -> stated present or hedged; absent -> not stated)."""
+    from ml.agents.labels import extract_labels
+
+    labels = extract_labels(text).labels
+    by_key = {c.condition: c for c in conditions}
+    out: list[dict[str, object]] = []
+    for key in CONDITION_KEYS:
+        c = by_key.get(key)
+        agent = bool(c and c.present)
+        draft = labels.get(key, 0)
+        if agent != (draft != 0):
+            out.append({"condition": key, "agent": int(agent), "draft": int(draft)})
+    return out
+
+
+__all__ = [
+    "CHECKED_SECTIONS",
+    "Change",
+    "CheckResult",
+    "check_draft",
+    "cut_incomplete",
+    "disagreements",
+    "level_spans",
+    "render_sections",
+]
