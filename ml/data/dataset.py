@@ -36,7 +36,6 @@ from ml.data.preprocess import (
     robust_window,
     series_geometry,
     sort_slices,
-    to_float,
 )
 
 log = logging.getLogger(__name__)
@@ -54,6 +53,8 @@ class SeriesData:
     sop_uids: list[str] = field(default_factory=list)  # [S] SOP Instance UID of each sorted slice
     geometry: SeriesGeometry | None = None  # preprocessed box -> original pixels / patient mm
     instance_numbers: list[int] = field(default_factory=list)  # [S] InstanceNumber of each sorted slice
+    # [S] 1-based frame of each sorted slice in its multi-frame object (Enhanced MR); None for single-frame
+    frame_numbers: list[int | None] = field(default_factory=list)
 
 
 @dataclass
@@ -200,18 +201,20 @@ def _skip(series_uid: str, sop_uid: str, reason: str) -> dict[str, str]:
     return {"series_uid": series_uid, "sop_uid": sop_uid, "reason": reason}
 
 
-def _readable(ds: Dataset) -> np.ndarray:
-    """Modality pixels [H, W] of a single-frame image instance, or a ValueError saying why not."""
-    if "PixelData" not in ds:
-        raise ValueError(f"no pixel data (SOP class {getattr(ds, 'SOPClassUID', '?')})")
-    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
-        raise ValueError("multi-frame instance (enhanced MR) is not supported")
-    arr = to_float(ds)
-    if arr.ndim != 2 or min(arr.shape) < 2:
-        raise ValueError(f"pixel array of shape {arr.shape} is not a 2-D image")
-    if not np.isfinite(arr).all():
-        raise ValueError("pixel array has non-finite values")
-    return arr
+def _readable(ds: Dataset) -> list[tuple[Dataset, np.ndarray, int | None]]:
+    """(per-slice header, modality pixels [H, W], frame number) of every 2-D slice of an image
+    object, single- or multi-frame (``ml.dicom.decode.split_frames``), or a ``DicomReadError``
+    saying why not (no pixels, codec failure, Siemens mosaic)."""
+    from ml.dicom.decode import split_frames
+
+    return [(f.header, f.pixels, f.frame_number) for f in split_frames(ds)]
+
+
+def _first_frame_header(ds: Dataset) -> Dataset:
+    """The header of an object's first slice (Enhanced MR keeps its orientation per frame)."""
+    from ml.dicom.decode import frame_headers
+
+    return frame_headers(ds)[0][0]
 
 
 def _plane_of(ds: Dataset) -> str | None:
@@ -238,11 +241,14 @@ def series_from_datasets(
     """
     skipped: list[dict[str, str]] = []
     good: list[tuple[Dataset, np.ndarray]] = []
+    frame_of: dict[int, int | None] = {}
     for ds in datasets:
         sop = str(getattr(ds, "SOPInstanceUID", ""))
         try:
-            good.append((ds, _readable(ds)))
-        except Exception as exc:  # pydicom decode errors have many types: record, keep going
+            for header, arr, number in _readable(ds):
+                good.append((header, arr))
+                frame_of[id(header)] = number
+        except Exception as exc:  # DicomReadError and any decoder error: record, keep going
             skipped.append(_skip(series_uid, sop, f"unreadable instance: {exc}"))
     if not good:
         skipped.append(_skip(series_uid, "", "no readable image instance in the series"))
@@ -271,6 +277,7 @@ def series_from_datasets(
             sop_uids=[str(getattr(ds, "SOPInstanceUID", "")) for ds in ordered],
             geometry=series_geometry(ordered, preprocess.size),
             instance_numbers=[int(getattr(ds, "InstanceNumber", 0) or 0) for ds in ordered],
+            frame_numbers=[frame_of[id(ds)] for ds in ordered],
         ),
         skipped,
     )
@@ -327,7 +334,7 @@ def study_from_datasets(
             if plane in ("unknown", ""):
                 plane = None
         if plane is None:
-            plane = _plane_of(datasets[0])
+            plane = _plane_of(_first_frame_header(datasets[0]))
         if cls not in classes:
             skipped.append(_skip(series_uid, "", f"sequence class {cls!r} not used (wanted {list(classes)})"))
             continue

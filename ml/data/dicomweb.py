@@ -42,7 +42,8 @@ class DicomWebSource:
 
     def load_series(self, study_uid: str, series_uid: str) -> list[Dataset]:
         try:
-            return list(self.client.retrieve_series(study_uid, series_uid))
+            # as stored (no server-side transcoding); decoded here by pydicom + pylibjpeg
+            return list(self.client.retrieve_series(study_uid, series_uid, media_types=(("application/dicom", "*"),)))
         except Exception as exc:  # network, HTTP 404, auth: name the series and the server
             raise RuntimeError(
                 f"DICOMweb retrieve of series {series_uid} (study {study_uid}) from {self.cfg.url} failed: {exc}"

@@ -3,10 +3,16 @@
 Why DICOMweb and not Orthanc's REST archive: the worker then talks to any PACS with the same
 code, and the pixels never touch the database or a shared disk (they live only in Orthanc).
 
+Instances are asked for in the transfer syntax they were stored in (``transfer-syntax=*``) and
+decoded here (``ml.dicom.decode``, pylibjpeg codecs): asking Orthanc for explicit little endian
+makes it transcode, and a codec it lacks (JPEG 2000, JPEG-LS, some JPEG lossless) answers
+HTTP 500 "Cannot transcode image", which is a property of the data, not an outage.
+
 Faults are sorted into two kinds, because the Celery task treats them differently:
-- transient (Orthanc unreachable, timeouts, 5xx): ``OrthancUnavailable``; the task retries;
-- bad data (one instance that cannot be read or has truncated pixels): that instance is
-  skipped and named in ``FetchedStudy.skipped``; the rest of the study is drafted.
+- transient (Orthanc unreachable, timeouts, 502/503/504): ``OrthancUnavailable``; the task retries;
+- bad data (an instance that cannot be served, read or has truncated pixels, including an
+  HTTP 500 from a server that otherwise answers): that instance is skipped and named in
+  ``FetchedStudy.skipped``; the rest of the study is drafted. One bad series never sinks the others.
 Series that hold no images (our own SR, presentation states, key-object notes) are left out.
 """
 
@@ -26,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 NON_IMAGE_MODALITIES = frozenset({"SR", "KO", "PR", "SEG", "DOC", "RWV"})
 UNCOMPRESSED = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
+# Accept: multipart/related; type="application/dicom"; transfer-syntax=*  (as stored, no transcoding)
+AS_STORED = (("application/dicom", "*"),)
 
 
 class StudyNotInOrthanc(LookupError):
@@ -46,10 +54,26 @@ class FetchedStudy:
 
 
 def _transient(exc: Exception) -> bool:
+    """Network faults and gateway/overload answers are worth a retry; a 500 from a server that
+    answers is about the object asked for (e.g. "Cannot transcode image") and is not."""
     if isinstance(exc, requests.ConnectionError | requests.Timeout):
         return True
     response = getattr(exc, "response", None)
-    return response is not None and response.status_code >= 500
+    return response is not None and response.status_code in (502, 503, 504)
+
+
+def _http_reason(exc: Exception) -> str:
+    """ "HTTP 500: Cannot transcode image" rather than a requests traceback line."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return f"{type(exc).__name__}: {exc}"
+    body = (response.text or "").strip().replace("\n", " ")
+    try:
+        details = response.json()
+        body = str(details.get("Details") or details.get("Message") or body)
+    except ValueError:
+        pass
+    return f"HTTP {response.status_code}: {body[:200]}"
 
 
 def _value(item: dict, tag: str) -> str:
@@ -81,7 +105,7 @@ def pixel_problem(ds: Dataset) -> str:
 def _retrieve_series(web, study_uid: str, series_uid: str, sop_uids: list[str]) -> tuple[list[Dataset], list[dict]]:  # type: ignore[no-untyped-def]
     """Whole series in one multipart request; per instance only when that fails (to name the bad one)."""
     try:
-        return list(web.retrieve_series(study_uid, series_uid)), []
+        return list(web.retrieve_series(study_uid, series_uid, media_types=AS_STORED)), []
     except Exception as exc:
         if _transient(exc):
             raise
@@ -89,12 +113,12 @@ def _retrieve_series(web, study_uid: str, series_uid: str, sop_uids: list[str]) 
     got, skipped = [], []
     for sop_uid in sop_uids:
         try:
-            got.append(web.retrieve_instance(study_uid, series_uid, sop_uid))
+            got.append(web.retrieve_instance(study_uid, series_uid, sop_uid, media_types=AS_STORED))
         except Exception as exc:
             if _transient(exc):
                 raise
             skipped.append({"series_uid": series_uid, "sop_uid": sop_uid,
-                            "reason": f"cannot be retrieved or parsed: {type(exc).__name__}: {exc}"[:300]})  # fmt: skip
+                            "reason": f"cannot be retrieved or parsed: {_http_reason(exc)}"[:300]})  # fmt: skip
     return got, skipped
 
 
