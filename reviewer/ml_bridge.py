@@ -118,7 +118,22 @@ def prepare_study(
         raise NoUsableSeries(str(exc), list(exc.skipped)) from exc
 
 
-def analyze_studies(pipeline: object, studies: list[object], skipped: list[list[dict[str, str]]]) -> list[dict]:
+def study_facts(series: dict[str, list], archive_studies: list[dict[str, str]] | None) -> object:
+    """What the study's DICOM and the archive say for the draft's CLINICAL HISTORY, TECHNIQUE and
+    COMPARISON (``ml.agents.report.facts.StudyFacts``): the request attributes and patient age and
+    sex of the fetched instances, each series classified from its headers, and of
+    ``archive_studies`` (the patient's studies found in Orthanc: {"study_uid", "date", "time",
+    "description"}) those acquired before this one. None = the archive could not be searched."""
+    from ml.agents.report.facts import PriorStudy, study_facts_from_datasets
+
+    candidates = None if archive_studies is None else [PriorStudy(**s) for s in archive_studies]
+    return study_facts_from_datasets(series, candidates)
+
+
+def analyze_studies(
+    pipeline: object, studies: list[object], skipped: list[list[dict[str, str]]], facts: list[object] | None = None
+) -> list[dict]:
     """Run the agents on a batch of studies (one SpineFM pass over all their slices); one
-    ``StudyAnalysis`` dict (JSON-ready, ``skipped`` included) per study, same order."""
-    return [a.to_dict() for a in pipeline.analyze_many(studies, skipped)]  # type: ignore[attr-defined]
+    ``StudyAnalysis`` dict (JSON-ready, ``skipped`` included) per study, same order. ``facts``
+    (from ``study_facts``, one per study) ground the drafts' factual sections."""
+    return [a.to_dict() for a in pipeline.analyze_many(studies, skipped, facts)]  # type: ignore[attr-defined]

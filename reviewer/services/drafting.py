@@ -6,7 +6,8 @@ Who calls what::
         └─ on commit ─▶ Celery task ``draft_study(job_id)`` (queue ``gpu``) ──▶ run_draft_job()
              fetching: fetch.fetch_study (DICOMweb; corrupt instances skipped and named)
              encoding: ml_bridge.prepare_study (preprocess, classify) + pipeline (SpineFM)
-             drafting: pipeline agents -> StudyAnalysis -> Draft + Findings (one transaction)
+             facts:    request attributes of the images + the patient's prior studies (QIDO-RS)
+             drafting: pipeline agents -> grounded draft -> StudyAnalysis -> Draft + Findings
                        -> sr.write_ai_sr (STOW-RS) -> done; Study.status = draft_ready
 
 Every state change is committed as it happens, so the API and the worklist show progress.
@@ -41,6 +42,7 @@ from reviewer import ml_bridge
 from reviewer.models import Draft, DraftJob, Finding, ModelVersion, Series, Study
 from reviewer.services.audit import audit
 from reviewer.services.fetch import FetchedStudy, StudyNotInOrthanc, fetch_study
+from reviewer.services.orthanc import dicomweb
 
 logger = logging.getLogger(__name__)
 
@@ -339,6 +341,38 @@ class _Prepared:
     study: object  # ml StudyData
     skipped: list[dict[str, str]]
     prep_s: float
+    facts: object = None  # ml StudyFacts: request attributes, classified series, prior studies
+
+
+def _first(item: dict, tag: str) -> str:
+    values = item.get(tag, {}).get("Value") or [""]
+    return str(values[0])
+
+
+def patient_studies(fetched: FetchedStudy) -> list[dict[str, str]] | None:
+    """The same patient's studies in Orthanc up to this study's date (QIDO-RS by PatientID with a
+    StudyDate range), for the draft's COMPARISON; the bridge keeps those acquired before this
+    one. [] when the study has no PatientID or date to search by; None when the search failed
+    (the draft then says the priors could not be searched, rather than "none")."""
+    first = next((v[0] for v in fetched.series.values() if v), None)
+    patient_id = str(getattr(first, "PatientID", "") or "")
+    study_date = str(getattr(first, "StudyDate", "") or "")
+    if not patient_id or not study_date or any(c in patient_id for c in "*?\\"):
+        return []
+    try:
+        hits = dicomweb().search_for_studies(
+            search_filters={"PatientID": patient_id, "StudyDate": f"-{study_date}"},
+            fields=["StudyDescription", "StudyTime", "PatientID"],
+        )
+    except Exception as exc:
+        logger.warning("study %s: searching the patient's prior studies failed: %s", fetched.study_uid, exc)
+        return None
+    return [
+        {"study_uid": _first(h, "0020000D"), "date": _first(h, "00080020"), "time": _first(h, "00080030"),
+         "description": _first(h, "00081030")}
+        for h in hits
+        if _first(h, "00100020") == patient_id
+    ]  # fmt: skip
 
 
 def _compute_drafts(jobs: list[DraftJob], deadline: float | None) -> dict[int, Draft | BaseException]:
@@ -368,7 +402,8 @@ def _compute_drafts(jobs: list[DraftJob], deadline: float | None) -> dict[int, D
     t0 = time.perf_counter()
     try:
         analyses = ml_bridge.analyze_studies(pipeline, [p.study for p in ready],
-                                             [[*p.fetched.skipped, *p.skipped] for p in ready])  # fmt: skip
+                                             [[*p.fetched.skipped, *p.skipped] for p in ready],
+                                             [p.facts for p in ready])  # fmt: skip
         _check_deadline(deadline, "running the agents")
     except Exception as exc:
         return {**outcomes, **{p.job.pk: exc for p in ready}}
@@ -400,8 +435,9 @@ def _prepare(job: DraftJob, pipeline: object, deadline: float | None) -> _Prepar
     )
     t0 = time.perf_counter()
     study_data, skipped = ml_bridge.prepare_study(pipeline, job.study.study_uid, fetched.series, classes)
+    facts = ml_bridge.study_facts(fetched.series, patient_studies(fetched))
     _check_deadline(deadline, "preprocessing")
-    return _Prepared(job, fetched, study_data, skipped, time.perf_counter() - t0)
+    return _Prepared(job, fetched, study_data, skipped, time.perf_counter() - t0, facts)
 
 
 @transaction.atomic

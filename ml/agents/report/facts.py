@@ -74,6 +74,7 @@ class PriorStudy:
 class StudyFacts:
     """What the data says about the request, the acquisition and the archive (no images)."""
 
+    study_uid: str = ""
     patient_id: str = ""
     patient_age: str = ""  # DICOM AS, e.g. "073Y"
     patient_sex: str = ""  # "M" | "F" | "O" | ""
@@ -130,6 +131,7 @@ def request_facts(ds: Dataset) -> dict[str, str]:
     if top_proc and top_proc not in procedures:
         procedures.insert(0, top_proc)
     return {
+        "study_uid": _text(ds.get("StudyInstanceUID")),
         "patient_id": _text(ds.get("PatientID")),
         "patient_age": _text(ds.get("PatientAge")),
         "patient_sex": _text(ds.get("PatientSex")).upper(),
@@ -150,6 +152,10 @@ def study_facts_from_datasets(
     series: Mapping[str, Sequence[Dataset]], priors: Iterable[PriorStudy] | None = None
 ) -> StudyFacts:
     """Facts of one study from its instances (series UID -> datasets; pixels not needed).
+
+    ``priors``: the patient's studies the archive returned (None: not searched); only those
+    acquired before this study are kept, so a search that also returns this study or a later
+    one is harmless.
 
     Each series is classified from its headers (``ml.dicom.series_classifier``), so TECHNIQUE
     names what was acquired whatever the series descriptions say.
@@ -172,7 +178,12 @@ def study_facts_from_datasets(
                 contrast=_contrast(datasets) or c.subtype == "T1_POSTCONTRAST",
             )
         )
-    facts.priors = None if priors is None else list(priors)
+    if priors is not None:  # the archive's answer: keep this patient's studies acquired before this one
+        facts.priors = [
+            p
+            for p in priors
+            if p.study_uid != facts.study_uid and earlier_than(p.date, p.time, facts.study_date, facts.study_time)
+        ]
     return facts
 
 
