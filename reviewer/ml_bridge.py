@@ -104,6 +104,15 @@ def loaded_pipelines() -> list[str]:
     return list(_PIPELINES)
 
 
+def check_scope(series: dict[str, list]) -> dict:
+    """Whether a study (fetched datasets by series UID) is a spine MRI the pipeline can draft:
+    ``{"verdict": "in_scope" | "out_of_scope" | "not_applicable", "reason", "region", "sequences",
+    "missing", "series"}`` (``ml.dicom.scope``; headers only, no torch)."""
+    from ml.dicom.scope import check_scope as check
+
+    return check(series).to_dict()
+
+
 def prepare_study(
     pipeline: object, study_uid: str, series: dict[str, list], sequence_classes: dict[str, str]
 ) -> tuple[object, list[dict[str, str]]]:

@@ -61,6 +61,10 @@ class Study(models.Model):
         IN_REVIEW = "in_review", "In review"
         SIGNED = "signed", "Signed"
         FAILED = "failed", "Draft failed"
+        # not drafted by design (the reason says why): an MR that is no readable spine MRI, and
+        # studies of other modalities (CT, CR, XA, ...) that the spine pipeline does not apply to
+        OUT_OF_SCOPE = "out_of_scope", "Not drafted"
+        NOT_APPLICABLE = "not_applicable", "Not applicable"
 
     study_uid = models.CharField(max_length=64, unique=True)
     orthanc_id = models.CharField(max_length=64, unique=True)
@@ -144,6 +148,8 @@ class DraftJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     log = models.JSONField(default=list, blank=True)  # [{"at": iso, "state": ..., "note": ...}]
+    # an admin's forced draft of a study the scope check refused (not a spine MRI, no sagittal T2)
+    scope_override = models.BooleanField(default=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["study", "pipeline_version"], name="one_job_per_study_pipeline")]

@@ -144,3 +144,34 @@ def _functional_group_value(ds: Dataset, keyword: str) -> Any:
             if keyword in item:
                 return item.data_element(keyword).value
     return None
+
+
+# Patient and General Study attributes that are type 2 (must be present, may be empty) in every
+# composite object. Scanners and anonymisers drop them; code that copies them into a new object
+# (an SR's evidence, highdicom) then fails on a missing attribute for want of an empty one.
+TYPE2_PATIENT_STUDY = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
+
+
+def with_type2_patient_study(ds: Dataset) -> Dataset:
+    """``ds`` itself when every type 2 patient/study attribute is there, else a shallow copy with
+    the missing ones added empty (the source is left untouched)."""
+    missing = [kw for kw in TYPE2_PATIENT_STUDY if kw not in ds]
+    if not missing:
+        return ds
+    out = Dataset()
+    out.update(ds)
+    if hasattr(ds, "file_meta"):
+        out.file_meta = ds.file_meta
+    for kw in missing:
+        setattr(out, kw, "")
+    return out

@@ -54,6 +54,15 @@ class BadInput(Exception):
     """A job that cannot succeed by retrying (the reason is shown to people as is)."""
 
 
+class OutOfScope(Exception):
+    """The scope check refused the study (not MR, not a spine MRI, no sagittal T2, ...): it is
+    stored and shown with the reason, not drafted, not retried. An admin can force a draft."""
+
+    def __init__(self, decision: dict) -> None:
+        super().__init__(decision["reason"])
+        self.decision = decision
+
+
 class DraftTimeLimit(Exception):
     """The job ran past its time limit (soft limit; the job fails with the stage it was in)."""
 
@@ -66,12 +75,13 @@ def active_pipeline() -> tuple[str, ModelVersion | None]:
 
 @transaction.atomic
 def request_draft(
-    *, study: Study, pipeline_version: str | None = None, retry_failed: bool = False
+    *, study: Study, pipeline_version: str | None = None, retry_failed: bool = False, force_scope: bool = False
 ) -> tuple[DraftJob, bool]:
     """Ensure a draft job exists for the study; enqueue it (after commit) only if new.
 
     Returns (job, created). Duplicate stable-study events therefore produce one job.
     ``retry_failed`` (the admin's redraft) queues a failed job of the same version again.
+    ``force_scope`` (admins) drafts it even if the scope check refuses the study.
     """
     from reviewer.tasks import draft_study
 
@@ -82,12 +92,19 @@ def request_draft(
         name, _, version = pipeline_version.partition("@")
         model_version = ModelVersion.objects.filter(name=name, version=version).first()
     job, created = DraftJob.objects.get_or_create(
-        study=study, pipeline_version=pipeline_version, defaults={"model_version": model_version}
+        study=study,
+        pipeline_version=pipeline_version,
+        defaults={"model_version": model_version, "scope_override": force_scope},
     )
-    if not created and retry_failed and job.state == DraftJob.State.FAILED:
+    if not created and (retry_failed or force_scope) and job.state == DraftJob.State.FAILED:
         job = DraftJob.objects.select_for_update().get(pk=job.pk)
         job.reason, job.attempts, job.finished_at = "", 0, None
-        _log(job, DraftJob.State.QUEUED, "queued again after failure")
+        job.scope_override = job.scope_override or force_scope
+        _log(
+            job,
+            DraftJob.State.QUEUED,
+            "queued again after failure" + (" (scope check overridden)" if force_scope else ""),
+        )
         job.save()
         created = True
     if created:
@@ -158,10 +175,34 @@ def mark_failed(*, job_id: int, reason: str) -> DraftJob | None:
         job.finished_at = timezone.now()
         _log(job, DraftJob.State.FAILED, reason[:500])
         job.save()
-        if not Draft.objects.filter(study_id=job.study_id).exists():
+        # the study agrees with its jobs: failed unless another job of it finished (a draft whose
+        # SR could not be written is no finished draft)
+        if not DraftJob.objects.filter(study_id=job.study_id, state=DraftJob.State.DONE).exists():
             _set_study_status(job.study_id, Study.Status.FAILED, f"draft failed ({job.pipeline_version}): {reason}")
         audit(actor=None, action="draft.failed", obj=job, reason=reason[:500])
     logger.warning("draft job %s failed: %s", job_id, reason)
+    return job
+
+
+def mark_out_of_scope(*, job_id: int, decision: dict) -> DraftJob | None:
+    """End a job the scope check refused: the job fails with "not drafted: <reason>" (terminal,
+    no retry) and the study shows "Not drafted" (MR) or "Not applicable" (other modalities)."""
+    reason = f"not drafted: {decision['reason']}"
+    with transaction.atomic():
+        job = DraftJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.state == DraftJob.State.DONE:
+            return job
+        job.reason = reason
+        job.finished_at = timezone.now()
+        _log(job, DraftJob.State.FAILED, reason[:500])
+        job.save()
+        if not DraftJob.objects.filter(study_id=job.study_id, state=DraftJob.State.DONE).exists():
+            status = (
+                Study.Status.NOT_APPLICABLE if decision["verdict"] == "not_applicable" else Study.Status.OUT_OF_SCOPE
+            )
+            _set_study_status(job.study_id, status, decision["reason"])
+        audit(actor=None, action="draft.out_of_scope", obj=job, reason=decision["reason"][:500])
+    logger.info("draft job %s not drafted: %s", job_id, decision["reason"])
     return job
 
 
@@ -271,6 +312,8 @@ def run_draft_job(*, job_id: int) -> DraftJob:
                 else:
                     _advance(job_id, DraftJob.State.DRAFTING, f"draft {draft.pk} already stored; writing its SR")
                 _write_sr(draft)
+            except OutOfScope as exc:
+                return mark_out_of_scope(job_id=job_id, decision=exc.decision)
             except _BAD_INPUT as exc:
                 return mark_failed(job_id=job_id, reason=str(exc))
             return _finish(job_id, draft)
@@ -319,6 +362,9 @@ def _settle_extra(job_id: int, outcome: Draft | BaseException) -> list[int]:
         _write_sr(outcome)
         _finish(job_id, outcome)
         return []
+    except OutOfScope as exc:
+        mark_out_of_scope(job_id=job_id, decision=exc.decision)
+        return []
     except _BAD_INPUT as exc:
         mark_failed(job_id=job_id, reason=str(exc))
         return []
@@ -342,6 +388,7 @@ class _Prepared:
     skipped: list[dict[str, str]]
     prep_s: float
     facts: object = None  # ml StudyFacts: request attributes, classified series, prior studies
+    scope: dict | None = None  # the scope check's decision (region, sequences found and missing)
 
 
 def _first(item: dict, tag: str) -> str:
@@ -414,6 +461,7 @@ def _compute_drafts(jobs: list[DraftJob], deadline: float | None) -> dict[int, D
             "preprocess_s": round(p.prep_s, 3), "analyze_s": round(analyze_s, 3), "batch_studies": len(ready),
         }  # fmt: skip
         analysis["pipeline_folder"] = folder
+        analysis["scope"] = p.scope  # "forced": True when an admin overrode a refusal
         outcomes[p.job.pk] = store_draft(job_id=p.job.pk, analysis=analysis)
     return outcomes
 
@@ -428,6 +476,11 @@ def _prepare(job: DraftJob, pipeline: object, deadline: float | None) -> _Prepar
     _advance(job.pk, DraftJob.State.ENCODING,
              f"fetched {fetched.n_instances} instances of {len(fetched.series)} series in {fetched.seconds:.1f} s"
              + skipped_note)  # fmt: skip
+    scope = ml_bridge.check_scope(fetched.series)
+    if scope["verdict"] != "in_scope":
+        if not job.scope_override:
+            raise OutOfScope(scope)
+        scope["forced"] = True
     classes = dict(
         Series.objects.filter(study_id=job.study_id)
         .exclude(sequence_class="")
@@ -437,7 +490,7 @@ def _prepare(job: DraftJob, pipeline: object, deadline: float | None) -> _Prepar
     study_data, skipped = ml_bridge.prepare_study(pipeline, job.study.study_uid, fetched.series, classes)
     facts = ml_bridge.study_facts(fetched.series, patient_studies(fetched))
     _check_deadline(deadline, "preprocessing")
-    return _Prepared(job, fetched, study_data, skipped, time.perf_counter() - t0, facts)
+    return _Prepared(job, fetched, study_data, skipped, time.perf_counter() - t0, facts, scope)
 
 
 @transaction.atomic

@@ -33,6 +33,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from ml.conditions import BY_KEY, CONDITIONS
+from ml.dicom.tags import with_type2_patient_study
 from reviewer.models import Draft, StructuredReport, Study
 from reviewer.services.audit import audit
 from reviewer.services.orthanc import OrthancUnavailable, dicomweb
@@ -209,6 +210,7 @@ def build_sr(
     groups += [_key_slice_group(c, ks, sources) for c, ks in by_condition.items()]
     referenced = list(dict.fromkeys([b.sop_uid for b in boxes] + [k.sop_uid for k in key_slices]))
     evidence = [sources[uid] for uid in referenced] or [next(iter(sources.values()))]
+    evidence = [with_type2_patient_study(d) for d in evidence]  # no PatientID etc. must not crash the SR
     report = hd.sr.MeasurementReport(
         observation_context=_observer(device=device, person=person),
         procedure_reported=_PROCEDURE,
