@@ -29,12 +29,12 @@ from reviewer.services.orthanc import OrthancUnavailable
 from reviewer.services.reports import head_revision
 from reviewer.services.workflow import blinded_for
 
-READ_ROLES = (Role.RADIOLOGIST, Role.RESEARCHER)
+READ_ROLES = (Role.RADIOLOGIST,)  # not researchers: study UID, report text and names (as the study API)
 WRITE_ROLES = (Role.RADIOLOGIST,)
 
 
 class ViewerPermission(BasePermission):
-    """Radiologists read and write, researchers read; admins always (as in the study API)."""
+    """Radiologists read and write; admins always (as in the study API)."""
 
     def has_permission(self, request, view) -> bool:  # type: ignore[no-untyped-def]
         user = request.user

@@ -39,17 +39,21 @@ class StudyFilter(filters.FilterSet):
 
 
 class StudyViewSet(viewsets.ReadOnlyModelViewSet):
-    """Studies received from Orthanc, with series and their sequence classification."""
+    """Studies received from Orthanc, with series and their sequence classification.
+
+    Not for researchers: a study carries its UID, date and description, and its revisions and
+    reviews carry report text and reader names; researchers work from the pseudonymised
+    statistics and exports (``reviewer.deid``), whose keys cannot be looked up here."""
 
     serializer_class = s.StudySerializer
     permission_classes = [RolePermission]
-    read_roles = (R, A, S)
+    read_roles = (R, A)
     action_roles = {
-        "drafts": ((R, S), ()),
-        "jobs": ((R, S), ()),
-        "revisions": ((R, S), (R,)),
+        "drafts": ((R,), ()),
+        "jobs": ((R,), ()),
+        "revisions": ((R,), (R,)),
         "sign": ((), (R,)),
-        "reviews": ((R, S), ()),
+        "reviews": ((R,), ()),
         "redraft": ((), ()),  # admins only
     }
     filterset_class = StudyFilter
@@ -143,11 +147,12 @@ class StudyViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class ReviewViewSet(viewsets.ReadOnlyModelViewSet):
-    """RADPEER reviews: researchers and admins see all, radiologists their own."""
+    """RADPEER reviews: admins see all, radiologists their own. Researchers get the reviews as
+    the pseudonymised ``reviews`` export table, not here (reader names, comments, study ids)."""
 
     serializer_class = s.ReviewSerializer
     permission_classes = [RolePermission]
-    read_roles = (R, S)
+    read_roles = (R,)
     filterset_fields = ["study", "radpeer", "in_scope"]
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
@@ -155,9 +160,12 @@ class ReviewViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class LabelExtractionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Extracted labels with the full report text: annotators (who confirm them) and admins.
+    Researchers get the agreement tables of the exports instead (no report text)."""
+
     serializer_class = s.LabelExtractionSerializer
     permission_classes = [RolePermission]
-    read_roles = (A, S)
+    read_roles = (A,)
     filterset_fields = ["study", "source", "extractor"]
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
@@ -167,7 +175,7 @@ class LabelExtractionViewSet(viewsets.ReadOnlyModelViewSet):
 class LabelConfirmationViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.LabelConfirmationSerializer
     permission_classes = [RolePermission]
-    read_roles = (A, S)
+    read_roles = (A,)  # confirmations name their annotator: not for researchers
     write_roles = (A,)
     filterset_fields = ["extraction", "annotator"]
 

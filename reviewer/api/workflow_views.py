@@ -63,6 +63,8 @@ class AssignmentViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet)
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
         qs = Assignment.objects.select_related("reader").order_by("study_id", "created_at")
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user to filter by
+            return qs.none()
         return qs if has_role(self.request.user, Role.ADMIN) else qs.filter(reader=self.request.user)
 
     @extend_schema(request=AssignSerializer, responses=AssignmentSerializer(many=True))
@@ -190,13 +192,12 @@ class LabelQueueView(APIView):
 # --- statistics and exports --------------------------------------------------------------------
 
 
-def _pseudonymise_readers(data: dict, user) -> dict:  # type: ignore[no-untyped-def]
-    """Reader names are identities: admins see them, researchers see keyed hashes."""
+def _pseudonymise_readers(data: dict, user, rows: list[stats.ReviewRow]) -> dict:  # type: ignore[no-untyped-def]
+    """Reader names are identities: admins see them, researchers see the readers' keys, the
+    same ``reader_key`` as in the export files."""
     if has_role(user, Role.ADMIN):
         return data
-    data["radpeer_by_reader"] = {
-        exports.pseudonym("reader_name", name): v for name, v in data["radpeer_by_reader"].items()
-    }
+    data["radpeer_by_reader"] = exports.reader_breakdown(rows)
     return data
 
 
@@ -209,8 +210,8 @@ class StatsView(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):  # type: ignore[no-untyped-def]
-        data = stats.overview()
-        return Response(_pseudonymise_readers(data, request.user))
+        rows = stats.review_rows()
+        return Response(_pseudonymise_readers(stats.overview(rows=rows), request.user, rows))
 
 
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet",

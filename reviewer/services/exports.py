@@ -1,66 +1,51 @@
 """De-identified research exports (CSV, Parquet, plots) and the training manifest.
 
-De-identification: exports carry no patient name, patient ID, accession number, institution,
-study date or DICOM UID. Studies, patients and readers appear as keyed hashes
-(HMAC-SHA256 with the site's export secret, first 20 hex digits), so rows of the same study
-or reader can be grouped across exports of one site but cannot be traced back without the
-secret. The secret comes from ``settings.SPINEREVIEW_EXPORT_SECRET`` or the environment
-variable of that name; otherwise one is generated once into ``var/export_secret`` (mode 0600,
-never committed). Rotating it unlinks old exports from new ones.
+De-identification (``reviewer.deid``; profile and key scheme in docs/security.md): exports carry
+no patient name, patient ID, accession number, institution, date finer than a month, DICOM UID,
+username or database id. Studies, patients, readers, reviews, drafts and revisions appear as
+keyed hashes (HMAC-SHA256 with the site's pseudonym secret, first 20 hex digits), so rows of the
+same study or reader can be grouped across exports of one site but cannot be traced back, nor
+looked up in the API, without the secret. The training manifest's UIDs are keyed replacement
+UIDs and its report texts and series descriptions are scrubbed of names, dates and ids.
 
 Column names are stable and documented in docs/workflow.md; a column is never renamed, only
-added.
+added (the database-id columns were dropped for their keyed counterparts: an id is an identity
+for whoever can query the API).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import hmac
 import io
 import json
-import os
-import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
-
+from reviewer import deid
+from reviewer.deid import KEY_HEX_DIGITS, SECRET_ENV, pseudonym, replacement_uid
+from reviewer.deid import pseudonym_secret as export_secret
 from reviewer.services import stats
 from reviewer.services.stats import DISCREPANT, RADPEER_SCORES, SIGNIFICANT, ReviewRow
 
-SECRET_ENV = "SPINEREVIEW_EXPORT_SECRET"
-KEY_HEX_DIGITS = 20
+
+def reader_key(reader_id: object, *, secret: bytes | None = None) -> str:
+    """The reader's pseudonym, the same in every export and in the statistics API."""
+    return pseudonym("reader", reader_id, secret=secret)
 
 
-def export_secret() -> bytes:
-    value = getattr(settings, SECRET_ENV, None) or os.environ.get(SECRET_ENV)
-    if value:
-        return str(value).encode()
-    var_dir = Path(getattr(settings, "VAR_DIR", Path(settings.BASE_DIR) / "var"))
-    path = var_dir / "export_secret"
-    if not path.exists():
-        var_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(48))
-    return path.read_text().strip().encode()
-
-
-def pseudonym(kind: str, value: object, *, secret: bytes | None = None) -> str:
-    """Keyed hash of an identifier: ``pseudonym("study", uid)``. ``kind`` separates namespaces
-    so a reader id and a study id never collide."""
-    key = secret if secret is not None else export_secret()
-    return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:KEY_HEX_DIGITS]
+def patient_key(patient_id: str, study_uid: str, *, secret: bytes | None = None) -> str:
+    """The patient's pseudonym (a study without a patient ID counts as its own patient)."""
+    return pseudonym("patient", patient_id or study_uid, secret=secret)
 
 
 # --- one row per review ------------------------------------------------------------------
 
 # (name, arrow type, description) — the documented, stable export schema.
 REVIEW_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("review_id", "int64", "database id of the review (not identifying)"),
+    ("review_key", "string", "HMAC-SHA256 of the review's id with the site secret"),
     ("study_key", "string", "HMAC-SHA256 of the Study Instance UID with the site secret"),
+    ("patient_key", "string", "HMAC-SHA256 of the Patient ID (else the Study Instance UID) with the site secret"),
     ("reader_key", "string", "HMAC-SHA256 of the reader's user id with the site secret"),
     ("model_version", "string", "name@version of the model that drafted (or the pipeline version)"),
     ("radpeer", "string", "the reader's RADPEER score: 1, 2a, 2b, 3a, 3b"),
@@ -73,8 +58,8 @@ REVIEW_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("radpeer_final", "string", "arbitration decision if resolved, else the reader's score"),
     ("in_scope", "bool", "the reader judged the study within the model's intended scope"),
     ("signed_month", "string", "YYYY-MM of sign-off (month only: dates are quasi-identifiers)"),
-    ("draft_id", "int64", "the AI draft compared"),
-    ("revision_id", "int64", "the signed report revision compared"),
+    ("draft_key", "string", "HMAC-SHA256 of the id of the AI draft compared"),
+    ("revision_key", "string", "HMAC-SHA256 of the id of the signed report revision compared"),
     ("char_levenshtein", "int64", "character Levenshtein distance draft -> signed (normalised text)"),
     ("char_levenshtein_norm", "float64", "char_levenshtein / max(len(draft), len(signed))"),
     ("word_levenshtein", "int64", "word Levenshtein distance"),
@@ -95,9 +80,10 @@ def review_export_rows(rows: Iterable[ReviewRow] | None = None) -> list[dict]:
         resolved = r.arbitration_state == "resolved" and r.arbitration_decision
         out.append(
             {
-                "review_id": r.review_id,
+                "review_key": pseudonym("review", r.review_id, secret=key),
                 "study_key": pseudonym("study", r.study_uid, secret=key),
-                "reader_key": pseudonym("reader", r.reader_id, secret=key),
+                "patient_key": patient_key(r.patient_id, r.study_uid, secret=key),
+                "reader_key": reader_key(r.reader_id, secret=key),
                 "model_version": r.model_version,
                 "radpeer": r.radpeer,
                 "radpeer_level": int(r.radpeer[0]) if r.radpeer else None,
@@ -109,8 +95,8 @@ def review_export_rows(rows: Iterable[ReviewRow] | None = None) -> list[dict]:
                 "radpeer_final": r.arbitration_decision if resolved else r.radpeer,
                 "in_scope": bool(r.in_scope),
                 "signed_month": r.signed_at.strftime("%Y-%m") if r.signed_at else "",
-                "draft_id": r.draft_id,
-                "revision_id": r.revision_id,
+                "draft_key": pseudonym("draft", r.draft_id, secret=key) if r.draft_id is not None else None,
+                "revision_key": pseudonym("revision", r.revision_id, secret=key) if r.revision_id is not None else None,
                 "char_levenshtein": r.char_levenshtein,
                 "char_levenshtein_norm": r.char_levenshtein_norm,
                 "word_levenshtein": r.word_levenshtein,
@@ -227,7 +213,7 @@ def write_exports(
     summary = {
         "radpeer": stats.radpeer_summary(rows),
         "radpeer_by_model": stats.radpeer_by(rows, "model_version"),
-        "radpeer_by_reader": {pseudonym("reader", k): v for k, v in stats.radpeer_by(rows, "reader_id").items()},
+        "radpeer_by_reader": reader_breakdown(rows),
         "edit_distance_by_radpeer": stats.edit_distance_by_radpeer(rows),
         "spearman_radpeer_word_levenshtein_norm": stats.spearman_radpeer_vs_distance(rows),
     }
@@ -240,6 +226,13 @@ def write_exports(
             path.write_bytes(plotting.render(name, fmt, rows=rows))
             written.append(path)
     return written
+
+
+def reader_breakdown(rows: list[ReviewRow], *, secret: bytes | None = None) -> dict[str, dict]:
+    """RADPEER summary per reader, keyed by ``reader_key`` (never by name): the files and the
+    statistics API use the same keys, so a researcher can relate them without identities."""
+    key = secret if secret is not None else export_secret()
+    return {reader_key(k, secret=key): v for k, v in stats.radpeer_by(rows, "reader_id").items()}
 
 
 # --- training manifest (corrections flow back into training) ---------------------------------
@@ -270,7 +263,13 @@ def training_entries(*, include_extracted: bool = False) -> Iterator[tuple[objec
     Labels: the annotators' confirmed labels of the study's reports (consensus); with
     ``include_extracted`` the extractor's labels of the signed report where none is confirmed.
     Boxes: the newest reader-corrected DICOM SR's boxes, else the newest AI SR, else the
-    draft's finding boxes. Series carry no path: trainers fetch them over DICOMweb by UID.
+    draft's finding boxes.
+
+    De-identified: every UID (study, series, SOP instance, SR) is the keyed replacement UID
+    (``deid.replacement_uid``, PS3.15 action U), report texts, series descriptions and box
+    labels are scrubbed of names, dates and ids (``deid.site_scrubber``). Series carry no path:
+    their pixels come from a copy of the images de-identified with the same key
+    (``deid.deidentify_dataset`` gives the same UIDs), not from the clinical archive.
     """
     from reviewer import ml_bridge
     from reviewer.models import Finding, LabelConfirmation, LabelExtraction, Review, Series, StructuredReport, Study
@@ -278,6 +277,7 @@ def training_entries(*, include_extracted: bool = False) -> Iterator[tuple[objec
     manifest = ml_bridge.training_manifest()
     SeriesEntry, StudyEntry = manifest.SeriesEntry, manifest.StudyEntry
     key = export_secret()
+    scrub = deid.site_scrubber()
     signed = {}
     for study_id, text in (
         Review.objects.filter(signed_at__isnull=False)
@@ -299,7 +299,8 @@ def training_entries(*, include_extracted: bool = False) -> Iterator[tuple[objec
     series: dict[int, list] = {}
     for s in Series.objects.filter(study_id__in=study_ids).order_by("series_number", "id"):
         series.setdefault(s.study_id, []).append(
-            SeriesEntry(series_uid=s.series_uid, path=None, description=s.description,
+            SeriesEntry(series_uid=replacement_uid(s.series_uid, secret=key), path=None,
+                        description=scrub(s.description) or "",
                         sequence_class=s.sequence_class or None,
                         plane=s.plane if s.plane in ("sagittal", "axial", "coronal") else None)
         )  # fmt: skip
@@ -333,22 +334,38 @@ def training_entries(*, include_extracted: bool = False) -> Iterator[tuple[objec
                 finding_boxes.get(study.pk, []),
             )
         study_key = pseudonym("study", study.study_uid, secret=key)
+        study_uid = replacement_uid(study.study_uid, secret=key)
         entry = StudyEntry(
-            study_uid=study.study_uid,
-            patient_key=pseudonym("patient", study.patient_id or study.study_uid, secret=key),
+            study_uid=study_uid,
+            patient_key=patient_key(study.patient_id, study.study_uid, secret=key),
             series=series.get(study.pk, []),
-            report=signed.get(study.pk),
+            report=scrub(signed.get(study.pk)),
             labels=labels,
             ground_truth=f"ground_truth/{study_key}.json",
         )
         truth = {
-            "study_uid": study.study_uid,
+            "study_uid": study_uid,
+            "study_key": study_key,
             "label_source": label_source,
             "box_source": box_source,
-            "structured_report_sop_uid": sr.sop_instance_uid if sr else None,
-            "boxes": boxes,
+            "structured_report_sop_uid": replacement_uid(sr.sop_instance_uid, secret=key) if sr else None,
+            "boxes": [_deidentified_box(box, key, scrub) for box in boxes or []],
         }
         yield entry, truth
+
+
+def _deidentified_box(box: dict, key: bytes, scrub: deid.Scrubber) -> dict:
+    """A box with its UIDs replaced (as in the de-identified images) and free text scrubbed;
+    coordinates and the condition are kept."""
+    out: dict = {}
+    for name, value in box.items():
+        if name.endswith("_uid") and isinstance(value, str) and value:
+            out[name] = replacement_uid(value, secret=key)
+        elif isinstance(value, str) and name != "condition":
+            out[name] = scrub(value)
+        else:
+            out[name] = value
+    return out
 
 
 def write_training_manifest(out_dir: Path, *, include_extracted: bool = False) -> TrainingExportSummary:
@@ -371,11 +388,16 @@ def write_training_manifest(out_dir: Path, *, include_extracted: bool = False) -
 
 __all__ = [
     "FORMATS",
+    "KEY_HEX_DIGITS",
     "RADPEER_SCORES",
     "REVIEW_COLUMNS",
+    "SECRET_ENV",
     "TABLES",
     "export_secret",
+    "patient_key",
     "pseudonym",
+    "reader_breakdown",
+    "reader_key",
     "render_table",
     "review_export_rows",
     "write_exports",

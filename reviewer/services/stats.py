@@ -64,6 +64,7 @@ class ReviewRow:
     impression_wer: float | None
     arbitration_state: str | None
     arbitration_decision: str | None
+    patient_id: str = ""  # exports turn it into patient_key (patient-level clustering)
 
 
 def signed_reviews() -> QuerySet[Review]:
@@ -104,12 +105,13 @@ def review_rows(queryset: QuerySet[Review] | None = None) -> list[ReviewRow]:
             *numbers,
             "arbitration__state",
             "arbitration__decision",
+            "study__patient_id",
         )
     )
     rows = []
     for v in values:
         model = f"{v[5]}@{v[6]}" if v[5] else (v[7] or "")
-        rows.append(ReviewRow(v[0], v[1], v[2], v[3], v[4], model, *v[8:]))
+        rows.append(ReviewRow(v[0], v[1], v[2], v[3], v[4], model, *v[8:-1], patient_id=v[-1] or ""))
     return rows
 
 

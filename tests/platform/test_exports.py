@@ -32,6 +32,12 @@ def key(kind: str, value: object) -> str:
     return hmac.new(SECRET.encode(), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:20]
 
 
+def uid(value: str) -> str:
+    """The keyed replacement UID (PS3.15 action U) the training manifest carries."""
+    digest = hmac.new(SECRET.encode(), f"uid:{value}".encode(), hashlib.sha256).digest()
+    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
+
+
 def _assert_deidentified(body: bytes) -> None:
     for study in Study.objects.all():
         for identity in (study.patient_name, study.patient_id, study.study_uid):
@@ -53,8 +59,9 @@ def test_csv_export_round_trip(reviews, api_as):  # type: ignore[no-untyped-def]
     rows = list(csv.DictReader(io.StringIO(body.decode())))
     assert tuple(rows[0]) == exports.REVIEW_COLUMN_NAMES
     assert len(rows) == len(reviews)
+    by_key = {key("review", pk): review for pk, review in reviews.items()}
     for row in rows:
-        review = reviews[int(row["review_id"])]
+        review = by_key[row["review_key"]]
         assert row["study_key"] == key("study", review.study.study_uid)
         assert row["reader_key"] == key("reader", review.reader_id)
         assert row["radpeer"] == review.radpeer
@@ -63,7 +70,7 @@ def test_csv_export_round_trip(reviews, api_as):  # type: ignore[no-untyped-def]
         assert row["model_version"] == str(review.draft.model_version)
         assert float(row["wer"]) == pytest.approx(review.edit_distance["wer"])
         assert float(row["impression_wer"]) == pytest.approx(review.edit_distance["sections"]["impression"]["wer"])
-        assert int(row["revision_id"]) == review.signed_revision_id
+        assert row["revision_key"] == key("revision", review.signed_revision_id)
 
 
 def test_parquet_export_round_trip(reviews, api_as):  # type: ignore[no-untyped-def]
@@ -76,8 +83,9 @@ def test_parquet_export_round_trip(reviews, api_as):  # type: ignore[no-untyped-
     assert table.schema.field("wer").metadata[b"description"].startswith(b"word error rate")
     data = table.to_pylist()
     assert len(data) == len(reviews)
+    by_key = {key("review", pk): review for pk, review in reviews.items()}
     for row in data:
-        review = reviews[row["review_id"]]
+        review = by_key[row["review_key"]]
         assert row["char_levenshtein"] == review.edit_distance["char_levenshtein"]
         assert row["word_levenshtein_norm"] == pytest.approx(review.edit_distance["word_levenshtein_norm"])
         arbitration = getattr(review, "arbitration", None)
@@ -160,19 +168,19 @@ def test_training_manifest_round_trip(tmp_path):  # type: ignore[no-untyped-def]
 
     call_command("export_training_manifest", str(tmp_path / "train"))
     entries = {e.study_uid: e for e in read_manifest(tmp_path / "train" / "manifest.jsonl")}
-    assert set(entries) == {corrected.study.study_uid, ai_only.study.study_uid}
-    entry = entries[corrected.study.study_uid]
+    assert set(entries) == {uid(corrected.study.study_uid), uid(ai_only.study.study_uid)}
+    entry = entries[uid(corrected.study.study_uid)]
     assert entry.report == "IMPRESSION: 1. Severe canal stenosis at L4-5."
     assert entry.labels["canal_stenosis"] == 1
     assert entry.labels["hemangioma"] == -1  # annotators disagree: uncertain
     assert entry.patient_key == key("patient", "SYN-0100")
-    assert [(s.series_uid, s.path, s.sequence_class) for s in entry.series] == [("1.2.3.4.1", None, "T2")]
+    assert [(s.series_uid, s.path, s.sequence_class) for s in entry.series] == [(uid("1.2.3.4.1"), None, "T2")]
     truth = json.loads((tmp_path / "train" / entry.ground_truth).read_text())
     assert truth["box_source"] == "reader"
     assert truth["boxes"][0]["xyxy"] == [1, 1, 6, 6]
-    assert truth["structured_report_sop_uid"] == "1.2.9.2"
-    other = entries[ai_only.study.study_uid]
+    assert truth["structured_report_sop_uid"] == uid("1.2.9.2")
+    other = entries[uid(ai_only.study.study_uid)]
     assert other.labels == {}  # nothing confirmed
     other_truth = json.loads((tmp_path / "train" / other.ground_truth).read_text())
     assert other_truth["box_source"] == "ai"
-    assert other_truth["boxes"][0]["sop_uid"] == "1.2.3.9"
+    assert other_truth["boxes"][0]["sop_uid"] == uid("1.2.3.9")

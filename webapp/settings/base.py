@@ -26,7 +26,7 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 SECRET_KEY = os.environ.get("SPINEREVIEW_SECRET_KEY", "")
 DEBUG = env_bool("SPINEREVIEW_DEBUG", False)
-ALLOWED_HOSTS = env_list("SPINEREVIEW_ALLOWED_HOSTS", "localhost,127.0.0.1")
+ALLOWED_HOSTS = env_list("SPINEREVIEW_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("SPINEREVIEW_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
@@ -46,6 +46,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # static files (admin, API docs, app.css) from STATIC_ROOT with DEBUG off, demo and deployment alike
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -96,6 +98,29 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+# Password sign-in everywhere (web form, admin, API token) goes through this backend: after
+# SPINEREVIEW_LOGIN_FAILURE_LIMIT wrong passwords for one username within the window, that
+# username is refused, right password or not, until the window ends (reviewer/services/access.py).
+AUTHENTICATION_BACKENDS = ["reviewer.authentication.LockoutModelBackend"]
+SPINEREVIEW_LOGIN_FAILURE_LIMIT = int(os.environ.get("SPINEREVIEW_LOGIN_FAILURE_LIMIT", "10"))
+SPINEREVIEW_LOGIN_LOCKOUT_S = int(os.environ.get("SPINEREVIEW_LOGIN_LOCKOUT_S", "900"))
+# API tokens (scripts) expire this long after they were issued; a new sign-in rotates them and
+# signing out (web or DELETE /api/auth/token/) deletes them.
+SPINEREVIEW_API_TOKEN_TTL_S = int(os.environ.get("SPINEREVIEW_API_TOKEN_TTL_S", str(12 * 3600)))
+SESSION_COOKIE_AGE = int(os.environ.get("SPINEREVIEW_SESSION_AGE_S", str(12 * 3600)))  # one working day
+
+
+def cache_config(url: str) -> dict:
+    """``CACHES["default"]`` for a ``redis://`` URL, else a per-process memory cache. The cache
+    holds the sign-in failure counters, the API throttle counters and the viewer hand-off nonces,
+    so every process serving requests must share it: a deployment with several web workers needs
+    Redis here (production.py defaults to the broker's Redis)."""
+    if url.startswith(("redis://", "rediss://")):
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": "spinereview"}
+    return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "spinereview"}
+
+
+CACHES = {"default": cache_config(os.environ.get("SPINEREVIEW_CACHE_URL", ""))}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -108,8 +133,13 @@ STATIC_ROOT = VAR_DIR / "static"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",  # browser; enforces CSRF
-        "rest_framework.authentication.TokenAuthentication",  # scripts
+        "reviewer.authentication.ExpiringTokenAuthentication",  # scripts
     ],
+    # only the sign-in endpoints name a scope (reviewer/api/auth_views.py); per client address
+    "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("SPINEREVIEW_AUTH_THROTTLE_RATE", "20/min")},
+    # proxies in front of the app whose X-Forwarded-For is trusted; 0 = the socket's address (else
+    # any client could name a fresh address per request and never be throttled)
+    "NUM_PROXIES": int(os.environ.get("SPINEREVIEW_NUM_PROXIES", "0")),
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -127,6 +157,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",  # served locally: hospitals are often offline
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # one stable name per choice set (else drf-spectacular guesses, and check --deploy warns)
+    "ENUM_NAME_OVERRIDES": {
+        "RadpeerEnum": "reviewer.models.Review.Radpeer",
+        "StructuredReportSourceEnum": "reviewer.models.StructuredReport.Source",
+        "LabelExtractionSourceEnum": "reviewer.models.LabelExtraction.Source",
+    },
 }
 
 # --- Orthanc (pixels live only there; Django stores UIDs and derived results) -------------
