@@ -5,3 +5,6 @@ class ReviewerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "reviewer"
     verbose_name = "Spine review"
+
+    def ready(self) -> None:
+        from reviewer import accounts  # noqa: F401  (connects the sign-out receiver)

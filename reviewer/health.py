@@ -1,4 +1,10 @@
-"""``/api/health/``: is each part the app depends on reachable? 200 if all are, else 503."""
+"""``/api/health/``: is each part the app depends on reachable? 200 if all are, else 503.
+
+Anyone may ask (load balancers and container health checks are anonymous), but only admins get
+the details: the detail strings name internals (database engine, broker host, Orthanc version,
+and on failure the Orthanc URL and the error), so anonymous callers and other roles see each
+check's ``ok`` alone.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from reviewer.models import ModelVersion
+from reviewer.roles import Role, has_role
 from reviewer.services.orthanc import ping
 
 
@@ -64,4 +71,6 @@ def health(request: HttpRequest) -> JsonResponse:
     checks = {name: _check(fn) for name, fn in
               (("database", _database), ("orthanc", _orthanc), ("broker", _broker), ("models", _models))}  # fmt: skip
     ok = all(c["ok"] for c in checks.values())
+    if not has_role(request.user, Role.ADMIN):
+        checks = {name: {"ok": c["ok"]} for name, c in checks.items()}
     return JsonResponse({"ok": ok, "checks": checks}, status=200 if ok else 503)

@@ -1,9 +1,9 @@
 from django.urls import include, path, re_path
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from reviewer import pages, viewer
 from reviewer.api import views
+from reviewer.api.auth_views import TokenView
 from reviewer.dicomweb_proxy import dicomweb_proxy
 from reviewer.health import health
 
@@ -17,7 +17,7 @@ router.register("audit-events", views.AuditEventViewSet, basename="auditevent")
 
 urlpatterns = [
     path("api/health/", health, name="health"),
-    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/auth/token/", TokenView.as_view(), name="api-token"),
     path("api/", include(router.urls)),
     path("api/", include("reviewer.api.viewer_views")),  # endpoints of the OHIF panels
     path("viewer/open/<str:study_uid>/", viewer.open_study, name="viewer-open"),

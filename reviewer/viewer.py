@@ -18,32 +18,45 @@ In deployment nginx serves ``dist/`` on a path-free vhost and asks ``/viewer/aut
 session is logged in (``ohif-extension/deploy/nginx.conf``).
 
 A session cookie is per host, so the app origin hands the logged-in user over to the viewer origin
-with a signed, 60-second token (``open_study`` -> ``handoff``) instead of asking for a second login.
+with a signed, 60-second, single-use token (``open_study`` -> ``handoff``) instead of asking for a
+second login. The token travels in the URL *fragment*, which browsers never send to a server, so
+it is in no access log, proxy log or ``Referer``; a small page on the viewer origin reads it, drops
+it from the address bar and history, and POSTs it (with the viewer origin's CSRF token). The token
+is bound to the browser's User-Agent, its nonce is consumed on first use
+(``reviewer.services.access``), and a browser already signed in to the viewer as someone else is
+asked before its session is switched.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import mimetypes
 import re
+import time
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.core import signing
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, re_path
+from django.utils.crypto import constant_time_compare
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from reviewer.models import Study
+from reviewer.services import access
+from reviewer.services.access import HANDOFF_MAX_AGE_S, HANDOFF_SALT  # noqa: F401  (re-exported)
 
-HANDOFF_SALT = "spinereview.viewer.handoff"
-HANDOFF_MAX_AGE_S = 60
+logger = logging.getLogger(__name__)
+HANDOFF_CONFIRM_S = 300  # how long the "switch user?" question stays answerable
+_PENDING = "spinereview_viewer_handoff_pending"
 MODE_ROUTE = "spine-review"  # routeName of our mode (ohif-extension/src/mode)
 EXTENSION_PREFIX = "spinereview"  # URL folder of our bundle on the viewer origin
 _HASHED = re.compile(r"\.[0-9a-f]{16,}\.(js|css|wasm)$|^[0-9a-f]{16}\.(wasm|woff2?)$")
@@ -78,32 +91,77 @@ def viewer_url(study_uid: str) -> str:
 @login_required
 @require_GET
 def open_study(request: HttpRequest, study_uid: str) -> HttpResponse:
-    """``/viewer/open/<study_uid>/`` on the app origin: hand the user over to the viewer origin."""
+    """``/viewer/open/<study_uid>/`` on the app origin: hand the user over to the viewer origin.
+
+    The token goes in the fragment (``#...``): never sent to a server, so never logged."""
     get_object_or_404(Study, study_uid=study_uid)
-    token = signing.dumps({"u": request.user.pk, "h": request.user.get_session_auth_hash()}, salt=HANDOFF_SALT)
-    query = urlencode({"token": token, "next": viewer_url(study_uid)})
-    return redirect(f"{settings.VIEWER_ORIGIN}/viewer/handoff/?{query}")
+    token = access.issue_handoff_token(user=request.user, user_agent=request.headers.get("User-Agent", ""))
+    query = urlencode({"next": viewer_url(study_uid)})
+    response = redirect(f"{settings.VIEWER_ORIGIN}/viewer/handoff/?{query}#{token}")
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 # --- viewer origin -----------------------------------------------------------------------------
 
 
-@require_GET
+def _handoff_target(value: str) -> str | None:
+    """``next``: a path on this origin, else None."""
+    if not value.startswith("/") or not url_has_allowed_host_and_scheme(value, allowed_hosts=None):
+        return None
+    return value
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
 def handoff(request: HttpRequest) -> HttpResponse:
-    """Log the user of a fresh handoff token in on this origin, then go to ``next``."""
-    target = request.GET.get("next", "/")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts=None) or not target.startswith("/"):
+    """GET: the page that POSTs the fragment's token. POST: redeem it, then go to ``next``.
+
+    A browser signed in here as another user is not switched silently: it is asked
+    (``handoff_confirm``). Any refusal (forged, expired, replayed, issued to another browser)
+    ends at this origin's ordinary login page with the reason shown.
+    """
+    source = request.POST if request.method == "POST" else request.GET
+    target = _handoff_target(source.get("next", "/"))
+    if target is None:
         return HttpResponseBadRequest("next must be a path on this origin")
+    if request.method == "GET":
+        return render(request, "reviewer/viewer_handoff.html", {"next": target})
     try:
-        data = signing.loads(request.GET.get("token", ""), salt=HANDOFF_SALT, max_age=HANDOFF_MAX_AGE_S)
-    except signing.BadSignature:
-        # expired or forged: an ordinary login on this origin still works
+        grant = access.redeem_handoff_token(
+            token=request.POST.get("token", ""), user_agent=request.headers.get("User-Agent", "")
+        )
+    except access.HandoffRefused as exc:
+        logger.warning("viewer hand-off refused: %s", exc)
+        messages.error(request, f"Please sign in: {exc}.")
         return redirect_to_login(target)
-    user = get_user_model().objects.filter(pk=data.get("u"), is_active=True).first()
-    if user is None or user.get_session_auth_hash() != data.get("h"):
-        return redirect_to_login(target)  # password changed since the token was made
-    if not (request.user.is_authenticated and request.user.pk == user.pk):
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    user = grant.user
+    if request.user.is_authenticated and request.user.pk != user.pk:
+        request.session[_PENDING] = {"u": user.pk, "h": user.get_session_auth_hash(), "next": target,
+                                     "t": time.time()}  # fmt: skip
+        context = {"current": request.user.get_username(), "incoming": user.get_username(), "next": target}
+        return render(request, "reviewer/viewer_handoff_confirm.html", context, status=409)
+    if not request.user.is_authenticated:
+        login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
+    return redirect(target)
+
+
+@never_cache
+@require_POST
+def handoff_confirm(request: HttpRequest) -> HttpResponse:
+    """The answer to "switch user?": ``choice=switch`` signs the hand-off's user in, anything
+    else keeps the current session. Either way the study opens."""
+    pending = request.session.pop(_PENDING, None)
+    if not isinstance(pending, dict) or time.time() - pending.get("t", 0) > HANDOFF_CONFIRM_S:
+        messages.error(request, "That question has expired: open the study again from the worklist.")
+        return redirect_to_login("/")
+    target = _handoff_target(str(pending.get("next", "/"))) or "/"
+    if request.POST.get("choice") != "switch":
+        return redirect(target)
+    user = get_user_model().objects.filter(pk=pending.get("u"), is_active=True).first()
+    if user is None or not constant_time_compare(user.get_session_auth_hash(), str(pending.get("h"))):
+        return redirect_to_login(target)
+    login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
     return redirect(target)
 
 
@@ -222,6 +280,7 @@ def _viewer_urlpatterns() -> list:
     return [
         path("app-config.js", app_config_js, name="viewer-app-config"),
         path("viewer/handoff/", handoff, name="viewer-handoff"),
+        path("viewer/handoff/confirm/", handoff_confirm, name="viewer-handoff-confirm"),
         path("viewer/auth/", auth_check, name="viewer-auth"),
         re_path(rf"^{EXTENSION_PREFIX}/(?P<path>.+)$", extension_file, name="viewer-extension"),
         path("", ohif_file, name="viewer-root"),

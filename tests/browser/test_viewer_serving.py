@@ -51,8 +51,8 @@ def test_open_study_sends_a_logged_in_user_to_the_viewer_origin_with_a_hand_off_
     target = urlsplit(response["Location"])
     assert f"{target.scheme}://{target.netloc}{target.path}" == f"http://{VIEWER}/viewer/handoff/"
     query = parse_qs(target.query)
-    assert query["next"] == [f"/spine-review?StudyInstanceUIDs={study.study_uid}"]
-    assert signing.loads(query["token"][0], salt=viewer.HANDOFF_SALT)
+    assert query == {"next": [f"/spine-review?StudyInstanceUIDs={study.study_uid}"]}
+    assert signing.loads(target.fragment, salt=viewer.HANDOFF_SALT)  # the token: in the fragment, never logged
 
 
 def test_open_study_needs_a_login_and_a_known_study(viewer_settings):  # type: ignore[no-untyped-def]
@@ -64,17 +64,19 @@ def test_hand_off_logs_the_user_in_on_the_viewer_origin_and_refuses_forged_or_fo
     user = UserFactory()
     study = StudyFactory()
     location = urlsplit(_on(APP, user).get(f"/viewer/open/{study.study_uid}/")["Location"])
+    token = location.fragment
     viewer_client = _on(VIEWER)
-    response = viewer_client.get(f"{location.path}?{location.query}")
+    page = viewer_client.get(f"{location.path}?{location.query}")  # the page that POSTs the fragment
+    assert page.status_code == 200
+    forged = _on(VIEWER).post("/viewer/handoff/", {"token": token[:-2] + "xx", "next": "/spine-review"})
+    assert forged["Location"].startswith("/accounts/login/")
+    foreign = _on(VIEWER).post("/viewer/handoff/", {"token": token, "next": "https://evil.example/"})
+    assert foreign.status_code == 400
+
+    response = viewer_client.post("/viewer/handoff/", {"token": token, "next": parse_qs(location.query)["next"][0]})
     assert response.status_code == 302
     assert response["Location"] == f"/spine-review?StudyInstanceUIDs={study.study_uid}"
     assert viewer_client.get("/viewer/auth/").status_code == 204  # the session exists on this origin now
-
-    token = parse_qs(location.query)["token"][0]
-    forged = _on(VIEWER).get("/viewer/handoff/", {"token": token[:-2] + "xx", "next": "/spine-review"})
-    assert forged["Location"].startswith("/accounts/login/")
-    foreign = _on(VIEWER).get("/viewer/handoff/", {"token": token, "next": "https://evil.example/"})
-    assert foreign.status_code == 400
 
 
 def test_viewer_origin_serves_ohif_with_spa_fallback_to_logged_in_users_only(viewer_settings):  # type: ignore[no-untyped-def]

@@ -9,7 +9,10 @@ pytestmark = pytest.mark.django_db
 def test_health_reports_every_dependency(client, orthanc_settings, settings):  # type: ignore[no-untyped-def]
     import os
 
+    from tests.factories import UserFactory
+
     settings.CELERY_BROKER_URL = os.environ["CELERY_BROKER_URL"]
+    client.force_login(UserFactory(role="admin"))  # the details are for admins
     body = client.get("/api/health/").json()
     assert body["ok"] is True, body
     assert set(body["checks"]) == {"database", "orthanc", "broker", "models"}

@@ -1,14 +1,18 @@
 """Demo / development on one machine: SQLite, in-process tasks, no Redis needed.
 
 The secret key is generated once into ``var/`` (never committed), so sessions survive restarts.
+DEBUG is off unless ``SPINEREVIEW_DEBUG=1`` (tracebacks and settings would otherwise be shown to
+anyone who reaches the port), and only loopback host names are served (base.py:
+``SPINEREVIEW_ALLOWED_HOSTS`` adds others). Static files come from the apps' folders through
+WhiteNoise, so no ``collectstatic`` is needed.
 """
 
 import secrets
 
 from .base import *  # noqa: F403
-from .base import VAR_DIR, env_bool
+from .base import STATIC_ROOT, VAR_DIR, env_bool
 
-DEBUG = env_bool("SPINEREVIEW_DEBUG", True)
+DEBUG = env_bool("SPINEREVIEW_DEBUG", False)
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 _key_file = VAR_DIR / "secret_key"
 if not _key_file.exists():
@@ -18,4 +22,5 @@ SECRET_KEY = _key_file.read_text().strip()
 
 CELERY_TASK_ALWAYS_EAGER = env_bool("SPINEREVIEW_TASKS_EAGER", True)
 SPINEREVIEW_PIPELINE_BOOTSTRAP = env_bool("SPINEREVIEW_PIPELINE_BOOTSTRAP", True)  # tiny pipeline, cached
-ALLOWED_HOSTS = ["*"]
+WHITENOISE_USE_FINDERS = True  # serve app and package static folders directly
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise also serves collectstatic's output, if any

@@ -6,7 +6,7 @@ Without ``DATABASE_URL`` (a developer running one pure test by hand) it falls ba
 import os
 
 from .base import *  # noqa: F403
-from .base import env_bool
+from .base import STATIC_ROOT, env_bool
 
 SECRET_KEY = "test-only-not-secret"
 DEBUG = False
@@ -16,3 +16,5 @@ CELERY_TASK_ALWAYS_EAGER = False
 SPINEREVIEW_PIPELINE_BOOTSTRAP = env_bool("SPINEREVIEW_PIPELINE_BOOTSTRAP", True)  # tiny pipeline, cached
 # results let a test wait on a task run by a real worker process
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or os.environ.get("CELERY_BROKER_URL") or None
+WHITENOISE_USE_FINDERS = True  # as in the demo: static files from the apps' folders
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
