@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from ml.agents.analysis import ConditionResult
 from ml.agents.template import NORMAL, SECTION_OF, _phrase
@@ -362,7 +362,10 @@ def check_draft(
         if c.condition not in stated_findings:
             section = SECTION_OF.get(c.condition, "PARASPINAL/OTHER")
             level = _normalise_level(c.level) if c.level else ""
-            out[section].append(f"{level}: {phrase}" if section == "DISCS" and level_lines and level else phrase)
+            if section == "DISCS" and level_lines and level:  # a level line names its level once
+                out[section].append(f"{level}: {_phrase(replace(c, level=''))}")
+            else:
+                out[section].append(phrase)
             ck.note("added", section, phrase, c.condition, f"the agents called {name} and no finding sentence said so")
         if c.condition not in stated_impression:
             out["IMPRESSION"].append(phrase)
