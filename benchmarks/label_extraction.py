@@ -116,9 +116,9 @@ def main() -> None:
     if args.drop_impression:
         pairs = [(t.split("IMPRESSION:")[0], y) for t, y in pairs]
     if args.backend == "rules":
-        from ml.agents.labels.rules import extract_rules
+        from ml.agents.labels.rules import DEFAULT_LEXICON, extract_rules
 
-        name = "rules/lexicon-v1"
+        name = f"rules/lexicon-v{DEFAULT_LEXICON}"
 
         def predict(texts: list[str]):  # type: ignore[no-untyped-def]
             return [extract_rules(t) for t in texts]

@@ -11,7 +11,15 @@ import re
 from dataclasses import dataclass
 
 _HEADER = re.compile(r"^[ \t]*([A-Za-z][A-Za-z /&,-]{1,40}?)[ \t]*:[ \t]*", re.MULTILINE)
-_SENT_END = re.compile(r"(?<=[.!?])\s+(?=\S)|\n+")
+# A known header alone on its line, without a colon ("IMPRESSION", "Findings").
+_BARE_HEADER = re.compile(r"^[ \t]*([A-Za-z][A-Za-z /&-]{1,40}?)[ \t]*$", re.MULTILINE)
+# An addendum however it is introduced ("ADDENDUM (12/03): ...", "Addendum by Dr X -").
+_ADDENDUM = re.compile(r"^[ \t]*(addendum|amendment)\b[^:\n]{0,60}?(:|\s-\s|$)[ \t]*", re.MULTILINE | re.IGNORECASE)
+# Sentence ends, but not after an abbreviation that radiologists write with a full stop.
+_SENT_END = re.compile(
+    r"(?<=[.!?])(?<!\bvs\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bapprox\.)(?<!\bcf\.)(?<!\bDr\.)\s+(?=\S)|\n+",
+    re.IGNORECASE,
+)
 _LIST_ITEM = re.compile(r"^\s*(\d+[.)]|[-*•])\s+")
 
 
@@ -20,7 +28,7 @@ class Sentence:
     text: str
     start: int
     end: int
-    section: str  # "history" | "technique" | "comparison" | "impression" | "findings"
+    section: str  # "history" | "technique" | "comparison" | "impression" | "findings" | "addendum"
 
 
 def _section_kind(name: str, sections: dict[str, list[str]]) -> str | None:
@@ -41,6 +49,16 @@ def split_sentences(text: str, sections: dict[str, list[str]]) -> list[Sentence]
         kind = _section_kind(m.group(1), sections)
         if kind is not None:
             marks.append((m.start(), m.end(), kind))
+    for m in _BARE_HEADER.finditer(text):
+        low = m.group(1).strip().lower()
+        kind = next((k for k, names in sections.items() if low in names), None)
+        if kind is not None and not any(a <= m.start() < b for a, b, _ in marks):
+            marks.append((m.start(), m.end(), kind))
+    if "addendum" in sections:
+        for m in _ADDENDUM.finditer(text):
+            marks = [mk for mk in marks if not (m.start() <= mk[0] < m.end())]
+            marks.append((m.start(), m.end(), "addendum"))
+    marks.sort()
     bodies: list[tuple[int, int, str]] = []
     if not marks or marks[0][0] > 0:
         bodies.append((0, marks[0][0] if marks else len(text), "findings"))

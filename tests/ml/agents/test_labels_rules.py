@@ -97,7 +97,8 @@ def test_result_has_all_keys_and_evidence_is_an_exact_substring() -> None:
         assert text[a:b] == ev
     assert res.evidence["disc_herniation"] == "Disc herniation at L4-5."
     assert res.confidence["pars_defect"] < res.confidence["disc_herniation"]
-    assert res.extractor == "rules/lexicon-v1"
+    assert res.extractor == "rules/lexicon-v2"
+    assert extract_labels(text, lexicon_version=1).extractor == "rules/lexicon-v1"  # stored versions stay readable
     assert LabelResult.from_dict(res.to_dict()) == res
 
 
