@@ -9,6 +9,7 @@ for the viewer), ``GroundedDraft.facts`` where each factual section came from.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ FACT_SECTIONS = REPORT_SECTIONS[:3]
 class GroundedDraft:
     text: str
     sections: dict[str, str]
-    check: dict[str, object] = field(default_factory=dict)  # {"changes": [...], "residual": [...], "extractor"}
+    check: dict[str, object] = field(default_factory=dict)  # changes, residual, extractor, written, seconds
     facts: dict[str, object] = field(default_factory=dict)  # the three sections, their sources, the priors
 
 
@@ -57,6 +58,7 @@ def ground_draft(
     (the template writes placeholders there, not claims)."""
     from ml.agents.labels import extract_labels
 
+    t0 = time.perf_counter()
     written = split_sections(text)
     order = [k for k in written if k]
     result = check_draft(written, conditions, last_section=order[-1] if order else "", region=region)
@@ -98,6 +100,8 @@ def ground_draft(
         "changes": changes,
         "residual": result.residual,
         "extractor": extract_labels("").extractor,
+        "written": text,  # the writer's draft as it came, for audit and the viewer's "what changed"
+        "seconds": round(time.perf_counter() - t0, 4),
     }
     return GroundedDraft((header.strip() + "\n" if header.strip() else "") + body, sections, check, facts_doc)
 
