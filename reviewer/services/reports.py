@@ -192,11 +192,14 @@ def sign_review(
     )
     review.save()
     open_arbitration(review=review)  # 2b/3a/3b (no-op otherwise)
+    status = study.status
     if _every_reader_signed(study):
-        study.status = Study.Status.SIGNED
-    elif study.status in (Study.Status.DRAFT_READY, Study.Status.AWAITING_DRAFT):
-        study.status = Study.Status.IN_REVIEW
-    study.save(update_fields=["status", "updated_at"])
+        status = Study.Status.SIGNED
+    elif status in (Study.Status.DRAFT_READY, Study.Status.AWAITING_DRAFT):
+        status = Study.Status.IN_REVIEW
+    if status != study.status:  # untouched otherwise: even ``updated_at`` would tell others someone signed
+        study.status = status
+        study.save(update_fields=["status", "updated_at"])
     audit(actor=reader, action="review.signed", obj=review, study=study.pk, radpeer=radpeer)
     transaction.on_commit(lambda: _queue_label_extraction(review.pk), robust=True)
     return review

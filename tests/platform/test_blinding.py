@@ -150,8 +150,12 @@ def test_one_readers_signature_does_not_show_the_others_that_the_study_is_signed
     study = blinded.study
     for reader in (alice, bob):
         Assignment.objects.create(study=study, reader=reader.user)
+    save(alice, study, ALICE)
+    before = bob.get(f"/api/studies/{study.pk}/").json()
     assert alice.post(f"/api/studies/{study.pk}/sign/", {"radpeer": "1"}).status_code == 201
-    assert bob.get(f"/api/studies/{study.pk}/").json()["status"] != "signed"
+    after = bob.get(f"/api/studies/{study.pk}/").json()
+    assert after["status"] != "signed"
+    assert (after["status"], after["updated_at"]) == (before["status"], before["updated_at"])  # no trace of it
     assert bob.get("/api/viewer/next-study/").json()["id"] == study.pk  # still waiting for bob
     assert bob.post(f"/api/studies/{study.pk}/sign/", {"radpeer": "1"}).status_code == 201
     assert bob.get(f"/api/studies/{study.pk}/").json()["status"] == "signed"
