@@ -153,6 +153,10 @@ def test_export_stats_files_carry_no_identity(world, tmp_path):  # type: ignore[
         _assert_no_identity(path.read_bytes(), world["identities"], path.name)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert set(summary["radpeer_by_reader"]) == {key("reader", world["reader"].pk)}
+    (row,) = csv.DictReader(io.StringIO((tmp_path / "out" / "reviews.csv").read_text()))
+    assert not [c for c in row if c.endswith("_id")], list(row)  # no database id in the files either
+    assert row["review_key"] == key("review", world["review"].pk)
+    assert row["patient_key"] == key("patient", world["study"].patient_id)
 
 
 def test_training_manifest_carries_keys_and_scrubbed_text_only(world, tmp_path):  # type: ignore[no-untyped-def]
