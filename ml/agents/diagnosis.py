@@ -48,18 +48,30 @@ class DiagnosisConfig:
     target_sensitivity: float = 0.9  # for threshold_rule = sensitivity
     min_positives: int = 3  # fewer positive (or negative) fit studies: no probe
     seed: int = 0
-    head: str = "linear"  # "linear" (probe on ``feature``) | "mil" (gated attention over slices, ml/agents/mil.py)
+    # "linear" (probe on ``feature``) | "mil" (gated attention over slices, ml/agents/mil.py) |
+    # "dense" (frozen generic CNN cells at near-native resolution + box-supervised head, ml/agents/dense.py)
+    head: str = "linear"
     mil_hidden: int = 32  # MIL: width of the shared slice projection
     mil_epochs: int = 60
     mil_batch: int = 32
     mil_lr: float = 3e-3
     mil_weight_decay: float = 0.1
+    dense_size: int = 256  # px of each view (the preprocessed square is resized to it)
+    dense_sag_slices: int = 7  # central sagittal slices (T1/T2/STIR fused as channels)
+    dense_max_axial: int = 15  # axial slices, evenly spaced
+    dense_hidden: int = 64
+    dense_epochs: int = 25
+    dense_batch: int = 16
+    dense_lr: float = 1e-3
+    dense_weight_decay: float = 1e-2
+    dense_box_weight: float = 1.0  # weight of the cell (box) loss next to the study (MIL) loss
+    dense_box_pos_weight: float = 5.0  # cells under a box are few: up-weight them
 
     def __post_init__(self) -> None:
         if self.threshold_rule not in ("youden", "sensitivity"):
             raise ValueError("threshold_rule must be 'youden' or 'sensitivity'")
-        if self.head not in ("linear", "mil"):
-            raise ValueError("diagnosis head must be 'linear' or 'mil'")
+        if self.head not in ("linear", "mil", "dense"):
+            raise ValueError("diagnosis head must be 'linear', 'mil' or 'dense'")
 
 
 def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
@@ -162,9 +174,14 @@ def labels_matrix(feats: list[StudyFeatures]) -> np.ndarray:
 
 
 def load_diagnosis(folder: str | Path):  # type: ignore[no-untyped-def]
-    """The saved Diagnosis Agents of either head (``DiagnosisAgents`` or ``MILDiagnosisAgents``)."""
+    """The saved Diagnosis Agents of any head (``DiagnosisAgents``, ``MILDiagnosisAgents`` or
+    ``DenseDiagnosisAgents``)."""
     cfg, arrays, doc = load_artifact(folder, FAMILY, DiagnosisConfig)
     meta = {**doc["meta"], "version": doc["version"]}
+    if cfg.head == "dense":
+        from ml.agents.dense import DenseDiagnosisAgents
+
+        return DenseDiagnosisAgents(cfg, arrays, meta)
     if cfg.head == "mil":
         from ml.agents.mil import MILDiagnosisAgents
 
@@ -172,10 +189,17 @@ def load_diagnosis(folder: str | Path):  # type: ignore[no-untyped-def]
     return DiagnosisAgents(cfg, arrays, meta)
 
 
-def train_diagnosis(feats: list[StudyFeatures], cfg: DiagnosisConfig | None = None):  # type: ignore[no-untyped-def]
+def train_diagnosis(  # type: ignore[no-untyped-def]
+    feats: list[StudyFeatures], cfg: DiagnosisConfig | None = None, truths: list[dict | None] | None = None
+):
     """Fit the 17 agents on ``feats`` (training studies only; the caller holds out test patients):
-    linear probes, or with ``head: mil`` the MIL heads (``ml.agents.mil``)."""
+    linear probes, with ``head: mil`` the MIL heads (``ml.agents.mil``), with ``head: dense`` the
+    dense head (``ml.agents.dense``), which also learns from the generator's boxes in ``truths``."""
     cfg = cfg or DiagnosisConfig()
+    if cfg.head == "dense":
+        from ml.agents.dense import train_dense
+
+        return train_dense(feats, cfg, truths)
     if cfg.head == "mil":
         from ml.agents.mil import train_mil
 

@@ -8,7 +8,8 @@ series of all studies of one sequence class in large batches (``SpineFM.forward`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,9 @@ PLANES = ("sagittal", "axial", "coronal")
 class StudyFeatures:
     study: StudyData
     embedding: CaseEmbedding
+    # what an agent derived from the pixels and keeps after they are freed (``dense``: the
+    # dense diagnosis head's trunk cells, ``ml.agents.dense``)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def pairs(self, classes: tuple[str, ...] = SEQUENCE_CLASSES) -> list[tuple[SeriesData, SeriesEmbedding]]:
         """(series, its embedding) for the series of ``classes``."""

@@ -1,0 +1,337 @@
+"""The dense head of the Diagnosis Agents (``diagnosis.head: dense``): lesions seen cell by cell.
+
+Why: a probe on one vector per study (the case embedding, or mean slice features) averages a
+10 mm lesion over a whole spine, and at 96 px a tiny encoder's 16-px patches barely resolve it.
+Here the image stays near native resolution and every cell of a stride-32 feature map votes:
+
+* **Views.** Sagittal: the T1, T2 and STIR series of one slice plan fused as the 3 channels of
+  one image (a missing sequence repeats T2; slices matched by relative position), the
+  ``dense_sag_slices`` central slices; axial: every axial slice (at most ``dense_max_axial``,
+  evenly spaced), grey in all 3 channels. Each view is resized to ``dense_size`` px (the
+  preprocessed square) and ImageNet-normalised.
+* **Trunk.** A frozen generic encoder: ImageNet MobileNetV2 up to its last inverted-residual
+  block (320 channels, stride 32), the best generic weights available offline here. The cells
+  are computed once per study and cached on the ``StudyFeatures`` (``extras["dense"]``).
+* **Head.** Per cell: [320 features, plane one-hot] -> shared 1x1 MLP (``dense_hidden``) -> 17
+  logits. A study's logit per condition is the maximum over all cells of all views (a finding
+  anywhere makes the study positive).
+* **Supervision.** Study labels through the max (MIL), plus, where the generator's ground truth
+  is given (training only), the key-slice boxes: cells under a present finding's box are
+  positives, and every cell of a study negative for a condition is a negative. Uncertain (-1)
+  labels are masked. Calibration and thresholds as the linear probes (held-out validation
+  patients, ``fit_temperature`` / ``choose_threshold``).
+
+Inference is a MobileNetV2 forward on ~20 views plus a matrix product: about a second per study
+on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.special import expit
+from torch import nn
+
+from ml.agents.analysis import ConditionResult
+from ml.agents.artifact import save_artifact
+from ml.agents.diagnosis import FAMILY, DiagnosisConfig, choose_threshold, fit_temperature, labels_matrix
+from ml.agents.features import StudyFeatures
+from ml.conditions import CONDITION_KEYS
+from ml.data.dataset import SeriesData, StudyData
+from ml.data.splits import patient_fold
+
+log = logging.getLogger(__name__)
+K = len(CONDITION_KEYS)
+TRUNK_CHANNELS = 320
+_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+_PLANES = ("sagittal", "axial")
+
+
+def load_trunk() -> nn.Module:
+    """Frozen ImageNet MobileNetV2 up to block 17: [B, 3, H, W] -> [B, 320, H/32, W/32]."""
+    from ml.agents.baselines import load_mobilenet_v2
+
+    trunk = load_mobilenet_v2().features[:18].eval()
+    trunk.requires_grad_(False)
+    return trunk
+
+
+_FATSAT = re.compile(r"stir|tirm|fat.?sat|\bfs\b|_fs_|spair|dixon", re.IGNORECASE)
+
+
+def _sagittal_channels(study: StudyData) -> tuple[SeriesData | None, list[SeriesData]]:
+    """(reference series, [T1, T2, fat-suppressed fluid-sensitive]) of the sagittal series.
+
+    STIR is classed "T2" (fluid-bright), so the two T2-class series are told apart by their
+    description (STIR / TIRM / fat-sat names of the vendors); a missing one repeats the
+    reference, which is the plain T2 when there is one."""
+    sag = [s for s in study.series if s.plane == "sagittal" and len(s.pixels)]
+    t1 = [s for s in sag if s.sequence_class == "T1"]
+    fluid = [s for s in sag if s.sequence_class != "T1"]
+    fs = [s for s in fluid if _FATSAT.search(s.description or "")]
+    t2 = [s for s in fluid if s not in fs]
+    ref = (t2 or fs or t1 or [None])[0]
+    if ref is None:
+        return None, []
+    return ref, [(t1 or [ref])[0], (t2 or [ref])[0], (fs or [ref])[0]]
+
+
+def study_views(study: StudyData, cfg: DiagnosisConfig) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """The study's views [V, 3, size, size] in [0, 1] and, per view, (plane index, series
+    position, slice index) of the slice it shows (for sagittal: of the T2 reference series)."""
+    size = cfg.dense_size
+    views: list[np.ndarray] = []
+    meta: list[tuple[int, int, int]] = []
+
+    def fit(img: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(np.ascontiguousarray(img, np.float32))[None, None]
+        if t.shape[-1] != size or t.shape[-2] != size:
+            t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+        return t[0, 0].numpy()
+
+    ref, chans = _sagittal_channels(study)
+    if ref is not None:
+        n = len(ref.pixels)
+        m = min(cfg.dense_sag_slices, n)
+        start = (n - m) // 2
+        for k in range(start, start + m):
+            rel = k / max(n - 1, 1)
+            img = [fit(s.pixels[round(rel * (len(s.pixels) - 1))]) for s in chans]
+            views.append(np.stack(img))
+            meta.append((0, study.series.index(ref), k))
+    for si, s in enumerate(study.series):
+        if s.plane != "axial" or not len(s.pixels):
+            continue
+        n = len(s.pixels)
+        idx = np.unique(np.linspace(0, n - 1, min(n, cfg.dense_max_axial)).round().astype(int))
+        for k in idx:
+            g = fit(s.pixels[k])
+            views.append(np.stack([g, g, g]))
+            meta.append((1, si, int(k)))
+    if not views:
+        return np.zeros((0, 3, size, size), np.float32), []
+    return np.stack(views).astype(np.float32), meta
+
+
+@torch.inference_mode()
+def dense_cells(feat: StudyFeatures, cfg: DiagnosisConfig, trunk: nn.Module | None = None) -> dict[str, Any]:
+    """Trunk cells of a study, computed once and kept in ``feat.extras["dense"]``:
+    {"cells": [V, g, g, 320] float16, "views": [(plane, series, slice)], "size": px}."""
+    cached = feat.extras.get("dense")
+    if cached is not None and cached["size"] == cfg.dense_size:
+        return cached
+    trunk = trunk if trunk is not None else load_trunk()
+    x, meta = study_views(feat.study, cfg)
+    g = cfg.dense_size // 32
+    if len(x) == 0:
+        cells = np.zeros((0, g, g, TRUNK_CHANNELS), np.float16)
+    else:
+        xt = (torch.from_numpy(x) - _MEAN) / _STD
+        out = torch.cat([trunk(xt[i : i + 16]) for i in range(0, len(xt), 16)])  # [V, 320, g, g]
+        cells = out.permute(0, 2, 3, 1).numpy().astype(np.float16)
+    feat.extras["dense"] = {"cells": cells, "views": meta, "size": cfg.dense_size}
+    return feat.extras["dense"]
+
+
+def _design(d: dict[str, Any]) -> np.ndarray:
+    """Cells -> [V * g * g, 320 + 2] (features, plane one-hot)."""
+    cells = d["cells"].astype(np.float32)
+    v, g, _, c = cells.shape
+    plane = np.zeros((v, g, g, len(_PLANES)), np.float32)
+    for i, (p, _, _) in enumerate(d["views"]):
+        plane[i, :, :, p] = 1
+    return np.concatenate([cells, plane], -1).reshape(v * g * g, c + len(_PLANES))
+
+
+def cell_targets(feat: StudyFeatures, d: dict[str, Any], truth: dict | None) -> np.ndarray:
+    """[V * g * g, 17] cell targets from the generator's key-slice boxes: 1 under a present
+    finding's box, 0 everywhere for a condition the study is negative for, -1 unknown."""
+    from ml.agents.localization import _norm_pre, truth_slices
+
+    v = len(d["views"])
+    g = d["cells"].shape[1] if v else 0
+    t = np.full((v, g, g, K), -1, np.int8)
+    y = feat.study.labels
+    t[..., y == 0] = 0
+    if not truth or v == 0:
+        return t.reshape(v * g * g, K)
+    where = {(si, k): i for i, (_, si, k) in enumerate(d["views"])}
+    sag_ref = {si for p, si, _ in d["views"] if p == 0}
+    for (si, k, cond), item in truth_slices(feat, truth).items():
+        if item["label"] != 1:
+            continue
+        series = feat.study.series[si]
+        view = where.get((si, k))
+        if view is None and series.plane == "sagittal" and sag_ref:
+            # a key slice of T1 or STIR: the fused view of the same slice of the T2 reference
+            view = where.get((next(iter(sag_ref)), k))
+        if view is None or series.geometry is None:
+            continue
+        x0, y0, x1, y1 = np.clip(_norm_pre(series, item["box"]), 0, 1) * g
+        c0, r0 = int(np.floor(x0)), int(np.floor(y0))
+        c1, r1 = max(int(np.ceil(x1)), c0 + 1), max(int(np.ceil(y1)), r0 + 1)
+        t[view, r0:r1, c0:c1, CONDITION_KEYS.index(cond)] = 1
+    return t.reshape(v * g * g, K)
+
+
+class _DenseHead(nn.Module):
+    def __init__(self, n_in: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, K))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _arrays_of(head: _DenseHead) -> dict[str, np.ndarray]:
+    l1, l2 = head.net[0], head.net[3]
+    return {
+        "w1": l1.weight.detach().numpy().T.copy(),
+        "b1": l1.bias.detach().numpy().copy(),
+        "w2": l2.weight.detach().numpy().T.copy(),
+        "b2": l2.bias.detach().numpy().copy(),
+    }
+
+
+def _cell_logits(a: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    h = np.maximum((x - a["mean"]) / a["std"] @ a["w1"] + a["b1"], 0)
+    return h @ a["w2"] + a["b2"]  # [C, 17]
+
+
+class DenseDiagnosisAgents:
+    """The 17 agents with the dense head; same ``predict`` / ``probabilities`` / ``save`` as the probes."""
+
+    def __init__(self, cfg: DiagnosisConfig, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
+        self.cfg = cfg
+        self.a = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
+        self.temperature = self.a["temperature"]
+        self.threshold = self.a["threshold"]
+        self.trained = self.a["trained"].astype(bool)
+        self.prior = self.a["prior"]
+        self.meta = meta or {}
+        self.version = self.meta.get("version", "")
+        self._trunk: nn.Module | None = None
+
+    def logits(self, feats: list[StudyFeatures]) -> np.ndarray:
+        """Study logits [N, 17]: max over every cell of every view."""
+        if self._trunk is None and any("dense" not in f.extras for f in feats):
+            self._trunk = load_trunk()
+        out = np.zeros((len(feats), K), np.float32)
+        for i, f in enumerate(feats):
+            x = _design(dense_cells(f, self.cfg, self._trunk))
+            if len(x):
+                out[i] = _cell_logits(self.a, x).max(0)
+        return out
+
+    def probabilities(self, feats: list[StudyFeatures]) -> np.ndarray:
+        p = expit(self.logits(feats) / self.temperature)
+        return np.where(self.trained, p, self.prior)
+
+    def predict(self, feats: list[StudyFeatures]) -> list[list[ConditionResult]]:
+        p = self.probabilities(feats)
+        return [
+            [
+                ConditionResult(k, float(row[j]), bool(row[j] >= self.threshold[j]), float(self.threshold[j]))
+                for j, k in enumerate(CONDITION_KEYS)
+            ]
+            for row in p
+        ]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return dict(self.a)
+
+    def save(self, folder: str | Path) -> str:
+        self.version = save_artifact(folder, FAMILY, self.cfg, self.arrays(), self.meta)
+        self.meta["version"] = self.version
+        return self.version
+
+
+def train_dense(
+    feats: list[StudyFeatures], cfg: DiagnosisConfig, truths: list[dict | None] | None = None
+) -> DenseDiagnosisAgents:
+    """Fit the dense head on ``feats`` (training studies only); ``truths`` (the generator's
+    ground truth, aligned with ``feats``) adds the box supervision where given."""
+    t0 = time.perf_counter()
+    trunk = None if all("dense" in f.extras for f in feats) else load_trunk()
+    truths = truths if truths is not None else [None] * len(feats)
+    xs, ts = [], []
+    for f, tr in zip(feats, truths, strict=True):
+        d = dense_cells(f, cfg, trunk)
+        xs.append(_design(d))
+        ts.append(cell_targets(f, d, tr))
+    y = labels_matrix(feats)
+    keys = [f.study.patient_key for f in feats]
+    is_val = np.array([patient_fold(k, 100, cfg.seed + 7) < round(cfg.val_fraction * 100) for k in keys])
+    fit = np.flatnonzero(~is_val)
+    allx = np.concatenate([xs[i] for i in fit])
+    mean, std = allx.mean(0), allx.std(0) + 1e-4
+    mean[-len(_PLANES) :], std[-len(_PLANES) :] = 0.0, 1.0
+    del allx
+    torch.manual_seed(cfg.seed)
+    head = _DenseHead(xs[0].shape[1], cfg.dense_hidden, 0.2)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.dense_lr, weight_decay=cfg.dense_weight_decay)
+    xt = [torch.from_numpy((x - mean) / std) for x in xs]
+    tt = [torch.from_numpy(t.astype(np.float32)) for t in ts]
+    yt = torch.from_numpy(y.astype(np.float32))
+    pos = np.clip((y[fit] == 1).sum(0), 1, None)
+    neg = np.clip((y[fit] == 0).sum(0), 1, None)
+    pw = torch.from_numpy(np.clip(neg / pos, 1.0, 10.0).astype(np.float32))
+    rng = np.random.default_rng(cfg.seed)
+    for _ in range(cfg.dense_epochs):
+        head.train()
+        for b in np.array_split(rng.permutation(fit), max(1, len(fit) // cfg.dense_batch)):
+            study_logits, cell_loss = [], torch.zeros(())
+            for i in b:
+                z = head(xt[i])  # [C, 17]
+                study_logits.append(z.max(0).values)
+                known = tt[i] >= 0
+                if known.any():
+                    w = torch.where(tt[i] > 0, cfg.dense_box_pos_weight, 1.0)[known]
+                    cell_loss = cell_loss + F.binary_cross_entropy_with_logits(z[known], tt[i][known], weight=w)
+            zs = torch.stack(study_logits)
+            yb = yt[b]
+            m = yb >= 0
+            mil = F.binary_cross_entropy_with_logits(zs[m], yb[m], pos_weight=pw.expand_as(zs)[m])
+            loss = mil + cfg.dense_box_weight * cell_loss / len(b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    head.eval()
+    a = {**_arrays_of(head), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
+    z = np.stack([_cell_logits(a, x).max(0) if len(x) else np.zeros(K) for x in xs])  # [N, 17]
+    temp, thr = np.ones(K), np.full(K, 0.5)
+    trained, prior = np.zeros(K, bool), np.zeros(K)
+    for j in range(K):
+        known = y[:, j] >= 0
+        prior[j] = float(y[known, j].mean()) if known.any() else 0.0
+        n_pos, n_neg = int((y[fit, j] == 1).sum()), int((y[fit, j] == 0).sum())
+        if min(n_pos, n_neg) < cfg.min_positives:
+            continue
+        trained[j] = True
+        val = known & is_val
+        if val.any():
+            temp[j] = fit_temperature(z[val, j], y[val, j])
+            thr[j] = choose_threshold(expit(z[val, j] / temp[j]), y[val, j], cfg.threshold_rule, cfg.target_sensitivity)
+    arrays = {
+        **a,
+        "temperature": temp,
+        "threshold": thr,
+        "trained": trained.astype(np.uint8),
+        "prior": prior,
+    }
+    meta = {
+        "n_studies": len(feats),
+        "boxes": int(sum((t == 1).any(0).sum() for t in ts)),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "conditions": list(CONDITION_KEYS),
+    }
+    log.info("dense diagnosis head: %d studies, %.1f s", len(feats), meta["seconds"])
+    return DenseDiagnosisAgents(cfg, arrays, meta)
