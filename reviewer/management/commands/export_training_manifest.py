@@ -1,4 +1,5 @@
-"""Export signed reports, confirmed labels and corrected boxes as a training manifest."""
+"""Export signed reports, confirmed labels and corrected boxes as a de-identified training
+manifest (keyed replacement UIDs, scrubbed report text: see reviewer.deid)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from reviewer.services import exports
 
 class Command(BaseCommand):
     help = (
-        "Write OUT/manifest.jsonl (ml.data.manifest format; series fetched via DICOMweb by UID) and "
-        "OUT/ground_truth/*.json with the reader-corrected (else AI) boxes, so corrections flow back into "
-        "training. Labels are the annotators' confirmed labels (disagreement -> -1)."
+        "Write OUT/manifest.jsonl (ml.data.manifest format) and OUT/ground_truth/*.json with the "
+        "reader-corrected (else AI) boxes, so corrections flow back into training. Labels are the annotators' "
+        "confirmed labels (disagreement -> -1). De-identified: UIDs are keyed replacement UIDs (the same as in "
+        "images passed through reviewer.deid.deidentify_dataset), report texts are scrubbed of names, dates and ids."
     )
 
     def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
