@@ -48,7 +48,10 @@ _LONG_WORD = re.compile(r"[A-Za-z]{8,}")
 _MACROS = {
     "{LEVEL}": r"[CTLS]\d{1,2}\s*[-/]\s*[CTLS]?\d{1,2}",
     # a vertebra, not a level and not a sequence name ("T2 signal", "T1-weighted")
-    "{VERT}": r"[CTLS]\d{1,2}(?!\d)(?!\s*[-/]\s*[CTLS]?\d)(?!\s*-?\s*(weighted|signal|hyper|hypo|w\b|images?|sequences?|stir|flair|fat|post|pre))",
+    "{VERT}": (
+        r"[CTLS]\d{1,2}(?!\d)(?!\s*[-/]\s*[CTLS]?\d)"
+        r"(?!\s*-?\s*(weighted|signal|hyper|hypo|w\b|images?|sequences?|stir|flair|fat|post|pre))"
+    ),
 }
 
 Patterns = tuple[re.Pattern[str], ...]

@@ -17,8 +17,8 @@ _BARE_HEADER = re.compile(r"^[ \t]*([A-Za-z][A-Za-z /&-]{1,40}?)[ \t]*$", re.MUL
 _ADDENDUM = re.compile(r"^[ \t]*(addendum|amendment)\b[^:\n]{0,60}?(:|\s-\s|$)[ \t]*", re.MULTILINE | re.IGNORECASE)
 # Sentence ends, but not after an abbreviation that radiologists write with a full stop.
 _SENT_END = re.compile(
-    r"(?<=[.!?])(?<!\bvs\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bapprox\.)(?<!\bcf\.)(?<!\bDr\.)\s+(?=\S)|\n+",
-    re.IGNORECASE,
+    r"(?<=[.!?])(?<!\s\?)(?<!^\?)(?<!\(\?)(?<!\bvs\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bapprox\.)(?<!\bcf\.)(?<!\bDr\.)\s+(?=\S)|\n+",
+    re.IGNORECASE | re.MULTILINE,
 )
 _LIST_ITEM = re.compile(r"^\s*(\d+[.)]|[-*•])\s+")
 

@@ -76,4 +76,14 @@ def test_gemma_270m_labels_a_report_end_to_end() -> None:
     gen = LLMExtractor(str(ensure_gemma_270m()), method="generate", batch_size=6)
     out = gen.extract_many([report])[0]
     assert set(out.labels) == set(CONDITION_KEYS)
-    assert gen.unparsed <= len(CONDITION_KEYS)
+    # the counter agrees with the answers: exactly the unparseable ones are -1 with confidence 0,
+    # every parsed answer keeps its label with confidence 0.7
+    unparsed = [k for k, c in out.confidence.items() if c == 0.0]
+    assert gen.unparsed == len(unparsed)
+    assert all(out.labels[k] == -1 for k in unparsed)
+    assert all(c == 0.7 for k, c in out.confidence.items() if k not in unparsed)
+    # a second report adds to the count instead of resetting it
+    before = gen.unparsed
+    again = gen.extract_many([report])[0]
+    assert gen.unparsed == before + sum(c == 0.0 for c in again.confidence.values())
+    assert again.labels == out.labels  # greedy decoding is deterministic
