@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "train":
         from ml.agents.train import build_pipeline, prepare, split_indices
 
-        prep = prepare(args.manifest, args.spinefm)
+        prep = prepare(args.manifest, args.spinefm, diagnosis=cfg.diagnosis)
         train_idx, test_idx = (
             split_indices(prep.entries, args.test_fraction, args.split_seed)
             if args.test_fraction > 0

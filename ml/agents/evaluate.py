@@ -85,6 +85,17 @@ def mil_fit_predict(feats: list, cfg: DiagnosisConfig) -> FitPredict:
     return run
 
 
+def dense_fit_predict(feats: list, truths: list, cfg: DiagnosisConfig) -> FitPredict:
+    """The dense head (``diagnosis.head: dense``); the generator's boxes of the training rows only."""
+    from ml.agents.dense import train_dense
+
+    def run(train: list[int], test: list[int]) -> np.ndarray:
+        agents = train_dense([feats[i] for i in train], cfg, [truths[i] for i in train])
+        return agents.probabilities([feats[i] for i in test])
+
+    return run
+
+
 def cv_fit_predict(fit_predict: FitPredict, n: int, folds) -> np.ndarray:
     """Out-of-fold calibrated probabilities [N, 17] (NaN where a study was never tested)."""
     p = np.full((n, len(CONDITION_KEYS)), np.nan)
@@ -162,6 +173,8 @@ def evaluate_diagnosis(prep: Prepared, cfg: DiagnosisConfig, opts: EvalOptions, 
         """The configured head on the studies ``rows`` (indices into the returned fit/predict are local)."""
         if c.head == "mil":
             return mil_fit_predict([feats[i] for i in rows], c)
+        if c.head == "dense":
+            return dense_fit_predict([feats[i] for i in rows], [prep.truths[i] for i in rows], c)
         xs = np.stack([feats[i].diagnosis_vector(c.feature, tuple(c.classes)) for i in rows])
         return probe_fit_predict(xs, y[rows], [keys[i] for i in rows], c)
 
@@ -169,7 +182,7 @@ def evaluate_diagnosis(prep: Prepared, cfg: DiagnosisConfig, opts: EvalOptions, 
     fp_all = fitter(cfg, every)
     p = cv_fit_predict(fp_all, len(feats), folds)
     res: dict = {
-        "feature": cfg.feature if cfg.head == "linear" else "slices (MIL)",
+        "feature": {"linear": cfg.feature, "mil": "slices (MIL)", "dense": "MobileNetV2 cells (dense)"}[cfg.head],
         "head": cfg.head,
         "per_condition": condition_table(y, p, keys, opts.bootstrap_n),
     }
@@ -393,7 +406,7 @@ def evaluate(manifest, spinefm, out: str | Path, cfg: AgentsTrainConfig, opts: E
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     t = time.perf_counter()
-    prep = prepare(manifest, spinefm, keep_pixels="mobilenet" in opts.baselines)
+    prep = prepare(manifest, spinefm, keep_pixels="mobilenet" in opts.baselines, diagnosis=cfg.diagnosis)
     times["encode"] = time.perf_counter() - t
     folds = kfold(prep.entries, opts.folds, opts.split_seed)
     metrics: dict = {"manifest": str(manifest), "spinefm": str(spinefm), "n_studies": len(prep.feats)}

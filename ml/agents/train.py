@@ -77,8 +77,13 @@ def prepare(
     keep_pixels: bool = False,
     cache_dir: str | Path | None = None,
     studies_per_batch: int = 8,
+    diagnosis: DiagnosisConfig | None = None,
 ) -> Prepared:
-    """Load, preprocess (through the slice cache) and encode every study of ``manifest`` once."""
+    """Load, preprocess (through the slice cache) and encode every study of ``manifest`` once.
+
+    With a dense diagnosis head (``diagnosis.head == "dense"``) the slices are preprocessed at
+    the larger of SpineFM's and the head's size (SpineFM resizes to its own) and the head's
+    trunk cells are computed here, while the pixels are still in memory."""
     from tqdm import tqdm
 
     from ml.spinefm.io import load_spinefm
@@ -86,15 +91,22 @@ def prepare(
     spinefm = Path(spinefm)
     model = load_spinefm(spinefm)
     entries, base = load_manifest(manifest)
-    loader = StudyLoader(
-        base, PreprocessConfig(size=model.img_size), SliceCache(cache_dir or default_cache_dir() / "slices")
-    )
+    dense = diagnosis if diagnosis is not None and diagnosis.head == "dense" else None
+    size = max(model.img_size, dense.dense_size) if dense else model.img_size
+    loader = StudyLoader(base, PreprocessConfig(size=size), SliceCache(cache_dir or default_cache_dir() / "slices"))
+    trunk = None
+    if dense:
+        from ml.agents.dense import dense_cells, load_trunk
+
+        trunk = load_trunk()
     t0 = time.perf_counter()
     feats: list[StudyFeatures] = []
     bar = tqdm(range(0, len(entries), studies_per_batch), desc="encode studies", unit="batch", leave=False)
     for i in bar:
         batch = [loader.load(e, geometry=True) for e in entries[i : i + studies_per_batch]]
         for f in encode_studies(batch, model, studies_per_batch=studies_per_batch):
+            if dense:
+                dense_cells(f, dense, trunk)
             if not keep_pixels:
                 for s in f.study.series:
                     s.pixels = s.pixels[:0]  # the agents only need the features: free the memory
@@ -121,7 +133,7 @@ def cross_fitted_conditions(
     for train, test in kfold(prep.entries, folds, seed):
         if not test:
             continue
-        agents = train_diagnosis([prep.feats[i] for i in train], cfg)
+        agents = train_diagnosis([prep.feats[i] for i in train], cfg, [prep.truths[i] for i in train])
         for i, conds in zip(test, agents.predict([prep.feats[i] for i in test]), strict=True):
             out[i] = conds
     missing = [i for i, c in enumerate(out) if c is None]
@@ -172,7 +184,7 @@ def build_pipeline(prep: Prepared, out_dir: str | Path, cfg: AgentsTrainConfig |
     components["spinefm"] = {"path": "spinefm", "version": spinefm_version(dst)}
 
     t0 = time.perf_counter()
-    diag = train_diagnosis(prep.feats, cfg.diagnosis)
+    diag = train_diagnosis(prep.feats, cfg.diagnosis, prep.truths)
     components["diagnosis"] = {"path": "diagnosis", "version": diag.save(out / "diagnosis")}
     times["diagnosis"] = time.perf_counter() - t0
 
