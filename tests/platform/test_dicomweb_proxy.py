@@ -30,19 +30,80 @@ def login(role_user, role: str) -> Client:  # type: ignore[no-untyped-def]
     return client
 
 
-def test_qido_through_the_proxy_matches_orthanc(stored_study, role_user, empty_orthanc):  # type: ignore[no-untyped-def]
-    client = login(role_user, "radiologist")
-    response = client.get(
-        "/dicom-web/studies", {"StudyInstanceUID": stored_study}, HTTP_ACCEPT="application/dicom+json"
-    )
+IDENTITIES = {
+    "00100010": "PatientName",
+    "00100020": "PatientID",
+    "00100030": "PatientBirthDate",
+    "00080050": "AccessionNumber",
+    "00200010": "StudyID",
+    "00080090": "ReferringPhysicianName",
+}
+
+
+@pytest.mark.parametrize("role", ["admin", "radiologist", "annotator"])
+def test_qido_through_the_proxy_matches_orthanc_less_identities_for_non_admins(  # type: ignore[no-untyped-def]
+    stored_study, role_user, empty_orthanc, role
+):
+    client = login(role_user, role)
+    query = {"StudyInstanceUID": stored_study, "includefield": "all"}
+    response = client.get("/dicom-web/studies", query, HTTP_ACCEPT="application/dicom+json")
     assert response.status_code == 200
     assert isinstance(response, StreamingHttpResponse), "the proxy must stream, not buffer"
     proxied = json.loads(b"".join(response.streaming_content))
-    direct = empty_orthanc.get("/dicom-web/studies", params={"StudyInstanceUID": stored_study}).json()
+    direct = empty_orthanc.get("/dicom-web/studies", params=query).json()
     retrieve_url = "00081190"  # differs by design: built from the request's Host
     assert proxied[0].pop(retrieve_url)["Value"][0].startswith("http://testserver/dicom-web/studies/")
     direct[0].pop(retrieve_url)
-    assert proxied == direct
+    assert set(IDENTITIES) <= set(direct[0]), "the test study carries identities"
+    if role == "admin":
+        assert proxied == direct
+    else:
+        assert proxied == [{k: v for k, v in direct[0].items() if k not in IDENTITIES}]
+
+
+@pytest.mark.parametrize("level", ["study", "series", "instance"])
+def test_metadata_carries_identities_for_admins_only(stored_study, role_user, empty_orthanc, level):  # type: ignore[no-untyped-def]
+    series = empty_orthanc.get(f"/dicom-web/studies/{stored_study}/series").json()[0]["0020000E"]["Value"][0]
+    sop = empty_orthanc.get(f"/dicom-web/studies/{stored_study}/series/{series}/instances").json()[0]
+    sop_uid = sop["00080018"]["Value"][0]
+    url = {
+        "study": f"/dicom-web/studies/{stored_study}/metadata",
+        "series": f"/dicom-web/studies/{stored_study}/series/{series}/metadata",
+        "instance": f"/dicom-web/studies/{stored_study}/series/{series}/instances/{sop_uid}/metadata",
+    }[level]
+    seen = {}
+    for role in ("admin", "radiologist", "annotator"):
+        response = login(role_user, role).get(url, HTTP_ACCEPT="application/dicom+json")
+        assert response.status_code == 200
+        text = b"".join(response.streaming_content)
+        seen[role] = json.loads(text)
+        assert (b"SYNTHETIC^" in text) is (role == "admin"), role
+    for instance in seen["admin"]:
+        assert set(IDENTITIES) <= set(instance)
+    for role in ("radiologist", "annotator"):
+        assert len(seen[role]) == len(seen["admin"])
+        for instance in seen[role]:
+            assert not set(IDENTITIES) & set(instance), role
+            assert instance["00100040"] == {"vr": "CS", "Value": ["O"]}, "patient sex stays (reading needs it)"
+            assert "7FE00010" in instance, "pixel data's BulkDataURI stays"
+
+
+@pytest.mark.parametrize("key", ["PatientName", "00100020", "PatientBirthDate", "AccessionNumber"])
+def test_searching_on_identities_is_for_admins_only(stored_study, role_user, key):  # type: ignore[no-untyped-def]
+    """Otherwise a search would be an oracle: does a study of 'DOE^JOHN' exist?"""
+    value = {"PatientName": "SYNTHETIC^SYN-0001", "00100020": "SYN-0001", "PatientBirthDate": "19700101",
+             "AccessionNumber": "ACCSYN-0001"}[key]  # fmt: skip
+    for role in ("radiologist", "annotator"):
+        assert login(role_user, role).get("/dicom-web/studies", {key: value}).status_code == 403
+    admin = login(role_user, "admin").get("/dicom-web/studies", {key: value})
+    assert admin.status_code == 200
+    assert len(json.loads(b"".join(admin.streaming_content))) == 1
+
+
+def test_non_admins_get_dicom_json_only(stored_study, role_user):  # type: ignore[no-untyped-def]
+    """The identity filter rewrites DICOM JSON; XML (which it does not read) is not served."""
+    url = f"/dicom-web/studies/{stored_study}/metadata"
+    assert login(role_user, "annotator").get(url, HTTP_ACCEPT="application/dicom+xml").status_code == 406
 
 
 def test_comma_separated_includefield_is_split_for_orthanc(stored_study, role_user):  # type: ignore[no-untyped-def]
@@ -84,7 +145,7 @@ def test_proxy_reads_by_role(stored_study, role_user, role, status):  # type: ig
     assert client.get("/dicom-web/studies").status_code == status
 
 
-def test_stow_rs_through_the_proxy_needs_csrf_for_sessions_and_works_with_a_token(
+def test_stow_rs_through_the_proxy_needs_csrf_for_sessions_and_works_with_it_or_a_token(
     tmp_path, empty_orthanc, orthanc_settings, role_user
 ):  # type: ignore[no-untyped-def]
     from rest_framework.authtoken.models import Token
@@ -107,6 +168,17 @@ def test_stow_rs_through_the_proxy_needs_csrf_for_sessions_and_works_with_a_toke
     annotator = Client()
     annotator.force_login(role_user("annotator"))
     assert annotator.post("/dicom-web/studies", data=body, content_type=content_type).status_code == 403
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(role_user("radiologist"))
+    browser.get("/accounts/login/")  # sets the CSRF cookie, as any page does
+    response = browser.post(
+        "/dicom-web/studies", data=body, content_type=content_type, HTTP_X_CSRFTOKEN=browser.cookies["csrftoken"].value
+    )
+    assert response.status_code == 200, b"".join(response.streaming_content)
+    assert len(empty_orthanc.get("/studies").json()) == 1
+    for study_id in empty_orthanc.get("/studies").json():
+        empty_orthanc.delete(f"/studies/{study_id}")
 
     token = Token.objects.create(user=role_user("radiologist"))
     scripted = Client()

@@ -172,6 +172,9 @@ ORTHANC_PASSWORD = os.environ.get("SPINEREVIEW_ORTHANC_PASSWORD", "")
 ORTHANC_DICOMWEB_ROOT = "/dicom-web"  # same path on Orthanc and on our proxy (BulkDataURIs)
 ORTHANC_TIMEOUT_S = float(os.environ.get("SPINEREVIEW_ORTHANC_TIMEOUT_S", "30"))
 ORTHANC_WATCH_INTERVAL_S = float(os.environ.get("SPINEREVIEW_ORTHANC_WATCH_INTERVAL_S", "2"))
+# largest STOW-RS body the DICOMweb proxy forwards (JSON 413 beyond; Orthanc holds a STOW body in
+# memory). The viewer nginx (client_max_body_size) must not allow less.
+SPINEREVIEW_STOW_MAX_BYTES = int(os.environ.get("SPINEREVIEW_STOW_MAX_BYTES", str(1024**3)))
 
 # --- Celery ------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
