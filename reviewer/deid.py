@@ -202,22 +202,40 @@ _NOT_NAMES = frozenset(w.lower() for w in (
 
 @dataclass(frozen=True)
 class Scrubber:
-    """``scrub_text`` with a fixed set of known names compiled once (an export scrubs many
-    reports with the same names)."""
+    """``scrub_text`` with a fixed set of known names prepared once (an export scrubs many
+    reports with the same names). Known names are looked up word by word in sets rather than
+    compiled into one alternation: with tens of thousands of patients a regex alternation costs
+    ~0.1 s per report, a set lookup per word a few microseconds."""
 
-    names_pattern: re.Pattern[str] | None
-    usernames_pattern: re.Pattern[str] | None = None
+    names: frozenset[str] = frozenset()  # lower case: matched wherever written capitalised
+    usernames: frozenset[str] = frozenset()  # exact: logins are usually lower case
 
     def __call__(self, text: str | None) -> str | None:
         if not text:
             return text
         for _kind, pattern, token in _PATTERNS:
             text = pattern.sub(_replacer(token), text)
-        if self.names_pattern is not None:
-            text = self.names_pattern.sub(_capitalised_only, text)
-        if self.usernames_pattern is not None:
-            text = self.usernames_pattern.sub(NAME, text)
+        if self.names or self.usernames:
+            text = _WORD.sub(self._known, text)
         return text
+
+    def _known(self, match: re.Match[str]) -> str:
+        word = match.group(0)
+        core = word.rstrip(".'’-")
+        if core.endswith(("'s", "’s")):  # possessive: Harper's
+            core = core[:-2]
+        tail = word[len(core) :]
+        if core in self.usernames:
+            return NAME + tail
+        # capitalised only: a patient called May must not take "may represent" with her
+        if core[:1].isupper() and (
+            core.lower() in self.names or any(p.lower() in self.names for p in core.split("-") if p)
+        ):
+            return NAME + tail
+        return word
+
+
+_WORD = re.compile(r"(?<![\w.@])[A-Za-z0-9][\w.'’-]*")
 
 
 def _replacer(token: str):  # type: ignore[no-untyped-def]
@@ -239,12 +257,6 @@ def _replacer(token: str):  # type: ignore[no-untyped-def]
     return sub
 
 
-def _capitalised_only(match: re.Match[str]) -> str:
-    """Known names are matched case-insensitively but replaced only where written as a name
-    (capitalised or upper case): a patient called May must not take "may represent" with her."""
-    return NAME if match.group(0)[0].isupper() else match.group(0)
-
-
 def name_parts(names: Iterable[str]) -> set[str]:
     """The components of person names as the system stores them (DICOM ``LAST^FIRST^MIDDLE``,
     "First Last", "Last, First", usernames), at least two letters, clinical words left out."""
@@ -259,12 +271,9 @@ def name_parts(names: Iterable[str]) -> set[str]:
 
 def make_scrubber(known_names: Iterable[str] = (), *, usernames: Iterable[str] = ()) -> Scrubber:
     """A scrubber that also removes ``known_names`` (patients' and users' names, wherever written
-    capitalised) and ``usernames`` (as written: logins are usually lower case)."""
-    parts = sorted(name_parts(known_names), key=lambda p: (-len(p), p))
-    logins = sorted({u for u in usernames if len(u) >= 3 and u.lower() not in _NOT_NAMES}, key=lambda u: (-len(u), u))
-    names = re.compile(rf"(?<!\w)(?:{'|'.join(map(re.escape, parts))})(?!\w)", re.I) if parts else None
-    login = re.compile(rf"(?<!\w)(?:{'|'.join(map(re.escape, logins))})(?!\w)") if logins else None
-    return Scrubber(names, login)
+    capitalised) and ``usernames`` (as written)."""
+    logins = frozenset(u for u in usernames if len(u) >= 3 and u.lower() not in _NOT_NAMES)
+    return Scrubber(frozenset(p.lower() for p in name_parts(known_names)), logins)
 
 
 def scrub_text(text: str | None, *, known_names: Iterable[str] = (), usernames: Iterable[str] = ()) -> str | None:
