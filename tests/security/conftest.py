@@ -158,3 +158,46 @@ def intact_orthanc(world: World, orthanc_http: httpx.Client) -> httpx.Client:
     if orthanc_http.get(f"/studies/{world.orthanc_study}").status_code != 200:
         upload(orthanc_http, world.files)
     return orthanc_http
+
+
+@pytest.fixture(scope="module")
+def viewer_nginx(world: World, tmp_path_factory) -> Iterator[World]:  # type: ignore[no-untyped-def]
+    """The deployment's viewer nginx (ohif-extension/deploy/nginx.conf, as shipped, with only the
+    listen address, the app's address and the document root changed) in front of ``world``'s
+    gunicorn. Skipped where no nginx binary is installed."""
+    import shutil
+
+    from scripts.services import free_port, wait_until
+
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if binary is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    folder = tmp_path_factory.mktemp("nginx")
+    (folder / "html").mkdir()
+    (folder / "html" / "index.html").write_text("<html></html>")
+    port = free_port()
+    server = (ROOT / "ohif-extension" / "deploy" / "nginx.conf").read_text()
+    replaced = server.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    replaced = replaced.replace("http://web:8000", f"http://127.0.0.1:{world.port}")
+    replaced = replaced.replace("root /usr/share/nginx/html;", f"root {folder / 'html'};")
+    assert replaced.count(f"127.0.0.1:{world.port}") == server.count("http://web:8000") > 0
+    (folder / "viewer.conf").write_text(replaced)
+    (folder / "nginx.conf").write_text(
+        f"worker_processes 1; pid {folder}/nginx.pid; error_log {folder}/error.log;\n"
+        "events { worker_connections 64; }\n"
+        f"http {{ access_log off; client_body_temp_path {folder}/body; proxy_temp_path {folder}/proxy;\n"
+        f"  fastcgi_temp_path {folder}/fcgi; uwsgi_temp_path {folder}/uwsgi; scgi_temp_path {folder}/scgi;\n"
+        f"  include {folder}/viewer.conf; }}\n"
+    )
+    config = ["-p", str(folder), "-c", str(folder / "nginx.conf")]
+    check = subprocess.run([binary, *config, "-t"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen([binary, *config, "-g", "daemon off;"], stderr=subprocess.PIPE)
+    try:
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/dicom-web/studies").status_code == 401, 30, "nginx", proc
+        )
+        yield World(**{**world.__dict__, "port": port, "base": f"http://127.0.0.1:{port}"})
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
