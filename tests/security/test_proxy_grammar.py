@@ -11,7 +11,7 @@ from reviewer.dicomweb_proxy import Kind, Refused, resolve, upstream_params, ups
 from tests.security.test_proxy_attacks import ATTACKS
 
 ORTHANC_ID = "a1b2c3d4-e5f60718-293a4b5c-6d7e8f90-a1b2c3d4"
-IDS = {"study": "1.2.3", "series": "1.2.3.4", "sop": "1.2.3.4.5", "oid": ORTHANC_ID, "pid": ORTHANC_ID, "iid": ORTHANC_ID}
+IDS = {"study": "1.2.3", "series": "1.2.3.4", "sop": "1.2.3.4.5"} | dict.fromkeys(("oid", "pid", "iid"), ORTHANC_ID)
 
 
 def _refused(method: str, target: str, *, identities: bool = False) -> Refused | None:
