@@ -7,7 +7,7 @@ VENV="$ROOT/.venv"
 export SPINEREVIEW_CACHE="${SPINEREVIEW_CACHE:-$ROOT/.cache}"
 mkdir -p "$SPINEREVIEW_CACHE"
 
-APT_PACKAGES=(orthanc orthanc-dicomweb postgresql redis-server dcmtk dicom3tools chromium)
+APT_PACKAGES=(orthanc orthanc-dicomweb postgresql redis-server dcmtk dicom3tools chromium nginx-light)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

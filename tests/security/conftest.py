@@ -171,6 +171,8 @@ def viewer_nginx(world: World, tmp_path_factory) -> Iterator[World]:  # type: ig
 
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if binary is None:
+        if os.environ.get("SPINEREVIEW_REQUIRE_SERVICES") == "1":
+            pytest.fail("nginx is not installed although the test command installs it (scripts/setup.sh)")
         pytest.skip("nginx is not installed (apt-get install nginx-light)")
     folder = tmp_path_factory.mktemp("nginx")
     (folder / "html").mkdir()
