@@ -294,3 +294,29 @@ def test_studies_whose_calls_differ_get_different_drafts_from_the_same_writer_te
     c = ground_draft(AVERAGE_REPORT, calls({}), "lumbar")
     assert len({a.text, b.text, c.text}) == 3
     assert ground_draft(AVERAGE_REPORT, calls({}), "lumbar").text == c.text  # deterministic
+
+
+def test_the_pipeline_grounds_the_report_agents_draft(tiny_pipeline_dir, agents_synth_dir) -> None:
+    """The real tiny pipeline on a generated study: whatever its decoder wrote, the draft states
+    exactly the conditions it called present, and the history is the DICOM's."""
+    from ml.agents.pipeline import Pipeline
+    from ml.data.dataset import study_from_datasets
+
+    series: dict[str, list[Dataset]] = {}
+    for f in sorted((agents_synth_dir / "studies" / "SYN-0002").glob("*/*.dcm")):
+        ds = pydicom.dcmread(f)
+        series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+    pipeline = Pipeline.load(tiny_pipeline_dir)
+    study, skipped = study_from_datasets(next(iter(series.values()))[0].StudyInstanceUID, series, pipeline.preprocess)
+    facts = study_facts_from_datasets(series, [])
+
+    r = pipeline.analyze(study, skipped, facts)
+
+    assert r.report_source == "report_agent", r.errors
+    assert r.report_sections["CLINICAL HISTORY"] == clinical_history(facts)
+    assert r.report_sections["COMPARISON"] == NO_PRIORS
+    labels = extract_labels(r.report_text).labels
+    assert {k for k, v in labels.items() if v != 0} == {c.condition for c in r.conditions if c.present}, r.report_text
+    assert r.report_check["residual"] == []
+    assert r.report_check["written"] != r.report_text  # the writer's history, at least, was replaced
+    assert all(s.rstrip()[-1] in ".!?)" for s in finding_sentences(r.report_text)), r.report_text
