@@ -174,6 +174,46 @@ def decode_pixels(ds: Dataset) -> np.ndarray:
     return arr
 
 
+_NATIVE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
+
+
+def pixel_data_problem(ds: Dataset) -> str:
+    """Why the stored pixel data is cut short, or "" (cheap: no decoding). Native pixel data must
+    hold Rows x Columns x frames x samples x bits; encapsulated data must hold one complete
+    fragment per frame, ending with the sequence delimiter a truncated file lacks."""
+    if _PIXEL_DATA not in ds:
+        return ""
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        bits, samples = int(ds.BitsAllocated), int(ds.get("SamplesPerPixel", 1) or 1)
+    except (AttributeError, TypeError, ValueError) as exc:
+        return f"image pixel module incomplete: {exc}"
+    frames = number_of_frames(ds)
+    data = ds.PixelData
+    if str(transfer_syntax(ds)) in _NATIVE:
+        expected = rows * cols * frames * samples * bits // 8
+        if len(data) < expected:
+            return f"truncated pixel data: {len(data)} bytes, {expected} expected for {rows}x{cols}x{frames}"
+        return ""
+    # encapsulated: (FFFE,E000) items, each with a 4-byte length; the last must fit in the data
+    offset, items = 0, 0
+    while offset + 8 <= len(data):
+        tag = data[offset : offset + 4]
+        length = int.from_bytes(data[offset + 4 : offset + 8], "little")
+        if tag == b"\xfe\xff\xdd\xe0":
+            break
+        if tag != b"\xfe\xff\x00\xe0":
+            return f"malformed compressed pixel data: unexpected item tag {tag.hex()} at byte {offset}"
+        if offset + 8 + length > len(data):
+            left = len(data) - offset - 8
+            return f"truncated compressed pixel data: item {items} declares {length} bytes, {left} left"
+        offset += 8 + length
+        items += 1
+    if items < 2:  # the basic offset table plus at least one fragment
+        return "truncated compressed pixel data: no image fragment"
+    return ""
+
+
 def _rescale(h: Dataset, arr: np.ndarray) -> np.ndarray:
     try:
         slope = float(getattr(h, "RescaleSlope", 1.0) or 1.0)

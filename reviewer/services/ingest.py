@@ -25,6 +25,25 @@ from pydicom.errors import InvalidDicomError
 logger = logging.getLogger(__name__)
 
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # the SOP class of a DICOMDIR
+
+
+def dicomdir_files(path: Path) -> list[Path] | None:
+    """The files a DICOMDIR (a CD/DVD index) references, or None when ``path`` is no DICOMDIR.
+    A DICOMDIR holds no image itself: importing it means importing what it points to."""
+    if path.name.upper() != "DICOMDIR":
+        try:
+            head = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["MediaStorageSOPClassUID"])
+        except Exception:
+            return None
+        if str(getattr(head.file_meta, "MediaStorageSOPClassUID", "")) != MEDIA_STORAGE_DIRECTORY:
+            return None
+    try:
+        from pydicom.fileset import FileSet
+
+        return [Path(instance.path) for instance in FileSet(pydicom.dcmread(path))]
+    except Exception:
+        return None
 
 
 @dataclass(frozen=True)
@@ -65,7 +84,15 @@ def iter_sources(paths: Iterable[str | Path]) -> Iterator[tuple[str, Callable[[]
         else:
             yield str(path), _raiser(FileNotFoundError(f"no such file or folder: {path}"))
             continue
+        seen: set[Path] = set()
+        expanded: list[Path] = []
         for file in files:
+            referenced = dicomdir_files(file)
+            expanded += referenced if referenced is not None else [file]
+        for file in expanded:
+            if file.resolve() in seen:
+                continue  # a folder with a DICOMDIR lists its files twice
+            seen.add(file.resolve())
             if zipfile.is_zipfile(file):
                 yield from _iter_zip(file)
             else:
@@ -99,9 +126,10 @@ def _raiser(exc: Exception) -> Callable[[], bytes]:
 
 
 def check_dicom(data: bytes) -> tuple[str, str]:
-    """Return (error reason or "", StudyInstanceUID). Reads the header only."""
+    """Return (error reason or "", StudyInstanceUID). Reads the whole object, so that a file cut
+    short (a broken copy) is rejected here with a reason instead of by Orthanc's raw JSON."""
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        ds = pydicom.dcmread(io.BytesIO(data))
     except InvalidDicomError as exc:
         return f"not a DICOM file: {exc}", ""
     except Exception as exc:  # pydicom raises many types on truncated/garbled input
@@ -109,6 +137,11 @@ def check_dicom(data: bytes) -> tuple[str, str]:
     missing = [kw for kw in REQUIRED_UIDS if not getattr(ds, kw, None)]
     if missing:
         return f"missing {', '.join(missing)}", ""
+    from ml.dicom.decode import pixel_data_problem
+
+    problem = pixel_data_problem(ds)
+    if problem:
+        return problem, ""
     return "", str(ds.StudyInstanceUID)
 
 
