@@ -48,6 +48,7 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
 from reviewer.roles import Role, has_role
+from reviewer.selectors import reader_srs_hidden_from
 from reviewer.services.orthanc import orthanc
 
 logger = logging.getLogger(__name__)
@@ -441,6 +442,9 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
             raise Refused(403, f"your role may not {verb} images")
         if not identities and any(is_identifying(t) for t in target.bulk_tags):
             raise Refused(403, "patient identities are admin-only")
+        hidden = _hidden_srs(user, target.segments)
+        if any(segment in hidden.series or segment in hidden.sops for segment in target.segments):
+            raise Refused(404, "not found")
         params = upstream_params(request, kind, identities=identities)
         filtered = not identities and kind in (Kind.QIDO, Kind.METADATA)
         if filtered:
@@ -480,7 +484,7 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
         return JsonResponse({"detail": "image archive (Orthanc) is unreachable"}, status=502)
 
     if filtered and request.method == "GET":
-        return _filtered_json(response)
+        return _filtered_json(response, hidden)
 
     def body() -> Iterator[bytes]:
         try:
@@ -495,9 +499,35 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
     return out
 
 
-def _filtered_json(response: httpx.Response) -> HttpResponse:
-    """Orthanc's DICOM JSON without identities. Read whole (QIDO and metadata answers are
-    small next to pixel data), rewritten, and streamed back out in chunks."""
+@dataclass(frozen=True)
+class HiddenSRs:
+    """Other readers' box SRs a blinded reader may not see (``selectors.reader_srs_hidden_from``)."""
+
+    series: frozenset[str] = frozenset()
+    sops: frozenset[str] = frozenset()
+
+    def covers(self, dataset: object) -> bool:
+        """Whether a DICOM JSON dataset (a QIDO row or a metadata item) is one of them."""
+        if not isinstance(dataset, dict):
+            return False
+
+        def first(tag: str) -> object:
+            value = dataset.get(tag, {}).get("Value") if isinstance(dataset.get(tag), dict) else None
+            return value[0] if value else None
+
+        return first("0020000E") in self.series or first("00080018") in self.sops
+
+
+def _hidden_srs(user, segments: tuple[str, ...]) -> HiddenSRs:  # type: ignore[no-untyped-def]
+    study_uid = segments[1] if len(segments) > 1 and segments[0] == "studies" else None
+    series, sops = reader_srs_hidden_from(user, study_uid)
+    return HiddenSRs(series, sops)
+
+
+def _filtered_json(response: httpx.Response, hidden: HiddenSRs = HiddenSRs()) -> HttpResponse:
+    """Orthanc's DICOM JSON without identities, and without the rows of SRs the reader is
+    blinded to. Read whole (QIDO and metadata answers are small next to pixel data),
+    rewritten, and streamed back out in chunks."""
     try:
         raw = response.read()
     finally:
@@ -514,7 +544,11 @@ def _filtered_json(response: httpx.Response) -> HttpResponse:
         return JsonResponse({"detail": "unexpected answer from the image archive"}, status=502)
     if data is None:
         return HttpResponse(b"", status=response.status_code, content_type=content_type)
-    text = json.dumps(strip_identities(data) if response.is_success else data, separators=(",", ":")).encode()
+    if response.is_success:
+        if isinstance(data, list):
+            data = [row for row in data if not hidden.covers(row)]
+        data = strip_identities(data)
+    text = json.dumps(data, separators=(",", ":")).encode()
 
     def chunks() -> Iterator[bytes]:
         for start in range(0, len(text), CHUNK):

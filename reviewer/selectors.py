@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet
 
-from reviewer.models import Draft, Finding, LabelExtraction, ReportRevision, Review, Series, Study
+from reviewer.models import (
+    Draft,
+    Finding,
+    LabelExtraction,
+    ReportRevision,
+    Review,
+    Series,
+    StructuredReport,
+    Study,
+)
 from reviewer.roles import Role, has_role
 
 
@@ -57,12 +66,14 @@ def revisions_visible_to(user, study: Study) -> QuerySet[ReportRevision]:  # typ
 
 
 def reviews_visible_to(user, study_id: int | None = None) -> QuerySet[Review]:
-    """Admins and researchers see every review; a radiologist sees only their own
-    (readers are blinded to each other); annotators see none."""
+    """Admins see every review; a radiologist sees only their own (readers are blinded to each
+    other); annotators and researchers see none. Researchers, as in the API, get reviews only as
+    the pseudonymised statistics and ``reviews`` export: a review carries the reader, the study
+    and the comment."""
     qs = Review.objects.select_related("reader", "study", "draft__model_version", "signed_revision")
     if study_id is not None:
         qs = qs.filter(study_id=study_id)
-    if has_role(user, Role.ADMIN, Role.RESEARCHER):
+    if has_role(user, Role.ADMIN):
         return qs
     if has_role(user, Role.RADIOLOGIST):
         return qs.filter(reader=user)
@@ -152,3 +163,30 @@ def radiologists() -> QuerySet:
         .order_by("username")
         .distinct()
     )
+
+
+def reader_srs_hidden_from(user, study_uid: str | None = None) -> tuple[frozenset[str], frozenset[str]]:  # type: ignore[no-untyped-def]
+    """(series UIDs, SOP instance UIDs) of other readers' box SRs that ``user`` may not fetch
+    through the DICOMweb proxy: the same blinding policy as the report text. On a blinded study
+    a reader sees no other reader's boxes until both have signed; admins and researchers are
+    not blinded. A series is hidden only when every SR in it is hidden (older studies kept all
+    readers' SRs in one series), the SOP instances always."""
+    if has_role(user, Role.ADMIN, Role.RESEARCHER):
+        return frozenset(), frozenset()
+    others = StructuredReport.objects.filter(source=StructuredReport.Source.READER, study__blinded=True).exclude(
+        author=user
+    )
+    if study_uid is not None:
+        others = others.filter(study__study_uid=study_uid)
+    signed = Review.objects.filter(study=OuterRef("study"), signed_at__isnull=False)
+    hidden = (
+        others.annotate(author_signed=Exists(signed.filter(reader=OuterRef("author"))))
+        .annotate(user_signed=Exists(signed.filter(reader=user)))
+        .exclude(author_signed=True, user_signed=True)
+        .values_list("series_instance_uid", "sop_instance_uid")
+    )
+    series = {row[0] for row in hidden}
+    sops = frozenset(row[1] for row in hidden)
+    shared = StructuredReport.objects.filter(series_instance_uid__in=series).exclude(sop_instance_uid__in=sops)
+    series -= set(shared.values_list("series_instance_uid", flat=True))
+    return frozenset(series), sops

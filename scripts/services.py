@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     command = [c for c in args.command if c != "--"] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give a command after --")
-    workdir = Path(args.workdir)
+    workdir = Path(args.workdir).resolve()  # Orthanc is started from another cwd
     shutil.rmtree(workdir, ignore_errors=True)  # fresh archive and logs every run
     with running([s for s in args.only.split(",") if s], workdir) as env:
         proc = subprocess.Popen(command, env={**os.environ, **env, "SPINEREVIEW_SERVICES_DIR": str(workdir)})

@@ -341,6 +341,9 @@ def write_ai_sr(*, draft: Draft, sources: Mapping[str, Dataset] | None = None) -
     return row
 
 
+READER_SERIES_DESCRIPTION = "SpineReview reader boxes"
+
+
 def write_reader_sr(*, study: Study, parent: StructuredReport | None, author, boxes: list[dict]) -> StructuredReport:  # type: ignore[no-untyped-def]
     """A radiologist's corrected/added boxes as a new SR instance and a new row (nothing replaced).
 
@@ -356,9 +359,13 @@ def write_reader_sr(*, study: Study, parent: StructuredReport | None, author, bo
     parsed = parse_boxes(boxes, sources)
     name = (author.get_full_name() or author.get_username()) if author is not None else "Unknown"
     person = "^".join(reversed(name.split(" ", 1))) if " " in name else name  # DICOM PN: Family^Given
-    series_uid = generate_uid(entropy_srcs=[study.study_uid, "reader-sr-series"])
+    # one series per reader, so that blinding can hide another reader's SRs series by series;
+    # the description names no one (every reader's viewer lists it), the PN attribute does and
+    # is admin-only through the proxy
+    author_key = str(author.pk) if author is not None else "unknown"
+    series_uid = generate_uid(entropy_srcs=[study.study_uid, "reader-sr-series", author_key])
     sop_uid = generate_uid()
-    description = f"SpineReview reader {name}"[:64]
+    description = READER_SERIES_DESCRIPTION
     ds = build_sr(
         sources=sources, boxes=parsed, series_description=description, series_uid=series_uid, sop_uid=sop_uid,
         series_number=READER_SERIES_NUMBER, instance_number=StructuredReport.objects.filter(

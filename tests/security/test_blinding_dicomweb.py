@@ -1,0 +1,85 @@
+"""Blinding on the DICOMweb side: the box SR another reader stored in Orthanc is invisible to a
+blinded second reader through the proxy (QIDO rows, metadata, the instance itself), names no
+one in what OHIF lists, and becomes visible once both have signed. Real Orthanc, real proxy."""
+
+from __future__ import annotations
+
+import json
+
+import pydicom
+import pytest
+from django.test import Client
+
+from reviewer.models import Assignment, Review
+from reviewer.services.sr import READER_SERIES_DESCRIPTION, write_reader_sr
+from tests.dicom_factory import write_study
+from tests.factories import StudyFactory, UserFactory
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db]
+
+
+def _json(response) -> list:  # type: ignore[no-untyped-def]
+    assert response.status_code == 200, response.status_code
+    return json.loads(b"".join(response.streaming_content))
+
+
+def _series_uids(client: Client, study_uid: str) -> set[str]:
+    rows = _json(client.get(f"/dicom-web/studies/{study_uid}/series", HTTP_ACCEPT="application/dicom+json"))
+    return {row["0020000E"]["Value"][0] for row in rows}
+
+
+@pytest.fixture
+def two_readers_one_sr(tmp_path, empty_orthanc, orthanc_settings):  # type: ignore[no-untyped-def]
+    study_uid, files = write_study(tmp_path / "dcm")
+    for f in files:
+        assert empty_orthanc.post("/instances", content=f.read_bytes()).status_code == 200
+    header = pydicom.dcmread(files[1], stop_before_pixels=True)
+    study = StudyFactory(study_uid=study_uid, blinded=True)
+    alice = UserFactory(role="radiologist", first_name="Alice", last_name="Zqxreader")
+    bob = UserFactory(role="radiologist")
+    for reader in (alice, bob):
+        Assignment.objects.create(study=study, reader=reader)
+    box = {"condition": "disc_herniation", "sop_uid": header.SOPInstanceUID, "xyxy": [10, 12, 30, 40]}
+    sr = write_reader_sr(study=study, parent=None, author=alice, boxes=[box])
+    return study, alice, bob, sr
+
+
+def _client(user) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_a_blinded_reader_cannot_see_another_readers_box_sr_through_the_proxy(two_readers_one_sr):  # type: ignore[no-untyped-def]
+    study, alice, bob, sr = two_readers_one_sr
+    as_alice, as_bob = _client(alice), _client(bob)
+    uid = study.study_uid
+
+    assert sr.series_instance_uid in _series_uids(as_alice, uid), "the author sees her own SR"
+    assert sr.series_instance_uid not in _series_uids(as_bob, uid)
+    series_path = f"/dicom-web/studies/{uid}/series/{sr.series_instance_uid}"
+    for path in (f"{series_path}/metadata", f"{series_path}/instances",
+                 f"{series_path}/instances/{sr.sop_instance_uid}/metadata"):  # fmt: skip
+        assert as_bob.get(path, HTTP_ACCEPT="application/dicom+json").status_code == 404, path
+    rows = _json(as_bob.get(f"/dicom-web/studies/{uid}/instances", HTTP_ACCEPT="application/dicom+json"))
+    assert sr.sop_instance_uid not in {row["00080018"]["Value"][0] for row in rows}
+    # what OHIF lists for the author names no one
+    mine = _json(as_alice.get(f"{series_path}/metadata", HTTP_ACCEPT="application/dicom+json"))
+    assert mine[0]["0008103E"]["Value"] == [READER_SERIES_DESCRIPTION]
+    assert "Zqxreader" not in json.dumps(mine)
+
+
+def test_the_other_readers_boxes_become_visible_once_both_have_signed(two_readers_one_sr):  # type: ignore[no-untyped-def]
+    study, alice, bob, sr = two_readers_one_sr
+    as_bob = _client(bob)
+    Review.objects.create(study=study, reader=alice, radpeer="1", signed_at="2026-01-01T00:00:00Z")
+    assert sr.series_instance_uid not in _series_uids(as_bob, study.study_uid), "bob has not signed yet"
+    Review.objects.create(study=study, reader=bob, radpeer="1", signed_at="2026-01-01T00:00:00Z")
+    assert sr.series_instance_uid in _series_uids(as_bob, study.study_uid)
+
+
+def test_an_unblinded_study_shows_every_readers_boxes(two_readers_one_sr):  # type: ignore[no-untyped-def]
+    study, _alice, bob, sr = two_readers_one_sr
+    study.blinded = False
+    study.save(update_fields=["blinded"])
+    assert sr.series_instance_uid in _series_uids(_client(bob), study.study_uid)
