@@ -54,7 +54,13 @@ def _date(value: str | None) -> dt.date | None:
 
 @login_required
 def worklist(request: HttpRequest) -> HttpResponse:
+    """Studies with their status and readers. Not for researchers: a study row carries its UID,
+    description and dates, and researchers must see no identity anywhere; they work from the
+    pseudonymised statistics, so a researcher (without a reading, annotating or admin role) is
+    sent there."""
     user = request.user
+    if has_role(user, S) and not has_role(user, R, A, Role.ADMIN):
+        return redirect("statistics")
     status = request.GET.get("status", "")
     status = status if status in Study.Status.values else ""
     mine = request.GET.get("mine") == "1"
@@ -281,11 +287,11 @@ def _dist_rows(groups: dict[str, dict]) -> list[dict]:
 
 @role_required(S)
 def statistics(request: HttpRequest) -> HttpResponse:
-    data = stats.overview()
     is_admin = has_role(request.user, Role.ADMIN)
+    # reader names are identities: others see the readers' keys, the ``reader_key`` of the
+    # exports and of /api/stats/, so the page, the API and the files can be related
+    data = stats.overview(reader_keys=not is_admin)
     by_reader = data["radpeer_by_reader"]
-    if not is_admin:  # reader names are identities
-        by_reader = {exports.pseudonym("reader_name", k)[:10]: v for k, v in by_reader.items()}
     edit = data["edit_distance"]
     edit_rows = [{"score": s, **{k: edit[k][s] for k in stats.DISTANCE_KEYS}} for s in (*stats.RADPEER_SCORES, "all")]
     return _render(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, re_path
 from drf_spectacular.types import OpenApiTypes
@@ -192,15 +192,6 @@ class LabelQueueView(APIView):
 # --- statistics and exports --------------------------------------------------------------------
 
 
-def _pseudonymise_readers(data: dict, user, rows: list[stats.ReviewRow]) -> dict:  # type: ignore[no-untyped-def]
-    """Reader names are identities: admins see them, researchers see the readers' keys, the
-    same ``reader_key`` as in the export files."""
-    if has_role(user, Role.ADMIN):
-        return data
-    data["radpeer_by_reader"] = exports.reader_breakdown(rows)
-    return data
-
-
 class StatsView(APIView):
     """RADPEER distribution (overall, per reader, per model, per scope), edit distances per
     RADPEER score, label agreement and per-condition draft accuracy (researchers, admins)."""
@@ -210,8 +201,9 @@ class StatsView(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):  # type: ignore[no-untyped-def]
-        rows = stats.review_rows()
-        return Response(_pseudonymise_readers(stats.overview(rows=rows), request.user, rows))
+        # reader names are identities: admins see them, researchers the readers' keys (the
+        # ``reader_key`` of the export files)
+        return Response(stats.overview(reader_keys=not has_role(request.user, Role.ADMIN)))
 
 
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet",
@@ -233,9 +225,11 @@ class ExportView(APIView):
             raise ValidationError(
                 {"detail": f"tables: {', '.join(exports.TABLES)}; formats: {', '.join(exports.FORMATS)}"}
             )
-        body = exports.render_table(table, fmt)
         audit(actor=request.user, action="stats.exported", table=table, format=fmt)
-        response = HttpResponse(body, content_type=CONTENT_TYPES[fmt])
+        if fmt == "csv":  # streamed: rows are read and written in chunks, never all held at once
+            response = StreamingHttpResponse(exports.stream_table_csv(table), content_type=CONTENT_TYPES[fmt])
+        else:
+            response = HttpResponse(exports.render_table(table, fmt), content_type=CONTENT_TYPES[fmt])
         response["Content-Disposition"] = f'attachment; filename="spinereview_{table}.{fmt}"'
         return response
 

@@ -1,7 +1,9 @@
 """Plots of the research statistics (matplotlib, Agg, no pyplot state: safe in a web worker).
 
-Each plot is a function of the review rows (and, for agreement and accuracy, of the label
-tables) returning a matplotlib Figure; ``render`` turns it into PNG or SVG bytes.
+Each plot is a function of the statistics bundle (``stats.cached_bundle``: summaries, label
+tables, and the box-plot statistics and histogram counts computed with it) returning a
+matplotlib Figure; ``render`` turns it into PNG or SVG bytes. No plot reads the reviews itself,
+so a plot costs its drawing, however many reviews there are.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from ml.conditions import CONDITION_KEYS
 from reviewer.services import stats
-from reviewer.services.stats import RADPEER_SCORES, ReviewRow
+from reviewer.services.stats import RADPEER_SCORES
 
 RADPEER_COLOURS = {"1": "#4c9f70", "2a": "#d9b44a", "2b": "#e07b39", "3a": "#c85a5a", "3b": "#8f2d56"}
 FORMATS = ("png", "svg")
@@ -24,18 +27,15 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def radpeer_distribution(rows: list[ReviewRow]) -> Figure:
+def radpeer_distribution(data: dict) -> Figure:
     """Share of each RADPEER score, overall and per model version."""
-    groups = {
-        "all": rows,
-        **{k: [r for r in rows if r.model_version == k] for k in sorted({r.model_version for r in rows})},
-    }
+    groups = {"all": data["radpeer"], **data["by_model"]}
     fig = _figure(7, 3.4)
     ax = fig.add_subplot()
     names = list(groups)
     left = [0.0] * len(names)
     for score in RADPEER_SCORES:
-        share = [stats.radpeer_summary(groups[n])["share"][score] or 0.0 for n in names]
+        share = [groups[n]["share"][score] or 0.0 for n in names]
         ax.barh(names, share, left=left, color=RADPEER_COLOURS[score], label=score)
         left = [a + b for a, b in zip(left, share, strict=True)]
     ax.set_xlim(0, 1)
@@ -43,39 +43,38 @@ def radpeer_distribution(rows: list[ReviewRow]) -> Figure:
     ax.invert_yaxis()
     ax.legend(title="RADPEER", ncols=5, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     for i, n in enumerate(names):
-        ax.text(1.0, i, f"  n={len(groups[n])}", va="center", fontsize=8)
+        ax.text(1.0, i, f"  n={groups[n]['n']}", va="center", fontsize=8)
     return fig
 
 
-def edit_distance_by_radpeer(rows: list[ReviewRow]) -> Figure:
-    """Box plots of the normalised edit distances per RADPEER score (paper Fig. 6c/6d)."""
+def edit_distance_by_radpeer(data: dict) -> Figure:
+    """Box plots of the normalised edit distances per RADPEER score (paper Fig. 6c/6d); the box
+    statistics are ``Axes.boxplot``'s, computed with the bundle."""
     fig = _figure(9, 3.2)
     titles = {"char_levenshtein_norm": "character Levenshtein / max length",
               "word_levenshtein_norm": "word Levenshtein / max length", "wer": "WER"}  # fmt: skip
     for i, key in enumerate(stats.DISTANCE_KEYS):
         ax = fig.add_subplot(1, 3, i + 1)
-        data = [
-            [getattr(r, key) for r in rows if r.radpeer == s and getattr(r, key) is not None] for s in RADPEER_SCORES
-        ]
-        present = [(s, d) for s, d in zip(RADPEER_SCORES, data, strict=True) if d]
+        present = data["plot"]["boxes"][key]
         if present:
-            box = ax.boxplot([d for _, d in present], tick_labels=[s for s, _ in present], patch_artist=True,
-                             showfliers=False, medianprops={"color": "black"})  # fmt: skip
-            for patch, (s, _) in zip(box["boxes"], present, strict=True):
-                patch.set_facecolor(RADPEER_COLOURS[s])
+            box = ax.bxp(present, patch_artist=True, showfliers=False, medianprops={"color": "black"})
+            for patch, b in zip(box["boxes"], present, strict=True):
+                patch.set_facecolor(RADPEER_COLOURS[b["label"]])
         ax.set_title(titles[key], fontsize=9)
         ax.set_xlabel("RADPEER")
     return fig
 
 
-def edit_distance_histogram(rows: list[ReviewRow]) -> Figure:
-    """Distribution of the normalised word edit distance, stacked by RADPEER score."""
+def edit_distance_histogram(data: dict) -> Figure:
+    """Distribution of the normalised word edit distance, stacked by RADPEER score (bin counts
+    computed with the bundle, as ``Axes.hist`` would)."""
     fig = _figure(7, 3.2)
     ax = fig.add_subplot()
-    data = [[r.word_levenshtein_norm for r in rows if r.radpeer == s and r.word_levenshtein_norm is not None]
-            for s in RADPEER_SCORES]  # fmt: skip
-    ax.hist(data, bins=20, range=(0, 1), stacked=True, color=[RADPEER_COLOURS[s] for s in RADPEER_SCORES],
-            label=list(RADPEER_SCORES))  # fmt: skip
+    edges = np.linspace(0, 1, stats.HISTOGRAM_BINS + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    counts = [data["plot"]["histogram"][s] for s in RADPEER_SCORES]
+    ax.hist([centres] * len(RADPEER_SCORES), bins=edges, weights=counts, stacked=True,
+            color=[RADPEER_COLOURS[s] for s in RADPEER_SCORES], label=list(RADPEER_SCORES))  # fmt: skip
     ax.set_xlabel("word Levenshtein distance / max length (draft vs signed)")
     ax.set_ylabel("reviews")
     ax.legend(title="RADPEER", frameon=False)
@@ -95,9 +94,9 @@ def _per_condition(ax, keys: list[str], series: dict[str, list[float | None]], x
     ax.legend(frameon=False, fontsize=8, loc="lower left")
 
 
-def label_agreement(rows: list[ReviewRow]) -> Figure:
+def label_agreement(data: dict) -> Figure:
     """Cohen's kappa per condition: extractor vs annotator, and between annotators."""
-    table = stats.cached_label_tables()[0]
+    table = data["label_agreement"]
     fig = _figure(7, 5.2)
     ax = fig.add_subplot()
     _per_condition(
@@ -110,9 +109,9 @@ def label_agreement(rows: list[ReviewRow]) -> Figure:
     return fig
 
 
-def draft_accuracy(rows: list[ReviewRow]) -> Figure:
+def draft_accuracy(data: dict) -> Figure:
     """Per-condition AUROC and sensitivity of the draft, in scope vs out of scope (Fig. 6e)."""
-    table = [r for r in stats.cached_label_tables()[1] if r["scope"] != "all"]
+    table = [r for r in data["draft_accuracy"] if r["scope"] != "all"]
     fig = _figure(9, 5.2)
     for i, metric in enumerate(("auroc", "sensitivity", "specificity")):
         ax = fig.add_subplot(1, 3, i + 1)
@@ -126,7 +125,7 @@ def draft_accuracy(rows: list[ReviewRow]) -> Figure:
     return fig
 
 
-PLOTS: dict[str, Callable[[list[ReviewRow]], Figure]] = {
+PLOTS: dict[str, Callable[[dict], Figure]] = {
     "radpeer_distribution": radpeer_distribution,
     "edit_distance_by_radpeer": edit_distance_by_radpeer,
     "edit_distance_histogram": edit_distance_histogram,
@@ -135,12 +134,13 @@ PLOTS: dict[str, Callable[[list[ReviewRow]], Figure]] = {
 }
 
 
-def render(name: str, fmt: str, *, rows: list[ReviewRow] | None = None) -> bytes:
+def render(name: str, fmt: str, *, data: dict | None = None) -> bytes:
+    """The plot as PNG or SVG bytes, from ``data`` (default: the cached statistics bundle)."""
     if name not in PLOTS:
         raise ValueError(f"unknown plot {name!r}; known: {', '.join(PLOTS)}")
     if fmt not in FORMATS:
         raise ValueError(f"unknown plot format {fmt!r}; known: {', '.join(FORMATS)}")
-    fig = PLOTS[name](stats.review_rows() if rows is None else rows)
+    fig = PLOTS[name](stats.cached_bundle() if data is None else data)
     buf = io.BytesIO()
     metadata = {"Date": None} if fmt == "svg" else None
     fig.savefig(buf, format=fmt, metadata=metadata)

@@ -1,8 +1,19 @@
 """Research statistics: RADPEER, edit distances, label agreement, per-condition draft accuracy.
 
-Reads only (no writes); every function loads what it needs in a fixed, small number of
-queries (values lists, JSON keys extracted by the database), so the statistics page stays
-fast with tens of thousands of reviews. Definitions (also in docs/workflow.md):
+Reads only (no writes). Two implementations of every figure:
+
+- the row functions (``review_rows``, ``radpeer_summary``, ``edit_distance_by_radpeer``,
+  ``label_agreement``, ``draft_accuracy`` on SQLite) compute in Python from one row per review;
+  they are the plain reference and serve the embedded demo database;
+- on PostgreSQL, ``overview`` aggregates in the database: RADPEER counts by GROUP BY, label
+  agreement as per-condition confusion counts, and the per-review columns that quantiles, rank
+  correlations and AUROCs need (they are order statistics: no counter gives them) as one packed
+  binary value per query, unpacked by numpy without a Python object per review. The result is
+  cached under a fingerprint of everything it depends on, so only the first view after a change
+  pays for it.
+
+Both give the same numbers (asserted on random data in tests/platform/test_stats_aggregates.py).
+Definitions (also in docs/workflow.md):
 
 - discrepancy rate: share of signed reviews scored 2a, 2b, 3a or 3b (RADPEER ≥ 2);
 - clinically significant rate: share scored 2b or 3b;
@@ -21,9 +32,11 @@ import math
 import operator
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
+import numpy as np
 from django.db import connection
 from django.db.models import FloatField, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.fields.json import KT
@@ -74,6 +87,12 @@ def signed_reviews() -> QuerySet[Review]:
 def review_rows(queryset: QuerySet[Review] | None = None) -> list[ReviewRow]:
     """Signed reviews as rows, in one query (edit-distance numbers are pulled out of the JSON
     by the database, so per-section detail is not transferred)."""
+    return list(iter_review_rows(queryset))
+
+
+def iter_review_rows(queryset: QuerySet[Review] | None = None, *, chunk_size: int | None = None) -> Iterator[ReviewRow]:
+    """``review_rows`` one at a time; with ``chunk_size`` through a server-side cursor, so that an
+    export streams instead of holding every review in memory."""
     qs = signed_reviews() if queryset is None else queryset.filter(signed_at__isnull=False)
     # Numbers are pulled out of the JSON and cast by the database: no JSON decoding per value here.
     numbers = {
@@ -108,11 +127,9 @@ def review_rows(queryset: QuerySet[Review] | None = None) -> list[ReviewRow]:
             "study__patient_id",
         )
     )
-    rows = []
-    for v in values:
+    for v in values.iterator(chunk_size=chunk_size) if chunk_size else values:
         model = f"{v[5]}@{v[6]}" if v[5] else (v[7] or "")
-        rows.append(ReviewRow(v[0], v[1], v[2], v[3], v[4], model, *v[8:-1], patient_id=v[-1] or ""))
-    return rows
+        yield ReviewRow(v[0], v[1], v[2], v[3], v[4], model, *v[8:-1], patient_id=v[-1] or "")
 
 
 def _rate(count: int, n: int) -> float | None:
@@ -122,16 +139,19 @@ def _rate(count: int, n: int) -> float | None:
 def radpeer_summary(rows: Iterable[ReviewRow]) -> dict:
     """Distribution, discrepancy rate (≥ 2) and clinically significant rate (2b + 3b)."""
     rows = list(rows)
-    counts = Counter(r.radpeer for r in rows)
-    n = len(rows)
+    arbitrations = Counter(r.arbitration_state for r in rows)
+    return _summary(Counter(r.radpeer for r in rows), len(rows), arbitrations["open"], arbitrations["resolved"])
+
+
+def _summary(counts: Counter, n: int, arbitrations_open: int, arbitrations_resolved: int) -> dict:
     return {
         "n": n,
         "counts": {s: counts.get(s, 0) for s in RADPEER_SCORES},
         "share": {s: _rate(counts.get(s, 0), n) for s in RADPEER_SCORES},
         "discrepancy_rate": _rate(sum(counts[s] for s in DISCREPANT), n),
         "significant_rate": _rate(sum(counts[s] for s in SIGNIFICANT), n),
-        "arbitrations_open": sum(1 for r in rows if r.arbitration_state == "open"),
-        "arbitrations_resolved": sum(1 for r in rows if r.arbitration_state == "resolved"),
+        "arbitrations_open": arbitrations_open,
+        "arbitrations_resolved": arbitrations_resolved,
     }
 
 
@@ -190,8 +210,16 @@ def spearman_radpeer_vs_distance(rows: Iterable[ReviewRow], key: str = "word_lev
 
 
 def label_agreement() -> list[dict]:
-    """Per condition: extractor vs annotator (accuracy, kappa) and inter-annotator kappa. Two
-    queries."""
+    """Per condition: extractor vs annotator (accuracy, kappa) and inter-annotator kappa. One
+    query of confusion counts on PostgreSQL (``_label_agreement_sql``), else two queries and a
+    loop over the confirmations."""
+    if connection.vendor == "postgresql":
+        return _label_agreement_sql()
+    return label_agreement_from_rows()
+
+
+def label_agreement_from_rows() -> list[dict]:
+    """``label_agreement`` computed in Python from every confirmation (the reference)."""
     confirmations = list(
         LabelConfirmation.objects.order_by("extraction_id", "annotator_id").values_list(
             "extraction_id", "annotator_id", "labels"
@@ -320,37 +348,46 @@ def _findings_per_draft(drafts: QuerySet) -> Iterable[tuple[int, list[str], list
         yield draft_id, [condition], [p]
 
 
-def draft_accuracy(scopes: tuple[str, ...] = ("all", "in_scope", "out_of_scope")) -> list[dict]:
-    """Per condition and scope: sensitivity, specificity (draft labels vs signed-report labels)
-    and AUROC of the draft's finding probability against the signed-report label. Two queries;
-    the counting is vectorised (numpy) so that 10,000 reviews x 17 conditions stay cheap."""
-    import numpy as np
+SCOPES = ("all", "in_scope", "out_of_scope")
 
+
+def draft_accuracy(scopes: tuple[str, ...] = SCOPES) -> list[dict]:
+    """Per condition and scope: sensitivity, specificity (draft labels vs signed-report labels)
+    and AUROC of the draft's finding probability against the signed-report label. Two queries
+    (packed columns on PostgreSQL, see ``_draft_arrays``); the counting is vectorised (numpy)."""
+    if connection.vendor == "postgresql":
+        return _accuracy_table(*_draft_arrays(), scopes)
     pairs = draft_label_pairs()
     keys = CONDITION_KEYS
     n = len(pairs)
-    row_of = {p[0]: i for i, p in enumerate(pairs)}
-    ref = np.array([_label_vector(p[2]) for p in pairs], dtype=np.int8).reshape(n, len(keys))  # (n, 17)
-    hyp = np.array([_label_vector(p[3]) for p in pairs], dtype=np.int8).reshape(n, len(keys))  # (n, 17)
+    rows_of: dict[int, list[int]] = defaultdict(list)  # a draft read by several readers: one row each
+    for i, p in enumerate(pairs):
+        rows_of[p[0]].append(i)
+    ref = np.array([_label_vector(p[2]) for p in pairs], dtype=np.int16).reshape(n, len(keys))  # (n, 17)
+    hyp = np.array([_label_vector(p[3]) for p in pairs], dtype=np.int16).reshape(n, len(keys))  # (n, 17)
     in_scope = np.array([bool(p[1]) for p in pairs], dtype=bool)  # (n,)
     prob = np.full((n, len(keys)), np.nan)  # (n, 17)
     if n:
         column = {k: j for j, k in enumerate(keys)}
         drafts = signed_reviews().filter(draft__isnull=False).values("draft_id")
         for draft_id, conditions, probabilities in _findings_per_draft(drafts):
-            i = row_of.get(draft_id)
-            if i is None:
-                continue
-            if len(conditions) == len(keys) and conditions == SORTED_KEYS:  # the usual case: all 17 findings
-                prob[i, SORTED_COLUMNS] = probabilities
-                continue
-            for condition, p in zip(conditions, probabilities, strict=True):
-                if condition in column:
-                    prob[i, column[condition]] = p
+            for i in rows_of.get(draft_id, ()):
+                for condition, p in zip(conditions, probabilities, strict=True):
+                    if condition in column:
+                        prob[i, column[condition]] = p
+    return _accuracy_table(ref, hyp, in_scope, prob, scopes)
+
+
+def _accuracy_table(
+    ref: np.ndarray, hyp: np.ndarray, in_scope: np.ndarray, prob: np.ndarray, scopes: tuple[str, ...]
+) -> list[dict]:
+    """The draft-accuracy rows from per-review label vectors ``ref``/``hyp`` (n, 17; -1 uncertain,
+    -2 missing), scope flags (n,) and finding probabilities (n, 17; NaN where none)."""
+    n = len(in_scope)
     out = []
     for scope in scopes:
         chosen = np.ones(n, dtype=bool) if scope == "all" else (in_scope == (scope == "in_scope"))
-        for j, key in enumerate(keys):
+        for j, key in enumerate(CONDITION_KEYS):
             definite_ref = chosen & ((ref[:, j] == 0) | (ref[:, j] == 1))
             both = definite_ref & ((hyp[:, j] == 0) | (hyp[:, j] == 1))
             counts = sensitivity_specificity(ref[both, j], hyp[both, j])
@@ -370,55 +407,440 @@ def draft_accuracy(scopes: tuple[str, ...] = ("all", "in_scope", "out_of_scope")
     return out
 
 
-def label_fingerprint() -> tuple:
-    """Changes whenever the label tables could change: signed reviews (count, last update),
-    extractions (count, last id), confirmations (count, last label audit event — a corrected
-    confirmation keeps its row but logs an event). Three aggregate queries."""
-    from django.db.models import Count, Max
-
-    from reviewer.models import AuditEvent
-
-    reviews = signed_reviews().aggregate(n=Count("id"), t=Max("updated_at"))
-    extractions = LabelExtraction.objects.aggregate(n=Count("id"), last=Max("id"))
-    confirmations = AuditEvent.objects.filter(action__startswith="labels.").aggregate(last=Max("id"))
-    return (reviews["n"], str(reviews["t"]), extractions["n"], extractions["last"], confirmations["last"])
+# --- aggregation in PostgreSQL -------------------------------------------------------------------
+#
+# A quantile, a rank correlation or an AUROC needs every value (no running counter gives them),
+# so for those the database extracts exactly the numbers needed (JSON keys, the newest label
+# extraction, the finding probabilities) and packs them into one bytea per query (fixed-width
+# big-endian fields, ``string_agg``); numpy reads it in one call. Binary floats are exact, so
+# the figures equal the row functions' to the last bit. Everything countable is counted there.
 
 
-LABEL_CACHE_SECONDS = 3600
+def _table(model: type) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
 
 
-def cached_label_tables() -> tuple[list[dict], list[dict]]:
-    """(label_agreement, draft_accuracy), cached under ``label_fingerprint`` so that repeated
-    page views do not redo the per-condition work over every review; a new signature,
-    extraction or confirmation changes the key, so the cache is never stale."""
+def _fetch_one(sql: str, params: list | tuple = ()) -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+@contextmanager
+def _without_jit() -> Iterator[None]:
+    """A transaction without JIT compilation on PostgreSQL: these queries run once per change of
+    the data, and compiling them costs more than it saves (about 90 ms of 480 at 10,000
+    reviews). Re-entrant: an inner use adds no savepoint."""
+    from django.db import transaction
+
+    if connection.vendor != "postgresql" or getattr(connection, "_stats_without_jit", False):
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+        connection._stats_without_jit = True  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            connection._stats_without_jit = False  # type: ignore[attr-defined]
+
+
+def _radpeer_code_sql(column: str) -> str:
+    """The RADPEER score as its index in ``RADPEER_SCORES`` (-1 for anything else)."""
+    whens = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(RADPEER_SCORES))
+    return f"CASE {column} {whens} ELSE -1 END"
+
+
+def _radpeer_groups() -> list[dict]:
+    """Signed reviews counted per (reader, model, scope, score, arbitration state): a few hundred
+    rows however many reviews there are."""
+    from django.db.models import Count
+
+    return list(
+        signed_reviews()
+        .order_by()
+        .values(
+            "reader_id",
+            "draft__model_version__name",
+            "draft__model_version__version",
+            "draft__job__pipeline_version",
+            "in_scope",
+            "radpeer",
+            "arbitration__state",
+        )
+        .annotate(n=Count("id"))
+    )
+
+
+def _summaries(groups: list[dict], key: Callable[[dict], object]) -> dict:
+    """``_summary`` per value of ``key`` over the grouped counts, in ``radpeer_by``'s order."""
+    per: dict[object, list[dict]] = defaultdict(list)
+    for g in groups:
+        per[key(g)].append(g)
+    return {k: _summary_of(per[k]) for k in sorted(per, key=str)}
+
+
+def _summary_of(groups: list[dict]) -> dict:
+    counts: Counter = Counter()
+    arbitrations: Counter = Counter()
+    for g in groups:
+        counts[g["radpeer"]] += g["n"]
+        arbitrations[g["arbitration__state"]] += g["n"]
+    return _summary(counts, sum(counts.values()), arbitrations["open"], arbitrations["resolved"])
+
+
+def _model_key(g: dict) -> str:
+    name = g["draft__model_version__name"]
+    return f"{name}@{g['draft__model_version__version']}" if name else (g["draft__job__pipeline_version"] or "")
+
+
+_DISTANCE_DTYPE = np.dtype([("radpeer", ">i2"), *((k, ">f8") for k in DISTANCE_KEYS)])
+
+
+def _distance_sql() -> str:
+    """(radpeer index, char norm, word norm, WER) per signed review in id order, packed; NaN
+    where a review has no stored distance."""
+    values = " || ".join(
+        f"float8send(coalesce((edit_distance ->> '{k}')::double precision, 'NaN'))" for k in DISTANCE_KEYS
+    )
+    return (
+        f"SELECT string_agg(int2send(({_radpeer_code_sql('radpeer')})::smallint) || {values}, ''::bytea ORDER BY id)"
+        f" FROM {_table(Review)} WHERE signed_at IS NOT NULL"
+    )
+
+
+def _unpack(packed: object, dtype: np.dtype) -> np.ndarray:
+    return np.frombuffer(bytes(packed or b""), dtype=dtype)  # type: ignore[call-overload]
+
+
+def _distance_tables(packed: np.ndarray) -> tuple[dict, float | None, dict]:
+    """(``edit_distance_by_radpeer``, ``spearman_radpeer_vs_distance``, plot data) from the
+    packed columns, computed by the same code as the row functions."""
+    from matplotlib import cbook
+
+    code = packed["radpeer"].astype(np.int64)
+    edit: dict[str, dict[str, dict]] = {}
+    boxes: dict[str, list[dict]] = {}
+    for key in DISTANCE_KEYS:
+        values = packed[key].astype(np.float64)
+        present = ~np.isnan(values)
+        per = {s: np.sort(values[present & (code == i)]) for i, s in enumerate(RADPEER_SCORES)}
+        edit[key] = {s: _describe(per[s].tolist()) for s in RADPEER_SCORES}
+        edit[key]["all"] = _describe(np.sort(values[present]).tolist())
+        boxes[key] = []
+        for s in RADPEER_SCORES:
+            if per[s].size:  # what ``Axes.boxplot`` computes, without the outliers (not drawn)
+                (box,) = cbook.boxplot_stats(per[s], labels=[s])
+                boxes[key].append({**box, "fliers": np.empty(0)})
+    word = packed["word_levenshtein_norm"].astype(np.float64)
+    chosen = ~np.isnan(word) & (code >= 0)
+    x, y = code[chosen], word[chosen]
+    rho = None
+    if x.size >= 3 and np.unique(x).size >= 2 and np.unique(y).size >= 2:
+        from scipy.stats import spearmanr
+
+        statistic = spearmanr(x.tolist(), y.tolist()).statistic
+        rho = None if math.isnan(statistic) else float(statistic)
+    histogram = {
+        s: np.histogram(word[~np.isnan(word) & (code == i)], bins=HISTOGRAM_BINS, range=(0, 1))[0].tolist()
+        for i, s in enumerate(RADPEER_SCORES)
+    }
+    return edit, rho, {"boxes": boxes, "histogram": histogram}
+
+
+HISTOGRAM_BINS = 20
+
+
+def _label_agreement_sql() -> list[dict]:
+    """``label_agreement`` from confusion counts per condition: extractor vs every annotator, and
+    the first two annotators (by id) of a report with each other. One query."""
+    from reviewer.models import LabelConfirmation
+
+    confirmations, extractions = _table(LabelConfirmation), _table(LabelExtraction)
+    sql = f"""
+        WITH c AS (
+            SELECT extraction_id, labels,
+                   row_number() OVER (PARTITION BY extraction_id ORDER BY annotator_id) AS rn
+            FROM {confirmations}),
+        k AS (SELECT key, ord FROM unnest(%s::text[]) WITH ORDINALITY AS k(key, ord))
+        SELECT 0, k.ord, (e.labels ->> k.key)::int, (c.labels ->> k.key)::int, count(*)
+        FROM c JOIN {extractions} e ON e.id = c.extraction_id
+             JOIN k ON e.labels ->> k.key IS NOT NULL AND c.labels ->> k.key IS NOT NULL
+        GROUP BY 1, 2, 3, 4
+        UNION ALL
+        SELECT 1, k.ord, (a.labels ->> k.key)::int, (b.labels ->> k.key)::int, count(*)
+        FROM c a JOIN c b ON b.extraction_id = a.extraction_id AND a.rn = 1 AND b.rn = 2
+             JOIN k ON a.labels ->> k.key IS NOT NULL AND b.labels ->> k.key IS NOT NULL
+        GROUP BY 1, 2, 3, 4"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(CONDITION_KEYS)])
+        found = cursor.fetchall()
+    cells: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
+    for kind, ord_, a, b, n in found:
+        cells[(kind, ord_ - 1)].append((a, b, n))
+    out = []
+    for j, key in enumerate(CONDITION_KEYS):
+        ext, inter = cells.get((0, j), []), cells.get((1, j), [])
+        n, n2 = sum(c[2] for c in ext), sum(c[2] for c in inter)
+        out.append(
+            {
+                "condition": key,
+                "n_confirmations": n,
+                "extractor_accuracy": sum(c[2] for c in ext if c[0] == c[1]) / n if n else None,
+                "extractor_kappa": _nan_to_none(cohen_kappa(*_expand(ext))) if n else None,
+                "n_double_annotated": n2,
+                "inter_annotator_agreement": sum(c[2] for c in inter if c[0] == c[1]) / n2 if n2 else None,
+                "inter_annotator_kappa": _nan_to_none(cohen_kappa(*_expand(inter))) if n2 else None,
+            }
+        )
+    return out
+
+
+def _expand(cells: list[tuple[int, int, int]]) -> tuple[list[int], list[int]]:
+    """Confusion counts back to two label lists (kappa depends on the counts only)."""
+    a = np.repeat([c[0] for c in cells], [c[2] for c in cells]).tolist()
+    b = np.repeat([c[1] for c in cells], [c[2] for c in cells]).tolist()
+    return a, b
+
+
+_REVIEW_DTYPE = np.dtype(
+    [("draft", ">i8"), ("in_scope", ">i2"), ("ref", ">i2", len(CONDITION_KEYS)), ("hyp", ">i2", len(CONDITION_KEYS))]
+)
+_FINDING_DTYPE = np.dtype([("draft", ">i8"), ("condition", ">i2"), ("p", ">f8")])
+
+
+def _draft_sql() -> tuple[str, str, list]:
+    """The two packed queries of ``_draft_arrays`` and their parameters: per signed review whose
+    signed report and draft were both label-extracted (the newest extraction of each), in id
+    order, the draft id, the scope flag and the two label vectors; and every finding of the
+    signed reviews' drafts (draft id, condition number, probability)."""
+    from reviewer.models import Draft
+
+    extractions = _table(LabelExtraction)
+
+    def vector(alias: str) -> str:  # the 17 labels as int2, -2 where a condition is missing
+        return " || ".join(
+            f"int2send(coalesce(({alias}.labels ->> '{k}')::smallint, -2::smallint))" for k in CONDITION_KEYS
+        )
+
+    reviews_sql = f"""
+        SELECT string_agg(int8send(r.draft_id) || int2send(r.in_scope::int::smallint) || {vector("s")}
+                          || {vector("d")}, ''::bytea ORDER BY r.id)
+        FROM {_table(Review)} r
+             JOIN {_table(Draft)} dr ON dr.id = r.draft_id
+             JOIN LATERAL (SELECT labels FROM {extractions}
+                           WHERE revision_id = r.signed_revision_id AND source = %s
+                           ORDER BY id DESC LIMIT 1) s ON true
+             JOIN LATERAL (SELECT labels FROM {extractions}
+                           WHERE study_id = r.study_id AND source = %s AND report_text = dr.text
+                           ORDER BY id DESC LIMIT 1) d ON true
+        WHERE r.signed_at IS NOT NULL"""
+    findings_sql = f"""
+        SELECT string_agg(int8send(f.draft_id) || int2send(k.ord::smallint) || float8send(f.probability), ''::bytea)
+        FROM {_table(Finding)} f
+             JOIN unnest(%s::text[]) WITH ORDINALITY AS k(key, ord) ON k.key = f.condition
+        WHERE f.draft_id IN (SELECT draft_id FROM {_table(Review)} WHERE signed_at IS NOT NULL)"""
+    params = [LabelExtraction.Source.SIGNED_REPORT, LabelExtraction.Source.DRAFT, list(CONDITION_KEYS)]
+    return reviews_sql, findings_sql, params
+
+
+def _draft_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ref, hyp, in_scope, prob) of ``_accuracy_table``. One query."""
+    reviews_sql, findings_sql, params = _draft_sql()
+    with _without_jit():
+        reviews, findings = _fetch_one(f"SELECT ({reviews_sql}), ({findings_sql})", params)
+    return _draft_from_packed(reviews, findings)
+
+
+def _draft_from_packed(packed_reviews: object, packed_findings: object) -> tuple[np.ndarray, ...]:
+    reviews = _unpack(packed_reviews, _REVIEW_DTYPE)
+    n, k = len(reviews), len(CONDITION_KEYS)
+    prob = np.full((n, k), np.nan)
+    findings = _unpack(packed_findings, _FINDING_DTYPE)
+    if n and len(findings):
+        # each finding goes to every review of its draft (several readers may review one draft)
+        drafts = reviews["draft"].astype(np.int64)
+        order = np.argsort(drafts, kind="stable")
+        sorted_drafts = drafts[order]
+        f_draft = findings["draft"].astype(np.int64)
+        lo = np.searchsorted(sorted_drafts, f_draft, side="left")
+        per = np.searchsorted(sorted_drafts, f_draft, side="right") - lo
+        which = np.repeat(np.arange(len(findings)), per)
+        offset = np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per)
+        rows = order[np.repeat(lo, per) + offset]
+        prob[rows, findings["condition"][which].astype(np.int64) - 1] = findings["p"][which].astype(np.float64)
+    ref = reviews["ref"].astype(np.int16).reshape(n, k)
+    hyp = reviews["hyp"].astype(np.int16).reshape(n, k)
+    return ref, hyp, reviews["in_scope"].astype(bool), prob
+
+
+# --- the cached overview -------------------------------------------------------------------------
+
+
+def stats_fingerprint() -> tuple:
+    """Changes whenever a figure of ``overview`` could: signed reviews (count, last update),
+    arbitrations (count, resolved, last resolution), label extractions, confirmations and
+    findings (count, last id), model versions (id, name, version), and the last audit event of a
+    change that keeps row counts and update times (a corrected confirmation, recomputed edit
+    distances). One query on PostgreSQL."""
+    from reviewer.models import Arbitration, AuditEvent, LabelConfirmation, ModelVersion
+
+    review, arbitration = _table(Review), _table(Arbitration)
+    extraction, confirmation, finding = _table(LabelExtraction), _table(LabelConfirmation), _table(Finding)
+    sql = f"""SELECT
+        (SELECT count(*) FROM {review} WHERE signed_at IS NOT NULL),
+        (SELECT max(updated_at) FROM {review} WHERE signed_at IS NOT NULL),
+        (SELECT count(*) FROM {arbitration}),
+        (SELECT count(*) FROM {arbitration} WHERE state = 'resolved'),
+        (SELECT max(resolved_at) FROM {arbitration}),
+        (SELECT count(*) FROM {extraction}), (SELECT max(id) FROM {extraction}),
+        (SELECT count(*) FROM {confirmation}), (SELECT max(id) FROM {confirmation}),
+        (SELECT count(*) FROM {finding}), (SELECT max(id) FROM {finding}),
+        (SELECT max(id) FROM {_table(AuditEvent)}
+         WHERE action LIKE 'labels.%%' OR action LIKE 'arbitration.%%' OR action = 'edit_distance.recomputed')"""
+    if connection.vendor == "postgresql":
+        sql += (
+            f",\n(SELECT string_agg(id || ':' || name || '@' || version, ',' ORDER BY id) FROM {_table(ModelVersion)})"
+        )
+        return tuple(str(v) for v in _fetch_one(sql))
+    found = tuple(str(v) for v in _fetch_one(sql))
+    return found + tuple(ModelVersion.objects.order_by("id").values_list("id", "name", "version"))
+
+
+CACHE_SECONDS = 3600
+
+
+def _compute_bundle() -> dict:
+    """Every figure of the statistics page, the API and the plots, keyed by reader id (names and
+    pseudonyms are applied per request)."""
+    if connection.vendor != "postgresql":
+        return _bundle_from_rows(review_rows())
+    reviews_sql, findings_sql, params = _draft_sql()
+    with _without_jit():
+        groups = _radpeer_groups()
+        distances, reviews, findings = _fetch_one(
+            f"SELECT ({_distance_sql()}), ({reviews_sql}), ({findings_sql})", params
+        )
+        agreement = label_agreement()
+    edit, rho, plot_data = _distance_tables(_unpack(distances, _DISTANCE_DTYPE))
+    return {
+        "radpeer": _summary_of(groups),
+        "by_reader_id": _summaries(groups, operator.itemgetter("reader_id")),
+        "by_model": _summaries(groups, _model_key),
+        "by_scope": _scope_summaries(_summaries(groups, operator.itemgetter("in_scope"))),
+        "edit_distance": edit,
+        "spearman_word_norm": rho,
+        "label_agreement": agreement,
+        "draft_accuracy": _accuracy_table(*_draft_from_packed(reviews, findings), SCOPES),
+        "plot": plot_data,
+    }
+
+
+def _scope_summaries(by_flag: dict) -> dict:
+    return {("in_scope" if str(k) == "True" else "out_of_scope"): v for k, v in by_flag.items()}
+
+
+def _bundle_from_rows(rows: list[ReviewRow]) -> dict:
+    """``_compute_bundle`` by the row functions (SQLite, and ``overview(rows=...)``)."""
+    from matplotlib import cbook
+
+    boxes: dict[str, list[dict]] = {}
+    for key in DISTANCE_KEYS:
+        boxes[key] = []
+        for s in RADPEER_SCORES:
+            values = [getattr(r, key) for r in rows if r.radpeer == s and getattr(r, key) is not None]
+            if values:
+                (box,) = cbook.boxplot_stats(np.asarray(values, dtype=np.float64), labels=[s])
+                boxes[key].append({**box, "fliers": np.empty(0)})
+    histogram = {
+        s: np.histogram(
+            [r.word_levenshtein_norm for r in rows if r.radpeer == s and r.word_levenshtein_norm is not None],
+            bins=HISTOGRAM_BINS, range=(0, 1),
+        )[0].tolist()
+        for s in RADPEER_SCORES
+    }  # fmt: skip
+    return {
+        "radpeer": radpeer_summary(rows),
+        "by_reader_id": radpeer_by_value(rows, "reader_id"),
+        "by_model": radpeer_by(rows, "model_version"),
+        "by_scope": _scope_summaries(radpeer_by(rows, "in_scope")),
+        "edit_distance": edit_distance_by_radpeer(rows),
+        "spearman_word_norm": spearman_radpeer_vs_distance(rows),
+        "label_agreement": label_agreement(),
+        "draft_accuracy": draft_accuracy(),
+        "plot": {"boxes": boxes, "histogram": histogram},
+    }
+
+
+def radpeer_by_value(rows: Iterable[ReviewRow], key: str) -> dict[object, dict]:
+    """``radpeer_by`` keyed by the value itself (not its string), in the same order."""
+    groups: dict[object, list[ReviewRow]] = defaultdict(list)
+    for r in rows:
+        groups[getattr(r, key)].append(r)
+    return {k: radpeer_summary(groups[k]) for k in sorted(groups, key=str)}
+
+
+def cached_bundle() -> dict:
+    """``_compute_bundle`` cached under ``stats_fingerprint``: a signature, arbitration,
+    extraction, confirmation or recomputation changes the key, so the cache is never stale and
+    only the first view after a change computes."""
     import hashlib
 
     from django.core.cache import cache
 
-    digest = hashlib.sha256(repr(label_fingerprint()).encode()).hexdigest()[:32]
-    key = f"spinereview:stats:labels:{digest}"
-    found = cache.get(key)
-    if found is None:
-        found = (label_agreement(), draft_accuracy())
-        cache.set(key, found, LABEL_CACHE_SECONDS)
+    with _without_jit():
+        digest = hashlib.sha256(repr(stats_fingerprint()).encode()).hexdigest()[:32]
+        key = f"spinereview:stats:bundle:{digest}"
+        found = cache.get(key)
+        if found is None:
+            found = _compute_bundle()
+            cache.set(key, found, CACHE_SECONDS)
     return found
 
 
-def overview(*, rows: list[ReviewRow] | None = None, cached: bool = True) -> dict:
-    """Everything the statistics page shows."""
-    rows = review_rows() if rows is None else rows
-    agreement, accuracy = cached_label_tables() if cached else (label_agreement(), draft_accuracy())
+def cached_label_tables() -> tuple[list[dict], list[dict]]:
+    """(label_agreement, draft_accuracy) of the cached bundle."""
+    bundle = cached_bundle()
+    return bundle["label_agreement"], bundle["draft_accuracy"]
+
+
+def reader_names(reader_ids: Iterable[int]) -> dict[int, str]:
+    """Usernames of the readers (admins' view; looked up per request, never cached)."""
+    from django.contrib.auth import get_user_model
+
+    return dict(get_user_model().objects.filter(pk__in=list(reader_ids)).values_list("id", "username"))
+
+
+def overview(*, rows: list[ReviewRow] | None = None, cached: bool = True, reader_keys: bool = False) -> dict:
+    """Everything the statistics page and ``/api/stats/`` show. Readers are named by username,
+    or with ``reader_keys`` by ``reviewer.deid``'s reader pseudonym (the ``reader_key`` of the
+    exports), in the order of their ids as text, as the exports' per-reader summary."""
+    if rows is not None:
+        bundle = _bundle_from_rows(rows)
+    elif cached:
+        bundle = cached_bundle()
+    else:
+        bundle = _compute_bundle()
+    by_id = bundle["by_reader_id"]
+    if reader_keys:
+        from reviewer import deid
+
+        secret = deid.pseudonym_secret()
+        by_reader = {deid.pseudonym("reader", k, secret=secret): by_id[k] for k in sorted(by_id, key=str)}
+    else:
+        names = reader_names(by_id)
+        by_reader = {str(names.get(k, k)): v for k, v in by_id.items()}
+        by_reader = dict(sorted(by_reader.items()))
     return {
-        "radpeer": radpeer_summary(rows),
-        "radpeer_by_reader": radpeer_by(rows, "reader"),
-        "radpeer_by_model": radpeer_by(rows, "model_version"),
-        "radpeer_by_scope": {
-            ("in_scope" if k == "True" else "out_of_scope"): v for k, v in radpeer_by(rows, "in_scope").items()
-        },
-        "edit_distance": edit_distance_by_radpeer(rows),
-        "spearman_word_norm": spearman_radpeer_vs_distance(rows),
-        "label_agreement": agreement,
-        "draft_accuracy": accuracy,
+        "radpeer": bundle["radpeer"],
+        "radpeer_by_reader": by_reader,
+        "radpeer_by_model": bundle["by_model"],
+        "radpeer_by_scope": bundle["by_scope"],
+        "edit_distance": bundle["edit_distance"],
+        "spearman_word_norm": bundle["spearman_word_norm"],
+        "label_agreement": bundle["label_agreement"],
+        "draft_accuracy": bundle["draft_accuracy"],
     }
 
 

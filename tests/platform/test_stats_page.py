@@ -161,3 +161,50 @@ def test_draft_accuracy_with_all_findings_matches_scikit_learn():
             assert row["auroc"] == pytest.approx(roc_auc_score(truth, score))
         tp = sum(1 for r, h in pred_pairs if r == 1 and h == 1)
         assert (row["n"], row["tp"]) == (len(pred_pairs), tp)
+
+
+def test_researchers_see_no_study_rows_on_the_worklist(client, role_user):  # type: ignore[no-untyped-def]
+    populate(3, seed=7)
+    study = Review.objects.select_related("study").first().study
+    client.force_login(role_user("researcher"))
+    for url in ("/", f"/?q={study.study_uid}", "/?status=signed&page=1"):
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"] == "/statistics/", url
+    page = client.get("/", follow=True).content.decode()
+    for identity in (study.study_uid, study.patient_name, study.patient_id, study.description):
+        assert identity not in page
+    client.force_login(role_user("radiologist"))  # readers keep their worklist
+    assert study.study_uid in client.get("/").content.decode()
+
+
+def test_the_pages_reader_keys_are_the_exports_and_the_apis(client, role_user, api_as):  # type: ignore[no-untyped-def]
+    import csv
+    import io
+
+    populate(15, seed=8)
+    client.force_login(role_user("researcher"))
+    response = client.get("/statistics/")
+    on_page = {row["name"] for row in response.context["by_reader"]}
+    html = response.content.decode()
+    researcher = api_as("researcher")
+    export = researcher.get("/api/exports/reviews.csv")
+    in_export = {row["reader_key"] for row in csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode()))}
+    assert len(on_page) == 5
+    assert on_page == in_export
+    assert on_page == set(researcher.get("/api/stats/").json()["radpeer_by_reader"])
+    assert all(key in html for key in on_page)
+    assert "reader0" not in html  # no usernames
+    client.force_login(role_user("admin"))  # admins see the names
+    assert {row["name"] for row in client.get("/statistics/").context["by_reader"]} == {f"reader{i}" for i in range(5)}
+
+
+def test_reviews_visible_to_follows_the_api_policy(role_user):  # type: ignore[no-untyped-def]
+    from reviewer import selectors
+
+    made = populate(6, seed=9)
+    assert selectors.reviews_visible_to(role_user("researcher")).count() == 0
+    assert selectors.reviews_visible_to(role_user("annotator")).count() == 0
+    assert selectors.reviews_visible_to(role_user("admin")).count() == 6
+    reader = made["readers"][1]
+    assert set(selectors.reviews_visible_to(reader).values_list("reader_id", flat=True)) == {reader.pk}
