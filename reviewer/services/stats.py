@@ -43,7 +43,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
 from ml.conditions import CONDITION_KEYS
-from reviewer.metrics import auroc, cohen_kappa, sensitivity_specificity
+from reviewer.metrics import cohen_kappa, sensitivity_specificity
 from reviewer.models import Finding, LabelConfirmation, LabelExtraction, Review
 
 RADPEER_SCORES = ("1", "2a", "2b", "3a", "3b")
@@ -384,6 +384,8 @@ def _accuracy_table(
     """The draft-accuracy rows from per-review label vectors ``ref``/``hyp`` (n, 17; -1 uncertain,
     -2 missing), scope flags (n,) and finding probabilities (n, 17; NaN where none)."""
     n = len(in_scope)
+    # one sort per condition serves the three scopes (a subset of a sorted column stays sorted)
+    order = [np.argsort(prob[:, j], kind="stable") for j in range(len(CONDITION_KEYS))]
     out = []
     for scope in scopes:
         chosen = np.ones(n, dtype=bool) if scope == "all" else (in_scope == (scope == "in_scope"))
@@ -392,6 +394,7 @@ def _accuracy_table(
             both = definite_ref & ((hyp[:, j] == 0) | (hyp[:, j] == 1))
             counts = sensitivity_specificity(ref[both, j], hyp[both, j])
             with_prob = definite_ref & ~np.isnan(prob[:, j])
+            scored = order[j][with_prob[order[j]]]  # the reviews in the AUROC, by ascending probability
             m = int(both.sum())
             out.append(
                 {
@@ -400,11 +403,26 @@ def _accuracy_table(
                     "n": m,
                     "prevalence": float((ref[both, j] == 1).mean()) if m else None,
                     **counts,
-                    "auroc": auroc(ref[with_prob, j], prob[with_prob, j]),
+                    "auroc": auroc_presorted(ref[scored, j], prob[scored, j]),
                     "n_auroc": int(with_prob.sum()),
                 }
             )
     return out
+
+
+def auroc_presorted(truth: np.ndarray, score: np.ndarray) -> float | None:
+    """``reviewer.metrics.auroc`` for scores already in ascending order, without sorting again:
+    the same average ranks of ties (half-integers, summed exactly in float64), so the same
+    value to the last bit."""
+    n_pos, n_neg = int((truth == 1).sum()), int((truth == 0).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    m = score.size
+    starts = np.flatnonzero(np.concatenate(([True], score[1:] != score[:-1])))  # first index of each run of ties
+    ends = np.append(starts[1:], m)
+    ranks = np.repeat((starts + 1 + ends) / 2.0, ends - starts)  # the run's average 1-based rank
+    u = ranks[truth == 1].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))
 
 
 # --- aggregation in PostgreSQL -------------------------------------------------------------------
@@ -781,17 +799,23 @@ def radpeer_by_value(rows: Iterable[ReviewRow], key: str) -> dict[object, dict]:
     return {k: radpeer_summary(groups[k]) for k in sorted(groups, key=str)}
 
 
+def fingerprint_digest() -> str:
+    """``stats_fingerprint`` as a short cache-key part (also keys the rendered plots)."""
+    import hashlib
+
+    with _without_jit():
+        return hashlib.sha256(repr(stats_fingerprint()).encode()).hexdigest()[:32]
+
+
 def cached_bundle() -> dict:
     """``_compute_bundle`` cached under ``stats_fingerprint``: a signature, arbitration,
     extraction, confirmation or recomputation changes the key, so the cache is never stale and
     only the first view after a change computes."""
-    import hashlib
 
     from django.core.cache import cache
 
     with _without_jit():
-        digest = hashlib.sha256(repr(stats_fingerprint()).encode()).hexdigest()[:32]
-        key = f"spinereview:stats:bundle:{digest}"
+        key = f"spinereview:stats:bundle:{fingerprint_digest()}"
         found = cache.get(key)
         if found is None:
             found = _compute_bundle()

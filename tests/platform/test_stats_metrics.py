@@ -119,3 +119,16 @@ def test_sensitivity_and_specificity_by_hand():
     assert out["sensitivity"] == pytest.approx(2 / 3)
     assert out["specificity"] == pytest.approx(1 / 2)
     assert sensitivity_specificity([0], [0])["sensitivity"] is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_auroc_of_presorted_scores_is_the_same_float(seed):
+    from reviewer.services.stats import auroc_presorted
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 3000))
+    truth = rng.integers(0, 2, size=n)
+    score = np.round(rng.random(n) * 0.5 + truth * 0.2, int(rng.integers(1, 4)))  # many ties
+    order = np.argsort(score, kind="stable")
+    assert auroc_presorted(truth[order], score[order]) == auroc(truth.tolist(), score.tolist())  # exactly
+    assert auroc_presorted(np.ones(3, dtype=int), np.array([0.1, 0.2, 0.3])) is None
