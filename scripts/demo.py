@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         password=orthanc_password_file.read_text().strip(), stable_age=3,
     )  # fmt: skip
     os.environ.update(orthanc.env)
+    if args.host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):
+        # the demo answers loopback names only (webapp/settings/local.py); a named bind address too
+        hosts = os.environ.get("SPINEREVIEW_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+        os.environ["SPINEREVIEW_ALLOWED_HOSTS"] = f"{hosts},{args.host}"
     env = dict(os.environ)
     try:
         subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)

@@ -143,6 +143,17 @@ def test_tokens_expire_after_their_lifetime(victim, settings):  # type: ignore[n
     assert not Token.objects.filter(key=body["token"]).exists()
 
 
+@pytest.mark.parametrize("url", ["/api/studies/", "/dicom-web/studies"])
+def test_an_expired_token_opens_neither_the_api_nor_the_dicomweb_proxy(victim, settings, url):  # type: ignore[no-untyped-def]
+    key = _token(APIClient(), victim.username, PASSWORD).json()["token"]
+    Token.objects.filter(key=key).update(
+        created=timezone.now() - timedelta(seconds=settings.SPINEREVIEW_API_TOKEN_TTL_S + 1)
+    )
+    response = Client().get(url, HTTP_AUTHORIZATION=f"Token {key}")
+    assert response.status_code == 403  # refused before anything is forwarded to Orthanc
+    assert "expired" in response.json()["detail"]
+
+
 def test_a_new_sign_in_rotates_the_token(victim):  # type: ignore[no-untyped-def]
     first = _token(APIClient(), victim.username, PASSWORD).json()["token"]
     second = _token(APIClient(), victim.username, PASSWORD).json()["token"]
