@@ -12,7 +12,7 @@ import pytest
 
 from ml.dicom.reference_files import ReferenceUnavailable, source_root
 from ml.dicom.transcode import available, transcode
-from reviewer.models import Draft, DraftJob, Finding, Study
+from reviewer.models import Draft, DraftJob, Finding, ModelVersion, Study
 from reviewer.services.drafting import request_draft, run_draft_job
 from reviewer.services.sync import sync_study
 
@@ -52,16 +52,15 @@ MIXED = {"01_sag_t1": "j2k-lossless", "02_sag_t2": "jpeg-lossless-sv1", "03_sag_
 
 
 def test_compressed_series_are_decoded_and_give_the_same_findings(tmp_path, empty_orthanc, pipeline_settings,
-                                                                  synth_study):  # type: ignore[no-untyped-def]  # fmt: skip
+                                                                  synth_study, tiny_pipeline):  # type: ignore[no-untyped-def]  # fmt: skip
     if not all(available(n) for n in MIXED.values()):
         pytest.skip("dcmtk / openjpeg encoders not installed")
     plain = list(synth_study["files"])
     study, job = draft(empty_orthanc, plain)
     assert job.state == DraftJob.State.DONE, job.reason
     reference = probabilities(job)
-    # the same study, re-encoded: same UIDs, so the first copy goes first
+    # the same study, re-encoded (same UIDs): the plain copy leaves Orthanc, the draft rows stay
     empty_orthanc.delete(f"/studies/{study.orthanc_id}")
-    study.delete()
 
     copies = []
     for f in plain:
@@ -69,10 +68,13 @@ def test_compressed_series_are_decoded_and_give_the_same_findings(tmp_path, empt
         copies.append(transcode(f, tmp_path / f.parent.name / f.name, name) if name else f)
     stored = {str(pydicom.dcmread(c, stop_before_pixels=True).file_meta.TransferSyntaxUID) for c in copies}
     assert {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80"} <= stored
-    study, job = draft(empty_orthanc, copies)
+    study = sync_study(orthanc_study_id=upload(empty_orthanc, copies))
+    ModelVersion.objects.create(name="tiny", version="2", artifact_uri=str(tiny_pipeline), is_active=True)
+    job, created = request_draft(study=study)  # same weights, a second job
+    assert created
+    job = run_draft_job(job_id=job.pk)
 
     assert job.state == DraftJob.State.DONE, job.reason
-    assert study.status == Study.Status.DRAFT_READY
     assert Draft.objects.get(job=job).analysis["skipped"] == []
     got = probabilities(job)
     assert got.keys() == reference.keys()
