@@ -371,3 +371,48 @@ class OrthancCursor(models.Model):
     orthanc_url = models.CharField(max_length=300, unique=True)
     last_seq = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class FindingFeedback(ImmutableModel):
+    """One reader's verdict on one AI finding: agree, disagree (the AI's present/absent call is
+    wrong) or correct (right condition, another level or side). Rows are never edited: a reader
+    who changes their mind adds a row, the newest row per (reader, finding) is their verdict,
+    and the history stays for the training export's provenance."""
+
+    class Verdict(models.TextChoices):
+        AGREE = "agree"
+        DISAGREE = "disagree"
+        CORRECT = "correct"
+
+    study = models.ForeignKey(Study, related_name="finding_feedback", on_delete=models.CASCADE)
+    draft = models.ForeignKey(Draft, related_name="finding_feedback", on_delete=models.PROTECT)
+    finding = models.ForeignKey(Finding, related_name="feedback", on_delete=models.PROTECT)
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="finding_feedback", on_delete=models.PROTECT)
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    level = models.CharField(max_length=16, blank=True)  # the reader's level (correct), else blank
+    side = models.CharField(max_length=10, blank=True)  # the reader's side (correct), else blank
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "reader", "finding", "created_at", "id"]
+        indexes = [models.Index(fields=["study", "reader", "finding", "-created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(verdict="correct") | (Q(level="") & Q(side="")), name="feedback_level_only_on_correct"
+            ),
+        ]
+
+
+class ReadingHeartbeat(ImmutableModel):
+    """A "still reading" tick from the viewer: sent while the study is visible and the reader
+    has used keyboard or mouse recently. Active reading time is summed from these on the server
+    (``reviewer.services.feedback.active_seconds``), so idle gaps never count."""
+
+    study = models.ForeignKey(Study, related_name="reading_heartbeats", on_delete=models.CASCADE)
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="reading_heartbeats", on_delete=models.PROTECT)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "reader", "at"]
+        indexes = [models.Index(fields=["study", "reader", "at"])]
