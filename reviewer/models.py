@@ -298,6 +298,7 @@ class StructuredReport(ImmutableModel):
     class Source(models.TextChoices):
         AI = "ai"
         READER = "reader"
+        REPORT = "report"  # a reader's signed report text (TID 2000), reviewer/integrations/report_sr.py
 
     study = models.ForeignKey(Study, related_name="structured_reports", on_delete=models.CASCADE)
     draft = models.ForeignKey(Draft, null=True, blank=True, related_name="structured_reports", on_delete=models.PROTECT)
@@ -416,3 +417,46 @@ class ReadingHeartbeat(ImmutableModel):
     class Meta:
         ordering = ["study", "reader", "at"]
         indexes = [models.Index(fields=["study", "reader", "at"])]
+
+
+class OutboxMessage(models.Model):
+    """One message to another system (PACS, RIS, FHIR server) about one signed report or addendum.
+
+    Written in the transaction that signs, sent afterwards by ``reviewer.tasks.send_outbox_message``:
+    a destination that is down delays a message, never loses it. Each attempt is counted and its
+    error kept; after ``SPINEREVIEW_OUTBOX_MAX_ATTEMPTS`` the row stays ``failed`` until an admin
+    re-sends it (reviewer/integrations/outbox.py, docs/interoperability.md)."""
+
+    class Kind(models.TextChoices):
+        SR_STORE = "sr_store", "Report SR stored into Orthanc"
+        SR_FORWARD = "sr_forward", "Report SR forwarded by C-STORE"
+        FHIR_PUSH = "fhir_push", "FHIR Bundle pushed"
+        HL7_ORU = "hl7_oru", "HL7 v2 ORU^R01 over MLLP"
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # waiting for its first or next attempt
+        SENT = "sent"
+        FAILED = "failed"  # attempts exhausted (or a permanent refusal): an admin re-sends it
+
+    study = models.ForeignKey(Study, related_name="outbox_messages", on_delete=models.CASCADE)
+    revision = models.ForeignKey(ReportRevision, related_name="outbox_messages", on_delete=models.PROTECT)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    destination = models.CharField(max_length=100)  # "orthanc", an Orthanc modality name, a URL or host:port
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    response = models.JSONField(default=dict, blank=True)  # what the destination answered (ACK id, Location, ...)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["revision", "kind", "destination"], name="one_message_per_destination")
+        ]
+        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} -> {self.destination} ({self.state})"
