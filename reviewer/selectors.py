@@ -190,3 +190,11 @@ def reader_srs_hidden_from(user, study_uid: str | None = None) -> tuple[frozense
     shared = StructuredReport.objects.filter(series_instance_uid__in=series).exclude(sop_instance_uid__in=sops)
     series -= set(shared.values_list("series_instance_uid", flat=True))
     return frozenset(series), sops
+
+
+def finding_feedback_visible_to(user, study: Study):  # type: ignore[no-untyped-def]
+    """The finding verdicts ``user`` may read on ``study``: their own only, whatever the study's
+    blinding and role (a verdict is a reader's private call until it is aggregated per condition)."""
+    from reviewer.services.feedback import feedback_of
+
+    return feedback_of(study=study, reader=user)

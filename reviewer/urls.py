@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/auth/token/", TokenView.as_view(), name="api-token"),
     path("api/", include(router.urls)),
     path("api/", include("reviewer.api.viewer_views")),  # endpoints of the OHIF panels
+    path("api/", include("reviewer.api.feedback")),  # finding verdicts, reading time, agreement
     path("viewer/open/<str:study_uid>/", viewer.open_study, name="viewer-open"),
     re_path(r"^dicom-web/(?P<path>.*)$", dicomweb_proxy, name="dicomweb-proxy"),
     path("api/", include("reviewer.api.workflow_views")),  # assignment, arbitration, labels, stats
