@@ -44,12 +44,13 @@ from ml.agents.artifact import save_artifact
 from ml.agents.diagnosis import FAMILY, DiagnosisConfig, choose_threshold, fit_temperature, labels_matrix
 from ml.agents.features import StudyFeatures
 from ml.conditions import CONDITION_KEYS
-from ml.data.dataset import SeriesData, StudyData
 from ml.data.splits import patient_fold
+from ml.data.types import SeriesData, StudyData
 
 log = logging.getLogger(__name__)
 K = len(CONDITION_KEYS)
 TRUNK_CHANNELS = 320
+FINE_CHANNELS = 96  # MobileNetV2 block 13 (stride 16)
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 _PLANES = ("sagittal", "axial")
@@ -124,7 +125,8 @@ def study_views(study: StudyData, cfg: DiagnosisConfig) -> tuple[np.ndarray, lis
 @torch.inference_mode()
 def dense_cells(feat: StudyFeatures, cfg: DiagnosisConfig, trunk: nn.Module | None = None) -> dict[str, Any]:
     """Trunk cells of a study, computed once and kept in ``feat.extras["dense"]``:
-    {"cells": [V, g, g, 320] float16, "views": [(plane, series, slice)], "size": px}."""
+    {"cells": [V, g, g, 320] (stride 32), "fine": [V, 2g, 2g, 96] (stride 16), float16;
+    "views": [(plane, series, slice)], "size": px}."""
     cached = feat.extras.get("dense")
     if cached is not None and cached["size"] == cfg.dense_size:
         return cached
@@ -133,17 +135,33 @@ def dense_cells(feat: StudyFeatures, cfg: DiagnosisConfig, trunk: nn.Module | No
     g = cfg.dense_size // 32
     if len(x) == 0:
         cells = np.zeros((0, g, g, TRUNK_CHANNELS), np.float16)
+        fine = np.zeros((0, 2 * g, 2 * g, FINE_CHANNELS), np.float16)
     else:
-        xt = (torch.from_numpy(x) - _MEAN) / _STD
-        out = torch.cat([trunk(xt[i : i + 16]) for i in range(0, len(xt), 16)])  # [V, 320, g, g]
-        cells = out.permute(0, 2, 3, 1).numpy().astype(np.float16)
-    feat.extras["dense"] = {"cells": cells, "views": meta, "size": cfg.dense_size}
+        xt = ((torch.from_numpy(x) - _MEAN) / _STD).contiguous(memory_format=torch.channels_last)
+        c32, c16 = [], []
+        for i in range(0, len(xt), 16):
+            h = trunk[:14](xt[i : i + 16])
+            c16.append(h)
+            c32.append(trunk[14:](h))
+        cells = torch.cat(c32).permute(0, 2, 3, 1).numpy().astype(np.float16)
+        fine = torch.cat(c16).permute(0, 2, 3, 1).numpy().astype(np.float16)
+    feat.extras["dense"] = {"cells": cells, "fine": fine, "views": meta, "size": cfg.dense_size}
     return feat.extras["dense"]
 
 
-def _design(d: dict[str, Any]) -> np.ndarray:
-    """Cells -> [V * g * g, 320 + 2] (features, plane one-hot)."""
+def cell_grid(d: dict[str, Any], stride: int) -> np.ndarray:
+    """[V, G, G, C] cell features at ``stride`` 32 (320 channels) or 16 (the 96 stride-16
+    channels with the stride-32 cell above each, 416 channels: finer cells for small lesions)."""
     cells = d["cells"].astype(np.float32)
+    if stride == 32:
+        return cells
+    up = np.repeat(np.repeat(cells, 2, axis=1), 2, axis=2)
+    return np.concatenate([d["fine"].astype(np.float32), up], -1)
+
+
+def _design(d: dict[str, Any], stride: int = 32) -> np.ndarray:
+    """Cells -> [V * G * G, C + 2] (features, plane one-hot)."""
+    cells = cell_grid(d, stride)
     v, g, _, c = cells.shape
     plane = np.zeros((v, g, g, len(_PLANES)), np.float32)
     for i, (p, _, _) in enumerate(d["views"]):
@@ -151,13 +169,13 @@ def _design(d: dict[str, Any]) -> np.ndarray:
     return np.concatenate([cells, plane], -1).reshape(v * g * g, c + len(_PLANES))
 
 
-def cell_targets(feat: StudyFeatures, d: dict[str, Any], truth: dict | None) -> np.ndarray:
+def cell_targets(feat: StudyFeatures, d: dict[str, Any], truth: dict | None, stride: int = 32) -> np.ndarray:
     """[V * g * g, 17] cell targets from the generator's key-slice boxes: 1 under a present
     finding's box, 0 everywhere for a condition the study is negative for, -1 unknown."""
     from ml.agents.localization import _norm_pre, truth_slices
 
     v = len(d["views"])
-    g = d["cells"].shape[1] if v else 0
+    g = d["cells"].shape[1] * (32 // stride) if v else 0
     t = np.full((v, g, g, K), -1, np.int8)
     y = feat.study.labels
     t[..., y == 0] = 0
@@ -226,7 +244,7 @@ class DenseDiagnosisAgents:
             self._trunk = load_trunk()
         out = np.zeros((len(feats), K), np.float32)
         for i, f in enumerate(feats):
-            x = _design(dense_cells(f, self.cfg, self._trunk))
+            x = _design(dense_cells(f, self.cfg, self._trunk), self.cfg.dense_stride)
             if len(x):
                 out[i] = _cell_logits(self.a, x).max(0)
         return out
@@ -265,8 +283,8 @@ def train_dense(
     xs, ts = [], []
     for f, tr in zip(feats, truths, strict=True):
         d = dense_cells(f, cfg, trunk)
-        xs.append(_design(d))
-        ts.append(cell_targets(f, d, tr))
+        xs.append(_design(d, cfg.dense_stride))
+        ts.append(cell_targets(f, d, tr, cfg.dense_stride))
     y = labels_matrix(feats)
     keys = [f.study.patient_key for f in feats]
     is_val = np.array([patient_fold(k, 100, cfg.seed + 7) < round(cfg.val_fraction * 100) for k in keys])

@@ -30,8 +30,8 @@ from ml.agents.analysis import ConditionResult
 from ml.agents.artifact import load_artifact, save_artifact
 from ml.agents.features import StudyFeatures
 from ml.conditions import CONDITION_KEYS
-from ml.data.dataset import SEQUENCE_CLASSES
 from ml.data.splits import patient_fold
+from ml.data.types import SEQUENCE_CLASSES
 
 log = logging.getLogger(__name__)
 FAMILY = "diagnosis"
@@ -59,6 +59,7 @@ class DiagnosisConfig:
     dense_size: int = 256  # px of each view (the preprocessed square is resized to it)
     dense_sag_slices: int = 7  # central sagittal slices (T1/T2/STIR fused as channels)
     dense_max_axial: int = 15  # axial slices, evenly spaced
+    dense_stride: int = 32  # cells: 32 (last block) or 16 (block 13 + the block-17 cell above it)
     dense_hidden: int = 64
     dense_epochs: int = 25
     dense_batch: int = 16
@@ -70,6 +71,8 @@ class DiagnosisConfig:
     def __post_init__(self) -> None:
         if self.threshold_rule not in ("youden", "sensitivity"):
             raise ValueError("threshold_rule must be 'youden' or 'sensitivity'")
+        if self.dense_stride not in (16, 32):
+            raise ValueError("diagnosis.dense_stride must be 16 or 32")
         if self.head not in ("linear", "mil", "dense"):
             raise ValueError("diagnosis head must be 'linear', 'mil' or 'dense'")
 
