@@ -42,7 +42,7 @@ def main() -> int:
     torch.set_num_threads(a.threads)
     from ml.agents.bootstrap import ensure_tiny_pipeline
     from ml.agents.pipeline import Pipeline
-    from ml.data.dataset import study_from_datasets
+    from ml.data.dicom_adapter import study_from_datasets
 
     folder = a.pipeline or ensure_tiny_pipeline()
     t = time.perf_counter()

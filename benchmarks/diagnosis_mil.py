@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 def study_features(rows: list[dict]) -> list:
     """Rows of the report benchmark's cache -> ``StudyFeatures`` (slices only; no pixels)."""
     from ml.agents.features import StudyFeatures
-    from ml.data.dataset import SeriesData, StudyData, labels_vector
+    from ml.data.types import SeriesData, StudyData, labels_vector
     from ml.spinefm.embed import CaseEmbedding, SeriesEmbedding
 
     out = []

@@ -47,7 +47,7 @@ def load_studies(data: Path, n: int) -> list[tuple[str, dict]]:
 
 def run(folder: str, studies: list[tuple[str, dict]], mode: str) -> dict:
     from ml.agents.pipeline import Pipeline
-    from ml.data.dataset import study_from_datasets
+    from ml.data.dicom_adapter import study_from_datasets
 
     overrides = {"slice_batch": 1, "studies_per_batch": 1} if mode == "one-slice" else {}
     pipeline = Pipeline.load(folder, overrides=overrides)

@@ -60,7 +60,8 @@ def embed_all(data: Path, runs: Path, max_slices: int, cache: Path) -> list[dict
     import torch
 
     from ml.data.cache import SliceCache
-    from ml.data.dataset import StudyLoader, load_manifest, subsample_indices
+    from ml.data.datasets import subsample_indices
+    from ml.data.loader import StudyLoader, load_manifest
     from ml.data.preprocess import PreprocessConfig
     from ml.spinefm.embed import embed_studies
     from ml.spinefm.io import load_spinefm
@@ -361,7 +362,7 @@ def main() -> None:
     from ml.agents.report.pretrain import ensure_tiny_lm
     from ml.agents.report.train import default_config
     from ml.conditions import CONDITION_KEYS
-    from ml.data.dataset import load_manifest
+    from ml.data.loader import load_manifest
     from ml.data.splits import train_test_split
 
     timings: dict[str, float] = {}

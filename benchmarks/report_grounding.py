@@ -174,7 +174,7 @@ def main() -> int:
     from ml.agents.labels import extract_labels
     from ml.agents.pipeline import Pipeline
     from ml.agents.report.facts import study_facts_from_datasets
-    from ml.data.dataset import study_from_datasets
+    from ml.data.dicom_adapter import study_from_datasets
 
     if a.pipeline:
         folder = a.pipeline

@@ -58,7 +58,8 @@ def main() -> int:
 
     torch.set_num_threads(2)
     from ml.data.cache import SliceCache
-    from ml.data.dataset import StudyLoader, load_manifest, subsample_indices
+    from ml.data.datasets import subsample_indices
+    from ml.data.loader import StudyLoader, load_manifest
     from ml.data.preprocess import PreprocessConfig
     from ml.data.splits import train_test_split
     from ml.spinefm.embed import embed_studies

@@ -117,7 +117,7 @@ def prepare_study(
     pipeline: object, study_uid: str, series: dict[str, list], sequence_classes: dict[str, str]
 ) -> tuple[object, list[dict[str, str]]]:
     """Fetched pydicom datasets -> the pipeline's ``StudyData`` and the skipped instances/series."""
-    from ml.data import dataset as mld
+    from ml.data import dicom_adapter as mld
     from ml.data.preprocess import PreprocessConfig
 
     preprocess = getattr(pipeline, "preprocess", None) or PreprocessConfig()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ml.agents.features import StudyFeatures, encode_studies
-from ml.data.dataset import SEQUENCE_CLASSES, StudyData
+from ml.data.types import SEQUENCE_CLASSES, StudyData
 
 MOBILENET_FILE = "weights/mobilenet_v2-b0353104.pth"
 

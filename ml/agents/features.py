@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.data.dataset import SEQUENCE_CLASSES, SeriesData, StudyData
+from ml.data.types import SEQUENCE_CLASSES, SeriesData, StudyData
 from ml.spinefm.embed import CaseEmbedding, SeriesEmbedding, embed_studies
 
 DIAGNOSIS_FEATURES = ("case", "slices", "case+slices")

@@ -36,7 +36,7 @@ from ml.agents.analysis import BoxResult, ConditionResult, SliceRef
 from ml.agents.artifact import load_artifact, save_artifact
 from ml.agents.features import PLANES, StudyFeatures, slice_design
 from ml.conditions import CONDITION_KEYS
-from ml.data.dataset import SeriesData
+from ml.data.types import SeriesData
 
 log = logging.getLogger(__name__)
 FAMILY = "localization"

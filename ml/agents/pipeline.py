@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from ml.agents.analysis import AgentRun, ConditionResult, SeriesSummary, StudyAnalysis
 from ml.agents.features import StudyFeatures, encode_studies
 from ml.agents.template import template_report
-from ml.data.dataset import StudyData
+from ml.data.types import StudyData
 
 if TYPE_CHECKING:
     from ml.agents.report.facts import StudyFacts

@@ -23,7 +23,7 @@ from ml.agents.localization import LocalizationConfig, load_truth, train_localiz
 from ml.agents.pipeline import PipelineConfig, spinefm_version, write_pipeline_json
 from ml.agents.retrieval import RetrievalConfig, build_index
 from ml.data.cache import SliceCache, default_cache_dir
-from ml.data.dataset import StudyLoader, load_manifest
+from ml.data.loader import StudyLoader, load_manifest
 from ml.data.manifest import StudyEntry
 from ml.data.preprocess import PreprocessConfig
 

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ml.data.dataset import StudyData, StudyLoader
+from ml.data.loader import StudyLoader
 from ml.data.manifest import StudyEntry
+from ml.data.types import StudyData
 from ml.spinefm.model import SpineFM
 
 
@@ -96,7 +97,7 @@ def embed_study(
             loader = StudyLoader(base_dir or ".", PreprocessConfig(size=model.img_size))
         study = loader.load(study)
     if max_slices is not None:
-        from ml.data.dataset import subsample_indices
+        from ml.data.datasets import subsample_indices
 
         for s in study.series:
             s.pixels = s.pixels[subsample_indices(len(s.pixels), max_slices)]

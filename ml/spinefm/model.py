@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ml.data.dataset import SEQUENCE_CLASSES, StudyData
+from ml.data.types import SEQUENCE_CLASSES, StudyData
 from ml.spinefm.augment import normalize
 from ml.spinefm.losses.infonce import ClipLoss
 from ml.spinefm.pooling import GatedAttentionPool, pad_bags

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from ml.data.dataset import StudyDataset, collate_studies
+from ml.data.datasets import StudyDataset, collate_studies
 from ml.spinefm.io import save_weights
 from ml.spinefm.model import SpineFM
 from ml.spinefm.registry import get_preset

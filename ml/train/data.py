@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from ml.data.cache import SliceCache, default_cache_dir
-from ml.data.dataset import StudyLoader, load_manifest
 from ml.data.dicomweb import DicomWebConfig, DicomWebSource
+from ml.data.loader import StudyLoader, load_manifest
 from ml.data.manifest import StudyEntry
 from ml.data.preprocess import PreprocessConfig
 from ml.data.splits import train_test_split

@@ -74,7 +74,7 @@ class PretrainTask:
         self.ibot = IBOTPatchLoss(s.student_temp)
 
         loader, train, _ = build_loader(cfg.data, self.preset.img_size)
-        from ml.data.dataset import SliceDataset
+        from ml.data.datasets import SliceDataset
 
         crops = MultiCropConfig(self.preset.img_size, self.preset.local_img_size, s.n_local)
         self.dataset = SliceDataset(loader, train, ENCODER_CLASSES[s.sequence_class], transform=MultiCrop(crops))

@@ -17,7 +17,7 @@ from ml.agents.features import encode_studies
 from ml.agents.localization import LocalizationAgents, LocalizationConfig, load_truth, train_localization
 from ml.agents.retrieval import RetrievalIndex, build_index
 from ml.conditions import CONDITION_KEYS
-from ml.data.dataset import StudyLoader, load_manifest
+from ml.data.loader import StudyLoader, load_manifest
 from ml.data.preprocess import PreprocessConfig
 from ml.data.splits import kfold
 from ml.spinefm.model import SpineFM, SpineFMConfig

@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from ml.data.dataset import NoUsableSeries, study_from_datasets
+from ml.data.dicom_adapter import NoUsableSeries, study_from_datasets
 from ml.data.preprocess import PreprocessConfig
 
 

@@ -11,7 +11,7 @@ import pytest
 from ml.agents.analysis import StudyAnalysis
 from ml.agents.pipeline import Pipeline, analyze_study
 from ml.conditions import REPORT_SECTIONS
-from ml.data.dataset import study_from_datasets
+from ml.data.dicom_adapter import study_from_datasets
 
 
 def _fetched(folder: Path) -> tuple[str, dict[str, list[pydicom.Dataset]]]:

@@ -10,8 +10,8 @@ from ml.agents.features import StudyFeatures
 from ml.agents.metrics import auroc
 from ml.agents.train import Prepared, cross_fitted_conditions
 from ml.conditions import CONDITION_KEYS
-from ml.data.dataset import StudyData
 from ml.data.manifest import StudyEntry
+from ml.data.types import StudyData
 from ml.spinefm.embed import CaseEmbedding
 
 

@@ -11,8 +11,9 @@ from ml.agents.features import StudyFeatures
 from ml.agents.localization import load_truth
 from ml.agents.metrics import auroc
 from ml.conditions import CONDITION_KEYS
-from ml.data.dataset import StudyData, StudyLoader, load_manifest
+from ml.data.loader import StudyLoader, load_manifest
 from ml.data.preprocess import PreprocessConfig
+from ml.data.types import StudyData
 
 CFG = DiagnosisConfig(head="dense", dense_size=64, dense_epochs=30, dense_hidden=16, min_positives=3)
 

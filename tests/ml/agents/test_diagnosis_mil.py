@@ -10,7 +10,7 @@ from ml.agents.features import StudyFeatures
 from ml.agents.metrics import auroc
 from ml.agents.mil import MILDiagnosisAgents
 from ml.conditions import CONDITION_KEYS
-from ml.data.dataset import SeriesData, StudyData
+from ml.data.types import SeriesData, StudyData
 from ml.spinefm.embed import CaseEmbedding, SeriesEmbedding
 
 D = 16

@@ -300,7 +300,7 @@ def test_the_pipeline_grounds_the_report_agents_draft(tiny_pipeline_dir, agents_
     """The real tiny pipeline on a generated study: whatever its decoder wrote, the draft states
     exactly the conditions it called present, and the history is the DICOM's."""
     from ml.agents.pipeline import Pipeline
-    from ml.data.dataset import study_from_datasets
+    from ml.data.dicom_adapter import study_from_datasets
 
     series: dict[str, list[Dataset]] = {}
     for f in sorted((agents_synth_dir / "studies" / "SYN-0002").glob("*/*.dcm")):

@@ -14,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from ml.data.dataset import series_from_datasets, study_from_datasets
+from ml.data.dicom_adapter import series_from_datasets, study_from_datasets
 from ml.data.preprocess import PreprocessConfig
 from ml.dicom.decode import DecodeError, UnsupportedImage, split_frames, transfer_syntax
 from ml.dicom.reference_files import ReferenceUnavailable, source_root

@@ -9,7 +9,8 @@ import torch
 from dicom_fixtures import make_dataset
 
 from ml.data.cache import SliceCache
-from ml.data.dataset import SliceDataset, StudyDataset, StudyLoader, load_manifest
+from ml.data.datasets import SliceDataset, StudyDataset
+from ml.data.loader import StudyLoader, load_manifest
 from ml.data.manifest import SeriesEntry, StudyEntry
 from ml.data.preprocess import PreprocessConfig, pad_to_square, preprocess_series, robust_window, to_float
 from ml.data.splits import kfold, train_test_split

@@ -12,7 +12,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 @needs_cuda
 def test_embedding_under_bf16_autocast_is_deterministic_and_close_to_fp32():
-    from ml.data.dataset import SeriesData, StudyData
+    from ml.data.types import SeriesData, StudyData
     from ml.spinefm.embed import embed_studies
     from ml.spinefm.model import SpineFM, SpineFMConfig
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ml.data.dataset import SeriesData, StudyData
+from ml.data.types import SeriesData, StudyData
 from ml.spinefm import create_model, list_models
 from ml.spinefm.io import load_spinefm, save_weights
 from ml.spinefm.model import SpineFM, SpineFMConfig

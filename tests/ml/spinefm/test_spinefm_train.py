@@ -88,7 +88,7 @@ def test_all_stages_train_on_cpu_and_chain_through_their_outputs(data):
     al = load_spinefm(root / "al" / "final")
     torch.testing.assert_close(fm.encoders["T1"].vit.cls_token, al.encoders["T1"].vit.cls_token)
 
-    from ml.data.dataset import StudyLoader, load_manifest
+    from ml.data.loader import StudyLoader, load_manifest
     from ml.data.preprocess import PreprocessConfig
 
     studies, base = load_manifest(common[0].split("=", 1)[1])
