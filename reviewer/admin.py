@@ -41,3 +41,24 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
         return False
+
+
+@admin.register(models.OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    """Outgoing messages of signed reports: what was sent where, what failed and why."""
+
+    list_display = ("created_at", "study", "kind", "destination", "state", "attempts", "next_attempt_at", "sent_at")
+    list_filter = ("state", "kind", "destination")
+    search_fields = ("study__study_uid", "destination", "last_error")
+    readonly_fields = [f.name for f in models.OutboxMessage._meta.fields]
+    actions = ["resend_messages"]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    @admin.action(description="Re-send the selected messages now")
+    def resend_messages(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        from reviewer.integrations.outbox import resend
+
+        n = resend(message_ids=list(queryset.values_list("pk", flat=True)), actor=request.user)
+        self.message_user(request, f"{n} message(s) queued to be sent again.")

@@ -173,9 +173,9 @@ def reader_srs_hidden_from(user, study_uid: str | None = None) -> tuple[frozense
     readers' SRs in one series), the SOP instances always."""
     if has_role(user, Role.ADMIN, Role.RESEARCHER):
         return frozenset(), frozenset()
-    others = StructuredReport.objects.filter(source=StructuredReport.Source.READER, study__blinded=True).exclude(
-        author=user
-    )
+    others = StructuredReport.objects.filter(
+        source__in=(StructuredReport.Source.READER, StructuredReport.Source.REPORT), study__blinded=True
+    ).exclude(author=user)  # box SRs and signed-report SRs alike
     if study_uid is not None:
         others = others.filter(study__study_uid=study_uid)
     signed = Review.objects.filter(study=OuterRef("study"), signed_at__isnull=False)

@@ -106,3 +106,29 @@ def extract_review_labels(review_id: int) -> list[int]:
     from reviewer.services.labels import extract_for_review
 
     return [e.pk for e in extract_for_review(review_id=review_id)]
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def send_outbox_message(self, message_id: int) -> str:  # type: ignore[no-untyped-def]
+    """One attempt at an outbox message (reviewer/integrations/outbox.py); while it stays
+    pending, the next attempt is scheduled at the row's backoff time. The row, not this
+    message, is the record: ``flush_outbox`` re-queues any pending row whose retry was lost."""
+    from django.utils import timezone
+
+    from reviewer.integrations.outbox import send_message
+
+    row = send_message(message_id=message_id)
+    if row is None:
+        return "missing"
+    if row.state == row.State.PENDING and row.next_attempt_at is not None:
+        countdown = max((row.next_attempt_at - timezone.now()).total_seconds(), 0.0)
+        raise self.retry(countdown=countdown)
+    return row.state
+
+
+@shared_task(acks_late=True)
+def flush_outbox() -> int:
+    """Queue the outbox messages that are due (for celery beat, e.g. every minute)."""
+    from reviewer.integrations.outbox import flush_due
+
+    return flush_due()

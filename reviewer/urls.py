@@ -2,7 +2,7 @@ from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
 from reviewer import pages, viewer
-from reviewer.api import views
+from reviewer.api import interop, views
 from reviewer.api.auth_views import TokenView
 from reviewer.dicomweb_proxy import dicomweb_proxy
 from reviewer.health import health
@@ -18,6 +18,7 @@ router.register("audit-events", views.AuditEventViewSet, basename="auditevent")
 urlpatterns = [
     path("api/health/", health, name="health"),
     path("api/auth/token/", TokenView.as_view(), name="api-token"),
+    path("api/studies/<int:pk>/fhir/", interop.StudyFhirApi.as_view(), name="study-fhir"),
     path("api/", include(router.urls)),
     path("api/", include("reviewer.api.viewer_views")),  # endpoints of the OHIF panels
     path("api/", include("reviewer.api.feedback")),  # finding verdicts, reading time, agreement

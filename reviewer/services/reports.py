@@ -142,6 +142,10 @@ def _append_revision(
         study.save(update_fields=["status", "updated_at"])
     action = "revision.addendum" if reason else "revision.saved"
     audit(actor=author, action=action, obj=revision, study=study.pk, conflict=conflict)
+    if revision.is_addendum and not conflict:  # an addendum goes out like the signed report
+        from reviewer.integrations.outbox import enqueue_report_messages
+
+        enqueue_report_messages(revision=revision)
     return revision, head
 
 
@@ -202,6 +206,9 @@ def sign_review(
         study.save(update_fields=["status", "updated_at"])
     audit(actor=reader, action="review.signed", obj=review, study=study.pk, radpeer=radpeer)
     transaction.on_commit(lambda: _queue_label_extraction(review.pk), robust=True)
+    from reviewer.integrations.outbox import enqueue_report_messages
+
+    enqueue_report_messages(revision=revision)  # SR / FHIR / HL7 rows, sent after commit
     return review
 
 

@@ -135,7 +135,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",  # browser; enforces CSRF
         "reviewer.authentication.ExpiringTokenAuthentication",  # scripts
     ],
-    # only the sign-in endpoints name a scope (reviewer/api/auth_views.py); per client address
+    # only the sign-in endpoints name a scope (reviewer/api/auth.py); per client address
     "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("SPINEREVIEW_AUTH_THROTTLE_RATE", "20/min")},
     # proxies in front of the app whose X-Forwarded-For is trusted; 0 = the socket's address (else
     # any client could name a fresh address per request and never be throttled)
@@ -148,6 +148,8 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # service exceptions (validation, conflicts, Orthanc down) answered as JSON in one place
+    "EXCEPTION_HANDLER": "reviewer.api.exception_handlers.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "SpineReview API",
@@ -248,3 +250,22 @@ VIEWER_POLL_S = float(os.environ.get("SPINEREVIEW_VIEWER_POLL_S", "5"))  # panel
 MIDDLEWARE.append("reviewer.viewer.ViewerHostMiddleware")  # viewer host -> reviewer.viewer URLconf
 if (_viewer_hostname := VIEWER_ORIGIN.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]) not in ALLOWED_HOSTS:
     ALLOWED_HOSTS.append(_viewer_hostname)
+
+# --- Outgoing messages of signed reports (reviewer/integrations/, docs/interoperability.md) -------
+# Every destination is optional except the report SR into our own Orthanc. Messages wait in the
+# outbox (admin: Outbox messages) and are retried with exponential backoff while a destination is down.
+SPINEREVIEW_SR_TO_ORTHANC = env_bool("SPINEREVIEW_SR_TO_ORTHANC", True)  # the signed report as DICOM SR
+# Orthanc modality names (Orthanc's DicomModalities) the report SR is forwarded to by C-STORE
+SPINEREVIEW_SR_FORWARD_MODALITIES = env_list("SPINEREVIEW_SR_FORWARD_MODALITIES")
+SPINEREVIEW_FHIR_URL = os.environ.get("SPINEREVIEW_FHIR_URL", "").rstrip("/")  # FHIR R4 base; "" = no push
+SPINEREVIEW_FHIR_TOKEN = os.environ.get("SPINEREVIEW_FHIR_TOKEN", "")  # sent as a Bearer token if set
+SPINEREVIEW_HL7_HOST = os.environ.get("SPINEREVIEW_HL7_HOST", "")  # RIS MLLP listener; "" = no ORU
+SPINEREVIEW_HL7_PORT = int(os.environ.get("SPINEREVIEW_HL7_PORT", "2575"))
+SPINEREVIEW_HL7_SENDING_APPLICATION = os.environ.get("SPINEREVIEW_HL7_SENDING_APPLICATION", "SPINEREVIEW")
+SPINEREVIEW_HL7_SENDING_FACILITY = os.environ.get("SPINEREVIEW_HL7_SENDING_FACILITY", "")
+SPINEREVIEW_HL7_RECEIVING_APPLICATION = os.environ.get("SPINEREVIEW_HL7_RECEIVING_APPLICATION", "RIS")
+SPINEREVIEW_HL7_RECEIVING_FACILITY = os.environ.get("SPINEREVIEW_HL7_RECEIVING_FACILITY", "")
+SPINEREVIEW_INTEROP_TIMEOUT_S = float(os.environ.get("SPINEREVIEW_INTEROP_TIMEOUT_S", "15"))  # per attempt
+SPINEREVIEW_OUTBOX_MAX_ATTEMPTS = int(os.environ.get("SPINEREVIEW_OUTBOX_MAX_ATTEMPTS", "10"))
+SPINEREVIEW_OUTBOX_BACKOFF_S = float(os.environ.get("SPINEREVIEW_OUTBOX_BACKOFF_S", "30"))  # doubles per attempt
+SPINEREVIEW_OUTBOX_BACKOFF_MAX_S = float(os.environ.get("SPINEREVIEW_OUTBOX_BACKOFF_MAX_S", "3600"))
