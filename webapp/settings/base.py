@@ -135,7 +135,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",  # browser; enforces CSRF
         "reviewer.authentication.ExpiringTokenAuthentication",  # scripts
     ],
-    # only the sign-in endpoints name a scope (reviewer/api/auth.py); per client address
+    # only the sign-in endpoints name a scope (reviewer/api/auth_views.py); per client address
     "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("SPINEREVIEW_AUTH_THROTTLE_RATE", "20/min")},
     # proxies in front of the app whose X-Forwarded-For is trusted; 0 = the socket's address (else
     # any client could name a fresh address per request and never be throttled)
@@ -148,8 +148,6 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # service exceptions (validation, conflicts, Orthanc down) answered as JSON in one place
-    "EXCEPTION_HANDLER": "reviewer.api.exception_handlers.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "SpineReview API",
