@@ -16,7 +16,7 @@ export interface Revision { id: number; number: number; parent: number | null; t
 export interface Review { id: number; radpeer: string; comment: string; in_scope: boolean; signed_at: string | null; signed_revision: number | null; edit_distance: Record<string, number> }
 export interface StructuredReport { id: number; source: string; parent: number | null; sop_instance_uid: string; series_instance_uid: string; boxes: Box[] }
 export interface SimilarCase { study_uid: string; score: number; report: string }
-export interface Series { series_uid: string; description: string; sequence_class: string; sequence_subtype: string; plane: string }
+export interface Series { series_uid: string; description: string; sequence_class: string; sequence_subtype: string; plane: string; instance_count?: number; series_number?: number | null }
 export interface StudyContext {
   study: { id: number; study_uid: string; status: string; status_reason: string; description: string; series: Series[] };
   draft: Draft | null;
@@ -28,6 +28,9 @@ export interface StudyContext {
   conditions: Condition[];
   job_pending: boolean;
 }
+export type Verdict = 'agree' | 'disagree' | 'correct';
+export interface FindingFeedback { id: number; finding: number; condition: string; verdict: Verdict; level: string; side: string; comment: string; created_at: string }
+export interface Heartbeat { counted: boolean; active_seconds: number; accepted: number; corrected: number; rejected: number }
 export interface Conflict { detail: string; saved: Revision; head: Revision | null }
 
 export class ApiError extends Error {
@@ -86,6 +89,10 @@ export const api = {
     request<Review>('POST', `/api/studies/${studyId}/sign/`, body),
   saveBoxes: (studyId: number, body: { parent: number | null; boxes: Box[] }) =>
     request<StructuredReport>('POST', `/api/studies/${studyId}/boxes/`, body),
+  feedback: (studyId: number) => request<FindingFeedback[]>('GET', `/api/studies/${studyId}/finding-feedback/`),
+  giveFeedback: (studyId: number, body: { finding: number; verdict: Verdict; level?: string; side?: string }) =>
+    request<FindingFeedback>('POST', `/api/studies/${studyId}/finding-feedback/`, body),
+  heartbeat: (studyId: number) => request<Heartbeat>('POST', `/api/studies/${studyId}/reading-heartbeat/`, {}),
   nextStudy: (afterId: number) =>
     request<{ id: number; study_uid: string }>('GET', `/api/viewer/next-study/?after=${afterId}`),
 };

@@ -6,7 +6,8 @@
  */
 import type { Box } from './api';
 import * as store from './store';
-import { boxConditions, hydrateBoxes, rememberConditions, type Managers } from './viewerControl';
+import { heldLevelSide } from './review';
+import { applyBoxVisibility, boxConditions, hydrateBoxes, labelBoxes, rememberConditions, setBoxStatistics, type Managers } from './viewerControl';
 
 const RETRY_MS = 1000;
 const MAX_ATTEMPTS = 30;
@@ -20,6 +21,20 @@ export function markShown(sopUid: string): void {
   if (previous) handled.add(previous);
   handled.add(sopUid);
   current = sopUid;
+}
+
+/** Labels (condition and the level the reader holds), colours and per-condition visibility. */
+export function relabel(m: Managers): void {
+  const state = store.getState();
+  const context = state.context;
+  if (!context) return;
+  const findings = new Map((context.draft?.findings ?? []).map(f => [f.condition, f]));
+  setBoxStatistics(m, false);
+  labelBoxes(m, context.conditions, key => {
+    const f = findings.get(key);
+    return f ? heldLevelSide(f).level : '';
+  });
+  applyBoxVisibility(m, state.boxesVisible, state.hiddenConditions);
 }
 
 export function watchBoxes(m: Managers): () => void {
@@ -40,6 +55,7 @@ export function watchBoxes(m: Managers): () => void {
       if (stopped || current !== sopUid) return;
       if (result === 'hydrated') {
         rememberConditions(m, boxes);
+        relabel(m);
         store.update({ boxStatus: `${count} box(es) from the ${source} SR`, boxError: null });
       } else if (n < MAX_ATTEMPTS) {
         store.update({ boxStatus: 'Loading the boxes…' });

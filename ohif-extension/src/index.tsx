@@ -1,13 +1,14 @@
 /**
  * The SpineReview OHIF extension (loaded at runtime by URL from app-config.js): our two panels,
- * the spine hanging protocol and the series-kind attribute it matches on. One file per module.
+ * the spine hanging protocol and the slot attributes it matches on, the review commands. One file per module.
  */
 import React from 'react';
-import { registerKindAttribute, PROTOCOL_ID, protocol } from './hangingProtocol';
+import { registerSlotAttributes, PROTOCOL_ID, protocol } from './hangingProtocol';
 import { EXTENSION_ID, EXTENSION_VERSION } from './ids';
 import { ohifBuild } from './ohifBuild';
 import { FindingsPanel } from './panels/FindingsPanel';
 import { ReportPanel } from './panels/ReportPanel';
+import { commandsModule } from './review';
 import { onBeforeSRAddMeasurement } from './srCompat';
 import { injectStyles } from './styles';
 
@@ -17,7 +18,7 @@ const extension = ohifBuild.ok
       version: EXTENSION_VERSION,
       preRegistration({ servicesManager }: any) {
         injectStyles();
-        registerKindAttribute(servicesManager.services.hangingProtocolService);
+        registerSlotAttributes(servicesManager.services.hangingProtocolService, () => servicesManager.services.displaySetService);
       },
       getPanelModule({ servicesManager, commandsManager, extensionManager }: any) {
         const managers = { servicesManager, commandsManager, extensionManager };
@@ -27,6 +28,9 @@ const extension = ohifBuild.ok
           { name: 'findings', iconName: 'tab-linear', iconLabel: 'Findings', label: 'Findings', component: Findings },
           { name: 'report', iconName: 'tab-patient-info', iconLabel: 'Report', label: 'Report', component: Report },
         ];
+      },
+      getCommandsModule({ servicesManager, commandsManager, extensionManager }: any) {
+        return commandsModule({ servicesManager, commandsManager, extensionManager });
       },
       getCustomizationModule() {
         return [{ name: 'global', value: { onBeforeSRAddMeasurement } }];

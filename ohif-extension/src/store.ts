@@ -3,7 +3,7 @@
  * the draft is pending (the panel refreshes when it arrives), refreshed after every write.
  */
 import { useEffect, useState } from 'react';
-import { api, ApiError, type StudyContext } from './api';
+import { api, ApiError, type FindingFeedback, type Heartbeat, type StudyContext } from './api';
 
 export interface StudyState {
   studyUid: string | null;
@@ -14,11 +14,17 @@ export interface StudyState {
   boxesVisible: boolean;
   boxStatus: string;
   boxError: Error | null;
+  feedback: Record<number, FindingFeedback>; // the reader's newest verdict per finding id
+  feedbackError: ApiError | null;
+  radpeer: string; // the score picked for sign-off (hotkeys 1-5 or the radio buttons)
+  hiddenConditions: string[]; // conditions whose boxes the reader switched off
+  reading: Heartbeat | null; // active reading time and outcome counts, from the last heartbeat
 }
 
 type Listener = (state: StudyState) => void;
 
-let state: StudyState = { studyUid: null, context: null, error: null, loading: false, selected: null, boxesVisible: true, boxStatus: '', boxError: null };
+const FRESH = { selected: null, boxesVisible: true, boxStatus: '', boxError: null, feedback: {}, feedbackError: null, radpeer: '', hiddenConditions: [], reading: null };
+let state: StudyState = { studyUid: null, context: null, error: null, loading: false, ...FRESH };
 const listeners = new Set<Listener>();
 let timer: ReturnType<typeof setTimeout> | null = null;
 let pollSeconds = 5;
@@ -58,7 +64,9 @@ export async function refresh(): Promise<void> {
   try {
     const context = await api.studyContext(studyUid);
     if (studyUid !== state.studyUid) return; // the user moved on meanwhile
+    const first = !state.context;
     emit({ context, error: null, loading: false });
+    if (first) void loadFeedback();
   } catch (error) {
     emit({ error: error instanceof ApiError ? error : new ApiError(0, String(error), null), loading: false });
   }
@@ -76,7 +84,7 @@ function schedule(): void {
 export function start(studyUid: string | null, seconds: number): void {
   pollSeconds = seconds;
   if (studyUid === state.studyUid && state.context) return;
-  emit({ studyUid, context: null, error: null, selected: null, boxesVisible: true, boxStatus: '', boxError: null });
+  emit({ studyUid, context: null, error: null, ...FRESH });
   void refresh();
 }
 
@@ -84,6 +92,20 @@ export function stop(): void {
   if (timer) clearTimeout(timer);
   timer = null;
   emit({ studyUid: null, context: null, error: null, selected: null });
+}
+
+/** The reader's own verdicts (the API returns only theirs), newest per finding. */
+export async function loadFeedback(): Promise<void> {
+  const id = state.context?.study.id;
+  if (id === undefined) return;
+  try {
+    const rows = await api.feedback(id);
+    const latest: Record<number, FindingFeedback> = {};
+    for (const row of rows) latest[row.finding] = row; // oldest first: the last one wins
+    emit({ feedback: latest, feedbackError: null });
+  } catch (error) {
+    emit({ feedbackError: error as ApiError });
+  }
 }
 
 export function useStudyState(): StudyState {

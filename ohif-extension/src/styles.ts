@@ -33,6 +33,13 @@ a.sr-btn{text-decoration:none}
 .sr-conflict pre{white-space:pre-wrap;max-height:140px;overflow:auto;background:#0b1220;padding:4px}
 .sr-tabs{display:flex;gap:4px}
 .sr-kbd{font:11px ui-monospace,monospace;background:#374151;padding:0 4px;border-radius:3px}
+.sr-small{padding:1px 6px;font-size:11px}
+.sr-verdict{grid-column:1/3;font-size:12px}
+.sr-verdict-agree{color:#86efac}.sr-verdict-disagree{color:#fca5a5}.sr-verdict-correct{color:#fcd34d}
+.sr-verdict-buttons{grid-column:1/3;display:flex;gap:4px;flex-wrap:wrap}
+.sr-swatch{display:inline-block;width:8px;height:8px;border-radius:2px;margin-right:4px}
+.sr-toggle{display:inline-flex;gap:3px;align-items:center;border-left:4px solid;padding-left:4px;font-size:12px}
+.sr-keys{list-style:none;margin:0;padding:0;font-size:12px;color:#9ca3af;columns:2}
 `;
 
 export function injectStyles(): void {

@@ -6,14 +6,15 @@
  * "track this series?" prompts: box corrections are saved through our own SR endpoint.
  */
 import { api } from '../api';
-import { watchBoxes } from '../boxes';
-import { PROTOCOL_ID } from '../hangingProtocol';
+import { relabel, watchBoxes } from '../boxes';
+import { currentSlots, PROTOCOL_ID, setApiSeries, VIEWPORTS } from '../hangingProtocol';
 import { FINDINGS_PANEL, MODE_ID, MODE_ROUTE, REPORT_PANEL } from '../ids';
 import { ohifBuild } from '../ohifBuild';
-import { selectFinding, stepFinding } from '../panels/FindingsPanel';
-import { installShortcuts, setShortcutHandlers } from '../shortcuts';
+import { selectFinding } from '../panels/FindingsPanel';
+import { startReadingClock } from '../readingClock';
+import { HOTKEYS, mergeHotkeys, setReviewHandlers } from '../review';
 import * as store from '../store';
-import { boxHandles, hydrateBoxes, viewportState, type Managers } from '../viewerControl';
+import { boxHandles, boxLabels, hydrateBoxes, viewportState, type Managers } from '../viewerControl';
 
 const EXTENSION_URL = new URL('./extension.js', import.meta.url).href;
 const CORNERSTONE_VIEWPORT = '@ohif/extension-cornerstone.viewportModule.cornerstone';
@@ -59,10 +60,15 @@ const mode = {
           extensionManager: args.extensionManager,
         };
         const notify = args.servicesManager.services.uiNotificationService;
+        const { customizationService, hangingProtocolService, displaySetService, viewportGridService } =
+          args.servicesManager.services;
+        // our review keys join OHIF's hotkeys (read by OHIF right after onModeEnter); the keys
+        // they take over (W/L presets 1-4, segmentation's n/a/e/[/]) mean nothing in this mode
+        customizationService.setCustomizations({ 'ohif.hotkeyBindings': { $apply: mergeHotkeys } });
         store.start(store.studyUidFromUrl(), pollSeconds());
-        setShortcutHandlers({
-          nextFinding: () => stepFinding(managers, 1),
-          previousFinding: () => stepFinding(managers, -1),
+        setReviewHandlers({
+          selectFinding: (key: string) => selectFinding(managers, key),
+          focusReport: () => (document.querySelector('textarea[data-section]') as HTMLTextAreaElement | null)?.focus(),
           nextStudy: async () => {
             const current = store.getState().context?.study.id;
             if (current === undefined) return;
@@ -74,10 +80,37 @@ const mode = {
             }
           },
         });
+        // the series classes arrive with the study context: hang the series again if they put
+        // another series in a slot than the DICOM-header heuristics did before they arrived
+        let classified = false;
+        const onContext = (state: store.StudyState) => {
+          if (!state.context) return;
+          if (!classified) {
+            classified = true;
+            const before = JSON.stringify(currentSlots(displaySetService));
+            setApiSeries(state.context.study.series);
+            const after = JSON.stringify(currentSlots(displaySetService));
+            if (before !== after && hangingProtocolService.getActiveProtocol?.()?.protocol?.id === PROTOCOL_ID) {
+              try {
+                hangingProtocolService.setProtocol(PROTOCOL_ID);
+              } catch (error) {
+                console.warn('spinereview: re-hanging the series failed', error);
+              }
+            }
+          }
+          relabel(managers); // levels follow the reader's corrections; visibility per condition
+        };
+        const unsubscribe = store.subscribe(onContext);
+        setApiSeries(null);
         // read-only hooks for the end-to-end tests and for support ("what does the viewer show?")
         (window as any).__spinereview = {
           viewportState: () => viewportState(managers),
           boxHandles: (viewportId: string) => boxHandles(managers, viewportId),
+          boxLabels: () => boxLabels(managers),
+          slots: () => currentSlots(displaySetService),
+          viewportIds: () => VIEWPORTS.map(v => v.id),
+          hotkeys: () => HOTKEYS,
+          activeViewportId: () => viewportGridService.getState().activeViewportId,
           activate: (viewportId: string) => args.servicesManager.services.viewportGridService.setActiveViewportId(viewportId),
           selectFinding: (key: string) => selectFinding(managers, key),
           state: () => store.getState(),
@@ -90,7 +123,14 @@ const mode = {
               loaded: ds.isLoaded ?? null,
             })),
         };
-        cleanup = [installShortcuts(), watchBoxes(managers), () => delete (window as any).__spinereview, () => store.stop()];
+        cleanup = [
+          unsubscribe,
+          startReadingClock(),
+          watchBoxes(managers),
+          () => delete (window as any).__spinereview,
+          () => store.stop(),
+          () => setApiSeries(null),
+        ];
       },
       onModeExit(this: any, args: any) {
         cleanup.forEach(fn => fn());

@@ -7,8 +7,9 @@
 import React, { useEffect, useMemo, useState } from 'react';
 import { api, ApiError, type Finding, type KeySlice } from '../api';
 import * as store from '../store';
-import { markShown } from '../boxes';
-import { currentBoxes, jumpToImage, setBoxesVisible, type Managers } from '../viewerControl';
+import { markShown, relabel } from '../boxes';
+import { acceptRemaining, cycleSide, heldLevelSide, HOTKEYS, judge, shiftLevel } from '../review';
+import { conditionColour, currentBoxes, jumpToImage, setBoxStatistics, type Managers } from '../viewerControl';
 import { ErrorBox } from './ErrorBox';
 
 const STATUS_WORDS: Record<string, string> = {
@@ -42,17 +43,19 @@ export async function selectFinding(m: Managers, key: string): Promise<string[]>
   return moved;
 }
 
-export function stepFinding(m: Managers, delta: number): void {
-  const context = store.getState().context;
-  if (!context?.draft) return;
-  const byKey = new Map(context.draft.findings.map(f => [f.condition, f]));
-  const ordered = context.conditions.map(c => c.key).filter(k => byKey.has(k)); // canonical order
-  const present = ordered.filter(k => byKey.get(k)!.present);
-  const list = present.length ? present : ordered;
-  if (!list.length) return;
-  const at = list.indexOf(store.getState().selected ?? '');
-  const next = at < 0 ? (delta > 0 ? 0 : list.length - 1) : (at + delta + list.length) % list.length;
-  void selectFinding(m, list[next]);
+const VERDICT_WORDS: Record<string, string> = { agree: '✓ agreed', disagree: '✗ disagreed', correct: '✎ corrected' };
+
+/** The reader's current verdict on a finding (their own rows only: the API returns no others). */
+function Verdict({ f }: { f: Finding }) {
+  const v = store.useStudyState().feedback[f.id];
+  if (!v) return null;
+  const held = heldLevelSide(f);
+  return (
+    <span className={`sr-verdict sr-verdict-${v.verdict}`} data-verdict-of={f.condition} data-verdict-value={v.verdict}>
+      {VERDICT_WORDS[v.verdict]}
+      {v.verdict === 'correct' ? ` → ${[held.level, held.side].filter(Boolean).join(' ')}` : ''}
+    </span>
+  );
 }
 
 export function FindingsPanel(m: Managers) {
@@ -65,6 +68,7 @@ export function FindingsPanel(m: Managers) {
   const context = s.context;
   const draft = context?.draft ?? null;
   const sr = context?.structured_report ?? null;
+  const signed = !!context?.review?.signed_at;
   const byKey = useMemo(() => new Map((draft?.findings ?? []).map(f => [f.condition, f])), [draft]);
   const selected = s.selected ? byKey.get(s.selected) : undefined;
   const seriesName = useMemo(
@@ -85,10 +89,25 @@ export function FindingsPanel(m: Managers) {
   };
 
   const toggleBoxes = () => {
-    const visible = !s.boxesVisible;
-    setBoxesVisible(m, visible);
-    store.update({ boxesVisible: visible });
+    store.update({ boxesVisible: !s.boxesVisible });
+    relabel(m);
   };
+  const toggleCondition = (key: string) => {
+    const hidden = s.hiddenConditions.includes(key) ? s.hiddenConditions.filter(k => k !== key) : [...s.hiddenConditions, key];
+    store.update({ hiddenConditions: hidden });
+    relabel(m);
+  };
+  const [stats, setStats] = useState(false);
+  const toggleStats = () => {
+    setBoxStatistics(m, !stats);
+    setStats(!stats);
+  };
+  const boxConditionKeys = useMemo(() => new Set((sr?.boxes ?? []).map(b => b.condition).filter(Boolean) as string[]), [sr]);
+  const keyOf = (command: string, score?: string) => {
+    const h = HOTKEYS.find(x => x.commandName === command && (!score || (x as any).commandOptions?.score === score));
+    return h ? h.keys.join('+').replace('mod', 'Ctrl') : '';
+  };
+  const judged = Object.keys(s.feedback).length;
 
   const saveBoxes = async () => {
     if (!context) return;
@@ -135,6 +154,21 @@ export function FindingsPanel(m: Managers) {
       {draft && (
         <>
           <h3>Findings</h3>
+          <div className="sr-row sr-muted" data-testid="sr-review-progress">
+            <span>{judged} judged</span>
+            {s.reading && (
+              <span data-testid="sr-reading">
+                · reading {Math.floor(s.reading.active_seconds / 60)}:{String(Math.round(s.reading.active_seconds % 60)).padStart(2, '0')}
+                · {s.reading.accepted} accepted · {s.reading.corrected} corrected · {s.reading.rejected} rejected
+              </span>
+            )}
+            {!signed && (
+              <button className="sr-btn sr-small" data-testid="sr-accept-remaining" onClick={() => void acceptRemaining()} title={keyOf('spineAcceptRemaining')}>
+                Agree with the rest
+              </button>
+            )}
+          </div>
+          <ErrorBox error={s.feedbackError} prefix="Verdict not saved" />
           <ul className="sr-findings">
             {context!.conditions.map(c => {
               const f = byKey.get(c.key);
@@ -149,11 +183,22 @@ export function FindingsPanel(m: Managers) {
                   <span className="sr-name">{c.name}</span>
                   <span className="sr-prob">{f ? `${Math.round(f.probability * 100)}%` : '—'}</span>
                   <span className="sr-meta">
+                    {boxConditionKeys.has(c.key) && <span className="sr-swatch" style={{ background: conditionColour(c.key, context!.conditions) }} />}
                     {findingStatus(f)}
                     {f?.level ? ` · ${f.level}` : ''}
                     {f?.side ? ` · ${f.side}` : ''}
                     {f?.key_slices.length ? ` · ${f.key_slices.length} key slice(s)` : ''}
                   </span>
+                  {f && <Verdict f={f} />}
+                  {f && s.selected === c.key && !signed && (
+                    <span className="sr-verdict-buttons" onClick={e => e.stopPropagation()}>
+                      <button className="sr-btn sr-small" data-verdict="agree" onClick={() => void judge('agree', false, f)} title={`Agree (${keyOf('spineAgree')})`}>✓ Agree</button>
+                      <button className="sr-btn sr-small sr-secondary" data-verdict="disagree" onClick={() => void judge('disagree', false, f)} title={`Disagree (${keyOf('spineDisagree')})`}>✗ Disagree</button>
+                      <button className="sr-btn sr-small sr-secondary" data-verdict="level-up" onClick={() => void shiftLevel(-1, f)} title={`Level up (${keyOf('spineLevelUp')})`}>▲ level</button>
+                      <button className="sr-btn sr-small sr-secondary" data-verdict="level-down" onClick={() => void shiftLevel(1, f)} title={`Level down (${keyOf('spineLevelDown')})`}>▼ level</button>
+                      <button className="sr-btn sr-small sr-secondary" data-verdict="side" onClick={() => void cycleSide(f)} title={`Side (${keyOf('spineCycleSide')})`}>side</button>
+                    </span>
+                  )}
                 </li>
               );
             })}
@@ -187,14 +232,30 @@ export function FindingsPanel(m: Managers) {
             <button className="sr-btn" data-testid="sr-save-boxes" disabled={saving} onClick={() => void saveBoxes()}>
               {saving ? 'Saving…' : 'Save boxes'}
             </button>
+            <button className="sr-btn sr-secondary" data-testid="sr-toggle-stats" onClick={toggleStats}>
+              {stats ? 'Hide statistics' : 'Show statistics'}
+            </button>
+          </div>
+          <div className="sr-row" data-testid="sr-condition-toggles">
+            {context!.conditions.filter(c => boxConditionKeys.has(c.key)).map(c => (
+              <label key={c.key} className="sr-toggle" style={{ borderColor: conditionColour(c.key, context!.conditions) }}>
+                <input type="checkbox" data-condition-toggle={c.key} checked={!s.hiddenConditions.includes(c.key)} onChange={() => toggleCondition(c.key)} />
+                {c.name}
+              </label>
+            ))}
           </div>
           <div className="sr-muted" data-testid="sr-box-status">
             {boxStatus || (sr ? 'Loading boxes…' : 'No boxes SR for this study.')}
           </div>
-          <div className="sr-muted">
-            Draw with the Rectangle tool; a new box belongs to the selected finding. Keys: <span className="sr-kbd">n</span>/
-            <span className="sr-kbd">p</span> next/previous finding.
-          </div>
+          <div className="sr-muted">Draw with the Rectangle tool; a new box belongs to the selected finding.</div>
+          <h3>Keys</h3>
+          <ul className="sr-keys" data-testid="sr-keys">
+            {HOTKEYS.filter(h => h.commandName !== 'spineRadpeer').map(h => (
+              <li key={h.commandName}><span className="sr-kbd">{h.keys.join('+').replace('mod', 'Ctrl')}</span> {h.label}</li>
+            ))}
+            <li><span className="sr-kbd">1</span>–<span className="sr-kbd">5</span> RADPEER 1, 2a, 2b, 3a, 3b</li>
+            <li><span className="sr-kbd">Alt+↓</span>/<span className="sr-kbd">Alt+↑</span> next/previous report section, <span className="sr-kbd">Esc</span> back to the images</li>
+          </ul>
           <ErrorBox error={boxError ?? s.boxError} prefix="Boxes" />
         </>
       )}

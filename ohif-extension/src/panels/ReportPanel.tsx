@@ -7,7 +7,7 @@
 import React, { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { api, ApiError, type Conflict, type Review, type Revision } from '../api';
 import { joinSections, sectionsDict, splitSections, wordDiff, type Section } from '../reportText';
-import { setShortcutHandlers } from '../shortcuts';
+import { setReviewHandlers } from '../review';
 import * as store from '../store';
 import { ErrorBox } from './ErrorBox';
 
@@ -36,7 +36,8 @@ export function ReportPanel() {
   const [saveError, setSaveError] = useState<ApiError | null>(null);
   const [conflict, setConflict] = useState<Conflict | null>(null);
   const [showDiff, setShowDiff] = useState(false);
-  const [radpeer, setRadpeer] = useState('');
+  const radpeer = s.radpeer; // in the store: the 1-5 hotkeys pick it too
+  const setRadpeer = (score: string) => store.update({ radpeer: score });
   const [comment, setComment] = useState('');
   const [inScope, setInScope] = useState(true);
   const [signError, setSignError] = useState<ApiError | Error | null>(null);
@@ -167,7 +168,7 @@ export function ReportPanel() {
   }, [context, signedReview, signing, radpeer, comment, inScope, flush, draft, text, sections]);
 
   useEffect(() => {
-    setShortcutHandlers({ signOff: () => void sign() });
+    setReviewHandlers({ signOff: () => void sign() });
   }, [sign]);
 
   if (!context) return <div className="sr-panel"><ErrorBox error={s.error} prefix="Could not load the study" /></div>;
@@ -180,8 +181,27 @@ export function ReportPanel() {
   }
 
   const diff = showDiff && draft ? wordDiff(draft.text, text) : null;
+  // keys inside the panel's fields, where OHIF's hotkeys stand aside (typing must stay typing):
+  // Ctrl/Cmd+Enter signs, Alt+Down/Up moves between report sections, Esc returns to the images
+  const onKeyDown = (event: React.KeyboardEvent<HTMLDivElement>) => {
+    const target = event.target as HTMLElement;
+    if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      void sign();
+    } else if (event.altKey && (event.key === 'ArrowDown' || event.key === 'ArrowUp')) {
+      const fields = Array.from(document.querySelectorAll<HTMLTextAreaElement>('textarea[data-section]'));
+      const at = fields.indexOf(target as HTMLTextAreaElement);
+      const next = fields[Math.min(fields.length - 1, Math.max(0, at + (event.key === 'ArrowDown' ? 1 : -1)))];
+      if (next) {
+        event.preventDefault();
+        next.focus();
+      }
+    } else if (event.key === 'Escape' && /^(TEXTAREA|INPUT|SELECT)$/.test(target.tagName)) {
+      target.blur();
+    }
+  };
   return (
-    <div className="sr-panel" data-testid="sr-report-panel">
+    <div className="sr-panel" data-testid="sr-report-panel" onKeyDown={onKeyDown}>
       <div className="sr-row">
         <span data-testid="sr-save-state" className={saveState.kind === 'saved' ? 'sr-ok' : 'sr-muted'}>
           {saveState.kind === 'pending' ? 'Unsaved changes…'
@@ -297,7 +317,7 @@ export function ReportPanel() {
             <button className="sr-btn" data-testid="sr-sign" disabled={signing} onClick={() => void sign()}>
               {signing ? 'Signing…' : 'Sign off'}
             </button>
-            <span className="sr-muted"><span className="sr-kbd">Ctrl+Enter</span> sign · <span className="sr-kbd">Shift+N</span> next study</span>
+            <span className="sr-muted"><span className="sr-kbd">1</span>–<span className="sr-kbd">5</span> score · <span className="sr-kbd">Ctrl+Enter</span> sign · <span className="sr-kbd">Shift+N</span> next study</span>
           </div>
           <ErrorBox error={signError} prefix="Sign-off" />
         </>
