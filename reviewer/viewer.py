@@ -4,7 +4,8 @@ Why a separate origin: OHIF 3.13.2 compiles the public path ``/`` into its bundl
 cannot live under a sub-path of the app (DESIGN.md §4). In development the viewer origin is a
 second host name of the *same* Django process (``SPINEREVIEW_VIEWER_ORIGIN``, default
 ``http://viewer.localhost:8000``; any ``*.localhost`` name resolves to loopback in browsers):
-``ViewerHostMiddleware`` switches requests for that host to this module's URLconf, which serves
+``ViewerHostMiddleware`` switches requests for that host to the viewer URLconf
+(``settings.VIEWER_URLCONF``, ``webapp/viewer_urls.py``), which serves this module's views:
 
 - ``/app-config.js``, rendered here (data source = the same-origin DICOMweb proxy, our extension
   and mode URLs, tour off);
@@ -44,7 +45,6 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, re_path
 from django.utils.crypto import constant_time_compare
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -69,14 +69,15 @@ def viewer_host() -> str:
 
 
 class ViewerHostMiddleware:
-    """Requests whose Host is the viewer origin's use the viewer URLconf (``reviewer.viewer``)."""
+    """Requests whose Host is the viewer origin's use the viewer URLconf (``settings.VIEWER_URLCONF``,
+    composed in ``webapp/``: the reviewer package does not import the project's URLconf)."""
 
     def __init__(self, get_response):  # type: ignore[no-untyped-def]
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.get_host().lower() == viewer_host():
-            request.urlconf = "reviewer.viewer"
+            request.urlconf = settings.VIEWER_URLCONF
         return self.get_response(request)
 
 
@@ -272,27 +273,3 @@ def ohif_file(request: HttpRequest, path: str = "") -> HttpResponse:
         return redirect(f"{settings.VIEWER_APP_ORIGIN}/")
     dist = _dist()
     return _serve(dist, path, fallback=dist / "index.html")
-
-
-def _viewer_urlpatterns() -> list:
-    from webapp.urls import urlpatterns as app_urlpatterns
-
-    return [
-        path("app-config.js", app_config_js, name="viewer-app-config"),
-        path("viewer/handoff/", handoff, name="viewer-handoff"),
-        path("viewer/handoff/confirm/", handoff_confirm, name="viewer-handoff-confirm"),
-        path("viewer/auth/", auth_check, name="viewer-auth"),
-        re_path(rf"^{EXTENSION_PREFIX}/(?P<path>.+)$", extension_file, name="viewer-extension"),
-        path("", ohif_file, name="viewer-root"),
-        # the app's URLs (api/, dicom-web/, accounts/, admin/) on this origin too; "" is ours
-        *app_urlpatterns,
-        re_path(r"^(?P<path>.+)$", ohif_file, name="viewer-file"),
-    ]
-
-
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    # Django reads ``urlpatterns`` when this module is used as a URLconf; built lazily so that
-    # importing the views from reviewer/urls.py does not import webapp.urls (a cycle).
-    if name == "urlpatterns":
-        return _viewer_urlpatterns()
-    raise AttributeError(name)

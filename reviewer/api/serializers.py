@@ -1,4 +1,10 @@
-"""API representations. Patient identities are included for admins only."""
+"""Representations shared by several endpoints (a study, a draft, a revision, a review...).
+
+A serializer used by one endpoint only is nested in that endpoint's API class as its
+``InputSerializer`` / ``OutputSerializer``; the ones here appear in several answers (the study
+API and the viewer's one-round-trip payload, a revision list and a 409 conflict) and must stay
+alike. Patient identities are included for admins only; blinding is applied per requesting user
+(pass ``context={"request": request}``)."""
 
 from __future__ import annotations
 
@@ -6,11 +12,9 @@ from rest_framework import serializers
 
 from ml.conditions import BY_KEY
 from reviewer.models import (
-    AuditEvent,
     Draft,
     DraftJob,
     Finding,
-    LabelConfirmation,
     LabelExtraction,
     ModelVersion,
     ReportRevision,
@@ -166,19 +170,6 @@ class RevisionSerializer(serializers.ModelSerializer):
 DB_ID_MAX = 2**63 - 1  # a larger id cannot exist: refuse it here (400) instead of overflowing the database
 
 
-class RevisionCreateSerializer(serializers.Serializer):
-    text = serializers.CharField(allow_blank=False, trim_whitespace=False)
-    sections = serializers.DictField(required=False, default=dict)
-    parent = serializers.IntegerField(
-        allow_null=True, required=True, min_value=1, max_value=DB_ID_MAX,
-        help_text="the revision of your report being edited, null if none",
-    )  # fmt: skip
-    reason = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=2000,
-        help_text="after sign-off: why the report is amended (the save becomes an addendum)",
-    )  # fmt: skip
-
-
 class ReviewSerializer(serializers.ModelSerializer):
     reader = serializers.StringRelatedField()
     needs_arbitration = serializers.BooleanField(read_only=True)
@@ -190,42 +181,12 @@ class ReviewSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SignSerializer(serializers.Serializer):
-    radpeer = serializers.ChoiceField(choices=Review.Radpeer.choices)
-    comment = serializers.CharField(allow_blank=True, required=False, default="")
-    in_scope = serializers.BooleanField(required=False, default=True)
-    revision = serializers.IntegerField(
-        required=False, allow_null=True, default=None, min_value=1, max_value=DB_ID_MAX,
-        help_text="the head of your report (default); null signs the AI draft if you saved nothing",
-    )  # fmt: skip
-
-
 class LabelExtractionSerializer(serializers.ModelSerializer):
     class Meta:
         model = LabelExtraction
         fields = ["id", "study", "revision", "source", "report_text", "extractor", "labels", "evidence",
                   "confidence", "created_at"]  # fmt: skip
         read_only_fields = fields
-
-
-class LabelConfirmationSerializer(serializers.ModelSerializer):
-    annotator = serializers.StringRelatedField()
-
-    class Meta:
-        model = LabelConfirmation
-        fields = ["id", "extraction", "annotator", "labels", "comment", "created_at"]
-        read_only_fields = ["id", "annotator", "created_at"]
-
-    def validate_labels(self, value: dict) -> dict:
-        """All 17 conditions, each -1/0/1: a confirmation is complete (as on the annotation page)."""
-        from django.core.exceptions import ValidationError as DjangoValidationError
-
-        from reviewer.services.labels import validate_labels
-
-        try:
-            return validate_labels(value)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.message_dict.get("labels", exc.messages)) from exc
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -242,11 +203,3 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["id", "created_at"]
-
-
-class AuditEventSerializer(serializers.ModelSerializer):
-    actor = serializers.StringRelatedField()
-
-    class Meta:
-        model = AuditEvent
-        fields = ["id", "actor", "action", "object_type", "object_id", "data", "at"]

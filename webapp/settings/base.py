@@ -135,7 +135,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",  # browser; enforces CSRF
         "reviewer.authentication.ExpiringTokenAuthentication",  # scripts
     ],
-    # only the sign-in endpoints name a scope (reviewer/api/auth_views.py); per client address
+    # only the sign-in endpoints name a scope (reviewer/api/auth.py); per client address
     "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("SPINEREVIEW_AUTH_THROTTLE_RATE", "20/min")},
     # proxies in front of the app whose X-Forwarded-For is trusted; 0 = the socket's address (else
     # any client could name a fresh address per request and never be throttled)
@@ -147,7 +147,9 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "reviewer.api.schema.AutoSchema",  # names nested Input/Output serializers
+    # service exceptions (validation, conflicts, Orthanc down) answered as JSON in one place
+    "EXCEPTION_HANDLER": "reviewer.api.exception_handlers.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "SpineReview API",
@@ -245,7 +247,8 @@ _OHIF_DEFAULT_DIST = SPINEREVIEW_CACHE / "ohif" / f"app-{VIEWER_OHIF_VERSION}" /
 VIEWER_OHIF_DIST = Path(os.environ.get("SPINEREVIEW_OHIF_DIST", _OHIF_DEFAULT_DIST))  # fetched by scripts/setup.sh
 VIEWER_EXTENSION_DIST = Path(os.environ.get("SPINEREVIEW_VIEWER_EXTENSION_DIST", BASE_DIR / "ohif-extension" / "dist"))
 VIEWER_POLL_S = float(os.environ.get("SPINEREVIEW_VIEWER_POLL_S", "5"))  # panel refresh while a draft is pending
-MIDDLEWARE.append("reviewer.viewer.ViewerHostMiddleware")  # viewer host -> reviewer.viewer URLconf
+MIDDLEWARE.append("reviewer.viewer.ViewerHostMiddleware")  # viewer host -> VIEWER_URLCONF
+VIEWER_URLCONF = "webapp.viewer_urls"
 if (_viewer_hostname := VIEWER_ORIGIN.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]) not in ALLOWED_HOSTS:
     ALLOWED_HOSTS.append(_viewer_hostname)
 

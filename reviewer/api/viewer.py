@@ -1,0 +1,152 @@
+"""Endpoints the OHIF review panels need beyond the study API (ohif-extension/src/api.ts).
+
+- ``GET  /api/viewer/studies/<study_uid>/``: everything the panels show in one round trip
+  (study status, newest draft with findings and similar cases, draft job, the head revision of
+  the caller's own report chain, the caller's review, the newest box SR they may see), so a
+  study opened before its draft exists can poll one URL;
+- ``POST /api/studies/<id>/boxes/``: a reader's corrected box set, stored as a new SR version
+  (``reviewer.services.sr.write_reader_sr``; nothing is replaced);
+- ``GET  /api/viewer/next-study/?after=<id>``: the next study waiting for review (shortcut).
+
+Radiologists read and write, admins always; not researchers (study UID, report text and names,
+as the study API).
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ml.conditions import CONDITIONS
+from reviewer import selectors
+from reviewer.api import serializers as s
+from reviewer.models import DraftJob, StructuredReport, Study
+from reviewer.permissions import RolePermission
+from reviewer.roles import Role
+from reviewer.services.reports import head_revision
+from reviewer.services.workflow import blinded_for
+
+R = Role.RADIOLOGIST
+
+
+class StructuredReportSerializer(serializers.ModelSerializer):
+    author = serializers.StringRelatedField()
+
+    class Meta:
+        model = StructuredReport
+        fields = ["id", "source", "parent", "author", "sop_instance_uid", "series_instance_uid",
+                  "series_description", "boxes", "created_at"]  # fmt: skip
+
+
+class BoxSerializer(serializers.Serializer):
+    """One box of a reader's set (part of ``StudyBoxesApi``'s input)."""
+
+    condition = serializers.CharField()
+    sop_uid = serializers.CharField()
+    series_uid = serializers.CharField(required=False, allow_blank=True)
+    xyxy = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4)
+    label = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+def _head_sr(study: Study, user) -> StructuredReport | None:  # type: ignore[no-untyped-def]
+    """The newest reader SR, else the AI SR of the newest draft. A blinded reader gets only
+    their own reader SRs: another reader's boxes, name and timing are theirs to keep."""
+    readers = study.structured_reports.filter(source=StructuredReport.Source.READER)
+    if blinded_for(user, study):
+        readers = readers.filter(author=user)
+    reader = readers.order_by("-created_at").first()
+    return reader or study.structured_reports.filter(source=StructuredReport.Source.AI).order_by("-created_at").first()
+
+
+def _waiting_for(user) -> QuerySet[Study]:  # type: ignore[no-untyped-def]
+    """Studies with a draft that ``user`` has not signed, oldest first."""
+    return (
+        Study.objects.filter(status__in=[Study.Status.DRAFT_READY, Study.Status.IN_REVIEW])
+        .exclude(Q(reviews__reader=user) & Q(reviews__signed_at__isnull=False))
+        .order_by("pk")
+    )
+
+
+class ViewerStudyApi(APIView):
+    permission_classes = [RolePermission]
+    allowed_roles = {"GET": {R}}
+
+    @extend_schema(responses=dict)
+    def get(self, request: Request, study_uid: str) -> Response:
+        study = get_object_or_404(selectors.study_list(), study_uid=study_uid)
+        draft = selectors.drafts_for(study.pk).order_by("-created_at").first()
+        job = study.draft_jobs.order_by("-queued_at").first()
+        head = head_revision(study, author=request.user)  # the caller's own chain: never another reader's text
+        review = study.reviews.filter(reader=request.user).first()
+        sr = _head_sr(study, request.user)
+        analysis = draft.analysis if draft else {}
+        ctx = {"request": request}  # the serializers apply blinding (reviewer.services.workflow) per user
+        sr_data = StructuredReportSerializer(sr).data if sr else None
+        if sr_data and blinded_for(request.user, study):
+            sr_data["series_description"] = None  # the AI SR's description names the pipeline version
+        return Response(
+            {
+                "study": s.StudySerializer(study, context=ctx).data,
+                "draft": s.DraftSerializer(draft, context=ctx).data if draft else None,
+                "similar_cases": analysis.get("similar_cases", []) if isinstance(analysis, dict) else [],
+                "job": s.DraftJobSerializer(job, context=ctx).data if job else None,
+                "head_revision": s.RevisionSerializer(head).data if head else None,
+                "review": s.ReviewSerializer(review).data if review else None,
+                "structured_report": sr_data,
+                "conditions": [{"key": c.key, "name": c.name, "category": c.category} for c in CONDITIONS],
+                "job_pending": bool(job and job.state not in (DraftJob.State.DONE, DraftJob.State.FAILED)),
+            }
+        )
+
+
+class StudyBoxesApi(APIView):
+    """Store the reader's corrected box set as a new SR version (400: a box that cannot be
+    encoded; 503: Orthanc did not answer, nothing saved)."""
+
+    permission_classes = [RolePermission]
+    allowed_roles = {"POST": {R}}
+    OutputSerializer = StructuredReportSerializer
+
+    class InputSerializer(serializers.Serializer):
+        parent = serializers.IntegerField(allow_null=True, help_text="the SR that was edited; null for none")
+        boxes = BoxSerializer(many=True, help_text="the complete box set the reader wants")
+
+        class Meta:
+            ref_name = "BoxesSave"
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        from reviewer.services import sr as sr_service  # imports highdicom: only when saving
+
+        study = get_object_or_404(Study, pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        parent_id = data.validated_data["parent"]
+        parent = get_object_or_404(StructuredReport, pk=parent_id, study=study) if parent_id else None
+        row = sr_service.write_reader_sr(
+            study=study, parent=parent, author=request.user, boxes=data.validated_data["boxes"]
+        )
+        return Response(self.OutputSerializer(row).data, status=status.HTTP_201_CREATED)
+
+
+class NextStudyApi(APIView):
+    """The oldest study after ``after`` (by id) that has a draft and no signature of the caller."""
+
+    permission_classes = [RolePermission]
+    allowed_roles = {"GET": {R}}
+
+    @extend_schema(responses=dict)
+    def get(self, request: Request) -> Response:
+        after = request.query_params.get("after")
+        studies = _waiting_for(request.user)
+        if after and after.isdigit():
+            studies = studies.filter(pk__gt=int(after))
+        study = studies.first()
+        if study is None:
+            return Response({"detail": "no further study waiting for review"}, status=status.HTTP_404_NOT_FOUND)
+        return Response({"id": study.pk, "study_uid": study.study_uid})
