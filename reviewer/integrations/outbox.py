@@ -133,13 +133,13 @@ def forward_sr(revision: ReportRevision, *, modality: str) -> dict:
     _, sop_uid = report_sr.report_uids(revision)
     client = orthanc()
     try:
-        found = client.post("/tools/lookup", content=sop_uid)
+        found = client.post(f"{settings.ORTHANC_URL}/tools/lookup", content=sop_uid)
         found.raise_for_status()
         ids = [r["ID"] for r in found.json() if r.get("Type") == "Instance"]
         if not ids:
             raise SendError(f"report SR {sop_uid} is not in Orthanc yet (its store message goes first)")
         answer = client.post(
-            f"/modalities/{modality}/store",
+            f"{settings.ORTHANC_URL}/modalities/{modality}/store",
             json={"Resources": ids, "Synchronous": True, "Timeout": int(settings.SPINEREVIEW_INTEROP_TIMEOUT_S)},
             timeout=settings.SPINEREVIEW_INTEROP_TIMEOUT_S + 5,
         )
