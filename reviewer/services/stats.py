@@ -850,8 +850,7 @@ def fingerprint_digest() -> str:
     """``stats_fingerprint`` as a short cache-key part (also keys the rendered plots)."""
     import hashlib
 
-    with _without_jit():
-        return hashlib.sha256(repr(stats_fingerprint()).encode()).hexdigest()[:32]
+    return hashlib.sha256(repr(stats_fingerprint()).encode()).hexdigest()[:32]
 
 
 def cached_bundle() -> dict:
@@ -860,12 +859,11 @@ def cached_bundle() -> dict:
     services leaves it stale, and only the first view after a change computes."""
     from django.core.cache import cache
 
-    with _without_jit():
-        key = f"spinereview:stats:bundle:{fingerprint_digest()}"
-        found = cache.get(key)
-        if found is None:
-            found = _compute_bundle()
-            cache.set(key, found, CACHE_SECONDS)
+    key = f"spinereview:stats:bundle:{fingerprint_digest()}"
+    found = cache.get(key)
+    if found is None:
+        found = _compute_bundle()
+        cache.set(key, found, CACHE_SECONDS)
     return found
 
 
