@@ -17,6 +17,7 @@ from reviewer.api import (
     assignments,
     audit,
     auth,
+    interop,
     labels,
     model_versions,
     reports,
@@ -87,6 +88,8 @@ urlpatterns = [
     path("viewer/studies/<str:study_uid>/", viewer.ViewerStudyApi.as_view(), name="viewer-study"),
     path("viewer/next-study/", viewer.NextStudyApi.as_view(), name="viewer-next-study"),
     path("studies/<int:pk>/boxes/", viewer.StudyBoxesApi.as_view(), name="study-boxes"),
+    # interoperability: a signed report as a FHIR bundle
+    path("studies/<int:pk>/fhir/", interop.StudyFhirApi.as_view(), name="study-fhir"),
     # research statistics and exports
     path("stats/", stats.StatsApi.as_view(), name="stats"),
     re_path(r"^stats/plots/(?P<name>[a-z_]+)\.(?P<fmt>png|svg)$", stats.PlotApi.as_view(), name="stats-plot"),
