@@ -9,10 +9,11 @@ longer text's length (0 when both are empty); WER (jiwer) treats the draft as th
 and the signed report as the reference (an empty reference gives 0 if the draft is empty too,
 else 1). Words are the whitespace-separated tokens of the normalised text.
 
-Per-section distances split both texts on the report's section headers (a line starting with
-an upper-case header and a colon, e.g. ``IMPRESSION:`` or ``NEURAL FORAMINA:``; DESIGN.md §1);
-a section missing from one text compares against the empty string. Text before the first
-header is the ``preamble`` section.
+Per-section distances split both texts with the report's one section splitter
+(``ml.report_sections.split_report``: the viewer's section editor cuts the same way, and a level
+line such as ``L4-5: ...`` stays inside its section, normally DISCS); sections are keyed by
+``section_key`` of their title (``"impression"``), a section missing from one text compares
+against the empty string, and text before the first header is the ``preamble`` section.
 """
 
 from __future__ import annotations
@@ -25,22 +26,17 @@ import jiwer
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
+from ml.report_sections import section_key, split_report
+
 NORMALISATION = "lowercase+collapse-whitespace"
 # Bump when the numbers a stored edit distance holds would change for the same texts.
-EDIT_DISTANCE_METHOD = "v2"
+EDIT_DISTANCE_METHOD = "v3"  # v3: sections from ml.report_sections (known headers in any case, addenda)
 
 _WS = re.compile(r"\s+")
-# "CLINICAL HISTORY:", "VERTEBRAL BODIES/MARROW:", "IMPRESSION:" — not "L4-5:" (digits) nor "1." items.
-_HEADER = re.compile(r"^[ \t]*([A-Z][A-Z /&]*[A-Z])[ \t]*:[ \t]*", re.MULTILINE)
 
 
 def normalise(text: str) -> str:
     return _WS.sub(" ", text.strip().lower())
-
-
-def section_key(header: str) -> str:
-    """``"VERTEBRAL BODIES/MARROW"`` → ``"vertebral_bodies_marrow"`` (stable export keys)."""
-    return re.sub(r"[^a-z0-9]+", "_", header.lower()).strip("_")
 
 
 def split_sections(text: str) -> dict[str, str]:
@@ -49,14 +45,11 @@ def split_sections(text: str) -> dict[str, str]:
     A header that repeats appends to the earlier body, so no text is dropped.
     """
     sections: dict[str, str] = {}
-    matches = list(_HEADER.finditer(text))
-    preamble = text[: matches[0].start()] if matches else text
-    if preamble.strip():
-        sections["preamble"] = preamble.strip()
-    for i, m in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        key = section_key(m.group(1))
-        body = text[m.end() : end].strip()
+    for s in split_report(text):
+        key = section_key(s.title) if s.title else "preamble"
+        body = s.body.strip()
+        if not body and not s.title:
+            continue
         sections[key] = f"{sections[key]}\n{body}".strip() if key in sections else body
     return sections
 

@@ -4,6 +4,8 @@
  * to show: nothing is swallowed.
  */
 
+import type { SectionTitle } from './reportText';
+
 export interface Condition { key: string; name: string; category: string }
 export interface KeySlice { series_uid: string; sop_uid: string; index: number; score?: number }
 export interface Box { series_uid?: string; sop_uid: string; xyxy: number[]; xyxy_norm?: number[]; condition?: string; label?: string }
@@ -27,6 +29,8 @@ export interface StudyContext {
   structured_report: StructuredReport | null;
   conditions: Condition[];
   job_pending: boolean;
+  /** the report's section titles and their aliases: reportText.splitSections cuts with them as the server does */
+  report_sections: SectionTitle[];
 }
 export type Verdict = 'agree' | 'disagree' | 'correct';
 export interface FindingFeedback { id: number; finding: number; condition: string; verdict: Verdict; level: string; side: string; comment: string; created_at: string }

@@ -1,25 +1,58 @@
 /**
  * Report text <-> editable sections, and a word diff.
  *
- * Sections are cut at lines that start with an upper-case heading and a colon ("IMPRESSION:",
- * "SPINAL CANAL: ..."). Each piece keeps its heading exactly, so joining the pieces gives back
- * the text byte for byte: editing one section never reformats the others, and the edit distance
- * the app stores (draft vs signed) counts only what the radiologist changed.
+ * Sections are cut exactly as the server cuts them (ml/report_sections.py, whose module
+ * docstring is the definition), so a section edited here is the section whose edit distance the
+ * server stores. The server sends the known titles and their aliases in the study context
+ * (`report_sections`); a header is, at the start of a line:
+ *   1. a label of letters, spaces and /&,- followed by a colon, when the label is a known title
+ *      or alias (any case) or is written in capitals (3+ characters);
+ *   2. a known title or alias alone on its line;
+ *   3. an addendum ("ADDENDUM (12/03): ...", "Addendum by Dr X -").
+ * A level line ("L4-5: ...") is not a header: it stays in its section (DISCS). Each piece keeps
+ * its heading exactly, so joining the pieces gives back the text byte for byte: editing one
+ * section never reformats the others.
  */
 
 export interface Section { title: string; head: string; body: string }
+export interface SectionTitle { title: string; aliases: string[] }
 
-const HEADING = /^([A-Z][A-Z0-9 /&(),'-]{1,60}):[ \t]*\n?/gm;
+const COLON = /^[ \t]*([A-Za-z][A-Za-z /&,-]{1,40}?)[ \t]*:[ \t]*\n?/gm;
+const BARE = /^[ \t]*([A-Za-z][A-Za-z /&-]{1,40}?)[ \t]*(?:\n|$)/gm;
+const ADDENDUM = /^[ \t]*(addendum|amendment)\b[^:\n]{0,60}?(:|\s-\s|$)[ \t]*\n?/gim;
 
-export function splitSections(text: string): Section[] {
-  const matches = Array.from(text.matchAll(HEADING));
-  if (!matches.length) return [{ title: 'REPORT', head: '', body: text }];
+const canonical = (label: string) => label.split(/\s+/).filter(Boolean).join(' ').toUpperCase();
+const isCapitals = (label: string) => label === label.toUpperCase() && label !== label.toLowerCase();
+
+export function splitSections(text: string, vocabulary: SectionTitle[]): Section[] {
+  const known = new Map<string, string>();
+  for (const v of vocabulary) {
+    known.set(canonical(v.title), v.title);
+    for (const a of v.aliases) known.set(canonical(a), v.title);
+  }
+  let marks: { start: number; bodyStart: number; title: string }[] = [];
+  for (const m of text.matchAll(COLON)) {
+    const word = canonical(m[1]);
+    const title = known.get(word) ?? (isCapitals(m[1].trim()) && word.length > 2 ? word : undefined);
+    if (title !== undefined) marks.push({ start: m.index!, bodyStart: m.index! + m[0].length, title });
+  }
+  for (const m of text.matchAll(BARE)) {
+    const title = known.get(canonical(m[1]));
+    const inside = marks.some(k => k.start <= m.index! && m.index! < k.bodyStart);
+    if (title !== undefined && !inside) marks.push({ start: m.index!, bodyStart: m.index! + m[0].length, title });
+  }
+  for (const m of text.matchAll(ADDENDUM)) {
+    const end = m.index! + m[0].length;
+    marks = marks.filter(k => !(m.index! <= k.start && k.start < end));
+    marks.push({ start: m.index!, bodyStart: end, title: 'ADDENDUM' });
+  }
+  marks.sort((a, b) => a.start - b.start || a.bodyStart - b.bodyStart);
+  if (!marks.length) return [{ title: '', head: '', body: text }];
   const out: Section[] = [];
-  if ((matches[0].index ?? 0) > 0) out.push({ title: '', head: '', body: text.slice(0, matches[0].index) });
-  matches.forEach((m, i) => {
-    const start = (m.index ?? 0) + m[0].length;
-    const end = i + 1 < matches.length ? matches[i + 1].index ?? text.length : text.length;
-    out.push({ title: m[1], head: m[0], body: text.slice(start, end) });
+  if (marks[0].start > 0) out.push({ title: '', head: '', body: text.slice(0, marks[0].start) });
+  marks.forEach((k, i) => {
+    const end = i + 1 < marks.length ? marks[i + 1].start : text.length;
+    out.push({ title: k.title, head: text.slice(k.start, k.bodyStart), body: text.slice(k.bodyStart, end) });
   });
   return out;
 }

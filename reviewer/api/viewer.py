@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ml.conditions import CONDITIONS
+from ml.report_sections import viewer_vocabulary
 from reviewer import selectors
 from reviewer.api import serializers as s
 from reviewer.models import DraftJob, StructuredReport, Study
@@ -100,6 +101,7 @@ class ViewerStudyApi(APIView):
                 "structured_report": sr_data,
                 "conditions": [{"key": c.key, "name": c.name, "category": c.category} for c in CONDITIONS],
                 "job_pending": bool(job and job.state not in (DraftJob.State.DONE, DraftJob.State.FAILED)),
+                "report_sections": viewer_vocabulary(),  # the viewer cuts sections as ml.report_sections does
             }
         )
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+from ml.report_sections import split_report
 from tests.browser import support
 
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -17,9 +17,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(t
 ADDITION = " Reviewed in the viewer: agree."
 ADDITION2 = " Second thought added."
 OTHER = " Note saved from another tab."
-
-
-HEADING = re.compile(r"^([A-Z][A-Z0-9 /&(),'-]{1,60}):[ \t]*\n?", re.MULTILINE)  # as ohif-extension/src/reportText.ts
 
 
 def _present_finding_with_boxes(draft) -> tuple[str, list[dict]]:  # type: ignore[no-untyped-def]
@@ -58,7 +55,7 @@ def test_radiologist_opens_reads_edits_scores_and_signs_a_study_in_the_viewer(
     study = support.import_study(synthetic_study_dir)  # as the Orthanc watcher does: rows + queued draft job
     draft, sr = support.draft_with_pipeline(study, settings)  # the drafting service with the trained pipeline
     finding, expected = _present_finding_with_boxes(draft)
-    last_section = HEADING.findall(draft.text)[-1]  # edits append to it, so the result is draft + additions
+    last_section = split_report(draft.text)[-1].title  # the viewer's last section: edits append to it
     present = [c for c in CONDITION_KEYS if draft.findings.get(condition=c).present]  # canonical order
     absent = [c for c in CONDITION_KEYS if c not in present]
     user = role_user("radiologist", username="reader-e2e")

@@ -326,5 +326,5 @@ def test_recompute_command_updates_every_signed_review(world, capsys):  # type: 
     call_command("recompute_edit_distances")
     assert "recomputed 2 review(s)" in capsys.readouterr().out
     for review in Review.objects.filter(pk__in=[world["review"].pk, other.pk]):
-        assert review.edit_distance["method"] == "v2"
+        assert review.edit_distance["method"] == "v3"
         assert review.edit_distance["revision_id"] == review.signed_revision_id

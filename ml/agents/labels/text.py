@@ -1,8 +1,10 @@
 """Report text -> sections -> sentences -> clauses, each with its character span.
 
 Spans index the original text, so evidence handed to the UI is ``text[start:end]`` exactly.
-Headers are recognised from a vocabulary (the lexicon's ``sections``) or as an all-caps label at
-the start of a line ("SPINAL CANAL:"); a level line such as "L4-5: ..." is not a header.
+Sections come from the report's one splitter (``ml.report_sections.split_report``), which also
+knows the lexicon's ``sections`` words; a header's kind is looked up in the lexicon (an unknown
+capitalised header is a findings sub-section), and a level line such as "L4-5: ..." is not a
+header but part of the section it is written in.
 """
 
 from __future__ import annotations
@@ -10,11 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_HEADER = re.compile(r"^[ \t]*([A-Za-z][A-Za-z /&,-]{1,40}?)[ \t]*:[ \t]*", re.MULTILINE)
-# A known header alone on its line, without a colon ("IMPRESSION", "Findings").
-_BARE_HEADER = re.compile(r"^[ \t]*([A-Za-z][A-Za-z /&-]{1,40}?)[ \t]*$", re.MULTILINE)
-# An addendum however it is introduced ("ADDENDUM (12/03): ...", "Addendum by Dr X -").
-_ADDENDUM = re.compile(r"^[ \t]*(addendum|amendment)\b[^:\n]{0,60}?(:|\s-\s|$)[ \t]*", re.MULTILINE | re.IGNORECASE)
+from ml.report_sections import ADDENDUM, Section, split_report
+
 # Sentence ends, but not after an abbreviation that radiologists write with a full stop.
 _SENT_END = re.compile(
     r"(?<=[.!?])(?<!\s\?)(?<!^\?)(?<!\(\?)(?<!\bvs\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bapprox\.)(?<!\bcf\.)(?<!\bDr\.)\s+(?=\S)|\n+",
@@ -31,40 +30,26 @@ class Sentence:
     section: str  # "history" | "technique" | "comparison" | "impression" | "findings" | "addendum"
 
 
-def _section_kind(name: str, sections: dict[str, list[str]]) -> str | None:
-    low = name.strip().lower()
-    for kind, names in sections.items():
-        if low in names:
-            return kind
-    if name.strip().isupper() and len(low) > 2:
-        return "findings"  # an unknown all-caps header is a findings sub-section
-    return None
+def _section_kind(section: Section, sections: dict[str, list[str]]) -> str:
+    """The lexicon's kind of a header: by its words as written, else by its canonical title; an
+    addendum is "addendum"; any other header is a findings sub-section."""
+    if section.title == ADDENDUM and "addendum" in sections:
+        return "addendum"
+    for name in (section.label, section.title):
+        low = " ".join(name.split()).lower()
+        for kind, names in sections.items():
+            if low in names:
+                return kind
+    return "findings"
 
 
 def split_sentences(text: str, sections: dict[str, list[str]]) -> list[Sentence]:
     """Sentences of the report with their section; text before any header counts as findings."""
-    # section boundaries: (offset where the section's body starts, kind)
-    marks: list[tuple[int, int, str]] = []
-    for m in _HEADER.finditer(text):
-        kind = _section_kind(m.group(1), sections)
-        if kind is not None:
-            marks.append((m.start(), m.end(), kind))
-    for m in _BARE_HEADER.finditer(text):
-        low = m.group(1).strip().lower()
-        kind = next((k for k, names in sections.items() if low in names), None)
-        if kind is not None and not any(a <= m.start() < b for a, b, _ in marks):
-            marks.append((m.start(), m.end(), kind))
-    if "addendum" in sections:
-        for m in _ADDENDUM.finditer(text):
-            marks = [mk for mk in marks if not (m.start() <= mk[0] < m.end())]
-            marks.append((m.start(), m.end(), "addendum"))
-    marks.sort()
-    bodies: list[tuple[int, int, str]] = []
-    if not marks or marks[0][0] > 0:
-        bodies.append((0, marks[0][0] if marks else len(text), "findings"))
-    for i, (_, body_start, kind) in enumerate(marks):
-        end = marks[i + 1][0] if i + 1 < len(marks) else len(text)
-        bodies.append((body_start, end, kind))
+    words = [n for names in sections.values() for n in names]
+    bodies = [
+        (s.body_start, s.end, _section_kind(s, sections) if s.title else "findings")
+        for s in split_report(text, extra=words, addendum="addendum" in sections)
+    ]
     out: list[Sentence] = []
     for a, b, kind in bodies:
         pos = a

@@ -20,10 +20,9 @@ plain-LLaVA baseline), so the two variants differ only in the agents' outputs.
 
 from __future__ import annotations
 
-import re
-
 from ml.agents.analysis import ConditionResult
 from ml.conditions import BY_KEY, CONDITION_KEYS, DISC_LEVELS, IMPRESSION_ORDER, REPORT_SECTIONS
+from ml.report_sections import sections_by_title
 
 TAGS = (
     "<image>",
@@ -114,18 +113,6 @@ def similar_case_text(report: str) -> str:
     return imp.strip() if imp.strip() else report.strip()
 
 
-_HEADER = re.compile(r"^(" + "|".join(re.escape(s) for s in SECTIONS) + r"):[ \t]*", re.MULTILINE)
-
-
 def split_sections(text: str) -> dict[str, str]:
-    """Section title -> body of a report in the template's format (unknown text goes to "")."""
-    out: dict[str, str] = {}
-    marks = list(_HEADER.finditer(text))
-    if marks and text[: marks[0].start()].strip():
-        out[""] = text[: marks[0].start()].strip()
-    if not marks and text.strip():
-        out[""] = text.strip()
-    for i, m in enumerate(marks):
-        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-        out[m.group(1)] = text[m.end() : end].strip()
-    return out
+    """Section title -> body of a report in the template's format (text before the first header under "")."""
+    return sections_by_title(text, SECTIONS)

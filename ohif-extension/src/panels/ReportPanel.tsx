@@ -61,7 +61,7 @@ export function ReportPanel() {
     if (!context || sections !== null) return;
     const start = context.head_revision?.text ?? draft?.text;
     if (start === undefined) return;
-    setSections(splitSections(start));
+    setSections(splitSections(start, context.report_sections));
     setHeadBoth(context.head_revision);
     lastSaved.current = start;
   }, [context, draft]);
@@ -126,7 +126,7 @@ export function ReportPanel() {
     conflictRef.current = false;
     setConflict(null);
     if (take === 'theirs' && current) {
-      setSections(splitSections(current.text));
+      setSections(splitSections(current.text, context?.report_sections ?? []));
       lastSaved.current = current.text;
       setSaveState({ kind: 'saved', message: `Continuing from revision ${current.number}` });
     } else {
@@ -169,6 +169,7 @@ export function ReportPanel() {
 
   useEffect(() => {
     setReviewHandlers({ signOff: () => void sign() });
+    return () => setReviewHandlers({ signOff: undefined }); // closed panel: review.ts signs by itself
   }, [sign]);
 
   if (!context) return <div className="sr-panel"><ErrorBox error={s.error} prefix="Could not load the study" /></div>;
@@ -253,7 +254,7 @@ export function ReportPanel() {
       ) : (
         sections.map((sec, i) => (
           <div className="sr-section" key={`${sec.title}-${i}`}>
-            <label>{sec.title || 'Preamble'}</label>
+            <label>{sec.title || (sections.length === 1 ? 'Report' : 'Preamble')}</label>
             <textarea
               data-section={sec.title || 'preamble'}
               rows={Math.min(14, Math.max(2, sec.body.split('\n').length + Math.floor(sec.body.length / 45)))}
