@@ -12,3 +12,17 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("reviewer.urls")),
 ]
+
+
+def _not_found(request, exception):  # type: ignore[no-untyped-def]
+    """API clients get the API's JSON error shape for unknown URLs too (``/api/studies/abc/``
+    does not match an ``<int:pk>`` route); pages keep Django's 404 page."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith(("/api/", "/dicom-web/")):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
+
+
+handler404 = _not_found

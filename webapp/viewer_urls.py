@@ -25,3 +25,5 @@ urlpatterns = [
     *app_urlpatterns,
     re_path(r"^(?P<path>.+)$", viewer.ohif_file, name="viewer-file"),
 ]
+
+handler404 = "webapp.urls._not_found"

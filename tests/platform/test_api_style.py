@@ -64,3 +64,11 @@ def test_role_permission_reads_allowed_roles_per_method(method, user_roles, allo
     user = SimpleNamespace(is_authenticated=True, _spinereview_roles=frozenset(Role(r) for r in user_roles))
     view = SimpleNamespace(allowed_roles={m: {Role(r) for r in rs} for m, rs in allowed.items()})
     assert RolePermission().has_permission(SimpleNamespace(user=user, method=method), view) is admitted
+
+
+@pytest.mark.django_db
+def test_an_unknown_api_url_answers_json_404_like_every_api_error(api_as):  # type: ignore[no-untyped-def]
+    response = api_as("radiologist").get("/api/studies/abc/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json() == {"detail": "Not found."}
