@@ -105,6 +105,30 @@ export async function acceptRemaining(): Promise<number> {
   return n;
 }
 
+const NEEDS_COMMENT = new Set(['2b', '3a', '3b']);
+
+/**
+ * Sign off from anywhere. With the report panel open, its own sign (flushes unsaved edits, shows
+ * conflicts) is used; otherwise the reader's report is signed as it stands on the server: their
+ * newest revision, or the AI draft when they have not edited it.
+ */
+export async function signOff(): Promise<void> {
+  if (handlers.signOff) return handlers.signOff();
+  const { context, radpeer } = store.getState();
+  if (!context || context.review?.signed_at) return;
+  if (!radpeer) return store.update({ feedbackError: new ApiError(0, 'Pick a RADPEER score (keys 1-5) before signing.', null) });
+  if (NEEDS_COMMENT.has(radpeer)) {
+    return store.update({ feedbackError: new ApiError(0, `RADPEER ${radpeer} requires a comment: open the report panel.`, null) });
+  }
+  try {
+    await api.sign(context.study.id, { radpeer, comment: '', in_scope: true, revision: context.head_revision?.id ?? null });
+    store.update({ feedbackError: null });
+    await store.refresh();
+  } catch (error) {
+    store.update({ feedbackError: error as ApiError });
+  }
+}
+
 export function pickRadpeer(score: string): void {
   if (store.getState().context?.review?.signed_at) return;
   store.update({ radpeer: score });
@@ -122,7 +146,7 @@ export function commandsModule(_m: Managers) {
     spineCycleSide: { commandFn: () => cycleSide() },
     spineAcceptRemaining: { commandFn: () => acceptRemaining() },
     spineRadpeer: { commandFn: ({ score }: { score: string }) => pickRadpeer(score) },
-    spineSign: { commandFn: () => handlers.signOff?.() },
+    spineSign: { commandFn: () => signOff() },
     spineNextStudy: { commandFn: () => handlers.nextStudy?.() },
     spineFocusReport: { commandFn: () => handlers.focusReport?.() },
   };

@@ -90,9 +90,9 @@ async function main() {
     await page.waitForFunction(() => window.__spinereview.state().radpeer === '1', null, { timeout: 5000 });
     await shot('review-before-sign');
     await press('Control+Enter');
-    await page.waitForSelector('[data-testid=sr-signed]', { timeout: 30000 });
+    await page.waitForSelector('[data-testid=sr-signed-findings]', { timeout: 30000 });
     out.keys.corrected = presses;
-    out.signed_review = await page.textContent('[data-testid=sr-signed]');
+    out.signed_review = await page.textContent('[data-testid=sr-signed-findings]');
     await shot('review-signed');
 
     // 3. a draft with nothing to correct: agree with all, RADPEER 1, sign
@@ -106,9 +106,9 @@ async function main() {
     await press('1');
     await page.waitForFunction(() => window.__spinereview.state().radpeer === '1', null, { timeout: 5000 });
     await press('Control+Enter');
-    await page.waitForSelector('[data-testid=sr-signed]', { timeout: 30000 });
+    await page.waitForSelector('[data-testid=sr-signed-findings]', { timeout: 30000 });
     out.keys.clean = presses;
-    out.signed_clean = await page.textContent('[data-testid=sr-signed]');
+    out.signed_clean = await page.textContent('[data-testid=sr-signed-findings]');
     await shot('clean-signed');
     out.ok = true;
   } catch (error) {

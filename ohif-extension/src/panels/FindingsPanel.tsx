@@ -162,6 +162,10 @@ export function FindingsPanel(m: Managers) {
                 · {s.reading.accepted} accepted · {s.reading.corrected} corrected · {s.reading.rejected} rejected
               </span>
             )}
+            {signed && (
+              <strong data-testid="sr-signed-findings">Signed: RADPEER {context!.review!.radpeer}</strong>
+            )}
+            {!signed && s.radpeer && <span data-testid="sr-radpeer-picked">· RADPEER {s.radpeer} picked</span>}
             {!signed && (
               <button className="sr-btn sr-small" data-testid="sr-accept-remaining" onClick={() => void acceptRemaining()} title={keyOf('spineAcceptRemaining')}>
                 Agree with the rest
