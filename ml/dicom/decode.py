@@ -195,20 +195,34 @@ def pixel_data_problem(ds: Dataset) -> str:
         if len(data) < expected:
             return f"truncated pixel data: {len(data)} bytes, {expected} expected for {rows}x{cols}x{frames}"
         return ""
-    # encapsulated: (FFFE,E000) items, each with a 4-byte length; the last must fit in the data
-    offset, items = 0, 0
+    return fragments_problem(data, 0, need_delimiter=False)
+
+
+_ITEM = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"  # (FFFE,E0DD)
+
+
+def fragments_problem(data: bytes | memoryview, start: int, *, need_delimiter: bool) -> str:
+    """Why encapsulated pixel data starting at ``start`` is incomplete, or "". Walks the
+    (FFFE,E000) items (basic offset table, then fragments), each with a 4-byte length that must
+    fit in ``data``. ``need_delimiter``: the bytes are a file's, so the (FFFE,E0DD) sequence
+    delimiter must follow the last fragment (pydicom's PixelData value stops before it)."""
+    offset, items = start, 0
     while offset + 8 <= len(data):
-        tag = data[offset : offset + 4]
+        tag = bytes(data[offset : offset + 4])
         length = int.from_bytes(data[offset + 4 : offset + 8], "little")
-        if tag == b"\xfe\xff\xdd\xe0":
+        if tag == _SEQUENCE_DELIMITER:
             break
-        if tag != b"\xfe\xff\x00\xe0":
+        if tag != _ITEM:
             return f"malformed compressed pixel data: unexpected item tag {tag.hex()} at byte {offset}"
         if offset + 8 + length > len(data):
             left = len(data) - offset - 8
             return f"truncated compressed pixel data: item {items} declares {length} bytes, {left} left"
         offset += 8 + length
         items += 1
+    else:
+        if need_delimiter:
+            return f"truncated compressed pixel data: {items} item(s), the file ends before the sequence delimiter"
     if items < 2:  # the basic offset table plus at least one fragment
         return "truncated compressed pixel data: no image fragment"
     return ""

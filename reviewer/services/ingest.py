@@ -126,23 +126,60 @@ def _raiser(exc: Exception) -> Callable[[], bytes]:
 
 
 def check_dicom(data: bytes) -> tuple[str, str]:
-    """Return (error reason or "", StudyInstanceUID). Reads the whole object, so that a file cut
-    short (a broken copy) is rejected here with a reason instead of by Orthanc's raw JSON."""
+    """Return (error reason or "", StudyInstanceUID), so that a file cut short (a broken copy) is
+    rejected here with a reason instead of by Orthanc's raw JSON.
+
+    The header is read up to the pixel data first: pydicom, reading a whole file whose
+    compressed pixel data is cut, returns an empty dataset (a J2K file cut at 70 % would read as
+    "missing SOPClassUID"). Compressed pixel data is then walked item by item in the file's own
+    bytes to the sequence delimiter; native pixel data is read whole and its size checked."""
+    from ml.dicom.decode import fragments_problem, pixel_data_problem, transfer_syntax
+
+    fp = io.BytesIO(data)
     try:
-        ds = pydicom.dcmread(io.BytesIO(data))
+        head = pydicom.dcmread(fp, stop_before_pixels=True)
     except InvalidDicomError as exc:
         return f"not a DICOM file: {exc}", ""
     except Exception as exc:  # pydicom raises many types on truncated/garbled input
         return f"unreadable DICOM: {type(exc).__name__}: {exc}", ""
-    missing = [kw for kw in REQUIRED_UIDS if not getattr(ds, kw, None)]
+    offset = fp.tell()
+    syntax = str(transfer_syntax(head))
+    at_pixels = data[offset : offset + 4] == PIXEL_DATA_TAG
+    if not at_pixels and offset >= len(data) and _is_image_class(head):
+        return f"truncated file: it ends at byte {len(data)}, before its pixel data", ""
+    missing = [kw for kw in REQUIRED_UIDS if not getattr(head, kw, None)]
     if missing:
         return f"missing {', '.join(missing)}", ""
-    from ml.dicom.decode import pixel_data_problem
-
+    if at_pixels and syntax not in NATIVE_SYNTAXES:  # encapsulated, little endian
+        explicit = syntax != IMPLICIT_VR_LITTLE_ENDIAN
+        value_at = offset + (12 if explicit else 8)
+        length = int.from_bytes(data[value_at - 4 : value_at], "little")
+        if length != 0xFFFFFFFF:
+            return f"malformed compressed pixel data: defined length {length} instead of an item sequence", ""
+        problem = fragments_problem(memoryview(data), value_at, need_delimiter=True)
+        return (problem, "") if problem else ("", str(head.StudyInstanceUID))
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except Exception as exc:
+        return f"unreadable DICOM: {type(exc).__name__}: {exc}", ""
     problem = pixel_data_problem(ds)
     if problem:
         return problem, ""
-    return "", str(ds.StudyInstanceUID)
+    return "", str(head.StudyInstanceUID)
+
+
+PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+NATIVE_SYNTAXES = frozenset(
+    {IMPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+)
+
+
+def _is_image_class(head: pydicom.Dataset) -> bool:
+    """Whether the object's SOP class (from the file meta, the file's first bytes) carries pixel
+    data: an image object whose file ends before any is cut short, not merely pixel-less."""
+    uid = getattr(getattr(head, "file_meta", None), "MediaStorageSOPClassUID", None) or head.get("SOPClassUID")
+    return bool(uid) and "Image Storage" in pydicom.uid.UID(str(uid)).name
 
 
 def store_one(client: pyorthanc.Orthanc, label: str, load: Callable[[], bytes]) -> ImportResult:

