@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from ml.conditions import CONDITION_KEYS, CONDITIONS
+from ml.conditions import BY_KEY, CONDITION_KEYS, CONDITIONS
 from reviewer import selectors
 from reviewer.metrics import split_sections
 from reviewer.models import LabelConfirmation, LabelExtraction, Review, Study
@@ -51,13 +51,22 @@ def _date(value: str | None) -> dt.date | None:
 
 # --- worklist and assignment --------------------------------------------------------------
 
+SORT_LABELS = (
+    ("priority", "Reading priority"),
+    ("received", "Received, newest first"),
+    ("oldest", "Received, oldest first"),
+)
+
 
 @login_required
 def worklist(request: HttpRequest) -> HttpResponse:
-    """Studies with their status and readers. Not for researchers: a study row carries its UID,
-    description and dates, and researchers must see no identity anywhere; they work from the
-    pseudonymised statistics, so a researcher (without a reading, annotating or admin role) is
-    sent there."""
+    """Studies with their status and readers, set up for a reading shift: sorted by reading
+    priority (what waits for the reader, urgent AI findings first, oldest received first — the
+    viewer's "next study" order) or by received time, filtered by assignment, status, study date,
+    text and an AI finding called present, with the number of studies per status. Not for
+    researchers: a study row carries its UID, description and dates, and researchers must see no
+    identity anywhere; they work from the pseudonymised statistics, so a researcher (without a
+    reading, annotating or admin role) is sent there."""
     user = request.user
     if has_role(user, S) and not has_role(user, R, A, Role.ADMIN):
         return redirect("statistics")
@@ -66,8 +75,14 @@ def worklist(request: HttpRequest) -> HttpResponse:
     mine = request.GET.get("mine") == "1"
     date_from, date_to = _date(request.GET.get("from")), _date(request.GET.get("to"))
     q = request.GET.get("q", "").strip()[:100]
-    qs = selectors.worklist(user=user, status=status, mine=mine, date_from=date_from, date_to=date_to, q=q)
+    finding = request.GET.get("finding", "")
+    finding = finding if finding in CONDITION_KEYS else ""
+    sort = request.GET.get("sort", "")
+    sort = sort if sort in selectors.WORKLIST_SORTS else ("priority" if has_role(user, R) else "received")
+    scope = {"user": user, "mine": mine, "date_from": date_from, "date_to": date_to, "q": q, "finding": finding}
+    qs = selectors.worklist(status=status, sort=sort, **scope)
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = selectors.worklist_status_counts(**scope)
     is_admin = has_role(user, Role.ADMIN)
     rows = []
     for study in page:
@@ -80,10 +95,17 @@ def worklist(request: HttpRequest) -> HttpResponse:
                 "reason": study.status_reason or (job.reason if job and job.state == "failed" else ""),
                 "readers": readers,
                 "assigned_to_me": any(r.pk == user.pk for r in readers),
+                "urgent": BY_KEY[study.urgent_condition].name if study.urgent_condition else "",
             }
         )
     filters = {"status": status, "mine": "1" if mine else "", "from": request.GET.get("from", ""),
-               "to": request.GET.get("to", ""), "q": q}  # fmt: skip
+               "to": request.GET.get("to", ""), "q": q, "finding": finding, "sort": sort}  # fmt: skip
+    unfiltered = {k: v for k, v in filters.items() if v and k != "status"}
+    status_chips = [
+        {"value": value, "label": label, "n": counts.get(value, 0), "active": value == status,
+         "query": urlencode({**unfiltered, "status": value})}
+        for value, label in Study.Status.choices
+    ]  # fmt: skip
     return _render(
         request,
         "reviewer/worklist.html",
@@ -91,8 +113,15 @@ def worklist(request: HttpRequest) -> HttpResponse:
             "page": page,
             "rows": rows,
             "statuses": Study.Status.choices,
+            "status_chips": status_chips,
+            "all_count": sum(counts.values()),
+            "all_query": urlencode(unfiltered),
+            "conditions": CONDITIONS,
+            "finding_name": BY_KEY[finding].name if finding else "",
+            "sorts": SORT_LABELS,
             "filters": filters,
             "query": urlencode({k: v for k, v in filters.items() if v}),
+            "filtered": any(v for k, v in filters.items() if k != "sort"),
             "show_identity": is_admin,
             "is_reader": has_role(user, R),
             "can_read": has_role(user, R, Role.ADMIN),

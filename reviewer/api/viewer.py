@@ -6,7 +6,8 @@
   study opened before its draft exists can poll one URL;
 - ``POST /api/studies/<id>/boxes/``: a reader's corrected box set, stored as a new SR version
   (``reviewer.services.sr.write_reader_sr``; nothing is replaced);
-- ``GET  /api/viewer/next-study/?after=<id>``: the next study waiting for review (shortcut).
+- ``GET  /api/viewer/next-study/?after=<id>``: the next study waiting for review, in the worklist's reading
+  order (shortcut).
 
 Radiologists read and write, admins always; not researchers (study UID, report text and names,
 as the study API).
@@ -14,7 +15,6 @@ as the study API).
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -62,15 +62,6 @@ def _head_sr(study: Study, user) -> StructuredReport | None:  # type: ignore[no-
         readers = readers.filter(author=user)
     reader = readers.order_by("-created_at").first()
     return reader or study.structured_reports.filter(source=StructuredReport.Source.AI).order_by("-created_at").first()
-
-
-def _waiting_for(user) -> QuerySet[Study]:  # type: ignore[no-untyped-def]
-    """Studies with a draft that ``user`` has not signed, oldest first."""
-    return (
-        Study.objects.filter(status__in=[Study.Status.DRAFT_READY, Study.Status.IN_REVIEW])
-        .exclude(Q(reviews__reader=user) & Q(reviews__signed_at__isnull=False))
-        .order_by("pk")
-    )
 
 
 class ViewerStudyApi(APIView):
@@ -137,7 +128,9 @@ class StudyBoxesApi(APIView):
 
 
 class NextStudyApi(APIView):
-    """The oldest study after ``after`` (by id) that has a draft and no signature of the caller."""
+    """The next study the caller should read, in the worklist's reading order
+    (``reviewer.selectors.next_unread_study``: a waiting draft the caller has not signed, urgent
+    AI findings first, then oldest received), after study ``after``."""
 
     permission_classes = [RolePermission]
     allowed_roles = {"GET": {R}}
@@ -145,10 +138,9 @@ class NextStudyApi(APIView):
     @extend_schema(responses=dict)
     def get(self, request: Request) -> Response:
         after = request.query_params.get("after")
-        studies = _waiting_for(request.user)
-        if after and after.isdigit():
-            studies = studies.filter(pk__gt=int(after))
-        study = studies.first()
+        study = selectors.next_unread_study(
+            user=request.user, after_id=int(after) if after and after.isdigit() else None
+        )
         if study is None:
             return Response({"detail": "no further study waiting for review"}, status=status.HTTP_404_NOT_FOUND)
         return Response({"id": study.pk, "study_uid": study.study_uid})
