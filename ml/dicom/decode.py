@@ -15,7 +15,9 @@ lossless and JPEG-LS; openjpeg: JPEG 2000; pylibjpeg: RLE) installed as dependen
 from __future__ import annotations
 
 import copy
+import io
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -183,40 +185,48 @@ def pixel_data_problem(ds: Dataset) -> str:
     fragment per frame, ending with the sequence delimiter a truncated file lacks."""
     if _PIXEL_DATA not in ds:
         return ""
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        bits, samples = int(ds.BitsAllocated), int(ds.get("SamplesPerPixel", 1) or 1)
-    except (AttributeError, TypeError, ValueError) as exc:
-        return f"image pixel module incomplete: {exc}"
-    frames = number_of_frames(ds)
     data = ds.PixelData
     if str(transfer_syntax(ds)) in _NATIVE:
-        expected = rows * cols * frames * samples * bits // 8
-        if len(data) < expected:
-            return f"truncated pixel data: {len(data)} bytes, {expected} expected for {rows}x{cols}x{frames}"
-        return ""
-    return fragments_problem(data, 0, need_delimiter=False)
+        return native_size_problem(ds, len(data))
+    return fragments_problem(io.BytesIO(data), 0, len(data), need_delimiter=False)
+
+
+def native_size_problem(header: Dataset, available: int) -> str:
+    """Why ``available`` bytes of native pixel data are too few for the image pixel module of
+    ``header``, or ""."""
+    try:
+        rows, cols = int(header.Rows), int(header.Columns)
+        bits, samples = int(header.BitsAllocated), int(header.get("SamplesPerPixel", 1) or 1)
+    except (AttributeError, TypeError, ValueError) as exc:
+        return f"image pixel module incomplete: {exc}"
+    frames = number_of_frames(header)
+    expected = rows * cols * frames * samples * bits // 8
+    if available < expected:
+        return f"truncated pixel data: {available} bytes, {expected} expected for {rows}x{cols}x{frames}"
+    return ""
 
 
 _ITEM = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"  # (FFFE,E0DD)
 
 
-def fragments_problem(data: bytes | memoryview, start: int, *, need_delimiter: bool) -> str:
-    """Why encapsulated pixel data starting at ``start`` is incomplete, or "". Walks the
-    (FFFE,E000) items (basic offset table, then fragments), each with a 4-byte length that must
-    fit in ``data``. ``need_delimiter``: the bytes are a file's, so the (FFFE,E0DD) sequence
-    delimiter must follow the last fragment (pydicom's PixelData value stops before it)."""
+def fragments_problem(fp: BinaryIO, start: int, end: int, *, need_delimiter: bool) -> str:
+    """Why encapsulated pixel data from byte ``start`` to ``end`` of ``fp`` is incomplete, or "".
+    Walks the (FFFE,E000) items (basic offset table, then fragments) by seeking past each one's
+    4-byte length, which must fit before ``end``: a file of any size is checked reading 8 bytes
+    per item. ``need_delimiter``: the bytes are a file's, so the (FFFE,E0DD) sequence delimiter
+    must follow the last fragment (pydicom's PixelData value stops before it)."""
     offset, items = start, 0
-    while offset + 8 <= len(data):
-        tag = bytes(data[offset : offset + 4])
-        length = int.from_bytes(data[offset + 4 : offset + 8], "little")
+    while offset + 8 <= end:
+        fp.seek(offset)
+        head = fp.read(8)
+        tag, length = head[:4], int.from_bytes(head[4:8], "little")
         if tag == _SEQUENCE_DELIMITER:
             break
         if tag != _ITEM:
-            return f"malformed compressed pixel data: unexpected item tag {tag.hex()} at byte {offset}"
-        if offset + 8 + length > len(data):
-            left = len(data) - offset - 8
+            return f"malformed compressed pixel data: unexpected item tag {tag.hex()} at byte {offset - start}"
+        if offset + 8 + length > end:
+            left = end - offset - 8
             return f"truncated compressed pixel data: item {items} declares {length} bytes, {left} left"
         offset += 8 + length
         items += 1

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import pydicom
@@ -127,59 +128,83 @@ def _raiser(exc: Exception) -> Callable[[], bytes]:
 
 def check_dicom(data: bytes) -> tuple[str, str]:
     """Return (error reason or "", StudyInstanceUID), so that a file cut short (a broken copy) is
-    rejected here with a reason instead of by Orthanc's raw JSON.
+    rejected here with a reason instead of by Orthanc's raw JSON (see ``check_dicom_file``)."""
+    reason, head = check_dicom_file(io.BytesIO(data), len(data))
+    return (reason, "") if reason else ("", str(head.StudyInstanceUID))  # type: ignore[union-attr]
+
+
+def check_dicom_file(fp: BinaryIO, size: int) -> tuple[str, pydicom.Dataset | None]:
+    """(error reason or "", the header up to the pixel data, None when unreadable) for a Part-10
+    file of ``size`` bytes, reading the header and a few bytes per pixel data item only.
 
     The header is read up to the pixel data first: pydicom, reading a whole file whose
     compressed pixel data is cut, returns an empty dataset (a J2K file cut at 70 % would read as
     "missing SOPClassUID"). Compressed pixel data is then walked item by item in the file's own
-    bytes to the sequence delimiter; native pixel data is read whole and its size checked."""
-    from ml.dicom.decode import fragments_problem, pixel_data_problem, transfer_syntax
+    bytes to the sequence delimiter; the length of native pixel data is checked against the image
+    pixel module."""
+    from ml.dicom.decode import fragments_problem, native_size_problem, pixel_data_problem, transfer_syntax
 
-    fp = io.BytesIO(data)
+    fp.seek(0)
     try:
         head = pydicom.dcmread(fp, stop_before_pixels=True)
     except InvalidDicomError as exc:
-        return f"not a DICOM file: {exc}", ""
+        return f"not a DICOM file: {exc}", None
     except Exception as exc:  # pydicom raises many types on truncated/garbled input
-        return f"unreadable DICOM: {type(exc).__name__}: {exc}", ""
+        return f"unreadable DICOM: {type(exc).__name__}: {exc}", None
     offset = fp.tell()
     syntax = str(transfer_syntax(head))
-    at_pixels = data[offset : offset + 4] == PIXEL_DATA_TAG
-    if not at_pixels and offset >= len(data) and _is_image_class(head):
-        return f"truncated file: it ends at byte {len(data)}, before its pixel data", ""
+    if syntax != DEFLATED and (cut := _cut_last_element(head)):
+        return cut, head
+    fp.seek(offset)
+    element = fp.read(12)
+    big = syntax == EXPLICIT_VR_BIG_ENDIAN
+    at_pixels = element[:4] == (PIXEL_DATA_TAG_BIG if big else PIXEL_DATA_TAG)
     missing = [kw for kw in REQUIRED_UIDS if not getattr(head, kw, None)]
     if missing:
-        return f"missing {', '.join(missing)}", ""
-    if at_pixels and syntax not in NATIVE_SYNTAXES:  # encapsulated, little endian
-        explicit = syntax != IMPLICIT_VR_LITTLE_ENDIAN
-        value_at = offset + (12 if explicit else 8)
-        length = int.from_bytes(data[value_at - 4 : value_at], "little")
-        if length != 0xFFFFFFFF:
-            return f"malformed compressed pixel data: defined length {length} instead of an item sequence", ""
-        problem = fragments_problem(memoryview(data), value_at, need_delimiter=True)
-        return (problem, "") if problem else ("", str(head.StudyInstanceUID))
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data))
-    except Exception as exc:
-        return f"unreadable DICOM: {type(exc).__name__}: {exc}", ""
-    problem = pixel_data_problem(ds)
-    if problem:
-        return problem, ""
-    return "", str(head.StudyInstanceUID)
+        return f"missing {', '.join(missing)}", head
+    if not at_pixels or syntax == DEFLATED:  # no pixel data, or not readable in place: read it all
+        fp.seek(0)
+        try:
+            ds = pydicom.dcmread(fp)
+        except Exception as exc:
+            return f"unreadable DICOM: {type(exc).__name__}: {exc}", head
+        return pixel_data_problem(ds), head
+    # the VR as the element has it: some writers use implicit VR under an explicit syntax
+    explicit = element[4:6].isalpha() and element[4:6].isupper()
+    value_at = offset + (12 if explicit else 8)
+    length = int.from_bytes(element[value_at - offset - 4 : value_at - offset], "big" if big else "little")
+    if syntax in NATIVE_SYNTAXES:
+        available = min(length, max(0, size - value_at))
+        if problem := native_size_problem(head, available):
+            return problem, head
+        if available < length:
+            return f"truncated pixel data: {available} bytes of the {length} its element declares", head
+        return "", head
+    if length != 0xFFFFFFFF:
+        return f"malformed compressed pixel data: defined length {length} instead of an item sequence", head
+    return fragments_problem(fp, value_at, size, need_delimiter=True), head
 
 
 PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
+PIXEL_DATA_TAG_BIG = b"\x7f\xe0\x00\x10"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
-NATIVE_SYNTAXES = frozenset(
-    {IMPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
-)
+EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+DEFLATED = "1.2.840.10008.1.2.1.99"
+NATIVE_SYNTAXES = frozenset({IMPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.1", EXPLICIT_VR_BIG_ENDIAN, DEFLATED})
 
 
-def _is_image_class(head: pydicom.Dataset) -> bool:
-    """Whether the object's SOP class (from the file meta, the file's first bytes) carries pixel
-    data: an image object whose file ends before any is cut short, not merely pixel-less."""
-    uid = getattr(getattr(head, "file_meta", None), "MediaStorageSOPClassUID", None) or head.get("SOPClassUID")
-    return bool(uid) and "Image Storage" in pydicom.uid.UID(str(uid)).name
+def _cut_last_element(head: pydicom.Dataset) -> str:
+    """Why the header read so far ends inside an element, or "": pydicom reads a value cut by
+    the end of the file as a short value, without complaint. Checked on the raw (not yet
+    converted) last element, before anything reads it."""
+    if not len(head):
+        return ""
+    tag = list(head.keys())[-1]
+    raw = head.get_item(tag)
+    length, value = getattr(raw, "length", None), getattr(raw, "value", None)
+    if isinstance(length, int) and length != 0xFFFFFFFF and isinstance(value, bytes) and len(value) < length:
+        return f"truncated file: its element {tag} declares {length} bytes, {len(value)} present"
+    return ""
 
 
 def store_one(client: pyorthanc.Orthanc, label: str, load: Callable[[], bytes]) -> ImportResult:

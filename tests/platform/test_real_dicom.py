@@ -201,4 +201,6 @@ def test_compressed_pixel_data_without_its_sequence_delimiter_or_cut_in_the_head
     assert check_dicom(raw[:delimiter])[0] == (
         "truncated compressed pixel data: 10 item(s), the file ends before the sequence delimiter"
     )
-    assert check_dicom(raw[:1500])[0] == "truncated file: it ends at byte 1500, before its pixel data"
+    assert check_dicom(raw[:1500])[0] == "truncated file: its element (0020,000E) declares 44 bytes, 10 present"
+    rtplan = _real("pydicom", ["rtplan_truncated.dcm"])[0].read_bytes()  # no pixel data, cut in a sequence
+    assert check_dicom(rtplan)[0] == "truncated file: its element (300A,00B0) declares 976 bytes, 711 present"
