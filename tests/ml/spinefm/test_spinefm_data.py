@@ -108,13 +108,18 @@ def test_dicomweb_source_reads_series_through_the_client(dataset_dir):
 
     files = sorted((dataset_dir / "studies" / "PT-002" / "sag_t1").glob("*.dcm"))
 
-    class FakeClient:
-        def retrieve_series(self, study_uid, series_uid):
+    asked: list = []
+
+    class FakeClient:  # dicomweb-client's signature; the real path is tested against Orthanc
+        def retrieve_series(self, study_uid, series_uid, media_types=None):
+            asked.append(media_types)
             return [pydicom.dcmread(f) for f in files]
 
     loader = StudyLoader(".", PreprocessConfig(size=32), dicomweb=DicomWebSource(client=FakeClient()))
     entry = StudyEntry("1.2", "p", [SeriesEntry("1.2.3", None, sequence_class="T1")])
     assert loader.load(entry).series[0].pixels.shape == (3, 32, 32)
+    # as stored: Orthanc without a transcoding plugin answers 500 for JPEG 2000 otherwise
+    assert asked == [(("application/dicom", "*"),)]
 
 
 def _entries(n):
