@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/edit_distance_speed.py [--pairs 10000] [--seed 0]
 
-Pairs: synthetic reports (the generator's vocabulary, ~1–2 kB each, sections as DESIGN.md §1)
+Pairs: synthetic reports (the generator's vocabulary, ~1–2 kB each, sections as in docs/paper.md)
 and a signed version with word-level edits (substitutions, deletions, inserted sentences).
 Times, side by side on the same pairs: the full ``report_edit_distances`` (whole report + every
 section), the whole-report ``edit_distances`` alone, and its parts (rapidfuzz character and

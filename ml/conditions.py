@@ -1,4 +1,4 @@
-"""The 17 spine MRI conditions of SpineReview (DESIGN.md §2).
+"""The 17 spine MRI conditions of SpineReview (docs/paper.md).
 
 Keys are stable identifiers: they appear in DICOM SR, the database, exports and model
 heads, so they must never be renamed. Order is the canonical column order of every
@@ -91,7 +91,7 @@ def condition(key: str) -> Condition:
         raise KeyError(f"unknown condition {key!r}; known: {', '.join(CONDITION_KEYS)}") from None
 
 
-# Section titles of a spine MRI report, in order (DESIGN.md §1). The template draft, the Medical
+# Section titles of a spine MRI report, in order (docs/paper.md). The template draft, the Medical
 # Report Agent's prompt and the section-aware tools share them.
 REPORT_SECTIONS: tuple[str, ...] = (
     "CLINICAL HISTORY",

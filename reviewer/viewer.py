@@ -1,7 +1,7 @@
 """The viewer origin: OHIF's prebuilt ``dist/`` (untouched) at the root of its own origin.
 
 Why a separate origin: OHIF 3.13.2 compiles the public path ``/`` into its bundles and CSS, so it
-cannot live under a sub-path of the app (DESIGN.md §4). In development the viewer origin is a
+cannot live under a sub-path of the app (docs/viewer.md). In development the viewer origin is a
 second host name of the *same* Django process (``SPINEREVIEW_VIEWER_ORIGIN``, default
 ``http://viewer.localhost:8000``; any ``*.localhost`` name resolves to loopback in browsers):
 ``ViewerHostMiddleware`` switches requests for that host to the viewer URLconf

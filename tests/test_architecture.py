@@ -210,3 +210,17 @@ def _source_files() -> Iterator[Path]:
 def test_no_new_file_over_the_line_limit() -> None:
     long = {str(p.relative_to(ROOT)) for p in _source_files() if len(p.read_text().splitlines()) > MAX_LINES}
     assert not long - KNOWN_LONG_FILES, f"over {MAX_LINES} lines: {sorted(long - KNOWN_LONG_FILES)}"
+
+
+def test_code_and_docs_stand_on_their_own() -> None:
+    """Comments and docs never point outside the repository (a design brief a clone does not
+    have, an issue tracker): what a reader needs lives in docs/."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    suffixes = (".py", ".ts", ".tsx", ".cjs", ".mjs", ".md", ".sh", ".toml", ".yml", ".yaml", ".json")
+    needle = "DESIGN" + ".md"  # split so this file does not match itself
+    offenders = [
+        name
+        for name in tracked
+        if name.endswith(suffixes) and (ROOT / name).is_file() and needle in (ROOT / name).read_text(errors="ignore")
+    ]
+    assert offenders == []

@@ -1,7 +1,7 @@
 """A structured draft from the other agents' outputs, used when the Medical Report Agent is
 disabled, missing or fails: every study still gets a draft the radiologist can edit.
 
-Sections and their order are the report format of DESIGN.md §1 (the same titles the Medical
+Sections and their order are the report format in docs/paper.md (the same titles the Medical
 Report Agent writes). Each present condition goes to its section with level, side and the
 calibrated probability; sections without a finding say so; the IMPRESSION numbers the present
 conditions, most probable first.

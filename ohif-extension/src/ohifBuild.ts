@@ -7,7 +7,7 @@
  * we take that `require`, find React by scanning the module table (not by a fixed module id) and
  * require it (already loaded, so the same instance). This depends on the exact build: we check
  * the app bundle's content hash and React's version first and refuse to load otherwise, with a
- * message on screen (DESIGN.md §4). OHIF 3.14+ has an official runtime-plugin contract: move there.
+ * message on screen (docs/viewer.md, "What we rely on in OHIF"). OHIF 3.14+ has an official runtime-plugin contract: move there.
  */
 
 export const OHIF_VERSION = '3.13.2';

@@ -135,7 +135,7 @@ def iter_review_export_rows(rows: Iterable[ReviewRow] | None = None) -> Iterator
 
 
 LABEL_AGREEMENT_COLUMNS = (
-    ("condition", "string", "condition key (DESIGN.md §2)"),
+    ("condition", "string", "condition key (docs/paper.md)"),
     ("n_confirmations", "int64", "annotator confirmations compared with the extractor"),
     ("extractor_accuracy", "float64", "share of confirmations equal to the extractor's label (ternary)"),
     ("extractor_kappa", "float64", "Cohen's kappa extractor vs annotator (ternary)"),

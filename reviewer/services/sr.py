@@ -3,7 +3,7 @@
 Why this exact shape: OHIF 3.13 shows and lets a radiologist edit a rectangle from an SR only
 when each box is a TID 1501 measurement group whose *Area* measurement carries the box as a
 5-point closed POLYLINE (``referenced_coordinates``, an SCOORD on the source image) and whose
-tracking identifier is ``Cornerstone3DTools@^0.1.0:RectangleROI`` (DESIGN.md §4). OHIF has no
+tracking identifier is ``Cornerstone3DTools@^0.1.0:RectangleROI`` (docs/viewer.md). OHIF has no
 Key Object Selection handler, so key slices are written as measurement groups that reference
 their images (``source_images``) and are also served by our API.
 

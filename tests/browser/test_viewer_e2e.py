@@ -1,4 +1,4 @@
-"""The radiologist's whole review in the real viewer, end to end (DESIGN.md §4; issue 7)."""
+"""The radiologist's whole review in the real viewer, end to end (docs/viewer.md)."""
 
 from __future__ import annotations
 

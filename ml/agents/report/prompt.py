@@ -51,7 +51,7 @@ SECTIONS = REPORT_SECTIONS
 
 
 def template(region: str) -> str:
-    """The expert report template (DESIGN.md §1) with the region's disc levels."""
+    """The expert report template (docs/paper.md) with the region's disc levels."""
     levels = ", ".join(DISC_LEVELS.get(region, ()))
     parts = [f"{s}: {levels}" if s == "DISCS" and levels else f"{s}:" for s in SECTIONS]
     return "<template>" + " | ".join(parts) + "</template>"

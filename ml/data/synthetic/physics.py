@@ -35,7 +35,7 @@ class Sequence:
 
     @property
     def sequence_class(self) -> str:
-        """T1 / T2 / other, as the SpineFM encoders group series (DESIGN.md §1)."""
+        """T1 / T2 / other, as the SpineFM encoders group series (docs/paper.md)."""
         if self.contrast:
             return "other"
         return "T1" if self.key.startswith("sag_t1") else "T2"

@@ -1,6 +1,6 @@
 """Radiology report text that states what the ground truth says, in varied wording.
 
-Sections follow DESIGN.md §1. Phrasing is drawn from synonym banks, with negations,
+Sections follow the report format in docs/paper.md. Phrasing is drawn from synonym banks, with negations,
 hedges for uncertain (-1) findings, "no significant change" comparisons, distractor
 sentences and incidental findings, so that label extraction and report generation have
 to understand the text rather than match one template. Disc terms follow Lumbar Disc
