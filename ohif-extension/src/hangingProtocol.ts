@@ -5,8 +5,8 @@
  * `t2_tirm_sag`, Philips' `T2W_mDIXON_SAG_W`, Canon's `Sag FST2` all land where they belong.
  *
  * Each viewport slot ranks the series by preference tiers (e.g. STIR slot: STIR, then Dixon
- * water, then a fat-suppressed T2, then any other sagittal series); a slot whose preferred
- * sequences the study lacks takes the next best series, never stays blank. The custom attribute
+ * water, then a fat-suppressed T2); a slot whose preferred sequences the study lacks takes the
+ * next best series (NEXT_BEST: for the STIR slot a T2-weighted one before a T1), never stays blank. The custom attribute
  * `spineSlot_<id>` is true for the one display set chosen for that slot. Until the study context
  * has arrived, the choice falls back to the description and timing heuristics of seriesKind.ts,
  * and the protocol is applied again once the classes are known (mode/index.ts).
@@ -61,8 +61,32 @@ const TIERS: Record<SlotId, Array<(s: SeriesInfo) => boolean>> = {
   ],
 };
 
+// T2-weighted by the classifier's subtypes (ml/dicom/series_classifier.py SUBTYPE_CLASS), less
+// Dixon fat / opposed-phase, which show fat bright as a T1 does
+const T2_WEIGHTED = new Set(['T2', 'STIR', 'FLAIR', 'DIXON', 'DIXON_IN_PHASE', 'DIXON_WATER']);
+const T1_WEIGHTED = new Set(['T1', 'T1_POSTCONTRAST', 'DIXON_OPP_PHASE', 'DIXON_FAT']);
+
+/**
+ * A slot's next best when the study has none of its tiers, ranked before images and series
+ * number: the fat-suppressed slot shows a T2-weighted series (a T2 reads the oedema a STIR would
+ * best; a T1 shows it dark), the T2 slots another T2-weighted one, the T1 slot a T1-weighted one.
+ * Without it, a study lacking a STIR repeated whichever sagittal series had the lower number
+ * (often the T1).
+ */
+const NEXT_BEST: Record<SlotId, Array<(s: SeriesInfo) => boolean>> = {
+  sagT2: [s => T2_WEIGHTED.has(s.subtype)],
+  sagSTIR: [s => s.subtype === 'T2', s => T2_WEIGHTED.has(s.subtype)],
+  sagT1: [s => T1_WEIGHTED.has(s.subtype)],
+  axT2: [s => T2_WEIGHTED.has(s.subtype)],
+};
+
 function better(a: SeriesInfo, b: SeriesInfo): boolean {
   return a.images !== b.images ? a.images > b.images : a.number < b.number;
+}
+
+function rank(slot: SlotId, s: SeriesInfo): number {
+  const i = NEXT_BEST[slot].findIndex(tier => tier(s));
+  return i < 0 ? NEXT_BEST[slot].length : i;
 }
 
 /**
@@ -94,7 +118,17 @@ export function assignSlots(series: SeriesInfo[]): Record<SlotId, string | null>
   for (const slot of pending) {
     const plane = VIEWPORTS.find(v => v.id === slot)!.plane;
     const free = images.filter(s => !used.has(s.series_uid));
-    const chosen = pick(free.filter(s => s.plane === plane)) ?? pick(free) ?? pick(images.filter(s => s.plane === plane)) ?? pick(images);
+    const pickNext = (candidates: SeriesInfo[]): SeriesInfo | null =>
+      candidates.reduce<SeriesInfo | null>((best, s) => {
+        if (!best) return s;
+        const [rs, rb] = [rank(slot, s), rank(slot, best)];
+        return rs !== rb ? (rs < rb ? s : best) : better(s, best) ? s : best;
+      }, null);
+    const chosen =
+      pickNext(free.filter(s => s.plane === plane)) ??
+      pickNext(free) ??
+      pickNext(images.filter(s => s.plane === plane)) ??
+      pickNext(images);
     if (chosen) used.add(chosen.series_uid);
     out[slot] = chosen?.series_uid ?? null;
   }

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from reviewer.models import Assignment, DraftJob, Study
-from tests.factories import DraftFactory, DraftJobFactory, FindingFactory, StudyFactory, UserFactory
+from tests.factories import DraftFactory, DraftJobFactory, FindingFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +80,8 @@ def test_a_readers_worklist_is_in_reading_priority_by_default(shift, client):  #
     assert _names(client.get("/", {"sort": "priority"})) == READING_ORDER
     html = response.content.decode()
     assert html.count('class="tag tag-urgent"') == 3  # lesion, the new fracture, the one signed: not the others
-    assert "Acute vertebral fracture" in html and "Suspicious osseous lesion" in html
+    assert "Acute vertebral fracture" in html
+    assert "Suspicious osseous lesion" in html
 
 
 def test_received_time_sorts_both_ways_and_admins_default_to_newest_first(shift, client, role_user):  # type: ignore[no-untyped-def]
@@ -119,7 +120,8 @@ def test_filters_combine_and_status_counts_follow_every_other_filter(shift, clie
     chips = {c["value"]: c for c in mine.context["status_chips"]}
     # counts under "mine" alone (the status filter is what the chips choose)
     assert (chips["draft_ready"]["n"], chips["in_review"]["n"], chips["signed"]["n"]) == (2, 1, 0)
-    assert chips["draft_ready"]["active"] and not chips["in_review"]["active"]
+    assert chips["draft_ready"]["active"]
+    assert not chips["in_review"]["active"]
     assert chips["in_review"]["query"] == "mine=1&sort=priority&status=in_review"
     html = mine.content.decode()
     assert 'data-status="in_review">In review <b>1</b></a>' in html
