@@ -115,7 +115,7 @@ def invented(text: str, facts) -> list[str]:  # type: ignore[no-untyped-def]
             rest = rest.replace(part.rstrip("."), "")
     rest = re.sub(rf"\b{age}-year-old {sex}\b", "", rest, flags=re.IGNORECASE) if age and sex else rest
     rest = re.sub(r"\bPatient\b", "", rest)
-    if re.sub(r"[\s.;:,]", "", rest) or any(n != age for n in re.findall(r"\b\d{1,3}\b", hist)):
+    if re.sub(r"[\s.;:,]", "", rest) or any(n != age for n in re.findall(r"\b\d{1,3}\b", rest)):
         out.append("history")
     comp = sec.get("COMPARISON", "").strip()
     dates = {f"{p.date[:4]}-{p.date[4:6]}-{p.date[6:]}" for p in facts.priors or []}

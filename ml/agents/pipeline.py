@@ -40,12 +40,12 @@ from typing import TYPE_CHECKING, Any
 from ml.agents.analysis import AgentRun, ConditionResult, SeriesSummary, StudyAnalysis
 from ml.agents.features import StudyFeatures, encode_studies
 from ml.agents.template import template_report
+from ml.data.preprocess import PreprocessConfig
 from ml.data.types import StudyData
+from ml.train.config import from_dict
 
 if TYPE_CHECKING:
     from ml.agents.report.facts import StudyFacts
-from ml.data.preprocess import PreprocessConfig
-from ml.train.config import from_dict
 
 log = logging.getLogger(__name__)
 

@@ -7,23 +7,18 @@ spondylolisthesis 0 %); even a decoder that reads its prompt can drift, repeat o
 sentence. The check reads the draft back with the label extractor (``ml.agents.labels``, the same
 one that labels signed reports), sentence by sentence, and compares with the agents' calls:
 
-1. **truncation**: a sentence the generation stopped in ("3. Neural foraminal narrowing at") is
-   cut at the last sentence boundary;
+1. **truncation**: a sentence the generation stopped in is cut at the last sentence boundary;
 2. **unsupported**: a sentence stating (or hedging) a condition the agents called absent is
-   removed; so is one that says a condition the agents called present is absent at its level,
-   and a level line called normal where the agents localised a finding;
-3. **level and side**: a sentence about one present condition whose level or side differs from the
-   Localization Agent's gets the agent's level / side (a sentence mixing several conditions is
-   removed instead: which level belongs to which cannot be told);
-4. **omitted**: a present condition that no finding sentence (or no impression item) states is
-   added in the structured template's wording, with level, side and probability;
-5. repeated sentences are dropped, impression items renumbered, empty sections filled with the
-   template's "nothing detected" sentence.
+   removed, as is one saying a present condition is absent at its level (or its level normal);
+3. **level and side**: a sentence about one present condition gets the Localization Agent's level
+   and side (a sentence mixing several conditions at another level is removed instead);
+4. **omitted**: a present condition no finding sentence (or impression item) states is added in
+   the structured template's wording, with level, side and probability;
+5. repeats are dropped, impression items renumbered, empty sections get the template's sentence.
 
 Every change is a ``Change`` (action, section, sentence, condition, reason), stored with the
 draft so the viewer can show the reader what the check did and why. The final text is read back
-once more; any condition where it still disagrees with the agents is listed in ``residual``
-(empty in every measured case: docs/report-agent.md).
+once more; any condition where it still disagrees with the agents is listed in ``residual``.
 """
 
 from __future__ import annotations
@@ -36,8 +31,7 @@ from ml.agents.analysis import ConditionResult
 from ml.agents.template import NORMAL, SECTION_OF, _phrase
 from ml.conditions import BY_KEY, CONDITION_KEYS, DISC_LEVELS, IMPRESSION_ORDER, REPORT_SECTIONS
 
-FINDING_SECTIONS: tuple[str, ...] = REPORT_SECTIONS[3:-1]
-CHECKED_SECTIONS: tuple[str, ...] = REPORT_SECTIONS[3:]
+FINDING_SECTIONS, CHECKED_SECTIONS = REPORT_SECTIONS[3:-1], REPORT_SECTIONS[3:]
 
 _SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\[(\"']?[A-Z0-9])")
 _ITEM = re.compile(r"^\s*(\d+)[.)]\s+")
@@ -73,13 +67,10 @@ class Change:
 
 
 @dataclass
-class CheckResult:
-    sections: dict[str, str]  # checked finding sections + IMPRESSION (other sections untouched)
+class CheckResult:  # the checked finding sections + IMPRESSION, the changes, what still disagrees
+    sections: dict[str, str]
     changes: list[Change] = field(default_factory=list)
     residual: list[dict[str, object]] = field(default_factory=list)  # {condition, agent, draft}
-
-    def to_dict(self) -> dict[str, object]:
-        return {"changes": [c.to_dict() for c in self.changes], "residual": list(self.residual)}
 
 
 # ----- reading ------------------------------------------------------------------------------------
@@ -128,7 +119,7 @@ def _same_level(stated: str, agent: str) -> bool:
     return ("-" in stated) != ("-" in agent) and up(stated) == up(agent)
 
 
-def _sides(text: str) -> list[tuple[int, int, str]]:
+def _sides(text: str) -> list[tuple[int, int, str]]:  # (start, end, "left" | "right" | "bilateral")
     return [(m.start(), m.end(), m.group(1).lower().removesuffix("ly")) for m in _SIDE.finditer(text)]
 
 
@@ -145,7 +136,7 @@ class _Sentence:
     label: str = ""  # the label as written at the start of the line ("L4/5: ")
 
 
-def _lines(body: str) -> list[str]:
+def _lines(body: str) -> list[str]:  # non-empty, stripped
     return [ln.strip() for ln in body.splitlines() if ln.strip()]
 
 
@@ -287,9 +278,8 @@ def _insert_before_end(text: str, piece: str) -> str:
 
 
 def cut_incomplete(body: str, last: bool) -> tuple[str, list[str]]:
-    """Cut sentences the generation stopped in: the trailing unfinished sentence of the last
-    section written (``last``), any impression-style numbered item or sentence ending on a word
-    that cannot end one ("at", "of", "and", ...). Returns (body, the cut pieces)."""
+    """(body, cut pieces): unfinished sentences cut (the last one of the ``last`` section written,
+    an unterminated numbered item, any ending on "at", "of", "and" ...)."""
     cut: list[str] = []
     lines = _lines(body)
     kept_lines: list[str] = []
@@ -357,13 +347,13 @@ def check_draft(
     }
     stated_impression = {k for ln in out["IMPRESSION"] for s in _sentences(ln, True) for k in _labels(s.text)}
     for c in ck.present:
-        phrase = _phrase(c)
+        phrase = _stated(c)
         name = f"{BY_KEY[c.condition].name} present (probability {c.probability:.2f})"
         if c.condition not in stated_findings:
             section = SECTION_OF.get(c.condition, "PARASPINAL/OTHER")
             level = _normalise_level(c.level) if c.level else ""
             if section == "DISCS" and level_lines and level:  # a level line names its level once
-                out[section].append(f"{level}: {_phrase(replace(c, level=''))}")
+                out[section].append(f"{level}: {_stated(replace(c, level=''), c.condition)}")
             else:
                 out[section].append(phrase)
             ck.note("added", section, phrase, c.condition, f"the agents called {name} and no finding sentence said so")
@@ -385,6 +375,17 @@ def check_draft(
     result = CheckResult(final, ck.changes)
     result.residual = disagreements(render_sections(final), conditions)
     return result
+
+
+def _stated(c: ConditionResult, key: str = "") -> str:
+    """The template's sentence for a present finding, in the first wording the label extractor
+    reads as that condition (the clinical name, else the name without its parenthesis)."""
+    first = _phrase(c)
+    name = BY_KEY[c.condition].name
+    for text in (first, first.replace(name, re.sub(r"\s*\([^)]*\)", "", name))):
+        if _labels(text).get(key or c.condition) == 1:
+            return text
+    return first
 
 
 def _level_by_level(rows: list[str], region: str | None, present: Sequence[ConditionResult]) -> list[str]:
@@ -445,13 +446,5 @@ def disagreements(text: str, conditions: Sequence[ConditionResult]) -> list[dict
     return out
 
 
-__all__ = [
-    "CHECKED_SECTIONS",
-    "Change",
-    "CheckResult",
-    "check_draft",
-    "cut_incomplete",
-    "disagreements",
-    "level_spans",
-    "render_sections",
-]
+__all__ = ["CHECKED_SECTIONS", "Change", "CheckResult", "check_draft", "cut_incomplete", "disagreements", "level_spans",
+           "render_sections"]  # fmt: skip
