@@ -22,9 +22,10 @@ private attribute), and QIDO matching on them is refused, so a search cannot be 
 
 Also: comma-separated ``includefield`` is split (OHIF sends ``a,b``; Orthanc's DICOMweb 1.7 only
 honours repeated parameters); the browser's Host is passed through, because Orthanc builds
-BulkDataURIs from it and the proxy serves the same ``/dicom-web`` root; frames, bulk data and
-STOW stream both ways in 64 KiB chunks (a 300-instance series is never held in memory), STOW up
-to ``SPINEREVIEW_STOW_MAX_BYTES``.
+BulkDataURIs from it and the proxy serves the same ``/dicom-web`` root; frames and bulk data
+stream in 64 KiB chunks (a 300-instance series is never held in memory); STOW, up to
+``SPINEREVIEW_STOW_MAX_BYTES``, is split into one store per instance and answered per instance
+(``reviewer.stow``: Orthanc answers a partly stored request 400 without naming the failure).
 """
 
 from __future__ import annotations
@@ -400,6 +401,12 @@ def _check_stow_body(request: HttpRequest) -> None:
     content_type = request.content_type or ""
     if content_type.lower() != "multipart/related":
         raise Refused(415, "STOW-RS takes multipart/related")
+    part_type = (request.content_params or {}).get("type", "application/dicom").lower()
+    if part_type != "application/dicom":
+        raise Refused(415, "STOW-RS here takes application/dicom parts (type=application/dicom)")
+    boundary = (request.content_params or {}).get("boundary", "")
+    if not boundary or len(boundary) > 70 or not boundary.isascii():
+        raise Refused(400, "multipart/related without a valid boundary")
     length = request.META.get("CONTENT_LENGTH") or ""
     if not length.isdigit():
         raise Refused(411, "STOW-RS needs a Content-Length")
@@ -466,20 +473,12 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
         headers["accept"] = "application/dicom+json"
         headers["accept-encoding"] = "identity"
     client = orthanc()
-    writing = kind is Kind.STOW
-    upstream = client.build_request(
-        request.method or "GET",
-        url,
-        headers=headers,
-        content=_iter_body(request, settings.SPINEREVIEW_STOW_MAX_BYTES) if writing else None,
-    )
+    if kind is Kind.STOW:
+        return _store_per_instance(request, client, url, headers)
+    upstream = client.build_request(request.method or "GET", url, headers=headers)
     try:
         response = client.send(upstream, stream=True)
-    except BodyTooLarge:
-        return _refusal(Refused(413, f"body larger than {settings.SPINEREVIEW_STOW_MAX_BYTES} bytes"))
     except httpx.HTTPError as exc:
-        if isinstance(exc.__cause__, BodyTooLarge) or isinstance(exc.__context__, BodyTooLarge):
-            return _refusal(Refused(413, f"body larger than {settings.SPINEREVIEW_STOW_MAX_BYTES} bytes"))
         logger.warning("DICOMweb proxy: Orthanc unreachable: %s", exc)
         return JsonResponse({"detail": "image archive (Orthanc) is unreachable"}, status=502)
 
@@ -497,6 +496,28 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
         if name in response.headers:
             out[name] = response.headers[name]
     return out
+
+
+def _store_per_instance(
+    request: HttpRequest, client: httpx.Client, url: httpx.URL, headers: dict[str, str]
+) -> HttpResponse:
+    """STOW-RS split into one store per part and answered per instance (``reviewer.stow``)."""
+    from reviewer.stow import MultipartError, iter_parts, store_parts
+
+    boundary = request.content_params["boundary"].encode("ascii")
+    limit = settings.SPINEREVIEW_STOW_MAX_BYTES
+    forward = {k: v for k, v in headers.items() if k in ("host", "accept-encoding")}
+    try:
+        result = store_parts(iter_parts(_iter_body(request, limit), boundary), client=client, url=url, headers=forward)
+    except BodyTooLarge:
+        return _refusal(Refused(413, f"body larger than {limit} bytes"))
+    except MultipartError as exc:
+        return _refusal(Refused(400, f"unreadable multipart/related body: {exc}"))
+    if result is None:
+        return JsonResponse({"detail": "image archive (Orthanc) is unreachable"}, status=502)
+    if not result.stored and not result.failed:
+        return _refusal(Refused(400, "multipart/related body without parts"))
+    return result.response()
 
 
 @dataclass(frozen=True)

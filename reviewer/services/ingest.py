@@ -160,6 +160,8 @@ def check_dicom_file(fp: BinaryIO, size: int) -> tuple[str, pydicom.Dataset | No
     big = syntax == EXPLICIT_VR_BIG_ENDIAN
     at_pixels = element[:4] == (PIXEL_DATA_TAG_BIG if big else PIXEL_DATA_TAG)
     missing = [kw for kw in REQUIRED_UIDS if not getattr(head, kw, None)]
+    if missing and not at_pixels and offset >= size:
+        return f"missing {', '.join(missing)}: the file ends at byte {size}, inside its header (cut short?)", head
     if missing:
         return f"missing {', '.join(missing)}", head
     if not at_pixels or syntax == DEFLATED:  # no pixel data, or not readable in place: read it all
