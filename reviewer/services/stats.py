@@ -331,8 +331,6 @@ def _as_labels(value: object) -> dict | list:
 
 
 _ALL_LABELS = operator.itemgetter(*CONDITION_KEYS)
-SORTED_KEYS = sorted(CONDITION_KEYS)
-SORTED_COLUMNS = [CONDITION_KEYS.index(k) for k in SORTED_KEYS]
 
 
 def _label_vector(labels: dict | list) -> tuple[int, ...]:
