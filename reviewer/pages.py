@@ -130,6 +130,26 @@ def worklist(request: HttpRequest) -> HttpResponse:
 
 
 @role_required()  # admins only
+@require_http_methods(["POST"])
+def force_draft(request: HttpRequest, pk: int) -> HttpResponse:
+    """Draft a study the scope check refused (the worklist's "Draft anyway", confirmed in the
+    browser first): an admin judged that it is a spine MRI worth a draft after all."""
+    from reviewer.services.audit import audit
+    from reviewer.services.drafting import request_draft
+
+    study = get_object_or_404(Study, pk=pk)
+    if study.status != Study.Status.OUT_OF_SCOPE:
+        messages.error(request, f"Study {study.study_uid} is not refused by the scope check.")
+        return redirect("worklist")
+    job, created = request_draft(study=study, retry_failed=True, force_scope=True)
+    audit(actor=request.user, action="draft.requested", obj=study, job=job.pk, created=created, force_scope=True)
+    messages.success(
+        request, f"Draft queued for {study.description or study.study_uid} despite: {study.status_reason}."
+    )
+    return redirect("worklist")
+
+
+@role_required()  # admins only
 @require_http_methods(["GET", "POST"])
 def assign(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_object_or_404(Study, pk=pk)

@@ -13,6 +13,7 @@ urlpatterns = [
     path("viewer/open/<str:study_uid>/", viewer.open_study, name="viewer-open"),
     re_path(r"^dicom-web/(?P<path>.*)$", dicomweb_proxy, name="dicomweb-proxy"),
     path("studies/<int:pk>/assign/", pages.assign, name="study-assign"),
+    path("studies/<int:pk>/force-draft/", pages.force_draft, name="study-force-draft"),
     path("arbitration/", pages.arbitration_queue, name="arbitration-queue"),
     path("arbitration/<int:pk>/", pages.arbitration_detail, name="arbitration-detail"),
     path("labels/", pages.label_queue, name="label-queue-page"),

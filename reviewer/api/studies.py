@@ -95,20 +95,42 @@ class StudyJobsApi(APIView):
 
 
 class StudyRedraftApi(APIView):
-    """Queue a draft with a given pipeline version (default: the active one). Admins."""
+    """Queue a draft with a given pipeline version (default: the active one). Admins.
+    ``force_scope`` drafts a study the scope check refused (e.g. a spine MRI without a sagittal
+    T2 that a radiologist still wants read); the draft's analysis records the override."""
 
     permission_classes = [RolePermission]
     allowed_roles: dict[str, set[Role]] = {}  # admins only
     OutputSerializer = DraftJobSerializer
 
-    @extend_schema(request=None, responses=OutputSerializer)
+    class InputSerializer(serializers.Serializer):
+        pipeline_version = serializers.CharField(required=False, allow_null=True, default=None, max_length=200)
+        force_scope = serializers.BooleanField(required=False, default=False)
+
+        class Meta:
+            ref_name = "RedraftRequest"
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
     def post(self, request: Request, pk: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
         study = get_object_or_404(selectors.study_list(), pk=pk)
+        force_scope = data.validated_data["force_scope"]
         # a failed job of the same version is queued again (e.g. after the archive was repaired)
         job, created = request_draft(
-            study=study, pipeline_version=request.data.get("pipeline_version"), retry_failed=True
+            study=study,
+            pipeline_version=data.validated_data["pipeline_version"],
+            retry_failed=True,
+            force_scope=force_scope,
         )
-        audit(actor=request.user, action="draft.requested", obj=study, job=job.pk, created=created)
+        audit(
+            actor=request.user,
+            action="draft.requested",
+            obj=study,
+            job=job.pk,
+            created=created,
+            force_scope=force_scope,
+        )
         return Response(self.OutputSerializer(job).data, status=201 if created else 200)
 
 

@@ -204,3 +204,43 @@ def test_compressed_pixel_data_without_its_sequence_delimiter_or_cut_in_the_head
     assert check_dicom(raw[:1500])[0] == "truncated file: its element (0020,000E) declares 44 bytes, 10 present"
     rtplan = _real("pydicom", ["rtplan_truncated.dcm"])[0].read_bytes()  # no pixel data, cut in a sequence
     assert check_dicom(rtplan)[0] == "truncated file: its element (300A,00B0) declares 976 bytes, 711 present"
+
+
+def test_an_admin_forces_a_refused_study_from_the_api_and_the_worklist(tmp_path, empty_orthanc, pipeline_settings,
+                                                                       synth_study, api_as, role_user):  # type: ignore[no-untyped-def]  # fmt: skip
+    from django.test import Client
+
+    from reviewer.models import AuditEvent
+
+    files = [f for f in synth_study["studies"][2]["files"] if not f.parent.name.endswith(("sag_t2", "sag_stir"))]
+    study, refused = draft(empty_orthanc, files)
+    assert study.status == Study.Status.OUT_OF_SCOPE
+
+    # the API: admins only, and force_scope is what queues the refused job again
+    url = f"/api/studies/{study.pk}/redraft/"
+    assert api_as("radiologist").post(url, {"force_scope": True}, format="json").status_code == 403
+    assert api_as("admin").post(url, {"force_scope": "maybe"}, format="json").status_code == 400
+    answer = api_as("admin").post(url, {"force_scope": True}, format="json")
+    assert answer.status_code == 201, answer.data
+    job = DraftJob.objects.get(pk=answer.data["id"])
+    assert (job.pk, job.state, job.scope_override) == (refused.pk, DraftJob.State.QUEUED, True)
+    assert AuditEvent.objects.filter(action="draft.requested", data__force_scope=True).count() == 1
+    job = run_draft_job(job_id=job.pk)
+    assert job.state == DraftJob.State.DONE, job.reason
+    assert Draft.objects.get(job=job).analysis["scope"]["forced"] is True
+
+    # the worklist: a confirmed "Draft anyway" button on refused rows, for admins only
+    study.status, study.status_reason = Study.Status.OUT_OF_SCOPE, "no sagittal T2 (has: sagittal T1)"
+    study.save(update_fields=["status", "status_reason"])
+    DraftJob.objects.filter(pk=job.pk).update(state=DraftJob.State.FAILED, scope_override=False)
+    admin, reader = Client(), Client()
+    admin.force_login(role_user("admin"))
+    reader.force_login(role_user("radiologist"))
+    page = admin.get("/").content.decode()
+    assert f'action="/studies/{study.pk}/force-draft/"' in page
+    assert "return confirm('Draft this study although the scope check refused it (no sagittal T2" in page
+    assert "force-draft" not in reader.get("/").content.decode()
+    assert reader.post(f"/studies/{study.pk}/force-draft/").status_code == 403
+    assert admin.post(f"/studies/{study.pk}/force-draft/").status_code == 302
+    job.refresh_from_db()
+    assert (job.state, job.scope_override) == (DraftJob.State.QUEUED, True)
