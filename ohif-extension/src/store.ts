@@ -19,11 +19,12 @@ export interface StudyState {
   radpeer: string; // the score picked for sign-off (hotkeys 1-5 or the radio buttons)
   hiddenConditions: string[]; // conditions whose boxes the reader switched off
   reading: Heartbeat | null; // active reading time and outcome counts, from the last heartbeat
+  newBoxCondition: string; // condition of the boxes the reader draws ('' = the selected finding)
 }
 
 type Listener = (state: StudyState) => void;
 
-const FRESH = { selected: null, boxesVisible: true, boxStatus: '', boxError: null, feedback: {}, feedbackError: null, radpeer: '', hiddenConditions: [], reading: null };
+const FRESH = { selected: null, boxesVisible: true, boxStatus: '', boxError: null, feedback: {}, feedbackError: null, radpeer: '', hiddenConditions: [], reading: null, newBoxCondition: '' };
 let state: StudyState = { studyUid: null, context: null, error: null, loading: false, ...FRESH };
 const listeners = new Set<Listener>();
 let timer: ReturnType<typeof setTimeout> | null = null;

@@ -23,6 +23,7 @@ a.sr-btn{text-decoration:none}
 .sr-slices li{padding:2px 6px;cursor:pointer;border-radius:3px}
 .sr-slices li.sr-current{background:#1e40af}
 .sr-section label{display:block;color:#93c5fd;font-size:12px;margin-top:4px}
+.sr-panel select{flex:1;min-width:0;background:#0b1220;color:#e5e7eb;border:1px solid #374151;border-radius:4px;padding:2px 4px;font-size:12px}
 .sr-section textarea,.sr-panel textarea{width:100%;box-sizing:border-box;background:#0b1220;color:#e5e7eb;border:1px solid #374151;border-radius:4px;padding:4px;font:12px/1.4 ui-monospace,monospace;resize:vertical}
 .sr-diff{white-space:pre-wrap;font:12px/1.4 ui-monospace,monospace;background:#0b1220;padding:6px;border-radius:4px}
 .sr-del{background:#7f1d1d;text-decoration:line-through}

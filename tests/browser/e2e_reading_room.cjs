@@ -74,6 +74,37 @@ async function main() {
       out.box_labels_toggled = await page.evaluate(() => window.__spinereview.boxLabels());
       await page.click(`[data-condition-toggle="${toggles[0]}"]`);
     }
+    // sagittal and axial linked: the reference line follows the active viewport
+    out.ref_initial = await page.evaluate(() => window.__spinereview.referenceLines());
+    await page.evaluate(() => window.__spinereview.activate('axT2'));
+    await page.waitForFunction(() => window.__spinereview.referenceLines().drawnIn.includes('sagT2'), null, { timeout: 10000 })
+      .catch(() => {});
+    out.ref_axial = await page.evaluate(() => window.__spinereview.referenceLines());
+    await shot('reference-lines-axial-active');
+    await page.evaluate(() => window.__spinereview.activate('sagT2'));
+    await page.waitForFunction(() => window.__spinereview.referenceLines().sourceViewportId === 'sagT2', null, { timeout: 10000 })
+      .catch(() => {});
+    out.ref_sagittal = await page.evaluate(() => window.__spinereview.referenceLines());
+    // click-to-level by geometry: the axial slice nearest the finding's sagittal box
+    out.level_moved = await page.evaluate(key => window.__spinereview.levelAxials(key), p.level_condition);
+    out.level_viewports = await page.evaluate(() => window.__spinereview.viewportState());
+    // a reader-added box takes the condition chosen in the panel, labelled at once, saved with it
+    await page.selectOption('[data-testid=sr-new-box-condition]', p.new_box_condition);
+    await page.evaluate(() => window.__spinereview.activateTool('RectangleROI'));
+    const rect = await page.evaluate(() => window.__spinereview.imageRect('sagT2'));
+    out.image_rect = rect;
+    await page.mouse.move(rect.x + rect.width * 0.2, rect.y + rect.height * 0.2);
+    await page.mouse.down();
+    await page.mouse.move(rect.x + rect.width * 0.3, rect.y + rect.height * 0.3, { steps: 5 });
+    await page.mouse.up();
+    await page.waitForFunction(c => window.__spinereview.boxLabels().some(b => b.condition === c), p.new_box_condition,
+      { timeout: 10000 }).catch(() => {});
+    out.new_box_labels = await page.evaluate(() => window.__spinereview.boxLabels());
+    await page.evaluate(() => window.__spinereview.activateTool('WindowLevel'));
+    await shot('reader-box-labelled');
+    await page.click('[data-testid=sr-save-boxes]');
+    await page.waitForFunction(() => /Saved \d+ box/.test(document.querySelector('[data-testid=sr-box-status]')?.textContent || ''),
+      null, { timeout: 30000 });
     out.key_legend = await page.textContent('[data-testid=sr-keys]');
     await unfocus();
     presses = 0;

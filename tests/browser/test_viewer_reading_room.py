@@ -51,6 +51,35 @@ VENDORS: dict[str, list[tuple[str, float, float, float | None, bool, str | None]
     ],
 }
 N_SLICES = 7
+NEW_BOX_CONDITION = "synovial_cyst"  # a condition the generated study does not have
+
+
+def _nearest_axial_sop(study_dir: Path, finding, axial_uids: set[str]) -> str:  # type: ignore[no-untyped-def]
+    """The axial image whose plane passes nearest the centre of the finding's first box on a
+    non-axial image (world coordinates from ImagePositionPatient, ImageOrientationPatient and
+    PixelSpacing of the stored files)."""
+    import numpy as np
+    import pydicom
+
+    datasets = [pydicom.dcmread(f, stop_before_pixels=True) for f in study_dir.rglob("*.dcm")]
+    by_sop = {ds.SOPInstanceUID: ds for ds in datasets}
+    box = next(b for b in finding.boxes if b["series_uid"] not in axial_uids)
+    ds = by_sop[box["sop_uid"]]
+    row, col = np.array(ds.ImageOrientationPatient[:3], float), np.array(ds.ImageOrientationPatient[3:], float)
+    x, y = (box["xyxy"][0] + box["xyxy"][2]) / 2, (box["xyxy"][1] + box["xyxy"][3]) / 2
+    point = (
+        np.array(ds.ImagePositionPatient, float)
+        + x * float(ds.PixelSpacing[1]) * row
+        + y * float(ds.PixelSpacing[0]) * col
+    )
+
+    def distance(a) -> float:  # type: ignore[no-untyped-def]
+        normal = np.cross(
+            np.array(a.ImageOrientationPatient[:3], float), np.array(a.ImageOrientationPatient[3:], float)
+        )
+        return abs(float(np.dot(point - np.array(a.ImagePositionPatient, float), normal)))
+
+    return min((a for a in datasets if a.SeriesInstanceUID in axial_uids), key=distance).SOPInstanceUID
 
 
 def _import(folder: Path, name: str):  # type: ignore[no-untyped-def]
@@ -75,7 +104,7 @@ def test_hanging_protocol_labels_and_keyboard_review(
     tmp_path,
 ):  # type: ignore[no-untyped-def]  # fmt: skip
     from ml.conditions import BY_KEY, CONDITION_KEYS
-    from reviewer.models import FindingFeedback, Review
+    from reviewer.models import FindingFeedback, Review, StructuredReport
     from reviewer.services.feedback import LEVELS
     from tests.factories import DraftFactory, FindingFactory
 
@@ -98,7 +127,15 @@ def test_hanging_protocol_labels_and_keyboard_review(
     first = min(present, key=lambda f: CONDITION_KEYS.index(f.condition))  # what "n" selects
     at = LEVELS.index(first.level) if first.level in LEVELS else -1
     level_key = "[" if at == len(LEVELS) - 1 else "]"  # one disc down, or up from the last one
+    planes = dict(review_study.series.values_list("series_uid", "plane"))
+    sagittal_uids = {uid for uid, plane in planes.items() if plane == "sagittal"}
+    axial_uids = {uid for uid, plane in planes.items() if plane == "axial"}
     expected_level = LEVELS[at + (-1 if level_key == "[" else 1)] if at >= 0 else "L4-5"
+
+    # click-to-level by geometry: the first finding with a box on a sagittal image; the axial slice
+    # nearest that box's centre, from the DICOM geometry of the files themselves
+    level_finding = next(f for f in present if any(b["series_uid"] in sagittal_uids for b in f.boxes))
+    expected_axial_sop = _nearest_axial_sop(synthetic_study_dir, level_finding, axial_uids)
 
     seen = support.run_node(
         support.ROOT / "tests" / "browser" / "e2e_reading_room.cjs",
@@ -108,6 +145,7 @@ def test_hanging_protocol_labels_and_keyboard_review(
             "studies": [{"name": n, "study_uid": s.study_uid} for n, s in studies.items()],
             "review_uid": review_study.study_uid, "review_present": len(present), "level_key": level_key,
             "clean_uid": clean.study_uid, "clean_present": 2,
+            "level_condition": level_finding.condition, "new_box_condition": NEW_BOX_CONDITION,
         },
         timeout=420,
     )  # fmt: skip
@@ -141,6 +179,30 @@ def test_hanging_protocol_labels_and_keyboard_review(
     toggled = seen["toggles"][0]
     assert all(not b["visible"] for b in seen["box_labels_toggled"] if b["condition"] == toggled)
     assert any(b["visible"] for b in seen["box_labels_toggled"] if b["condition"] != toggled) or len(colours) == 1
+
+    # sagittal and axial linked: reference lines follow the active viewport
+    assert seen["ref_initial"]["mode"] == "Enabled", seen["ref_initial"]
+    assert seen["ref_axial"]["sourceViewportId"] == "axT2", seen["ref_axial"]
+    assert {"sagT2", "sagT1", "sagSTIR"} <= set(seen["ref_axial"]["drawnIn"]), seen["ref_axial"]
+    assert seen["ref_sagittal"]["sourceViewportId"] == "sagT2", seen["ref_sagittal"]
+    assert "axT2" in seen["ref_sagittal"]["drawnIn"], seen["ref_sagittal"]
+    # click-to-level: the axial viewport goes to the slice through the finding's sagittal box
+    assert seen["level_moved"] == ["axT2"], seen["level_moved"]
+    axial = next(v for v in seen["level_viewports"] if v["viewportId"] == "axT2")
+    assert axial["sop_uid"] == expected_axial_sop, (axial, expected_axial_sop)
+    # the reader's own box: the condition chosen in the panel, labelled and coloured at once, saved with it
+    drawn = [b for b in seen["new_box_labels"] if b["condition"] == NEW_BOX_CONDITION]
+    assert len(drawn) == 1, seen["new_box_labels"]
+    assert drawn[0]["label"] == BY_KEY[NEW_BOX_CONDITION].name
+    assert drawn[0]["colour"]
+    assert drawn[0]["colour"] not in {b["colour"] for b in boxes}
+    saved = StructuredReport.objects.filter(study=review_study, source="reader", author=user).latest("created_at")
+    mine = [b for b in saved.boxes if b["condition"] == NEW_BOX_CONDITION]
+    assert len(mine) == 1, saved.boxes
+    assert planes[mine[0]["series_uid"]] == "sagittal"
+    assert sorted(b["condition"] for b in saved.boxes if b["condition"] != NEW_BOX_CONDITION) == sorted(
+        b.get("condition") for b in sr.boxes
+    )
 
     # the keyboard review: one corrected level, the rest agreed, RADPEER 1, signed
     assert seen["corrected_finding"] == first.condition

@@ -9,12 +9,13 @@ import { api } from '../api';
 import { relabel, watchBoxes } from '../boxes';
 import { currentSlots, PROTOCOL_ID, setApiSeries, VIEWPORTS } from '../hangingProtocol';
 import { FINDINGS_PANEL, MODE_ID, MODE_ROUTE, REPORT_PANEL } from '../ids';
+import { levelAxials, linkReferenceLines, referenceLinesState, watchNewBoxes } from '../linking';
 import { ohifBuild } from '../ohifBuild';
 import { selectFinding } from '../panels/FindingsPanel';
 import { startReadingClock } from '../readingClock';
 import { HOTKEYS, mergeHotkeys, setReviewHandlers } from '../review';
 import * as store from '../store';
-import { boxHandles, boxLabels, hydrateBoxes, viewportState, type Managers } from '../viewerControl';
+import { boxHandles, boxLabels, cornerstoneLibraries, hydrateBoxes, viewportState, type Managers } from '../viewerControl';
 
 const EXTENSION_URL = new URL('./extension.js', import.meta.url).href;
 const CORNERSTONE_VIEWPORT = '@ohif/extension-cornerstone.viewportModule.cornerstone';
@@ -113,6 +114,27 @@ const mode = {
           activeViewportId: () => viewportGridService.getState().activeViewportId,
           activate: (viewportId: string) => args.servicesManager.services.viewportGridService.setActiveViewportId(viewportId),
           selectFinding: (key: string) => selectFinding(managers, key),
+          referenceLines: () => referenceLinesState(managers),
+          // the geometric level alone (what a finding without an axial key slice gets)
+          levelAxials: (key: string) => {
+            const f = store.getState().context?.draft?.findings.find(x => x.condition === key);
+            return f ? levelAxials(managers, f, []) : Promise.resolve([]);
+          },
+          // where the current image lies on the page (the letterboxed image, not the whole canvas)
+          imageRect: (viewportId: string) => {
+            const viewport = args.servicesManager.services.cornerstoneViewportService.getCornerstoneViewport(viewportId);
+            const imageId: string | undefined = viewport?.getCurrentImageId?.();
+            if (!viewport || !imageId) return null;
+            const { cornerstone } = cornerstoneLibraries(managers);
+            const pixels = cornerstone.metaData.get('imagePixelModule', imageId);
+            const page = viewport.canvas.getBoundingClientRect();
+            const [a, b] = [[0, 0], [pixels.columns, pixels.rows]].map(p =>
+              viewport.worldToCanvas(cornerstone.utilities.imageToWorldCoords(imageId, p))
+            );
+            return { x: page.left + Math.min(a[0], b[0]), y: page.top + Math.min(a[1], b[1]), width: Math.abs(b[0] - a[0]), height: Math.abs(b[1] - a[1]) };
+          },
+          activateTool: (toolName: string) =>
+            args.commandsManager.runCommand('setToolActive', { toolName, toolGroupId: 'default' }),
           state: () => store.getState(),
           hydrate: (seriesUid: string, sopUid: string) => hydrateBoxes(managers, seriesUid, sopUid),
           displaySets: () =>
@@ -127,6 +149,8 @@ const mode = {
           unsubscribe,
           startReadingClock(),
           watchBoxes(managers),
+          linkReferenceLines(managers),
+          watchNewBoxes(managers, () => relabel(managers)),
           () => delete (window as any).__spinereview,
           () => store.stop(),
           () => setApiSeries(null),

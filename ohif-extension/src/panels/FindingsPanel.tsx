@@ -9,6 +9,7 @@ import { api, ApiError, type Finding, type KeySlice } from '../api';
 import * as store from '../store';
 import { markShown, relabel } from '../boxes';
 import { acceptRemaining, cycleSide, heldLevelSide, HOTKEYS, judge, shiftLevel } from '../review';
+import { levelAxials } from '../linking';
 import { conditionColour, currentBoxes, jumpToImage, setBoxStatistics, type Managers } from '../viewerControl';
 import { ErrorBox } from './ErrorBox';
 
@@ -40,6 +41,8 @@ export async function selectFinding(m: Managers, key: string): Promise<string[]>
   for (const k of finding.key_slices) if (!targets.has(k.series_uid)) targets.set(k.series_uid, k.sop_uid);
   const moved: string[] = [];
   for (const [series, sop] of targets) moved.push(...(await jumpToImage(m, series, sop)));
+  // click-to-level: an axial viewport without a key slice of this finding goes to its box's level
+  moved.push(...(await levelAxials(m, finding, moved)));
   return moved;
 }
 
@@ -112,7 +115,7 @@ export function FindingsPanel(m: Managers) {
   const saveBoxes = async () => {
     if (!context) return;
     setBoxError(null);
-    const { boxes, unlabelled } = currentBoxes(m, context.conditions, s.selected);
+    const { boxes, unlabelled } = currentBoxes(m, context.conditions, s.newBoxCondition || s.selected);
     if (unlabelled) {
       setBoxError(new Error(`${unlabelled} new box(es) have no condition: select the finding they belong to, then save again.`));
       return;
@@ -251,7 +254,21 @@ export function FindingsPanel(m: Managers) {
           <div className="sr-muted" data-testid="sr-box-status">
             {boxStatus || (sr ? 'Loading boxes…' : 'No boxes SR for this study.')}
           </div>
-          <div className="sr-muted">Draw with the Rectangle tool; a new box belongs to the selected finding.</div>
+          <div className="sr-row">
+            <label className="sr-muted" htmlFor="sr-new-box-condition">New boxes:</label>
+            <select
+              id="sr-new-box-condition"
+              data-testid="sr-new-box-condition"
+              value={s.newBoxCondition}
+              onChange={e => store.update({ newBoxCondition: e.target.value })}
+            >
+              <option value="">the selected finding{selected ? ` (${context!.conditions.find(c => c.key === selected.condition)?.name})` : ''}</option>
+              {context!.conditions.map(c => (
+                <option key={c.key} value={c.key}>{c.name}</option>
+              ))}
+            </select>
+          </div>
+          <div className="sr-muted">Draw with the Rectangle tool: a new box takes this condition and is labelled at once.</div>
           <h3>Keys</h3>
           <ul className="sr-keys" data-testid="sr-keys">
             {HOTKEYS.filter(h => h.commandName !== 'spineRadpeer').map(h => (
