@@ -236,6 +236,8 @@ def technique(facts: StudyFacts | None, region: str | None, series: Sequence[Ser
     class only, and nothing said about contrast (it was not seen).
     """
     items = list(facts.series) if facts is not None and facts.series else list(series)
+    if not region and facts is not None:  # the requested procedure names it ("MRI LUMBAR SPINE")
+        region = next((r for r in ("cervical", "thoracic", "lumbar") if r in facts.procedure.lower()), None)
     where = f"the {region} spine" if region else "the spine"
     if not items:
         return f"MRI of {where}."
