@@ -18,12 +18,15 @@ SCHEMA_VERSION = 1
 
 @dataclass
 class SliceRef:
-    """A key slice: ``index`` is the slice's position in its series sorted along the normal."""
+    """A key slice: ``index`` is the slice's position in its series sorted along the normal;
+    ``frame`` its 1-based frame number in a multi-frame object (Enhanced MR: the SOP instance
+    alone does not say which slice), None for a single-frame image."""
 
     series_uid: str
     sop_uid: str
     index: int
     score: float
+    frame: int | None = None
 
 
 @dataclass
@@ -35,6 +38,7 @@ class BoxResult:
     xyxy_norm: list[float]  # [x0, y0, x1, y1] in [0, 1]
     score: float
     patient_mm: list[list[float]] | None = None  # 4 corners [x, y, z] (mm), clockwise from (x0, y0)
+    frame: int | None = None  # 1-based frame in a multi-frame object, None for a single-frame image
 
 
 @dataclass

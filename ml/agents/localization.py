@@ -156,7 +156,7 @@ class LocalizationAgents:
         cands = [(float(sc[k, j]), si, k) for si, sc in enumerate(scores) for k in range(sc.shape[0])]
         cands.sort(key=lambda t: -t[0])
         result.key_slices = [
-            SliceRef(series[si].series_uid, _sop(series[si], k), int(k), round(score, 4))
+            SliceRef(series[si].series_uid, _sop(series[si], k), int(k), round(score, 4), _frame(series[si], k))
             for score, si, k in cands[: self.cfg.top_k_slices]
         ]
         seen_planes: set[str | None] = set()
@@ -179,6 +179,7 @@ class LocalizationAgents:
                     xyxy_norm=[round(v, 5) for v in s.geometry.normalise(xyxy)],
                     score=round(score, 4),
                     patient_mm=s.geometry.box_to_patient(int(k), xyxy),
+                    frame=_frame(s, k),
                 )
             )
             if len(result.boxes) == 1:
@@ -221,6 +222,12 @@ class LocalizationAgents:
 
 def _sop(series: SeriesData, k: int) -> str:
     return series.sop_uids[k] if k < len(series.sop_uids) else ""
+
+
+def _frame(series: SeriesData, k: int) -> int | None:
+    """The 1-based frame of sorted slice ``k`` in its multi-frame object (None: single-frame)."""
+    frame = series.frame_numbers[k] if k < len(series.frame_numbers) else None
+    return int(frame) if frame is not None else None
 
 
 def slice_targets(feat: StudyFeatures, truth: dict | None) -> list[tuple[np.ndarray, np.ndarray]]:

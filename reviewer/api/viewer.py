@@ -52,6 +52,9 @@ class BoxSerializer(serializers.Serializer):
     series_uid = serializers.CharField(required=False, allow_blank=True)
     xyxy = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4)
     label = serializers.CharField(required=False, allow_blank=True, default="")
+    frame = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1, help_text="frame of a multi-frame image"
+    )
 
 
 def _head_sr(study: Study, user) -> StructuredReport | None:  # type: ignore[no-untyped-def]

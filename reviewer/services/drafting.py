@@ -523,6 +523,7 @@ def store_draft(*, job_id: int, analysis: dict) -> Draft:
                         "sop_uid": k["sop_uid"],
                         "index": k["index"],
                         "score": k.get("score"),
+                        "frame": k.get("frame"),
                     }
                     for k in c.get("key_slices", [])
                 ],
@@ -534,6 +535,7 @@ def store_draft(*, job_id: int, analysis: dict) -> Draft:
                         "xyxy": b["xyxy"],
                         "xyxy_norm": b["xyxy_norm"],
                         "score": b.get("score"),
+                        "frame": b.get("frame"),
                     }
                     for b in c.get("boxes", [])
                 ],

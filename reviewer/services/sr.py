@@ -62,10 +62,11 @@ class SRBox:
     sop_uid: str
     xyxy: tuple[float, float, float, float]
     label: str = ""
+    frame: int | None = None  # 1-based frame of a multi-frame image (ReferencedFrameNumber)
 
     def as_json(self) -> dict:
         return {"condition": self.condition, "series_uid": self.series_uid, "sop_uid": self.sop_uid,
-                "xyxy": [round(float(v), 3) for v in self.xyxy], "label": self.label}  # fmt: skip
+                "xyxy": [round(float(v), 3) for v in self.xyxy], "label": self.label, "frame": self.frame}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,31 @@ class SRKeySlice:
     condition: str
     series_uid: str
     sop_uid: str
+    frame: int | None = None  # 1-based frame of a multi-frame image (ReferencedFrameNumber)
+
+
+def _frames_of(source: Dataset) -> int:
+    try:
+        return max(1, int(source.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _frame(value: object, source: Dataset, what: str) -> int | None:
+    """A validated 1-based frame number for ``source``: required for a multi-frame image (the SOP
+    instance alone names no slice: OHIF opens frame 1), refused for a single-frame one."""
+    frames = _frames_of(source)
+    if value is None:
+        if frames > 1:
+            raise SRInputError(f"{what}: image {source.SOPInstanceUID} has {frames} frames; say which (frame)")
+        return None
+    try:
+        frame = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError) as exc:
+        raise SRInputError(f"{what}: frame {value!r} is not a number") from exc
+    if not 1 <= frame <= frames:
+        raise SRInputError(f"{what}: frame {frame} is not one of the {frames} frame(s) of {source.SOPInstanceUID}")
+    return frame if frames > 1 else None
 
 
 # Code values are short (SH, 16 characters: longer keys would land in LongCodeValue, which
@@ -121,7 +147,8 @@ def parse_boxes(raw: Iterable[Mapping], sources: Mapping[str, Dataset], *, clip:
             raise SRInputError(
                 f"box {i}: xyxy {[x0, y0, x1, y1]} is not a non-empty box inside the {cols}x{rows} image"
             )
-        out.append(SRBox(condition, series_uid, sop_uid, (x0, y0, x1, y1), str(item.get("label", ""))[:64]))
+        frame = _frame(item.get("frame"), source, f"box {i}")
+        out.append(SRBox(condition, series_uid, sop_uid, (x0, y0, x1, y1), str(item.get("label", ""))[:64], frame))
     return out
 
 
@@ -131,14 +158,32 @@ def _rectangle(xyxy: Sequence[float]) -> np.ndarray:
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float32)
 
 
+def _pixel_spacing(source: Dataset, frame: int | None) -> list[float]:
+    """(row, column) mm: the image's PixelSpacing, or for a multi-frame image that of its frame's
+    (or the shared) Pixel Measures functional group."""
+    if "PixelSpacing" in source:
+        return [float(v) for v in source.PixelSpacing]
+    groups = []
+    per_frame = source.get("PerFrameFunctionalGroupsSequence") or []
+    if frame is not None and frame <= len(per_frame):
+        groups.append(per_frame[frame - 1])
+    groups += list(source.get("SharedFunctionalGroupsSequence") or [])[:1]
+    for group in groups:
+        measures = group.get("PixelMeasuresSequence") or []
+        if measures and "PixelSpacing" in measures[0]:
+            return [float(v) for v in measures[0].PixelSpacing]
+    return [1.0, 1.0]
+
+
 def _area_mm2(box: SRBox, source: Dataset) -> float:
-    row_mm, col_mm = (float(v) for v in source.get("PixelSpacing", [1.0, 1.0]))
+    row_mm, col_mm = _pixel_spacing(source, box.frame)
     x0, y0, x1, y1 = box.xyxy
     return round((x1 - x0) * col_mm * (y1 - y0) * row_mm, 3)
 
 
 def _box_group(box: SRBox, source: Dataset) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    region_source = hd.sr.SourceImageForRegion(source.SOPClassUID, box.sop_uid)
+    frames = [box.frame] if box.frame is not None else None
+    region_source = hd.sr.SourceImageForRegion(source.SOPClassUID, box.sop_uid, referenced_frame_numbers=frames)
     area = hd.sr.Measurement(
         name=codes.SCT.Area,
         value=_area_mm2(box, source),
@@ -158,7 +203,14 @@ def _key_slice_group(condition: str, slices: Sequence[SRKeySlice], sources: Mapp
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"{_KEY_SLICE_GROUP}: {condition}"),
         finding_type=condition_code(condition),
-        source_images=[hd.sr.SourceImageForMeasurementGroup(sources[k.sop_uid].SOPClassUID, k.sop_uid) for k in slices],
+        source_images=[
+            hd.sr.SourceImageForMeasurementGroup(
+                sources[k.sop_uid].SOPClassUID,
+                k.sop_uid,
+                referenced_frame_numbers=[k.frame] if k.frame is not None else None,
+            )
+            for k in slices
+        ],
     )
 
 
@@ -271,8 +323,10 @@ def _boxes_of_draft(draft: Draft) -> tuple[list[dict], list[SRKeySlice]]:
     for finding in draft.findings.filter(present=True).order_by("condition"):
         for b in finding.boxes:
             boxes.append({"condition": finding.condition, "series_uid": b["series_uid"], "sop_uid": b["sop_uid"],
-                          "xyxy": b["xyxy"], "label": f"{finding.condition} p={finding.probability:.2f}"})  # fmt: skip
-        slices += [SRKeySlice(finding.condition, k["series_uid"], k["sop_uid"]) for k in finding.key_slices]
+                          "xyxy": b["xyxy"], "label": f"{finding.condition} p={finding.probability:.2f}",
+                          "frame": b.get("frame")})  # fmt: skip
+        slices += [SRKeySlice(finding.condition, k["series_uid"], k["sop_uid"], k.get("frame"))
+                   for k in finding.key_slices]  # fmt: skip
     return boxes, slices
 
 
@@ -384,7 +438,8 @@ def write_reader_sr(*, study: Study, parent: StructuredReport | None, author, bo
 
 
 def read_sr_boxes(ds: Dataset) -> list[dict]:
-    """The rectangles of an SR (ours or OHIF's): [{"condition", "sop_uid", "xyxy", "tracking_uid"}].
+    """The rectangles of an SR (ours or OHIF's): [{"condition", "sop_uid", "frame", "xyxy",
+    "tracking_uid"}]; ``frame`` is the ReferencedFrameNumber (None when the SR names none).
 
     Used by tests and by whoever turns reader corrections into training data.
     """
@@ -410,11 +465,17 @@ def read_sr_boxes(ds: Dataset) -> list[dict]:
                     for scoord in _iter(item, "ContentSequence"):
                         if scoord.get("ValueType") == "SCOORD" and scoord.GraphicType == "POLYLINE":
                             pts = np.asarray(scoord.GraphicData, dtype=float).reshape(-1, 2)
-                            ref = scoord.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-                            boxes.append((ref, [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()]))
+                            image = scoord.ContentSequence[0].ReferencedSOPSequence[0]
+                            frames = image.get("ReferencedFrameNumber")
+                            frame = (
+                                int(frames if not isinstance(frames, list | tuple) else frames[0]) if frames else None
+                            )
+                            box = [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()]
+                            boxes.append((image.ReferencedSOPInstanceUID, frame, box))
             if tracking_id == RECTANGLE_TRACKING_ID:
-                out += [{"condition": finding, "sop_uid": ref, "xyxy": [round(float(v), 3) for v in xyxy],
-                         "tracking_uid": tracking_uid} for ref, xyxy in boxes]  # fmt: skip
+                out += [{"condition": finding, "sop_uid": ref, "frame": frame,
+                         "xyxy": [round(float(v), 3) for v in xyxy], "tracking_uid": tracking_uid}
+                        for ref, frame, xyxy in boxes]  # fmt: skip
     return out
 
 

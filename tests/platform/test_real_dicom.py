@@ -244,3 +244,85 @@ def test_an_admin_forces_a_refused_study_from_the_api_and_the_worklist(tmp_path,
     assert admin.post(f"/studies/{study.pk}/force-draft/").status_code == 302
     job.refresh_from_db()
     assert (job.state, job.scope_override) == (DraftJob.State.QUEUED, True)
+
+
+def _enhanced_copy(files: list[Path], out: Path) -> list[Path]:
+    """Each series of a generated study converted to one Legacy Converted Enhanced MR object
+    (highdicom's legacy-to-enhanced conversion), as a current scanner exports it."""
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    by_series: dict[str, list[pydicom.Dataset]] = {}
+    for f in files:
+        ds = pydicom.dcmread(f)
+        by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+    written = []
+    for number, datasets in enumerate(by_series.values(), start=1):
+        enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
+            datasets, series_instance_uid=generate_uid(), series_number=number,
+            sop_instance_uid=generate_uid(), instance_number=1,
+        )  # fmt: skip
+        path = out / f"enhanced_{number:02d}.dcm"
+        enhanced.save_as(path, enforce_file_format=True)
+        written.append(path)
+    return written
+
+
+def test_an_enhanced_mr_study_is_drafted_and_its_sr_names_the_frames(tmp_path, empty_orthanc, pipeline_settings,
+                                                                    synth_study):  # type: ignore[no-untyped-def]  # fmt: skip
+    import shutil
+    import subprocess
+
+    from reviewer.models import StructuredReport
+    from reviewer.services.sr import load_sr, read_sr_boxes
+
+    files = _enhanced_copy(list(synth_study["studies"][1]["files"]), tmp_path)
+    study, job = draft(empty_orthanc, files)
+    assert job.state == DraftJob.State.DONE, job.reason
+    draft_row = Draft.objects.get(job=job)
+    heads = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    frames_of = {str(h.SOPInstanceUID): int(h.NumberOfFrames) for h in heads}
+    assert min(frames_of.values()) > 1
+    key_slices = [k for f in Finding.objects.filter(draft=draft_row) for k in f.key_slices]
+    assert key_slices
+    for k in key_slices:
+        assert k["sop_uid"] in frames_of
+        assert 1 <= k["frame"] <= frames_of[k["sop_uid"]], k
+    assert len({(k["sop_uid"], k["frame"]) for k in key_slices}) > 1  # slices of one object, told apart
+
+    row = StructuredReport.objects.get(draft=draft_row, source=StructuredReport.Source.AI)
+    sr = load_sr(study.study_uid, row.series_instance_uid, row.sop_instance_uid)
+    boxes = read_sr_boxes(sr)
+    present = Finding.objects.filter(draft=draft_row, present=True)
+    expected = [(b["sop_uid"], b["frame"]) for f in present for b in f.boxes]
+    assert expected, "the tiny pipeline marks some findings present with boxes"
+    assert sorted((b["sop_uid"], b["frame"]) for b in boxes) == sorted(expected)
+    assert all(frame is not None for _, frame in expected)
+    # key slices: each measurement group's source image names its frame
+    text = str(sr)
+    assert "Referenced Frame Number" in text
+
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (dicom3tools) not installed")
+    path = tmp_path / "sr.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Error" not in result.stderr, result.stderr
+
+
+def test_a_box_on_a_multi_frame_image_must_name_its_frame(tmp_path):  # type: ignore[no-untyped-def]
+    from reviewer.services.sr import SRInputError, parse_boxes
+    from tests.dicom_factory import SeriesSpec, write_study
+
+    _, files = write_study(tmp_path / "s", protocol=(SeriesSpec("SAG T2 FSE", tr=3500, te=100, n=3),))
+    (enhanced,) = _enhanced_copy(files, tmp_path)
+    head = pydicom.dcmread(enhanced, stop_before_pixels=True)
+    sources = {str(head.SOPInstanceUID): head}
+    box = {"condition": "canal_stenosis", "sop_uid": str(head.SOPInstanceUID), "xyxy": [1, 1, 10, 10]}
+    with pytest.raises(SRInputError, match="has 3 frames; say which"):
+        parse_boxes([box], sources)
+    with pytest.raises(SRInputError, match="frame 4 is not one of the 3"):
+        parse_boxes([{**box, "frame": 4}], sources)
+    (parsed,) = parse_boxes([{**box, "frame": 2}], sources)
+    assert parsed.frame == 2
