@@ -366,3 +366,43 @@ def statistics(request: HttpRequest) -> HttpResponse:
             "is_admin": is_admin,
         },
     )
+
+
+# --- reading-room statistics (finding verdicts and reading time) -----------------------------
+
+
+def _fmt_seconds(x: float | None) -> str:
+    if x is None:
+        return "—"
+    whole = round(x)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+@role_required(S)
+def reading_statistics(request: HttpRequest) -> HttpResponse:
+    """Per-condition agreement of the readers with the AI's findings (current verdicts, optionally
+    of one model version) and active reading time by model version and RADPEER score: what the
+    reading room records, kept apart from the review statistics (its own section template,
+    ``reviewer/_reading_statistics.html``). Pseudonymous like the statistics page: no reader, no
+    study, only aggregates."""
+    from reviewer.models import ModelVersion
+    from reviewer.services import feedback
+
+    versions = [mv.key for mv in ModelVersion.objects.order_by("name", "version")]
+    model_version = request.GET.get("model_version", "")
+    model_version = model_version if model_version in versions else ""
+    agreement = [
+        {**a.to_dict(), "name": BY_KEY[a.condition].name, "share": _fmt_rate(a.agreement)}
+        for a in feedback.agreement_by_condition(model_version or None)
+    ]
+    reading = feedback.reading_time_summary(feedback.iter_reading_rows())
+    for rows in reading.values():
+        for r in rows:
+            r.update(median=_fmt_seconds(r["median_seconds"]), mean=_fmt_seconds(r["mean_seconds"]),
+                     accepted_rate=_fmt_rate(r["accepted_share"]))  # fmt: skip
+    return _render(
+        request,
+        "reviewer/reading_statistics.html",
+        {"agreement": agreement, "reading": reading, "versions": versions, "model_version": model_version,
+         "judged": sum(a["n"] for a in agreement)},
+    )  # fmt: skip

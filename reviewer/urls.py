@@ -19,5 +19,6 @@ urlpatterns = [
     path("labels/", pages.label_queue, name="label-queue-page"),
     path("labels/<int:pk>/", pages.label_confirm, name="label-confirm"),
     path("statistics/", pages.statistics, name="statistics"),
+    path("statistics/reading/", pages.reading_statistics, name="reading-statistics"),
     path("", pages.worklist, name="worklist"),
 ]

@@ -232,6 +232,41 @@ def iter_reading_rows() -> Iterator[dict]:
         }
 
 
+def reading_time_summary(rows: Iterable[dict]) -> dict[str, list[dict]]:
+    """Active reading time and finding outcomes of signed reviews (rows of ``iter_reading_rows``)
+    grouped by model version and by RADPEER score: the question a site asks of an AI draft is
+    whether it saves reading time, and whether the time saved goes with worse reviews. Median
+    (robust to a reader who left the viewer open between heartbeats' 15 s credits) and mean."""
+    import statistics
+
+    def summarise(groups: dict[str, list[dict]]) -> list[dict]:
+        out = []
+        for name in sorted(groups):
+            group = groups[name]
+            seconds = [r["active_reading_seconds"] for r in group]
+            judged = sum(r["findings_accepted"] + r["findings_corrected"] + r["findings_rejected"] for r in group)
+            out.append(
+                {
+                    "name": name,
+                    "n": len(group),
+                    "median_seconds": statistics.median(seconds),
+                    "mean_seconds": statistics.fmean(seconds),
+                    "accepted": sum(r["findings_accepted"] for r in group),
+                    "corrected": sum(r["findings_corrected"] for r in group),
+                    "rejected": sum(r["findings_rejected"] for r in group),
+                    "accepted_share": sum(r["findings_accepted"] for r in group) / judged if judged else None,
+                }
+            )
+        return out
+
+    by_model: dict[str, list[dict]] = {}
+    by_radpeer: dict[str, list[dict]] = {}
+    for row in rows:
+        by_model.setdefault(row["model_version"] or "(unknown)", []).append(row)
+        by_radpeer.setdefault(row["radpeer"] or "(none)", []).append(row)
+    return {"by_model": summarise(by_model), "by_radpeer": summarise(by_radpeer)}
+
+
 def training_feedback(study_ids: Iterable[int], *, key: bytes) -> dict[int, list[dict]]:
     """Per study, the readers' current finding verdicts as training labels with provenance:
     the condition, the label they imply (present 1/0, level, side), the verdict, the reader's
