@@ -45,13 +45,15 @@ def revisions_visible_to(user, study: Study) -> QuerySet[ReportRevision]:  # typ
     signed; after signing they also see the *signed* reports of the other readers who have
     signed (each one's signed revision and its addenda), never work in progress, conflicting
     saves, or the chain of a reader who has not signed. RADPEER reviews stay private either way
-    (``reviews_visible_to``). On an unblinded study, and for admins and researchers, every chain
-    is visible."""
+    (``reviews_visible_to``). On an unblinded study, and for admins, every chain is visible.
+    Researchers read no report text here (only de-identified exports), like the API."""
     from django.db.models import Q
 
     from reviewer.services.workflow import blinded_for
 
     qs = revisions_for(study.pk)
+    if has_role(user, Role.RESEARCHER) and not has_role(user, Role.ADMIN, Role.RADIOLOGIST, Role.ANNOTATOR):
+        return qs.none()
     if not blinded_for(user, study):
         return qs
     own = Q(author=user)

@@ -22,7 +22,7 @@ from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from ml.conditions import CONDITION_KEYS, DISC_LEVELS
 from reviewer.models import Draft, Finding, FindingFeedback, ReadingHeartbeat, Review, Study
@@ -113,8 +113,13 @@ def feedback_of(*, study: Study, reader) -> QuerySet[FindingFeedback]:  # type: 
 
 
 def current_feedback(rows: QuerySet[FindingFeedback]) -> QuerySet[FindingFeedback]:
-    """The newest row per (reader, finding): the verdicts that count (PostgreSQL DISTINCT ON)."""
-    return rows.order_by("reader_id", "finding_id", "-created_at", "-id").distinct("reader_id", "finding_id")
+    """The newest row per (reader, finding): the verdicts that count. A row counts when no later
+    row of the same reader on the same finding exists (portable: the demo runs on SQLite, which
+    has no DISTINCT ON)."""
+    later = FindingFeedback.objects.filter(reader_id=OuterRef("reader_id"), finding_id=OuterRef("finding_id")).filter(
+        Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), id__gt=OuterRef("id"))
+    )
+    return rows.exclude(Exists(later)).order_by("reader_id", "finding_id")
 
 
 def credited_seconds(times: Iterable[datetime], interval: float = HEARTBEAT_SECONDS) -> float:

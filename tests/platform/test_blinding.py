@@ -202,3 +202,15 @@ def test_the_ai_sr_names_no_model_and_the_database_keeps_the_version(tmp_path, e
     assert version not in ds.SeriesDescription
     assert sr_observer_device(ds) == "SpineReview AI"
     assert sr_pipeline_version(row) == version
+
+
+def test_a_researcher_reads_no_report_text_through_the_selector(api_as):  # type: ignore[no-untyped-def]
+    from reviewer.selectors import revisions_visible_to
+    from tests.factories import DraftFactory, UserFactory
+
+    draft = DraftFactory()
+    reader = api_as("radiologist")
+    saved = reader.post(f"/api/studies/{draft.study.pk}/revisions/", {"text": "t", "parent": None}, format="json")
+    assert saved.status_code == 201
+    assert revisions_visible_to(UserFactory(role="researcher"), draft.study).count() == 0
+    assert revisions_visible_to(UserFactory(role="admin"), draft.study).count() == 1
