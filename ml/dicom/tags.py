@@ -175,3 +175,44 @@ def with_type2_patient_study(ds: Dataset) -> Dataset:
     for kw in missing:
         setattr(out, kw, "")
     return out
+
+
+def frame_count(ds: Dataset) -> int:
+    try:
+        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def checked_frame(
+    value: object, ds: Dataset, *, what: str = "image", error: type[ValueError] = ValueError
+) -> int | None:
+    """A 1-based frame number of ``ds`` (``error`` saying why not, prefixed by ``what``): required
+    for a multi-frame image, whose SOP instance alone names no slice (a viewer opens frame 1);
+    None for a single-frame image."""
+    frames = frame_count(ds)
+    if value is None:
+        if frames > 1:
+            raise error(f"{what}: image {ds.SOPInstanceUID} has {frames} frames; say which (frame)")
+        return None
+    try:
+        frame = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError) as exc:
+        raise error(f"{what}: frame {value!r} is not a number") from exc
+    if not 1 <= frame <= frames:
+        raise error(f"{what}: frame {frame} is not one of the {frames} frame(s) of {ds.SOPInstanceUID}")
+    return frame if frames > 1 else None
+
+
+def pixel_spacing(ds: Dataset, frame: int | None = None) -> list[float]:
+    """(row, column) mm: the image's PixelSpacing or, for a multi-frame image, that of its frame's
+    (else the shared) Pixel Measures functional group; [1, 1] when none is given."""
+    if "PixelSpacing" in ds:
+        return [float(v) for v in ds.PixelSpacing]
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    groups = [per_frame[frame - 1]] if frame is not None and frame <= len(per_frame) else []
+    for group in groups + list(ds.get("SharedFunctionalGroupsSequence") or [])[:1]:
+        measures = group.get("PixelMeasuresSequence") or []
+        if measures and "PixelSpacing" in measures[0]:
+            return [float(v) for v in measures[0].PixelSpacing]
+    return [1.0, 1.0]

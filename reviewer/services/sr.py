@@ -29,11 +29,12 @@ import requests
 from django.conf import settings
 from django.db import transaction
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from ml.conditions import BY_KEY, CONDITIONS
-from ml.dicom.tags import with_type2_patient_study
+from ml.dicom.tags import checked_frame, pixel_spacing, with_type2_patient_study
 from reviewer.models import Draft, StructuredReport, Study
 from reviewer.services.audit import audit
 from reviewer.services.orthanc import OrthancUnavailable, dicomweb
@@ -75,30 +76,6 @@ class SRKeySlice:
     series_uid: str
     sop_uid: str
     frame: int | None = None  # 1-based frame of a multi-frame image (ReferencedFrameNumber)
-
-
-def _frames_of(source: Dataset) -> int:
-    try:
-        return max(1, int(source.get("NumberOfFrames", 1) or 1))
-    except (TypeError, ValueError):
-        return 1
-
-
-def _frame(value: object, source: Dataset, what: str) -> int | None:
-    """A validated 1-based frame number for ``source``: required for a multi-frame image (the SOP
-    instance alone names no slice: OHIF opens frame 1), refused for a single-frame one."""
-    frames = _frames_of(source)
-    if value is None:
-        if frames > 1:
-            raise SRInputError(f"{what}: image {source.SOPInstanceUID} has {frames} frames; say which (frame)")
-        return None
-    try:
-        frame = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError) as exc:
-        raise SRInputError(f"{what}: frame {value!r} is not a number") from exc
-    if not 1 <= frame <= frames:
-        raise SRInputError(f"{what}: frame {frame} is not one of the {frames} frame(s) of {source.SOPInstanceUID}")
-    return frame if frames > 1 else None
 
 
 # Code values are short (SH, 16 characters: longer keys would land in LongCodeValue, which
@@ -147,7 +124,7 @@ def parse_boxes(raw: Iterable[Mapping], sources: Mapping[str, Dataset], *, clip:
             raise SRInputError(
                 f"box {i}: xyxy {[x0, y0, x1, y1]} is not a non-empty box inside the {cols}x{rows} image"
             )
-        frame = _frame(item.get("frame"), source, f"box {i}")
+        frame = checked_frame(item.get("frame"), source, what=f"box {i}", error=SRInputError)  # multi-frame: needed
         out.append(SRBox(condition, series_uid, sop_uid, (x0, y0, x1, y1), str(item.get("label", ""))[:64], frame))
     return out
 
@@ -158,32 +135,14 @@ def _rectangle(xyxy: Sequence[float]) -> np.ndarray:
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float32)
 
 
-def _pixel_spacing(source: Dataset, frame: int | None) -> list[float]:
-    """(row, column) mm: the image's PixelSpacing, or for a multi-frame image that of its frame's
-    (or the shared) Pixel Measures functional group."""
-    if "PixelSpacing" in source:
-        return [float(v) for v in source.PixelSpacing]
-    groups = []
-    per_frame = source.get("PerFrameFunctionalGroupsSequence") or []
-    if frame is not None and frame <= len(per_frame):
-        groups.append(per_frame[frame - 1])
-    groups += list(source.get("SharedFunctionalGroupsSequence") or [])[:1]
-    for group in groups:
-        measures = group.get("PixelMeasuresSequence") or []
-        if measures and "PixelSpacing" in measures[0]:
-            return [float(v) for v in measures[0].PixelSpacing]
-    return [1.0, 1.0]
-
-
 def _area_mm2(box: SRBox, source: Dataset) -> float:
-    row_mm, col_mm = _pixel_spacing(source, box.frame)
+    row_mm, col_mm = pixel_spacing(source, box.frame)
     x0, y0, x1, y1 = box.xyxy
     return round((x1 - x0) * col_mm * (y1 - y0) * row_mm, 3)
 
 
 def _box_group(box: SRBox, source: Dataset) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    frames = [box.frame] if box.frame is not None else None
-    region_source = hd.sr.SourceImageForRegion(source.SOPClassUID, box.sop_uid, referenced_frame_numbers=frames)
+    region_source = hd.sr.SourceImageForRegion(source.SOPClassUID, box.sop_uid, [box.frame] if box.frame else None)
     area = hd.sr.Measurement(
         name=codes.SCT.Area,
         value=_area_mm2(box, source),
@@ -200,17 +159,12 @@ def _box_group(box: SRBox, source: Dataset) -> hd.sr.MeasurementsAndQualitativeE
 
 
 def _key_slice_group(condition: str, slices: Sequence[SRKeySlice], sources: Mapping[str, Dataset]):  # type: ignore[no-untyped-def]
+    image = hd.sr.SourceImageForMeasurementGroup  # with its frame in a multi-frame object
+    images = [image(sources[k.sop_uid].SOPClassUID, k.sop_uid, [k.frame] if k.frame else None) for k in slices]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"{_KEY_SLICE_GROUP}: {condition}"),
         finding_type=condition_code(condition),
-        source_images=[
-            hd.sr.SourceImageForMeasurementGroup(
-                sources[k.sop_uid].SOPClassUID,
-                k.sop_uid,
-                referenced_frame_numbers=[k.frame] if k.frame is not None else None,
-            )
-            for k in slices
-        ],
+        source_images=images,
     )
 
 
@@ -325,8 +279,9 @@ def _boxes_of_draft(draft: Draft) -> tuple[list[dict], list[SRKeySlice]]:
             boxes.append({"condition": finding.condition, "series_uid": b["series_uid"], "sop_uid": b["sop_uid"],
                           "xyxy": b["xyxy"], "label": f"{finding.condition} p={finding.probability:.2f}",
                           "frame": b.get("frame")})  # fmt: skip
-        slices += [SRKeySlice(finding.condition, k["series_uid"], k["sop_uid"], k.get("frame"))
-                   for k in finding.key_slices]  # fmt: skip
+        slices += [
+            SRKeySlice(finding.condition, k["series_uid"], k["sop_uid"], k.get("frame")) for k in finding.key_slices
+        ]
     return boxes, slices
 
 
@@ -438,8 +393,7 @@ def write_reader_sr(*, study: Study, parent: StructuredReport | None, author, bo
 
 
 def read_sr_boxes(ds: Dataset) -> list[dict]:
-    """The rectangles of an SR (ours or OHIF's): [{"condition", "sop_uid", "frame", "xyxy",
-    "tracking_uid"}]; ``frame`` is the ReferencedFrameNumber (None when the SR names none).
+    """The rectangles of an SR (ours or OHIF's): [{"condition", "sop_uid", "frame", "xyxy", "tracking_uid"}].
 
     Used by tests and by whoever turns reader corrections into training data.
     """
@@ -466,10 +420,8 @@ def read_sr_boxes(ds: Dataset) -> list[dict]:
                         if scoord.get("ValueType") == "SCOORD" and scoord.GraphicType == "POLYLINE":
                             pts = np.asarray(scoord.GraphicData, dtype=float).reshape(-1, 2)
                             image = scoord.ContentSequence[0].ReferencedSOPSequence[0]
-                            frames = image.get("ReferencedFrameNumber")
-                            frame = (
-                                int(frames if not isinstance(frames, list | tuple) else frames[0]) if frames else None
-                            )
+                            frame = image.get("ReferencedFrameNumber")  # IS, or a list of them (VM 1-n)
+                            frame = int(frame[0] if isinstance(frame, MultiValue) else frame) if frame else None
                             box = [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()]
                             boxes.append((image.ReferencedSOPInstanceUID, frame, box))
             if tracking_id == RECTANGLE_TRACKING_ID:
