@@ -41,6 +41,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
 from pydicom.datadict import tag_for_keyword
 from rest_framework.authentication import CSRFCheck, SessionAuthentication
@@ -483,7 +484,7 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
         return JsonResponse({"detail": "image archive (Orthanc) is unreachable"}, status=502)
 
     if filtered and request.method == "GET":
-        return _filtered_json(response, hidden)
+        return _cache_if_immutable(_filtered_json(response, hidden), target)
 
     def body() -> Iterator[bytes]:
         try:
@@ -495,6 +496,24 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
     for name in FORWARD_RESPONSE_HEADERS:
         if name in response.headers:
             out[name] = response.headers[name]
+    return _cache_if_immutable(out, target)
+
+
+# What a stored instance is never changes (its UID names its content): its frames, bulk data,
+# rendered images and metadata may stay in the reader's browser for a reading session, so a
+# reload or a second look at the study costs no round trip. ``private``: never in a shared cache
+# (the metadata is filtered per role); ``Vary`` on the credentials: another user of the same
+# browser (a shared workstation) never gets the entry of the one before. Series- and study-level
+# answers are not cached: instances can still arrive.
+IMMUTABLE_KINDS = frozenset({Kind.FRAMES, Kind.BULK, Kind.RENDERED, Kind.METADATA})
+IMMUTABLE_MAX_AGE_S = 3600
+
+
+def _cache_if_immutable(out: HttpResponse, target: Target) -> HttpResponse:
+    instance_level = len(target.segments) > 5 and target.segments[4] == "instances"
+    if out.status_code == 200 and instance_level and target.route.kind in IMMUTABLE_KINDS:
+        patch_cache_control(out, private=True, max_age=IMMUTABLE_MAX_AGE_S)
+        patch_vary_headers(out, ("Cookie", "Authorization"))
     return out
 
 
