@@ -4,20 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reviewer', '0004_revision_chains_and_addenda'),
+        ("reviewer", "0004_revision_chains_and_addenda"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='draftjob',
-            name='scope_override',
+            model_name="draftjob",
+            name="scope_override",
             field=models.BooleanField(default=False),
         ),
         migrations.AlterField(
-            model_name='study',
-            name='status',
-            field=models.CharField(choices=[('awaiting_draft', 'Awaiting draft'), ('drafting', 'Drafting'), ('draft_ready', 'Draft ready'), ('in_review', 'In review'), ('signed', 'Signed'), ('failed', 'Draft failed'), ('out_of_scope', 'Not drafted'), ('not_applicable', 'Not applicable')], default='awaiting_draft', max_length=20),
+            model_name="study",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("awaiting_draft", "Awaiting draft"),
+                    ("drafting", "Drafting"),
+                    ("draft_ready", "Draft ready"),
+                    ("in_review", "In review"),
+                    ("signed", "Signed"),
+                    ("failed", "Draft failed"),
+                    ("out_of_scope", "Not drafted"),
+                    ("not_applicable", "Not applicable"),
+                ],
+                default="awaiting_draft",
+                max_length=20,
+            ),
         ),
     ]
