@@ -2,8 +2,10 @@
 
 - ``GET  /api/viewer/studies/<study_uid>/``: everything the panels show in one round trip
   (study status, newest draft with findings and similar cases, draft job, the head revision of
-  the caller's own report chain, the caller's review, the newest box SR they may see), so a
-  study opened before its draft exists can poll one URL;
+  the caller's own report chain, the caller's review, the newest box SR they may see, the
+  draft's provenance: which agent call each finding sentence states, which sentences of the
+  caller's report are the AI's, what the consistency check changed; the patient's priors with
+  their signed reports), so a study opened before its draft exists can poll one URL;
 - ``POST /api/studies/<id>/boxes/``: a reader's corrected box set, stored as a new SR version
   (``reviewer.services.sr.write_reader_sr``; nothing is replaced);
 - ``GET  /api/viewer/next-study/?after=<id>``: the next study waiting for review, in the worklist's reading
@@ -22,11 +24,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ml.agents.analysis import ConditionResult
+from ml.agents.report.provenance import annotate, check_summary, sentence_links
 from ml.conditions import CONDITIONS
 from ml.report_sections import viewer_vocabulary
 from reviewer import selectors
 from reviewer.api import serializers as s
-from reviewer.models import DraftJob, StructuredReport, Study
+from reviewer.models import Draft, DraftJob, ReportRevision, StructuredReport, Study
 from reviewer.permissions import RolePermission
 from reviewer.roles import Role
 from reviewer.services.reports import head_revision
@@ -67,6 +71,84 @@ def _head_sr(study: Study, user) -> StructuredReport | None:  # type: ignore[no-
     return reader or study.structured_reports.filter(source=StructuredReport.Source.AI).order_by("-created_at").first()
 
 
+class SentenceLinkSerializer(serializers.Serializer):
+    """A finding sentence of the draft and the agent call it states (``ml.agents.report.provenance``)."""
+
+    section = serializers.CharField()
+    sentence = serializers.CharField(help_text="the sentence's text, whitespace collapsed, numbering dropped")
+    condition = serializers.CharField()
+    level = serializers.CharField(allow_blank=True)
+    side = serializers.CharField(allow_blank=True)
+    probability = serializers.FloatField()
+    present = serializers.BooleanField()
+    stated = serializers.IntegerField(help_text="1 stated, -1 hedged")
+
+
+class AnnotatedSentenceSerializer(serializers.Serializer):
+    section = serializers.CharField(allow_blank=True)
+    sentence = serializers.CharField()
+    origin = serializers.ChoiceField(choices=["ai", "typed"])
+    conditions = serializers.ListField(child=serializers.CharField())
+
+
+class CheckChangeSerializer(serializers.Serializer):
+    action = serializers.CharField()
+    section = serializers.CharField(allow_blank=True)
+    sentence = serializers.CharField(allow_blank=True)
+    condition = serializers.CharField(allow_blank=True)
+    reason = serializers.CharField(allow_blank=True)
+    replacement = serializers.CharField(allow_blank=True, required=False, default="")
+
+
+class DraftProvenanceSerializer(serializers.Serializer):
+    """Where the draft's sentences came from and what the consistency check did."""
+
+    links = SentenceLinkSerializer(many=True)
+    current = AnnotatedSentenceSerializer(many=True, help_text="the caller's report now (head revision, else draft)")
+    check_summary = serializers.DictField(child=serializers.IntegerField(), help_text="changes counted by action")
+    changes = CheckChangeSerializer(many=True)
+    residual = serializers.ListField(child=serializers.DictField())
+
+
+class PriorReportSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    signed_at = serializers.DateTimeField()
+    reader = serializers.CharField(allow_null=True, help_text="null where the prior is blinded for the caller")
+    is_addendum = serializers.BooleanField()
+    addendum_reason = serializers.CharField(allow_blank=True)
+
+
+class PriorSerializer(serializers.Serializer):
+    """An earlier study of the same patient (``reviewer.selectors.priors_for``)."""
+
+    id = serializers.IntegerField(source="study.pk")
+    study_uid = serializers.CharField(source="study.study_uid")
+    study_date = serializers.DateField(source="study.study_date", allow_null=True)
+    description = serializers.CharField(source="study.description")
+    modalities = serializers.CharField(source="study.modalities")
+    status = serializers.CharField(source="study.status")
+    report = PriorReportSerializer(allow_null=True)
+
+
+def draft_provenance(draft: Draft, head: ReportRevision | None) -> dict:
+    """The draft's sentence links (computed from its text and its findings), the caller's
+    current report annotated sentence by sentence, and the consistency check's changes."""
+    thresholds = {c.get("condition"): c.get("threshold", 0.5) for c in (draft.analysis or {}).get("conditions", [])}
+    calls = [
+        ConditionResult(f.condition, f.probability, f.present, thresholds.get(f.condition, 0.5), f.level, f.side)
+        for f in draft.findings.all()
+    ]
+    links = sentence_links(draft.text, calls)
+    check = (draft.analysis or {}).get("report_check") or {}
+    return {
+        "links": [link.to_dict() for link in links],
+        "current": [a.to_dict() for a in annotate(head.text if head else draft.text, draft.text, links)],
+        "check_summary": check_summary(check),
+        "changes": check.get("changes") or [],
+        "residual": check.get("residual") or [],
+    }
+
+
 class ViewerStudyApi(APIView):
     permission_classes = [RolePermission]
     allowed_roles = {"GET": {R}}
@@ -96,6 +178,8 @@ class ViewerStudyApi(APIView):
                 "conditions": [{"key": c.key, "name": c.name, "category": c.category} for c in CONDITIONS],
                 "job_pending": bool(job and job.state not in (DraftJob.State.DONE, DraftJob.State.FAILED)),
                 "report_sections": viewer_vocabulary(),  # the viewer cuts sections as ml.report_sections does
+                "draft_provenance": DraftProvenanceSerializer(draft_provenance(draft, head)).data if draft else None,
+                "priors": PriorSerializer(selectors.priors_for(study, user=request.user), many=True).data,
             }
         )
 
