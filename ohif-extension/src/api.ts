@@ -19,6 +19,18 @@ export interface Review { id: number; radpeer: string; comment: string; in_scope
 export interface StructuredReport { id: number; source: string; parent: number | null; sop_instance_uid: string; series_instance_uid: string; boxes: Box[] }
 export interface SimilarCase { study_uid: string; score: number; report: string }
 export interface Series { series_uid: string; description: string; sequence_class: string; sequence_subtype: string; plane: string; instance_count?: number; series_number?: number | null }
+/** A finding sentence of the draft and the agent call it states (ml/agents/report/provenance.py). */
+export interface SentenceLink { section: string; sentence: string; condition: string; level: string; side: string; probability: number; present: boolean; stated: number }
+export interface CheckChange { action: string; section: string; sentence: string; condition: string; reason: string; replacement?: string }
+export interface DraftProvenance {
+  links: SentenceLink[];
+  current: { section: string; sentence: string; origin: 'ai' | 'typed'; conditions: string[] }[];
+  check_summary: Record<string, number>;
+  changes: CheckChange[];
+  residual: Record<string, unknown>[];
+}
+export interface PriorReport { text: string; signed_at: string; reader: string | null; is_addendum: boolean; addendum_reason: string }
+export interface Prior { id: number; study_uid: string; study_date: string | null; description: string; modalities: string; status: string; report: PriorReport | null }
 export interface StudyContext {
   study: { id: number; study_uid: string; status: string; status_reason: string; description: string; series: Series[] };
   draft: Draft | null;
@@ -31,6 +43,10 @@ export interface StudyContext {
   job_pending: boolean;
   /** the report's section titles and their aliases: reportText.splitSections cuts with them as the server does */
   report_sections: SectionTitle[];
+  /** which agent call each draft sentence states, and what the consistency check changed */
+  draft_provenance: DraftProvenance | null;
+  /** the same patient's earlier studies, newest first, with the newest signed report the reader may see */
+  priors: Prior[];
 }
 export type Verdict = 'agree' | 'disagree' | 'correct';
 export interface FindingFeedback { id: number; finding: number; condition: string; verdict: Verdict; level: string; side: string; comment: string; created_at: string }

@@ -23,6 +23,11 @@ export function setReviewHandlers(patch: Partial<Handlers>): void {
   handlers = { ...handlers, ...patch };
 }
 
+/** Select a finding and jump the viewports to its key slice and box (what a click in the findings panel does). */
+export function jumpToFinding(key: string): Promise<unknown> {
+  return handlers.selectFinding?.(key) ?? Promise.resolve([]);
+}
+
 /** The findings stepped through with n/p: those the AI calls present (else all), in canonical order. */
 export function stepList(): Finding[] {
   const context = store.getState().context;

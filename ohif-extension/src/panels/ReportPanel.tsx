@@ -2,7 +2,9 @@
  * Report panel: the draft in its sections, editable, autosaved as revisions (every save kept,
  * each naming its parent); a conflict (someone saved meanwhile) shows both texts and loses
  * nothing; diff draft vs current; similar-case reports (read-only); RADPEER with the ACR wording;
- * in-scope flag; sign-off.
+ * in-scope flag; sign-off. Provenance: the consistency check's note, each section's AI/typed
+ * sentence counts and a sources view whose finding sentences jump to their agent call
+ * (ReportSources); the patient's priors with the most recent signed prior report (PriorsView).
  */
 import React, { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { api, ApiError, type Conflict, type Review, type Revision } from '../api';
@@ -10,6 +12,8 @@ import { joinSections, sectionsDict, splitSections, wordDiff, type Section } fro
 import { setReviewHandlers } from '../review';
 import * as store from '../store';
 import { ErrorBox } from './ErrorBox';
+import { PriorsView } from './PriorsView';
+import { CheckNote, SectionCounts, SourcesView, useMarks } from './ReportSources';
 
 const AUTOSAVE_MS = 1500;
 
@@ -35,7 +39,8 @@ export function ReportPanel() {
   const [saveState, setSaveState] = useState<SaveState>({ kind: 'idle' });
   const [saveError, setSaveError] = useState<ApiError | null>(null);
   const [conflict, setConflict] = useState<Conflict | null>(null);
-  const [showDiff, setShowDiff] = useState(false);
+  const [view, setView] = useState<'edit' | 'sources' | 'diff'>('edit');
+  const showDiff = view === 'diff';
   const radpeer = s.radpeer; // in the store: the 1-5 hotkeys pick it too
   const setRadpeer = (score: string) => store.update({ radpeer: score });
   const [comment, setComment] = useState('');
@@ -67,6 +72,8 @@ export function ReportPanel() {
   }, [context, draft]);
 
   const text = useMemo(() => (sections ? joinSections(sections) : ''), [sections]);
+  const marks = useMarks(sections ?? [], draft?.text, context?.draft_provenance ?? null, context?.report_sections ?? []);
+  const names = useMemo(() => new Map((context?.conditions ?? []).map(c => [c.key, c.name])), [context]);
 
   const save = useCallback(async (): Promise<void> => {
     if (!context || sections === null) return;
@@ -209,10 +216,22 @@ export function ReportPanel() {
             : saveState.kind === 'saving' ? 'Saving…'
             : saveState.message ?? (head ? `Revision ${head.number}` : 'Draft (not yet saved)')}
         </span>
-        <button className="sr-btn sr-secondary" data-testid="sr-diff-toggle" onClick={() => setShowDiff(!showDiff)}>
+        <button className="sr-btn sr-secondary" data-testid="sr-diff-toggle" onClick={() => setView(showDiff ? 'edit' : 'diff')}>
           {showDiff ? 'Edit' : 'Diff vs draft'}
         </button>
+        {draft && (
+          <button className="sr-btn sr-secondary" data-testid="sr-sources-toggle" onClick={() => setView(view === 'sources' ? 'edit' : 'sources')}>
+            {view === 'sources' ? 'Edit' : 'Sources'}
+          </button>
+        )}
       </div>
+      {draft && context.draft_provenance && <CheckNote provenance={context.draft_provenance} />}
+      {(context.priors ?? []).length > 0 && (
+        <>
+          <h3>Priors ({context.priors.length})</h3>
+          <PriorsView priors={context.priors} currentUid={context.study.study_uid} />
+        </>
+      )}
       <ErrorBox error={saveError} prefix="Autosave failed (your text is still here)" />
       {conflict && (
         <div className="sr-conflict" data-testid="sr-conflict" ref={conflictBox}>
@@ -251,10 +270,15 @@ export function ReportPanel() {
             <span key={i} className={p.op === '-' ? 'sr-del' : p.op === '+' ? 'sr-ins' : ''}>{p.text}</span>
           ))}
         </div>
+      ) : view === 'sources' ? (
+        <SourcesView sections={sections} marks={marks} findings={draft?.findings ?? []} names={names} />
       ) : (
         sections.map((sec, i) => (
           <div className="sr-section" key={`${sec.title}-${i}`}>
-            <label>{sec.title || (sections.length === 1 ? 'Report' : 'Preamble')}</label>
+            <label>
+              {sec.title || (sections.length === 1 ? 'Report' : 'Preamble')}
+              {draft && <SectionCounts marks={marks[i] ?? []} />}
+            </label>
             <textarea
               data-section={sec.title || 'preamble'}
               rows={Math.min(14, Math.max(2, sec.body.split('\n').length + Math.floor(sec.body.length / 45)))}
