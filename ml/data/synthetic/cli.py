@@ -4,6 +4,7 @@ Example::
 
     python -m ml synth --studies 8 --seed 0 --out var/synth-demo
     python -m ml synth --studies 200 --seed 1 --out var/bench --vendors GE,Siemens --cohort elderly --workers 2
+    python -m ml synth --studies 8 --seed 0 --out var/synth-demo --with-priors 0.25
     python -m ml synth --contact-sheet docs/images
 """
 
@@ -17,14 +18,17 @@ from pathlib import Path
 from ml.data.manifest import StudyEntry, write_manifest
 from ml.data.synthetic.findings import COHORTS
 from ml.data.synthetic.physics import DEFAULT_SERIES, SERIES_KEYS
+from ml.data.synthetic.priors import prior_plan
 from ml.data.synthetic.regions import REGION_SPECS
 from ml.data.synthetic.study import StudyConfig, generate_study
 from ml.data.synthetic.vendors import VENDORS
 
 
-def _one(args: tuple[StudyConfig, str]) -> StudyEntry:
-    cfg, out = args
-    return generate_study(cfg, Path(out)).entry
+def _one(args: tuple[StudyConfig, str, float]) -> list[StudyEntry]:
+    """The study's manifest entry, followed by its prior's when the patient has one."""
+    cfg, out, with_priors = args
+    study = generate_study(cfg, Path(out), prior=prior_plan(cfg.seed, cfg.index, with_priors))
+    return [study.entry] + ([study.prior.entry] if study.prior is not None else [])
 
 
 def configs(
@@ -60,15 +64,21 @@ def configs(
     ]
 
 
-def generate_dataset(out: Path, cfgs: list[StudyConfig], workers: int = 1) -> list[StudyEntry]:
-    """Generate studies (in parallel if workers > 1) and write ``out/manifest.jsonl``."""
+def generate_dataset(
+    out: Path, cfgs: list[StudyConfig], workers: int = 1, with_priors: float = 0.0
+) -> list[StudyEntry]:
+    """Generate studies (in parallel if workers > 1) and write ``out/manifest.jsonl``.
+
+    ``with_priors``: the share of patients who also get an earlier study (``priors``); its entry
+    follows the current one's, with the same patient_key (patient-level splits keep them together).
+    """
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(c, str(out)) for c in cfgs]
+    jobs = [(c, str(out), with_priors) for c in cfgs]
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as ex:
-            entries = list(ex.map(_one, jobs, chunksize=1))
+            entries = [e for pair in ex.map(_one, jobs, chunksize=1) for e in pair]
     else:
-        entries = [_one(j) for j in jobs]
+        entries = [e for j in jobs for e in _one(j)]
     write_manifest(out / "manifest.jsonl", entries)
     return entries
 
@@ -101,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="processes (the CI machine has 2 cores)")
     p.add_argument("--id-prefix", default="SYN", help="PatientID prefix (keep datasets distinct in one PACS)")
     p.add_argument("--start", type=int, default=0, help="index of the first study (extend a dataset)")
+    p.add_argument(
+        "--with-priors",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="share of patients who also get a study 2-5 years earlier, unchanged or progressed (default 0)",
+    )
     p.add_argument(
         "--contact-sheet",
         type=Path,
@@ -145,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         args.start,
     )
     t0 = time.perf_counter()
-    entries = generate_dataset(args.out, cfgs, args.workers)
+    if not 0.0 <= args.with_priors <= 1.0:
+        build_parser().error("--with-priors is a fraction between 0 and 1")
+    entries = generate_dataset(args.out, cfgs, args.workers, args.with_priors)
     dt = time.perf_counter() - t0
     print(
         f"wrote {len(entries)} studies to {args.out} in {dt:.1f} s"

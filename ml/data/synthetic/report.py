@@ -13,6 +13,7 @@ import numpy as np
 
 from ml.conditions import IMPRESSION_ORDER
 from ml.data.synthetic.findings import Finding, Patient
+from ml.data.synthetic.priors import PriorMention, change_line, compared_line
 
 _HEDGE = ("possible", "questionable", "equivocal", "suspected", "probable", "subtle, indeterminate")
 _SEV_WORD = {
@@ -159,8 +160,10 @@ def write_report(
     levels: tuple[str, ...],
     series_desc: list[str],
     comparison: bool,
+    prior: PriorMention | None = None,
 ) -> str:
-    """The full report text for one study."""
+    """The full report text for one study; ``prior`` (the patient's earlier study) is named by
+    its date in COMPARISON and the change since it closes the IMPRESSION."""
     w = _Writer(rng)
     fs = patient.findings
     pos = [f for f in fs if f.label != 0]
@@ -182,10 +185,13 @@ def write_report(
         if not any("+C" in d or "post" in d.lower() or "GD" in d for d in series_desc)
         else f"TECHNIQUE: Multiplanar MRI of the {region} spine before and after intravenous gadolinium ({tech})."
     )
-    lines.append(
-        "COMPARISON: "
-        + (w.pick("Prior MRI of 2 years earlier.", "Radiographs from last year.") if comparison else "None.")
-    )
+    if prior is not None:
+        lines.append("COMPARISON: " + compared_line(w.pick, region, prior))
+    else:
+        lines.append(
+            "COMPARISON: "
+            + (w.pick("Prior MRI of 2 years earlier.", "Radiographs from last year.") if comparison else "None.")
+        )
     # alignment
     sl = _by(fs, "spondylolisthesis")
     if sl:
@@ -419,7 +425,9 @@ def write_report(
             imp.append(f"{name} at {lvs}.")
         else:
             imp.append(f"{w.hedge().capitalize()} {name[0].lower()}{name[1:]} at {lvs}; clinical correlation.")
-    if comparison and rng.random() < 0.5:
+    if prior is not None:
+        imp.append(change_line(w.pick, prior))
+    elif comparison and rng.random() < 0.5:
         imp.append(
             w.pick("No significant change compared to prior.", "Otherwise stable appearance since the prior study.")
         )

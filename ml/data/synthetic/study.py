@@ -13,7 +13,8 @@ dataset, and no index is silently dropped.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,13 @@ import numpy as np
 from ml.data.manifest import SeriesEntry, StudyEntry
 from ml.data.synthetic.anatomy import Spine, build_labels, sample_spine
 from ml.data.synthetic.dicom_writer import StudyInfo, uid, write_series
-from ml.data.synthetic.findings import Patient, labels_from_findings, rsna_grades, sample_patient
+from ml.data.synthetic.findings import Finding, Patient, labels_from_findings, rsna_grades, sample_patient
 from ml.data.synthetic.ground_truth import key_slices
 from ml.data.synthetic.lesions import PlacementError, paint_findings
 from ml.data.synthetic.physics import DEFAULT_SERIES, SERIES_KEYS, protocol, signal_lut
+from ml.data.synthetic.priors import PRIOR_SUFFIX, PriorPlan, has_progression, prior_patient, prior_streams, progression
 from ml.data.synthetic.render import Stack, Texture, degrade, plan_axial, plan_sagittal, tissue_sampler
-from ml.data.synthetic.report import write_report
+from ml.data.synthetic.report import PriorMention, write_report
 from ml.data.synthetic.tissues import T, relax_table
 from ml.data.synthetic.vendors import vendor
 
@@ -57,6 +59,9 @@ class StudyConfig:
         return f"{self.id_prefix}-{self.index + 1:04d}"
 
 
+Drawn = tuple[int, Patient, Spine, np.ndarray, tuple[np.random.Generator, ...]]  # see draw_anatomy
+
+
 @dataclass
 class RenderedSeries:
     key: str
@@ -80,6 +85,8 @@ class Study:
     series: list[RenderedSeries]
     entry: StudyEntry
     truth: dict[str, Any]
+    info: StudyInfo | None = None
+    prior: Study | None = None  # the patient's earlier study, made with this one (``priors``)
 
 
 def _plan(sp: Spine, cfg: StudyConfig, rng: np.random.Generator) -> tuple[Stack, Stack]:
@@ -123,52 +130,59 @@ def study_seed(cfg: StudyConfig, attempt: int = 0) -> np.random.SeedSequence:
 
 
 def draw_anatomy(
-    cfg: StudyConfig, voxel: float
+    cfg: StudyConfig,
+    voxel: float,
+    *,
+    attempt: int | None = None,
+    transform: Callable[[Patient], Patient] | None = None,
 ) -> tuple[int, Patient, Spine, np.ndarray, tuple[np.random.Generator, ...]]:
     """Patient, spine and painted label volume of study ``cfg``, re-drawn until every finding
     can be placed. Returns (attempt, patient, spine, labels, the 4 streams: anatomy, texture,
-    report, noise) so that the rest of the study continues from the same streams."""
+    report, noise) so that the rest of the study continues from the same streams.
+
+    ``attempt`` draws that attempt only (a prior study is the patient of the current study's
+    attempt); ``transform`` turns the drawn patient into the one painted (the patient years
+    earlier) before the spine is laid out, so both studies share one skeleton.
+    """
     last: PlacementError | None = None
-    for attempt in range(MAX_ATTEMPTS):
-        rngs = tuple(np.random.default_rng(s) for s in study_seed(cfg, attempt).spawn(4))
+    for n in range(MAX_ATTEMPTS) if attempt is None else (attempt,):
+        rngs = tuple(np.random.default_rng(s) for s in study_seed(cfg, n).spawn(4))
         rng_a = rngs[0]
-        patient = sample_patient(rng_a, cfg.region, cfg.cohort, cfg.prevalence, cfg.force)
-        sp = sample_spine(rng_a, cfg.region, patient.age, patient.mods, voxel)
+        drawn = sample_patient(rng_a, cfg.region, cfg.cohort, cfg.prevalence, cfg.force)
+        patient = transform(drawn) if transform is not None else drawn
+        sp = sample_spine(rng_a, cfg.region, drawn.age, patient.mods, voxel)
         labels = build_labels(sp)
         try:
             paint_findings(sp, labels, patient.findings, rng_a)
         except PlacementError as exc:
             last = exc
             continue
-        return attempt, patient, sp, labels, rngs
-    raise RuntimeError(f"study {cfg.seed}/{cfg.index}: no placeable patient in {MAX_ATTEMPTS} draws ({last})")
+        return n, patient, sp, labels, rngs
+    draws = MAX_ATTEMPTS if attempt is None else 1
+    raise PlacementError(f"study {cfg.seed}/{cfg.index}: no placeable patient in {draws} draws ({last})")
 
 
-def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = False) -> Study:
+def generate_study(
+    cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = False, prior: PriorPlan | None = None
+) -> Study:
     """Generate (and, if out_root is given, write) one study.
 
-    out_root is the dataset folder: files go to ``out_root/studies/<patient_key>/``.
+    out_root is the dataset folder: files go to ``out_root/studies/<patient_key>/``. ``prior``
+    also makes the patient's earlier study (``Study.prior``, files in
+    ``studies/<patient_key>-P1/``) and names its date in the current report's COMPARISON.
     """
     for key in cfg.series:
         if key not in SERIES_KEYS:
             raise ValueError(f"unknown series {key!r}; known: {', '.join(SERIES_KEYS)}")
-    ven = vendor(cfg.vendor)
     voxel = 2.4 if cfg.fast else 1.2
-    attempt, patient, sp, labels, (rng_a, rng_t, rng_r, rng_n) = draw_anatomy(cfg, voxel)
-    tab = relax_table(sp.marrow_ff, ven.field_t)
-    tex = Texture(sp.grid, rng_t)
-    tex_amp = tab["tex"].astype(np.float32)
-    sag, ax = _plan(sp, cfg, rng_a)
-    coil_y = float(sp.patient_point(sp.verts[len(sp.verts) // 2].s, sp.verts[0].canal_ap + sp.muscle + sp.back_fat)[1])
-
-    key = cfg.patient_key
-    study_uid = uid(cfg.seed, cfg.index, "study", cfg.id_prefix)
+    drawn = draw_anatomy(cfg, voxel)
+    attempt, patient, _, _, (_, _, rng_r, _) = drawn
     d0 = date(2021, 1, 4) + timedelta(days=int(rng_r.integers(0, 1400)))
     info = StudyInfo(
-        study_uid=study_uid,
+        study_uid=uid(cfg.seed, cfg.index, "study", cfg.id_prefix),
         frame_uid=uid(cfg.seed, cfg.index, "frame", cfg.id_prefix),
         patient_name=f"SYNTHETIC^SPINE{cfg.index + 1:04d}",
-        patient_id=key,
+        patient_id=cfg.patient_key,
         birth_date=f"{d0.year - patient.age}0101",
         sex=patient.sex,
         age=patient.age,
@@ -179,7 +193,90 @@ def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = 
         description=f"MRI {cfg.region.upper()} SPINE",
         weight_kg=round(float(rng_r.normal(78, 14)), 1),
     )
-    root = Path("studies") / key
+    # each stream is its own generator, consumed in the order it always was: a study made with a
+    # prior has the same images and headers as one made without
+    tab, tex, sag, ax = _layout(cfg, drawn)
+    if prior is None:
+        return _render(cfg, out_root, keep_pixels, drawn, info, tab, tex, sag, ax, Path("studies") / cfg.patient_key)
+    prior_date = prior.date_before(d0)
+    prior_info = replace(
+        info,
+        study_uid=uid(cfg.seed, cfg.index, "study", cfg.id_prefix, "prior"),
+        frame_uid=uid(cfg.seed, cfg.index, "frame", cfg.id_prefix, "prior"),
+        age=prior_date.year - int(info.birth_date[:4]),
+        study_date=prior_date.strftime("%Y%m%d"),
+        accession=f"SYNACC{cfg.seed % 1000:03d}{cfg.index + 1:05d}P",
+        study_id=f"{cfg.index + 1}P",
+    )
+    kind, before = _draw_prior(cfg, voxel, attempt, patient, prior.kind, prior_info.age)
+    link = {"kind": kind, "date": prior_info.study_date, "study_uid": prior_info.study_uid}
+    current = _render(
+        cfg, out_root, keep_pixels, drawn, info, tab, tex, sag, ax, Path("studies") / cfg.patient_key,
+        compared=(prior_date, kind, before[1].findings), extra={"prior": link},
+    )  # fmt: skip
+    p_tab, p_tex, p_sag, p_ax = _layout(cfg, before)
+    current.prior = _render(
+        cfg, out_root, keep_pixels, before, prior_info, p_tab, p_tex, p_sag, p_ax,
+        Path("studies") / f"{cfg.patient_key}{PRIOR_SUFFIX}", uid_tag=("prior",),
+        extra={"later": {"kind": kind, "date": info.study_date, "study_uid": info.study_uid}},
+    )  # fmt: skip
+    return current
+
+
+def _draw_prior(
+    cfg: StudyConfig, voxel: float, attempt: int, patient: Patient, kind: str, age: int
+) -> tuple[str, Drawn]:
+    """The patient's anatomy years earlier, from the current study's attempt; a progressed
+    course whose milder findings cannot be placed falls back to unchanged (always placeable: the
+    current study's own draw). The prior has its own scan noise and report wording."""
+    kind = kind if has_progression(patient.findings) else "unchanged"
+    for course in dict.fromkeys((kind, "unchanged")):
+        try:
+            n, before, sp, labels, (rng_a, rng_t, _, _) = draw_anatomy(
+                cfg, voxel, attempt=attempt, transform=lambda p, c=course: prior_patient(p, c, age)
+            )
+        except PlacementError:
+            continue
+        rng_r, rng_n = prior_streams(cfg.seed, cfg.index)
+        return course, (n, before, sp, labels, (rng_a, rng_t, rng_r, rng_n))
+    raise PlacementError(f"study {cfg.seed}/{cfg.index}: its prior cannot be placed")
+
+
+def _layout(cfg: StudyConfig, drawn: Drawn) -> tuple[dict[str, np.ndarray], Texture, Stack, Stack]:
+    """Relaxation table, tissue texture and slice plans of a drawn study (anatomy/texture streams)."""
+    _, _, sp, _, (rng_a, rng_t, _, _) = drawn
+    tab = relax_table(sp.marrow_ff, vendor(cfg.vendor).field_t)
+    tex = Texture(sp.grid, rng_t)
+    sag, ax = _plan(sp, cfg, rng_a)
+    return tab, tex, sag, ax
+
+
+def _render(
+    cfg: StudyConfig,
+    out_root: Path | None,
+    keep_pixels: bool,
+    drawn: Drawn,
+    info: StudyInfo,
+    tab: dict[str, np.ndarray],
+    tex: Texture,
+    sag: Stack,
+    ax: Stack,
+    root: Path,
+    compared: tuple[date, str, list[Finding]] | None = None,
+    extra: dict[str, Any] | None = None,
+    uid_tag: tuple[str, ...] = (),
+) -> Study:
+    """Series, truth, report and manifest entry of one drawn study (written when out_root is set).
+
+    ``compared``: (date, course, findings) of the patient's prior, for the report's COMPARISON.
+    """
+    attempt, patient, sp, labels, (_, _, rng_r, rng_n) = drawn
+    ven = vendor(cfg.vendor)
+    voxel = 2.4 if cfg.fast else 1.2
+    tex_amp = tab["tex"].astype(np.float32)
+    coil_y = float(sp.patient_point(sp.verts[len(sp.verts) // 2].s, sp.verts[0].canal_ap + sp.muscle + sp.back_fat)[1])
+    key = cfg.patient_key
+    study_uid = info.study_uid
     series: list[RenderedSeries] = []
     for n, skey in enumerate(cfg.series, 1):
         seq = protocol(skey, ven.te_scale, ven.tr_scale)
@@ -191,7 +288,7 @@ def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = 
         bits = 16 if ven.key == "Philips" else 12
         stored = _to_stored(imgs, ven.target, ven.rescale_slope, bits)
         desc = ven.descriptions[skey]
-        s_uid = uid(cfg.seed, cfg.index, "series", skey, cfg.id_prefix)
+        s_uid = uid(cfg.seed, cfg.index, "series", skey, cfg.id_prefix, *uid_tag)
         folder = f"{n:02d}_{skey}"
         sops = (
             write_series(out_root / root / folder, stored, stack.slices, seq, ven, info, s_uid, n, desc)
@@ -222,9 +319,11 @@ def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = 
         findings_json.append(fj)
     labels_ = labels_from_findings(patient.findings)
     levels = sp.region.levels()
-    report = write_report(
-        rng_r, patient, cfg.region, levels, [s.description for s in series], bool(rng_r.random() < 0.3)
-    )
+    comparison = bool(rng_r.random() < 0.3)
+    prior = None
+    if compared is not None:
+        prior = PriorMention(compared[0], compared[1], progression(compared[2], patient.findings))
+    report = write_report(rng_r, patient, cfg.region, levels, [s.description for s in series], comparison, prior)
     truth: dict[str, Any] = {
         "generator": {
             "name": "spinereview-synth",
@@ -235,13 +334,14 @@ def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = 
             "voxel_mm": voxel,
             **({"attempt": attempt} if attempt else {}),
         },
+        **(extra or {}),
         "study_uid": study_uid,
         "patient_key": key,
         "vendor": ven.key,
         "manufacturer": ven.manufacturer,
         "cohort": cfg.cohort,
         "region": cfg.region,
-        "age": patient.age,
+        "age": info.age,
         "sex": patient.sex,
         "labels": labels_,
         "degeneration": {k: round(v, 3) for k, v in patient.degen.items()},
@@ -292,4 +392,4 @@ def generate_study(cfg: StudyConfig, out_root: Path | None, keep_pixels: bool = 
             json.dumps(truth, indent=1, sort_keys=True), encoding="utf-8"
         )
         (out_root / root / "report.txt").write_text(report, encoding="utf-8")
-    return Study(cfg, patient, sp, labels, series, entry, truth)
+    return Study(cfg, patient, sp, labels, series, entry, truth, info)
