@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import io
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -210,7 +210,7 @@ _ITEM = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"  # (FFFE,E0DD)
 
 
-def fragments_problem(fp: BinaryIO, start: int, end: int, *, need_delimiter: bool) -> str:
+def fragments_problem(fp: IO[bytes], start: int, end: int, *, need_delimiter: bool) -> str:
     """Why encapsulated pixel data from byte ``start`` to ``end`` of ``fp`` is incomplete, or "".
     Walks the (FFFE,E000) items (basic offset table, then fragments) by seeking past each one's
     4-byte length, which must fit before ``end``: a file of any size is checked reading 8 bytes

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import httpx
 import pydicom
@@ -133,7 +133,7 @@ def check_dicom(data: bytes) -> tuple[str, str]:
     return (reason, "") if reason else ("", str(head.StudyInstanceUID))  # type: ignore[union-attr]
 
 
-def check_dicom_file(fp: BinaryIO, size: int) -> tuple[str, pydicom.Dataset | None]:
+def check_dicom_file(fp: IO[bytes], size: int) -> tuple[str, pydicom.Dataset | None]:
     """(error reason or "", the header up to the pixel data, None when unreadable) for a Part-10
     file of ``size`` bytes, reading the header and a few bytes per pixel data item only.
 
