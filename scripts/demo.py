@@ -4,8 +4,10 @@ Steps (each idempotent): migrate SQLite; create one demo user per role with a pa
 generated once into ``var/demo-password`` (never in git); start Orthanc with storage in
 ``var/orthanc``; make sure the tiny drafting pipeline exists (trained once into
 ``$SPINEREVIEW_CACHE/agents``, file-locked, reused afterwards; ``--pipeline DIR`` uses yours);
-generate the demo studies with ``python -m ml synth`` (cached in ``var/demo-data``); import
-them; then run the Orthanc watcher and Django's server until Ctrl-C.
+generate the demo studies with ``python -m ml synth`` (cached in ``var/demo-data``; a quarter of
+the patients, two of the eight at seed 0, also get a study years earlier, so the drafts'
+COMPARISON names a prior); import them; then run the Orthanc watcher and Django's server until
+Ctrl-C.
 
 Drafting in the demo runs in-process (SQLite, no Redis): the watcher turns each stable study
 into a Study row and drafts it right away (fetch → SpineFM → agents → draft + findings + SR in
@@ -26,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("SPINEREVIEW_VAR_DIR", ROOT / "var"))
+DEMO_PRIOR_SHARE = "0.25"  # patients with an earlier study (seed 0: SPINE0001 unchanged, SPINE0002 progressed)
 
 
 def port_is_free(port: int) -> bool:
@@ -92,14 +95,20 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["SPINEREVIEW_PIPELINE_DIR"] = env["SPINEREVIEW_PIPELINE_DIR"] = folder
         print(f"[demo] drafting pipeline: {env['SPINEREVIEW_PIPELINE_DIR']}")
 
+        from ml.data.manifest import read_manifest
+        from ml.data.synthetic.priors import PRIOR_SUFFIX
+
         data = VAR / "demo-data"
-        if not (data / "manifest.jsonl").exists():
-            print(f"[demo] generating {args.studies} synthetic studies into {data}")
+        manifest = data / "manifest.jsonl"
+        if manifest.exists() and not any(e.root.endswith(PRIOR_SUFFIX) for e in read_manifest(manifest)):
+            manifest.unlink()  # made before the demo had priors: the same studies again, plus the priors
+        if not manifest.exists():
+            print(f"[demo] generating {args.studies} synthetic studies (and their priors) into {data}")
             subprocess.run(
-                [py, "-m", "ml", "synth", "--studies", str(args.studies), "--seed", "0", "--out", str(data)],
+                [py, "-m", "ml", "synth", "--studies", str(args.studies), "--seed", "0", "--out", str(data),
+                 "--with-priors", DEMO_PRIOR_SHARE],
                 cwd=ROOT, env=env, check=True,
             )  # fmt: skip
-        from ml.data.manifest import read_manifest
 
         # import the DICOM series only; ground_truth.json and report.txt stay beside them
         series_dirs = [str(data / s.path) for study in read_manifest(data / "manifest.jsonl") for s in study.series]
