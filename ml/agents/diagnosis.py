@@ -59,6 +59,12 @@ class DiagnosisConfig:
     dense_size: int = 256  # px of each view (the preprocessed square is resized to it)
     dense_sag_slices: int = 7  # central sagittal slices (T1/T2/STIR fused as channels)
     dense_max_axial: int = 15  # axial slices, evenly spaced
+    # spine crops: each view is cut to a window around the spine found in the image (the CSF
+    # column of the sagittal fluid-weighted series; axials through the geometry) before resizing
+    dense_crop: bool = False
+    dense_sag_crop_mm: float = 160.0  # sagittal: square tiles this wide down the spine
+    dense_ax_crop_mm: float = 110.0  # axial: a square this wide around the canal
+    dense_axial: str = "all"  # "all" (up to dense_max_axial) | "disc" (the middle slice of each block)
     dense_stride: int = 32  # cells: 32 (last block) or 16 (block 13 + the block-17 cell above it)
     dense_hidden: int = 64
     dense_epochs: int = 25
@@ -73,6 +79,8 @@ class DiagnosisConfig:
             raise ValueError("threshold_rule must be 'youden' or 'sensitivity'")
         if self.dense_stride not in (16, 32):
             raise ValueError("diagnosis.dense_stride must be 16 or 32")
+        if self.dense_axial not in ("all", "disc"):
+            raise ValueError("diagnosis.dense_axial must be 'all' or 'disc'")
         if self.head not in ("linear", "mil", "dense"):
             raise ValueError("diagnosis head must be 'linear', 'mil' or 'dense'")
 

@@ -94,8 +94,16 @@ class Pipeline:
 
     @property
     def preprocess(self) -> PreprocessConfig:
-        """What ``study_from_datasets`` / ``StudyLoader`` must use for this pipeline's model."""
-        return PreprocessConfig(size=self.model.img_size)
+        """What ``study_from_datasets`` / ``StudyLoader`` must use for this pipeline's model.
+
+        A dense diagnosis head looks at near-native resolution: the slices are preprocessed at
+        the larger of SpineFM's and the head's size (SpineFM resizes to its own), as in training
+        (``ml.agents.train.prepare``); at SpineFM's 96 px the head would see blurred lesions."""
+        size = self.model.img_size
+        cfg = getattr(self.diagnosis, "cfg", None)
+        if cfg is not None and getattr(cfg, "head", "") == "dense":
+            size = max(size, int(cfg.dense_size))
+        return PreprocessConfig(size=size)
 
     # -- loading -----------------------------------------------------------------------------------
     @classmethod

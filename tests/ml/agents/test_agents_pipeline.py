@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 
@@ -107,3 +108,43 @@ def test_disabled_agents_are_not_run(tiny_pipeline_dir, study):
     assert result.ok
     assert result.report_source == "template"
     assert not result.similar_cases
+
+
+def test_a_dense_diagnosis_head_gets_pixels_at_its_own_size(tiny_pipeline_dir, agents_synth_dir):
+    """A served dense head must see the slices at its size, not SpineFM's (96 px here): the
+    pipeline's preprocessing follows the larger of the two, and the study still analyses."""
+    from dataclasses import replace
+
+    from ml.agents.dense import DenseDiagnosisAgents, dense_cells
+    from ml.agents.diagnosis import DiagnosisConfig
+    from ml.agents.features import StudyFeatures
+
+    p = Pipeline.load(tiny_pipeline_dir, {"report": False})
+    size = p.model.img_size + 64
+    assert p.preprocess.size == p.model.img_size  # the bootstrap pipeline's linear probes
+    cfg = DiagnosisConfig(head="dense", dense_size=size, dense_hidden=4, dense_sag_slices=3, dense_max_axial=4)
+    rng = np.random.default_rng(0)
+    k = 17
+    arrays = {
+        "w1": rng.normal(size=(322, 4)),
+        "b1": np.zeros(4),
+        "w2": rng.normal(size=(4, k)),
+        "b2": np.zeros(k),
+        "mean": np.zeros(322),
+        "std": np.ones(322),
+        "temperature": np.ones(k),
+        "threshold": np.full(k, 0.5),
+        "trained": np.ones(k, np.uint8),
+        "prior": np.full(k, 0.1),
+    }
+    p.diagnosis = DenseDiagnosisAgents(replace(cfg), arrays)
+    assert p.preprocess.size == size
+    uid, series = _fetched(agents_synth_dir / "studies" / "SYN-0001")
+    data, skipped = study_from_datasets(uid, series, p.preprocess)
+    assert {s.pixels.shape[-1] for s in data.series} == {size}
+    d = dense_cells(StudyFeatures(data, None), cfg)  # type: ignore[arg-type]
+    assert d["cells"].shape[1:3] == (size // 32, size // 32)
+    result = analyze_study(data, p, skipped)
+    assert not result.errors, result.errors
+    assert len(result.conditions) == 17
+    assert len({round(c.probability, 6) for c in result.conditions}) > 1  # the head ran, not the prior

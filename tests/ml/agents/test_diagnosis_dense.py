@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ml.agents.dense import TRUNK_CHANNELS, DenseDiagnosisAgents, cell_targets, study_views, train_dense
+from ml.agents.dense import (
+    TRUNK_CHANNELS,
+    DenseDiagnosisAgents,
+    axial_indices,
+    cell_targets,
+    study_views,
+    train_dense,
+)
 from ml.agents.diagnosis import DiagnosisConfig, load_diagnosis
 from ml.agents.features import StudyFeatures
-from ml.agents.localization import load_truth
+from ml.agents.localization import load_truth, truth_slices
 from ml.agents.metrics import auroc
 from ml.conditions import CONDITION_KEYS
 from ml.data.loader import StudyLoader, load_manifest
@@ -79,3 +86,82 @@ def test_views_fuse_sagittal_sequences_and_boxes_mark_the_lesion_cells(agents_sy
         present = [j for j in range(len(CONDITION_KEYS)) if study.labels[j] == 1]
         assert present
         assert any((t[..., j] == 1).any() for j in present)  # some box landed on a view
+
+
+def test_spine_crops_keep_every_lesion_and_one_axial_slice_per_disc(agents_synth_dir):
+    """The crops are found from the pixels alone; here the generator's truth checks them: the
+    centre of every present finding's key-slice box lies inside a window of that slice, the
+    windows are smaller than the slice (the spine is magnified), and ``dense_axial: disc`` picks
+    one axial slice of each disc level the stack covers."""
+    entries, base = load_manifest(agents_synth_dir / "manifest.jsonl")
+    loader = StudyLoader(base, PreprocessConfig(size=128))
+    cfg = DiagnosisConfig(head="dense", dense_size=128, dense_sag_slices=15, dense_crop=True)
+    disc = DiagnosisConfig(head="dense", dense_size=128, dense_crop=True, dense_axial="disc")
+    checked = 0
+    for e in entries:
+        study = loader.load(e, geometry=True)
+        truth = load_truth(base / e.ground_truth)
+        crops: list[tuple[int, int, int]] = []
+        x, meta = study_views(study, cfg, crops)
+        assert len(crops) == len(meta) == len(x)
+        assert all(
+            side < study.series[si].pixels.shape[-1] for (_, si, _), (_, _, side) in zip(meta, crops, strict=True)
+        )
+        f = StudyFeatures(study, None)  # type: ignore[arg-type]
+        ref = next(si for p, si, _ in meta if p == 0)
+        for (si, k, _cond), item in truth_slices(f, truth).items():
+            if item["label"] != 1:
+                continue
+            series = study.series[si]
+            x0, y0, x1, y1 = series.geometry.to_preprocessed(item["box"])
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            at = si if series.plane == "axial" else ref
+            wins = [w for (_, s2, k2), w in zip(meta, crops, strict=True) if s2 == at and k2 == k]
+            if not wins:
+                continue  # a sagittal slice outside the central ones the head sees
+            assert any(wx <= cx <= wx + side and wy <= cy <= wy + side for wx, wy, side in wins), (e.study_uid, item)
+            checked += 1
+        ax = [(si, s) for si, s in enumerate(study.series) if s.plane == "axial"]
+        levels = {s["series_uid"]: s["slice_levels"] for s in truth["series"]}
+        for _si, s in ax:
+            chosen = axial_indices(s, disc)
+            lv = levels[s.series_uid]
+            assert sorted(lv[k] for k in chosen) == sorted(set(lv))  # one slice per level, each level once
+        _, dmeta = study_views(study, disc)
+        assert sum(1 for p, _, _ in dmeta if p == 1) == sum(len(set(levels[s.series_uid])) for _, s in ax)
+    assert checked >= 3
+
+
+def test_box_targets_follow_the_crop_window():
+    """A box maps into the cells of the window that holds it, and nowhere in one that does not."""
+    from ml.data.preprocess import SeriesGeometry
+    from ml.data.types import SeriesData
+
+    geo = SeriesGeometry(rows=128, columns=128, size=128)
+    s = SeriesData(
+        "1.9", "T2", np.zeros((3, 128, 128), np.float32), plane="axial", sop_uids=["a", "b", "c"], geometry=geo
+    )
+    labels = np.zeros(len(CONDITION_KEYS), np.int64)
+    labels[0] = 1
+    f = StudyFeatures(StudyData("1.8", "P", [s], labels=labels), None)  # type: ignore[arg-type]
+    truth = {
+        "series": [{"key": "ax", "series_uid": "1.9"}],
+        "findings": [
+            {
+                "condition": CONDITION_KEYS[0],
+                "label": 1,
+                "key_slices": {"ax": [{"box": [40, 40, 48, 48], "sop_instance_uid": "b"}]},
+            }
+        ],
+    }
+    d = {
+        "cells": np.zeros((2, 4, 4, TRUNK_CHANNELS), np.float16),
+        "views": [(1, 0, 1), (1, 0, 1)],
+        "crops": [(32, 32, 64), (80, 80, 48)],
+        "size": 64,
+    }
+    t = cell_targets(f, d, truth).reshape(2, 4, 4, -1)[..., 0]
+    # window 1: (40..48 - 32) / 64 * 4 = 0.5..1.0 -> cell (0, 0) only
+    assert t[0].tolist() == [[1, -1, -1, -1], [-1] * 4, [-1] * 4, [-1] * 4]
+    assert (t[1] == -1).all()  # the box is outside the second window
+    assert (cell_targets(f, d, truth).reshape(2, 4, 4, -1)[..., 1] == 0).all()  # a negative condition
