@@ -5,7 +5,8 @@ when each box is a TID 1501 measurement group whose *Area* measurement carries t
 5-point closed POLYLINE (``referenced_coordinates``, an SCOORD on the source image) and whose
 tracking identifier is ``Cornerstone3DTools@^0.1.0:RectangleROI`` (docs/viewer.md). OHIF has no
 Key Object Selection handler, so key slices are written as measurement groups that reference
-their images (``source_images``) and are also served by our API.
+their images (``source_images``) and are also served by our API. The AI's SR is also an IHE AI
+Results document naming no model, beside a Key Object Selection of its key slices (``air``).
 
 Nothing is ever replaced: every call writes a new SR instance (new series for the AI draft of a
 pipeline version, new SOP instance for each reader correction) and a ``StructuredReport`` row
@@ -36,6 +37,7 @@ from pydicom.uid import generate_uid
 from ml.conditions import BY_KEY, CONDITIONS
 from ml.dicom.tags import checked_frame, pixel_spacing, with_type2_patient_study
 from reviewer.models import Draft, StructuredReport, Study
+from reviewer.services import air
 from reviewer.services.audit import audit
 from reviewer.services.orthanc import OrthancUnavailable, dicomweb
 
@@ -43,10 +45,9 @@ logger = logging.getLogger(__name__)
 
 RECTANGLE_TRACKING_ID = "Cornerstone3DTools@^0.1.0:RectangleROI"
 CODING_SCHEME = "99SPINEREVIEW"  # private scheme: our 17 condition keys are its code values
-MANUFACTURER = "SpineReview"
+MANUFACTURER = air.MANUFACTURER
 AI_SERIES_NUMBER = 9000  # far from scanner series numbers, so the SR sorts last in viewers
 READER_SERIES_NUMBER = 9100
-_PROCEDURE = hd.sr.CodedConcept("18756-7", "LN", "MRI Spine Report")
 _KEY_SLICE_GROUP = "Key slice"  # prefix of key-slice tracking identifiers
 
 
@@ -141,7 +142,7 @@ def _area_mm2(box: SRBox, source: Dataset) -> float:
     return round((x1 - x0) * col_mm * (y1 - y0) * row_mm, 3)
 
 
-def _box_group(box: SRBox, source: Dataset) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+def _box_group(box: SRBox, source: Dataset, algorithm=None) -> hd.sr.MeasurementsAndQualitativeEvaluations:  # type: ignore[no-untyped-def]
     region_source = hd.sr.SourceImageForRegion(source.SOPClassUID, box.sop_uid, [box.frame] if box.frame else None)
     area = hd.sr.Measurement(
         name=codes.SCT.Area,
@@ -154,16 +155,18 @@ def _box_group(box: SRBox, source: Dataset) -> hd.sr.MeasurementsAndQualitativeE
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=RECTANGLE_TRACKING_ID),
         finding_type=condition_code(box.condition),
+        algorithm_id=algorithm,
         measurements=[area],
     )
 
 
-def _key_slice_group(condition: str, slices: Sequence[SRKeySlice], sources: Mapping[str, Dataset]):  # type: ignore[no-untyped-def]
+def _key_slice_group(condition: str, slices: Sequence[SRKeySlice], sources: Mapping[str, Dataset], algorithm=None):  # type: ignore[no-untyped-def]
     image = hd.sr.SourceImageForMeasurementGroup  # with its frame in a multi-frame object
     images = [image(sources[k.sop_uid].SOPClassUID, k.sop_uid, [k.frame] if k.frame else None) for k in slices]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"{_KEY_SLICE_GROUP}: {condition}"),
         finding_type=condition_code(condition),
+        algorithm_id=algorithm,
         source_images=images,
     )
 
@@ -176,16 +179,7 @@ def _observer(*, device: str | None = None, person: str | None = None) -> hd.sr.
                 observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=person),
             )
         )
-    return hd.sr.ObservationContext(
-        observer_device_context=hd.sr.ObserverContext(
-            observer_type=codes.DCM.Device,
-            observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-                uid=generate_uid(entropy_srcs=[MANUFACTURER, device or ""]),
-                name=(device or MANUFACTURER)[:64],
-                manufacturer_name=MANUFACTURER,
-            ),
-        )
-    )
+    return hd.sr.ObservationContext(observer_device_context=air.device_context(device))
 
 
 def build_sr(
@@ -198,31 +192,33 @@ def build_sr(
     sop_uid: str,
     series_number: int,
     instance_number: int = 1,
-    device: str | None = None,
+    ai: air.AIIdentity | None = None,
     person: str | None = None,
 ) -> Dataset:
     """A Comprehensive SR dataset (pure function: no network, no database).
 
     ``sources`` maps SOP Instance UID -> header of that source image (patient/study module,
     SOP class, frame of reference, pixel spacing); every referenced image must be in it.
+    ``ai``: the AI's SR (IHE AIR: algorithm identification, contributing equipment, analysis time).
     """
     for k in key_slices:
         if k.sop_uid not in sources:
             raise SRInputError(f"key slice image {k.sop_uid} is not part of this study")
-    groups: list = [_box_group(b, sources[b.sop_uid]) for b in boxes]
+    algorithm = air.algorithm_identification(ai) if ai is not None else None
+    groups: list = [_box_group(b, sources[b.sop_uid], algorithm) for b in boxes]
     by_condition: dict[str, list[SRKeySlice]] = {}
     for k in key_slices:
         by_condition.setdefault(k.condition, []).append(k)
-    groups += [_key_slice_group(c, ks, sources) for c, ks in by_condition.items()]
+    groups += [_key_slice_group(c, ks, sources, algorithm) for c, ks in by_condition.items()]
     referenced = list(dict.fromkeys([b.sop_uid for b in boxes] + [k.sop_uid for k in key_slices]))
     evidence = [sources[uid] for uid in referenced] or [next(iter(sources.values()))]
     evidence = [with_type2_patient_study(d) for d in evidence]  # no PatientID etc. must not crash the SR
     report = hd.sr.MeasurementReport(
-        observation_context=_observer(device=device, person=person),
-        procedure_reported=_PROCEDURE,
+        observation_context=_observer(device=ai.device_uid if ai else None, person=person),
+        procedure_reported=air.procedure_reported(evidence),
         imaging_measurements=groups or None,
     )
-    now = dt.datetime.now(dt.UTC)
+    now = ai.analysed_at if ai is not None else dt.datetime.now(dt.UTC)
     sr = hd.sr.ComprehensiveSR(
         evidence=evidence,
         content=report,
@@ -235,6 +231,7 @@ def build_sr(
         series_description=series_description[:64],
         content_date=now.strftime("%Y%m%d"),
         content_time=now.strftime("%H%M%S"),
+        contributing_equipment=[air.contributing_equipment(ai)] if ai is not None else None,
     )
     scheme = Dataset()
     scheme.CodingSchemeDesignator = CODING_SCHEME
@@ -286,12 +283,11 @@ def _boxes_of_draft(draft: Draft) -> tuple[list[dict], list[SRKeySlice]]:
 
 
 # The AI SR names no model anywhere: OHIF lists its SeriesDescription, and every reader (blinded
-# ones too) can fetch the whole instance through the DICOMweb proxy. So the series description and
-# the Device Observer (name, UID; no model name) are the same for every pipeline version. Which
-# version drafted is kept in the database (``Draft.job.pipeline_version``, ``Draft.model_version``)
-# and read from there: ``sr_pipeline_version``.
+# ones too) can fetch the whole instance through the DICOMweb proxy. Its names are the same for
+# every pipeline version; its version and device UID are opaque (``air``). Which version drafted is
+# kept in the database (``Draft.job.pipeline_version``) and read from there: ``sr_pipeline_version``.
 AI_SERIES_DESCRIPTION = "SpineReview AI findings"
-AI_DEVICE_NAME = "SpineReview AI"
+AI_DEVICE_NAME = air.AI_NAME
 
 
 def sr_observer_device(ds: Dataset) -> str | None:
@@ -328,13 +324,17 @@ def write_ai_sr(*, draft: Draft, sources: Mapping[str, Dataset] | None = None) -
     boxes = parse_boxes(raw_boxes, sources, clip=True)
     key_slices = [k for k in key_slices if k.sop_uid in sources]
     version = draft.job.pipeline_version
+    ai = air.ai_identity(version, analysed_at=draft.created_at)
     series_uid = generate_uid(entropy_srcs=[study.study_uid, "ai-sr-series", version])
     sop_uid = generate_uid(entropy_srcs=[study.study_uid, "ai-sr", str(draft.pk)])
     ds = build_sr(
         sources=sources, boxes=boxes, key_slices=key_slices, series_description=AI_SERIES_DESCRIPTION,
-        series_uid=series_uid, sop_uid=sop_uid, series_number=AI_SERIES_NUMBER, device=AI_DEVICE_NAME,
+        series_uid=series_uid, sop_uid=sop_uid, series_number=AI_SERIES_NUMBER, ai=ai,
     )  # fmt: skip
     store_sr(ds)
+    if key_slices:  # the key slices also as a Key Object Selection document (no row: every reader may see it)
+        store_sr(air.key_object_selection(study_uid=study.study_uid, draft_pk=draft.pk, sources=sources,
+                                          key_slices=[(k.sop_uid, k.frame) for k in key_slices], ai=ai))  # fmt: skip
     with transaction.atomic():
         row, _ = StructuredReport.objects.get_or_create(
             sop_instance_uid=sop_uid,

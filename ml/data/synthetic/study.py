@@ -12,6 +12,7 @@ dataset, and no index is silently dropped.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -231,15 +232,18 @@ def _draw_prior(
     current study's own draw). The prior has its own scan noise and report wording."""
     kind = kind if has_progression(patient.findings) else "unchanged"
     for course in dict.fromkeys((kind, "unchanged")):
+        transform = functools.partial(_as_prior, course=course, age=age)
         try:
-            n, before, sp, labels, (rng_a, rng_t, _, _) = draw_anatomy(
-                cfg, voxel, attempt=attempt, transform=lambda p, c=course: prior_patient(p, c, age)
-            )
+            n, before, sp, labels, (rng_a, rng_t, _, _) = draw_anatomy(cfg, voxel, attempt=attempt, transform=transform)
         except PlacementError:
             continue
         rng_r, rng_n = prior_streams(cfg.seed, cfg.index)
         return course, (n, before, sp, labels, (rng_a, rng_t, rng_r, rng_n))
     raise PlacementError(f"study {cfg.seed}/{cfg.index}: its prior cannot be placed")
+
+
+def _as_prior(patient: Patient, *, course: str, age: int) -> Patient:
+    return prior_patient(patient, course, age)
 
 
 def _layout(cfg: StudyConfig, drawn: Drawn) -> tuple[dict[str, np.ndarray], Texture, Stack, Stack]:
