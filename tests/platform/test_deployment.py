@@ -80,3 +80,15 @@ def test_docker_compose_config_accepts_the_file(tmp_path):  # type: ignore[no-un
         capture_output=True, text=True, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_every_beat_schedule_entry_names_a_registered_task_and_compose_runs_beat() -> None:
+    from django.conf import settings
+
+    from webapp.celery import app
+
+    app.loader.import_default_modules()
+    for entry in settings.CELERY_BEAT_SCHEDULE.values():
+        assert entry["task"] in app.tasks, entry["task"]
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert "beat" in services["beat"]["command"]

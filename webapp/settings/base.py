@@ -193,6 +193,14 @@ CELERY_TASK_ROUTES = {"reviewer.tasks.draft_study": {"queue": os.environ.get("SP
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("SPINEREVIEW_TASK_TIME_LIMIT_S", "1800"))
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# celery beat (the `beat` service in docker-compose.yml): retries of outgoing messages whose
+# delayed task was lost (a worker killed while a retry waited) are re-queued from the outbox rows
+CELERY_BEAT_SCHEDULE = {
+    "flush-outbox": {
+        "task": "reviewer.tasks.flush_outbox",
+        "schedule": float(os.environ.get("SPINEREVIEW_OUTBOX_FLUSH_S", "60")),
+    },
+}
 # Redis redelivers an unacknowledged message (worker lost) after this many seconds; it must
 # exceed the drafting hard time limit, or a long job would be handed to a second worker (which
 # the job lock would then turn away, harmlessly, but wastefully).
