@@ -13,9 +13,9 @@ Train and test sets are separate ``ml synth`` datasets (different seeds, so disj
 
 Variants (``--variants``): ``full`` (whole preprocessed slices, all axial slices: the previous
 default), ``full+disc`` (one axial slice per disc), ``crop`` (spine crops, ``dense_crop``),
-``crop+disc``. Trunk cells are cached next to each dataset (``dense_cells_*.pkl``); the disc
-variants reuse the cells of their parent. AUROC per condition with patient-bootstrap 95 % CIs;
-JSON to ``--out``.
+``crop+disc``; ``+s16`` adds stride-16 cells. Trunk cells are cached next to each dataset
+(``dense_cells_*.pkl``); the disc variants reuse the cells of their parent. AUROC per condition
+with patient-bootstrap 95 % CIs; JSON to ``--out``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,12 @@ def base_cfg(crop: bool, size: int):
 def variant_cfg(name: str, size: int):
     from dataclasses import replace
 
-    return replace(base_cfg(name.startswith("crop"), size), dense_axial="disc" if name.endswith("+disc") else "all")
+    parts = name.split("+")
+    return replace(
+        base_cfg(parts[0] == "crop", size),
+        dense_axial="disc" if "disc" in parts else "all",
+        dense_stride=16 if "s16" in parts else 32,
+    )
 
 
 def load(data: Path, cfg) -> tuple[list, list, dict]:
@@ -113,8 +118,9 @@ def table(y: np.ndarray, p: np.ndarray, keys: list[str], n_boot: int) -> dict:
     return {"mean_auroc": mean, "mean_auroc_ci": boot, "per_condition": t}
 
 
-def boot_mean(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int = 0) -> list[float]:
-    """Patient-bootstrap 95 % CI of the mean AUROC over conditions (studies resampled together)."""
+def boot_means(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
+    """Mean AUROC over conditions on ``n_boot`` patient-bootstrap resamples (studies resampled
+    together; the same resamples for the same ``seed``, so two variants can be paired)."""
     from ml.agents.metrics import auroc
 
     rng = np.random.default_rng(seed)
@@ -128,6 +134,12 @@ def boot_mean(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int = 0) -> list[
             if 0 < yy.sum() < len(yy):
                 vals.append(auroc(yy, p[i, j][known]))
         means.append(np.mean(vals))
+    return np.asarray(means)
+
+
+def boot_mean(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int = 0) -> list[float]:
+    """Patient-bootstrap 95 % CI of the mean AUROC over conditions."""
+    means = boot_means(y, p, n_boot, seed)
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
@@ -155,7 +167,7 @@ def cv_score(feats: list, truths: list, cfg, k: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train", type=Path, default=REPO / ".cache/agents_dense/rtrain")
+    ap.add_argument("--train", type=Path, nargs="+", default=[REPO / ".cache/agents_dense/rtrain"])
     ap.add_argument("--test", type=Path, nargs="+", default=[REPO / ".cache/agents_dense/rtest2"])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--variants", default="full,full+disc,crop,crop+disc")
@@ -173,12 +185,24 @@ def main() -> None:
     data: dict[bool, dict] = {}
     for crop in sorted({n.startswith("crop") for n in names}):
         cfg = base_cfg(crop, args.size)
-        data[crop] = {"train": load(args.train, cfg), "test": [load(t, cfg) for t in args.test]}
+        parts = [load(t, cfg) for t in args.train]
+        train = (
+            [f for p in parts for f in p[0]],
+            [t for p in parts for t in p[1]],
+            {k: v for p in parts for k, v in p[2].items()},
+        )
+        data[crop] = {"train": train, "test": [load(t, cfg) for t in args.test]}
     tr_keys = {f.study.patient_key for f in data[next(iter(data))]["train"][0]}
     for t in data[next(iter(data))]["test"]:
         if tr_keys & {f.study.patient_key for f in t[0]}:
             raise SystemExit("train and test share patients: use different --id-prefix / seeds")
-    out: dict = {"train": str(args.train), "test": [str(t) for t in args.test], "cv_folds": args.cv, "rows": {}}
+    out: dict = {
+        "train": [str(t) for t in args.train],
+        "test": [str(t) for t in args.test],
+        "cv_folds": args.cv,
+        "rows": {},
+    }
+    probs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for name in names:
         cfg = variant_cfg(name, args.size)
         tr, tr_truth, tr_disc = data[cfg.dense_crop]["train"]
@@ -197,12 +221,25 @@ def main() -> None:
         for path, (te, _, te_disc) in zip(args.test, data[cfg.dense_crop]["test"], strict=True):
             te = with_views(te, te_disc, cfg)
             y = labels_matrix(te)
-            row["test"][path.name] = table(y, agents.probabilities(te), [f.study.patient_key for f in te], args.boot)
+            p = agents.probabilities(te)
+            probs.setdefault(path.name, {})[name] = (y, p)
+            row["test"][path.name] = table(y, p, [f.study.patient_key for f in te], args.boot)
             row["test"][path.name]["n_test"] = len(te)
             logging.info("%s on %s: mean AUROC %.3f", name, path.name, row["test"][path.name]["mean_auroc"])
         out["rows"][name] = row
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1, default=float))
+    for test, by in probs.items():  # paired: each variant minus the first, on the same resamples
+        y0, p0 = by[names[0]]
+        base = boot_means(y0, p0, args.boot, seed=1)
+        for n in names[1:]:
+            d = boot_means(*by[n], args.boot, seed=1) - base
+            out["rows"][n]["test"][test]["delta_vs_" + names[0]] = [
+                float(np.mean(d)),
+                float(np.percentile(d, 2.5)),
+                float(np.percentile(d, 97.5)),
+            ]
+    args.out.write_text(json.dumps(out, indent=1, default=float))
     if args.cv:
         out["chosen_by_cv"] = max(names, key=lambda n: out["rows"][n]["cv_mean_auroc"])
         args.out.write_text(json.dumps(out, indent=1, default=float))
@@ -221,6 +258,9 @@ def main() -> None:
             r = out["rows"][n]["test"][path.name]
             means.append(f"{r['mean_auroc']:.3f} [{r['mean_auroc_ci'][0]:.3f},{r['mean_auroc_ci'][1]:.3f}]")
         print(f"{'mean':<24}" + "".join(f"{m:>22}" for m in means))
+        deltas = [out["rows"][n]["test"][path.name].get("delta_vs_" + names[0]) for n in names]
+        cells = [f"{d[0]:+.3f} [{d[1]:+.3f},{d[2]:+.3f}]" if d else "" for d in deltas]
+        print(f"{'paired delta vs ' + names[0]:<24}" + "".join(f"{c:>22}" for c in cells))
     if args.cv:
         print(f"{'CV (train)':<24}" + "".join(f"{out['rows'][n]['cv_mean_auroc']:>22.3f}" for n in names))
 

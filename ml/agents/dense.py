@@ -7,8 +7,11 @@ Here the image stays near native resolution and every cell of a stride-32 featur
 * **Views.** Sagittal: the T1, T2 and STIR series of one slice plan fused as the 3 channels of
   one image (a missing sequence repeats T2; slices matched by relative position), the
   ``dense_sag_slices`` central slices; axial: every axial slice (at most ``dense_max_axial``,
-  evenly spaced), grey in all 3 channels. Each view is resized to ``dense_size`` px (the
-  preprocessed square) and ImageNet-normalised.
+  evenly spaced; with ``dense_axial: disc`` the middle slice of each per-disc block), grey in
+  all 3 channels. With ``dense_crop`` each view is first cut to a window around the spine found
+  in the image (``spine_columns``: the CSF column of a sagittal fluid map; axial windows around
+  the canal through the patient geometry), so the spine fills the input instead of a strip of
+  it. Each view is resized to ``dense_size`` px and ImageNet-normalised.
 * **Trunk.** A frozen generic encoder: ImageNet MobileNetV2 up to its last inverted-residual
   block (320 channels, stride 32), the best generic weights available offline here. The cells
   are computed once per study and cached on the ``StudyFeatures`` (``extras["dense"]``).

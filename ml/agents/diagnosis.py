@@ -60,11 +60,12 @@ class DiagnosisConfig:
     dense_sag_slices: int = 7  # central sagittal slices (T1/T2/STIR fused as channels)
     dense_max_axial: int = 15  # axial slices, evenly spaced
     # spine crops: each view is cut to a window around the spine found in the image (the CSF
-    # column of the sagittal fluid-weighted series; axials through the geometry) before resizing
-    dense_crop: bool = False
+    # column of the sagittal fluid-weighted series; axials through the geometry) before resizing.
+    # Crops + one axial per disc: chosen by CV inside the training set (docs/agents.md)
+    dense_crop: bool = True
     dense_sag_crop_mm: float = 160.0  # sagittal: square tiles this wide down the spine
     dense_ax_crop_mm: float = 110.0  # axial: a square this wide around the canal
-    dense_axial: str = "all"  # "all" (up to dense_max_axial) | "disc" (the middle slice of each block)
+    dense_axial: str = "disc"  # "disc" (the middle slice of each per-disc block) | "all" (up to dense_max_axial)
     dense_stride: int = 32  # cells: 32 (last block) or 16 (block 13 + the block-17 cell above it)
     dense_hidden: int = 64
     dense_epochs: int = 25
@@ -190,8 +191,12 @@ def load_diagnosis(folder: str | Path):  # type: ignore[no-untyped-def]
     cfg, arrays, doc = load_artifact(folder, FAMILY, DiagnosisConfig)
     meta = {**doc["meta"], "version": doc["version"]}
     if cfg.head == "dense":
+        from dataclasses import replace
+
         from ml.agents.dense import DenseDiagnosisAgents
 
+        if "dense_crop" not in doc.get("config", {}):  # saved before crops existed: whole slices, all axials
+            cfg = replace(cfg, dense_crop=False, dense_axial="all")
         return DenseDiagnosisAgents(cfg, arrays, meta)
     if cfg.head == "mil":
         from ml.agents.mil import MILDiagnosisAgents

@@ -3,6 +3,8 @@ one cell of one view (the max over cells must find it), the artifact round trip,
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from ml.agents.dense import (
@@ -12,6 +14,7 @@ from ml.agents.dense import (
     cell_targets,
     study_views,
     train_dense,
+    view_key,
 )
 from ml.agents.diagnosis import DiagnosisConfig, load_diagnosis
 from ml.agents.features import StudyFeatures
@@ -40,7 +43,12 @@ def _feats(n: int, seed: int) -> tuple[list[StudyFeatures], np.ndarray]:
             cells[rng.integers(4), rng.integers(2), rng.integers(2)] += 1.5 * pattern
         study = StudyData(f"1.{seed}.{i}", f"P{seed}-{i}", [], labels=y[i])
         f = StudyFeatures(study, None)  # type: ignore[arg-type]
-        f.extras["dense"] = {"cells": cells.astype(np.float16), "views": [(0, 0, k) for k in range(4)], "size": 64}
+        f.extras["dense"] = {
+            "cells": cells.astype(np.float16),
+            "views": [(0, 0, k) for k in range(4)],
+            "size": 64,
+            "key": view_key(CFG),
+        }
         feats.append(f)
     return feats, y
 
@@ -58,12 +66,21 @@ def test_dense_head_finds_a_one_cell_lesion_on_held_out_studies(tmp_path):
     np.testing.assert_allclose(back.probabilities(test), p, rtol=1e-5, atol=1e-6)
     calls = back.predict(test[:3])
     assert [c.condition for c in calls[0]] == list(CONDITION_KEYS)
+    assert (back.cfg.dense_crop, back.cfg.dense_axial) == (CFG.dense_crop, CFG.dense_axial)
+    # an artifact saved before spine crops existed keeps seeing whole slices and every axial
+    doc = json.loads((tmp_path / "diag" / "config.json").read_text())
+    del doc["config"]["dense_crop"], doc["config"]["dense_axial"]
+    (tmp_path / "diag" / "config.json").write_text(json.dumps(doc))
+    old = load_diagnosis(tmp_path / "diag")
+    assert (old.cfg.dense_crop, old.cfg.dense_axial) == (False, "all")
 
 
 def test_views_fuse_sagittal_sequences_and_boxes_mark_the_lesion_cells(agents_synth_dir):
     entries, base = load_manifest(agents_synth_dir / "manifest.jsonl")
     loader = StudyLoader(base, PreprocessConfig(size=128))
-    cfg = DiagnosisConfig(head="dense", dense_size=128, dense_sag_slices=5, dense_max_axial=6)
+    cfg = DiagnosisConfig(
+        head="dense", dense_size=128, dense_sag_slices=5, dense_max_axial=6, dense_crop=False, dense_axial="all"
+    )
     for e in entries:
         study = loader.load(e, geometry=True)
         x, meta = study_views(study, cfg)
@@ -95,7 +112,7 @@ def test_spine_crops_keep_every_lesion_and_one_axial_slice_per_disc(agents_synth
     one axial slice of each disc level the stack covers."""
     entries, base = load_manifest(agents_synth_dir / "manifest.jsonl")
     loader = StudyLoader(base, PreprocessConfig(size=128))
-    cfg = DiagnosisConfig(head="dense", dense_size=128, dense_sag_slices=15, dense_crop=True)
+    cfg = DiagnosisConfig(head="dense", dense_size=128, dense_sag_slices=15, dense_crop=True, dense_axial="all")
     disc = DiagnosisConfig(head="dense", dense_size=128, dense_crop=True, dense_axial="disc")
     checked = 0
     for e in entries:
