@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from celery import current_app  # the project's app (webapp/celery.py); reviewer/ does not import webapp/
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -42,9 +43,7 @@ def _orthanc() -> str:
 def _broker() -> str:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return "in-process tasks (no broker)"
-    from webapp.celery import app
-
-    with app.connection_for_write() as conn:
+    with current_app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
     return settings.CELERY_BROKER_URL.split("@")[-1]
 

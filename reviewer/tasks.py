@@ -1,5 +1,8 @@
 """Celery tasks: thin, take ids, idempotent, retried with backoff on transient faults.
 
+Services never import this module (it imports them): they send a task by its registered name,
+``reviewer.tasks.<function>`` (``reviewer.task_queue.send_task``).
+
 ``draft_study`` runs on the ``gpu`` queue (settings.CELERY_TASK_ROUTES), served by one
 single-process worker per GPU (``--pool solo``; see docs/drafting.md). The solo pool has no
 time limits of its own, so the task arms a SIGALRM soft limit itself when it runs in the main
@@ -18,7 +21,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from reviewer.services.drafting import mark_failed, run_draft_job
+from reviewer.services.drafting import add_note, mark_failed, run_draft_job
 from reviewer.services.orthanc import OrthancUnavailable
 
 logger = logging.getLogger(__name__)
@@ -81,15 +84,15 @@ def draft_study(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
         with soft_time_limit(settings.SPINEREVIEW_DRAFT_SOFT_LIMIT_S + 5):
             job = run_draft_job(job_id=job_id)
     except TRANSIENT as exc:
-        from reviewer.services.drafting import _note
-
         countdown = min(settings.SPINEREVIEW_DRAFT_RETRY_BACKOFF_S * 2**self.request.retries, 300)
-        _note(job_id, f"transient fault, retry {self.request.retries + 1} in {countdown:.0f} s: {exc}"[:500])
+        add_note(
+            job_id=job_id, note=f"transient fault, retry {self.request.retries + 1} in {countdown:.0f} s: {exc}"[:500]
+        )
         raise self.retry(exc=exc, countdown=countdown) from exc
     except SoftTimeLimitExceeded as exc:
         failed = mark_failed(job_id=job_id, reason=f"time limit: {exc}")
         return failed.state if failed else "missing"
-    return job.state
+    return job.state if job else "missing"  # None: the job was deleted (with its study) while it ran
 
 
 @shared_task(acks_late=True)

@@ -26,10 +26,12 @@ from reviewer.integrations.content import signed_report
 from reviewer.models import OutboxMessage, ReportRevision
 from reviewer.services.audit import audit
 from reviewer.services.orthanc import OrthancUnavailable, orthanc
+from reviewer.task_queue import send_task
 
 logger = logging.getLogger(__name__)
 
 ORTHANC = "orthanc"
+SEND_TASK = "reviewer.tasks.send_outbox_message"  # sent by name: reviewer.tasks imports this module
 
 
 class SendError(RuntimeError):
@@ -66,10 +68,8 @@ def enqueue_report_messages(*, revision: ReportRevision) -> list[OutboxMessage]:
 
 
 def _queue(ids: list[int], countdown: float = 0) -> None:
-    from reviewer.tasks import send_outbox_message
-
     for message_id in ids:
-        send_outbox_message.apply_async((message_id,), countdown=countdown)
+        send_task(SEND_TASK, message_id, countdown=countdown)
 
 
 def backoff_s(attempts: int) -> float:

@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from ml.conditions import CONDITION_KEYS, DISC_LEVELS
+from reviewer.deid import Pseudonyms, pseudonym_secret
 from reviewer.models import Draft, Finding, FindingFeedback, ReadingHeartbeat, Review, Study
 from reviewer.services.audit import audit
 from reviewer.services.reports import ReportSigned
@@ -213,9 +214,7 @@ READING_COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 def iter_reading_rows() -> Iterator[dict]:
     """One de-identified row per signed review: active reading time and finding outcomes."""
-    from reviewer.services.exports import _Pseudonyms, export_secret
-
-    key = _Pseudonyms(export_secret())
+    key = Pseudonyms(pseudonym_secret())
     reviews = (
         Review.objects.filter(signed_at__isnull=False)
         .select_related("study", "draft__model_version")
