@@ -80,26 +80,6 @@ def pseudonym(kind: str, value: object, *, secret: bytes | None = None) -> str:
     return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:KEY_HEX_DIGITS]
 
 
-class Pseudonyms:
-    """``pseudonym`` with the HMAC keyed once (a copy per value instead of a new key
-    schedule) and reader keys memoised: the same keys, at about half the cost per row."""
-
-    def __init__(self, secret: bytes) -> None:
-        self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
-        self._readers: dict[object, str] = {}
-
-    def __call__(self, kind: str, value: object) -> str:
-        h = self._keyed.copy()
-        h.update(f"{kind}:{value}".encode())
-        return h.hexdigest()[:KEY_HEX_DIGITS]
-
-    def reader(self, reader_id: object) -> str:
-        found = self._readers.get(reader_id)
-        if found is None:
-            found = self._readers[reader_id] = self("reader", reader_id)
-        return found
-
-
 def replacement_uid(uid: str, *, secret: bytes | None = None) -> str:
     """PS3.15 action U: a DICOM UID (``2.25.<128-bit integer>``) keyed on ``uid``.
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reviewer import deid
-from reviewer.deid import KEY_HEX_DIGITS, SECRET_ENV, Pseudonyms, pseudonym, replacement_uid
+from reviewer.deid import KEY_HEX_DIGITS, SECRET_ENV, pseudonym, replacement_uid
 from reviewer.deid import pseudonym_secret as export_secret
+from reviewer.pseudonyms import Pseudonyms
 from reviewer.services import feedback, stats
 from reviewer.services.stats import DISCREPANT, RADPEER_SCORES, SIGNIFICANT, ReviewRow
 

@@ -25,8 +25,9 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from ml.conditions import CONDITION_KEYS, DISC_LEVELS
-from reviewer.deid import Pseudonyms, pseudonym_secret
+from reviewer.deid import pseudonym_secret
 from reviewer.models import Draft, Finding, FindingFeedback, ReadingHeartbeat, Review, Study
+from reviewer.pseudonyms import Pseudonyms
 from reviewer.services.audit import audit
 from reviewer.services.reports import ReportSigned
 
