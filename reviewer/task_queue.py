@@ -8,18 +8,21 @@ resolves it.
 
 from __future__ import annotations
 
-from celery import current_app
+from celery import Task, current_app
+from celery.result import AsyncResult
 
 
-def send_task(name: str, *args: object, countdown: float | None = None) -> None:
-    """Queue the task registered as ``name`` with ``args``, as ``task.apply_async`` would.
+def registered_task(name: str) -> Task:
+    """The task registered as ``name``. A process that has not imported the task modules yet
+    (the web process, the watcher) has the Celery app discover them first (each installed
+    app's ``tasks`` module); an unknown name raises ``celery.exceptions.NotRegistered``."""
+    if name not in current_app.tasks:
+        current_app.autodiscover_tasks(force=True)
+    return current_app.tasks[name]
 
-    The call goes through the registered task, so its options and routes apply and, with
-    ``CELERY_TASK_ALWAYS_EAGER`` (the demo's in-process tasks), it runs right here, its errors
-    raised to the caller. A process that has not imported the task modules yet (the web
-    process) imports them first, through the app's autodiscovery of the installed apps.
-    """
-    app = current_app._get_current_object()
-    if name not in app.tasks:
-        app.autodiscover_tasks(force=True)
-    app.signature(name, args=args).apply_async(countdown=countdown)
+
+def send_task(name: str, *args: object, countdown: float | None = None) -> AsyncResult:
+    """Queue the task registered as ``name`` with ``args``, exactly as ``task.apply_async``:
+    its options and routes apply, and with ``CELERY_TASK_ALWAYS_EAGER`` (the demo's in-process
+    tasks) it runs right here, its errors raised to the caller."""
+    return registered_task(name).apply_async(args, countdown=countdown)
