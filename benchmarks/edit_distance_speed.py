@@ -66,7 +66,7 @@ def main() -> None:
     import jiwer
     from rapidfuzz.distance import Levenshtein
 
-    from reviewer.metrics import edit_distances, normalise, report_edit_distances
+    from reviewer.research.metrics import edit_distances, normalise, report_edit_distances
 
     pairs = make_pairs(args.pairs, args.seed)
     mean_chars = sum(len(a) + len(b) for a, b in pairs) / (2 * len(pairs))

@@ -4,7 +4,7 @@
 
 Starts its own Orthanc (scripts/services.py), writes a folder of MR instances, then uploads
 it (1) raw: one POST /instances per file, keep-alive, no checks, sequential and with the same
-thread count; (2) through ``reviewer.services.ingest.import_paths`` (pydicom header check +
+thread count; (2) through ``reviewer.integrations.ingest.import_paths`` (pydicom header check +
 concurrent POSTs). Orthanc is emptied between runs. Prints instances/s and the ratio.
 """
 
@@ -69,8 +69,8 @@ def main() -> None:
         import django
 
         django.setup()
-        from reviewer.services.ingest import import_paths
-        from reviewer.services.orthanc import orthanc as app_client
+        from reviewer.integrations.ingest import import_paths
+        from reviewer.integrations.orthanc import orthanc as app_client
 
         auth = (env["SPINEREVIEW_ORTHANC_USERNAME"], env["SPINEREVIEW_ORTHANC_PASSWORD"])
         with httpx.Client(base_url=env["SPINEREVIEW_ORTHANC_URL"], auth=auth, timeout=60) as client:

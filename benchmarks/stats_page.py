@@ -5,7 +5,7 @@ page and API < 1 s cold and < 0.3 s warm, plots < 0.5 s).
 
 Starts its own PostgreSQL (scripts/services.py), migrates, fills it with ``populate`` (signed
 reviews with drafts, 17 findings per draft, signed revisions, edit distances computed by
-``reviewer.metrics``, arbitrations, label extractions of both texts and annotator
+``reviewer.research.metrics``, arbitrations, label extractions of both texts and annotator
 confirmations), then times — as a logged-in researcher through Django's test client —
 ``/statistics/``, ``/api/stats/``, the CSV (streamed: timed to its last byte) and Parquet
 exports and every plot, and prints the median wall time and the query count of each. Several
@@ -77,7 +77,6 @@ def populate(n: int, *, seed: int = 0, findings: bool = True, progress: bool = F
     from django.utils import timezone
 
     from ml.conditions import CONDITION_KEYS
-    from reviewer.metrics import report_edit_distances
     from reviewer.models import (
         Arbitration,
         Draft,
@@ -90,6 +89,7 @@ def populate(n: int, *, seed: int = 0, findings: bool = True, progress: bool = F
         Review,
         Study,
     )  # fmt: skip
+    from reviewer.research.metrics import report_edit_distances
 
     rng = random.Random(seed)
     groups = {name: Group.objects.get_or_create(name=name)[0] for name in ("radiologist", "annotator", "researcher")}
@@ -236,7 +236,7 @@ def main() -> None:
         from django.db import connection
         from django.test import Client
 
-        from reviewer.services import plots, stats
+        from reviewer.research import plots, stats
 
         settings.ALLOWED_HOSTS = ["*"]
         call_command("migrate", verbosity=0)

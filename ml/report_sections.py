@@ -1,7 +1,7 @@
 """Report text -> sections: the one definition of a report section header.
 
 Every consumer cuts a report with ``split_report``: the server's per-section edit distance
-(``reviewer.metrics``), the label extractor (``ml.agents.labels.text``), the Medical Report
+(``reviewer.research.metrics``), the label extractor (``ml.agents.labels.text``), the Medical Report
 Agent (``ml.agents.report.prompt``) and, through the section titles the viewer's study context
 carries (``viewer_vocabulary``), the viewer's section editor, which applies the same three
 rules in TypeScript (``ohif-extension/src/reportText.ts``). A section a reader edits in the

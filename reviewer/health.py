@@ -15,9 +15,9 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from reviewer.integrations.orthanc import ping
 from reviewer.models import ModelVersion
 from reviewer.roles import Role, has_role
-from reviewer.services.orthanc import ping
 
 
 def _check(fn) -> dict:  # type: ignore[no-untyped-def]

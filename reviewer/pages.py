@@ -21,11 +21,12 @@ from django.views.decorators.http import require_http_methods
 
 from ml.conditions import BY_KEY, CONDITION_KEYS, CONDITIONS
 from reviewer import selectors
-from reviewer.metrics import split_sections
 from reviewer.models import LabelConfirmation, LabelExtraction, Review, Study
 from reviewer.permissions import role_required
+from reviewer.research import exports, plots, stats
+from reviewer.research.metrics import split_sections
 from reviewer.roles import Role, has_role, roles_of
-from reviewer.services import exports, labels, plots, stats, workflow
+from reviewer.services import labels, workflow
 
 R, A, S = Role.RADIOLOGIST, Role.ANNOTATOR, Role.RESEARCHER
 PAGE_SIZE = 50

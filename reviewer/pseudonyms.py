@@ -1,6 +1,6 @@
 """Keyed pseudonyms for exports that key many rows: ``deid.pseudonym`` with the HMAC keyed once.
 
-Its own module so that every export (the review rows in ``services/exports.py``, the reading
+Its own module so that every export (the review rows in ``research/exports.py``, the reading
 rows in ``services/feedback.py``) can use it without importing another export's module.
 """
 

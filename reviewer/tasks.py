@@ -21,8 +21,8 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from reviewer.integrations.orthanc import OrthancUnavailable
 from reviewer.services.drafting import add_note, mark_failed, run_draft_job
-from reviewer.services.orthanc import OrthancUnavailable
 
 logger = logging.getLogger(__name__)
 

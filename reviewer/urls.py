@@ -4,8 +4,8 @@ DICOMweb proxy, the viewer hand-off and the pages."""
 from django.urls import include, path, re_path
 
 from reviewer import pages, viewer
-from reviewer.dicomweb_proxy import dicomweb_proxy
 from reviewer.health import health
+from reviewer.integrations.dicomweb_proxy import dicomweb_proxy
 
 urlpatterns = [
     path("api/health/", health, name="health"),

@@ -44,7 +44,7 @@ def orthanc_http(orthanc_url: str, orthanc_auth: tuple[str, str]) -> Iterator[ht
 @pytest.fixture
 def orthanc_settings(settings, orthanc_url: str, orthanc_auth: tuple[str, str]):  # type: ignore[no-untyped-def]
     """Point the app at the test Orthanc (and drop the cached client afterwards)."""
-    from reviewer.services.orthanc import orthanc
+    from reviewer.integrations.orthanc import orthanc
 
     settings.ORTHANC_URL = orthanc_url
     settings.ORTHANC_USERNAME, settings.ORTHANC_PASSWORD = orthanc_auth

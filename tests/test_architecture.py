@@ -29,10 +29,10 @@ KNOWN_LONG_FILES: set[str] = {
     "benchmarks/report_agent_eval.py",
     "ml/agents/report/consistency.py",
     "ml/data/synthetic/anatomy.py",
-    "reviewer/dicomweb_proxy.py",
+    "reviewer/integrations/dicomweb_proxy.py",
     "reviewer/models.py",
-    "reviewer/services/exports.py",
-    "reviewer/services/stats.py",
+    "reviewer/research/exports.py",
+    "reviewer/research/stats.py",
     "tests/ml/dicom/test_series_classifier.py",
 }
 

@@ -23,8 +23,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from reviewer.integrations.orthanc import OrthancUnavailable
 from reviewer.services import reports
-from reviewer.services.orthanc import OrthancUnavailable
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -59,7 +59,7 @@ def _revision_conflict(conflict: reports.RevisionConflict) -> Response:
 
 
 def _is_sr_input_error(exc: Exception) -> bool:
-    """``reviewer.services.sr`` imports highdicom, so it is imported only when a box set is saved;
+    """``reviewer.integrations.sr`` imports highdicom, so it is imported only when a box set is saved;
     if it was never imported, no exception can come from it."""
-    sr = sys.modules.get("reviewer.services.sr")
+    sr = sys.modules.get("reviewer.integrations.sr")
     return sr is not None and isinstance(exc, sr.SRInputError)

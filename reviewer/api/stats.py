@@ -14,8 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reviewer.permissions import RolePermission
+from reviewer.research import exports, plots, stats
 from reviewer.roles import Role, has_role
-from reviewer.services import exports, plots, stats
 from reviewer.services.audit import audit
 
 S = Role.RESEARCHER

@@ -7,7 +7,7 @@
   caller's report are the AI's, what the consistency check changed; the patient's priors with
   their signed reports), so a study opened before its draft exists can poll one URL;
 - ``POST /api/studies/<id>/boxes/``: a reader's corrected box set, stored as a new SR version
-  (``reviewer.services.sr.write_reader_sr``; nothing is replaced);
+  (``reviewer.integrations.sr.write_reader_sr``; nothing is replaced);
 - ``GET  /api/viewer/next-study/?after=<id>``: the next study waiting for review, in the worklist's reading
   order (shortcut).
 
@@ -201,7 +201,7 @@ class StudyBoxesApi(APIView):
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        from reviewer.services import sr as sr_service  # imports highdicom: only when saving
+        from reviewer.integrations import sr as sr_service  # imports highdicom: only when saving
 
         study = get_object_or_404(Study, pk=pk)
         data = self.InputSerializer(data=request.data)

@@ -23,9 +23,9 @@ from django.utils import timezone
 
 from reviewer.integrations import fhir, hl7, report_sr
 from reviewer.integrations.content import signed_report
+from reviewer.integrations.orthanc import OrthancUnavailable, orthanc
 from reviewer.models import OutboxMessage, ReportRevision
 from reviewer.services.audit import audit
-from reviewer.services.orthanc import OrthancUnavailable, orthanc
 from reviewer.task_queue import send_task
 
 logger = logging.getLogger(__name__)

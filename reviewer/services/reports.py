@@ -25,8 +25,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from reviewer.metrics import report_edit_distances
 from reviewer.models import Assignment, Draft, ReportRevision, Review, Study
+from reviewer.research.metrics import report_edit_distances
 from reviewer.services.audit import audit
 from reviewer.services.workflow import open_arbitration
 

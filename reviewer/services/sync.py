@@ -16,11 +16,11 @@ import pyorthanc
 from django.conf import settings
 from django.db import transaction
 
+from reviewer.integrations.orthanc import dicomweb, orthanc
 from reviewer.ml_bridge import classify_series_metadata
 from reviewer.models import OrthancCursor, Series, Study
 from reviewer.services.audit import audit
 from reviewer.services.drafting import request_draft
-from reviewer.services.orthanc import dicomweb, orthanc
 
 logger = logging.getLogger(__name__)
 

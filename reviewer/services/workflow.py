@@ -125,7 +125,7 @@ def recompute_edit_distances(*, review_ids: Iterable[int] | None = None, actor=N
     """Recompute the stored draft → signed edit distances (after a method change, or on
     demand). Compares the same two text versions as at sign time (the review's draft and
     signed revision). Returns the number of reviews updated; safe to run repeatedly."""
-    from reviewer.metrics import report_edit_distances
+    from reviewer.research.metrics import report_edit_distances
 
     qs = Review.objects.filter(signed_at__isnull=False, draft__isnull=False, signed_revision__isnull=False)
     if review_ids is not None:

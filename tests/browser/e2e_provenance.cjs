@@ -1,4 +1,4 @@
-// Provenance and priors in headless Chromium (playwright-core), driven by tests/browser/test_viewer_provenance.py:
+// Provenance and priors in headless Chromium (playwright-core), driven by tests/browser/test_viewer_provenance_e2e.py:
 // the check note, the sources view after an edit of another section, a finding sentence that moves the
 // viewports on hover and on click, the prior's report and the side-by-side comparison.
 // Reads a JSON payload on stdin; prints progress lines and, last, one JSON line with what it saw.

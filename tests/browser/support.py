@@ -3,7 +3,7 @@ the real Orthanc and synced into the app, a draft for it, and the Node/Playwrigh
 
 The draft comes from the real drafting path (``reviewer.services.drafting.run_draft_job``) when
 that is available, otherwise it is built from the generator's ground truth (same shapes: 17
-findings with key slices and boxes) and the AI SR is written by ``reviewer.services.sr``.
+findings with key slices and boxes) and the AI SR is written by ``reviewer.integrations.sr``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def review_series_dirs(study_dir: Path) -> list[Path]:
 
 def store_in_orthanc(study_dir: Path) -> str:
     """Store the 4 review series in Orthanc (no app rows yet); returns Orthanc's study id."""
-    from reviewer.services.ingest import import_paths
-    from reviewer.services.orthanc import orthanc
+    from reviewer.integrations.ingest import import_paths
+    from reviewer.integrations.orthanc import orthanc
 
     client = orthanc()
     summary = import_paths(review_series_dirs(study_dir), client=client)
@@ -62,7 +62,7 @@ def import_study(study_dir: Path):  # type: ignore[no-untyped-def]
 def draft_from_truth(study, study_dir: Path):  # type: ignore[no-untyped-def]
     """A draft shaped like the drafting service's (17 findings, key slices, boxes) + its AI SR."""
     from ml.conditions import CONDITION_KEYS
-    from reviewer.services.sr import write_ai_sr
+    from reviewer.integrations.sr import write_ai_sr
     from tests.factories import DraftFactory, FindingFactory
 
     truth = json.loads((study_dir / "ground_truth.json").read_text())

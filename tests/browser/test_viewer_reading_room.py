@@ -83,8 +83,8 @@ def _nearest_axial_sop(study_dir: Path, finding, axial_uids: set[str]) -> str:  
 
 
 def _import(folder: Path, name: str):  # type: ignore[no-untyped-def]
-    from reviewer.services.ingest import import_paths
-    from reviewer.services.orthanc import orthanc
+    from reviewer.integrations.ingest import import_paths
+    from reviewer.integrations.orthanc import orthanc
     from reviewer.services.sync import sync_study
 
     protocol = tuple(

@@ -7,7 +7,7 @@ from ml.agents.labels.text import split_sentences
 from ml.agents.report.prompt import split_sections as agent_sections
 from ml.conditions import REPORT_SECTIONS
 from ml.report_sections import section_key, sections_by_title, split_report, viewer_vocabulary
-from reviewer.metrics import split_sections as metric_sections
+from reviewer.research.metrics import split_sections as metric_sections
 
 REPORT = (
     "AI DRAFT v1\n"

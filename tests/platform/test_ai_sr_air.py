@@ -17,8 +17,8 @@ import pydicom
 import pytest
 from django.test import Client
 
-from reviewer.services.air import AI_NAME, pipeline_version_of_key, version_key
-from reviewer.services.sr import load_sr, write_ai_sr
+from reviewer.integrations.air import AI_NAME, pipeline_version_of_key, version_key
+from reviewer.integrations.sr import load_sr, write_ai_sr
 from tests.dicom_factory import write_study
 from tests.factories import DraftFactory, FindingFactory, UserFactory
 

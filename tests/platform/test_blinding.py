@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from reviewer.models import Assignment, ReportRevision, Review, StructuredReport
-from reviewer.services import stats
+from reviewer.research import stats
 from tests.factories import DraftFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -179,7 +179,7 @@ def test_the_ai_sr_names_no_model_and_the_database_keeps_the_version(tmp_path, e
 
     import pydicom
 
-    from reviewer.services.sr import load_sr, sr_observer_device, sr_pipeline_version, write_ai_sr
+    from reviewer.integrations.sr import load_sr, sr_observer_device, sr_pipeline_version, write_ai_sr
     from tests.dicom_factory import write_study
     from tests.factories import FindingFactory
 

@@ -16,7 +16,7 @@ import pytest
 
 from ml.conditions import CONDITION_KEYS
 from reviewer.models import LabelConfirmation, LabelExtraction, StructuredReport
-from reviewer.services import exports
+from reviewer.research import exports
 from tests.factories import DraftFactory, FindingFactory, SeriesFactory, StudyFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from reviewer.dicomweb_proxy import IMMUTABLE_MAX_AGE_S
-from reviewer.services.ingest import import_paths
+from reviewer.integrations.dicomweb_proxy import IMMUTABLE_MAX_AGE_S
+from reviewer.integrations.ingest import import_paths
 from tests.dicom_factory import write_study
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
 @pytest.fixture
 def instance(tmp_path, empty_orthanc, orthanc_settings):  # type: ignore[no-untyped-def]
-    from reviewer.services.orthanc import orthanc
+    from reviewer.integrations.orthanc import orthanc
 
     study_uid, _ = write_study(tmp_path / "s")
     import_paths([tmp_path / "s"], client=orthanc())

@@ -8,7 +8,7 @@ import pytest
 from django.http import StreamingHttpResponse
 from django.test import Client
 
-from reviewer.services.ingest import import_paths
+from reviewer.integrations.ingest import import_paths
 from tests.dicom_factory import write_study
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
 @pytest.fixture
 def stored_study(tmp_path, empty_orthanc, orthanc_settings):  # type: ignore[no-untyped-def]
-    from reviewer.services.orthanc import orthanc
+    from reviewer.integrations.orthanc import orthanc
 
     study_uid, files = write_study(tmp_path / "s")
     summary = import_paths([tmp_path / "s"], client=orthanc())
@@ -192,7 +192,7 @@ def test_stow_rs_through_the_proxy_needs_csrf_for_sessions_and_works_with_it_or_
 
 
 def test_dead_orthanc_gives_a_clear_502(role_user, settings):  # type: ignore[no-untyped-def]
-    from reviewer.services.orthanc import orthanc
+    from reviewer.integrations.orthanc import orthanc
 
     settings.ORTHANC_URL = "http://127.0.0.1:9"
     orthanc.cache_clear()

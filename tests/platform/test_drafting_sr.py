@@ -9,8 +9,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from reviewer.integrations.sr import RECTANGLE_TRACKING_ID, SRInputError, load_sr, read_sr_boxes, write_reader_sr
 from reviewer.models import StructuredReport
-from reviewer.services.sr import RECTANGLE_TRACKING_ID, SRInputError, load_sr, read_sr_boxes, write_reader_sr
 from tests.dicom_factory import LUMBAR_PROTOCOL, write_study
 from tests.factories import StudyFactory, UserFactory
 

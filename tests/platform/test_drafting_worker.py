@@ -13,8 +13,7 @@ import pytest
 from django.core.management import call_command
 
 from ml.conditions import CONDITION_KEYS
-from reviewer.models import Draft, DraftJob, Finding, StructuredReport, Study
-from reviewer.services.sr import (
+from reviewer.integrations.sr import (
     AI_DEVICE_NAME,
     AI_SERIES_DESCRIPTION,
     load_sr,
@@ -22,6 +21,7 @@ from reviewer.services.sr import (
     sr_observer_device,
     sr_pipeline_version,
 )
+from reviewer.models import Draft, DraftJob, Finding, StructuredReport, Study
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -161,7 +161,7 @@ def test_orthanc_unreachable_during_the_fetch_is_retried_until_it_is_back(
 ):  # type: ignore[no-untyped-def]
     import httpx
 
-    from reviewer.services.orthanc import orthanc
+    from reviewer.integrations.orthanc import orthanc
     from reviewer.services.sync import sync_study
     from scripts.services import start_orthanc
 

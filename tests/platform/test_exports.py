@@ -16,7 +16,7 @@ from benchmarks.stats_page import populate
 from ml.conditions import CONDITION_KEYS
 from ml.data.manifest import read_manifest
 from reviewer.models import LabelConfirmation, LabelExtraction, Review, StructuredReport, Study
-from reviewer.services import exports
+from reviewer.research import exports
 from tests.factories import DraftFactory, FindingFactory, SeriesFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -21,7 +21,7 @@ def test_health_reports_every_dependency(client, orthanc_settings, settings):  #
 
 
 def test_health_is_503_when_orthanc_is_down(client, settings):  # type: ignore[no-untyped-def]
-    from reviewer.services.orthanc import orthanc
+    from reviewer.integrations.orthanc import orthanc
 
     settings.ORTHANC_URL = "http://127.0.0.1:9"
     settings.CELERY_TASK_ALWAYS_EAGER = True

@@ -57,7 +57,7 @@ def test_zip_archives_are_expanded(tmp_path, empty_orthanc, orthanc_settings):  
 
 
 def test_import_with_orthanc_down_is_a_clear_error(tmp_path, settings):  # type: ignore[no-untyped-def]
-    from reviewer.services.orthanc import orthanc
+    from reviewer.integrations.orthanc import orthanc
 
     settings.ORTHANC_URL = "http://127.0.0.1:9"  # discard port: nothing listens
     orthanc.cache_clear()

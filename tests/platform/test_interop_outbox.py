@@ -20,9 +20,9 @@ from django.utils import timezone
 
 from reviewer.integrations.outbox import send_message
 from reviewer.integrations.report_sr import report_uids
+from reviewer.integrations.sr import load_sr
 from reviewer.models import OutboxMessage, StructuredReport
 from reviewer.services import reports
-from reviewer.services.sr import load_sr
 from tests.dicom_factory import write_study
 from tests.factories import DraftFactory, FindingFactory, StudyFactory, UserFactory
 from tests.platform.test_drafting_sr import dciodvfy, upload

@@ -13,7 +13,8 @@ from sklearn.metrics import cohen_kappa_score
 
 from ml.conditions import CONDITION_KEYS
 from reviewer.models import LabelConfirmation, LabelExtraction
-from reviewer.services import labels, stats
+from reviewer.research import stats
+from reviewer.services import labels
 from tests.conftest import ROOT, _need, wait_for
 from tests.factories import DraftFactory, StudyFactory, UserFactory
 

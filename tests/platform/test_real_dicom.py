@@ -149,7 +149,7 @@ def test_an_admin_can_force_a_draft_the_scope_check_refused(tmp_path, empty_orth
 
 
 def test_a_dicomdir_is_followed_to_its_files_and_a_truncated_file_is_rejected_with_a_reason(tmp_path):  # type: ignore[no-untyped-def]
-    from reviewer.services.ingest import check_dicom, iter_sources
+    from reviewer.integrations.ingest import check_dicom, iter_sources
 
     dicomdir = _real("pydicom", ["dicomdirtests/DICOMDIR"])[0]
     labels = [label for label, _ in iter_sources([dicomdir])]
@@ -193,7 +193,7 @@ def test_a_compressed_file_cut_at_70_percent_is_rejected_at_import_with_its_reas
 
 
 def test_compressed_pixel_data_without_its_sequence_delimiter_or_cut_in_the_header_is_rejected():  # type: ignore[no-untyped-def]
-    from reviewer.services.ingest import check_dicom
+    from reviewer.integrations.ingest import check_dicom
 
     raw = _real("pydicom-data", ["MR2_J2KR.dcm"])[0].read_bytes()
     delimiter = raw.rindex(b"\xfe\xff\xdd\xe0")
@@ -273,8 +273,8 @@ def test_an_enhanced_mr_study_is_drafted_and_its_sr_names_the_frames(tmp_path, e
     import shutil
     import subprocess
 
+    from reviewer.integrations.sr import load_sr, read_sr_boxes
     from reviewer.models import StructuredReport
-    from reviewer.services.sr import load_sr, read_sr_boxes
 
     files = _enhanced_copy(list(synth_study["studies"][1]["files"]), tmp_path)
     study, job = draft(empty_orthanc, files)
@@ -312,7 +312,7 @@ def test_an_enhanced_mr_study_is_drafted_and_its_sr_names_the_frames(tmp_path, e
 
 
 def test_a_box_on_a_multi_frame_image_must_name_its_frame(tmp_path):  # type: ignore[no-untyped-def]
-    from reviewer.services.sr import SRInputError, parse_boxes
+    from reviewer.integrations.sr import SRInputError, parse_boxes
     from tests.dicom_factory import SeriesSpec, write_study
 
     _, files = write_study(tmp_path / "s", protocol=(SeriesSpec("SAG T2 FSE", tr=3500, te=100, n=3),))

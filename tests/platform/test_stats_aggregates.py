@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from benchmarks.stats_page import populate
 from ml.conditions import CONDITION_KEYS
 from reviewer.models import Arbitration, Finding, LabelConfirmation, LabelExtraction, Review
-from reviewer.services import stats
+from reviewer.research import stats
 from reviewer.services.reports import save_revision, sign_review
 from tests.factories import UserFactory
 
@@ -109,7 +109,7 @@ def test_aggregates_equal_the_python_computation(seed):
     assert aggregated["radpeer_by_scope"] == {
         ("in_scope" if k == "True" else "out_of_scope"): v for k, v in stats.radpeer_by(rows, "in_scope").items()
     }
-    from reviewer.services.exports import reader_breakdown
+    from reviewer.research.exports import reader_breakdown
 
     assert list(aggregated["radpeer_by_reader"].items()) == list(reader_breakdown(rows).items())
     assert aggregated["edit_distance"] == stats.edit_distance_by_radpeer(rows)  # exact, not approximately

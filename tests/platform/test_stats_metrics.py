@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-from reviewer.metrics import (
+from reviewer.research.metrics import (
     auroc,
     cohen_kappa,
     edit_distances,
@@ -123,7 +123,7 @@ def test_sensitivity_and_specificity_by_hand():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_auroc_of_presorted_scores_is_the_same_float(seed):
-    from reviewer.services.stats import auroc_presorted
+    from reviewer.research.stats import auroc_presorted
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 3000))

@@ -8,7 +8,7 @@ import pytest
 from benchmarks.stats_page import populate
 from ml.conditions import CONDITION_KEYS
 from reviewer.models import LabelExtraction, ModelVersion, Review
-from reviewer.services import stats
+from reviewer.research import stats
 from reviewer.services.reports import save_revision, sign_review
 from tests.factories import DraftFactory, FindingFactory, UserFactory
 

@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from django.test import Client
 
-from reviewer.stow import MultipartError, iter_parts
+from reviewer.integrations.stow import MultipartError, iter_parts
 from tests.dicom_factory import SeriesSpec, write_study
 
 BOUNDARY = "spinereviewmixed"

@@ -188,7 +188,7 @@ def test_signing_out_deletes_the_token_by_api_and_on_the_web(victim):  # type: i
 
 @pytest.mark.parametrize("role", [None, "radiologist", "researcher"])
 def test_health_shows_no_internals_to_anyone_but_admins(settings, role):  # type: ignore[no-untyped-def]
-    from reviewer.services.orthanc import orthanc
+    from reviewer.integrations.orthanc import orthanc
 
     settings.ORTHANC_URL = "http://127.0.0.1:9"
     settings.CELERY_TASK_ALWAYS_EAGER = True

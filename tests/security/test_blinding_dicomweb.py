@@ -10,8 +10,8 @@ import pydicom
 import pytest
 from django.test import Client
 
+from reviewer.integrations.sr import READER_SERIES_DESCRIPTION, write_reader_sr
 from reviewer.models import Assignment, Review
-from reviewer.services.sr import READER_SERIES_DESCRIPTION, write_reader_sr
 from tests.dicom_factory import write_study
 from tests.factories import StudyFactory, UserFactory
 

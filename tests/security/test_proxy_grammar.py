@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.test import RequestFactory
 
-from reviewer.dicomweb_proxy import Kind, Refused, resolve, upstream_params, upstream_url
+from reviewer.integrations.dicomweb_proxy import Kind, Refused, resolve, upstream_params, upstream_url
 from tests.security.test_proxy_attacks import ATTACKS
 
 ORTHANC_ID = "a1b2c3d4-e5f60718-293a4b5c-6d7e8f90-a1b2c3d4"

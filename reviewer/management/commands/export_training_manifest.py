@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from reviewer.services import exports
+from reviewer.research import exports
 
 
 class Command(BaseCommand):

@@ -7,8 +7,8 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from reviewer.services.ingest import ImportResult, import_paths
-from reviewer.services.orthanc import OrthancUnavailable, orthanc, ping
+from reviewer.integrations.ingest import ImportResult, import_paths
+from reviewer.integrations.orthanc import OrthancUnavailable, orthanc, ping
 
 
 class Command(BaseCommand):

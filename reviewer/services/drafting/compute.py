@@ -14,12 +14,12 @@ from pathlib import Path
 from django.conf import settings
 
 from reviewer import ml_bridge
+from reviewer.integrations.fetch import FetchedStudy, StudyNotInOrthanc, fetch_study
+from reviewer.integrations.orthanc import dicomweb
 from reviewer.models import Draft, DraftJob, ModelVersion, Series
 from reviewer.services.drafting.jobs import BadInput, DraftTimeLimit, OutOfScope, advance, check_deadline
 from reviewer.services.drafting.requesting import active_pipeline
 from reviewer.services.drafting.storage import store_draft
-from reviewer.services.fetch import FetchedStudy, StudyNotInOrthanc, fetch_study
-from reviewer.services.orthanc import dicomweb
 
 logger = logging.getLogger(__name__)
 

@@ -78,7 +78,7 @@ def store_draft(*, job_id: int, analysis: dict) -> Draft:
 
 def write_sr(draft: Draft) -> None:
     """The draft's TID 1500 SR into Orthanc (STOW-RS) and its StructuredReport row."""
-    from reviewer.services.sr import write_ai_sr  # highdicom: loaded by workers, not by every importer
+    from reviewer.integrations.sr import write_ai_sr  # highdicom: loaded by workers, not by every importer
 
     write_ai_sr(draft=draft)
 

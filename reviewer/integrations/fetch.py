@@ -26,7 +26,7 @@ import requests
 from django.conf import settings
 from pydicom.dataset import Dataset
 
-from reviewer.services.orthanc import OrthancUnavailable, dicomweb
+from reviewer.integrations.orthanc import OrthancUnavailable, dicomweb
 
 logger = logging.getLogger(__name__)
 

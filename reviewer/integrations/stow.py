@@ -31,7 +31,7 @@ import httpx
 import pydicom
 from django.http import JsonResponse
 
-from reviewer.services.ingest import check_dicom_file
+from reviewer.integrations.ingest import check_dicom_file
 
 logger = logging.getLogger(__name__)
 

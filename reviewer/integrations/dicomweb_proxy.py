@@ -25,7 +25,7 @@ honours repeated parameters); the browser's Host is passed through, because Orth
 BulkDataURIs from it and the proxy serves the same ``/dicom-web`` root; frames and bulk data
 stream in 64 KiB chunks (a 300-instance series is never held in memory); STOW, up to
 ``SPINEREVIEW_STOW_MAX_BYTES``, is split into one store per instance and answered per instance
-(``reviewer.stow``: Orthanc answers a partly stored request 400 without naming the failure).
+(``reviewer.integrations.stow``: Orthanc answers a partly stored request 400 without naming the failure).
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
+from reviewer.integrations.orthanc import orthanc
 from reviewer.roles import Role, has_role
 from reviewer.selectors import reader_srs_hidden_from
-from reviewer.services.orthanc import orthanc
 
 logger = logging.getLogger(__name__)
 
@@ -520,8 +520,8 @@ def _cache_if_immutable(out: HttpResponse, target: Target) -> HttpResponse:
 def _store_per_instance(
     request: HttpRequest, client: httpx.Client, url: httpx.URL, headers: dict[str, str]
 ) -> HttpResponse:
-    """STOW-RS split into one store per part and answered per instance (``reviewer.stow``)."""
-    from reviewer.stow import MultipartError, iter_parts, store_parts
+    """STOW-RS split into one store per part and answered per instance (``reviewer.integrations.stow``)."""
+    from reviewer.integrations.stow import MultipartError, iter_parts, store_parts
 
     boundary = request.content_params["boundary"].encode("ascii")
     limit = settings.SPINEREVIEW_STOW_MAX_BYTES

@@ -60,9 +60,9 @@ def test_sentence_jumps_to_its_finding_and_prior_opens_side_by_side(
 
     from ml.agents.analysis import ConditionResult
     from ml.agents.report.provenance import sentence_links
+    from reviewer.integrations.ingest import import_paths
+    from reviewer.integrations.orthanc import orthanc
     from reviewer.models import Study
-    from reviewer.services.ingest import import_paths
-    from reviewer.services.orthanc import orthanc
     from reviewer.services.reports import save_revision, sign_review
     from reviewer.services.sync import sync_study
 

@@ -36,10 +36,10 @@ from pydicom.uid import generate_uid
 
 from ml.conditions import BY_KEY, CONDITIONS
 from ml.dicom.tags import checked_frame, pixel_spacing, with_type2_patient_study
+from reviewer.integrations import air
+from reviewer.integrations.orthanc import OrthancUnavailable, dicomweb
 from reviewer.models import Draft, StructuredReport, Study
-from reviewer.services import air
 from reviewer.services.audit import audit
-from reviewer.services.orthanc import OrthancUnavailable, dicomweb
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ml.conditions import CONDITION_KEYS
-from reviewer.services import stats
-from reviewer.services.stats import RADPEER_SCORES
+from reviewer.research import stats
+from reviewer.research.stats import RADPEER_SCORES
 
 RADPEER_COLOURS = {"1": "#4c9f70", "2a": "#d9b44a", "2b": "#e07b39", "3a": "#c85a5a", "3b": "#8f2d56"}
 FORMATS = ("png", "svg")

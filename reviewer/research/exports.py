@@ -26,8 +26,9 @@ from reviewer import deid
 from reviewer.deid import KEY_HEX_DIGITS, SECRET_ENV, pseudonym, replacement_uid
 from reviewer.deid import pseudonym_secret as export_secret
 from reviewer.pseudonyms import Pseudonyms
-from reviewer.services import feedback, stats
-from reviewer.services.stats import DISCREPANT, RADPEER_SCORES, SIGNIFICANT, ReviewRow
+from reviewer.research import stats
+from reviewer.research.stats import DISCREPANT, RADPEER_SCORES, SIGNIFICANT, ReviewRow
+from reviewer.services import feedback
 
 
 def reader_key(reader_id: object, *, secret: bytes | None = None) -> str:
@@ -225,7 +226,7 @@ def write_exports(
     out_dir: Path, *, formats: Iterable[str] = FORMATS, plots: Iterable[str] = ("png", "svg")
 ) -> list[Path]:
     """Every table in every format, the plots, and a README of the columns, into ``out_dir``."""
-    from reviewer.services import plots as plotting
+    from reviewer.research import plots as plotting
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

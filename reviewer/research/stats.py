@@ -43,8 +43,8 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
 from ml.conditions import CONDITION_KEYS
-from reviewer.metrics import cohen_kappa, sensitivity_specificity
 from reviewer.models import Finding, LabelConfirmation, LabelExtraction, Review
+from reviewer.research.metrics import cohen_kappa, sensitivity_specificity
 
 RADPEER_SCORES = ("1", "2a", "2b", "3a", "3b")
 DISCREPANT = frozenset({"2a", "2b", "3a", "3b"})
@@ -424,7 +424,7 @@ def _accuracy_table(
 
 
 def auroc_presorted(truth: np.ndarray, score: np.ndarray) -> float | None:
-    """``reviewer.metrics.auroc`` for scores already in ascending order, without sorting again:
+    """``reviewer.research.metrics.auroc`` for scores already in ascending order, without sorting again:
     the same average ranks of ties (half-integers, summed exactly in float64), so the same
     value to the last bit."""
     n_pos, n_neg = int((truth == 1).sum()), int((truth == 0).sum())
@@ -655,7 +655,7 @@ def _label_agreement_sql() -> list[dict]:
 
 
 def _kappa(a: np.ndarray, b: np.ndarray) -> float:
-    """``reviewer.metrics.cohen_kappa`` of two label arrays with the confusion matrix built by
+    """``reviewer.research.metrics.cohen_kappa`` of two label arrays with the confusion matrix built by
     numpy (same labels in the same order, same counts, same arithmetic: the same float)."""
     n = len(a)
     if n == 0:
