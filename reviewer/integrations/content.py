@@ -4,14 +4,12 @@ database so that the DICOM SR, the FHIR Bundle and the HL7 message cannot disagr
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 
-from ml.conditions import BY_KEY, REPORT_SECTIONS
+from ml.conditions import BY_KEY
+from ml.report_sections import sections_by_title
 from reviewer import ml_bridge
 from reviewer.models import Finding, ReportRevision, Review, Study
-
-_HEADING = re.compile(r"^\s*(" + "|".join(re.escape(s) for s in REPORT_SECTIONS) + r")\s*:\s*(.*)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -42,22 +40,6 @@ class SignedReport:
     def status(self) -> str:
         """FHIR DiagnosticReport.status / HL7 OBR-25 meaning: final, or amended (an addendum)."""
         return "amended" if self.is_addendum else "final"
-
-
-def split_sections(text: str) -> dict[str, str]:
-    """The report's sections by their headings ("DISCS: ..." or "DISCS:" then lines)."""
-    out: dict[str, list[str]] = {}
-    current = ""
-    for line in text.splitlines():
-        m = _HEADING.match(line)
-        if m:
-            current = m.group(1).upper()
-            out.setdefault(current, [])
-            if m.group(2).strip():
-                out[current].append(m.group(2).strip())
-        elif line.strip():
-            out.setdefault(current, []).append(line.strip())
-    return {k: "\n".join(v) for k, v in out.items() if v}
 
 
 def predecessor_of(revision: ReportRevision) -> ReportRevision | None:
@@ -101,7 +83,7 @@ def signed_report(revision_id: int) -> SignedReport:
         is_addendum=revision.is_addendum,
         addendum_reason=revision.addendum_reason,
         text=revision.text,
-        sections=split_sections(revision.text),
+        sections={k: v for k, v in sections_by_title(revision.text).items() if v},
         findings=findings,
         predecessor=predecessor_of(revision),
     )
