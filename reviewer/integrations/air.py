@@ -30,6 +30,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 from pydicom.valuerep import DA, TM
 
+from ml.dicom.tags import with_type2_patient_study
 from reviewer.deid import pseudonym
 from reviewer.models import DraftJob
 
@@ -121,7 +122,8 @@ def build_key_object_selection(
     for uid, frame in key_slices:
         if frame:
             frames.setdefault(uid, []).append(int(frame))
-    referenced = [sources[uid] for uid in dict.fromkeys(uid for uid, _ in key_slices)]
+    # a source without PatientID, dates etc. must not crash the document (they are type 2 here)
+    referenced = [with_type2_patient_study(sources[uid]) for uid in dict.fromkeys(uid for uid, _ in key_slices)]
     content = hd.ko.KeyObjectSelection(
         document_title=codes.DCM.OfInterest,
         referenced_objects=referenced,
