@@ -56,7 +56,8 @@ def load(data: Path, cfg) -> tuple[list, list, dict]:
     truths; per study the views of one axial slice per disc (indices into the cells)."""
     import torch
 
-    from ml.agents.dense import axial_indices, dense_cells, load_trunk
+    from ml.agents.dense import dense_cells, load_trunk
+    from ml.agents.dense_views import axial_indices
     from ml.agents.features import StudyFeatures
     from ml.agents.localization import load_truth
     from ml.data.loader import StudyLoader, load_manifest

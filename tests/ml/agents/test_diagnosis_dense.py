@@ -10,12 +10,11 @@ import numpy as np
 from ml.agents.dense import (
     TRUNK_CHANNELS,
     DenseDiagnosisAgents,
-    axial_indices,
     cell_targets,
-    study_views,
     train_dense,
     view_key,
 )
+from ml.agents.dense_views import axial_indices, study_views
 from ml.agents.diagnosis import DiagnosisConfig, load_diagnosis
 from ml.agents.features import StudyFeatures
 from ml.agents.localization import load_truth, truth_slices
