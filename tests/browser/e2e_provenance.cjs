@@ -2,30 +2,9 @@
 // the check note, the sources view after an edit of another section, a finding sentence that moves the
 // viewports on hover and on click, the prior's report and the side-by-side comparison.
 // Reads a JSON payload on stdin; prints progress lines and, last, one JSON line with what it saw.
-const { chromium } = require('playwright-core');
-const fs = require('fs');
-const path = require('path');
+const { start } = require('./e2e_support.cjs');
 
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
-
-function readStdin() {
-  return new Promise(resolve => {
-    let data = '';
-    process.stdin.on('data', chunk => (data += chunk));
-    process.stdin.on('end', () => resolve(JSON.parse(data)));
-  });
-}
-
-async function main() {
-  const p = await readStdin();
-  fs.mkdirSync(p.screenshots, { recursive: true });
-  const out = { console_errors: [], http_errors: [] };
-  const browser = await chromium.launch({ executablePath: process.env.SPINEREVIEW_CHROMIUM || '/usr/bin/chromium', args: FLAGS });
-  const page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
-  page.on('pageerror', e => out.console_errors.push(`pageerror: ${e.message}`));
-  page.on('response', r => r.status() >= 400 && out.http_errors.push(`${r.status()} ${r.url()}`));
-  const shot = name => page.screenshot({ path: path.join(p.screenshots, `${name}.png`) });
+start(async ({ p, page, out, shot }) => {
   const loaded = async () => {
     await page.waitForFunction(() => {
       const sr = window.__spinereview;
@@ -55,81 +34,67 @@ async function main() {
     }
   };
 
-  try {
-    await page.goto(`${p.app_url}/viewer/open/${p.study_uid}/`);
-    await page.fill('input[name=username]', p.username);
-    await page.fill('input[name=password]', p.password);
-    await Promise.all([page.waitForURL(url => url.href.startsWith(`${p.viewer_url}/spine-review`), { timeout: 30000 }),
-      page.click('[type=submit]')]);
-    await loaded();
-    await page.click('[data-cy=report-btn]');
+  await page.goto(`${p.app_url}/viewer/open/${p.study_uid}/`);
+  await page.fill('input[name=username]', p.username);
+  await page.fill('input[name=password]', p.password);
+  await Promise.all([page.waitForURL(url => url.href.startsWith(`${p.viewer_url}/spine-review`), { timeout: 30000 }),
+    page.click('[type=submit]')]);
+  await loaded();
+  await page.click('[data-cy=report-btn]');
 
-    // the consistency check's note, expanded
-    await page.waitForSelector('[data-testid=sr-check-summary]', { timeout: 20000 });
-    out.check_summary = (await page.textContent('[data-testid=sr-check-summary]')).trim();
-    await page.click('[data-testid=sr-check-summary]');
-    out.check_changes = await page.$$eval('[data-testid=sr-check-changes] li', els => els.length).catch(() => 0);
-    out.prior_report = await page.textContent('[data-testid=sr-prior-report]');
+  // the consistency check's note, expanded
+  await page.waitForSelector('[data-testid=sr-check-summary]', { timeout: 20000 });
+  out.check_summary = (await page.textContent('[data-testid=sr-check-summary]')).trim();
+  await page.click('[data-testid=sr-check-summary]');
+  out.check_changes = await page.$$eval('[data-testid=sr-check-changes] li', els => els.length).catch(() => 0);
+  out.prior_report = await page.textContent('[data-testid=sr-prior-report]');
 
-    // the reader edits another section (CLINICAL HISTORY); autosaved
-    const history = page.locator('textarea[data-section="CLINICAL HISTORY"]');
-    await history.click();
-    await page.keyboard.press('Control+End');
-    await page.keyboard.type(p.history_addition);
-    await page.waitForFunction(() => /Saved revision/.test(document.querySelector('[data-testid=sr-save-state]')?.textContent || ''),
-      null, { timeout: 20000 });
-    out.counts = await page.$$eval('[data-testid=sr-section-counts]', els => els.map(e => e.textContent));
+  // the reader edits another section (CLINICAL HISTORY); autosaved
+  const history = page.locator('textarea[data-section="CLINICAL HISTORY"]');
+  await history.click();
+  await page.keyboard.press('Control+End');
+  await page.keyboard.type(p.history_addition);
+  await page.waitForFunction(() => /Saved revision/.test(document.querySelector('[data-testid=sr-save-state]')?.textContent || ''),
+    null, { timeout: 20000 });
+  out.counts = await page.$$eval('[data-testid=sr-section-counts]', els => els.map(e => e.textContent));
 
-    // the sources view: AI and typed sentences, linked finding sentences
-    await page.click('[data-testid=sr-sources-toggle]');
-    await page.waitForSelector('[data-testid=sr-sources]', { timeout: 10000 });
-    out.typed = await page.$$eval('[data-origin=typed]', els => els.map(e => e.textContent));
-    out.ai_count = await page.$$eval('[data-origin=ai]', els => els.length);
-    out.linked = await page.$$eval('.sr-sent-linked', els => els.map(e => e.getAttribute('data-conditions')));
-    await shot('sources');
-    const sentence = `[data-testid=sr-sources] .sr-sent-linked[data-conditions~="${p.condition}"]`;
-    out.probability_tag = await page.textContent(`${sentence} >> nth=0 >> [data-link="${p.condition}"]`);
+  // the sources view: AI and typed sentences, linked finding sentences
+  await page.click('[data-testid=sr-sources-toggle]');
+  await page.waitForSelector('[data-testid=sr-sources]', { timeout: 10000 });
+  out.typed = await page.$$eval('[data-origin=typed]', els => els.map(e => e.textContent));
+  out.ai_count = await page.$$eval('[data-origin=ai]', els => els.length);
+  out.linked = await page.$$eval('.sr-sent-linked', els => els.map(e => e.getAttribute('data-conditions')));
+  await shot('sources');
+  const sentence = `[data-testid=sr-sources] .sr-sent-linked[data-conditions~="${p.condition}"]`;
+  out.probability_tag = await page.textContent(`${sentence} >> nth=0 >> [data-link="${p.condition}"]`);
 
-    // hover: the viewports go to the finding's key slice and box
-    await scrollAway();
-    out.before_hover = await shownSop();
-    await page.hover(`${sentence} >> nth=0`);
-    await page.waitForFunction(s => window.__spinereview.viewportState().some(v => v.sop_uid === s), p.sop_uid, { timeout: 10000 })
-      .catch(() => {});
-    out.after_hover = await allSops();
-    out.selected_after_hover = await page.evaluate(() => window.__spinereview.state().selected);
-    await shot('after-hover');
+  // hover: the viewports go to the finding's key slice and box
+  await scrollAway();
+  out.before_hover = await shownSop();
+  await page.hover(`${sentence} >> nth=0`);
+  await page.waitForFunction(s => window.__spinereview.viewportState().some(v => v.sop_uid === s), p.sop_uid, { timeout: 10000 })
+    .catch(() => {});
+  out.after_hover = await allSops();
+  out.selected_after_hover = await page.evaluate(() => window.__spinereview.state().selected);
+  await shot('after-hover');
 
-    // click: the same, after the viewport was scrolled away again
-    await scrollAway();
-    out.before_click = await shownSop();
-    await page.click(`${sentence} >> nth=0`);
-    await page.waitForFunction(s => window.__spinereview.viewportState().some(v => v.sop_uid === s), p.sop_uid, { timeout: 10000 })
-      .catch(() => {});
-    out.after_click = await allSops();
-    await shot('after-click');
+  // click: the same, after the viewport was scrolled away again
+  await scrollAway();
+  out.before_click = await shownSop();
+  await page.click(`${sentence} >> nth=0`);
+  await page.waitForFunction(s => window.__spinereview.viewportState().some(v => v.sop_uid === s), p.sop_uid, { timeout: 10000 })
+    .catch(() => {});
+  out.after_click = await allSops();
+  await shot('after-click');
 
-    // the prior, side by side (OHIF's comparison protocol, both studies in the URL)
-    await page.click(`[data-prior="${p.prior_uid}"] [data-testid=sr-prior-compare]`);
-    await page.waitForURL(url => url.href.includes(encodeURIComponent(p.prior_uid)) || url.href.includes(p.prior_uid), { timeout: 30000 });
-    await loaded();
-    await page.waitForTimeout(1500);
-    out.compare_url = page.url();
-    out.compare_viewports = await page.evaluate(() => window.__spinereview.viewportState());
-    out.compare_panel_study = await page.evaluate(() => window.__spinereview.state().context.study.study_uid);
-    await shot('side-by-side');
-    out.ok = true;
-  } catch (error) {
-    out.ok = false;
-    out.error = String(error && error.stack || error);
-    await shot('failure').catch(() => {});
-  } finally {
-    await browser.close();
-  }
-  console.log(JSON.stringify(out));
-}
-
-main().catch(error => {
-  console.log(JSON.stringify({ ok: false, error: String(error && error.stack || error) }));
-  process.exit(1);
-});
+  // the prior, side by side (OHIF's comparison protocol, both studies in the URL)
+  await page.click(`[data-prior="${p.prior_uid}"] [data-testid=sr-prior-compare]`);
+  await page.waitForURL(url => url.href.includes(encodeURIComponent(p.prior_uid)) || url.href.includes(p.prior_uid), { timeout: 30000 });
+  await loaded();
+  await page.waitForTimeout(1500);
+  out.compare_url = page.url();
+  out.compare_viewports = await page.evaluate(() => window.__spinereview.viewportState());
+  out.compare_panel_study = await page.evaluate(() => window.__spinereview.state().context.study.study_uid);
+  await shot('side-by-side');
+  out.ok = true;
+}, {});

@@ -1,0 +1,50 @@
+// The harness every node e2e driver shares: read the test's JSON payload from stdin, open one
+// page in headless Chromium (the flags this machine needs), collect page errors and HTTP errors,
+// run the scenario, screenshot a failure, and print one JSON line with what was seen (the Python
+// test reads the last line). A scenario gets { p: payload, page, out, shot } and fills `out`.
+const { chromium } = require('playwright-core');
+const fs = require('fs');
+const path = require('path');
+
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+function readStdin() {
+  return new Promise(resolve => {
+    let data = '';
+    process.stdin.on('data', chunk => (data += chunk));
+    process.stdin.on('end', () => resolve(JSON.parse(data)));
+  });
+}
+
+async function runScenario(scenario, initial) {
+  const p = await readStdin();
+  fs.mkdirSync(p.screenshots, { recursive: true });
+  const out = { console_errors: [], http_errors: [], ...initial };
+  const browser = await chromium.launch({ executablePath: process.env.SPINEREVIEW_CHROMIUM || '/usr/bin/chromium', args: FLAGS });
+  const page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
+  page.on('pageerror', e => out.console_errors.push(`pageerror: ${e.message}`));
+  page.on('response', r => r.status() >= 400 && out.http_errors.push(`${r.status()} ${r.url()}`));
+  const shot = name => page.screenshot({ path: path.join(p.screenshots, `${name}.png`) });
+  try {
+    await scenario({ p, page, out, shot });
+    out.ok = true;
+  } catch (error) {
+    out.ok = false;
+    out.error = String(error && error.stack || error);
+    await shot('failure').catch(() => {});
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(out));
+}
+
+// Run a scenario as this process's whole job; `initial` seeds the output object.
+function start(scenario, initial = {}) {
+  runScenario(scenario, initial).catch(error => {
+    console.log(JSON.stringify({ ok: false, error: String(error && error.stack || error) }));
+    process.exit(1);
+  });
+}
+
+module.exports = { FLAGS, readStdin, start };
