@@ -106,3 +106,15 @@ def write_study(
 
 def read(path: Path) -> pydicom.Dataset:
     return pydicom.dcmread(path)
+
+
+def upload_study(client, files) -> str:  # type: ignore[no-untyped-def]
+    """POST each file to Orthanc's REST API (an httpx client on it); the Orthanc id of the one
+    study they make up."""
+    ids = set()
+    for f in files:
+        response = client.post("/instances", content=Path(f).read_bytes())
+        assert response.status_code == 200, response.text
+        ids.add(response.json()["ParentStudy"])
+    (study_id,) = ids
+    return study_id

@@ -166,3 +166,23 @@ def run_node(
         tail = "\n".join(out_lines)[-6000:]
         raise AssertionError(f"{script.name} failed (exit {proc.returncode}):\n{tail}")
     return json.loads(lines[-1])
+
+
+def bundle_extension_module(source: str, out: Path, name: str) -> Path:
+    """One module of the extension (``src/...ts``) bundled by the extension's esbuild into an ES
+    module node can import, for tests that run the viewer's logic outside the browser. A missing
+    ``node_modules`` fails under the test command and skips elsewhere."""
+    import pytest
+
+    esbuild = EXTENSION_DIR / "node_modules" / ".bin" / "esbuild"
+    if not esbuild.exists():
+        if os.environ.get("SPINEREVIEW_REQUIRE_SERVICES") == "1":
+            pytest.fail("ohif-extension/node_modules missing: run scripts/setup.sh")
+        pytest.skip("ohif-extension/node_modules missing: run scripts/setup.sh")
+    target = out / name
+    proc = subprocess.run(
+        [str(esbuild), source, "--bundle", "--format=esm", f"--outfile={target}"],
+        cwd=EXTENSION_DIR, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return target

@@ -6,7 +6,6 @@ Run in node on the bundled module; the browser e2e checks the same on real studi
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -31,17 +30,8 @@ def _series(uid: str, subtype: str, plane: str = "sagittal", number: int = 1, im
 
 @pytest.fixture(scope="module")
 def slots_runner(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    esbuild = support.EXTENSION_DIR / "node_modules" / ".bin" / "esbuild"
-    if not esbuild.exists():
-        if os.environ.get("SPINEREVIEW_REQUIRE_SERVICES") == "1":
-            pytest.fail("ohif-extension/node_modules missing: run scripts/setup.sh")
-        pytest.skip("ohif-extension/node_modules missing: run scripts/setup.sh")
     out = tmp_path_factory.mktemp("hanging")
-    proc = subprocess.run(
-        [str(esbuild), "src/hangingProtocol.ts", "--bundle", "--format=esm", f"--outfile={out / 'slots.mjs'}"],
-        cwd=support.EXTENSION_DIR, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    support.bundle_extension_module("src/hangingProtocol.ts", out, "slots.mjs")
     (out / "run.mjs").write_text(RUNNER)
     return out
 

@@ -5,7 +5,6 @@ given the titles the study context sends (``report_sections``), against
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -37,17 +36,8 @@ console.log(JSON.stringify(texts.map(t => splitSections(t, vocabulary))));
 @pytest.fixture(scope="module")
 def splitter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """reportText.ts bundled into an ES module node can import."""
-    esbuild = support.EXTENSION_DIR / "node_modules" / ".bin" / "esbuild"
-    if not esbuild.exists():
-        if os.environ.get("SPINEREVIEW_REQUIRE_SERVICES") == "1":
-            pytest.fail("ohif-extension/node_modules missing: run scripts/setup.sh")
-        pytest.skip("ohif-extension/node_modules missing: run scripts/setup.sh")
     out = tmp_path_factory.mktemp("report-text")
-    proc = subprocess.run(
-        [str(esbuild), "src/reportText.ts", "--bundle", "--format=esm", f"--outfile={out / 'reportText.mjs'}"],
-        cwd=support.EXTENSION_DIR, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    support.bundle_extension_module("src/reportText.ts", out, "reportText.mjs")
     (out / "run.mjs").write_text(RUNNER)
     return out
 

@@ -131,3 +131,10 @@ def wait_stable() -> Callable[..., str]:
         return wait_for(stable, timeout=timeout, what="stable study")  # type: ignore[return-value]
 
     return wait
+
+
+@pytest.fixture
+def pipeline_settings(settings, orthanc_settings, tiny_pipeline):  # type: ignore[no-untyped-def]
+    """The app pointed at the test Orthanc and drafting with the cached tiny pipeline."""
+    settings.SPINEREVIEW_PIPELINE_DIR = str(tiny_pipeline)
+    return settings

@@ -15,26 +15,11 @@ from ml.agents.labels import extract_labels
 from reviewer.models import Draft, DraftJob, Finding
 from reviewer.services.drafting import run_draft_job
 from reviewer.services.sync import sync_study
+from tests.dicom_factory import upload_study
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db, pytest.mark.slow]
 
 NO_HISTORY = "[No clinical history provided — please add]"
-
-
-@pytest.fixture
-def pipeline_settings(settings, orthanc_settings, tiny_pipeline):  # type: ignore[no-untyped-def]
-    settings.SPINEREVIEW_PIPELINE_DIR = str(tiny_pipeline)
-    return settings
-
-
-def upload(client, paths) -> str:  # type: ignore[no-untyped-def]
-    ids = set()
-    for p in paths:
-        response = client.post("/instances", content=Path(p).read_bytes())
-        assert response.status_code == 200, response.text
-        ids.add(response.json()["ParentStudy"])
-    (orthanc_id,) = ids
-    return orthanc_id
 
 
 def other_study(files: list[Path], out: Path, tag: str, date: str, description: str) -> list[Path]:
@@ -100,10 +85,10 @@ def test_a_drafted_studys_history_is_its_dicom_request_and_age_sex_and_priors_ar
     history = str(ds.get("AdditionalPatientHistory", ""))
     prior = other_study(files, tmp_path / "prior", "grounded-prior", "20190305", "MRI LUMBAR SPINE PRIOR")
     later = other_study(files, tmp_path / "later", "grounded-later", "20991231", "MRI LUMBAR SPINE LATER")
-    upload(empty_orthanc, prior)
-    upload(empty_orthanc, later)
+    upload_study(empty_orthanc, prior)
+    upload_study(empty_orthanc, later)
 
-    draft = draft_of(upload(empty_orthanc, files))
+    draft = draft_of(upload_study(empty_orthanc, files))
 
     who = f"{age}-year-old {sex}"
     expected = (
@@ -129,7 +114,7 @@ def test_a_study_without_an_indication_gets_the_placeholder_and_no_priors(
     ds = pydicom.dcmread(files[0], stop_before_pixels=True)
     age, sex = int(str(ds.PatientAge)[:-1]), {"F": "female", "M": "male"}[str(ds.PatientSex)]
 
-    draft = draft_of(upload(empty_orthanc, files))
+    draft = draft_of(upload_study(empty_orthanc, files))
 
     assert draft.sections["CLINICAL HISTORY"] == f"{NO_HISTORY} Patient: {age}-year-old {sex}."
     assert draft.analysis["report_facts"]["history_sources"] == ["PatientAge", "PatientSex"]

@@ -17,12 +17,6 @@ from reviewer.services.sync import sync_study
 pytestmark = [pytest.mark.services, pytest.mark.django_db, pytest.mark.slow]
 
 
-@pytest.fixture
-def pipeline_settings(settings, orthanc_settings, tiny_pipeline):  # type: ignore[no-untyped-def]
-    settings.SPINEREVIEW_PIPELINE_DIR = str(tiny_pipeline)
-    return settings
-
-
 def upload(client, files) -> list[str]:  # type: ignore[no-untyped-def]
     ids = []
     for f in files:

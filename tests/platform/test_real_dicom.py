@@ -15,28 +15,13 @@ from ml.dicom.transcode import available, transcode
 from reviewer.models import Draft, DraftJob, Finding, ModelVersion, Study
 from reviewer.services.drafting import request_draft, run_draft_job
 from reviewer.services.sync import sync_study
+from tests.dicom_factory import upload_study
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db, pytest.mark.slow]
 
 
-@pytest.fixture
-def pipeline_settings(settings, orthanc_settings, tiny_pipeline):  # type: ignore[no-untyped-def]
-    settings.SPINEREVIEW_PIPELINE_DIR = str(tiny_pipeline)
-    return settings
-
-
-def upload(client, files) -> str:  # type: ignore[no-untyped-def]
-    ids = set()
-    for f in files:
-        response = client.post("/instances", content=Path(f).read_bytes())
-        assert response.status_code == 200, response.text
-        ids.add(response.json()["ParentStudy"])
-    (study_id,) = ids
-    return study_id
-
-
 def draft(client, files) -> tuple[Study, DraftJob]:  # type: ignore[no-untyped-def]
-    study = sync_study(orthanc_study_id=upload(client, files))
+    study = sync_study(orthanc_study_id=upload_study(client, files))
     job = run_draft_job(job_id=DraftJob.objects.get(study=study).pk)
     study.refresh_from_db()
     return study, job
@@ -68,7 +53,7 @@ def test_compressed_series_are_decoded_and_give_the_same_findings(tmp_path, empt
         copies.append(transcode(f, tmp_path / f.parent.name / f.name, name) if name else f)
     stored = {str(pydicom.dcmread(c, stop_before_pixels=True).file_meta.TransferSyntaxUID) for c in copies}
     assert {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80"} <= stored
-    study = sync_study(orthanc_study_id=upload(empty_orthanc, copies))
+    study = sync_study(orthanc_study_id=upload_study(empty_orthanc, copies))
     ModelVersion.objects.create(name="tiny", version="2", artifact_uri=str(tiny_pipeline), is_active=True)
     job, created = request_draft(study=study)  # same weights, a second job
     assert created
