@@ -12,10 +12,10 @@ import pytest
 
 from ml.data.synthetic.priors import prior_plan
 from ml.data.synthetic.study import Study, StudyConfig, generate_study
-from tests.platform.test_drafting_grounded import assert_findings_grounded, draft_of, pipeline_settings, upload
+from tests.dicom_factory import upload_study
+from tests.platform.test_drafting_grounded import assert_findings_grounded, draft_of
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db, pytest.mark.slow]
-__all__ = ["pipeline_settings"]  # the fixture, imported for this module's tests
 
 
 def files_of(study: Study, root: Path) -> list[Path]:
@@ -30,8 +30,8 @@ def test_the_current_draft_compares_with_the_generated_prior_by_its_date(tmp_pat
     now_files, prior_files = (files_of(s, tmp_path) for s in (current, current.prior))
     then = pydicom.dcmread(prior_files[0], stop_before_pixels=True)
 
-    prior_draft = draft_of(upload(empty_orthanc, prior_files))
-    draft = draft_of(upload(empty_orthanc, now_files))
+    prior_draft = draft_of(upload_study(empty_orthanc, prior_files))
+    draft = draft_of(upload_study(empty_orthanc, now_files))
 
     iso = f"{then.StudyDate[:4]}-{then.StudyDate[4:6]}-{then.StudyDate[6:]}"
     assert draft.sections["COMPARISON"] == f"{then.StudyDescription} of {iso}."
