@@ -78,12 +78,9 @@ def main() -> int:
     p.add_argument("--data", type=Path, help="folder with manifest.jsonl (default: generate fast studies)")
     p.add_argument("--seed", type=int, default=3)
     a = p.parse_args()
-    if a.pipeline:
-        folder = a.pipeline
-    else:
-        from ml.agents.bootstrap import ensure_tiny_pipeline
+    from ml.agents.bootstrap import ensure_tiny_pipeline
 
-        folder = str(ensure_tiny_pipeline())
+    folder = a.pipeline or str(ensure_tiny_pipeline())
     import torch
 
     load0 = os.getloadavg()[0]

@@ -171,17 +171,13 @@ def main() -> int:
 
     import torch
 
+    from ml.agents.bootstrap import ensure_tiny_pipeline
     from ml.agents.labels import extract_labels
     from ml.agents.pipeline import Pipeline
     from ml.agents.report.facts import study_facts_from_datasets
     from ml.data.dicom_adapter import study_from_datasets
 
-    if a.pipeline:
-        folder = a.pipeline
-    else:
-        from ml.agents.bootstrap import ensure_tiny_pipeline
-
-        folder = str(ensure_tiny_pipeline())
+    folder = a.pipeline or str(ensure_tiny_pipeline())
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         data = a.data
