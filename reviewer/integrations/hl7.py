@@ -10,6 +10,7 @@ ACK with MSA-1 AA (or CA); AE/AR and silence are failures the outbox retries.
 from __future__ import annotations
 
 import socket
+from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -32,10 +33,14 @@ def escape(value: str) -> str:
     return out.replace("\r", " ").replace("\n", " ")
 
 
-def build_oru(report: SignedReport, *, control_id: str) -> str:
-    """The ORU^R01 message (ER7, segments separated by CR)."""
+def build_oru(report: SignedReport, *, control_id: str, created: datetime | None = None) -> str:
+    """The ORU^R01 message (ER7, segments separated by CR).
+
+    MSH-7 is ``created``, the time the message was queued, not the time of the attempt: a retry
+    after an outage must send byte-for-byte the same message under the same control id, so the
+    RIS can recognise a duplicate."""
     study = report.study
-    now = timezone.now().strftime("%Y%m%d%H%M%S")
+    now = (created or timezone.now()).strftime("%Y%m%d%H%M%S")
     result_status = "C" if report.is_addendum else "F"
     family, _, given = (study.patient_name or "").partition("^")
     reader = report.reader_name.split(" ", 1)
@@ -106,7 +111,9 @@ def check_ack(answer: str, *, control_id: str) -> dict:
     return {"ack": code, "control_id": acked}
 
 
-def send_report(report: SignedReport, *, control_id: str, host: str, port: int) -> dict:
-    message = build_oru(report, control_id=control_id)
+def send_report(
+    report: SignedReport, *, control_id: str, host: str, port: int, created: datetime | None = None
+) -> dict:
+    message = build_oru(report, control_id=control_id, created=created)
     answer = send_mllp(message, host=host, port=port, timeout=settings.SPINEREVIEW_INTEROP_TIMEOUT_S)
     return check_ack(answer, control_id=control_id)

@@ -123,7 +123,7 @@ def _deliver(row: OutboxMessage) -> dict:
         return fhir.push_bundle(report, url=row.destination)
     if row.kind == OutboxMessage.Kind.HL7_ORU:
         host, _, port = row.destination.rpartition(":")
-        return hl7.send_report(report, control_id=f"SR{row.pk}", host=host, port=int(port))
+        return hl7.send_report(report, control_id=f"SR{row.pk}", host=host, port=int(port), created=row.created_at)
     raise SendError(f"unknown message kind {row.kind!r}")
 
 
