@@ -70,6 +70,9 @@ class Study(models.Model):
     orthanc_id = models.CharField(max_length=64, unique=True)
     # Identities: visible to admins only (serializers enforce it).
     patient_id = models.CharField(max_length=64, blank=True)
+    # IssuerOfPatientID (0010,0021): the authority that assigned patient_id. Two hospitals can
+    # hand out the same PatientID to different people, so a patient is the pair, never the id.
+    patient_id_issuer = models.CharField(max_length=64, blank=True)
     patient_name = models.CharField(max_length=200, blank=True)
     accession_number = models.CharField(max_length=64, blank=True)
     study_date = models.DateField(null=True, blank=True)
@@ -85,7 +88,10 @@ class Study(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "-created_at"])]
+        indexes = [
+            models.Index(fields=["status", "-created_at"]),
+            models.Index(fields=["patient_id", "patient_id_issuer"], name="study_patient_identity"),  # priors
+        ]
         verbose_name_plural = "studies"
 
     def __str__(self) -> str:
@@ -460,3 +466,35 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} -> {self.destination} ({self.state})"
+
+
+class ReviewStatistics(models.Model):
+    """Per signed review, the numbers the research statistics read, so that a cold statistics
+    view reads one narrow table instead of joining reviews, drafts, label extractions and findings
+    (seconds at 100,000 reviews). Written only by ``reviewer.services.statistics`` in the same
+    transaction as the change (sign-off, arbitration, label extraction, recomputed distances);
+    ``manage.py rebuild_statistics`` recomputes every row. ``packed``: see
+    ``reviewer.research.aggregates.REVIEW_DTYPE``. The model version's name is joined at read
+    time, so a renamed version needs no rewrite."""
+
+    review = models.OneToOneField(Review, primary_key=True, related_name="+", on_delete=models.CASCADE)
+    reader_id = models.BigIntegerField()
+    model_version_id = models.BigIntegerField(null=True)
+    pipeline_version = models.CharField(max_length=100, blank=True)
+    in_scope = models.BooleanField()
+    radpeer = models.CharField(max_length=2, blank=True)
+    arbitration_state = models.CharField(max_length=10, null=True)
+    packed = models.BinaryField()
+
+
+class ConfirmationStatistics(models.Model):
+    """Per label confirmation, the annotator's and the extractor's labels as two vectors
+    (``reviewer.research.aggregates.CONFIRMATION_DTYPE``), for the label agreement; kept like
+    ``ReviewStatistics``."""
+
+    confirmation = models.OneToOneField(
+        LabelConfirmation, primary_key=True, related_name="+", on_delete=models.CASCADE
+    )
+    extraction_id = models.BigIntegerField()
+    annotator_id = models.BigIntegerField()
+    packed = models.BinaryField()

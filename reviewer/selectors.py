@@ -351,14 +351,20 @@ def _prior_report(prior: Study, user) -> PriorReport | None:  # type: ignore[no-
 
 
 def priors_for(study: Study, *, user) -> list[Prior]:  # type: ignore[no-untyped-def]
-    """The same patient's earlier studies in the app (same PatientID, an earlier study date, or
-    received earlier where a date is missing), newest first, each with the newest signed report
-    ``user`` may read. A study without a PatientID has no priors: nothing links it to another."""
+    """The same patient's earlier studies in the app (same PatientID and IssuerOfPatientID, an
+    earlier study date, or received earlier where a date is missing), newest first, each with the
+    newest signed report ``user`` may read. A study without a PatientID has no priors: nothing
+    links it to another.
+
+    The issuer must match exactly, an empty one only an empty one: two hospitals can give one
+    PatientID to two people, and a study without an issuer cannot be told apart from either of
+    them, so putting another person's study beside the draft is worse than showing no prior."""
     from django.db.models import Q
 
     if not study.patient_id:
         return []
-    qs = Study.objects.filter(patient_id=study.patient_id).exclude(pk=study.pk)
+    qs = Study.objects.filter(patient_id=study.patient_id, patient_id_issuer=study.patient_id_issuer)
+    qs = qs.exclude(pk=study.pk)
     if study.study_date:
         qs = qs.filter(Q(study_date__lt=study.study_date) | Q(study_date__isnull=True, created_at__lt=study.created_at))
     else:

@@ -12,7 +12,9 @@ identifiers (``urn:spinereview:...``), so a retry after a lost answer creates no
 from __future__ import annotations
 
 import base64
+import re
 import uuid
+from urllib.parse import quote
 
 import httpx
 from django.conf import settings
@@ -24,6 +26,8 @@ DICOM_UID_SYSTEM = "urn:dicom:uid"
 DCM_SYSTEM = "http://dicom.nema.org/resources/ontology/DCM"
 LOINC_SYSTEM = "http://loinc.org"
 ID_SYSTEM = "urn:spinereview"
+_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
+_URI = re.compile(r"(https?|urn):", re.IGNORECASE)
 _NS = uuid.UUID("6c1f6b5e-5b7e-4c47-9d55-3f1a9f0b7a21")  # namespace of the Bundle's urn:uuid ids
 
 
@@ -39,17 +43,42 @@ def _coding(c) -> dict:  # type: ignore[no-untyped-def]
     return {"system": c.system, "code": c.code, "display": c.display}
 
 
+def patient_id_system(issuer: str) -> str:
+    """Patient.identifier.system for a PatientID assigned by ``issuer`` (IssuerOfPatientID).
+
+    The system is what makes an identifier unambiguous: one PatientID from two hospitals is two
+    people, so the issuer must go out with the id. A site maps its issuers to the URIs its FHIR
+    server knows (``SPINEREVIEW_FHIR_PATIENT_ID_SYSTEMS``); otherwise an OID becomes
+    ``urn:oid:``, a URI stays as it is, and any other issuer is namespaced under ours. An id
+    without an issuer gets a system of its own, so a conditional create never matches a patient
+    with the same id from a known issuer."""
+    mapped = settings.SPINEREVIEW_FHIR_PATIENT_ID_SYSTEMS.get(issuer)
+    if mapped:
+        return mapped
+    if not issuer:
+        return f"{ID_SYSTEM}:patient-id"
+    if _OID.fullmatch(issuer):
+        return f"urn:oid:{issuer}"
+    if _URI.match(issuer):
+        return issuer
+    return f"{ID_SYSTEM}:patient-id-issuer:{quote(issuer, safe='')}"
+
+
 def build_bundle(report: SignedReport, *, identities: bool, bundle_type: str = "collection") -> dict:
     """The Bundle as JSON-ready dict (validated). ``bundle_type`` "transaction" adds requests."""
     study, revision = report.study, report.revision
-    patient_url = _uuid("patient", study.patient_id or study.study_uid)
+    issuer = study.patient_id_issuer
+    patient_url = _uuid("patient", *([issuer] if issuer else []), study.patient_id or study.study_uid)
+    id_system = patient_id_system(issuer)
     study_url = _uuid("imagingstudy", study.study_uid)
     report_url = _uuid("diagnosticreport", revision.pk)
     subject = {"reference": patient_url}
     status = report.status
     patient: dict = {"resourceType": "Patient"}
     if identities and study.patient_id:
-        patient["identifier"] = [{"value": study.patient_id}]
+        patient["identifier"] = [
+            {"system": id_system, "value": study.patient_id, **({"assigner": {"display": issuer}} if issuer else {})}
+        ]
     if identities and study.patient_name:
         family, _, given = study.patient_name.partition("^")
         patient["name"] = [{"family": family, **({"given": given.split("^")} if given else {})}]
@@ -122,7 +151,14 @@ def build_bundle(report: SignedReport, *, identities: bool, bundle_type: str = "
         (report_url, diagnostic_report, f"{ID_SYSTEM}:report|{revision.pk}"),
         *[(url, obs, f"{ID_SYSTEM}:finding|{obs['identifier'][0]['value']}") for url, obs in observations],
         (study_url, imaging_study, f"{DICOM_UID_SYSTEM}|urn:oid:{study.study_uid}"),
-        (patient_url, patient, f"identifier={study.patient_id}" if identities and study.patient_id else None),
+        # encoded: ifNoneExist is a query string, and an issuer or id may hold '&', '#' or '%'
+        (
+            patient_url,
+            patient,
+            "identifier=" + quote(f"{id_system}|{study.patient_id}", safe=":/|")
+            if identities and study.patient_id
+            else None,
+        ),
     ]
     bundle: dict = {"resourceType": "Bundle", "type": bundle_type, "entry": []}
     for url, resource, ident in entries:

@@ -33,6 +33,15 @@ def escape(value: str) -> str:
     return out.replace("\r", " ").replace("\n", " ")
 
 
+def pid_3(patient_id: str, issuer: str) -> str:
+    """PID-3 (CX) as ``id^^^issuer``: the issuer (IssuerOfPatientID) is the assigning authority,
+    CX.4, because one PatientID from two hospitals can be two people and a RIS must be able to
+    tell them apart. Without an issuer the id goes alone, as received."""
+    if not patient_id:
+        return ""
+    return f"{escape(patient_id)}^^^{escape(issuer)}" if issuer else escape(patient_id)
+
+
 def build_oru(report: SignedReport, *, control_id: str, created: datetime | None = None) -> str:
     """The ORU^R01 message (ER7, segments separated by CR).
 
@@ -52,7 +61,8 @@ def build_oru(report: SignedReport, *, control_id: str, created: datetime | None
             escape(settings.SPINEREVIEW_HL7_SENDING_FACILITY), escape(settings.SPINEREVIEW_HL7_RECEIVING_APPLICATION),
             escape(settings.SPINEREVIEW_HL7_RECEIVING_FACILITY), now, "", "ORU^R01^ORU_R01", control_id, "P", "2.5",
         ]),
-        "|".join(["PID", "1", "", escape(study.patient_id), "", f"{escape(family)}^{escape(given.replace('^', ' '))}"]),
+        "|".join(["PID", "1", "", pid_3(study.patient_id, study.patient_id_issuer), "",
+                  f"{escape(family)}^{escape(given.replace('^', ' '))}"]),
         "|".join([
             "OBR", "1", "", escape(study.accession_number or study.study_uid),
             "18748-4^Diagnostic imaging study^LN", "", "",

@@ -104,7 +104,21 @@ def sync_study(*, orthanc_study_id: str, client: pyorthanc.Orthanc | None = None
     patient = info.get("PatientMainDicomTags", {})
     web = dicomweb()
     series = [_series_fields(tags["StudyInstanceUID"], sid, client, web) for sid in info.get("Series", [])]
+    patient = {**patient, "IssuerOfPatientID": _patient_id_issuer(client, info)}
     return _store_study(orthanc_study_id=orthanc_study_id, tags=tags, patient=patient, series=series)
+
+
+def _patient_id_issuer(client: pyorthanc.Orthanc, info: dict) -> str:
+    """IssuerOfPatientID (0010,0021) of the study, read from one of its instances.
+
+    Neither Orthanc resource can say it: Orthanc 1.10 keeps the tag out of its main DICOM tags,
+    and its patient level is keyed on PatientID alone, so two issuers' patients who share an id
+    share one Orthanc patient. The instance is what the modality sent."""
+    for series_id in info.get("Series", []):
+        instances = client.get_series_id(series_id).get("Instances", [])
+        if instances:
+            return str(client.get_instances_id_simplified_tags(instances[0]).get("IssuerOfPatientID") or "").strip()
+    return ""
 
 
 @transaction.atomic
@@ -114,6 +128,7 @@ def _store_study(*, orthanc_study_id: str, tags: dict, patient: dict, series: li
         defaults={
             "orthanc_id": orthanc_study_id,
             "patient_id": patient.get("PatientID", ""),
+            "patient_id_issuer": patient.get("IssuerOfPatientID", ""),
             "patient_name": patient.get("PatientName", ""),
             "accession_number": tags.get("AccessionNumber", ""),
             "study_date": _parse_date(tags.get("StudyDate")),

@@ -268,6 +268,10 @@ SPINEREVIEW_SR_TO_ORTHANC = env_bool("SPINEREVIEW_SR_TO_ORTHANC", True)  # the s
 SPINEREVIEW_SR_FORWARD_MODALITIES = env_list("SPINEREVIEW_SR_FORWARD_MODALITIES")
 SPINEREVIEW_FHIR_URL = os.environ.get("SPINEREVIEW_FHIR_URL", "").rstrip("/")  # FHIR R4 base; "" = no push
 SPINEREVIEW_FHIR_TOKEN = os.environ.get("SPINEREVIEW_FHIR_TOKEN", "")  # sent as a Bearer token if set
+# IssuerOfPatientID -> Patient.identifier.system, "ISSUER=uri,..." (unmapped: urn:oid:, a URI, or ours)
+SPINEREVIEW_FHIR_PATIENT_ID_SYSTEMS = dict(
+    item.split("=", 1) for item in env_list("SPINEREVIEW_FHIR_PATIENT_ID_SYSTEMS") if "=" in item
+)
 SPINEREVIEW_HL7_HOST = os.environ.get("SPINEREVIEW_HL7_HOST", "")  # RIS MLLP listener; "" = no ORU
 SPINEREVIEW_HL7_PORT = int(os.environ.get("SPINEREVIEW_HL7_PORT", "2575"))
 SPINEREVIEW_HL7_SENDING_APPLICATION = os.environ.get("SPINEREVIEW_HL7_SENDING_APPLICATION", "SPINEREVIEW")

@@ -196,6 +196,7 @@ def write_series(
     ds.ManufacturerModelName = ven.model
     ds.PatientName = st.patient_name
     ds.PatientID = st.patient_id
+    ds.IssuerOfPatientID = "SPINEREVIEW-SYNTHETIC"  # a PatientID means a patient only with its issuer
     ds.PatientBirthDate = st.birth_date
     ds.PatientSex = st.sex
     ds.PatientAge = f"{st.age:03d}Y"

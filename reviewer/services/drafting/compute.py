@@ -83,16 +83,20 @@ def patient_studies(fetched: FetchedStudy) -> list[dict[str, str]] | None:
     """The same patient's studies in Orthanc up to this study's date (QIDO-RS by PatientID with a
     StudyDate range), for the draft's COMPARISON; the bridge keeps those acquired before this
     one. [] when the study has no PatientID or date to search by; None when the search failed
-    (the draft then says the priors could not be searched, rather than "none")."""
+    (the draft then says the priors could not be searched, rather than "none"). A hit counts only
+    when its IssuerOfPatientID equals this study's (empty equals empty): one PatientID from two
+    hospitals can be two people. The issuer is compared here, not searched by, because an empty
+    QIDO filter value matches anything."""
     first = next((v[0] for v in fetched.series.values() if v), None)
     patient_id = str(getattr(first, "PatientID", "") or "")
+    issuer = str(getattr(first, "IssuerOfPatientID", "") or "").strip()
     study_date = str(getattr(first, "StudyDate", "") or "")
     if not patient_id or not study_date or any(c in patient_id for c in "*?\\"):
         return []
     try:
         hits = dicomweb().search_for_studies(
             search_filters={"PatientID": patient_id, "StudyDate": f"-{study_date}"},
-            fields=["StudyDescription", "StudyTime", "PatientID"],
+            fields=["StudyDescription", "StudyTime", "PatientID", "IssuerOfPatientID"],
         )
     except Exception as exc:
         logger.warning("study %s: searching the patient's prior studies failed: %s", fetched.study_uid, exc)
@@ -101,7 +105,7 @@ def patient_studies(fetched: FetchedStudy) -> list[dict[str, str]] | None:
         {"study_uid": _first(h, "0020000D"), "date": _first(h, "00080020"), "time": _first(h, "00080030"),
          "description": _first(h, "00081030")}
         for h in hits
-        if _first(h, "00100020") == patient_id
+        if _first(h, "00100020") == patient_id and _first(h, "00100021").strip() == issuer
     ]  # fmt: skip
 
 
