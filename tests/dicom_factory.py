@@ -118,3 +118,25 @@ def upload_study(client, files) -> str:  # type: ignore[no-untyped-def]
         ids.add(response.json()["ParentStudy"])
     (study_id,) = ids
     return study_id
+
+
+def enhanced_copy(files: list[Path], out: Path) -> list[Path]:
+    """Each series of a generated study converted to one Legacy Converted Enhanced MR object
+    (highdicom's legacy-to-enhanced conversion), as a current scanner exports it."""
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    by_series: dict[str, list[pydicom.Dataset]] = {}
+    for f in files:
+        ds = pydicom.dcmread(f)
+        by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+    written = []
+    for number, datasets in enumerate(by_series.values(), start=1):
+        enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
+            datasets, series_instance_uid=generate_uid(), series_number=number,
+            sop_instance_uid=generate_uid(), instance_number=1,
+        )  # fmt: skip
+        path = out / f"enhanced_{number:02d}.dcm"
+        enhanced.save_as(path, enforce_file_format=True)
+        written.append(path)
+    return written

@@ -7,8 +7,8 @@
 import type { SectionTitle } from './reportText';
 
 export interface Condition { key: string; name: string; category: string }
-export interface KeySlice { series_uid: string; sop_uid: string; index: number; score?: number }
-export interface Box { series_uid?: string; sop_uid: string; xyxy: number[]; xyxy_norm?: number[]; condition?: string; label?: string }
+export interface KeySlice { series_uid: string; sop_uid: string; index: number; score?: number; frame?: number | null }
+export interface Box { series_uid?: string; sop_uid: string; frame?: number | null; xyxy: number[]; xyxy_norm?: number[]; condition?: string; label?: string }
 export interface Finding {
   id: number; condition: string; probability: number; present: boolean; level: string; side: string;
   key_slices: KeySlice[]; boxes: Box[];

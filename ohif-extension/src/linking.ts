@@ -18,7 +18,7 @@
  */
 import type { Finding } from './api';
 import * as store from './store';
-import { boxConditions, cornerstoneLibraries, uidsOfImageId, type Managers } from './viewerControl';
+import { boxConditions, cornerstoneLibraries, onImage, uidsOfImageId, type Managers } from './viewerControl';
 
 const TOOL = 'ReferenceLines';
 
@@ -118,7 +118,7 @@ export async function levelAxials(m: Managers, finding: Finding, moved: string[]
   let point: number[] | null = null;
   for (const box of finding.boxes) {
     if (!box.series_uid) continue;
-    const sourceId = findImageId(m, box.series_uid, box.sop_uid);
+    const sourceId = findImageId(m, box.series_uid, box.sop_uid, box.frame);
     const own = sourceId ? plane(cornerstone, sourceId) : null;
     if (!sourceId || !own || Math.abs(own.normal[2]) > 0.7) continue; // an axial box gives no level
     const [x0, y0, x1, y1] = box.xyxy;
@@ -148,10 +148,16 @@ export async function levelAxials(m: Managers, finding: Finding, moved: string[]
   return out;
 }
 
-function findImageId(m: Managers, seriesUid: string, sopUid: string): string | null {
+function findImageId(m: Managers, seriesUid: string, sopUid: string, frame?: number | null): string | null {
   const { displaySetService } = m.servicesManager.services;
   for (const ds of displaySetService.getActiveDisplaySets()) {
     if (ds.SeriesInstanceUID !== seriesUid || ds.Modality === 'SR') continue;
+    // a multi-frame object: its frames' image ids, else its instance's (which names frame 1)
+    const frameId = (ds.imageIds ?? []).find((id: string) => {
+      const uids = uidsOfImageId(id);
+      return uids !== null && onImage({ sop_uid: sopUid, frame }, uids);
+    });
+    if (frameId) return frameId;
     const instance = (ds.images ?? ds.instances ?? []).find((i: any) => i.SOPInstanceUID === sopUid);
     if (instance?.imageId) return instance.imageId;
   }
@@ -179,7 +185,7 @@ export function watchNewBoxes(m: Managers, onLabelled: () => void): () => void {
     const pixels = points.map(p => cornerstone.utilities.worldToImageCoords(imageId, p));
     const xyxy = [Math.min(...pixels.map(p => p[0])), Math.min(...pixels.map(p => p[1])), Math.max(...pixels.map(p => p[0])), Math.max(...pixels.map(p => p[1]))];
     const fromSr = (state.context?.structured_report?.boxes ?? []).some(
-      b => b.sop_uid === uids.sop_uid && b.xyxy.reduce((sum, v, i) => sum + Math.abs(v - xyxy[i]), 0) < 4
+      b => onImage(b, uids) && b.xyxy.reduce((sum, v, i) => sum + Math.abs(v - xyxy[i]), 0) < 4
     );
     if (fromSr) return;
     const condition = state.newBoxCondition || state.selected;

@@ -10,16 +10,35 @@ export interface Managers {
   extensionManager: any;
 }
 
-const SOP_IN_IMAGE_ID = /\/series\/([^/]+)\/instances\/([^/]+)/;
+const SOP_IN_IMAGE_ID = /\/series\/([^/]+)\/instances\/([^/]+)(?:\/frames\/(\d+))?/;
 
 export function cornerstoneLibraries({ extensionManager }: Managers): { cornerstone: any; cornerstoneTools: any } {
   const entry = extensionManager.getModuleEntry('@ohif/extension-cornerstone.utilityModule.common');
   return entry.exports.getCornerstoneLibraries();
 }
 
-export function uidsOfImageId(imageId: string): { series_uid: string; sop_uid: string } | null {
+/**
+ * Series, instance and 1-based frame of a WADO-RS image id. The frame is what tells the slices of
+ * an Enhanced (multi-frame) MR object apart: one SOP instance holds the whole stack, so a box or a
+ * key slice that named only the instance would point at frame 1. Single-frame images say frame 1
+ * (the server stores no frame for them); ``null`` when the id names no frame (WADO-URI).
+ */
+export function uidsOfImageId(imageId: string): { series_uid: string; sop_uid: string; frame: number | null } | null {
   const match = SOP_IN_IMAGE_ID.exec(imageId ?? '');
-  return match ? { series_uid: decodeURIComponent(match[1]), sop_uid: decodeURIComponent(match[2]) } : null;
+  if (!match) return null;
+  return {
+    series_uid: decodeURIComponent(match[1]),
+    sop_uid: decodeURIComponent(match[2]),
+    frame: match[3] ? Number(match[3]) : null,
+  };
+}
+
+/**
+ * Whether a box or key slice (``sop_uid`` and, on a multi-frame image, ``frame``) lies on the image
+ * ``uids`` names. A missing frame is frame 1: what a single-frame image always is.
+ */
+export function onImage(ref: { sop_uid: string; frame?: number | null }, uids: { sop_uid: string; frame: number | null }): boolean {
+  return ref.sop_uid === uids.sop_uid && (ref.frame ?? 1) === (uids.frame ?? 1);
 }
 
 function viewportEntries(m: Managers): Array<[string, any]> {
@@ -33,17 +52,21 @@ function displaySetsOf(m: Managers, viewport: any): any[] {
 }
 
 /**
- * Show image ``sopUid`` of series ``seriesUid`` in every viewport that shows that series; if none
- * does, load the series into the active viewport at that image. Returns the viewports moved.
+ * Show image ``sopUid`` (its ``frame`` when multi-frame) of series ``seriesUid`` in every viewport
+ * that shows that series; if none does, load the series into the active viewport at that image.
+ * Returns the viewports moved.
  */
-export async function jumpToImage(m: Managers, seriesUid: string, sopUid: string): Promise<string[]> {
+export async function jumpToImage(m: Managers, seriesUid: string, sopUid: string, frame?: number | null): Promise<string[]> {
   const { cornerstoneViewportService, displaySetService, viewportGridService } = m.servicesManager.services;
   const moved: string[] = [];
   for (const [viewportId, viewport] of viewportEntries(m)) {
     if (!displaySetsOf(m, viewport).some(ds => ds.SeriesInstanceUID === seriesUid)) continue;
     const csViewport = cornerstoneViewportService.getCornerstoneViewport(viewportId);
     const imageIds: string[] = csViewport?.getImageIds?.() ?? [];
-    const index = imageIds.findIndex(id => uidsOfImageId(id)?.sop_uid === sopUid);
+    const index = imageIds.findIndex(id => {
+      const uids = uidsOfImageId(id);
+      return uids !== null && onImage({ sop_uid: sopUid, frame }, uids);
+    });
     if (index >= 0) {
       await csViewport.setImageIdIndex(index);
       moved.push(viewportId);
@@ -54,7 +77,9 @@ export async function jumpToImage(m: Managers, seriesUid: string, sopUid: string
     .getActiveDisplaySets()
     .find((ds: any) => ds.SeriesInstanceUID === seriesUid && ds.Modality !== 'SR');
   if (!displaySet) return moved;
-  const index = Math.max(0, (displaySet.images ?? displaySet.instances ?? []).findIndex((i: any) => i.SOPInstanceUID === sopUid));
+  const first = (displaySet.images ?? displaySet.instances ?? []).findIndex((i: any) => i.SOPInstanceUID === sopUid);
+  // a multi-frame object is one instance whose frames are consecutive images of the display set
+  const index = Math.max(0, first) + (first >= 0 && frame ? frame - 1 : 0);
   const { activeViewportId } = viewportGridService.getState();
   viewportGridService.setDisplaySetsForViewports([
     {
@@ -145,7 +170,7 @@ export function rememberConditions(m: Managers, srBoxes: Box[]): number {
     let best: Box | null = null;
     let bestDistance = Infinity;
     for (const b of srBoxes) {
-      if (b.sop_uid !== uids.sop_uid || !b.condition) continue;
+      if (!onImage(b, uids) || !b.condition) continue;
       const distance = b.xyxy.reduce((sum, v, i) => sum + Math.abs(v - box.xyxy[i]), 0);
       if (distance < bestDistance) [best, bestDistance] = [b, distance];
     }
@@ -197,6 +222,7 @@ export function currentBoxes(m: Managers, conditions: Condition[], fallback: str
       condition,
       series_uid: uids.series_uid,
       sop_uid: uids.sop_uid,
+      ...(uids.frame !== null ? { frame: uids.frame } : {}),
       xyxy: box.xyxy.map(round),
       label: a.data?.label ?? '',
     });
@@ -338,4 +364,66 @@ export function boxLabels(m: Managers): Array<{ condition: string | null; label:
     colour: styles.getAnnotationToolStyles?.(a.annotationUID)?.color ?? null,
     visible: cornerstoneTools.annotation.visibility.isAnnotationVisible(a.annotationUID) !== false,
   }));
+}
+
+/**
+ * Put series ``seriesUid`` into viewport ``viewportId`` at its middle image (the reader's own
+ * "drag a thumbnail"); false when the study has no such image series. For the end-to-end tests,
+ * which open every copy of one series in turn in the same viewport.
+ */
+export function showSeries(m: Managers, viewportId: string, seriesUid: string): boolean {
+  const { displaySetService, viewportGridService } = m.servicesManager.services;
+  const displaySet = displaySetService
+    .getActiveDisplaySets()
+    .find((ds: any) => ds.SeriesInstanceUID === seriesUid && ds.Modality !== 'SR');
+  if (!displaySet) return false;
+  const count = displaySet.imageIds?.length ?? displaySet.numImageFrames ?? displaySet.images?.length ?? 1;
+  viewportGridService.setDisplaySetsForViewports([
+    {
+      viewportId,
+      displaySetInstanceUIDs: [displaySet.displaySetInstanceUID],
+      viewportOptions: { initialImageOptions: { index: Math.floor(count / 2) } },
+    },
+  ]);
+  return true;
+}
+
+/**
+ * What a viewport shows now, as pixels: the decoded image (its stored values, as the codec gave
+ * them) and the statistics of the canvas it was drawn on. A codec that fails or a frame that never
+ * arrives leaves no image or a uniform canvas; the decoded values let a test compare them with
+ * the file's own.
+ */
+export function renderedImage(
+  m: Managers,
+  viewportId: string
+): { series_uid: string; sop_uid: string; frame: number | null; rows: number; columns: number; pixels: number[]; canvas: { width: number; height: number; mean: number; variance: number } } | null {
+  const viewport = m.servicesManager.services.cornerstoneViewportService.getCornerstoneViewport(viewportId);
+  const imageId: string | undefined = viewport?.getCurrentImageId?.();
+  const image = viewport?.getCornerstoneImage?.();
+  const uids = uidsOfImageId(imageId ?? '');
+  if (!viewport || !image || !uids || image.imageId !== imageId) return null;
+  const source: HTMLCanvasElement = viewport.canvas;
+  const copy = document.createElement('canvas');
+  [copy.width, copy.height] = [source.width, source.height];
+  const context = copy.getContext('2d');
+  if (!context || !copy.width || !copy.height) return null;
+  context.drawImage(source, 0, 0);
+  const { data } = context.getImageData(0, 0, copy.width, copy.height);
+  let sum = 0;
+  let squares = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    const grey = (data[i] + data[i + 1] + data[i + 2]) / 3;
+    sum += grey;
+    squares += grey * grey;
+  }
+  const n = data.length / 4;
+  const mean = sum / n;
+  return {
+    ...uids,
+    rows: image.rows,
+    columns: image.columns,
+    pixels: Array.from(image.getPixelData() as ArrayLike<number>),
+    canvas: { width: copy.width, height: copy.height, mean, variance: squares / n - mean * mean },
+  };
 }

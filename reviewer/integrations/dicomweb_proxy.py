@@ -479,6 +479,10 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
     upstream = client.build_request(request.method or "GET", url, headers=headers)
     try:
         response = client.send(upstream, stream=True)
+        if kind is Kind.FRAMES and response.status_code == 500 and ANY_SYNTAX.search(headers.get("accept", "")):
+            response.close()
+            headers["accept"] = ANY_SYNTAX.sub(f"transfer-syntax={EXPLICIT_LITTLE}", headers["accept"])
+            response = client.send(client.build_request(request.method or "GET", url, headers=headers), stream=True)
     except httpx.HTTPError as exc:
         logger.warning("DICOMweb proxy: Orthanc unreachable: %s", exc)
         return JsonResponse({"detail": "image archive (Orthanc) is unreachable"}, status=502)
@@ -498,6 +502,13 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
             out[name] = response.headers[name]
     return _cache_if_immutable(out, target)
 
+
+# Frames asked for "as stored" (``transfer-syntax=*``, what the viewer's image loader sends): Orthanc's
+# DICOMweb plugin (1.7) answers 500 for an instance stored big endian or deflated, whose frames it
+# cannot hand out as they are. The proxy then asks once more for explicit VR little endian, which
+# Orthanc transcodes to and the viewer decodes; every other syntax is served as stored.
+ANY_SYNTAX = re.compile(r"transfer-syntax=\*")
+EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
 
 # What a stored instance is never changes (its UID names its content): its frames, bulk data,
 # rendered images and metadata may stay in the reader's browser for a reading session, so a

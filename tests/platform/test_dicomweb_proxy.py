@@ -139,6 +139,43 @@ def test_frames_stream_through_the_proxy(stored_study, role_user, empty_orthanc)
     assert response["Content-Type"].startswith("multipart/related")
 
 
+# what the viewer's image loader asks for: every frame as stored
+AS_STORED = "multipart/related; type=application/octet-stream; transfer-syntax=*"
+
+
+@pytest.mark.parametrize(
+    ("syntax", "served"),
+    [
+        ("explicit-big", "1.2.840.10008.1.2.1"),  # Orthanc cannot hand these out as stored (500):
+        ("deflated", "1.2.840.10008.1.2.1"),  # the proxy asks again for explicit little endian
+        ("j2k-lossless", "1.2.840.10008.1.2.4.90"),  # everything else stays as stored
+    ],
+)
+def test_frames_asked_for_as_stored_come_back_for_every_syntax(tmp_path, empty_orthanc, orthanc_settings, role_user,
+                                                               syntax, served):  # type: ignore[no-untyped-def]  # fmt: skip
+    import pydicom
+
+    from ml.dicom.transcode import available, transcode
+    from tests.dicom_factory import upload_study
+
+    if not available(syntax):
+        pytest.skip(f"no encoder for {syntax} here")
+    study_uid, (plain, *_) = write_study(tmp_path / "s")
+    copy = transcode(plain, tmp_path / f"{syntax}.dcm", syntax)
+    upload_study(empty_orthanc, [copy])
+    ds = pydicom.dcmread(copy, stop_before_pixels=True)
+    path = f"/dicom-web/studies/{study_uid}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/frames/1"
+    direct = empty_orthanc.get(path, headers={"Accept": AS_STORED}).status_code
+    assert direct == (200 if served != "1.2.840.10008.1.2.1" else 500)  # Orthanc's own answer
+
+    response = login(role_user, "radiologist").get(path, HTTP_ACCEPT=AS_STORED)
+    body = b"".join(response.streaming_content)
+    assert response.status_code == 200, body[:300]
+    assert f"transfer-syntax={served}" in response["Content-Type"]
+    if served == "1.2.840.10008.1.2.1":  # transcoded losslessly: the original pixels, little endian
+        assert pydicom.dcmread(plain).PixelData in body
+
+
 @pytest.mark.parametrize(("role", "status"), [(None, 401), ("researcher", 403), ("annotator", 200), ("admin", 200)])
 def test_proxy_reads_by_role(stored_study, role_user, role, status):  # type: ignore[no-untyped-def]
     client = login(role_user, role) if role else Client()

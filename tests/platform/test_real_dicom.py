@@ -15,7 +15,7 @@ from ml.dicom.transcode import available, transcode
 from reviewer.models import Draft, DraftJob, Finding, ModelVersion, Study
 from reviewer.services.drafting import request_draft, run_draft_job
 from reviewer.services.sync import sync_study
-from tests.dicom_factory import upload_study
+from tests.dicom_factory import enhanced_copy, upload_study
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db, pytest.mark.slow]
 
@@ -231,28 +231,6 @@ def test_an_admin_forces_a_refused_study_from_the_api_and_the_worklist(tmp_path,
     assert (job.state, job.scope_override) == (DraftJob.State.QUEUED, True)
 
 
-def _enhanced_copy(files: list[Path], out: Path) -> list[Path]:
-    """Each series of a generated study converted to one Legacy Converted Enhanced MR object
-    (highdicom's legacy-to-enhanced conversion), as a current scanner exports it."""
-    import highdicom as hd
-    from pydicom.uid import generate_uid
-
-    by_series: dict[str, list[pydicom.Dataset]] = {}
-    for f in files:
-        ds = pydicom.dcmread(f)
-        by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
-    written = []
-    for number, datasets in enumerate(by_series.values(), start=1):
-        enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
-            datasets, series_instance_uid=generate_uid(), series_number=number,
-            sop_instance_uid=generate_uid(), instance_number=1,
-        )  # fmt: skip
-        path = out / f"enhanced_{number:02d}.dcm"
-        enhanced.save_as(path, enforce_file_format=True)
-        written.append(path)
-    return written
-
-
 def test_an_enhanced_mr_study_is_drafted_and_its_sr_names_the_frames(tmp_path, empty_orthanc, pipeline_settings,
                                                                     synth_study):  # type: ignore[no-untyped-def]  # fmt: skip
     import shutil
@@ -261,7 +239,7 @@ def test_an_enhanced_mr_study_is_drafted_and_its_sr_names_the_frames(tmp_path, e
     from reviewer.integrations.sr import load_sr, read_sr_boxes
     from reviewer.models import StructuredReport
 
-    files = _enhanced_copy(list(synth_study["studies"][1]["files"]), tmp_path)
+    files = enhanced_copy(list(synth_study["studies"][1]["files"]), tmp_path)
     study, job = draft(empty_orthanc, files)
     assert job.state == DraftJob.State.DONE, job.reason
     draft_row = Draft.objects.get(job=job)
@@ -301,7 +279,7 @@ def test_a_box_on_a_multi_frame_image_must_name_its_frame(tmp_path):  # type: ig
     from tests.dicom_factory import SeriesSpec, write_study
 
     _, files = write_study(tmp_path / "s", protocol=(SeriesSpec("SAG T2 FSE", tr=3500, te=100, n=3),))
-    (enhanced,) = _enhanced_copy(files, tmp_path)
+    (enhanced,) = enhanced_copy(files, tmp_path)
     head = pydicom.dcmread(enhanced, stop_before_pixels=True)
     sources = {str(head.SOPInstanceUID): head}
     box = {"condition": "canal_stenosis", "sop_uid": str(head.SOPInstanceUID), "xyxy": [1, 1, 10, 10]}

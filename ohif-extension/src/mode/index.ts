@@ -15,7 +15,17 @@ import { selectFinding } from '../panels/FindingsPanel';
 import { startReadingClock } from '../readingClock';
 import { HOTKEYS, mergeHotkeys, setReviewHandlers } from '../review';
 import * as store from '../store';
-import { boxHandles, boxLabels, cornerstoneLibraries, hydrateBoxes, viewportState, type Managers } from '../viewerControl';
+import {
+  boxHandles,
+  boxLabels,
+  cornerstoneLibraries,
+  currentBoxes,
+  hydrateBoxes,
+  renderedImage,
+  showSeries,
+  viewportState,
+  type Managers,
+} from '../viewerControl';
 
 const EXTENSION_URL = new URL('./extension.js', import.meta.url).href;
 const CORNERSTONE_VIEWPORT = '@ohif/extension-cornerstone.viewportModule.cornerstone';
@@ -136,6 +146,13 @@ const mode = {
           activateTool: (toolName: string) =>
             args.commandsManager.runCommand('setToolActive', { toolName, toolGroupId: 'default' }),
           state: () => store.getState(),
+          showSeries: (viewportId: string, seriesUid: string) => showSeries(managers, viewportId, seriesUid),
+          renderedImage: (viewportId: string) => renderedImage(managers, viewportId),
+          // the box set the panel's "Save boxes" would send now (image, frame, pixels, condition)
+          currentBoxes: () => {
+            const state = store.getState();
+            return currentBoxes(managers, state.context?.conditions ?? [], state.newBoxCondition || state.selected);
+          },
           hydrate: (seriesUid: string, sopUid: string) => hydrateBoxes(managers, seriesUid, sopUid),
           displaySets: () =>
             args.servicesManager.services.displaySetService.getActiveDisplaySets().map((ds: any) => ({

@@ -36,11 +36,11 @@ export async function selectFinding(m: Managers, key: string): Promise<string[]>
   const finding = store.getState().context?.draft?.findings.find(f => f.condition === key);
   if (!finding) return [];
   // series -> image: the first box of each series (the finding shown with its box), else its first key slice
-  const targets = new Map<string, string>();
-  for (const b of finding.boxes) if (b.series_uid && !targets.has(b.series_uid)) targets.set(b.series_uid, b.sop_uid);
-  for (const k of finding.key_slices) if (!targets.has(k.series_uid)) targets.set(k.series_uid, k.sop_uid);
+  const targets = new Map<string, { sop_uid: string; frame?: number | null }>();
+  for (const b of finding.boxes) if (b.series_uid && !targets.has(b.series_uid)) targets.set(b.series_uid, b);
+  for (const k of finding.key_slices) if (!targets.has(k.series_uid)) targets.set(k.series_uid, k);
   const moved: string[] = [];
-  for (const [series, sop] of targets) moved.push(...(await jumpToImage(m, series, sop)));
+  for (const [series, ref] of targets) moved.push(...(await jumpToImage(m, series, ref.sop_uid, ref.frame)));
   // click-to-level: an axial viewport without a key slice of this finding goes to its box's level
   moved.push(...(await levelAxials(m, finding, moved)));
   return moved;
@@ -88,7 +88,7 @@ export function FindingsPanel(m: Managers) {
     if (!slices.length) return;
     const at = (i + slices.length) % slices.length;
     setSliceAt(at);
-    void jumpToImage(m, slices[at].series_uid, slices[at].sop_uid);
+    void jumpToImage(m, slices[at].series_uid, slices[at].sop_uid, slices[at].frame);
   };
 
   const toggleBoxes = () => {

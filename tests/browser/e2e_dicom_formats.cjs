@@ -1,0 +1,59 @@
+// Every transfer syntax in the real viewer, driven by tests/browser/test_dicom_formats_in_ohif.py: one
+// study holding the same series once per syntax; each copy is put into one viewport in turn and
+// what the viewport shows is read back (decoded values, canvas statistics), together with the
+// Accept header of its frame requests, the content type Orthanc answered and the errors logged.
+// Reads a JSON payload on stdin; prints progress lines and, last, one JSON line with what it saw.
+const { start } = require('./e2e_support.cjs');
+
+const VIEWPORT = 'sagT2';
+
+start(async ({ p, page, out, shot }) => {
+  const seriesOfUrl = url => decodeURIComponent((/\/series\/([^/]+)\//.exec(url) || [])[1] || '');
+  const frames = {}; // series UID -> { accept: [...], content_type: [...], status: [...] }
+  const entry = uid => (frames[uid] = frames[uid] || { accept: [], content_type: [], status: [] });
+  page.on('request', r => {
+    if (!/\/frames\//.test(r.url())) return;
+    const e = entry(seriesOfUrl(r.url()));
+    const accept = r.headers().accept || '';
+    if (!e.accept.includes(accept)) e.accept.push(accept);
+  });
+  page.on('response', r => {
+    if (!/\/frames\//.test(r.url())) return;
+    const e = entry(seriesOfUrl(r.url()));
+    const type = (r.headers()['content-type'] || '').replace(/;\s*boundary=.*$/, '');
+    if (!e.content_type.includes(type)) e.content_type.push(type);
+    if (!e.status.includes(r.status())) e.status.push(r.status());
+  });
+  const logged = [];
+  page.on('console', m => (m.type() === 'error' || m.type() === 'warning') && logged.push(`${m.type()}: ${m.text().slice(0, 400)}`));
+
+  await page.goto(`${p.app_url}/viewer/open/${p.study_uid}/`);
+  await page.fill('input[name=username]', p.username);
+  await page.fill('input[name=password]', p.password);
+  await Promise.all([page.waitForURL(url => url.href.startsWith(`${p.viewer_url}/spine-review`), { timeout: 30000 }),
+    page.click('[type=submit]')]);
+  await page.waitForFunction(() => {
+    const v = window.__spinereview?.viewportState?.();
+    return window.__spinereview?.state?.().context && v && v.length && v.every(x => x.sop_uid);
+  }, null, { timeout: 90000 });
+  await page.waitForTimeout(1000); // a re-hang after the series classes arrived
+  out.before = logged.splice(0);
+
+  for (const s of p.series) {
+    const started = Date.now();
+    const shown = await page.evaluate(([v, uid]) => window.__spinereview.showSeries(v, uid), [VIEWPORT, s.series_uid]);
+    let seen = null;
+    if (shown) {
+      // the image of that series decoded and drawn: a canvas that is not one grey level
+      const handle = await page.waitForFunction(([v, uid]) => {
+        const r = window.__spinereview.renderedImage(v);
+        return r && r.series_uid === uid && r.canvas.variance > 0 ? r : null;
+      }, [VIEWPORT, s.series_uid], { timeout: p.per_series_ms, polling: 200 }).catch(() => null);
+      seen = handle ? await handle.jsonValue() : await page.evaluate(v => window.__spinereview.renderedImage(v), VIEWPORT);
+    }
+    await page.waitForTimeout(300); // a late decode error still lands in this series' log
+    out.results[s.name] = { shown, seen, ms: Date.now() - started, logged: logged.splice(0), frames: frames[s.series_uid] || null };
+    await shot(`format-${s.name}`);
+    console.log(`format ${s.name}: ${seen && seen.canvas.variance > 0 ? 'drawn' : 'NOT drawn'} in ${Date.now() - started} ms`);
+  }
+}, { results: {} });
