@@ -186,6 +186,13 @@ def populate(n: int, *, seed: int = 0, findings: bool = True, progress: bool = F
                 labels[key] = rng.choice([-1, 0, 1])
             confirmations.append(LabelConfirmation(extraction=e, annotator=annotator, labels=labels))
     LabelConfirmation.objects.bulk_create(confirmations, batch_size=2000)
+    # bulk inserts go around the services, so the statistics rows are rebuilt as after an import
+    from reviewer.services.statistics import rebuild_statistics
+
+    t1 = time.perf_counter()
+    rebuild_statistics()
+    if progress:
+        print(f"statistics rows rebuilt in {time.perf_counter() - t1:.1f} s", flush=True)
     if progress:
         print(f"populated {n} reviews in {time.perf_counter() - t0:.1f} s", flush=True)
     return {"readers": readers, "annotators": annotators, "versions": versions}

@@ -27,6 +27,7 @@ from ml.conditions import CONDITION_KEYS
 from reviewer import ml_bridge
 from reviewer.models import LabelConfirmation, LabelExtraction, ReportRevision, Review, Study
 from reviewer.services.audit import audit
+from reviewer.services.statistics import refresh_confirmation_statistics, refresh_study_statistics
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ def extract(
             study=study, revision=revision, source=source, report_text=text, extractor=result.extractor,
             labels=result.labels, evidence=result.evidence, confidence=result.confidence,
         )  # fmt: skip
+        study_id = study.pk if study is not None else (revision.study_id if revision is not None else None)
+        if study_id is not None:  # the labels its signed reviews compare may have changed
+            refresh_study_statistics(study_id=study_id)
     return extraction, True
 
 
@@ -199,6 +203,7 @@ def confirm_labels(*, extraction: LabelExtraction, annotator, labels: dict, comm
     confirmation, created = LabelConfirmation.objects.update_or_create(
         extraction=extraction, annotator=annotator, defaults={"labels": clean, "comment": comment.strip()}
     )
+    refresh_confirmation_statistics(confirmation_ids=[confirmation.pk])
     changed = sorted(k for k in CONDITION_KEYS if extraction.labels.get(k) != clean[k])
     audit(
         actor=annotator, action="labels.confirmed" if created else "labels.corrected", obj=confirmation,

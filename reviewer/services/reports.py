@@ -28,6 +28,7 @@ from django.utils import timezone
 from reviewer.models import Assignment, Draft, ReportRevision, Review, Study
 from reviewer.research.metrics import report_edit_distances
 from reviewer.services.audit import audit
+from reviewer.services.statistics import refresh_review_statistics
 from reviewer.services.workflow import open_arbitration
 
 
@@ -196,6 +197,7 @@ def sign_review(
     )
     review.save()
     open_arbitration(review=review)  # 2b/3a/3b (no-op otherwise)
+    refresh_review_statistics(review_ids=[review.pk])  # its statistics row, in this transaction
     status = study.status
     if _every_reader_signed(study):
         status = Study.Status.SIGNED

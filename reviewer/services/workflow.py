@@ -22,6 +22,7 @@ from django.utils import timezone
 from reviewer.models import Arbitration, Assignment, Review, Study
 from reviewer.roles import Role, has_role
 from reviewer.services.audit import audit
+from reviewer.services.statistics import refresh_review_statistics
 
 
 @transaction.atomic
@@ -118,6 +119,7 @@ def resolve_arbitration(*, arbitration_id: int, arbiter, decision: str, comment:
         actor=arbiter, action="arbitration.resolved", obj=arbitration, review=arbitration.review_id,
         radpeer=arbitration.review.radpeer, decision=decision,
     )  # fmt: skip
+    refresh_review_statistics(review_ids=[arbitration.review_id])
     return arbitration
 
 
@@ -152,6 +154,7 @@ def _save_distances(reviews: list[Review]) -> int:
     n = len(reviews)
     if n:
         Review.objects.bulk_update(reviews, ["edit_distance"])
+        refresh_review_statistics(review_ids=[r.pk for r in reviews])
     reviews.clear()
     return n
 
