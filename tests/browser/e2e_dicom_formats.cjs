@@ -56,4 +56,33 @@ start(async ({ p, page, out, shot }) => {
     await shot(`format-${s.name}`);
     console.log(`format ${s.name}: ${seen && seen.canvas.variance > 0 ? 'drawn' : 'NOT drawn'} in ${Date.now() - started} ms`);
   }
+
+  // a reader's box on a frame of the Enhanced MR object: drawn with the mouse, saved from the panel
+  if (p.box_series_uid) {
+    await page.evaluate(([v, uid]) => window.__spinereview.showSeries(v, uid), [VIEWPORT, p.box_series_uid]);
+    await page.waitForFunction(([v, uid]) => {
+      const r = window.__spinereview.renderedImage(v);
+      return r && r.series_uid === uid && r.canvas.variance > 0;
+    }, [VIEWPORT, p.box_series_uid], { timeout: p.per_series_ms });
+    out.box_image = await page.evaluate(v => {
+      const { pixels, ...rest } = window.__spinereview.renderedImage(v);
+      return rest;
+    }, VIEWPORT);
+    await page.selectOption('[data-testid=sr-new-box-condition]', p.box_condition);
+    await page.evaluate(() => window.__spinereview.activateTool('RectangleROI'));
+    const rect = await page.evaluate(v => window.__spinereview.imageRect(v), VIEWPORT);
+    await page.mouse.move(rect.x + rect.width * 0.3, rect.y + rect.height * 0.3);
+    await page.mouse.down();
+    await page.mouse.move(rect.x + rect.width * 0.5, rect.y + rect.height * 0.5, { steps: 5 });
+    await page.mouse.up();
+    await page.evaluate(() => window.__spinereview.activateTool('WindowLevel'));
+    await page.waitForFunction(() => window.__spinereview.currentBoxes().boxes.length > 0, null, { timeout: 10000 });
+    out.boxes_to_save = await page.evaluate(() => window.__spinereview.currentBoxes());
+    await page.click('[data-testid=sr-save-boxes]');
+    await page.waitForFunction(() => /Saved \d+ box/.test(document.querySelector('[data-testid=sr-box-status]')?.textContent || ''),
+      null, { timeout: 30000 }).catch(() => {});
+    out.box_status = await page.textContent('[data-testid=sr-box-status]').catch(() => null);
+    out.box_error = await page.evaluate(() => [...document.querySelectorAll('.sr-error, [data-testid=sr-error]')].map(e => e.textContent));
+    await shot('enhanced-mr-reader-box');
+  }
 }, { results: {} });

@@ -4,7 +4,8 @@ multi-frame object), all in one study; OHIF (served by the app, frames through t
 headless Chromium) shows each copy in turn in one viewport. Each must be drawn (the canvas is not
 one grey level), decoded to the stored values (lossless copies: exactly the original pixels;
 lossy ones: the same anatomy), its frames answered without an HTTP error and its decoding log no
-error. One browser session over all copies keeps it to about two minutes."""
+error. One browser session over all copies keeps it to about two minutes; it ends with a reader's
+box drawn on a frame of the Enhanced MR object, which must be saved with that frame."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(t
 
 ENHANCED = "enhanced-mr"
 PER_SERIES_MS = 15000  # the copy's frames fetched, decoded in a web worker and drawn
+BOX_CONDITION = "canal_stenosis"
 DECODE_WORDS = ("decode", "codec", "transfer syntax", "unsupported", "failed to load", "imageloadfailed", "worker")
 
 
@@ -78,7 +80,10 @@ def test_every_transfer_syntax_and_enhanced_mr_is_drawn_by_ohif(
     viewer_build, viewer_urls, orthanc_settings, empty_orthanc, synthetic_study_dir, role_user, screenshots_dir,
     tmp_path,
 ):  # type: ignore[no-untyped-def]  # fmt: skip
+    from reviewer.integrations.sr import load_sr, read_sr_boxes
+    from reviewer.models import StructuredReport
     from reviewer.services.sync import sync_study
+    from tests.factories import DraftFactory
 
     series = sorted((synthetic_study_dir / "02_sag_t2").glob("*.dcm"))
     assert len(series) > 2
@@ -89,6 +94,7 @@ def test_every_transfer_syntax_and_enhanced_mr_is_drawn_by_ohif(
     stored = {s.series_uid for s in study.series.all()}
     assert {c["series_uid"] for c in copies.values()} <= stored  # Orthanc stored every syntax
     reader = role_user("radiologist", username="formats-reader")
+    DraftFactory(study=study)  # the findings panel (and its box controls) shows for a drafted study
 
     seen = support.run_node(
         support.ROOT / "tests" / "browser" / "e2e_dicom_formats.cjs",
@@ -96,7 +102,8 @@ def test_every_transfer_syntax_and_enhanced_mr_is_drawn_by_ohif(
             "app_url": viewer_urls["app"], "viewer_url": viewer_urls["viewer"], "username": reader.username,
             "password": "pw", "screenshots": str(screenshots_dir), "study_uid": study.study_uid,
             "series": [{"name": n, "series_uid": c["series_uid"]} for n, c in copies.items()],
-            "per_series_ms": PER_SERIES_MS,
+            "per_series_ms": PER_SERIES_MS, "box_series_uid": copies[ENHANCED]["series_uid"],
+            "box_condition": BOX_CONDITION,
         },
         timeout=300,
     )  # fmt: skip
@@ -107,6 +114,21 @@ def test_every_transfer_syntax_and_enhanced_mr_is_drawn_by_ohif(
     assert not problems, problems
     # every copy's frames were asked for and answered (fetched by the viewer, not a stand-in)
     assert all(seen["results"][n]["frames"] and seen["results"][n]["frames"]["status"] for n in copies)
+
+    # the reader's box on frame k of the Enhanced MR object is saved with frame k: the SR's
+    # SCOORD names the instance and ReferencedFrameNumber k (the instance alone would be frame 1)
+    shown = seen["box_image"]
+    enhanced_sop = pydicom.dcmread(copies[ENHANCED]["files"][0], stop_before_pixels=True).SOPInstanceUID
+    assert (shown["sop_uid"], shown["frame"]) == (enhanced_sop, len(series) // 2 + 1), shown
+    (sent,) = seen["boxes_to_save"]["boxes"]
+    assert (sent["sop_uid"], sent.get("frame"), sent["condition"]) == (enhanced_sop, shown["frame"], BOX_CONDITION)
+    assert "Saved 1 box" in (seen["box_status"] or ""), (seen["box_status"], seen["box_error"])
+    row = StructuredReport.objects.filter(study=study, source="reader", author=reader).latest("created_at")
+    assert [(b["sop_uid"], b["frame"]) for b in row.boxes] == [(enhanced_sop, shown["frame"])]
+    stored = read_sr_boxes(load_sr(study.study_uid, row.series_instance_uid, row.sop_instance_uid))
+    assert [(b["sop_uid"], b["frame"], b["condition"]) for b in stored] == [
+        (enhanced_sop, shown["frame"], BOX_CONDITION)
+    ]
 
 
 def _problems(copy: dict, result: dict, expected: dict[tuple[str, int], np.ndarray]) -> list[str]:
