@@ -5,14 +5,16 @@ Reads only (no writes). Two implementations of every figure:
 - the row functions (``review_rows``, ``radpeer_summary``, ``edit_distance_by_radpeer``,
   ``label_agreement``, ``draft_accuracy`` on SQLite) compute in Python from one row per review;
   they are the plain reference and serve the embedded demo database;
-- on PostgreSQL, ``overview`` aggregates in the database: RADPEER counts by GROUP BY, label
-  agreement as per-condition confusion counts, and the per-review columns that quantiles, rank
-  correlations and AUROCs need (they are order statistics: no counter gives them) as one packed
-  binary value per query, unpacked by numpy without a Python object per review. The result is
-  cached under a fingerprint of everything it depends on, so only the first view after a change
-  pays for it.
+- on PostgreSQL, ``overview`` reads the statistics rows (``reviewer.research.aggregates``): per
+  signed review and per confirmation the numbers the figures need, kept by the services in the
+  transaction of each write. RADPEER counts by GROUP BY over them, and the per-review values
+  that quantiles, rank correlations and AUROCs need (order statistics: no counter gives them)
+  as one packed binary value, unpacked by numpy without a Python object per review. The result
+  is cached under a fingerprint of everything it depends on, so only the first view after a
+  change pays even that. ``_compute_bundle_from_tables`` computes the same from the base tables.
 
-Both give the same numbers (asserted on random data in tests/platform/test_stats_aggregates.py).
+All give the same numbers (asserted on random data in tests/platform/test_stats_aggregates.py and,
+for rows kept through random sequences of writes, tests/platform/test_stats_incremental.py).
 Definitions (also in docs/workflow.md):
 
 - discrepancy rate: share of signed reviews scored 2a, 2b, 3a or 3b (RADPEER ≥ 2);
@@ -398,16 +400,24 @@ def _accuracy_table(
     """The draft-accuracy rows from per-review label vectors ``ref``/``hyp`` (n, 17; -1 uncertain,
     -2 missing), scope flags (n,) and finding probabilities (n, 17; NaN where none)."""
     n = len(in_scope)
-    # one sort per condition serves the three scopes (a subset of a sorted column stays sorted)
-    order = [np.argsort(prob[:, j], kind="stable") for j in range(len(CONDITION_KEYS))]
+    # one contiguous row per condition: a column of an (n, 17) array is strided, and scanning and
+    # sorting it took twice as long (0.7 s at 100,000 reviews)
+    ref, hyp, prob = (np.ascontiguousarray(a.T) for a in (ref, hyp, prob))  # (17, n) each
+    definite_ref = (ref == 0) | (ref == 1)
+    definite_hyp = (hyp == 0) | (hyp == 1)
+    has_prob = ~np.isnan(prob)
+    # one sort per condition serves the three scopes (a subset of a sorted column stays sorted);
+    # not a stable sort: tied scores share their average rank, so their order changes nothing
+    # (the rank sums are of half-integers, exact in float64), and numpy's SIMD sort is 3x faster
+    order = np.argsort(prob, axis=1)
     out = []
     for scope in scopes:
         chosen = np.ones(n, dtype=bool) if scope == "all" else (in_scope == (scope == "in_scope"))
         for j, key in enumerate(CONDITION_KEYS):
-            definite_ref = chosen & ((ref[:, j] == 0) | (ref[:, j] == 1))
-            both = definite_ref & ((hyp[:, j] == 0) | (hyp[:, j] == 1))
-            counts = sensitivity_specificity(ref[both, j], hyp[both, j])
-            with_prob = definite_ref & ~np.isnan(prob[:, j])
+            chosen_ref = chosen & definite_ref[j]
+            both = chosen_ref & definite_hyp[j]
+            counts = sensitivity_specificity(ref[j][both], hyp[j][both])
+            with_prob = chosen_ref & has_prob[j]
             scored = order[j][with_prob[order[j]]]  # the reviews in the AUROC, by ascending probability
             m = int(both.sum())
             out.append(
@@ -415,9 +425,9 @@ def _accuracy_table(
                     "condition": key,
                     "scope": scope,
                     "n": m,
-                    "prevalence": float((ref[both, j] == 1).mean()) if m else None,
+                    "prevalence": float((ref[j][both] == 1).mean()) if m else None,
                     **counts,
-                    "auroc": auroc_presorted(ref[scored, j], prob[scored, j]),
+                    "auroc": auroc_presorted(ref[j][scored], prob[j][scored]),
                     "n_auroc": int(with_prob.sum()),
                 }
             )

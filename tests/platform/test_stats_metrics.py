@@ -131,4 +131,8 @@ def test_auroc_of_presorted_scores_is_the_same_float(seed):
     score = np.round(rng.random(n) * 0.5 + truth * 0.2, int(rng.integers(1, 4)))  # many ties
     order = np.argsort(score, kind="stable")
     assert auroc_presorted(truth[order], score[order]) == auroc(truth.tolist(), score.tolist())  # exactly
+    # ties in any order (numpy's default sort is not stable): the same float
+    shuffled = rng.permutation(n)
+    order = shuffled[np.argsort(score[shuffled])]
+    assert auroc_presorted(truth[order], score[order]) == auroc(truth.tolist(), score.tolist())
     assert auroc_presorted(np.ones(3, dtype=int), np.array([0.1, 0.2, 0.3])) is None
