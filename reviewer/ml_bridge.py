@@ -83,11 +83,13 @@ def training_manifest() -> object:
     return manifest
 
 
-def ensure_tiny_pipeline(cache_dir: str | None = None) -> str:
-    """Folder of the cached tiny trained pipeline (trains it, file-locked, when missing)."""
+def ensure_tiny_pipeline(cache_dir: str | None = None, preset: str = "tiny") -> str:
+    """Folder of the cached bootstrap pipeline of ``preset`` ("tiny": the tests', "demo": the
+    demo's), trained once (file-locked) when missing."""
+    from ml.agents.bootstrap import PRESETS
     from ml.agents.bootstrap import ensure_tiny_pipeline as ensure
 
-    return str(ensure(cache_dir=cache_dir))
+    return str(ensure(cache_dir=cache_dir, params=PRESETS[preset]))
 
 
 def load_pipeline(folder: str) -> object:

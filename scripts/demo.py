@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.pipeline).resolve()
             )
         else:
-            print("[demo] drafting pipeline: using the cached tiny pipeline, training it first if missing (~4 min)")
+            print("[demo] drafting pipeline: the cached demo pipeline, trained first if missing (~10 min on 2 cores)")
             folder = subprocess.run(
-                [py, "-c", "from reviewer.ml_bridge import ensure_tiny_pipeline as e; print(e())"],
+                [py, "-c", "from reviewer.ml_bridge import ensure_tiny_pipeline as e; print(e(preset='demo'))"],
                 cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True,
             ).stdout.strip().splitlines()[-1]  # fmt: skip
             os.environ["SPINEREVIEW_PIPELINE_DIR"] = env["SPINEREVIEW_PIPELINE_DIR"] = folder

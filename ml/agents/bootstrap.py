@@ -2,15 +2,22 @@
 
 Steps (all through the production code paths, only smaller):
 
-1. ``ml synth --fast`` studies (sag T1, sag T2, sag STIR, ax T2);
+1. ``ml synth`` studies (sag T1, sag T2, sag STIR, ax T2): ``--fast`` matrices for the tests'
+   pipeline, realistic ones (``matrix_scale``) and enriched prevalence for the demo's;
 2. SpineFM ``tiny`` trained by the ``align`` stage of ``ml.train`` (tri-modal InfoNCE against
    MiniLM, from random initialisation: the SSL stages are left out to stay inside the budget);
-3. every agent trained on those studies (``ml.agents.train.build_pipeline``), the Medical Report
+3. every agent trained on those studies (``ml.agents.train.build_pipeline``) with the dense
+   diagnosis head (the measured default, docs/agents.md), the Medical Report
    Agent from a 500-step cached text LM (``ml.agents.report.pretrain``) plus a few image steps,
    when ``ml.agents.report`` is importable (else it is skipped with the reason in
    ``pipeline.json`` and drafts use the structured template).
 
-``ensure_tiny_pipeline`` caches the result under ``$SPINEREVIEW_CACHE/pipelines/<key>`` where the
+Two presets: ``TINY`` (the tests: 16 small studies, plumbing only, at chance) and ``DEMO``
+(what ``scripts/demo`` serves: enough realistic studies that the agents see the common findings;
+its held-out figures are in docs/agents.md, measured with ``python -m ml agents evaluate
+--pipeline``).
+
+``ensure_tiny_pipeline`` caches the result under ``$SPINEREVIEW_CACHE/pipelines/<name>-<key>`` where the
 key hashes ``CODE_VERSION`` and the parameters. A file lock makes parallel processes (pytest
 workers, the demo) build it once; the folder appears by an atomic rename when complete, so a
 reader never sees half a pipeline.
@@ -27,20 +34,26 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.train import CODE_VERSION, AgentsTrainConfig, build_pipeline, prepare
 from ml.data.cache import default_cache_dir
 
 log = logging.getLogger(__name__)
 
-BOOTSTRAP_VERSION = "3"  # 2: report agent from the cached tiny text LM; 3: its tokens are cross-fitted
+# 2: report agent from the cached tiny text LM; 3: its tokens are cross-fitted; 4: dense head
+BOOTSTRAP_VERSION = "4"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclass(frozen=True)
 class BootstrapParams:
-    studies: int = 16  # generated studies (all used for training: this pipeline is not evaluated)
-    seed: int = 3  # seed 0 hits a generator bug ("painted no voxels") at 16 studies
+    name: str = "tiny"  # folder prefix in the cache
+    studies: int = 16  # generated studies (all used for training)
+    seed: int = 3
     series: str = "sag_t1,sag_t2,sag_stir,ax_t2"
+    matrix_scale: float | None = None  # None: ``--fast`` matrices (128/96 px); else realistic, scaled
+    prevalence: str = "realistic"  # "realistic" | "enriched" (every condition has positives to learn)
+    head: str = "dense"  # the diagnosis head (``DiagnosisConfig.head``)
     align_steps: int = 6  # SpineFM align optimizer steps
     align_batch: int = 8
     max_slices: int = 4  # slices per series during alignment
@@ -52,6 +65,12 @@ class BootstrapParams:
     def key(self) -> str:
         blob = json.dumps({"code": CODE_VERSION, "bootstrap": BOOTSTRAP_VERSION, **asdict(self)}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+TINY = BootstrapParams()
+# the demo's pipeline: realistic matrices (half size), every condition with positives to learn
+DEMO = BootstrapParams(name="demo", studies=200, seed=41, matrix_scale=0.5, prevalence="enriched", align_steps=30)
+PRESETS = {"tiny": TINY, "demo": DEMO}
 
 
 def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str | Path | None = None) -> Path:
@@ -67,9 +86,11 @@ def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str 
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     data = work / "data"
+    size = ["--fast"] if p.matrix_scale is None else ["--matrix-scale", str(p.matrix_scale)]
     rc = synth_main(
-        ["--studies", str(p.studies), "--seed", str(p.seed), "--out", str(data), "--fast", "--series", p.series]
-    )
+        ["--studies", str(p.studies), "--seed", str(p.seed), "--out", str(data), "--series", p.series,
+         "--prevalence", p.prevalence, "--workers", str(min(2, os.cpu_count() or 1)), *size]
+    )  # fmt: skip
     if rc:
         raise RuntimeError(f"ml synth failed with exit code {rc}")
     times["synth"] = time.perf_counter() - t0
@@ -96,9 +117,11 @@ def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str 
     times["spinefm_align"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    prep = prepare(data / "manifest.jsonl", run / "final")
+    diagnosis = DiagnosisConfig(head=p.head)
+    prep = prepare(data / "manifest.jsonl", run / "final", diagnosis=diagnosis)
     times["encode"] = time.perf_counter() - t
     cfg = AgentsTrainConfig(
+        diagnosis=diagnosis,
         report=p.report,
         report_stage0_steps=p.report_stage0_steps,
         report_stage1_steps=p.report_stage1_steps,
@@ -122,16 +145,16 @@ def ensure_tiny_pipeline(cache_dir: Path | None = None, params: BootstrapParams 
     p = params or BootstrapParams()
     root = Path(cache_dir) if cache_dir else default_cache_dir() / "pipelines"
     root.mkdir(parents=True, exist_ok=True)
-    target = root / f"tiny-{p.key()}"
+    target = root / f"{p.name}-{p.key()}"
     if (target / "pipeline.json").exists():
         return target
-    with FileLock(str(root / f"tiny-{p.key()}.lock"), timeout=1800):
+    with FileLock(str(root / f"{p.name}-{p.key()}.lock"), timeout=3600):
         if (target / "pipeline.json").exists():  # another process built it while we waited
             return target
-        tmp = root / f".tiny-{p.key()}.tmp-{os.getpid()}"
+        tmp = root / f".{p.name}-{p.key()}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            bootstrap(tmp, p, work=root / f".tiny-{p.key()}.work-{os.getpid()}")
+            bootstrap(tmp, p, work=root / f".{p.name}-{p.key()}.work-{os.getpid()}")
             os.replace(tmp, target)  # atomic on one filesystem
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -1,8 +1,9 @@
 """``python -m ml agents {train,evaluate,bootstrap} ...``: train, evaluate and bootstrap the agents.
 
-python -m ml agents bootstrap --out DIR [--studies 16 --seed 3 --no-report]
+python -m ml agents bootstrap --out DIR [--preset tiny|demo --studies N --seed S --no-report]
 python -m ml agents train --manifest M --spinefm SPINEFM_DIR --out PIPELINE_DIR [key=value ...]
 python -m ml agents evaluate --manifest M --spinefm SPINEFM_DIR --out EVAL_DIR [--folds 5]
+python -m ml agents evaluate --manifest HELD_OUT_M --pipeline PIPELINE_DIR --out EVAL_DIR
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     b = sub.add_parser("bootstrap", help="synthesize studies, train tiny SpineFM + all agents, write a pipeline")
     b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--preset", choices=("tiny", "demo"), default="tiny", help="tests' pipeline or the demo's")
     b.add_argument("--studies", type=int, default=None)
     b.add_argument("--seed", type=int, default=None)
     b.add_argument("--align-steps", type=int, default=None)
@@ -41,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
     e = sub.add_parser("evaluate", help="metrics JSON + plots for every agent family")
     e.add_argument("--manifest", required=True)
-    e.add_argument("--spinefm", required=True)
+    e.add_argument("--spinefm", help="cross-validated research protocol: SpineFM folder (ml.agents.evaluate)")
+    e.add_argument(
+        "--pipeline", type=Path, help="a trained pipeline folder, scored on the held-out manifest (ml.agents.heldout)"
+    )
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--config", default=str(DEFAULT_CONFIG))
     e.add_argument("--folds", type=int, default=5)
@@ -56,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "bootstrap":
         from dataclasses import replace
 
-        from ml.agents.bootstrap import BootstrapParams, bootstrap
+        from ml.agents.bootstrap import PRESETS, bootstrap
 
-        p = BootstrapParams()
+        p = PRESETS[args.preset]
         changes = {"studies": args.studies, "seed": args.seed, "align_steps": args.align_steps}
         p = replace(p, **{k: v for k, v in changes.items() if v is not None}, report=not args.no_report)
         out = bootstrap(args.out, p)
@@ -86,6 +91,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pipeline: {out} (trained on {len(train_idx)} studies, {len(test_idx)} held out)")
         return 0
 
+    if args.pipeline:
+        from ml.agents.heldout import evaluate_pipeline, format_table
+
+        metrics = evaluate_pipeline(args.pipeline, args.manifest, bootstrap_n=args.bootstrap_n)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "heldout.json").write_text(json.dumps(metrics, indent=1))
+        table = format_table(metrics)
+        (args.out / "heldout.md").write_text(table + "\n")
+        print(table)
+        return 0
+    if not args.spinefm:
+        parser.error("evaluate needs --spinefm (cross-validation) or --pipeline (held-out)")
     from ml.agents.evaluate import EvalOptions, evaluate
 
     opts = EvalOptions(

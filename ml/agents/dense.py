@@ -233,6 +233,17 @@ class DenseDiagnosisAgents:
                 out[i] = _cell_logits(self.a, x).max(0)
         return out
 
+    def cell_maps(self, feat: StudyFeatures) -> tuple[np.ndarray, dict[str, Any]]:
+        """Per-cell logits [V, G, G, 17] of a study's views and the cells' record (views, crops):
+        where each condition fires (``ml.agents.dense_localization``)."""
+        if self._trunk is None and "dense" not in feat.extras:
+            self._trunk = load_trunk()
+        d = dense_cells(feat, self.cfg, self._trunk)
+        x = _design(d, self.cfg.dense_stride)
+        v, gs = len(d["views"]), d["cells"].shape[1] * (32 // self.cfg.dense_stride)
+        z = _cell_logits(self.a, x) if len(x) else np.zeros((0, K), np.float32)
+        return z.reshape(v, gs, gs, K), d
+
     def probabilities(self, feats: list[StudyFeatures]) -> np.ndarray:
         p = expit(self.logits(feats) / self.temperature)
         return np.where(self.trained, p, self.prior)

@@ -260,7 +260,15 @@ class Pipeline:
             todo = r.conditions
         else:
             todo = r.conditions if self.cfg.localize == "all" else [c for c in r.conditions if c.present]
-        self.localization.localize(f, todo)
+        if todo and hasattr(self.diagnosis, "cell_maps"):  # the dense head saw where: its cells localise
+            from ml.agents.dense_localization import localize_from_cells
+
+            z, d = self.diagnosis.cell_maps(f)
+            lc = self.localization.cfg
+            localize_from_cells(f, d, z, todo, self.localization, top_k=lc.top_k_slices, max_boxes=lc.max_boxes,
+                                side_margin_mm=lc.side_margin_mm)  # fmt: skip
+        else:
+            self.localization.localize(f, todo)
 
     def _run_retrieval(self, results: list[StudyAnalysis], feats: list[StudyFeatures]) -> None:
         for r, hits in zip(results, self.retrieval.similar(feats), strict=True):

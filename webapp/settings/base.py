@@ -212,9 +212,11 @@ if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] < 60:  # tests: sweep f
 
 # --- Drafting (reviewer/services/drafting.py, docs/drafting.md) ----------------------------
 # Pipeline folder: ModelVersion.artifact_uri of the job's model version, else this, else (when
-# bootstrapping is on: demo and tests) the tiny pipeline trained once into $SPINEREVIEW_CACHE.
+# bootstrapping is on: demo and tests) the preset's pipeline trained once into $SPINEREVIEW_CACHE
+# (ml.agents.bootstrap: "demo" for the demo, "tiny" for the tests).
 SPINEREVIEW_PIPELINE_DIR = os.environ.get("SPINEREVIEW_PIPELINE_DIR", "")
 SPINEREVIEW_PIPELINE_BOOTSTRAP = env_bool("SPINEREVIEW_PIPELINE_BOOTSTRAP", False)
+SPINEREVIEW_PIPELINE_PRESET = os.environ.get("SPINEREVIEW_PIPELINE_PRESET", "demo")
 SPINEREVIEW_PRELOAD_PIPELINE = env_bool("SPINEREVIEW_PRELOAD_PIPELINE", True)  # load at worker start
 SPINEREVIEW_DRAFT_SOFT_LIMIT_S = float(os.environ.get("SPINEREVIEW_DRAFT_SOFT_LIMIT_S", "1200"))
 SPINEREVIEW_DRAFT_HARD_LIMIT_S = float(os.environ.get("SPINEREVIEW_DRAFT_HARD_LIMIT_S", "1500"))

@@ -21,6 +21,6 @@ if not _key_file.exists():
 SECRET_KEY = _key_file.read_text().strip()
 
 CELERY_TASK_ALWAYS_EAGER = env_bool("SPINEREVIEW_TASKS_EAGER", True)
-SPINEREVIEW_PIPELINE_BOOTSTRAP = env_bool("SPINEREVIEW_PIPELINE_BOOTSTRAP", True)  # tiny pipeline, cached
+SPINEREVIEW_PIPELINE_BOOTSTRAP = env_bool("SPINEREVIEW_PIPELINE_BOOTSTRAP", True)  # the demo preset, cached
 WHITENOISE_USE_FINDERS = True  # serve app and package static folders directly
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise also serves collectstatic's output, if any

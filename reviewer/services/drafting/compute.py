@@ -29,8 +29,8 @@ BAD_INPUT = (BadInput, DraftTimeLimit, StudyNotInOrthanc, ml_bridge.NoUsableSeri
 
 def pipeline_folder(model_version: ModelVersion | None) -> str:
     """Where the worker finds the pipeline: the job's ModelVersion.artifact_uri, else
-    SPINEREVIEW_PIPELINE_DIR, else (demo/test, SPINEREVIEW_PIPELINE_BOOTSTRAP) the cached tiny
-    pipeline, trained on first use."""
+    SPINEREVIEW_PIPELINE_DIR, else (demo/test, SPINEREVIEW_PIPELINE_BOOTSTRAP) the cached
+    bootstrap pipeline of SPINEREVIEW_PIPELINE_PRESET, trained on first use."""
     uri = model_version.artifact_uri if model_version else ""
     if uri:
         path = Path(uri.removeprefix("file://"))
@@ -43,7 +43,7 @@ def pipeline_folder(model_version: ModelVersion | None) -> str:
             raise BadInput(f"SPINEREVIEW_PIPELINE_DIR {path} does not exist")
         return str(path)
     if settings.SPINEREVIEW_PIPELINE_BOOTSTRAP:
-        return ml_bridge.ensure_tiny_pipeline()
+        return ml_bridge.ensure_tiny_pipeline(preset=settings.SPINEREVIEW_PIPELINE_PRESET)
     raise BadInput("no drafting pipeline configured: set SPINEREVIEW_PIPELINE_DIR or a model version's artifact")
 
 

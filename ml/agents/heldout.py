@@ -1,0 +1,300 @@
+"""``python -m ml agents evaluate --pipeline DIR --manifest M``: the served pipeline on held-out studies.
+
+Why a second protocol beside the cross-validated one in ``ml.agents.evaluate``: what a
+radiologist sees is one trained pipeline folder (the one ``scripts/demo`` builds, or a site's),
+run through ``Pipeline.analyze_many`` on studies read as the drafting worker reads them
+(pydicom datasets -> ``study_from_datasets``, classification included). Measuring that object,
+not a re-fitted probe, is the only way "what a new user sees is what is measured" holds.
+
+The manifest must come from generator seeds the pipeline never trained on (the pipeline folder
+records its training data in ``bootstrap.json`` / ``split.json``). Figures, each with a 95 %
+percentile CI over patients resampled (``bootstrap_ci``):
+
+* **Diagnosis**: AUROC per condition (labels -1 left out) and the mean over the conditions that
+  have both classes; the same mean per vendor (manufacturer style of the generated study).
+* **Localization**, over true positives called present (truth label 1, ``present``): level
+  accuracy (the agent's level is a level of a present finding of that condition), side accuracy
+  (where the truth has a left/right/bilateral/central side), and box IoU on the key slice (a box
+  on a slice that is not one of the finding's key slices scores 0). Beside it, the mean-box
+  prior: the mean normalised truth box of that condition and series kind over the *other*
+  held-out studies, placed on the true key slice (an oracle slice, so a generous baseline).
+* **Retrieval**: study -> report Recall@1/5/10 over an index of the held-out studies themselves
+  (their generated reports), built with the pipeline's own SpineFM.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.agents.metrics import auroc, bootstrap_ci, box_iou, ranks_of_truth, recall_at
+from ml.conditions import CONDITION_KEYS
+
+log = logging.getLogger(__name__)
+SIDES = ("left", "right", "bilateral", "central")
+
+
+def _read_study(base: Path, entry) -> tuple[str, dict[str, list]]:  # type: ignore[no-untyped-def]
+    import pydicom
+
+    series: dict[str, list] = {}
+    for s in entry.series:
+        files = sorted((base / s.path).glob("*.dcm")) if s.path else []
+        series[s.series_uid] = [pydicom.dcmread(f) for f in files]
+    return entry.study_uid, series
+
+
+def _mean_auroc_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n: int, seed: int = 0) -> list[float]:
+    """Mean over conditions of the per-condition AUROC, with a patient-bootstrap CI.
+    y, p: [N, K] (y -1 = excluded)."""
+
+    def mean_of(idx: np.ndarray) -> float:
+        vals = []
+        for k in range(y.shape[1]):
+            m = y[idx, k] >= 0
+            if m.sum() and len(np.unique(y[idx, k][m])) == 2:
+                vals.append(auroc(y[idx, k][m], p[idx, k][m]))
+        return float(np.mean(vals)) if vals else float("nan")
+
+    point = mean_of(np.arange(len(y)))
+    rng = np.random.default_rng(seed)
+    uniq, inv = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inv == g) for g in range(len(uniq))]
+    vals = [mean_of(np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])) for _ in range(n)]
+    vals = [v for v in vals if v == v]
+    lo, hi = np.percentile(vals, [2.5, 97.5]) if vals else (float("nan"), float("nan"))
+    return [point, float(lo), float(hi)]
+
+
+def _share_ci(hits: list[float], groups: list[str], n: int) -> list[float]:
+    if not hits:
+        return [float("nan")] * 3
+    h = np.asarray(hits, float)
+    point, lo, hi = bootstrap_ci(h, h, lambda y, _p: float(np.mean(y)), n=n, groups=np.asarray(groups))
+    return [point, lo, hi]
+
+
+def _truth_index(truth: dict) -> dict[str, Any]:
+    """condition -> present findings [{level, side, slices: {sop_uid: box_norm}, kinds: {sop: key}}]."""
+    out: dict[str, list[dict]] = defaultdict(list)
+    for f in truth.get("findings", []):
+        if f.get("label") != 1:
+            continue
+        slices, kinds = {}, {}
+        for skey, items in f.get("key_slices", {}).items():
+            for ks in items:
+                slices[ks["sop_instance_uid"]] = ks["box_norm"]
+                kinds[ks["sop_instance_uid"]] = skey
+        out[f["condition"]].append(
+            {"level": f.get("level") or "", "side": f.get("side"), "slices": slices, "kinds": kinds}
+        )
+    return out
+
+
+def evaluate_pipeline(
+    pipeline: str | Path,
+    manifest: str | Path,
+    *,
+    bootstrap_n: int = 1000,
+    batch: int = 8,
+    limit: int | None = None,
+    retrieval: bool = True,
+) -> dict[str, Any]:
+    """Run the pipeline folder on every study of ``manifest`` and score it against the generator's
+    truth. Returns the metrics dict (``format_table`` prints it)."""
+    from tqdm import tqdm
+
+    from ml.agents.localization import load_truth
+    from ml.agents.pipeline import Pipeline
+    from ml.data.dicom_adapter import study_from_datasets
+    from ml.data.manifest import read_manifest
+
+    manifest = Path(manifest)
+    base = manifest.parent
+    entries = list(read_manifest(manifest))[:limit]
+    pipe = Pipeline.load(pipeline, overrides={"report": False})
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    feats_for_retrieval: list = []
+    bar = tqdm(range(0, len(entries), batch), desc="held-out studies", unit="batch")
+    for i in bar:
+        chunk = entries[i : i + batch]
+        studies = []
+        for e in chunk:
+            uid, series = _read_study(base, e)
+            study, _skipped = study_from_datasets(uid, series, pipe.preprocess, patient_key=e.patient_key)
+            studies.append(study)
+        for e, res in zip(chunk, pipe.analyze_many(studies), strict=True):
+            truth = load_truth(base / e.ground_truth) if e.ground_truth else {}
+            rows.append({"entry": e, "analysis": res, "truth": truth or {}})
+        if retrieval:
+            feats_for_retrieval += [(e, s) for e, s in zip(chunk, studies, strict=True)]
+        bar.set_postfix(studies_per_s=f"{len(rows) / (time.perf_counter() - t0):.2f}")
+    seconds = time.perf_counter() - t0
+    metrics = score(rows, bootstrap_n=bootstrap_n)
+    metrics.update(
+        {
+            "pipeline": str(pipeline),
+            "pipeline_version": pipe.version,
+            "manifest": str(manifest),
+            "studies": len(rows),
+            "seconds_per_study": seconds / max(len(rows), 1),
+        }
+    )
+    if retrieval and len(rows) >= 10:
+        metrics["retrieval"] = _retrieval(pipe, feats_for_retrieval)
+    return metrics
+
+
+def score(rows: list[dict[str, Any]], *, bootstrap_n: int = 1000) -> dict[str, Any]:
+    """Diagnosis and localization figures from ``rows`` of {"entry", "analysis", "truth"}."""
+    n, keys = len(rows), list(CONDITION_KEYS)
+    y = np.full((n, len(keys)), -1, int)
+    p = np.zeros((n, len(keys)))
+    groups = np.asarray([r["entry"].patient_key for r in rows])
+    vendors = np.asarray([str(r["truth"].get("vendor", "unknown")) for r in rows])
+    loc: dict[str, dict[str, list]] = {
+        k: {"level": [], "side": [], "iou": [], "prior": [], "g_level": [], "g_side": [], "g_iou": []} for k in keys
+    }
+    boxes_by_kind: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        for f in r["truth"].get("findings", []):
+            if f.get("label") == 1:
+                for skey, items in f.get("key_slices", {}).items():
+                    for ks in items[:1]:
+                        boxes_by_kind[(f["condition"], skey)].append((i, np.asarray(ks["box_norm"], float)))
+    for i, r in enumerate(rows):
+        for k, key in enumerate(keys):
+            y[i, k] = int(r["entry"].labels.get(key, -1))
+        by_cond = {c.condition: c for c in r["analysis"].conditions}
+        tidx = _truth_index(r["truth"])
+        g = r["entry"].patient_key
+        for k, key in enumerate(keys):
+            c = by_cond.get(key)
+            if c is None:
+                continue
+            p[i, k] = c.probability
+            present = tidx.get(key, [])
+            if y[i, k] != 1 or not c.present or not present:
+                continue
+            L = loc[key]
+            L["level"].append(float(any(t["level"] == c.level for t in present)))
+            L["g_level"].append(g)
+            match = next((t for t in present if t["level"] == c.level), present[0])
+            if match["side"] in SIDES:
+                L["side"].append(float(c.side == match["side"]))
+                L["g_side"].append(g)
+            if c.boxes and match["slices"]:
+                b = c.boxes[0]
+                true_box = match["slices"].get(b.sop_uid)
+                iou = float(box_iou(np.asarray([b.xyxy_norm]), np.asarray([true_box]))[0]) if true_box else 0.0
+                sop, tb = next(iter(match["slices"].items()))
+                others = [bx for j, bx in boxes_by_kind[(key, match["kinds"][sop])] if j != i]
+                prior = float(box_iou(np.mean(others, 0)[None], np.asarray([tb]))[0]) if others else 0.0
+                L["iou"].append(iou)
+                L["prior"].append(prior)
+                L["g_iou"].append(g)
+    per_condition = {}
+    for k, key in enumerate(keys):
+        m = y[:, k] >= 0
+        pos = int((y[m, k] == 1).sum())
+        ci = bootstrap_ci(y[m, k], p[m, k], auroc, n=bootstrap_n, groups=groups[m]) if 0 < pos < m.sum() else None
+        per_condition[key] = {"positives": pos, "n": int(m.sum()), "auroc": list(ci) if ci else None}
+    per_vendor = {}
+    for v in sorted(set(vendors)):
+        sel = vendors == v
+        per_vendor[v] = {
+            "studies": int(sel.sum()),
+            "mean_auroc": _mean_auroc_ci(y[sel], p[sel], groups[sel], bootstrap_n),
+        }
+    all_level = [h for key in keys for h in loc[key]["level"]]
+    all_side = [h for key in keys for h in loc[key]["side"]]
+    all_iou = [h for key in keys for h in loc[key]["iou"]]
+    all_prior = [h for key in keys for h in loc[key]["prior"]]
+    g_level = [g for key in keys for g in loc[key]["g_level"]]
+    g_side = [g for key in keys for g in loc[key]["g_side"]]
+    return {
+        "diagnosis": {
+            "mean_auroc": _mean_auroc_ci(y, p, groups, bootstrap_n),
+            "per_condition": per_condition,
+            "per_vendor": per_vendor,
+        },
+        "localization": {
+            "level_accuracy": [*_share_ci(all_level, g_level, bootstrap_n), len(all_level)],
+            "side_accuracy": [*_share_ci(all_side, g_side, bootstrap_n), len(all_side)],
+            "median_box_iou": float(np.median(all_iou)) if all_iou else float("nan"),
+            "median_prior_iou": float(np.median(all_prior)) if all_prior else float("nan"),
+            "boxes": len(all_iou),
+            "per_condition": {
+                key: {
+                    "level": float(np.mean(L["level"])) if L["level"] else None,
+                    "side": float(np.mean(L["side"])) if L["side"] else None,
+                    "iou": float(np.median(L["iou"])) if L["iou"] else None,
+                    "n": len(L["level"]),
+                }
+                for key, L in loc.items()
+            },
+        },
+    }
+
+
+def _retrieval(pipe, studies: list) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Study -> report Recall@k over an index of the held-out studies' own reports, built with
+    the pipeline's SpineFM and its retrieval agent's text encoder."""
+    from ml.agents.features import encode_studies
+    from ml.agents.retrieval import build_index
+
+    for e, s in studies:
+        s.report = e.report  # set only now: the analysis above never saw the report
+    feats = encode_studies([s for _, s in studies], pipe.model)
+    agent = pipe.retrieval
+    index = build_index(feats, pipe.model, getattr(agent, "cfg", None), getattr(agent, "_text", None))
+    ranks = ranks_of_truth(index.report_scores(feats), list(range(len(feats))))  # scores [N, N]
+    return {**recall_at(ranks), "index_size": len(feats)}
+
+
+def _fmt(ci: list[float] | None) -> str:
+    if not ci or ci[0] != ci[0]:
+        return "n/a"
+    return f"{ci[0]:.3f} [{ci[1]:.3f}, {ci[2]:.3f}]"
+
+
+def format_table(m: dict[str, Any]) -> str:
+    """The figures as Markdown tables (what ``evaluate --pipeline`` prints)."""
+    d, loc = m["diagnosis"], m["localization"]
+    lines = [
+        f"pipeline {m['pipeline_version']} on {m['studies']} held-out studies ({m['manifest']}), "
+        f"{m['seconds_per_study']:.2f} s/study",
+        "",
+        "| condition | positives | AUROC [95 % CI] | level | side | median box IoU |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, row in d["per_condition"].items():
+        lc = loc["per_condition"][key]
+        f2 = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+        lines.append(
+            f"| {key} | {row['positives']}/{row['n']} | {_fmt(row['auroc'])} | {f2(lc['level'])} | "
+            f"{f2(lc['side'])} | {f2(lc['iou'])} |"
+        )
+    lines.append(f"| **mean** | | **{_fmt(d['mean_auroc'])}** | | | |")
+    lines += ["", "| vendor | studies | mean AUROC [95 % CI] |", "|---|---|---|"]
+    lines += [f"| {v} | {r['studies']} | {_fmt(r['mean_auroc'])} |" for v, r in d["per_vendor"].items()]
+    la, sa = loc["level_accuracy"], loc["side_accuracy"]
+    lines += [
+        "",
+        f"level accuracy {_fmt(la[:3])} over {la[3]} true positives called present; "
+        f"side accuracy {_fmt(sa[:3])} over {sa[3]}; median box IoU {loc['median_box_iou']:.3f} "
+        f"(mean-box prior on the true slice {loc['median_prior_iou']:.3f}) over {loc['boxes']} boxes",
+    ]
+    if "retrieval" in m:
+        r = m["retrieval"]
+        lines.append(
+            f"retrieval study->report over {r['index_size']} held-out studies: R@1 {r['R@1']:.3f}, "
+            f"R@5 {r['R@5']:.3f}, R@10 {r['R@10']:.3f}"
+        )
+    return "\n".join(lines)
