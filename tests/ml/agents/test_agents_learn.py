@@ -75,9 +75,10 @@ def test_the_cells_that_fire_put_boxes_on_the_finding(trained):
         z, d = agents.cell_maps(f)
         localize_from_cells(f, d, z, results, None)
         for r in results:
-            truth_boxes = {ks["sop_instance_uid"]: ks["box_norm"] for sl in present[r.condition]["key_slices"].values()
-                           for ks in sl}  # fmt: skip
-            assert r.key_slices and r.boxes
+            slices = present[r.condition]["key_slices"].values()
+            truth_boxes = {ks["sop_instance_uid"]: ks["box_norm"] for sl in slices for ks in sl}
+            assert r.key_slices
+            assert r.boxes
             b = r.boxes[0]
             if b.sop_uid in truth_boxes:
                 hits += 1
