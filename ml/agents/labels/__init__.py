@@ -22,7 +22,7 @@ BACKENDS = ("rules", "llm")
 def extract_labels(text: str, backend: str = "rules", **kw: Any) -> LabelResult:
     """Extract labels with the named back-end.
 
-    rules: ``lexicon_version`` (int, default 1).
+    rules: ``lexicon_version`` (int, default ``rules.DEFAULT_LEXICON``; older versions stay loadable).
     llm: ``model`` (path of a local HF causal LM, required), ``prompt_version`` ("v1"),
     ``batch_size``, ``device``; see ``ml.agents.labels.llm.LLMExtractor`` (load it once and call
     ``.extract`` / ``.extract_many`` when labelling many reports).

@@ -21,7 +21,9 @@ lives in a versioned lexicon (``lexicon/v<N>.yaml``); this module is only the lo
    the same terminators as negation.
 5. Per condition: an addendum that mentions the condition decides (it can withdraw a finding);
    else the impression decides when it mentions the condition affirmatively (present or hedged);
-   otherwise any present finding mention -> 1, else any hedged -> -1, else 0.
+   otherwise any present finding mention -> 1, else any hedged -> -1, else 0. (v3) A hedged
+   ``diagnosis_terms`` mention (a histology such as "probable schwannoma") is dropped when the
+   condition is stated outright elsewhere: the doubt is about which kind, not whether.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from ml.agents.labels.text import Sentence, clauses, split_sentences
 from ml.conditions import CONDITION_KEYS
 
 LEXICON_DIR = Path(__file__).parent / "lexicon"
-DEFAULT_LEXICON = 2
+DEFAULT_LEXICON = 3
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _LONG_WORD = re.compile(r"[A-Za-z]{8,}")
 # Placeholders the lexicon may use inside patterns.
@@ -80,6 +82,7 @@ class Lexicon:
     terms: dict[str, Patterns]
     weak_terms: dict[str, Patterns]
     exclude: dict[str, Patterns]
+    diagnosis: dict[str, Patterns]  # (v3) terms naming a kind of the condition, see _decide
 
 
 def _expand(pattern: str) -> str:
@@ -131,6 +134,7 @@ def load_lexicon(version: int = DEFAULT_LEXICON) -> Lexicon:
         terms={k: _compile(conds[k].get("terms")) for k in CONDITION_KEYS},
         weak_terms={k: _compile(conds[k].get("weak_terms")) for k in CONDITION_KEYS},
         exclude={k: _compile(conds[k].get("exclude")) for k in CONDITION_KEYS},
+        diagnosis={k: _compile(conds[k].get("diagnosis_terms")) for k in CONDITION_KEYS},
     )
 
 
@@ -140,6 +144,7 @@ class Mention:
     polarity: int  # 1 present, -1 hedged, 0 negated
     sentence: Sentence
     match: str
+    diagnosis: bool = False  # the term names a kind of the condition (a histology), not the finding
 
 
 def _n_words(s: str) -> int:
@@ -279,6 +284,7 @@ def find_mentions(text: str, lex: Lexicon) -> list[Mention]:
             clause = normalise(sent.text[ca:cb], lex)
             found: list[Mention] = []
             for key, weak, a, b in sorted(_clause_matches(lex, clause), key=lambda t: t[2]):
+                diagnosis = any(da < b and a < db for da, db in _spans(lex.diagnosis[key], clause))
                 hedged = _hedged(lex, clause, a, b, key)
                 negated, _ = _negated(lex, clause, a, b)
                 if hedged:
@@ -289,9 +295,9 @@ def find_mentions(text: str, lex: Lexicon) -> list[Mention]:
                     continue  # a weak term says nothing unless qualified
                 else:
                     polarity = 1
-                if polarity == 1 and any(m.condition == key and m.polarity == -1 for m in found):
+                if polarity == 1 and any(m.condition == key and m.polarity == -1 and not m.diagnosis for m in found):
                     polarity = -1  # "possible DDD with disc height loss": one hedged finding described twice
-                found.append(Mention(key, polarity, sent, clause[a:b]))
+                found.append(Mention(key, polarity, sent, clause[a:b], diagnosis))
             out.extend(found)
     return out
 
@@ -300,6 +306,10 @@ def _decide(mentions: list[Mention]) -> tuple[int, Mention | None, float]:
     """Label, deciding mention and confidence for one condition's mentions."""
     if not mentions:
         return 0, None, 0.85  # not mentioned: absent by convention, less sure than an explicit "no"
+    if any(m.polarity == 1 for m in mentions):
+        # A hedge on a diagnosis term is about which kind of lesion, not whether there is one:
+        # "intradural nodule ... Impression: probable schwannoma" is a definite intradural lesion.
+        mentions = [m for m in mentions if not (m.diagnosis and m.polarity == -1)]
     addendum = [m for m in mentions if m.sentence.section == "addendum"]
     if addendum:  # the radiologist's last word: it may withdraw or add a finding
         for pol in (1, -1):

@@ -90,6 +90,26 @@ def lab(text: str, key: str) -> int:
         ("The previously seen L5-S1 extrusion has resolved.", "disc_herniation", 0),
         ("Unchanged 12 mm Tarlov cyst at S2.", "perineural_cyst", 1),
         ("Resolution of the L3 marrow oedema.", "marrow_edema", 0),
+        # oedema that describes a Modic change is that change, within its chunk only
+        ("Modic type 1 change at L4-5 with surrounding marrow oedema on STIR.", "marrow_edema", 0),
+        ("Modic type 1 change at L4-5 with surrounding marrow oedema on STIR.", "endplate_inflammation", 1),
+        ("Marrow oedema either side of the L3/4 disc in keeping with type 1 Modic change.", "marrow_edema", 0),
+        ("Modic 1 change at L4-5, and marrow oedema in the L1 body.", "marrow_edema", 1),
+        ("Modic 2 change at L4-5. Marrow oedema in L1.", "marrow_edema", 1),
+        # height loss wording, owner by context
+        ("The L2/3 disc is mildly reduced in height.", "disc_height_loss", 1),
+        ("The T12 vertebral body is reduced in height.", "compression_deformity", 1),
+        ("The T12 vertebral body is reduced in height.", "disc_height_loss", 0),
+        ("The lower lumbar discs are desiccated and narrowed.", "disc_height_loss", 1),
+        ("The discs are desiccated but not narrowed.", "disc_height_loss", 0),
+        ("Discs of normal height.", "disc_height_loss", 0),
+        # fractures whose kind or oedema makes them current
+        ("Right sacral insufficiency fracture.", "acute_fracture", 1),
+        ("Healed right sacral insufficiency fracture.", "acute_fracture", 0),
+        ("Query right sacral insufficiency fracture.", "acute_fracture", -1),
+        ("L2 superior endplate fracture with surrounding marrow oedema.", "acute_fracture", 1),
+        ("L2 superior endplate fracture with no marrow oedema.", "acute_fracture", 0),
+        ("Possible early L3 pathological compression fracture.", "acute_fracture", 0),  # early = extent
     ],
 )
 def test_extractor_reads_radiologists_wording(text: str, key: str, want: int) -> None:
@@ -110,6 +130,18 @@ def test_addendum_withdraws_and_adds_findings() -> None:
     assert added.labels["pars_defect"] == 1
     a, b = added.spans["pars_defect"]
     assert text[a:b] == added.evidence["pars_defect"] == "a right L5 pars defect."
+
+
+def test_hedged_histology_does_not_make_a_stated_lesion_uncertain() -> None:
+    stated = "FINDINGS:\nEnhancing intradural extramedullary nodule at T11.\nIMPRESSION:\nPossible meningioma."
+    assert extract_labels(stated).labels["intradural_lesion"] == 1
+    assert extract_labels(stated, lexicon_version=2).labels["intradural_lesion"] == -1  # v2 stays reproducible
+    assert extract_labels("FINDINGS:\nPossible small schwannoma at L2.").labels["intradural_lesion"] == -1
+    hedged = "FINDINGS:\nPossible intradural nodule at L2, probably a schwannoma.\nIMPRESSION:\nProbable schwannoma."
+    assert extract_labels(hedged).labels["intradural_lesion"] == -1
+    # the osseous-lesion condition is the suspicion itself: a hedge on metastasis stays a hedge
+    bone = "FINDINGS:\nSclerotic focus in L3.\nIMPRESSION:\nMetastasis cannot be excluded."
+    assert extract_labels(bone).labels["osseous_lesion"] == -1
 
 
 def test_sections_without_colons_and_history_are_kept_apart() -> None:
