@@ -1,10 +1,10 @@
 """Label extraction on hand-written realistic reports (not the generator's wording).
 
-The corpus is ``tests/data/realistic_reports/{dev,heldout}.yaml``: reports in different
-radiologists' styles with hand-assigned labels (conditions not listed are absent). ``dev`` is what
-the rules were tuned on; ``heldout`` was written before tuning and only evaluated (but its
-sentences were in view while lexicon v2 was designed); ``heldout_b`` was written after v2 and run
-once, at the end.
+The corpus is ``tests/data/realistic_reports/<split>.yaml``: reports in different radiologists'
+styles with hand-assigned labels (conditions not listed are absent). ``dev`` is what the rules
+were tuned on; ``heldout`` was written before tuning and only evaluated (but its sentences were in
+view while lexicon v2 was designed); ``heldout_b`` was written after v2, run once, and then became
+development for lexicon v3; ``heldout_c`` was written before any v3 change and run once, at the end.
 
 Prints, per split:
 - non-absent accuracy: of the labels that are present (1) or uncertain (-1) in truth, the fraction
@@ -14,7 +14,7 @@ Prints, per split:
 - the pooled -1/0/1 confusion (rows truth, columns extracted) and, with ``--show-errors``, every
   mistake with its evidence sentence.
 
-    python benchmarks/label_extraction_realistic.py                 # both splits, default lexicon
+    python benchmarks/label_extraction_realistic.py                 # every split, default lexicon
     python benchmarks/label_extraction_realistic.py --split heldout --show-errors
     python benchmarks/label_extraction_realistic.py --lexicon 1     # the generator-only lexicon
 """
@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from ml.conditions import CONDITION_KEYS  # noqa: E402
 
 CORPUS = REPO / "tests" / "data" / "realistic_reports"
-SPLITS = ("dev", "heldout", "heldout_b")
+SPLITS = ("dev", "heldout", "heldout_b", "heldout_c")
 VALUES = (-1, 0, 1)
 
 

@@ -29,6 +29,8 @@ def lab(text: str, key: str) -> int:
         ("L4/5: Mild bilateral NFN.", "foraminal_narrowing", 1),
         ("L4-L5: Moderate right SAR stenosis.", "subarticular_stenosis", 1),
         ("L4-L5: Moderate right SAR stenosis.", "canal_stenosis", 0),
+        ("L4-5: severe right subarticular (lateral recess) stenosis.", "subarticular_stenosis", 1),
+        ("L4-5: severe right subarticular (lateral recess) stenosis.", "canal_stenosis", 0),
         ("L3/4: bulge, mild CCS.", "canal_stenosis", 1),
         ("DDD L3-S1.", "disc_height_loss", 1),
         ("L5/S1: HNP contacting the S1 root.", "disc_herniation", 1),
@@ -158,9 +160,10 @@ def test_realistic_corpus_accuracy(split: str) -> None:
     assert len(rows) >= 25
     res = score(rows, extract_labels)
     detail = [(e["id"], e["condition"], e["truth"], e["extracted"]) for e in res["errors"]]
-    # heldout_b measured 0.94 / 0.846 (below the 0.95 / 0.85 target; its 4 misses are left
-    # unfixed so that it stays held out); the floors guard against regressions.
-    floors = {"dev": (1.0, 1.0), "heldout": (0.95, 0.85), "heldout_b": (0.94, 0.84)}[split]
+    # dev, heldout and heldout_b (development for lexicon v3) measure 1.000 / 1.000. heldout_c,
+    # run once at the end, measured 0.961 (73/76) / 0.821 (32/39): below the 0.85 report target,
+    # its misses left unfixed so that it stays held out. One more miss there fails the floor.
+    floors = {"dev": (1.0, 1.0), "heldout": (1.0, 1.0), "heldout_b": (1.0, 1.0), "heldout_c": (0.96, 0.82)}[split]
     assert res["non_absent_accuracy"] >= floors[0], detail
     assert res["report_accuracy"] >= floors[1], detail
 
