@@ -40,7 +40,18 @@ const probe = () => {
   });
   return { lit: lit.filter(Boolean).length, panel: document.querySelectorAll('[data-finding]').length };
 };
+const WATERFALL = process.env.SPINEREVIEW_WATERFALL === '1';
+// a URL without its origin, each UID shortened to its last digits
+const short = (u) => u.replace(/^https?:\/\/[^/]+/, '').replace(/\d+(\.\d+){5,}/g, (m) => '…' + m.slice(-4)).slice(0, 120);
 async function measure(page, url) {
+  const requests = [];
+  const onDone = (failed) => (req) => {
+    const t = req.timing();
+    requests.push({ url: short(req.url()), type: req.resourceType(),
+      start: t.startTime, ttfb: t.responseStart, end: t.responseEnd, failed });
+  };
+  const finished = onDone(false), failed = onDone(true);
+  if (WATERFALL) { page.on('requestfinished', finished); page.on('requestfailed', failed); }
   await page.goto(url, { waitUntil: 'commit' });
   let first = null, all = null, panel = null;
   const deadline = Date.now() + 120000;
@@ -52,7 +63,16 @@ async function measure(page, url) {
     if (panel === null && s.panel > 0) panel = t;
     await page.waitForTimeout(25);
   }
-  return { first_image_ms: first, all_four_ms: all, panel_ms: panel };
+  const result = { first_image_ms: first, all_four_ms: all, panel_ms: panel };
+  if (WATERFALL) {
+    page.off('requestfinished', finished); page.off('requestfailed', failed);
+    const origin = await page.evaluate(() => performance.timeOrigin);
+    const sizes = await page.evaluate(() => Object.fromEntries(performance.getEntriesByType('resource')
+      .map(e => [((u) => u.replace(/^https?:\/\/[^/]+/, '').replace(/\d+(\.\d+){5,}/g, (m) => '…' + m.slice(-4)).slice(0, 120))(e.name), [e.transferSize, e.encodedBodySize, e.decodedBodySize]])));
+    result.waterfall = requests.map(r => ({ ...r, start: r.start - origin, sizes: sizes[r.url] || null }))
+      .sort((a, b) => a.start - b.start);
+  }
+  return result;
 }
 (async () => {
   const executablePath = process.env.SPINEREVIEW_CHROMIUM || '/usr/bin/chromium';
@@ -100,10 +120,25 @@ def prepare(out: Path) -> tuple[str, str]:
     return study.study_uid, "bench-reader"
 
 
+def print_waterfall(run: dict) -> None:
+    """Every request of one cold and one warm load: start, first byte and end (ms from navigation
+    start), bytes on the wire and decoded; where the time before the first image goes."""
+    for kind in ("cold", "warm"):
+        print(f"{kind}: first image at {run[kind]['first_image_ms']} ms")
+        print("   start    ttfb     end   wire kB  body kB  type        url")
+        for r in run[kind]["waterfall"]:
+            wire, _encoded, decoded = r["sizes"] or (-1, -1, -1)
+            ttfb = r["start"] + r["ttfb"] if r["ttfb"] >= 0 else -1
+            end = r["start"] + r["end"] if r["end"] >= 0 else -1
+            print(f"  {r['start']:6.0f}  {ttfb:6.0f}  {end:6.0f}  {wire / 1e3:8.1f} {decoded / 1e3:8.1f}  "
+                  f"{r['type'][:10]:10s}  {'FAILED ' if r['failed'] else ''}{r['url']}")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--waterfall", action="store_true", help="also print every request of the first run")
     args = parser.parse_args()
     if "SPINEREVIEW_ORTHANC_URL" not in os.environ:
         parser.error("run under: python -m scripts.services run -- python benchmarks/viewer_first_image.py")
@@ -133,7 +168,8 @@ def main() -> int:
             script = Path(tmp) / "bench.cjs"
             script.write_text(NODE_SCRIPT)
             node_env = {**os.environ, "NODE_PATH": str(support.EXTENSION_DIR / "node_modules"),
-                        "SPINEREVIEW_CHROMIUM": support.chromium()}  # fmt: skip
+                        "SPINEREVIEW_CHROMIUM": support.chromium(),
+                        "SPINEREVIEW_WATERFALL": "1" if args.waterfall else "0"}  # fmt: skip
             proc = subprocess.run(
                 [support.node(), str(script), viewer, study_uid, username, "pw", str(args.runs)],
                 capture_output=True, text=True, env=node_env, cwd=support.EXTENSION_DIR, timeout=900,
@@ -156,6 +192,8 @@ def main() -> int:
           f"headless Chromium, Django runserver, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     for kind in ("cold", "warm"):
         print(f"  {kind:4s} " + "; ".join(line(kind, k) for k in ("first_image_ms", "all_four_ms", "panel_ms")))
+    if args.waterfall:
+        print_waterfall(results[0])
     return 0
 
 

@@ -61,3 +61,5 @@ if [ ! -f "$EXT/dist/extension.js" ] || [ -n "$(find "$EXT/src" "$EXT/package.js
   echo "[setup] building the viewer extension"
   (cd "$EXT" && node build.mjs --quiet)
 fi
+# gzip siblings of the viewer's files (served to browsers that take gzip; nginx's gzip_static too)
+(cd "$ROOT" && "$VENV/bin/python" manage.py precompress_viewer)

@@ -40,6 +40,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from django.conf import settings
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
@@ -50,17 +51,25 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
 from reviewer.integrations.orthanc import orthanc
+from reviewer.models import StructuredReport
 from reviewer.roles import Role, has_role
 from reviewer.selectors import reader_srs_hidden_from
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
+# Frames and bulk data pass through in pieces of up to 1 MiB: a typical MR frame (100-500 kB)
+# goes out in one write, a large one still never sits whole in memory.
+RELAY_CHUNK = 1024 * 1024
 READ_ROLES = (Role.ADMIN, Role.RADIOLOGIST, Role.ANNOTATOR)
 WRITE_ROLES = (Role.ADMIN, Role.RADIOLOGIST)  # STOW-RS
 IDENTITY_ROLES = (Role.ADMIN,)  # who sees patient identities (README: admin-only)
 FORWARD_REQUEST_HEADERS = ("accept", "content-type", "accept-encoding", "range")
-FORWARD_RESPONSE_HEADERS = ("content-encoding", "content-range", "accept-ranges", "etag", "last-modified")
+# Content-Length too: the body is relayed byte for byte (``iter_raw``), and a known length spares
+# the client chunked framing and lets it size its buffer once.
+FORWARD_RESPONSE_HEADERS = (
+    "content-length", "content-encoding", "content-range", "accept-ranges", "etag", "last-modified",
+)  # fmt: skip
 MAX_PATH = 400  # a frame URL with three 64-character UIDs and a frame list is ~250
 MAX_UID = 64
 MAX_PARAM_VALUE = 256
@@ -492,7 +501,7 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
 
     def body() -> Iterator[bytes]:
         try:
-            yield from response.iter_raw(CHUNK)
+            yield from response.iter_raw(RELAY_CHUNK)
         finally:
             response.close()
 
@@ -571,8 +580,24 @@ class HiddenSRs:
 
 def _hidden_srs(user, segments: tuple[str, ...]) -> HiddenSRs:  # type: ignore[no-untyped-def]
     study_uid = segments[1] if len(segments) > 1 and segments[0] == "studies" else None
+    series_uid = segments[3] if study_uid and len(segments) > 3 and segments[2] == "series" else None
+    instance_uid = segments[5] if series_uid and len(segments) > 5 and segments[4] == "instances" else None
+    if series_uid and not _names_a_report_sr(study_uid, series_uid, instance_uid):  # type: ignore[arg-type]
+        return HiddenSRs()
     series, sops = reader_srs_hidden_from(user, study_uid)
     return HiddenSRs(series, sops)
+
+
+def _names_a_report_sr(study_uid: str, series_uid: str, instance_uid: str | None) -> bool:
+    """Whether a series-or-instance path of ``study_uid`` can touch one of the app's SRs.
+
+    Every hidden SR is a ``StructuredReport`` of the path's study, so an image series (no SR in
+    it, nor the instance named) has nothing to hide: one indexed lookup instead of the blinding
+    query, on the path every frame and series metadata request takes."""
+    in_path = Q(series_instance_uid=series_uid)
+    if instance_uid:
+        in_path |= Q(sop_instance_uid=instance_uid)
+    return StructuredReport.objects.filter(in_path, study__study_uid=study_uid).exists()
 
 
 def _filtered_json(response: httpx.Response, hidden: HiddenSRs = HiddenSRs()) -> HttpResponse:

@@ -4,6 +4,9 @@ and the endpoints the panels call (role matrix; reader box SR against the real O
 
 from __future__ import annotations
 
+import gzip
+import os
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -97,6 +100,54 @@ def test_viewer_origin_serves_ohif_with_spa_fallback_to_logged_in_users_only(vie
     assert _on(VIEWER).get("/viewer/auth/").status_code == 401
 
 
+def test_bundles_go_gzipped_where_a_fresh_sibling_exists_and_revalidate_with_304(viewer_settings):  # type: ignore[no-untyped-def]
+    dist = viewer_settings.VIEWER_OHIF_DIST
+    big = "export const table = [" + ",".join(str(i % 97) for i in range(20000)) + "];"
+    (dist / "app.bundle.0f6159c501addfe9.js").write_text(big)
+    (dist / "1602.css").write_text("body { color: red; }\n" * 200)
+    assert viewer.precompress(dist) == 2  # the bundle and the stylesheet; index.html is under 1 kB
+    assert viewer.precompress(dist) == 0  # up to date: nothing rewritten
+    client = _on(VIEWER, UserFactory())
+
+    packed = client.get("/app.bundle.0f6159c501addfe9.js", HTTP_ACCEPT_ENCODING="gzip, deflate, br")
+    assert packed["Content-Encoding"] == "gzip"
+    assert packed["Content-Type"].startswith("text/javascript")
+    assert "Accept-Encoding" in packed["Vary"]
+    body = b"".join(packed.streaming_content)
+    assert gzip.decompress(body).decode() == big
+    assert len(body) < len(big) / 3
+    plain = client.get("/app.bundle.0f6159c501addfe9.js", HTTP_ACCEPT_ENCODING="gzip;q=0, identity")
+    assert "Content-Encoding" not in plain
+    assert b"".join(plain.streaming_content).decode() == big
+
+    # a rebuilt file is never answered with its stale sibling
+    stale = dist / "1602.css"
+    stale.write_text("body { color: blue; }\n" * 200)
+    os.utime(stale, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    fresh = client.get("/1602.css", HTTP_ACCEPT_ENCODING="gzip")
+    assert "Content-Encoding" not in fresh
+    assert b"blue" in b"".join(fresh.streaming_content)
+    assert fresh["Cache-Control"] == "no-cache"  # not content-hashed: revalidated ...
+    again = client.get("/1602.css", HTTP_ACCEPT_ENCODING="gzip", HTTP_IF_NONE_MATCH=fresh["ETag"])
+    assert again.status_code == 304  # ... for the price of a round trip
+    assert client.get("/1602.css", HTTP_IF_NONE_MATCH='"other"').status_code == 200
+
+
+def test_extension_entry_files_are_kept_for_good_only_under_their_current_stamp(viewer_settings):  # type: ignore[no-untyped-def]
+    ext = viewer_settings.VIEWER_EXTENSION_DIST
+    (ext / "chunks").mkdir()
+    (ext / "chunks" / "chunk-MFD2GK2R.js").write_text("export const x = 1;")
+    client = _on(VIEWER, UserFactory())
+    stamp = viewer.file_version(ext / "extension.js")
+    assert "immutable" in client.get(f"/spinereview/extension.js?v={stamp}")["Cache-Control"]
+    assert client.get("/spinereview/extension.js?v=0000000000000000")["Cache-Control"] == "no-cache"
+    assert client.get("/spinereview/extension.js")["Cache-Control"] == "no-cache"
+    assert "immutable" in client.get("/spinereview/chunks/chunk-MFD2GK2R.js")["Cache-Control"]
+    (ext / "extension.js").write_text("export default { id: 'rebuilt' }")
+    assert viewer.file_version(ext / "extension.js") != stamp  # a new build, a new URL in app-config
+    assert client.get(f"/spinereview/extension.js?v={stamp}")["Cache-Control"] == "no-cache"
+
+
 def test_viewer_root_goes_to_the_app_worklist_when_the_app_origin_is_known(viewer_settings):  # type: ignore[no-untyped-def]
     client = _on(VIEWER, UserFactory())
     viewer_settings.VIEWER_APP_ORIGIN = ""
@@ -108,8 +159,10 @@ def test_viewer_root_goes_to_the_app_worklist_when_the_app_origin_is_known(viewe
 def test_app_config_points_ohif_at_this_origins_dicomweb_proxy_and_our_extension(viewer_settings):  # type: ignore[no-untyped-def]
     body = _on(VIEWER).get("/app-config.js").content.decode()
     assert f'"qidoRoot": "http://{VIEWER}/dicom-web"' in body
-    assert f'"http://{VIEWER}/spinereview/extension.js"' in body
-    assert f'"http://{VIEWER}/spinereview/mode.js"' in body
+    stamp = viewer.file_version(viewer_settings.VIEWER_EXTENSION_DIST / "extension.js")
+    assert len(stamp) == 16
+    assert f'"http://{VIEWER}/spinereview/extension.js?v={stamp}"' in body
+    assert f'"http://{VIEWER}/spinereview/mode.js"' in body  # not built here: no stamp
     assert '"ohif.tours": {' in body
     assert _on(APP).get("/app-config.js").status_code == 404  # the app origin is not the viewer
 

@@ -83,3 +83,17 @@ def test_an_unblinded_study_shows_every_readers_boxes(two_readers_one_sr):  # ty
     study.blinded = False
     study.save(update_fields=["blinded"])
     assert sr.series_instance_uid in _series_uids(_client(bob), study.study_uid)
+
+
+def test_the_image_series_fast_path_never_lets_a_hidden_sr_through(two_readers_one_sr):  # type: ignore[no-untyped-def]
+    """The proxy skips the blinding query for a path into a series that holds none of the app's
+    SRs; naming the hidden SR's instance under an image series must not take that shortcut."""
+    study, _alice, bob, sr = two_readers_one_sr
+    as_bob = _client(bob)
+    uid = study.study_uid
+    image_series = sorted(_series_uids(as_bob, uid))[0]
+    assert image_series != sr.series_instance_uid
+    assert as_bob.get(f"/dicom-web/studies/{uid}/series/{image_series}/metadata").status_code == 200
+    smuggled = as_bob.get(f"/dicom-web/studies/{uid}/series/{image_series}/instances/{sr.sop_instance_uid}/metadata")
+    assert smuggled.status_code == 404
+    assert json.loads(smuggled.content) == {"detail": "not found"}  # refused by the proxy, never asked of Orthanc
