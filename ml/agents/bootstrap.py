@@ -61,6 +61,7 @@ class BootstrapParams:
     report_stage0_steps: int = 500  # the cached text-only tiny LM (~4 min once per machine; the YAML's 1500: ~12 min)
     report_stage1_steps: int = 4  # projector only
     report_stage2_steps: int = 4  # projector + LoRA
+    report_crossfit_folds: int = 5  # the report agent's tokens come from diagnosis agents of other folds
 
     def key(self) -> str:
         blob = json.dumps({"code": CODE_VERSION, "bootstrap": BOOTSTRAP_VERSION, **asdict(self)}, sort_keys=True)
@@ -69,7 +70,9 @@ class BootstrapParams:
 
 TINY = BootstrapParams()
 # the demo's pipeline: realistic matrices (half size), every condition with positives to learn
-DEMO = BootstrapParams(name="demo", studies=200, seed=41, matrix_scale=0.5, prevalence="enriched", align_steps=30)
+DEMO = BootstrapParams(
+    name="demo", studies=200, seed=41, matrix_scale=0.5, prevalence="enriched", align_steps=30, report_crossfit_folds=3
+)
 PRESETS = {"tiny": TINY, "demo": DEMO}
 
 
@@ -126,6 +129,7 @@ def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str 
         report_stage0_steps=p.report_stage0_steps,
         report_stage1_steps=p.report_stage1_steps,
         report_stage2_steps=p.report_stage2_steps,
+        report_crossfit_folds=p.report_crossfit_folds,
         report_overrides={"train.batch_size": 2},
     )
     t = time.perf_counter()

@@ -267,6 +267,32 @@ class DenseDiagnosisAgents:
         return self.version
 
 
+def _batch_loss(
+    head: _DenseHead,
+    xs: list[torch.Tensor],
+    ts: list[torch.Tensor],
+    yb: torch.Tensor,
+    lengths: np.ndarray,
+    pw: torch.Tensor,
+    cfg: DiagnosisConfig,
+) -> torch.Tensor:
+    """MIL loss on the studies' max cell + the box (cell) loss, one forward for the whole batch.
+    xs: per study [C_i, F]; ts: per study [C_i, 17] cell targets (-1 unknown); yb: [B, 17]."""
+    z = head(torch.cat(xs))  # [sum C_i, 17]
+    zs = torch.stack([part.max(0).values for part in torch.split(z, lengths.tolist())])  # [B, 17]
+    m = yb >= 0
+    mil = F.binary_cross_entropy_with_logits(zs[m], yb[m], pos_weight=pw.expand_as(zs)[m])
+    t = torch.cat(ts)  # [sum C_i, 17]
+    known = t >= 0
+    w = torch.where(t > 0, cfg.dense_box_pos_weight, 1.0) * known
+    per_cell = F.binary_cross_entropy_with_logits(z, t.clamp(min=0), weight=w, reduction="none")
+    seg = torch.repeat_interleave(torch.arange(len(xs)), torch.from_numpy(lengths))  # [sum C_i] study index
+    num = torch.zeros(len(xs)).index_add_(0, seg, per_cell.sum(1))
+    den = torch.zeros(len(xs)).index_add_(0, seg, known.sum(1).float())
+    cell_loss = (num[den > 0] / den[den > 0]).sum()  # each study: the mean over its known cells
+    return mil + cfg.dense_box_weight * cell_loss / len(xs)
+
+
 def train_dense(
     feats: list[StudyFeatures], cfg: DiagnosisConfig, truths: list[dict | None] | None = None
 ) -> DenseDiagnosisAgents:
@@ -298,25 +324,19 @@ def train_dense(
     neg = np.clip((y[fit] == 0).sum(0), 1, None)
     pw = torch.from_numpy(np.clip(neg / pos, 1.0, 10.0).astype(np.float32))
     rng = np.random.default_rng(cfg.seed)
-    for _ in range(cfg.dense_epochs):
-        head.train()
-        for b in np.array_split(rng.permutation(fit), max(1, len(fit) // cfg.dense_batch)):
-            study_logits, cell_loss = [], torch.zeros(())
-            for i in b:
-                z = head(xt[i])  # [C, 17]
-                study_logits.append(z.max(0).values)
-                known = tt[i] >= 0
-                if known.any():
-                    w = torch.where(tt[i] > 0, cfg.dense_box_pos_weight, 1.0)[known]
-                    cell_loss = cell_loss + F.binary_cross_entropy_with_logits(z[known], tt[i][known], weight=w)
-            zs = torch.stack(study_logits)
-            yb = yt[b]
-            m = yb >= 0
-            mil = F.binary_cross_entropy_with_logits(zs[m], yb[m], pos_weight=pw.expand_as(zs)[m])
-            loss = mil + cfg.dense_box_weight * cell_loss / len(b)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    lengths = np.array([len(x) for x in xs])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: one thread beats several on shared cores (no spin-waits)
+    try:
+        for _ in range(cfg.dense_epochs):
+            head.train()
+            for b in np.array_split(rng.permutation(fit), max(1, len(fit) // cfg.dense_batch)):
+                loss = _batch_loss(head, [xt[i] for i in b], [tt[i] for i in b], yt[b], lengths[b], pw, cfg)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
     head.eval()
     a = {**_arrays_of(head), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
     z = np.stack([_cell_logits(a, x).max(0) if len(x) else np.zeros(K) for x in xs])  # [N, 17]
