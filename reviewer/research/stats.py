@@ -47,7 +47,7 @@ from django.db.models.functions import Cast
 from ml.conditions import CONDITION_KEYS
 from reviewer.models import Finding, LabelConfirmation, LabelExtraction, Review
 from reviewer.research import aggregates
-from reviewer.research.metrics import cohen_kappa, sensitivity_specificity
+from reviewer.research.metrics import cohen_kappa
 
 RADPEER_SCORES = ("1", "2a", "2b", "3a", "3b")
 DISCREPANT = frozenset({"2a", "2b", "3a", "3b"})
@@ -410,25 +410,33 @@ def _accuracy_table(
     # not a stable sort: tied scores share their average rank, so their order changes nothing
     # (the rank sums are of half-integers, exact in float64), and numpy's SIMD sort is 3x faster
     order = np.argsort(prob, axis=1)
+    cells = {  # sensitivity_specificity's four counts, for the 17 conditions at once
+        "tp": (ref == 1) & (hyp == 1), "fn": (ref == 1) & (hyp == 0),
+        "tn": (ref == 0) & (hyp == 0), "fp": (ref == 0) & (hyp == 1),
+    }  # fmt: skip
     out = []
     for scope in scopes:
         chosen = np.ones(n, dtype=bool) if scope == "all" else (in_scope == (scope == "in_scope"))
+        chosen_ref = chosen & definite_ref  # (17, n)
+        both = chosen_ref & definite_hyp
+        with_prob = chosen_ref & has_prob
+        m_all, n_auroc = both.sum(axis=1), with_prob.sum(axis=1)
+        count = {name: (cell & both).sum(axis=1) for name, cell in cells.items()}
         for j, key in enumerate(CONDITION_KEYS):
-            chosen_ref = chosen & definite_ref[j]
-            both = chosen_ref & definite_hyp[j]
-            counts = sensitivity_specificity(ref[j][both], hyp[j][both])
-            with_prob = chosen_ref & has_prob[j]
-            scored = order[j][with_prob[order[j]]]  # the reviews in the AUROC, by ascending probability
-            m = int(both.sum())
+            tp, fn, tn, fp = (int(count[name][j]) for name in ("tp", "fn", "tn", "fp"))
+            scored = order[j][with_prob[j][order[j]]]  # the reviews in the AUROC, by ascending probability
+            m = int(m_all[j])
             out.append(
                 {
                     "condition": key,
                     "scope": scope,
                     "n": m,
-                    "prevalence": float((ref[j][both] == 1).mean()) if m else None,
-                    **counts,
+                    "prevalence": (tp + fn) / m if m else None,
+                    **{"tp": tp, "fn": fn, "tn": tn, "fp": fp},
+                    "sensitivity": tp / (tp + fn) if tp + fn else None,
+                    "specificity": tn / (tn + fp) if tn + fp else None,
                     "auroc": auroc_presorted(ref[j][scored], prob[j][scored]),
-                    "n_auroc": int(with_prob.sum()),
+                    "n_auroc": int(n_auroc[j]),
                 }
             )
     return out
