@@ -2,100 +2,60 @@
 //  1. a different OHIF build (app bundle renamed) -> the extension refuses, with a message on screen;
 //  2. a study the app does not know yet -> the API error is shown, not swallowed;
 //  3. known but not drafted -> its status is shown; 4. the draft arrives -> the panel refreshes.
-// Prints "PHASE <name>" lines when the test should act, and one JSON line last.
-const { chromium } = require('playwright-core');
-const fs = require('fs');
-const path = require('path');
+// Prints "PHASE <name>" lines when the test should act, and one JSON line last (e2e_support.cjs).
+const { start } = require('./e2e_support.cjs');
 
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
-
-function readStdin() {
-  return new Promise(resolve => {
-    let data = '';
-    process.stdin.on('data', chunk => (data += chunk));
-    process.stdin.on('end', () => resolve(JSON.parse(data)));
-  });
-}
-
-async function main() {
-  const p = await readStdin();
-  fs.mkdirSync(p.screenshots, { recursive: true });
-  const out = { steps: [] };
-  const browser = await chromium.launch({ executablePath: process.env.SPINEREVIEW_CHROMIUM || '/usr/bin/chromium', args: FLAGS });
-  const context = await browser.newContext({ viewport: { width: 1600, height: 900 } });
-  const page = await context.newPage();
-  let n = 0;
-  const shot = async name => {
-    const file = path.join(p.screenshots, `${String(++n).padStart(2, '0')}-${name}.png`);
-    await page.screenshot({ path: file });
-    out.steps.push({ name, file });
-  };
+start(async ({ p, page, out, step }) => {
   const viewerPath = `/spine-review?StudyInstanceUIDs=${encodeURIComponent(p.study_uid)}`;
-  try {
-    // log in on the viewer origin itself (the login page is served there too)
-    await page.goto(`${p.viewer_url}/accounts/login/?next=${encodeURIComponent(viewerPath)}`);
-    await page.fill('input[name=username]', p.username);
-    await page.fill('input[name=password]', p.password);
-    await page.click('[type=submit]');
-    await page.waitForURL(url => url.pathname === '/spine-review', { timeout: 30000 });
+  // log in on the viewer origin itself (the login page is served there too)
+  await page.goto(`${p.viewer_url}/accounts/login/?next=${encodeURIComponent(viewerPath)}`);
+  await page.fill('input[name=username]', p.username);
+  await page.fill('input[name=password]', p.password);
+  await page.click('[type=submit]');
+  await page.waitForURL(url => url.pathname === '/spine-review', { timeout: 30000 });
 
-    // 1. another OHIF build: serve the same app bundle under another content hash
-    const other = 'app.bundle.0000000000000000.js';
-    await page.route('**/*', async route => {
-      const url = new URL(route.request().url());
-      if (url.pathname === '/spine-review') {
-        const response = await route.fetch();
-        const html = (await response.text()).replace(/app\.bundle\.[0-9a-f]+\.js/, other);
-        return route.fulfill({ response, body: html });
-      }
-      if (url.pathname === `/${other}`) {
-        const response = await route.fetch({ url: `${p.viewer_url}/${p.app_bundle}` });
-        return route.fulfill({ response });
-      }
-      return route.continue();
-    });
-    await page.goto(`${p.viewer_url}${viewerPath}`);
-    const banner = await page.waitForSelector('[data-spinereview=refused]', { timeout: 60000 });
-    out.refusal = await banner.textContent();
-    out.panel_when_refused = !!(await page.$('[data-testid=sr-findings-panel]'));
-    await shot('refused-other-build');
-    await page.unroute('**/*');
+  // 1. another OHIF build: serve the same app bundle under another content hash
+  const other = 'app.bundle.0000000000000000.js';
+  await page.route('**/*', async route => {
+    const url = new URL(route.request().url());
+    if (url.pathname === '/spine-review') {
+      const response = await route.fetch();
+      const html = (await response.text()).replace(/app\.bundle\.[0-9a-f]+\.js/, other);
+      return route.fulfill({ response, body: html });
+    }
+    if (url.pathname === `/${other}`) {
+      const response = await route.fetch({ url: `${p.viewer_url}/${p.app_bundle}` });
+      return route.fulfill({ response });
+    }
+    return route.continue();
+  });
+  await page.goto(`${p.viewer_url}${viewerPath}`);
+  const banner = await page.waitForSelector('[data-spinereview=refused]', { timeout: 60000 });
+  out.refusal = await banner.textContent();
+  out.panel_when_refused = !!(await page.$('[data-testid=sr-findings-panel]'));
+  await step('refused-other-build');
+  await page.unroute('**/*');
 
-    // 2. the real build, a study the app has not synced yet: the API's 404 is on screen
-    await page.goto(`${p.viewer_url}${viewerPath}`);
-    await page.waitForSelector('[data-testid=sr-error]', { timeout: 60000 });
-    out.api_error = await page.textContent('[data-testid=sr-error]');
-    await shot('api-error');
-    console.log('PHASE unknown-study');
+  // 2. the real build, a study the app has not synced yet: the API's 404 is on screen
+  await page.goto(`${p.viewer_url}${viewerPath}`);
+  await page.waitForSelector('[data-testid=sr-error]', { timeout: 60000 });
+  out.api_error = await page.textContent('[data-testid=sr-error]');
+  await step('api-error');
+  console.log('PHASE unknown-study');
 
-    // 3. the test syncs the study (no draft yet): the status replaces the error by itself
-    await page.waitForSelector('[data-testid=sr-no-draft]', { timeout: 30000 });
-    out.status = await page.textContent('[data-testid=sr-study-status]');
-    out.no_draft = await page.textContent('[data-testid=sr-no-draft]');
-    out.error_after_sync = !!(await page.$('[data-testid=sr-error]'));
-    await shot('awaiting-draft');
-    console.log('PHASE awaiting-draft');
+  // 3. the test syncs the study (no draft yet): the status replaces the error by itself
+  await page.waitForSelector('[data-testid=sr-no-draft]', { timeout: 30000 });
+  out.status = await page.textContent('[data-testid=sr-study-status]');
+  out.no_draft = await page.textContent('[data-testid=sr-no-draft]');
+  out.error_after_sync = !!(await page.$('[data-testid=sr-error]'));
+  await step('awaiting-draft');
+  console.log('PHASE awaiting-draft');
 
-    // 4. the test stores the draft: findings appear without a reload
-    const t0 = Date.now();
-    await page.waitForSelector('[data-finding]', { timeout: 30000 });
-    out.refresh_ms = Date.now() - t0;
-    out.findings = await page.$$eval('[data-finding]', els => els.length);
-    out.status_after = await page.textContent('[data-testid=sr-study-status]');
-    await shot('draft-arrived');
-    out.ok = true;
-  } catch (error) {
-    out.ok = false;
-    out.error = String(error && error.stack || error);
-    await shot('failure').catch(() => {});
-  } finally {
-    await browser.close();
-  }
-  console.log(JSON.stringify(out));
-}
-
-main().catch(error => {
-  console.log(JSON.stringify({ ok: false, error: String(error && error.stack || error) }));
-  process.exit(1);
+  // 4. the test stores the draft: findings appear without a reload
+  const t0 = Date.now();
+  await page.waitForSelector('[data-finding]', { timeout: 30000 });
+  out.refresh_ms = Date.now() - t0;
+  out.findings = await page.$$eval('[data-finding]', els => els.length);
+  out.status_after = await page.textContent('[data-testid=sr-study-status]');
+  await step('draft-arrived');
 });

@@ -1,7 +1,8 @@
 // The harness every node e2e driver shares: read the test's JSON payload from stdin, open one
 // page in headless Chromium (the flags this machine needs), collect page errors and HTTP errors,
 // run the scenario, screenshot a failure, and print one JSON line with what was seen (the Python
-// test reads the last line). A scenario gets { p: payload, page, out, shot } and fills `out`.
+// test reads the last line). A scenario gets { p: payload, page, out, shot, step } and fills `out`:
+// `shot(name)` saves name.png, `step(name)` a numbered 01-name.png listed in out.steps.
 const { chromium } = require('playwright-core');
 const fs = require('fs');
 const path = require('path');
@@ -25,9 +26,19 @@ async function runScenario(scenario, initial) {
   const page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
   page.on('pageerror', e => out.console_errors.push(`pageerror: ${e.message}`));
   page.on('response', r => r.status() >= 400 && out.http_errors.push(`${r.status()} ${r.url()}`));
-  const shot = name => page.screenshot({ path: path.join(p.screenshots, `${name}.png`) });
+  const shot = async name => {
+    const file = path.join(p.screenshots, `${name}.png`);
+    await page.screenshot({ path: file });
+    return file;
+  };
+  let n = 0;
+  const step = async name => {
+    const file = await shot(`${String(++n).padStart(2, '0')}-${name}`);
+    (out.steps = out.steps || []).push({ name, file });
+    console.log(`step ${name}`);
+  };
   try {
-    await scenario({ p, page, out, shot });
+    await scenario({ p, page, out, shot, step });
     out.ok = true;
   } catch (error) {
     out.ok = false;
