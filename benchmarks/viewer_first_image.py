@@ -1,7 +1,7 @@
 """Time to first image in the viewer: a 4-series generated study (sag T2/T1/STIR, ax T2) opened in
 our spine mode in headless Chromium, against the real app (runserver) and the real Orthanc.
 
-    python -m scripts.services run -- python benchmarks/viewer_first_image.py [--runs 3]
+    python -m scripts.services run -- python benchmarks/viewer_first_image.py [--runs 3] [--waterfall]
 
 Each run uses a fresh browser context (cold HTTP cache, so OHIF's bundles are fetched again) and
 reports, in ms from navigation start: the first viewport canvas showing image pixels, all four
@@ -42,7 +42,8 @@ const probe = () => {
 };
 const WATERFALL = process.env.SPINEREVIEW_WATERFALL === '1';
 // a URL without its origin, each UID shortened to its last digits
-const short = (u) => u.replace(/^https?:\/\/[^/]+/, '').replace(/\d+(\.\d+){5,}/g, (m) => '…' + m.slice(-4)).slice(0, 120);
+const short = (u) => u.replace(/^https?:\/\/[^/]+/, '')
+  .replace(/\d+(\.\d+){5,}/g, (m) => '…' + m.slice(-4)).slice(0, 120);
 async function measure(page, url) {
   const requests = [];
   const onDone = (failed) => (req) => {
@@ -67,8 +68,9 @@ async function measure(page, url) {
   if (WATERFALL) {
     page.off('requestfinished', finished); page.off('requestfailed', failed);
     const origin = await page.evaluate(() => performance.timeOrigin);
-    const sizes = await page.evaluate(() => Object.fromEntries(performance.getEntriesByType('resource')
-      .map(e => [((u) => u.replace(/^https?:\/\/[^/]+/, '').replace(/\d+(\.\d+){5,}/g, (m) => '…' + m.slice(-4)).slice(0, 120))(e.name), [e.transferSize, e.encodedBodySize, e.decodedBodySize]])));
+    const entries = await page.evaluate(() => performance.getEntriesByType('resource')
+      .map(e => [e.name, [e.transferSize, e.encodedBodySize, e.decodedBodySize]]));
+    const sizes = Object.fromEntries(entries.map(([name, size]) => [short(name), size]));
     result.waterfall = requests.map(r => ({ ...r, start: r.start - origin, sizes: sizes[r.url] || null }))
       .sort((a, b) => a.start - b.start);
   }
