@@ -19,6 +19,7 @@ def fill(apps, schema_editor):  # type: ignore[no-untyped-def]
         )
         if not cursor.fetchone()[0]:  # a new database: nothing to fill (and the SQL is today's)
             return
+        cursor.execute(f"ANALYZE {', '.join(aggregates.table(m) for m in aggregates.SOURCE_MODELS)}")
         cursor.execute(
             f"INSERT INTO reviewer_reviewstatistics ({', '.join(aggregates.REVIEW_COLUMNS)}) {select}", params
         )

@@ -70,6 +70,9 @@ def labels_vector_sql(alias: str) -> str:
     )
 
 
+# the tables a statistics row is computed from
+SOURCE_MODELS = (Review, Draft, DraftJob, Arbitration, LabelExtraction, Finding, LabelConfirmation)
+
 REVIEW_COLUMNS = (
     "review_id", "reader_id", "model_version_id", "pipeline_version", "in_scope", "radpeer", "arbitration_state",
     "packed",

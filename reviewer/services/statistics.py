@@ -87,6 +87,9 @@ def rebuild_statistics(*, actor=None) -> dict[str, int]:  # type: ignore[no-unty
         return {"reviews": 0, "confirmations": 0}
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")  # one pass over every review: compiling costs more than it saves
+        # fresh statistics of the tables read: after a bulk load of 100,000 reviews without them,
+        # the rebuild ran for over 9 minutes (cancelled) instead of seconds
+        cursor.execute(f"ANALYZE {', '.join(aggregates.table(m) for m in aggregates.SOURCE_MODELS)}")
         cursor.execute(f"LOCK TABLE {aggregates.table(ReviewStatistics)}, {aggregates.table(ConfirmationStatistics)}")
         cursor.execute(f"DELETE FROM {aggregates.table(ReviewStatistics)}")
         cursor.execute(f"DELETE FROM {aggregates.table(ConfirmationStatistics)}")
