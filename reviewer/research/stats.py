@@ -674,8 +674,10 @@ def _kappa(a: np.ndarray, b: np.ndarray) -> float:
     if n == 0:
         return math.nan
     labels = np.union1d(a, b)
-    cm = np.zeros((len(labels), len(labels)), dtype=np.float64)  # (k, k) confusion counts
-    np.add.at(cm, (np.searchsorted(labels, a), np.searchsorted(labels, b)), 1)
+    k = len(labels)
+    cell = np.searchsorted(labels, a) * k + np.searchsorted(labels, b)
+    # (k, k) confusion counts; bincount, not np.add.at (same counts, a quarter of the time)
+    cm = np.bincount(cell, minlength=k * k).reshape(k, k).astype(np.float64)
     p_observed = np.trace(cm) / n
     p_expected = float(cm.sum(axis=1) @ cm.sum(axis=0)) / (n * n)
     if p_expected == 1.0:
