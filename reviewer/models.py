@@ -414,7 +414,7 @@ class FindingFeedback(ImmutableModel):
 class ReadingHeartbeat(ImmutableModel):
     """A "still reading" tick from the viewer: sent while the study is visible and the reader
     has used keyboard or mouse recently. Active reading time is summed from these on the server
-    (``reviewer.services.feedback.active_seconds``), so idle gaps never count."""
+    (``reviewer.selectors.active_seconds``), so idle gaps never count."""
 
     study = models.ForeignKey(Study, related_name="reading_heartbeats", on_delete=models.CASCADE)
     reader = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="reading_heartbeats", on_delete=models.PROTECT)

@@ -2,7 +2,7 @@
 statistics. The reading itself happens in OHIF (``/viewer/open/<study_uid>/``).
 
 Role rules are those of the API (``reviewer.permissions.role_required`` on every page) and
-blinding follows ``reviewer.services.workflow.blinded_for``. Patient identities and reader
+blinding follows ``reviewer.selectors.blinding``. Patient identities and reader
 names are rendered for admins only.
 """
 
@@ -230,7 +230,7 @@ def arbitration_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _queue_params(request: HttpRequest) -> tuple[str, int]:
     strategy = request.GET.get("strategy") or request.POST.get("strategy") or "uncertain"
-    strategy = strategy if strategy in labels.STRATEGIES else "uncertain"
+    strategy = strategy if strategy in selectors.STRATEGIES else "uncertain"
     try:
         seed = int(request.GET.get("seed") or request.POST.get("seed") or 0)
     except ValueError:
@@ -241,7 +241,7 @@ def _queue_params(request: HttpRequest) -> tuple[str, int]:
 @role_required(A)
 def label_queue(request: HttpRequest) -> HttpResponse:
     strategy, seed = _queue_params(request)
-    ids = labels.annotation_queue(annotator=request.user, strategy=strategy, seed=seed, limit=PAGE_SIZE)
+    ids = selectors.annotation_queue(annotator=request.user, strategy=strategy, seed=seed, limit=PAGE_SIZE)
     found = {e.pk: e for e in LabelExtraction.objects.filter(pk__in=ids).select_related("study")}
     items = []
     for pk in ids:
@@ -250,13 +250,13 @@ def label_queue(request: HttpRequest) -> HttpResponse:
         impression = split_sections(e.report_text).get("impression", "")
         items.append(
             {"extraction": e, "impression": impression, "excerpt": impression or e.report_text,
-             "min_confidence": labels.min_confidence(e.confidence), "flagged": flagged}
+             "min_confidence": selectors.min_confidence(e.confidence), "flagged": flagged}
         )  # fmt: skip
     done = LabelConfirmation.objects.filter(annotator=request.user).count()
     return _render(
         request,
         "reviewer/label_queue.html",
-        {"items": items, "strategy": strategy, "seed": seed, "strategies": labels.STRATEGIES, "done": done,
+        {"items": items, "strategy": strategy, "seed": seed, "strategies": selectors.STRATEGIES, "done": done,
          "query": urlencode({"strategy": strategy, "seed": seed})},
     )  # fmt: skip
 
@@ -264,7 +264,7 @@ def label_queue(request: HttpRequest) -> HttpResponse:
 @role_required(A)
 @require_http_methods(["GET", "POST"])
 def label_confirm(request: HttpRequest, pk: int) -> HttpResponse:
-    extraction = get_object_or_404(LabelExtraction.objects.filter(source__in=labels.ANNOTATED_SOURCES), pk=pk)
+    extraction = get_object_or_404(LabelExtraction.objects.filter(source__in=selectors.ANNOTATED_SOURCES), pk=pk)
     strategy, seed = _queue_params(request)
     mine = LabelConfirmation.objects.filter(extraction=extraction, annotator=request.user).first()
     errors = ""
@@ -275,7 +275,7 @@ def label_confirm(request: HttpRequest, pk: int) -> HttpResponse:
                 extraction=extraction, annotator=request.user, labels=submitted, comment=request.POST.get("comment", "")
             )
             messages.success(request, "Labels saved.")
-            nxt = labels.annotation_queue(annotator=request.user, strategy=strategy, seed=seed, limit=1)
+            nxt = selectors.annotation_queue(annotator=request.user, strategy=strategy, seed=seed, limit=1)
             query = urlencode({"strategy": strategy, "seed": seed})
             if nxt:
                 return redirect(f"/labels/{nxt[0]}/?{query}")
@@ -387,16 +387,16 @@ def reading_statistics(request: HttpRequest) -> HttpResponse:
     ``reviewer/_reading_statistics.html``). Pseudonymous like the statistics page: no reader, no
     study, only aggregates."""
     from reviewer.models import ModelVersion
-    from reviewer.services import feedback
+    from reviewer.research.reading import iter_reading_rows, reading_time_summary
 
     versions = [mv.key for mv in ModelVersion.objects.order_by("name", "version")]
     model_version = request.GET.get("model_version", "")
     model_version = model_version if model_version in versions else ""
     agreement = [
         {**a.to_dict(), "name": BY_KEY[a.condition].name, "share": _fmt_rate(a.agreement)}
-        for a in feedback.agreement_by_condition(model_version or None)
+        for a in selectors.agreement_by_condition(model_version or None)
     ]
-    reading = feedback.reading_time_summary(feedback.iter_reading_rows())
+    reading = reading_time_summary(iter_reading_rows())
     for rows in reading.values():
         for r in rows:
             r.update(median=_fmt_seconds(r["median_seconds"]), mean=_fmt_seconds(r["mean_seconds"]),

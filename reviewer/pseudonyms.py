@@ -1,7 +1,7 @@
 """Keyed pseudonyms for exports that key many rows: ``deid.pseudonym`` with the HMAC keyed once.
 
 Its own module so that every export (the review rows in ``research/exports.py``, the reading
-rows in ``services/feedback.py``) can use it without importing another export's module.
+rows in ``research/reading.py``) can use it without importing another export's module.
 """
 
 from __future__ import annotations

@@ -70,6 +70,7 @@ def build_data(reviews: int) -> dict[str, str]:
 
     from benchmarks.stats_page import _report, populate
     from ml.conditions import CONDITION_KEYS
+    from reviewer import selectors
     from reviewer.models import Assignment, DraftJob, Series, Study
     from reviewer.services import labels
 
@@ -108,7 +109,7 @@ def build_data(reviews: int) -> dict[str, str]:
     for i in range(40):
         truth = {k: int(rng.random() < 0.2) for k in CONDITION_KEYS}
         imported.append(labels.import_report(labels.ImportedReport(key=str(i), text=_report(truth, rng, i)))[0])
-    shown = max(imported, key=lambda e: (len(e.evidence), -labels.min_confidence(e.confidence)))
+    shown = max(imported, key=lambda e: (len(e.evidence), -selectors.min_confidence(e.confidence)))
     sessions = {}
     for role in ("admin", "radiologist", "annotator", "researcher"):
         user, _ = User.objects.get_or_create(username=f"demo-{role}")

@@ -232,3 +232,109 @@ def test_code_and_docs_stand_on_their_own() -> None:
         if name.endswith(suffixes) and (ROOT / name).is_file() and needle in (ROOT / name).read_text(errors="ignore")
     ]
     assert offenders == []
+
+
+# --- reads live in selectors ---------------------------------------------------------------------
+
+# Attribute calls that change state: the ORM's writes and row locks, and the cache's.
+WRITE_CALLS = frozenset(
+    {
+        "save", "create", "update", "delete", "bulk_create", "bulk_update", "get_or_create",
+        "update_or_create", "select_for_update", "delete_many", "set", "add", "incr", "remove", "clear",
+        "execute", "on_commit", "atomic", "delay", "apply_async", "send", "send_task",
+    }
+)  # fmt: skip
+# Attribute reads and calls that query the database.
+# Attribute names that only a queryset has (``get``, ``values``, ``count`` are a dict's or list's too).
+QUERY_NAMES = frozenset(
+    {"objects", "filter", "exclude", "first", "last", "exists", "values_list", "annotate", "aggregate",
+     "order_by", "select_related", "prefetch_related"}
+)  # fmt: skip
+
+# Reads that were once defined in a service module; each one lives in reviewer/selectors/ now.
+MOVED_READS = frozenset(
+    {
+        "head_revision", "chain_of", "blinded_for", "blind_analysis", "can_arbitrate", "annotation_queue",
+        "min_confidence", "feedback_of", "current_feedback", "credited_seconds", "active_seconds",
+        "outcome_counts", "agreement_by_condition", "iter_reading_rows", "reading_time_summary",
+        "training_feedback", "active_pipeline",
+    }
+)  # fmt: skip
+
+
+def _called(fn: ast.AST) -> tuple[set[str], set[str]]:
+    """(attribute names called or read on something, bare names called) inside ``fn``."""
+    attributes, names = set(), set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Attribute):
+            attributes.add(node.attr)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            names.add(node.func.id)
+    return attributes, names
+
+
+def _writes_directly(fn: ast.FunctionDef, attributes: set[str], imported_writes: set[str]) -> bool:
+    decorated_atomic = any("atomic" in ast.unparse(d) for d in fn.decorator_list)
+    _, names = _called(fn)
+    return decorated_atomic or bool(attributes & WRITE_CALLS) or bool(names & imported_writes)
+
+
+def pure_reads(source: str) -> list[str]:
+    """The public module-level functions of a service module that query the database and never
+    write: no ORM or cache write, no row lock or transaction, no task sent, and no call of a
+    function of this module or of another service that writes (a fixpoint over the module).
+    Such a function is a selector in the wrong room."""
+    tree = ast.parse(source)
+    imported_writes = {  # names a service module takes from other writers
+        alias.asname or alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith(("reviewer.services", "reviewer.integrations", "reviewer.tasks"))
+        for alias in node.names
+    } | {"audit"}
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    calls = {name: _called(fn) for name, fn in functions.items()}
+    writers = {n for n, fn in functions.items() if _writes_directly(fn, calls[n][0], imported_writes)}
+    while True:
+        more = {n for n in functions if n not in writers and (calls[n][1] & writers)}
+        if not more:
+            break
+        writers |= more
+    return sorted(
+        name
+        for name, fn in functions.items()
+        if not name.startswith("_") and name not in writers and calls[name][0] & QUERY_NAMES
+    )
+
+
+def test_the_read_finder_tells_a_read_from_a_write() -> None:
+    source = (
+        "from reviewer.services.audit import audit\n"
+        "def newest(study):\n    return study.drafts.order_by('-id').first()\n"
+        "def rename(study):\n    study.name = 'x'\n    study.save()\n"
+        "def _helper():\n    return Study.objects.create()\n"
+        "def via_helper():\n    Study.objects.filter(pk=1)\n    return _helper()\n"
+        "@transaction.atomic\ndef locked():\n    return Study.objects.get(pk=1)\n"
+        "def audited(study):\n    audit(actor=None, action='x', obj=study)\n    return study.reviews.count()\n"
+        "def pure(text):\n    return text.strip()\n"
+    )
+    assert pure_reads(source) == ["newest"]
+
+
+def test_reads_are_not_written_in_services() -> None:
+    """A function in ``reviewer/services/`` that only queries belongs in ``reviewer/selectors/``:
+    services are what changes the database, so a reader of the code (and a reviewer of a blinding
+    change) finds every read in one room."""
+    found = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in _python_files("reviewer/services")
+        for name in pure_reads(path.read_text())
+    ]
+    assert found == [], "reads in services (move them to reviewer/selectors/): " + ", ".join(found)
+    defined = {
+        f"{path.relative_to(ROOT)}: {node.name}"
+        for path in _python_files("reviewer/services")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.name in MOVED_READS
+    }
+    assert not defined, f"defined in services again: {sorted(defined)}"

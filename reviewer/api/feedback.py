@@ -90,8 +90,8 @@ class ReadingHeartbeatApi(APIView):
     def post(self, request, pk: int) -> Response:  # type: ignore[no-untyped-def]
         study = get_object_or_404(Study, pk=pk)
         beat = feedback_service.record_heartbeat(study=study, reader=request.user)
-        seconds = feedback_service.active_seconds(study=study, reader=request.user)
-        counts = feedback_service.outcome_counts(study=study, reader=request.user)
+        seconds = selectors.active_seconds(study=study, reader=request.user)
+        counts = selectors.outcome_counts(study=study, reader=request.user)
         out = {"counted": beat is not None, "active_seconds": round(seconds, 1), **counts}
         return Response(self.OutputSerializer(out).data)
 
@@ -112,7 +112,7 @@ class FindingAgreementApi(APIView):
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request) -> Response:  # type: ignore[no-untyped-def]
-        rows = feedback_service.agreement_by_condition(request.query_params.get("model_version") or None)
+        rows = selectors.agreement_by_condition(request.query_params.get("model_version") or None)
         return Response(self.OutputSerializer([r.to_dict() for r in rows], many=True).data)
 
 

@@ -123,7 +123,7 @@ class LabelConfirmationDetailApi(APIView):
 
 
 class LabelQueueApi(APIView):
-    """The next reports for this annotator to confirm (see services.labels.annotation_queue)."""
+    """The next reports for this annotator to confirm (see selectors.annotation_queue)."""
 
     permission_classes = [RolePermission]
     allowed_roles = {"GET": {A}}
@@ -131,7 +131,7 @@ class LabelQueueApi(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("strategy", str, enum=list(labels.STRATEGIES)),
+            OpenApiParameter("strategy", str, enum=list(selectors.STRATEGIES)),
             OpenApiParameter("seed", int),
             OpenApiParameter("limit", int),
         ],
@@ -143,7 +143,7 @@ class LabelQueueApi(APIView):
             limit = max(1, min(int(request.query_params.get("limit", 20)), 200))
         except ValueError as exc:
             raise ValidationError({"detail": f"seed and limit must be integers: {exc}"}) from exc
-        ids = labels.annotation_queue(
+        ids = selectors.annotation_queue(
             annotator=request.user, strategy=request.query_params.get("strategy", "uncertain"), seed=seed, limit=limit
         )
         found = {e.pk: e for e in LabelExtraction.objects.filter(pk__in=ids)}

@@ -24,11 +24,11 @@ from reviewer.models import (
     Study,
 )
 from reviewer.roles import Role, has_role
-from reviewer.services.workflow import blind_analysis, blinded_for
+from reviewer.selectors import blind_analysis, blinded_for
 
 
 def _blinded(serializer: serializers.BaseSerializer, study: Study) -> bool:
-    """Blinding (Study.blinded) for the requesting user; see reviewer.services.workflow."""
+    """Blinding (Study.blinded) for the requesting user; see reviewer.selectors.blinding."""
     request = serializer.context.get("request")
     return blinded_for(request.user if request else None, study)
 

@@ -33,8 +33,6 @@ from reviewer.api import serializers as s
 from reviewer.models import Draft, DraftJob, ReportRevision, StructuredReport, Study
 from reviewer.permissions import RolePermission
 from reviewer.roles import Role
-from reviewer.services.reports import head_revision
-from reviewer.services.workflow import blinded_for
 
 R = Role.RADIOLOGIST
 
@@ -65,7 +63,7 @@ def _head_sr(study: Study, user) -> StructuredReport | None:  # type: ignore[no-
     """The newest reader SR, else the AI SR of the newest draft. A blinded reader gets only
     their own reader SRs: another reader's boxes, name and timing are theirs to keep."""
     readers = study.structured_reports.filter(source=StructuredReport.Source.READER)
-    if blinded_for(user, study):
+    if selectors.blinded_for(user, study):
         readers = readers.filter(author=user)
     reader = readers.order_by("-created_at").first()
     return reader or study.structured_reports.filter(source=StructuredReport.Source.AI).order_by("-created_at").first()
@@ -158,13 +156,13 @@ class ViewerStudyApi(APIView):
         study = get_object_or_404(selectors.study_list(), study_uid=study_uid)
         draft = selectors.drafts_for(study.pk).order_by("-created_at").first()
         job = study.draft_jobs.order_by("-queued_at").first()
-        head = head_revision(study, author=request.user)  # the caller's own chain: never another reader's text
+        head = selectors.head_revision(study, author=request.user)  # the caller's own chain, never another's
         review = study.reviews.filter(reader=request.user).first()
         sr = _head_sr(study, request.user)
         analysis = draft.analysis if draft else {}
-        ctx = {"request": request}  # the serializers apply blinding (reviewer.services.workflow) per user
+        ctx = {"request": request}  # the serializers apply blinding (reviewer.selectors.blinding) per user
         sr_data = StructuredReportSerializer(sr).data if sr else None
-        if sr_data and blinded_for(request.user, study):
+        if sr_data and selectors.blinded_for(request.user, study):
             sr_data["series_description"] = None  # the AI SR's description names the pipeline version
         return Response(
             {

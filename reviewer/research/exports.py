@@ -26,9 +26,8 @@ from reviewer import deid
 from reviewer.deid import KEY_HEX_DIGITS, SECRET_ENV, pseudonym, replacement_uid
 from reviewer.deid import pseudonym_secret as export_secret
 from reviewer.pseudonyms import Pseudonyms
-from reviewer.research import stats
+from reviewer.research import reading, stats
 from reviewer.research.stats import DISCREPANT, RADPEER_SCORES, SIGNIFICANT, ReviewRow
-from reviewer.services import feedback
 
 
 def reader_key(reader_id: object, *, secret: bytes | None = None) -> str:
@@ -143,7 +142,7 @@ TABLES: dict[str, tuple[tuple[tuple[str, str, str], ...], object]] = {
     "reviews": (REVIEW_COLUMNS, iter_review_export_rows),
     "label_agreement": (LABEL_AGREEMENT_COLUMNS, lambda: stats.cached_label_tables()[0]),
     "draft_accuracy": (DRAFT_ACCURACY_COLUMNS, lambda: stats.cached_label_tables()[1]),
-    "reading": (feedback.READING_COLUMNS, feedback.iter_reading_rows),  # reading time, finding outcomes
+    "reading": (reading.READING_COLUMNS, reading.iter_reading_rows),  # reading time, finding outcomes
 }
 FORMATS = ("csv", "parquet")
 EXPORT_CHUNK = 2000  # reviews per database round trip and per streamed CSV chunk
@@ -343,7 +342,7 @@ def training_entries(*, include_extracted: bool = False) -> Iterator[tuple[objec
     ):
         for box in boxes or []:
             finding_boxes.setdefault(study_id, []).append({"condition": condition, **box})
-    verdicts = feedback.training_feedback(study_ids, key=key)  # readers' per-finding verdicts
+    verdicts = reading.training_feedback(study_ids, key=key)  # readers' per-finding verdicts
     for study in Study.objects.filter(pk__in=study_ids).order_by("id"):
         if study.pk in confirmed:
             labels, label_source = _consensus(confirmed[study.pk]), "confirmed"

@@ -4,7 +4,8 @@ The label-extraction agent (``ml.agents.labels`` through ``reviewer.ml_bridge``)
 text into ternary labels for the 17 conditions, each with its evidence sentence and a
 confidence. It runs on every signed report (and on the draft of the same study, so that the
 draft can be scored against the signed report), and on historical reports imported with
-``manage.py import_reports``. Annotators then confirm or correct a sample.
+``manage.py import_reports``. Annotators then confirm or correct a sample, in the order of
+``reviewer.selectors.annotation_queue``.
 
 Every run is idempotent: the same text from the same source is extracted once.
 """
@@ -14,25 +15,21 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Q
 
 from ml.conditions import CONDITION_KEYS
 from reviewer import ml_bridge
 from reviewer.models import LabelConfirmation, LabelExtraction, ReportRevision, Review, Study
+from reviewer.selectors.labels import ANNOTATED_SOURCES
 from reviewer.services.audit import audit
 from reviewer.services.statistics import refresh_confirmation_statistics, refresh_study_statistics
 
 log = logging.getLogger(__name__)
-
-ANNOTATED_SOURCES = (LabelExtraction.Source.SIGNED_REPORT, LabelExtraction.Source.HISTORICAL)
-MAX_ANNOTATORS = 2  # a report leaves the queue once two annotators labelled it (inter-annotator kappa)
 
 
 def extract(
@@ -131,45 +128,7 @@ def import_report(report: ImportedReport) -> tuple[LabelExtraction, bool]:
     return extract(text=report.text, source=LabelExtraction.Source.HISTORICAL, study=study)
 
 
-# --- the annotation queue -------------------------------------------------------------------
-
-STRATEGIES = ("random", "uncertain")
-
-
-def min_confidence(extraction_confidence: dict) -> float:
-    values = [float(v) for v in (extraction_confidence or {}).values() if v is not None]
-    return min(values) if values else 1.0
-
-
-def annotation_queue(*, annotator, strategy: str = "uncertain", seed: int = 0, limit: int = 50) -> list[int]:
-    """Ids of the extractions this annotator should label next, best first.
-
-    Only signed and historical reports are annotated (draft extractions are compared
-    automatically). A report leaves the queue once the annotator labelled it or
-    ``MAX_ANNOTATORS`` annotators did. Reports nobody labelled come first; then reports one
-    other annotator labelled (they give the inter-annotator agreement). Within each group:
-    ``random`` is a shuffle with ``seed`` (reproducible samples), ``uncertain`` orders by the
-    extractor's lowest per-condition confidence, least confident first.
-    """
-    if strategy not in STRATEGIES:
-        raise ValidationError({"strategy": f"must be one of {', '.join(STRATEGIES)}"})
-    rows = list(
-        LabelExtraction.objects.filter(source__in=ANNOTATED_SOURCES)
-        .annotate(
-            n_conf=Count("confirmations", distinct=True),
-            mine=Count("confirmations", filter=Q(confirmations__annotator=annotator), distinct=True),
-        )
-        .filter(n_conf__lt=MAX_ANNOTATORS, mine=0)
-        .order_by("id")
-        .values_list("id", "confidence", "n_conf")
-    )
-    if strategy == "random":
-        rng = random.Random(seed)
-        order = {pk: rng.random() for pk, _, _ in rows}
-        rows.sort(key=lambda r: (r[2], order[r[0]]))
-    else:
-        rows.sort(key=lambda r: (r[2], min_confidence(r[1]), r[0]))
-    return [pk for pk, _, _ in rows[:limit]]
+# --- confirmations (what to label next is ``reviewer.selectors.annotation_queue``) --------
 
 
 def validate_labels(labels: dict) -> dict[str, int]:

@@ -3,7 +3,7 @@
 Chains: each reader writes their own revision chain per study, rooted at the AI draft. A
 reader's saves, head and signature only ever concern their own chain, so a second reader never
 edits, signs or (on a blinded study) sees the first reader's text; who may read which chain is
-``reviewer.selectors.revisions_visible_to``.
+``reviewer.selectors.revisions_visible_to``, and a reader's head is ``selectors.head_revision``.
 
 Concurrency model (the same report saved from two tabs at once): every save names the revision
 it was based on (``parent``). Savers of one study are serialised (row lock on the study on
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from reviewer.models import Assignment, Draft, ReportRevision, Review, Study
 from reviewer.research.metrics import report_edit_distances
+from reviewer.selectors.reports import chain_of, head_revision
 from reviewer.services.audit import audit
 from reviewer.services.statistics import refresh_review_statistics
 from reviewer.services.workflow import open_arbitration
@@ -40,21 +40,6 @@ class RevisionConflict(Exception):
 
 class ReportSigned(Exception):
     """A plain save of a report its author has signed: changes must be addenda (with a reason)."""
-
-
-def chain_of(study: Study, author) -> QuerySet[ReportRevision]:  # type: ignore[no-untyped-def]
-    """Every revision ``author`` saved on ``study`` (their chain), accepted and conflicting."""
-    return ReportRevision.objects.filter(study=study, author=author)
-
-
-def head_revision(study: Study, *, author) -> ReportRevision | None:  # type: ignore[no-untyped-def]
-    """The current head of ``author``'s chain on ``study`` (None before their first save).
-
-    There is no study-wide head: with one chain per reader, a shared head would hand one
-    reader's text to another."""
-    if author is None or not getattr(author, "is_authenticated", False):
-        return None
-    return chain_of(study, author).filter(is_conflict=False).order_by("-number").first()
 
 
 def _signed_review(study: Study, reader) -> Review | None:  # type: ignore[no-untyped-def]

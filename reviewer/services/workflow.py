@@ -3,9 +3,10 @@
 Rules:
 - only radiologists can be assigned as readers (an admin assigns, one or several per study);
 - a blinded study hides other readers' reviews and the model identity from its readers
-  (``reviewer.api.serializers`` and the pages apply it; this module only sets the flag);
+  (the rules are ``reviewer.selectors.blinding``; this module only sets the flag);
 - a signed review scored 2b, 3a or 3b opens one Arbitration; an arbiter (admin, or a
-  radiologist who is neither that review's reader nor assigned to the study) resolves it with
+  radiologist who is neither that review's reader nor assigned to the study:
+  ``selectors.can_arbitrate``) resolves it with
   a decision and a comment. The reader's own score is never overwritten: the decision sits
   next to it, so both are exported.
 """
@@ -21,6 +22,7 @@ from django.utils import timezone
 
 from reviewer.models import Arbitration, Assignment, Review, Study
 from reviewer.roles import Role, has_role
+from reviewer.selectors.workflow import can_arbitrate
 from reviewer.services.audit import audit
 from reviewer.services.statistics import refresh_review_statistics
 
@@ -79,22 +81,6 @@ def open_arbitration(*, review: Review) -> Arbitration | None:
     if created:
         audit(actor=None, action="arbitration.opened", obj=arbitration, review=review.pk, radpeer=review.radpeer)
     return arbitration
-
-
-def can_arbitrate(user, arbitration: Arbitration) -> bool:
-    """Admins always; radiologists only for reviews that are not theirs, on studies they do
-    not read (an assigned reader of a blinded study must not see the other readers' scores)."""
-    if has_role(user, Role.ADMIN):
-        return True
-    if not has_role(user, Role.RADIOLOGIST):
-        return False
-    review = arbitration.review
-    if review.reader_id == user.pk:
-        return False
-    return not (
-        Assignment.objects.filter(study_id=review.study_id, reader=user).exists()
-        or Review.objects.filter(study_id=review.study_id, reader=user).exists()
-    )
 
 
 @transaction.atomic
@@ -157,25 +143,3 @@ def _save_distances(reviews: list[Review]) -> int:
         refresh_review_statistics(review_ids=[r.pk for r in reviews])
     reviews.clear()
     return n
-
-
-# --- blinding ------------------------------------------------------------------------------
-
-BLINDED_ANALYSIS_KEYS = ("pipeline_version", "model_versions")
-
-
-def blinded_for(user, study: Study) -> bool:
-    """True when ``user`` reads ``study`` blinded: a blinded study, seen by a radiologist who
-    is not an admin. Researchers are not readers (they analyse per model) and admins set up
-    the study; both see everything."""
-    return bool(study.blinded) and not has_role(user, Role.ADMIN, Role.RESEARCHER)
-
-
-def blind_analysis(analysis: dict) -> dict:
-    """A draft's StudyAnalysis without what names the model: pipeline and artifact versions."""
-    out = {k: v for k, v in (analysis or {}).items() if k not in BLINDED_ANALYSIS_KEYS}
-    if isinstance(out.get("agents"), list):
-        out["agents"] = [
-            {k: v for k, v in a.items() if k != "version"} if isinstance(a, dict) else a for a in out["agents"]
-        ]
-    return out

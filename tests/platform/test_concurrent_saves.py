@@ -48,7 +48,7 @@ def race(*, study_id: int, user_id: int, rounds: int = ROUNDS) -> list[dict]:
     from django.contrib.auth import get_user_model
 
     from reviewer.models import ReportRevision, Study
-    from reviewer.services.reports import head_revision
+    from reviewer.selectors import head_revision
 
     user = get_user_model().objects.get(pk=user_id)
     study = Study.objects.get(pk=study_id)

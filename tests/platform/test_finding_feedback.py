@@ -10,8 +10,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from reviewer import selectors
 from reviewer.deid import pseudonym, pseudonym_secret
 from reviewer.models import FindingFeedback, ReadingHeartbeat
+from reviewer.research import reading
 from reviewer.services import feedback as fb
 from reviewer.services.reports import sign_review
 from tests.factories import DraftFactory, FindingFactory
@@ -60,7 +62,7 @@ def test_verdicts_are_appended_and_the_newest_per_finding_counts(draft, api_as):
     kept.verdict = "disagree"
     with pytest.raises(ValueError, match="immutable"):
         kept.save()
-    assert fb.outcome_counts(study=study, reader=reader.user) == {"accepted": 0, "corrected": 1, "rejected": 1}
+    assert selectors.outcome_counts(study=study, reader=reader.user) == {"accepted": 0, "corrected": 1, "rejected": 1}
 
 
 @pytest.mark.parametrize(
@@ -94,7 +96,7 @@ def test_a_reader_sees_only_their_own_verdicts(draft, api_as):  # type: ignore[n
     study = draft.study
     assert post(alice, study, finding=finding(draft, "disc_herniation").pk, verdict="disagree").status_code == 201
     assert bob.get(f"/api/studies/{study.pk}/finding-feedback/").json() == []
-    assert fb.outcome_counts(study=study, reader=bob.user) == {"accepted": 0, "corrected": 0, "rejected": 0}
+    assert selectors.outcome_counts(study=study, reader=bob.user) == {"accepted": 0, "corrected": 0, "rejected": 0}
     assert len(alice.get(f"/api/studies/{study.pk}/finding-feedback/").json()) == 1
 
 
@@ -117,13 +119,13 @@ def test_verdicts_and_reading_time_close_at_sign_off(draft, api_as):  # type: ig
     beat = reader.post(f"/api/studies/{study.pk}/reading-heartbeat/")
     assert beat.status_code == 200
     assert beat.json()["counted"] is True
-    assert beat.json()["active_seconds"] == fb.HEARTBEAT_SECONDS
+    assert beat.json()["active_seconds"] == selectors.HEARTBEAT_SECONDS
     sign_review(study=study, reader=reader.user, radpeer="1")
     late = post(reader, study, finding=finding(draft, "disc_herniation").pk, verdict="agree")
     assert late.status_code == 409
     after = reader.post(f"/api/studies/{study.pk}/reading-heartbeat/").json()
     assert after["counted"] is False
-    assert after["active_seconds"] == fb.HEARTBEAT_SECONDS
+    assert after["active_seconds"] == selectors.HEARTBEAT_SECONDS
     assert ReadingHeartbeat.objects.count() == 1
 
 
@@ -131,8 +133,8 @@ def test_credited_seconds_excludes_idle_gaps_and_double_tabs():  # type: ignore[
     t0 = timezone.now()
     at = [t0 + timedelta(seconds=s) for s in (0, 15, 30, 45, 645, 660, 661)]  # 10 min idle, then a second tab
     # 15 (first) + 15 + 15 + 15 + 15 (the idle gap counts one interval) + 15 + 1
-    assert fb.credited_seconds(at) == 91
-    assert fb.credited_seconds([]) == 0
+    assert selectors.credited_seconds(at) == 91
+    assert selectors.credited_seconds([]) == 0
 
 
 def test_active_seconds_sums_the_server_times_up_to_sign_off(draft, role_user):  # type: ignore[no-untyped-def]
@@ -142,10 +144,10 @@ def test_active_seconds_sums_the_server_times_up_to_sign_off(draft, role_user): 
     for seconds in (0, 15, 30, 300, 315):  # a 4.5 minute pause after 30 s
         beat = fb.record_heartbeat(study=study, reader=reader)
         ReadingHeartbeat.objects.filter(pk=beat.pk).update(at=t0 + timedelta(seconds=seconds))
-    assert fb.active_seconds(study=study, reader=reader) == 15 + 15 + 15 + 15 + 15
+    assert selectors.active_seconds(study=study, reader=reader) == 15 + 15 + 15 + 15 + 15
     review = sign_review(study=study, reader=reader, radpeer="1")
     type(review).objects.filter(pk=review.pk).update(signed_at=t0 + timedelta(seconds=100))  # signed in the pause
-    assert fb.active_seconds(study=study, reader=reader) == 45
+    assert selectors.active_seconds(study=study, reader=reader) == 45
 
 
 def test_agreement_by_condition_counts_each_readers_current_verdict(draft, role_user, api_as):  # type: ignore[no-untyped-def]
@@ -187,13 +189,13 @@ def test_reading_export_and_training_manifest_carry_verdicts_with_keys(draft, ro
 
     csv_text = b"".join(api_as("researcher").get("/api/exports/reading.csv").streaming_content).decode()
     header, row = csv_text.strip().splitlines()
-    assert header.split(",") == [c[0] for c in fb.READING_COLUMNS]
+    assert header.split(",") == [c[0] for c in reading.READING_COLUMNS]
     values = dict(zip(header.split(","), row.split(","), strict=True))
     secret = pseudonym_secret()
     assert values["reader_key"] == pseudonym("reader", reader.pk, secret=secret)
     assert values["review_key"] == pseudonym("review", review.pk, secret=secret)
     assert (values["findings_accepted"], values["findings_corrected"], values["findings_rejected"]) == ("0", "1", "1")
-    assert float(values["active_reading_seconds"]) == fb.HEARTBEAT_SECONDS
+    assert float(values["active_reading_seconds"]) == selectors.HEARTBEAT_SECONDS
     assert reader.username not in csv_text
     assert study.study_uid not in csv_text
 

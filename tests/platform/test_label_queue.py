@@ -12,6 +12,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from ml.conditions import CONDITION_KEYS
+from reviewer import selectors
 from reviewer.models import LabelConfirmation, LabelExtraction
 from reviewer.research import stats
 from reviewer.services import labels
@@ -146,7 +147,7 @@ def test_a_csv_without_a_report_column_is_refused_clearly(tmp_path):  # type: ig
 def test_uncertain_first_orders_by_the_lowest_confidence(role_user):  # type: ignore[no-untyped-def]
     sure, unsure, middling = (make_extraction(f"r{i}", confidence=c) for i, c in enumerate((0.95, 0.4, 0.7)))
     make_extraction("draft text", confidence=0.1, source="draft")  # drafts are not annotated
-    queue = labels.annotation_queue(annotator=role_user("annotator"), strategy="uncertain")
+    queue = selectors.annotation_queue(annotator=role_user("annotator"), strategy="uncertain")
     assert queue == [unsure.pk, middling.pk, sure.pk]
 
 
@@ -154,10 +155,10 @@ def test_uncertain_first_orders_by_the_lowest_confidence(role_user):  # type: ig
 def test_random_sampling_is_reproducible_with_a_seed(role_user):  # type: ignore[no-untyped-def]
     ids = [make_extraction(f"report {i}").pk for i in range(30)]
     annotator = role_user("annotator")
-    first = labels.annotation_queue(annotator=annotator, strategy="random", seed=1, limit=30)
-    assert first == labels.annotation_queue(annotator=annotator, strategy="random", seed=1, limit=30)
+    first = selectors.annotation_queue(annotator=annotator, strategy="random", seed=1, limit=30)
+    assert first == selectors.annotation_queue(annotator=annotator, strategy="random", seed=1, limit=30)
     assert sorted(first) == sorted(ids)
-    assert first != labels.annotation_queue(annotator=annotator, strategy="random", seed=2, limit=30)
+    assert first != selectors.annotation_queue(annotator=annotator, strategy="random", seed=2, limit=30)
     assert first != sorted(first)
 
 
@@ -166,10 +167,10 @@ def test_labelled_reports_leave_the_queue_after_two_annotators(role_user):  # ty
     a, b, c = (role_user("annotator") for _ in range(3))
     once, fresh = make_extraction("once", confidence=0.2), make_extraction("fresh", confidence=0.9)
     labels.confirm_labels(extraction=once, annotator=a, labels=all_labels())
-    assert once.pk not in labels.annotation_queue(annotator=a)
-    assert labels.annotation_queue(annotator=b) == [fresh.pk, once.pk]  # unlabelled first, then a second read
+    assert once.pk not in selectors.annotation_queue(annotator=a)
+    assert selectors.annotation_queue(annotator=b) == [fresh.pk, once.pk]  # unlabelled first, then a second read
     labels.confirm_labels(extraction=once, annotator=b, labels=all_labels())
-    assert labels.annotation_queue(annotator=c) == [fresh.pk]
+    assert selectors.annotation_queue(annotator=c) == [fresh.pk]
 
 
 @pytest.mark.django_db

@@ -22,8 +22,9 @@ from reviewer.models import (
     ReviewStatistics,
 )
 from reviewer.research import aggregates, stats
+from reviewer.selectors import head_revision
 from reviewer.services import labels, statistics
-from reviewer.services.reports import head_revision, save_revision, sign_review
+from reviewer.services.reports import save_revision, sign_review
 from reviewer.services.workflow import recompute_edit_distances, resolve_arbitration
 from tests.factories import DraftFactory, DraftJobFactory, FindingFactory, StudyFactory, UserFactory
 

@@ -51,7 +51,7 @@ from reviewer.services.drafting.jobs import (
     mark_failed,
     mark_out_of_scope,
 )
-from reviewer.services.drafting.requesting import DRAFT_TASK, active_pipeline, request_draft
+from reviewer.services.drafting.requesting import DRAFT_TASK, request_draft
 from reviewer.services.drafting.runner import run_draft_job
 from reviewer.services.drafting.storage import store_draft
 
@@ -60,7 +60,6 @@ __all__ = [
     "BadInput",
     "DraftTimeLimit",
     "OutOfScope",
-    "active_pipeline",
     "add_note",
     "job_lock",
     "mark_failed",

@@ -17,8 +17,8 @@ from reviewer import ml_bridge
 from reviewer.integrations.fetch import FetchedStudy, StudyNotInOrthanc, fetch_study
 from reviewer.integrations.orthanc import dicomweb
 from reviewer.models import Draft, DraftJob, ModelVersion, Series
+from reviewer.selectors.model_versions import active_pipeline
 from reviewer.services.drafting.jobs import BadInput, DraftTimeLimit, OutOfScope, advance, check_deadline
-from reviewer.services.drafting.requesting import active_pipeline
 from reviewer.services.drafting.storage import store_draft
 
 logger = logging.getLogger(__name__)

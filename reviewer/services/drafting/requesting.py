@@ -1,4 +1,5 @@
-"""Asking for a draft: which pipeline version drafts, the job row, and the task sent after commit.
+"""Asking for a draft: the job row (for ``selectors.active_pipeline`` unless a version is named)
+and the task sent after commit.
 
 The task is sent by its registered name (``DRAFT_TASK``) rather than imported: ``reviewer.tasks``
 imports this package, so importing it back would close an import circle.
@@ -12,18 +13,13 @@ from django.conf import settings
 from django.db import transaction
 
 from reviewer.models import DraftJob, ModelVersion, Study
+from reviewer.selectors.model_versions import active_pipeline
 from reviewer.services.drafting.jobs import log_state, mark_failed
 from reviewer.task_queue import send_task
 
 logger = logging.getLogger(__name__)
 
 DRAFT_TASK = "reviewer.tasks.draft_study"  # the name CELERY_TASK_ROUTES routes to the gpu queue
-
-
-def active_pipeline() -> tuple[str, ModelVersion | None]:
-    """The pipeline version new drafts use: the admin-activated ModelVersion if any."""
-    active = ModelVersion.objects.filter(is_active=True).first()
-    return (active.key, active) if active else (settings.DRAFT_PIPELINE_VERSION, None)
 
 
 @transaction.atomic
