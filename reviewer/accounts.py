@@ -21,7 +21,7 @@ from reviewer.services import access
 class LockoutAuthenticationForm(AuthenticationForm):
     locked_out_s = 0
 
-    def clean(self):  # type: ignore[no-untyped-def]
+    def clean(self):
         username = self.cleaned_data.get("username")
         if username:
             self.locked_out_s = access.login_lockout_remaining(username=username)
@@ -46,6 +46,6 @@ class LoginView(DjangoLoginView):
 
 
 @receiver(user_logged_out)
-def _revoke_api_token_on_sign_out(sender, request, user, **kwargs) -> None:  # type: ignore[no-untyped-def]
+def _revoke_api_token_on_sign_out(sender, request, user, **kwargs) -> None:
     if user is not None:
         access.revoke_api_tokens(user=user)

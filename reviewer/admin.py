@@ -39,7 +39,7 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_display = ("at", "actor", "action", "object_type", "object_id")
     list_filter = ("action",)
 
-    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -53,11 +53,11 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in models.OutboxMessage._meta.fields]
     actions = ["resend_messages"]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request) -> bool:
         return False
 
     @admin.action(description="Re-send the selected messages now")
-    def resend_messages(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+    def resend_messages(self, request, queryset) -> None:
         from reviewer.integrations.outbox import resend
 
         n = resend(message_ids=list(queryset.values_list("pk", flat=True)), actor=request.user)

@@ -23,7 +23,7 @@ class LockoutModelBackend(ModelBackend):
     """
 
     def authenticate(self, request: HttpRequest | None, username: str | None = None, password: str | None = None,
-                     **kwargs):  # type: ignore[no-untyped-def]  # fmt: skip
+                     **kwargs):  # fmt: skip
         if username is None:
             username = kwargs.get(get_user_model().USERNAME_FIELD)
         if username is None or password is None:
@@ -42,7 +42,7 @@ class ExpiringTokenAuthentication(TokenAuthentication):
     """``Authorization: Token <key>``, refused (and the token deleted) once it is older than
     ``SPINEREVIEW_API_TOKEN_TTL_S``."""
 
-    def authenticate_credentials(self, key: str):  # type: ignore[no-untyped-def]
+    def authenticate_credentials(self, key: str):
         user, token = super().authenticate_credentials(key)
         if access.api_token_expired(token):
             token.delete()

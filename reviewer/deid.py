@@ -238,7 +238,7 @@ class Scrubber:
 _WORD = re.compile(r"(?<![\w.@])[A-Za-z0-9][\w.'’-]*")
 
 
-def _replacer(token: str):  # type: ignore[no-untyped-def]
+def _replacer(token: str):
     """Replace the first non-empty capturing group (the value after a kept label such as
     ``MRN:`` or ``Dr.``), or the whole match where the pattern has no group."""
 
@@ -368,7 +368,7 @@ def profile_action(keyword: str, vr: str) -> str:
     return "K"
 
 
-def deidentify_dataset(ds, *, secret: bytes | None = None, scrubber: Scrubber | None = None):  # type: ignore[no-untyped-def]
+def deidentify_dataset(ds, *, secret: bytes | None = None, scrubber: Scrubber | None = None):
     """A de-identified copy of a pydicom ``Dataset`` (the original is not changed): private
     tags removed, every attribute (nested sequences included) handled by ``profile_action``,
     and the de-identification recorded (PatientIdentityRemoved, DeidentificationMethod and its

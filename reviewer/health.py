@@ -20,7 +20,7 @@ from reviewer.models import ModelVersion
 from reviewer.roles import Role, has_role
 
 
-def _check(fn) -> dict:  # type: ignore[no-untyped-def]
+def _check(fn) -> dict:
     start = time.perf_counter()
     try:
         detail = fn()

@@ -21,7 +21,7 @@ class ImmutableModel(models.Model):
     class Meta:
         abstract = True
 
-    def save(self, *args, **kwargs):  # type: ignore[override]
+    def save(self, *args, **kwargs):
         if self.pk is not None and not self._state.adding:
             raise ValueError(f"{type(self).__name__} rows are immutable; create a new one instead")
         super().save(*args, **kwargs)

@@ -23,7 +23,7 @@ class RolePermission(BasePermission):
     HEAD and OPTIONS follow GET: they reveal no more than a read. One class for every endpoint,
     so the whole role policy is the ``allowed_roles`` lines of ``reviewer/api/``."""
 
-    def has_permission(self, request, view) -> bool:  # type: ignore[no-untyped-def]
+    def has_permission(self, request, view) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False
         allowed: AllowedRoles = getattr(view, "allowed_roles", {})
@@ -39,9 +39,9 @@ def role_required(*roles: Role) -> Callable[[Callable[..., Any]], Callable[..., 
     from django.contrib.auth.views import redirect_to_login
     from django.core.exceptions import PermissionDenied
 
-    def decorator(view):  # type: ignore[no-untyped-def]
+    def decorator(view):
         @wraps(view)
-        def wrapped(request, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def wrapped(request, *args, **kwargs):
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             if not has_role(request.user, Role.ADMIN, *roles):

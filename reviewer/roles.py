@@ -24,11 +24,11 @@ def roles_of(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
         return frozenset()
     cached = getattr(user, "_spinereview_roles", None)
     if cached is None:
-        names = set(user.groups.values_list("name", flat=True))  # type: ignore[attr-defined]
+        names = set(user.groups.values_list("name", flat=True))
         cached = frozenset(r for r in GROUP_ROLES if r.value in names)
-        if user.is_staff or user.is_superuser:  # type: ignore[attr-defined]
+        if user.is_staff or user.is_superuser:
             cached = cached | {Role.ADMIN}
-        user._spinereview_roles = cached  # type: ignore[attr-defined]
+        user._spinereview_roles = cached
     return cached
 
 

@@ -32,7 +32,7 @@ TRANSIENT = (OrthancUnavailable, ConnectionError)
 class DraftTask(Task):
     """Marks the job failed when Celery gives up on it (retries exhausted, unexpected error)."""
 
-    def on_failure(self, exc, task_id, args, kwargs, einfo):  # type: ignore[no-untyped-def]
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
         # An exception here is raised outside the task body, which stops a solo-pool worker and
         # re-delivers the message (acks_late) to the next one: it must never raise.
         job_id = args[0] if args else kwargs.get("job_id")
@@ -51,7 +51,7 @@ def soft_time_limit(seconds: float) -> Iterator[None]:
         yield
         return
 
-    def expire(signum, frame):  # type: ignore[no-untyped-def]
+    def expire(signum, frame):
         raise SoftTimeLimitExceeded(f"soft time limit of {seconds:.0f} s exceeded")
 
     previous = signal.signal(signal.SIGALRM, expire)
@@ -72,7 +72,7 @@ def soft_time_limit(seconds: float) -> Iterator[None]:
     soft_time_limit=settings.SPINEREVIEW_DRAFT_SOFT_LIMIT_S,
     time_limit=settings.SPINEREVIEW_DRAFT_HARD_LIMIT_S,
 )
-def draft_study(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
+def draft_study(self, job_id: int) -> str:
     from reviewer.models import DraftJob
 
     if not DraftJob.objects.filter(pk=job_id).exists():
@@ -112,7 +112,7 @@ def extract_review_labels(review_id: int) -> list[int]:
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
-def send_outbox_message(self, message_id: int) -> str:  # type: ignore[no-untyped-def]
+def send_outbox_message(self, message_id: int) -> str:
     """One attempt at an outbox message (reviewer/integrations/outbox.py); while it stays
     pending, the next attempt is scheduled at the row's backoff time. The row, not this
     message, is the record: ``flush_outbox`` re-queues any pending row whose retry was lost."""

@@ -78,7 +78,7 @@ class ViewerHostMiddleware:
     """Requests whose Host is the viewer origin's use the viewer URLconf (``settings.VIEWER_URLCONF``,
     composed in ``webapp/``: the reviewer package does not import the project's URLconf)."""
 
-    def __init__(self, get_response):  # type: ignore[no-untyped-def]
+    def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

@@ -185,7 +185,7 @@ def labels_matrix(feats: list[StudyFeatures]) -> np.ndarray:
     return np.stack([f.study.labels for f in feats])  # [N, 17] in {-1, 0, 1}
 
 
-def load_diagnosis(folder: str | Path):  # type: ignore[no-untyped-def]
+def load_diagnosis(folder: str | Path):
     """The saved Diagnosis Agents of any head (``DiagnosisAgents``, ``MILDiagnosisAgents`` or
     ``DenseDiagnosisAgents``)."""
     cfg, arrays, doc = load_artifact(folder, FAMILY, DiagnosisConfig)
@@ -205,7 +205,7 @@ def load_diagnosis(folder: str | Path):  # type: ignore[no-untyped-def]
     return DiagnosisAgents(cfg, arrays, meta)
 
 
-def train_diagnosis(  # type: ignore[no-untyped-def]
+def train_diagnosis(
     feats: list[StudyFeatures], cfg: DiagnosisConfig | None = None, truths: list[dict | None] | None = None
 ):
     """Fit the 17 agents on ``feats`` (training studies only; the caller holds out test patients):

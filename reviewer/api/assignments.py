@@ -20,7 +20,7 @@ from reviewer.services import workflow
 R = Role.RADIOLOGIST
 
 
-def _visible_assignments(user) -> QuerySet[Assignment]:  # type: ignore[no-untyped-def]
+def _visible_assignments(user) -> QuerySet[Assignment]:
     qs = Assignment.objects.select_related("reader").order_by("study_id", "created_at")
     return qs if has_role(user, Role.ADMIN) else qs.filter(reader=user)
 

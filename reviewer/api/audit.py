@@ -23,7 +23,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
         fields = ["id", "actor", "action", "object_type", "object_id", "data", "at"]
 
 
-def _events():  # type: ignore[no-untyped-def]
+def _events():
     return AuditEvent.objects.select_related("actor")
 
 

@@ -48,13 +48,13 @@ class FindingFeedbackApi(APIView):
             fields = ["id", "finding", "condition", "draft", "verdict", "level", "side", "comment", "created_at"]
 
     @extend_schema(responses=OutputSerializer(many=True))
-    def get(self, request, pk: int) -> Response:  # type: ignore[no-untyped-def]
+    def get(self, request, pk: int) -> Response:
         study = get_object_or_404(Study, pk=pk)
         rows = selectors.finding_feedback_visible_to(request.user, study)
         return Response(self.OutputSerializer(rows, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
-    def post(self, request, pk: int) -> Response:  # type: ignore[no-untyped-def]
+    def post(self, request, pk: int) -> Response:
         study = get_object_or_404(Study, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -87,7 +87,7 @@ class ReadingHeartbeatApi(APIView):
         rejected = serializers.IntegerField()
 
     @extend_schema(request=None, responses=OutputSerializer)
-    def post(self, request, pk: int) -> Response:  # type: ignore[no-untyped-def]
+    def post(self, request, pk: int) -> Response:
         study = get_object_or_404(Study, pk=pk)
         beat = feedback_service.record_heartbeat(study=study, reader=request.user)
         seconds = selectors.active_seconds(study=study, reader=request.user)
@@ -111,7 +111,7 @@ class FindingAgreementApi(APIView):
         agreement = serializers.FloatField(allow_null=True)
 
     @extend_schema(responses=OutputSerializer(many=True))
-    def get(self, request) -> Response:  # type: ignore[no-untyped-def]
+    def get(self, request) -> Response:
         rows = selectors.agreement_by_condition(request.query_params.get("model_version") or None)
         return Response(self.OutputSerializer([r.to_dict() for r in rows], many=True).data)
 

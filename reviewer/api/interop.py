@@ -32,7 +32,7 @@ def latest_signed_revision(review: Review) -> ReportRevision:
         .order_by("-number")
         .first()
     )
-    return addendum or review.signed_revision  # type: ignore[return-value]
+    return addendum or review.signed_revision
 
 
 class StudyFhirApi(APIView):

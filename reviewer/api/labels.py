@@ -75,7 +75,7 @@ class LabelConfirmationSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(exc.message_dict.get("labels", exc.messages)) from exc
 
 
-def _confirmations():  # type: ignore[no-untyped-def]
+def _confirmations():
     return LabelConfirmation.objects.select_related("annotator", "extraction")
 
 

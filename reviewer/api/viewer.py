@@ -59,7 +59,7 @@ class BoxSerializer(serializers.Serializer):
     )
 
 
-def _head_sr(study: Study, user) -> StructuredReport | None:  # type: ignore[no-untyped-def]
+def _head_sr(study: Study, user) -> StructuredReport | None:
     """The newest reader SR, else the AI SR of the newest draft. A blinded reader gets only
     their own reader SRs: another reader's boxes, name and timing are theirs to keep."""
     readers = study.structured_reports.filter(source=StructuredReport.Source.READER)

@@ -369,7 +369,7 @@ def upstream_url(segments: tuple[str, ...], params: list[tuple[str, str]]) -> ht
     return url
 
 
-def _authenticate(request: HttpRequest):  # type: ignore[no-untyped-def]
+def _authenticate(request: HttpRequest):
     """(user, by_session): the configured token authentication first (scripts), then the
     session. The session's CSRF check is done later on the plain request: DRF's reads
     ``request.POST`` through a parser-less Request, which fails on multipart/related."""
@@ -391,7 +391,7 @@ def _csrf_failure(request: HttpRequest) -> str | None:
     multipart/related body is empty and reads nothing)."""
     check = CSRFCheck(lambda _request: HttpResponse())
     check.process_request(request)
-    return check.process_view(request, None, (), {})  # type: ignore[return-value]
+    return check.process_view(request, None, (), {})
 
 
 class BodyTooLarge(Exception):
@@ -578,7 +578,7 @@ class HiddenSRs:
         return first("0020000E") in self.series or first("00080018") in self.sops
 
 
-def _hidden_srs(user, segments: tuple[str, ...]) -> HiddenSRs:  # type: ignore[no-untyped-def]
+def _hidden_srs(user, segments: tuple[str, ...]) -> HiddenSRs:
     study_uid = segments[1] if len(segments) > 1 and segments[0] == "studies" else None
     series_uid = segments[3] if study_uid and len(segments) > 3 and segments[2] == "series" else None
     instance_uid = segments[5] if series_uid and len(segments) > 5 and segments[4] == "instances" else None

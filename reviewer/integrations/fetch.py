@@ -102,7 +102,7 @@ def pixel_problem(ds: Dataset) -> str:
     return ""
 
 
-def _retrieve_series(web, study_uid: str, series_uid: str, sop_uids: list[str]) -> tuple[list[Dataset], list[dict]]:  # type: ignore[no-untyped-def]
+def _retrieve_series(web, study_uid: str, series_uid: str, sop_uids: list[str]) -> tuple[list[Dataset], list[dict]]:
     """Whole series in one multipart request; per instance only when that fails (to name the bad one)."""
     try:
         return list(web.retrieve_series(study_uid, series_uid, media_types=AS_STORED)), []

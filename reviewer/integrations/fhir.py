@@ -39,7 +39,7 @@ def _uuid(*parts: object) -> str:
     return f"urn:uuid:{uuid.uuid5(_NS, '/'.join(str(p) for p in parts))}"
 
 
-def _coding(c) -> dict:  # type: ignore[no-untyped-def]
+def _coding(c) -> dict:
     return {"system": c.system, "code": c.code, "display": c.display}
 
 

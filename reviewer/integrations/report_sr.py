@@ -59,11 +59,11 @@ def _person_name(name: str) -> str:
     return f"{parts[1]}^{parts[0]}" if len(parts) == 2 else name
 
 
-def _text(name, value: str) -> hd.sr.TextContentItem:  # type: ignore[no-untyped-def]
+def _text(name, value: str) -> hd.sr.TextContentItem:
     return hd.sr.TextContentItem(name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
 
 
-def _section(heading_code, items: list) -> hd.sr.ContainerContentItem:  # type: ignore[no-untyped-def]
+def _section(heading_code, items: list) -> hd.sr.ContainerContentItem:
     container = hd.sr.ContainerContentItem(name=heading_code, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
     container.ContentSequence = hd.sr.ContentSequence(items)
     return container

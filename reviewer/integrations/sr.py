@@ -142,7 +142,7 @@ def _area_mm2(box: SRBox, source: Dataset) -> float:
     return round((x1 - x0) * col_mm * (y1 - y0) * row_mm, 3)
 
 
-def _box_group(box: SRBox, source: Dataset, algorithm=None) -> hd.sr.MeasurementsAndQualitativeEvaluations:  # type: ignore[no-untyped-def]
+def _box_group(box: SRBox, source: Dataset, algorithm=None) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     region_source = hd.sr.SourceImageForRegion(source.SOPClassUID, box.sop_uid, [box.frame] if box.frame else None)
     area = hd.sr.Measurement(
         name=codes.SCT.Area,
@@ -160,7 +160,7 @@ def _box_group(box: SRBox, source: Dataset, algorithm=None) -> hd.sr.Measurement
     )
 
 
-def _key_slice_group(condition: str, slices: Sequence[SRKeySlice], sources: Mapping[str, Dataset], algorithm=None):  # type: ignore[no-untyped-def]
+def _key_slice_group(condition: str, slices: Sequence[SRKeySlice], sources: Mapping[str, Dataset], algorithm=None):
     image = hd.sr.SourceImageForMeasurementGroup  # with its frame in a multi-frame object
     images = [image(sources[k.sop_uid].SOPClassUID, k.sop_uid, [k.frame] if k.frame else None) for k in slices]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -353,7 +353,7 @@ def write_ai_sr(*, draft: Draft, sources: Mapping[str, Dataset] | None = None) -
 READER_SERIES_DESCRIPTION = "SpineReview reader boxes"
 
 
-def write_reader_sr(*, study: Study, parent: StructuredReport | None, author, boxes: list[dict]) -> StructuredReport:  # type: ignore[no-untyped-def]
+def write_reader_sr(*, study: Study, parent: StructuredReport | None, author, boxes: list[dict]) -> StructuredReport:
     """A radiologist's corrected/added boxes as a new SR instance and a new row (nothing replaced).
 
     ``boxes``: [{"condition", "sop_uid", "xyxy": [x0, y0, x1, y1] pixels, "series_uid"?, "label"?}],

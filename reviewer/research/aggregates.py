@@ -17,7 +17,7 @@ imports no other research module, so both sides can import it without a cycle.
 from __future__ import annotations
 
 import numpy as np
-from django.db import connection
+from django.db import connection, models
 
 from ml.conditions import CONDITION_KEYS
 from reviewer.models import (
@@ -53,7 +53,7 @@ CONFIRMATION_DTYPE = np.dtype(
 )
 
 
-def table(model: type) -> str:
+def table(model: type[models.Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 

@@ -35,7 +35,7 @@ class Prior:
 PRIORS_MAX = 20
 
 
-def _prior_report(prior: Study, user) -> PriorReport | None:  # type: ignore[no-untyped-def]
+def _prior_report(prior: Study, user) -> PriorReport | None:
     """The newest signed report of ``prior`` the caller may read. Only signed reports are shown
     (never work in progress). A blinded prior the caller is reading themselves (assigned, or a
     review not yet signed) shows no other reader's report until they sign, as on the study itself."""
@@ -65,7 +65,7 @@ def _prior_report(prior: Study, user) -> PriorReport | None:  # type: ignore[no-
     )
 
 
-def priors_for(study: Study, *, user) -> list[Prior]:  # type: ignore[no-untyped-def]
+def priors_for(study: Study, *, user) -> list[Prior]:
     """The same patient's earlier studies in the app (same PatientID and IssuerOfPatientID, an
     earlier study date, or received earlier where a date is missing), newest first, each with the
     newest signed report ``user`` may read. A study without a PatientID has no priors: nothing

@@ -44,7 +44,7 @@ def _called_present(condition_keys: tuple[str, ...] | list[str]) -> QuerySet[Fin
     return Finding.objects.filter(draft_id=Subquery(newest), present=True, condition__in=condition_keys)
 
 
-def with_reading_priority(qs: QuerySet[Study], *, user) -> QuerySet[Study]:  # type: ignore[no-untyped-def]
+def with_reading_priority(qs: QuerySet[Study], *, user) -> QuerySet[Study]:
     """Annotate what the reading order needs: ``to_read`` (a draft waits and ``user`` has not
     signed it), ``urgent`` (the newest draft calls an urgent condition present) and, for the
     worklist's tag, the most probable such condition and its probability."""
@@ -72,7 +72,7 @@ def _worklist_base(
     date_from,
     date_to,
     q: str,
-    finding: str,  # type: ignore[no-untyped-def]
+    finding: str,
 ) -> QuerySet[Study]:
     from django.db.models import Q
 
@@ -139,7 +139,7 @@ def worklist_status_counts(
     date_from=None,
     date_to=None,
     q: str = "",
-    finding: str = "",  # type: ignore[no-untyped-def]
+    finding: str = "",
 ) -> dict[str, int]:
     """Studies per status under every worklist filter but the status one (one GROUP BY), so the
     status chips say how many each would show."""
@@ -148,7 +148,7 @@ def worklist_status_counts(
     return {row["status"]: row["n"] for row in rows}
 
 
-def next_unread_study(*, user, after_id: int | None = None) -> Study | None:  # type: ignore[no-untyped-def]
+def next_unread_study(*, user, after_id: int | None = None) -> Study | None:
     """The next study ``user`` should read, in the worklist's reading order: among the studies
     whose draft waits and that ``user`` has not signed, the first (urgent first, then oldest
     received) that comes after study ``after_id`` in that order. The study just read is placed

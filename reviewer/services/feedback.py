@@ -39,7 +39,7 @@ class FeedbackClosed(ReportSigned):
 @transaction.atomic
 def record_feedback(
     *, study: Study, finding_id: int, reader, verdict: str, level: str = "", side: str = "", comment: str = ""
-) -> FindingFeedback:  # type: ignore[no-untyped-def]
+) -> FindingFeedback:
     """Append the reader's verdict on one finding of the study's newest draft.
 
     A correction must change something (level or side); agree/disagree carry neither. After the
@@ -82,7 +82,7 @@ def record_feedback(
 
 
 @transaction.atomic
-def record_heartbeat(*, study: Study, reader) -> ReadingHeartbeat | None:  # type: ignore[no-untyped-def]
+def record_heartbeat(*, study: Study, reader) -> ReadingHeartbeat | None:
     """One "still reading" tick; none once the reader has signed (reading time ends at sign-off)."""
     if Review.objects.filter(study=study, reader=reader, signed_at__isnull=False).exists():
         return None

@@ -42,7 +42,7 @@ class ReportSigned(Exception):
     """A plain save of a report its author has signed: changes must be addenda (with a reason)."""
 
 
-def _signed_review(study: Study, reader) -> Review | None:  # type: ignore[no-untyped-def]
+def _signed_review(study: Study, reader) -> Review | None:
     return Review.objects.filter(study=study, reader=reader, signed_at__isnull=False).first()
 
 
@@ -199,7 +199,7 @@ def sign_review(
     return review
 
 
-def _draft_as_revision(*, study: Study, reader) -> ReportRevision:  # type: ignore[no-untyped-def]
+def _draft_as_revision(*, study: Study, reader) -> ReportRevision:
     """The root of ``reader``'s chain when they sign the AI draft unedited."""
     draft = _newest_draft(study)
     if draft is None:

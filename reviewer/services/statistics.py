@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 
 from reviewer.models import ConfirmationStatistics, Review, ReviewStatistics, Study
 from reviewer.research import aggregates
@@ -32,7 +32,7 @@ def _postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _upsert(target: type, columns: tuple[str, ...], select: str, params: list) -> None:
+def _upsert(target: type[models.Model], columns: tuple[str, ...], select: str, params: list) -> None:
     key, *rest = columns
     sql = (
         f"INSERT INTO {aggregates.table(target)} ({', '.join(columns)}) {select}"
@@ -79,7 +79,7 @@ def refresh_confirmation_statistics(*, confirmation_ids: Iterable[int]) -> None:
 
 
 @transaction.atomic
-def rebuild_statistics(*, actor=None) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def rebuild_statistics(*, actor=None) -> dict[str, int]:
     """Recompute every statistics row from the base tables (after changes made around the
     services, or to check the incremental rows). Returns the number of rows of each kind. The
     audit event changes the statistics fingerprint, so no cached figure survives it."""

@@ -59,7 +59,7 @@ def _parse_date(value: str | None) -> dt.date | None:
         return None
 
 
-def _series_fields(study_uid: str, series_id: str, client: pyorthanc.Orthanc, web) -> tuple[str, dict]:  # type: ignore[no-untyped-def]
+def _series_fields(study_uid: str, series_id: str, client: pyorthanc.Orthanc, web) -> tuple[str, dict]:
     """Read one series from Orthanc and classify it (network only; no database)."""
     sinfo = client.get_series_id(series_id)
     stags = sinfo.get("MainDicomTags", {})

@@ -20,11 +20,11 @@ DEMO_USERS = (
 class Command(BaseCommand):
     help = "Create demo users radiologist/annotator/researcher/admin with the given password."
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--password", required=True)
 
     @transaction.atomic
-    def handle(self, *args, password: str, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, password: str, **options) -> None:
         ensure_groups()
         User = get_user_model()
         for username, group in DEMO_USERS:

@@ -15,13 +15,13 @@ class Command(BaseCommand):
         "studies and readers as keyed hashes) as CSV/Parquet tables, summary.json and PNG/SVG plots."
     )
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser) -> None:
         parser.add_argument("out", type=Path, help="output folder (created)")
         parser.add_argument("--format", action="append", choices=exports.FORMATS, dest="formats",
                             help="table format (repeatable; default: csv and parquet)")  # fmt: skip
         parser.add_argument("--no-plots", action="store_true", help="skip the PNG/SVG plots")
 
-    def handle(self, *args, out: Path, formats: list[str] | None, no_plots: bool, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, out: Path, formats: list[str] | None, no_plots: bool, **options) -> None:
         if out.exists() and not out.is_dir():
             raise CommandError(f"{out} exists and is not a folder")
         written = exports.write_exports(

@@ -18,12 +18,12 @@ class Command(BaseCommand):
         "images passed through reviewer.deid.deidentify_dataset), report texts are scrubbed of names, dates and ids."
     )
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser) -> None:
         parser.add_argument("out", type=Path, help="output folder (created)")
         parser.add_argument("--include-extracted", action="store_true",
                             help="use the extractor's labels of the signed report where none is confirmed")  # fmt: skip
 
-    def handle(self, *args, out: Path, include_extracted: bool, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, out: Path, include_extracted: bool, **options) -> None:
         if out.exists() and not out.is_dir():
             raise CommandError(f"{out} exists and is not a folder")
         s = exports.write_training_manifest(out, include_extracted=include_extracted)

@@ -14,12 +14,12 @@ from reviewer.integrations.orthanc import OrthancUnavailable, orthanc, ping
 class Command(BaseCommand):
     help = "Import DICOM files, folders or zip archives into Orthanc (corrupt files are reported, not fatal)."
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser) -> None:
         parser.add_argument("paths", nargs="+")
         parser.add_argument("--workers", type=int, default=4, help="concurrent uploads (default 4)")
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    def handle(self, *args, paths: list[str], workers: int, quiet: bool, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, paths: list[str], workers: int, quiet: bool, **options) -> None:
         try:
             ping()
         except OrthancUnavailable as exc:

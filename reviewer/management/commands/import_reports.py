@@ -22,10 +22,10 @@ class Command(BaseCommand):
         "Re-importing the same text is a no-op; a bad report is reported and the batch goes on."
     )
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser) -> None:
         parser.add_argument("path", type=Path)
 
-    def handle(self, *args, path: Path, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, path: Path, **options) -> None:
         if not path.exists():
             raise CommandError(f"{path} does not exist")
         try:

@@ -17,7 +17,7 @@ class Command(BaseCommand):
         "origin sends a cold browser 4 MB instead of 17 MB for the app bundle; up-to-date files are skipped."
     )
 
-    def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, **options) -> None:
         for folder in (Path(settings.VIEWER_OHIF_DIST), Path(settings.VIEWER_EXTENSION_DIST)):
             if not folder.is_dir():
                 self.stdout.write(f"{folder}: not there, skipped")

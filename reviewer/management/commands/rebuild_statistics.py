@@ -16,7 +16,7 @@ class Command(BaseCommand):
         "changes made around the services (bulk updates, imports), or to check the incremental rows."
     )
 
-    def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, **options) -> None:
         t0 = time.perf_counter()
         counts = rebuild_statistics()
         self.stdout.write(

@@ -21,11 +21,11 @@ logger = logging.getLogger("reviewer.watch")
 class Command(BaseCommand):
     help = "Follow Orthanc's change feed: stable studies become Study rows and draft jobs."
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--once", action="store_true")
         parser.add_argument("--interval", type=float, default=settings.ORTHANC_WATCH_INTERVAL_S)
 
-    def handle(self, *args, once: bool, interval: float, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, once: bool, interval: float, **options) -> None:
         backoff = interval
         while True:
             try:
