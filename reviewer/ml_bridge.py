@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pydicom
 
@@ -89,7 +90,7 @@ def ensure_tiny_pipeline(cache_dir: str | None = None, preset: str = "tiny") -> 
     from ml.agents.bootstrap import PRESETS
     from ml.agents.bootstrap import ensure_tiny_pipeline as ensure
 
-    return str(ensure(cache_dir=cache_dir, params=PRESETS[preset]))
+    return str(ensure(cache_dir=Path(cache_dir) if cache_dir else None, params=PRESETS[preset]))
 
 
 def load_pipeline(folder: str) -> object:

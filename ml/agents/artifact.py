@@ -34,7 +34,8 @@ def save_artifact(
     weights = folder / "weights.safetensors"
     save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(weights))
     version = f"{family}-{hashlib.sha1(weights.read_bytes()).hexdigest()[:10]}"
-    cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    is_instance = dataclasses.is_dataclass(config) and not isinstance(config, type)
+    cfg = dataclasses.asdict(config) if is_instance else dict(config)
     doc = {"family": family, "version": version, "config": cfg, "meta": meta or {}}
     (folder / "config.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=_json_default))
     return version

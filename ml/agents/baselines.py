@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ml.agents.features import StudyFeatures, encode_studies
 from ml.data.types import SEQUENCE_CLASSES, StudyData
+
+if TYPE_CHECKING:  # torchvision loads only when a baseline runs
+    from torchvision.models import MobileNetV2
 
 MOBILENET_FILE = "weights/mobilenet_v2-b0353104.pth"
 
@@ -33,7 +37,7 @@ def mobilenet_weights_path() -> Path:
     return path
 
 
-def load_mobilenet_v2() -> torch.nn.Module:
+def load_mobilenet_v2() -> MobileNetV2:
     from torchvision.models import mobilenet_v2
 
     model = mobilenet_v2(weights=None)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ import torch.nn.functional as F
 from ml.agents.analysis import SimilarCase
 from ml.agents.artifact import load_artifact, save_artifact
 from ml.agents.features import StudyFeatures
+
+if TYPE_CHECKING:  # loads transformers: only when a text query needs it
+    from ml.spinefm.text import TextEncoder
 
 FAMILY = "retrieval"
 
@@ -65,7 +69,7 @@ class RetrievalIndex:
         self.patient_keys: list[str] = meta["patient_keys"]
         self.reports: list[str] = meta["reports"]
         self.version = meta.get("version", "")
-        self._text = None
+        self._text: TextEncoder | None = None  # loaded on the first text query
 
     def __len__(self) -> int:
         return len(self.study_uids)

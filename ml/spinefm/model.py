@@ -94,6 +94,7 @@ class SpineFM(nn.Module):
         for i in range(0, x.shape[0], chunk):
             xc = x[i : i + chunk]
             if route.startswith("synthesizer"):
+                assert self.synthesizer is not None  # the route names it only when it exists
                 out, w = self.synthesizer(self.encoders["T1"], self.encoders["T2"], xc)
                 feats.append(out.cls)
                 weights.append(w)

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("pretrain", "gram"):
         from ml.train.pretrain import PretrainTask
 
-        cfg = load_config(PretrainConfig, path, args.overrides)
+        cfg: PretrainConfig | AlignConfig = load_config(PretrainConfig, path, args.overrides)
         factory = partial(_make, PretrainTask, stage=args.stage)
     else:
         from ml.train.align import AlignTask

@@ -118,7 +118,7 @@ T = TypeVar("T")
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, dict):
             raise TypeError(f"{where}: expected a mapping")
         return from_dict(tp, value, f"{where}.")

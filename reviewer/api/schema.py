@@ -8,12 +8,14 @@ wins where a component keeps an older name."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from drf_spectacular import openapi
 from rest_framework.serializers import BaseSerializer
 
 
 class AutoSchema(openapi.AutoSchema):
-    def get_serializer_name(self, serializer: BaseSerializer, direction: str) -> str:
+    def get_serializer_name(self, serializer: BaseSerializer, direction: Literal["request", "response"]) -> str:
         cls = serializer.__class__
         outer, _, inner = cls.__qualname__.rpartition(".")
         if not outer or "<locals>" in outer:

@@ -325,7 +325,7 @@ def _canal(sp: Spine, fr: Frame, labels: np.ndarray) -> None:
         _paint(labels, b, lf, T.LIGAMENT)
     # cord / conus, then cauda equina roots
     cord_ap = 7.5 if spec.name != "cervical" else 8.0
-    cord_w = 9.0 if spec.name != "cervical" else 12.0
+    cord_w: float | np.ndarray = 9.0 if spec.name != "cervical" else 12.0
     if spec.name == "cervical":
         enl = np.exp(-(((b.s - sp.vert("C5").s) / 25.0) ** 2))
         cord_w = cord_w + 2.5 * enl

@@ -51,7 +51,7 @@ def _tile(study: Study, skey: str, index: int, caption: str, conditions: tuple[s
     assert s.pixels is not None
     img = Image.fromarray(_window(s.pixels[index].astype(np.float32))).convert("RGB")
     sx, sy = TILE / img.width, TILE / img.height
-    img = img.resize((TILE, TILE), Image.BILINEAR)
+    img = img.resize((TILE, TILE), Image.Resampling.BILINEAR)
     d = ImageDraw.Draw(img)
     for f in study.truth["findings"]:
         if f["label"] == 0 or (conditions and f["condition"] not in conditions):

@@ -39,7 +39,7 @@ def key_slices(grid: Grid, f: Finding, geoms: list[SliceGeom], sops: list[str]) 
     lo, hi = _mask_bounds(grid, f)
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     sampler = mask_sampler(grid, f.mask.sl, f.mask.m)
-    out = []
+    out: list[dict[str, Any]] = []
     for k, g in enumerate(geoms):
         _, _, dist = g.to_pixel(corners)
         reach = g.thickness / 2 + grid.voxel
