@@ -376,10 +376,10 @@ def evaluate_retrieval(prep: Prepared, cfg) -> dict:
             cn = cands / np.maximum(np.linalg.norm(cands, axis=1, keepdims=True), 1e-12)
             sc = cn @ qn
             order = np.argsort(-sc)
-            same = np.asarray(same)
-            hits.append(bool(same[order[0]]))
-            ranks_co.append(int(np.flatnonzero(same[order])[0]) + 1)
-            chance_co.append(float(same.mean()))
+            is_same = np.asarray(same)
+            hits.append(bool(is_same[order[0]]))
+            ranks_co.append(int(np.flatnonzero(is_same[order])[0]) + 1)
+            chance_co.append(float(is_same.mean()))
     return {
         "candidates": n,
         "study_to_report": recall_at(ranks_s2r),

@@ -58,6 +58,8 @@ class TagView:
     Missing or malformed attributes read as empty; the classifier turns that into "unknown".
     """
 
+    _source: Dataset | Mapping[str, Any]
+
     def __init__(self, source: Dataset | Mapping[str, Any]) -> None:
         if isinstance(source, TagView):
             source = source._source
@@ -76,8 +78,9 @@ class TagView:
         """The attribute's value, looking into Enhanced MR functional groups when absent."""
         source = self._source
         if isinstance(source, Dataset):
-            if keyword in source:
-                return source.data_element(keyword).value
+            element = source.data_element(keyword) if keyword in source else None
+            if element is not None:
+                return element.value
             return _functional_group_value(source, keyword)
         if keyword in source:
             return source[keyword]

@@ -98,7 +98,7 @@ def create_model(name: str, checkpoint: str | Path | None = None, **overrides: A
     """
     preset = get_preset(name, **overrides)
     model = build_encoder(preset)
-    model.preset = preset  # type: ignore[attr-defined]
+    model.preset = preset  # type: ignore[assignment]  # torch types Module attributes as Tensor | Module
     if checkpoint is not None:
         from ml.spinefm.weights import load_encoder_weights
 

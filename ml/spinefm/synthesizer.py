@@ -39,6 +39,8 @@ class ConditionedRouter(nn.Module):
             nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 2)) for _ in range(n_points)
         )
         for mlp in self.mlps:  # start at the 0.5/0.5 mixture, like the scalar router
+            assert isinstance(mlp, nn.Sequential)
+            assert isinstance(mlp[-1], nn.Linear)
             nn.init.zeros_(mlp[-1].weight)
             nn.init.zeros_(mlp[-1].bias)
 

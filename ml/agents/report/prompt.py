@@ -69,7 +69,8 @@ def classification_block(conditions: list[ConditionResult]) -> str:
     followed neither: docs/report-agent.md).
     """
     by_key = {c.condition: c for c in conditions}
-    likely, unlikely = [], []
+    likely: list[str] = []
+    unlikely: list[str] = []
     for key in IMPRESSION_ORDER:
         c = by_key.get(key)
         if c is not None:

@@ -15,6 +15,7 @@ contiguous ``(z, y)`` slab.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,8 +59,8 @@ class Centerline:
         s_ctrl: np.ndarray,
         theta_ctrl_deg: np.ndarray,
         s_max: float,
-        slips: list[tuple[float, float, float]] = (),
-        kinks: list[tuple[float, float, float]] = (),
+        slips: Sequence[tuple[float, float, float]] = (),
+        kinks: Sequence[tuple[float, float, float]] = (),
         ds: float = 0.5,
     ) -> Centerline:
         """Integrate a tangent-angle profile into a curve.
@@ -187,7 +188,8 @@ class Mask:
         for mk in (self, other):
             sub = tuple(slice(s.start - lo_, s.stop - lo_) for s, lo_ in zip(mk.sl, lo, strict=True))
             out[sub] |= mk.m
-        return Mask(tuple(slice(a, b) for a, b in zip(lo, hi, strict=True)), out)
+        z, y, x = (slice(a, b) for a, b in zip(lo, hi, strict=True))
+        return Mask((z, y, x), out)
 
     def voxel_count(self) -> int:
         return int(self.m.sum())
