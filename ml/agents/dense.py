@@ -267,6 +267,29 @@ class DenseDiagnosisAgents:
         return self.version
 
 
+def box_sizes(feats: list[StudyFeatures], truths: list[dict | None]) -> np.ndarray:
+    """Median true box (width, height) per plane and condition as a fraction of the preprocessed
+    square: [2 (sagittal, axial), 17, 2], 0 where no box was seen. Why: a stride-32 cell is ~2 cm
+    of a spine crop, coarser than most lesions; localisation places a box of the typical size at
+    the cells' centre instead of drawing the cells' outline."""
+    from ml.agents.localization import truth_slices
+
+    sizes: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for f, truth in zip(feats, truths, strict=True):
+        for (si, _k, cond), item in truth_slices(f, truth).items():
+            s = f.study.series[si]
+            if item["label"] != 1 or s.geometry is None or s.plane not in _PLANES:
+                continue
+            x0, y0, x1, y1 = s.geometry.to_preprocessed(item["box"])
+            sizes.setdefault((_PLANES.index(s.plane), CONDITION_KEYS.index(cond)), []).append(
+                ((x1 - x0) / s.geometry.size, (y1 - y0) / s.geometry.size)
+            )
+    out = np.zeros((len(_PLANES), K, 2), np.float32)
+    for (p, j), wh in sizes.items():
+        out[p, j] = np.median(np.asarray(wh), 0)
+    return out
+
+
 def _batch_loss(
     head: _DenseHead,
     xs: list[torch.Tensor],
@@ -359,6 +382,7 @@ def train_dense(
         "threshold": thr,
         "trained": trained.astype(np.uint8),
         "prior": prior,
+        "box_wh": box_sizes(feats, truths),
     }
     meta = {
         "n_studies": len(feats),

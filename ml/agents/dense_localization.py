@@ -32,14 +32,17 @@ from ml.conditions import CONDITION_KEYS
 PLANE_NAMES = ("sagittal", "axial")  # the dense views' plane index
 
 
-def cell_box(zmap: np.ndarray, margin: float) -> tuple[tuple[int, int], tuple[float, float, float, float]]:
-    """The best cell of a view's map and the box of its region, in cell units.
-    zmap: [G, G] logits; -> ((row, col), (x0, y0, x1, y1))."""
+def cell_box(zmap: np.ndarray, margin: float) -> tuple[tuple[float, float], tuple[float, float, float, float]]:
+    """Where a view's map fires, in cell units: the centre (x, y) of the connected region of
+    cells within ``margin`` of the best one (weighted by exp(z - max), so a neighbour that nearly
+    fires pulls the centre towards it: sub-cell precision), and the region's outline.
+    zmap: [G, G] logits; -> ((cx, cy), (x0, y0, x1, y1))."""
     r, c = np.unravel_index(int(np.argmax(zmap)), zmap.shape)
-    near = zmap >= zmap[r, c] - margin
-    labels, _ = ndimage.label(near)
+    labels, _ = ndimage.label(zmap >= zmap[r, c] - margin)
     rows, cols = np.nonzero(labels == labels[r, c])
-    return (int(r), int(c)), (float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1))
+    w = np.exp(zmap[rows, cols] - zmap[r, c])
+    centre = (float((w * (cols + 0.5)).sum() / w.sum()), float((w * (rows + 0.5)).sum() / w.sum()))
+    return centre, (float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1))
 
 
 def localize_from_cells(
@@ -49,13 +52,17 @@ def localize_from_cells(
     results: list[ConditionResult],
     agents: LocalizationAgents | None,
     *,
+    box_wh: np.ndarray | None = None,
     top_k: int = 3,
     max_boxes: int = 2,
     margin: float = 1.0,
     side_margin_mm: float = 6.0,
 ) -> list[ConditionResult]:
     """Fill each result's key slices, boxes, level and side from the cell logits ``z``
-    [V, G, G, 17] of the views ``d["views"]`` ([(plane index, series index, slice index)])."""
+    [V, G, G, 17] of the views ``d["views"]`` ([(plane index, series index, slice index)]).
+    ``box_wh`` [2, 17, 2]: the typical box size per plane and condition (fraction of the
+    preprocessed square, ``dense.box_sizes``); where known the box is that size around the
+    cells' centre, else the outline of the cells."""
     views, crops = d["views"], d.get("crops")
     if not len(views):
         return results
@@ -84,9 +91,14 @@ def localize_from_cells(
             if plane in planes_done or s.geometry is None or len(result.boxes) >= max_boxes:
                 continue
             planes_done.add(plane)
-            _, (cx0, cy0, cx1, cy1) = cell_box(z[v, :, :, j], margin)
+            (cx, cy), (cx0, cy0, cx1, cy1) = cell_box(z[v, :, :, j], margin)
             x0, y0, side = crops[v] if crops else (0, 0, s.geometry.size)
-            pre = np.array([x0 + cx0 * side / g, y0 + cy0 * side / g, x0 + cx1 * side / g, y0 + cy1 * side / g])
+            wh = box_wh[plane, j] * s.geometry.size if box_wh is not None else np.zeros(2)
+            if wh.min() > 0:
+                mx, my = x0 + cx * side / g, y0 + cy * side / g
+                pre = np.array([mx - wh[0] / 2, my - wh[1] / 2, mx + wh[0] / 2, my + wh[1] / 2])
+            else:
+                pre = np.array([x0 + cx0 * side / g, y0 + cy0 * side / g, x0 + cx1 * side / g, y0 + cy1 * side / g])
             pre = np.clip(pre, 0, s.geometry.size)
             xyxy = s.geometry.to_original(pre)
             result.boxes.append(

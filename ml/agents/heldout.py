@@ -28,18 +28,22 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ml.agents.metrics import auroc, bootstrap_ci, box_iou, ranks_of_truth, recall_at
 from ml.conditions import CONDITION_KEYS
 
+if TYPE_CHECKING:
+    from ml.agents.pipeline import Pipeline
+    from ml.data.manifest import StudyEntry
+
 log = logging.getLogger(__name__)
 SIDES = ("left", "right", "bilateral", "central")
 
 
-def _read_study(base: Path, entry) -> tuple[str, dict[str, list]]:  # type: ignore[no-untyped-def]
+def _read_study(base: Path, entry: StudyEntry) -> tuple[str, dict[str, list]]:
     import pydicom
 
     series: dict[str, list] = {}
@@ -243,7 +247,7 @@ def score(rows: list[dict[str, Any]], *, bootstrap_n: int = 1000) -> dict[str, A
     }
 
 
-def _retrieval(pipe, studies: list) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def _retrieval(pipe: Pipeline, studies: list) -> dict[str, float]:
     """Study -> report Recall@k over an index of the held-out studies' own reports, built with
     the pipeline's SpineFM and its retrieval agent's text encoder."""
     from ml.agents.features import encode_studies

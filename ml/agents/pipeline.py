@@ -265,8 +265,9 @@ class Pipeline:
 
             z, d = self.diagnosis.cell_maps(f)
             lc = self.localization.cfg
-            localize_from_cells(f, d, z, todo, self.localization, top_k=lc.top_k_slices, max_boxes=lc.max_boxes,
-                                side_margin_mm=lc.side_margin_mm)  # fmt: skip
+            box_wh = self.diagnosis.a.get("box_wh")  # typical box sizes (artifacts from before: None)
+            localize_from_cells(f, d, z, todo, self.localization, box_wh=box_wh, top_k=lc.top_k_slices,
+                                max_boxes=lc.max_boxes, side_margin_mm=lc.side_margin_mm)  # fmt: skip
         else:
             self.localization.localize(f, todo)
 
