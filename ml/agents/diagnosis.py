@@ -185,45 +185,6 @@ def labels_matrix(feats: list[StudyFeatures]) -> np.ndarray:
     return np.stack([f.study.labels for f in feats])  # [N, 17] in {-1, 0, 1}
 
 
-def load_diagnosis(folder: str | Path):
-    """The saved Diagnosis Agents of any head (``DiagnosisAgents``, ``MILDiagnosisAgents`` or
-    ``DenseDiagnosisAgents``)."""
-    cfg, arrays, doc = load_artifact(folder, FAMILY, DiagnosisConfig)
-    meta = {**doc["meta"], "version": doc["version"]}
-    if cfg.head == "dense":
-        from dataclasses import replace
-
-        from ml.agents.dense import DenseDiagnosisAgents
-
-        if "dense_crop" not in doc.get("config", {}):  # saved before crops existed: whole slices, all axials
-            cfg = replace(cfg, dense_crop=False, dense_axial="all")
-        return DenseDiagnosisAgents(cfg, arrays, meta)
-    if cfg.head == "mil":
-        from ml.agents.mil import MILDiagnosisAgents
-
-        return MILDiagnosisAgents(cfg, arrays, meta)
-    return DiagnosisAgents(cfg, arrays, meta)
-
-
-def train_diagnosis(
-    feats: list[StudyFeatures], cfg: DiagnosisConfig | None = None, truths: list[dict | None] | None = None
-):
-    """Fit the 17 agents on ``feats`` (training studies only; the caller holds out test patients):
-    linear probes, with ``head: mil`` the MIL heads (``ml.agents.mil``), with ``head: dense`` the
-    dense head (``ml.agents.dense``), which also learns from the generator's boxes in ``truths``."""
-    cfg = cfg or DiagnosisConfig()
-    if cfg.head == "dense":
-        from ml.agents.dense import train_dense
-
-        return train_dense(feats, cfg, truths)
-    if cfg.head == "mil":
-        from ml.agents.mil import train_mil
-
-        return train_mil(feats, cfg)
-    x = np.stack([f.diagnosis_vector(cfg.feature, tuple(cfg.classes)) for f in feats])  # [N, F]
-    return fit_probes(x, labels_matrix(feats), [f.study.patient_key for f in feats], cfg)
-
-
 def fit_probes(x: np.ndarray, y: np.ndarray, patient_keys: list[str], cfg: DiagnosisConfig) -> DiagnosisAgents:
     """The 17 probes on any study feature matrix x [N, F] with ternary labels y [N, 17] (also used
     for the baseline encoders, whose features are not ``StudyFeatures``)."""

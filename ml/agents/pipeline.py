@@ -346,7 +346,7 @@ def _condition_keys() -> tuple[str, ...]:
 
 
 def _load_diagnosis(path: Path):
-    from ml.agents.diagnosis import load_diagnosis
+    from ml.agents.heads import load_diagnosis
 
     return load_diagnosis(path)
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ml.agents.analysis import ConditionResult
-from ml.agents.diagnosis import DiagnosisConfig, train_diagnosis
+from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.features import StudyFeatures, encode_studies
+from ml.agents.heads import train_diagnosis
 from ml.agents.localization import LocalizationConfig, load_truth, train_localization
 from ml.agents.pipeline import PipelineConfig, spinefm_version, write_pipeline_json
 from ml.agents.retrieval import RetrievalConfig, build_index

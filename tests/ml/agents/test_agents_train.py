@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ml.agents.diagnosis import DiagnosisConfig, train_diagnosis
+from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.features import StudyFeatures
+from ml.agents.heads import train_diagnosis
 from ml.agents.metrics import auroc
 from ml.agents.train import Prepared, cross_fitted_conditions
 from ml.conditions import CONDITION_KEYS

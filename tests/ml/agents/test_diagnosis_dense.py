@@ -15,8 +15,9 @@ from ml.agents.dense import (
     view_key,
 )
 from ml.agents.dense_views import axial_indices, study_views
-from ml.agents.diagnosis import DiagnosisConfig, load_diagnosis
+from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.features import StudyFeatures
+from ml.agents.heads import load_diagnosis
 from ml.agents.localization import load_truth, truth_slices
 from ml.agents.metrics import auroc
 from ml.conditions import CONDITION_KEYS

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ml.agents.diagnosis import DiagnosisConfig, fit_probes, load_diagnosis, train_diagnosis
+from ml.agents.diagnosis import DiagnosisConfig, fit_probes
 from ml.agents.features import StudyFeatures
+from ml.agents.heads import load_diagnosis, train_diagnosis
 from ml.agents.metrics import auroc
 from ml.agents.mil import MILDiagnosisAgents
 from ml.conditions import CONDITION_KEYS

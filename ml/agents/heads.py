@@ -1,0 +1,64 @@
+"""The Diagnosis Agents' heads by name: ``diagnosis.head`` picks the one to train, and a saved
+artifact's config picks the class that loads it.
+
+* ``linear`` (``ml.agents.diagnosis``): the paper's light probes on one vector per study;
+* ``mil`` (``ml.agents.mil``): attention over SpineFM slice features;
+* ``dense`` (``ml.agents.dense``, the default): generic CNN cells of spine crops at near-native
+  resolution, box-supervised.
+
+Why a module of its own: the heads share the probes' calibration helpers in ``diagnosis.py``,
+so the dispatch sits above all three and none of them imports another's trainer (no import
+cycle). Every head has the same surface: ``predict`` / ``probabilities`` / ``save`` and
+``cfg`` / ``version``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.agents.artifact import load_artifact
+from ml.agents.diagnosis import FAMILY, DiagnosisAgents, DiagnosisConfig, fit_probes, labels_matrix
+from ml.agents.features import StudyFeatures
+
+HEADS = ("linear", "mil", "dense")
+
+
+def train_diagnosis(
+    feats: list[StudyFeatures], cfg: DiagnosisConfig | None = None, truths: list[dict | None] | None = None
+) -> Any:
+    """Fit the 17 agents on ``feats`` (training studies only; the caller holds out test patients)
+    with the head ``cfg.head``; the dense head also learns from the generator's boxes in ``truths``."""
+    cfg = cfg or DiagnosisConfig()
+    if cfg.head == "dense":
+        from ml.agents.dense import train_dense
+
+        return train_dense(feats, cfg, truths)
+    if cfg.head == "mil":
+        from ml.agents.mil import train_mil
+
+        return train_mil(feats, cfg)
+    if cfg.head != "linear":
+        raise ValueError(f"unknown diagnosis head {cfg.head!r}; known: {', '.join(HEADS)}")
+    x = np.stack([f.diagnosis_vector(cfg.feature, tuple(cfg.classes)) for f in feats])  # [N, F]
+    return fit_probes(x, labels_matrix(feats), [f.study.patient_key for f in feats], cfg)
+
+
+def load_diagnosis(folder: str | Path) -> Any:
+    """The saved Diagnosis Agents of any head."""
+    cfg, arrays, doc = load_artifact(folder, FAMILY, DiagnosisConfig)
+    meta = {**doc["meta"], "version": doc["version"]}
+    if cfg.head == "dense":
+        from ml.agents.dense import DenseDiagnosisAgents
+
+        if "dense_crop" not in doc.get("config", {}):  # saved before crops existed: whole slices, all axials
+            cfg = replace(cfg, dense_crop=False, dense_axial="all")
+        return DenseDiagnosisAgents(cfg, arrays, meta)
+    if cfg.head == "mil":
+        from ml.agents.mil import MILDiagnosisAgents
+
+        return MILDiagnosisAgents(cfg, arrays, meta)
+    return DiagnosisAgents(cfg, arrays, meta)
