@@ -91,25 +91,26 @@ def _copies(series: list[Path], root: Path) -> tuple[dict[str, dict], dict[tuple
                         "lossless": True, "files": [path]}  # fmt: skip
     study = pydicom.dcmread(series[0], stop_before_pixels=True)
     for name, (source, rel) in REAL_FILES.items():
-        ds = _real_file(source, rel)
+        real = _real_file(source, rel)
         # into the generated study (the viewer opens one study): study and patient attributes only,
-        # the pixels, frames and functional groups stay as the scanner wrote them
+        # the frames and functional groups stay as the scanner wrote them (pixels too, but for the
+        # MPRAGE's zeroed ones)
         for keyword in STUDY_KEYWORDS:
-            setattr(ds, keyword, study.get(keyword, ""))
-        frames = ds.pixel_array if int(ds.get("NumberOfFrames", 1)) > 1 else ds.pixel_array[None]
+            setattr(real, keyword, study.get(keyword, ""))
+        frames = real.pixel_array if int(real.get("NumberOfFrames", 1)) > 1 else real.pixel_array[None]
         if frames.min() == frames.max():
             # nibabel ships the MPRAGE with every pixel 0: a pattern of its own per frame takes their
             # place (in range for BitsStored), so a drawn frame is not blank and is told from the others
             rng = np.random.default_rng(0)
-            frames = rng.integers(0, 2 ** int(ds.BitsStored), size=frames.shape, dtype=frames.dtype)
-            ds.PixelData = frames.tobytes()
+            frames = rng.integers(0, 2 ** int(real.BitsStored), size=frames.shape, dtype=frames.dtype)
+            real.PixelData = frames.tobytes()
         path = root / name / "file.dcm"
         path.parent.mkdir(parents=True)
-        ds.save_as(path, enforce_file_format=True)
+        real.save_as(path, enforce_file_format=True)
         for k in range(frames.shape[0]):  # the viewer's values are modality values (rescaled)
-            slope, intercept = _rescale(ds, k)
-            expected[(str(ds.SOPInstanceUID), k + 1)] = frames[k] * slope + intercept
-        copies[name] = {"series_uid": str(ds.SeriesInstanceUID), "syntax": str(ds.file_meta.TransferSyntaxUID),
+            slope, intercept = _rescale(real, k)
+            expected[(str(real.SOPInstanceUID), k + 1)] = frames[k] * slope + intercept
+        copies[name] = {"series_uid": str(real.SeriesInstanceUID), "syntax": str(real.file_meta.TransferSyntaxUID),
                         "lossless": True, "files": [path], "frames": frames.shape[0]}  # fmt: skip
     return copies, expected
 

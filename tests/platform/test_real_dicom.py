@@ -1,8 +1,8 @@
 """Real DICOM through the drafting service against real Orthanc and PostgreSQL: a generated study
 in every transfer syntax is fetched as stored, decoded in Python and drafted (the same findings as
-uncompressed for lossless syntaxes, close ones for lossy), studies
-that are not spine MRI are stored and not drafted with their reason, a missing PatientID
-crashes nothing, and an admin can force a draft the scope check refused."""
+uncompressed for lossless syntaxes, close ones for lossy); studies that are not spine MRI (real
+multi-frame, mosaic and non-MR files too) are stored and not drafted with their reason; a missing
+PatientID crashes nothing; and an admin can force a draft the scope check refused."""
 
 from __future__ import annotations
 
