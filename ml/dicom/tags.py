@@ -180,6 +180,23 @@ def with_type2_patient_study(ds: Dataset) -> Dataset:
     return out
 
 
+# patient identity attributes highdicom's SR / KOS constructors do not copy from the evidence
+PATIENT_IDENTITY = ("IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence")
+
+
+def copy_patient_identity(target: Dataset, source: Dataset) -> Dataset:
+    """Copy the issuer of the PatientID from an image of the study into a document written into it.
+
+    Why: a PatientID means one person only together with its issuer, and every instance of a
+    study must carry the same patient module; a document without the issuer makes the archive's
+    study-level answer (taken from any instance) lose it, and the study stops matching its own
+    patient when priors are searched by PatientID and issuer."""
+    for kw in PATIENT_IDENTITY:
+        if kw in source and kw not in target:
+            setattr(target, kw, source.get(kw))
+    return target
+
+
 def frame_count(ds: Dataset) -> int:
     try:
         return max(1, int(ds.get("NumberOfFrames", 1) or 1))

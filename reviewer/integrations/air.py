@@ -30,7 +30,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 from pydicom.valuerep import DA, TM
 
-from ml.dicom.tags import with_type2_patient_study
+from ml.dicom.tags import copy_patient_identity, with_type2_patient_study
 from reviewer.deid import pseudonym
 from reviewer.models import DraftJob
 
@@ -144,6 +144,7 @@ def build_key_object_selection(
     for keyword in ("StudyDescription", "PatientAge", "PatientSex"):  # highdicom copies none of these
         if keyword not in ko and referenced[0].get(keyword):
             setattr(ko, keyword, referenced[0].get(keyword))
+    copy_patient_identity(ko, referenced[0])
     ko.ContentDate = DA(ai.analysed_at.date())
     ko.ContentTime = TM(ai.analysed_at.time().replace(microsecond=0))
     for item in ko.ContentSequence:

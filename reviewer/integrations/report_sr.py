@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import EnhancedSRStorage, generate_uid
 
-from ml.dicom.tags import with_type2_patient_study
+from ml.dicom.tags import copy_patient_identity, with_type2_patient_study
 from reviewer.integrations.codes import CONDITION_SNOMED
 from reviewer.integrations.content import SignedReport
 from reviewer.integrations.sr import MANUFACTURER, condition_code, source_headers, store_sr
@@ -157,7 +157,7 @@ def build_report_sr(report: SignedReport, evidence: list[Dataset]) -> Dataset:
         content_time=when.strftime("%H%M%S"),
     )
     sr.VerifyingObserverSequence[0].VerificationDateTime = when.strftime("%Y%m%d%H%M%S")
-    return sr
+    return copy_patient_identity(sr, evidence[0])
 
 
 def store_report_sr(report: SignedReport) -> StructuredReport:

@@ -35,7 +35,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from ml.conditions import BY_KEY, CONDITIONS
-from ml.dicom.tags import checked_frame, pixel_spacing, with_type2_patient_study
+from ml.dicom.tags import checked_frame, copy_patient_identity, pixel_spacing, with_type2_patient_study
 from reviewer.integrations import air
 from reviewer.integrations.orthanc import OrthancUnavailable, dicomweb
 from reviewer.models import Draft, StructuredReport, Study
@@ -238,7 +238,7 @@ def build_sr(
     scheme.CodingSchemeName = "SpineReview spine MRI conditions"
     scheme.CodingSchemeResponsibleOrganization = MANUFACTURER
     sr.CodingSchemeIdentificationSequence = [scheme]  # declares the private scheme (PS3.3 C.12.1)
-    return sr
+    return copy_patient_identity(sr, evidence[0])
 
 
 # --- Orthanc I/O ----------------------------------------------------------------------------

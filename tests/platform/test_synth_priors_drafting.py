@@ -31,6 +31,9 @@ def test_the_current_draft_compares_with_the_generated_prior_by_its_date(tmp_pat
     then = pydicom.dcmread(prior_files[0], stop_before_pixels=True)
 
     prior_draft = draft_of(upload_study(empty_orthanc, prior_files))
+    # the prior now also holds our AI SR and key-object document: they must carry the patient's
+    # issuer, or the archive's study-level answer (from any instance) loses it and the prior
+    # stops matching its own patient
     draft = draft_of(upload_study(empty_orthanc, now_files))
 
     iso = f"{then.StudyDate[:4]}-{then.StudyDate[4:6]}-{then.StudyDate[6:]}"
