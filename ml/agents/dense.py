@@ -235,7 +235,7 @@ class DenseDiagnosisAgents:
 
     def cell_maps(self, feat: StudyFeatures) -> tuple[np.ndarray, dict[str, Any]]:
         """Per-cell logits [V, G, G, 17] of a study's views and the cells' record (views, crops):
-        where each condition fires (``ml.agents.dense_localization``)."""
+        where each condition fires (``ml.agents.localization.localize_from_cells``)."""
         if self._trunk is None and "dense" not in feat.extras:
             self._trunk = load_trunk()
         d = dense_cells(feat, self.cfg, self._trunk)

@@ -15,6 +15,9 @@ Method (what each part learns from the generator's ``ground_truth.json``):
   IoU as well.
 * **level** (shared): multinomial logistic regression on the plane, the relative slice position,
   the box centre and the condition, predicting the finding's level label ("L4-5", "L3", ...).
+* **from the dense head's cells** (when the pipeline's diagnosis head is dense, the default):
+  key slices are its best views, the box is the condition's typical size at the firing cells,
+  the level and side as below (``localize_from_cells``).
 * **side**: geometry, not learnt: the box centre in patient mm is compared with the centre of the
   series' field of view along the patient's left-right axis (DICOM LPS: +x = patient left);
   within ``side_margin_mm`` it is "central". Only for conditions whose training findings carry a
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from ml.agents.analysis import BoxResult, ConditionResult, SliceRef
@@ -192,7 +196,20 @@ class LocalizationAgents:
                     result.side = side_of(s, int(k), xyxy, self.cfg.side_margin_mm)
         return result
 
-    def localize(self, feat: StudyFeatures, results: list[ConditionResult]) -> list[ConditionResult]:
+    def localize(
+        self,
+        feat: StudyFeatures,
+        results: list[ConditionResult],
+        cells: tuple[np.ndarray, dict[str, Any], np.ndarray | None] | None = None,
+    ) -> list[ConditionResult]:
+        """Key slices, boxes, level and side for ``results``; with ``cells`` (the dense head's
+        cell logits, its views and typical box sizes) from where the cells fire, else from the
+        slice heads."""
+        if cells is not None:
+            z, d, box_wh = cells
+            c = self.cfg
+            return localize_from_cells(feat, d, z, results, self, box_wh=box_wh, top_k=c.top_k_slices,
+                                       max_boxes=c.max_boxes, side_margin_mm=c.side_margin_mm)  # fmt: skip
         scores, boxes = self.infer(self.pre(feat))
         return [self.post(feat, scores, boxes, r) for r in results]
 
@@ -332,3 +349,101 @@ def train_localization(
 
 def load_truth(path: str | Path | None) -> dict | None:
     return json.loads(Path(path).read_text()) if path and Path(path).exists() else None
+
+
+# -- from the dense head's cells ----------------------------------------------------------------
+
+# Why: a slice head says *whether* a slice shows a finding, hardly *where* (its boxes were no better
+# than the mean box); the dense head scores every stride-32 cell of every view, trained with the
+# generator's boxes as cell targets, so the cells that fire are where the finding is.
+
+PLANE_NAMES = ("sagittal", "axial")  # the dense views' plane index
+
+
+def cell_box(zmap: np.ndarray, margin: float) -> tuple[tuple[float, float], tuple[float, float, float, float]]:
+    """Where a view's map [G, G] fires, in cells: the centre (x, y) of the connected cells within
+    ``margin`` of the best (weighted by exp(z - max): sub-cell precision), and their outline."""
+    r, c = np.unravel_index(int(np.argmax(zmap)), zmap.shape)
+    labels, _ = ndimage.label(zmap >= zmap[r, c] - margin)
+    rows, cols = np.nonzero(labels == labels[r, c])
+    w = np.exp(zmap[rows, cols] - zmap[r, c])
+    centre = (float((w * (cols + 0.5)).sum() / w.sum()), float((w * (rows + 0.5)).sum() / w.sum()))
+    return centre, (float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1))
+
+
+def localize_from_cells(
+    feat: StudyFeatures,
+    d: dict[str, Any],
+    z: np.ndarray,
+    results: list[ConditionResult],
+    agents: LocalizationAgents | None,
+    *,
+    box_wh: np.ndarray | None = None,
+    top_k: int = 3,
+    max_boxes: int = 2,
+    margin: float = 1.0,
+    side_margin_mm: float = 6.0,
+) -> list[ConditionResult]:
+    """Fill each result's key slices, boxes, level and side from the cell logits ``z`` [V, G, G, 17]
+    of the views ``d["views"]`` ([(plane, series index, slice index)]; a fused sagittal view is a
+    slice of the sagittal T2 reference series). ``box_wh`` [2, 17, 2]: the typical box size per
+    plane and condition (``dense.box_sizes``); where known the box is that size around the cells'
+    centre, else the cells' outline. The level is the level head's (``agents``)."""
+    views, crops = d["views"], d.get("crops")
+    if not len(views):
+        return results
+    series = feat.study.series
+    g = z.shape[1]
+    for result in results:
+        j = CONDITION_KEYS.index(result.condition)
+        best = z[..., j].reshape(len(views), -1).max(1)  # [V]
+        order = np.argsort(-best)
+        seen: set[tuple[int, int]] = set()
+        refs = []
+        for v in order:
+            _, si, k = views[v]
+            if (si, k) in seen:
+                continue  # two tiles of one sagittal slice
+            seen.add((si, k))
+            s = series[si]
+            refs.append(SliceRef(s.series_uid, _sop(s, k), int(k), round(float(best[v]), 4), _frame(s, k)))
+            if len(refs) >= top_k:
+                break
+        result.key_slices = refs
+        planes_done: set[int] = set()
+        for v in order:
+            plane, si, k = views[v]
+            s = series[si]
+            if plane in planes_done or s.geometry is None or len(result.boxes) >= max_boxes:
+                continue
+            planes_done.add(plane)
+            (cx, cy), (cx0, cy0, cx1, cy1) = cell_box(z[v, :, :, j], margin)
+            x0, y0, side = crops[v] if crops else (0, 0, s.geometry.size)
+            wh = box_wh[plane, j] * s.geometry.size if box_wh is not None else np.zeros(2)
+            if wh.min() > 0:
+                mx, my = x0 + cx * side / g, y0 + cy * side / g
+                pre = np.array([mx - wh[0] / 2, my - wh[1] / 2, mx + wh[0] / 2, my + wh[1] / 2])
+            else:
+                pre = np.array([x0 + cx0 * side / g, y0 + cy0 * side / g, x0 + cx1 * side / g, y0 + cy1 * side / g])
+            pre = np.clip(pre, 0, s.geometry.size)
+            xyxy = s.geometry.to_original(pre)
+            result.boxes.append(
+                BoxResult(
+                    series_uid=s.series_uid,
+                    sop_uid=_sop(s, k),
+                    index=int(k),
+                    xyxy=[round(float(c), 2) for c in xyxy],
+                    xyxy_norm=[round(float(c), 5) for c in s.geometry.normalise(xyxy)],
+                    score=round(float(best[v]), 4),
+                    patient_mm=s.geometry.box_to_patient(int(k), xyxy),
+                    frame=_frame(s, k),
+                )
+            )
+            if len(result.boxes) == 1 and agents is not None:
+                rel = k / max(1, len(s.sop_uids) - 1)
+                if agents.levels:
+                    design = _level_design(PLANE_NAMES[plane], rel, pre / s.geometry.size, result.condition)
+                    result.level = agents.levels[int(np.argmax(agents.level_w @ design + agents.level_b))]
+                if result.condition in agents.sided:
+                    result.side = side_of(s, int(k), xyxy, side_margin_mm)
+    return results

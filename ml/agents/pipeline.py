@@ -260,16 +260,10 @@ class Pipeline:
             todo = r.conditions
         else:
             todo = r.conditions if self.cfg.localize == "all" else [c for c in r.conditions if c.present]
+        cells = None
         if todo and hasattr(self.diagnosis, "cell_maps"):  # the dense head saw where: its cells localise
-            from ml.agents.dense_localization import localize_from_cells
-
-            z, d = self.diagnosis.cell_maps(f)
-            lc = self.localization.cfg
-            box_wh = self.diagnosis.a.get("box_wh")  # typical box sizes (artifacts from before: None)
-            localize_from_cells(f, d, z, todo, self.localization, box_wh=box_wh, top_k=lc.top_k_slices,
-                                max_boxes=lc.max_boxes, side_margin_mm=lc.side_margin_mm)  # fmt: skip
-        else:
-            self.localization.localize(f, todo)
+            cells = (*self.diagnosis.cell_maps(f), self.diagnosis.a.get("box_wh"))  # box_wh: None before it existed
+        self.localization.localize(f, todo, cells=cells)
 
     def _run_retrieval(self, results: list[StudyAnalysis], feats: list[StudyFeatures]) -> None:
         for r, hits in zip(results, self.retrieval.similar(feats), strict=True):

@@ -14,10 +14,9 @@ import pytest
 
 from ml.agents.analysis import ConditionResult
 from ml.agents.dense import train_dense
-from ml.agents.dense_localization import localize_from_cells
 from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.features import StudyFeatures
-from ml.agents.localization import load_truth
+from ml.agents.localization import load_truth, localize_from_cells
 from ml.agents.metrics import auroc, box_iou
 from ml.conditions import CONDITION_KEYS
 from ml.data.loader import StudyLoader, load_manifest
@@ -92,7 +91,7 @@ def test_the_cells_that_fire_put_boxes_on_the_finding(trained):
 
 
 def test_cell_box_is_the_connected_region_near_the_best_cell():
-    from ml.agents.dense_localization import cell_box
+    from ml.agents.localization import cell_box
 
     z = np.full((8, 8), -5.0)
     z[2:4, 5:8] = 2.0  # the finding: rows 2-3, columns 5-7

@@ -120,8 +120,9 @@ def test_a_dense_diagnosis_head_gets_pixels_at_its_own_size(tiny_pipeline_dir, a
     from ml.agents.features import StudyFeatures
 
     p = Pipeline.load(tiny_pipeline_dir, {"report": False})
-    size = p.model.img_size + 64
-    assert p.preprocess.size == p.model.img_size  # the bootstrap pipeline's linear probes
+    shipped = p.diagnosis.cfg.dense_size  # the bootstrap pipeline's dense head: 256 px over SpineFM's 96
+    assert p.preprocess.size == max(p.model.img_size, shipped)
+    size = shipped + 64
     cfg = DiagnosisConfig(head="dense", dense_size=size, dense_hidden=4, dense_sag_slices=3, dense_max_axial=4)
     rng = np.random.default_rng(0)
     k = 17
