@@ -3,7 +3,7 @@
 // what the viewport shows is read back (decoded values, canvas statistics), together with the
 // Accept header of its frame requests, the content type Orthanc answered and the errors logged.
 // Reads a JSON payload on stdin; prints progress lines and, last, one JSON line with what it saw.
-const { start } = require('./e2e_support.cjs');
+const { openStudy, start } = require('./e2e_support.cjs');
 
 const VIEWPORT = 'sagT2';
 
@@ -27,11 +27,7 @@ start(async ({ p, page, out, shot }) => {
   const logged = [];
   page.on('console', m => (m.type() === 'error' || m.type() === 'warning') && logged.push(`${m.type()}: ${m.text().slice(0, 400)}`));
 
-  await page.goto(`${p.app_url}/viewer/open/${p.study_uid}/`);
-  await page.fill('input[name=username]', p.username);
-  await page.fill('input[name=password]', p.password);
-  await Promise.all([page.waitForURL(url => url.href.startsWith(`${p.viewer_url}/spine-review`), { timeout: 30000 }),
-    page.click('[type=submit]')]);
+  await openStudy(page, p, p.study_uid);
   await page.waitForFunction(() => {
     const v = window.__spinereview?.viewportState?.();
     return window.__spinereview?.state?.().context && v && v.length && v.every(x => x.sop_uid);

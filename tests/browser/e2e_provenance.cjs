@@ -2,7 +2,7 @@
 // the check note, the sources view after an edit of another section, a finding sentence that moves the
 // viewports on hover and on click, the prior's report and the side-by-side comparison.
 // Reads a JSON payload on stdin; prints progress lines and, last, one JSON line with what it saw.
-const { start } = require('./e2e_support.cjs');
+const { openStudy, start } = require('./e2e_support.cjs');
 
 start(async ({ p, page, out, shot }) => {
   const loaded = async () => {
@@ -34,11 +34,7 @@ start(async ({ p, page, out, shot }) => {
     }
   };
 
-  await page.goto(`${p.app_url}/viewer/open/${p.study_uid}/`);
-  await page.fill('input[name=username]', p.username);
-  await page.fill('input[name=password]', p.password);
-  await Promise.all([page.waitForURL(url => url.href.startsWith(`${p.viewer_url}/spine-review`), { timeout: 30000 }),
-    page.click('[type=submit]')]);
+  await openStudy(page, p, p.study_uid);
   await loaded();
   await page.click('[data-cy=report-btn]');
 

@@ -1,7 +1,7 @@
 // The reading room in headless Chromium (playwright-core), driven by tests/browser/test_viewer_reading_room.py:
 // the hanging protocol on vendor-named studies, labelled boxes, and a keyboard-only review.
 // Reads a JSON payload on stdin; prints progress lines and, last, one JSON line with what it saw.
-const { start } = require('./e2e_support.cjs');
+const { openStudy, start } = require('./e2e_support.cjs');
 
 start(async ({ p, page, out, shot }) => {
   const open = async uid => {
@@ -22,11 +22,7 @@ start(async ({ p, page, out, shot }) => {
   const unfocus = () => page.evaluate(() => document.activeElement && document.activeElement.blur && document.activeElement.blur());
 
   // login on the app origin, hand-off to the viewer origin
-  await page.goto(`${p.app_url}/viewer/open/${p.studies[0].study_uid}/`);
-  await page.fill('input[name=username]', p.username);
-  await page.fill('input[name=password]', p.password);
-  await Promise.all([page.waitForURL(url => url.href.startsWith(`${p.viewer_url}/spine-review`), { timeout: 30000 }),
-    page.click('[type=submit]')]);
+  await openStudy(page, p, p.studies[0].study_uid);
 
   // 1. every vendor's study: which series each viewport shows, at which image
   for (const s of p.studies) {

@@ -1,17 +1,13 @@
 // The signed report SR in OHIF's SR viewer, driven by tests/browser/test_report_sr_in_ohif.py: the
 // SR's thumbnail in the study browser, double-clicked into a viewport, and the text OHIF renders there.
 // Reads a JSON payload on stdin; prints progress lines and, last, one JSON line with what it saw.
-const { start } = require('./e2e_support.cjs');
+const { openStudy, start } = require('./e2e_support.cjs');
 
 start(async ({ p, page, out, shot }) => {
   page.on('console', m => /SR|sr|support/.test(m.text()) && out.console_log.push(`${m.type()}: ${m.text().slice(0, 300)}`));
   const panesText = () => page.$$eval('[data-cy=viewport-pane]', els => els.map(e => e.innerText).join('\n---\n'));
 
-  await page.goto(`${p.app_url}/viewer/open/${p.study_uid}/`);
-  await page.fill('input[name=username]', p.username);
-  await page.fill('input[name=password]', p.password);
-  await Promise.all([page.waitForURL(url => url.href.startsWith(`${p.viewer_url}/spine-review`), { timeout: 30000 }),
-    page.click('[type=submit]')]);
+  await openStudy(page, p, p.study_uid);
   await page.waitForFunction(() => {
     const v = window.__spinereview?.viewportState?.();
     return v && v.length >= 2 && v.every(x => x.sop_uid);

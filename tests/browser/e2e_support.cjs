@@ -50,6 +50,16 @@ async function runScenario(scenario, initial) {
   console.log(JSON.stringify(out));
 }
 
+// Open a study in the viewer as a user: the app's hand-off URL, the login form, and the redirect
+// into the spine-review mode (what every reading scenario starts with).
+async function openStudy(page, p, studyUid) {
+  await page.goto(`${p.app_url}/viewer/open/${studyUid}/`);
+  await page.fill('input[name=username]', p.username);
+  await page.fill('input[name=password]', p.password);
+  await Promise.all([page.waitForURL(url => url.href.startsWith(`${p.viewer_url}/spine-review`), { timeout: 30000 }),
+    page.click('[type=submit]')]);
+}
+
 // Run a scenario as this process's whole job; `initial` seeds the output object.
 function start(scenario, initial = {}) {
   runScenario(scenario, initial).catch(error => {
@@ -58,4 +68,4 @@ function start(scenario, initial = {}) {
   });
 }
 
-module.exports = { FLAGS, readStdin, start };
+module.exports = { FLAGS, openStudy, readStdin, start };
