@@ -419,7 +419,8 @@ def localize_from_cells(
             planes_done.add(plane)
             (cx, cy), (cx0, cy0, cx1, cy1) = cell_box(z[v, :, :, j], margin)
             x0, y0, side = crops[v] if crops else (0, 0, s.geometry.size)
-            wh = box_wh[plane, j] * s.geometry.size if box_wh is not None else np.zeros(2)
+            # at least a cell: the centre is known to about a cell (smaller boxes missed more often)
+            wh = np.maximum(box_wh[plane, j] * s.geometry.size, side / g) if box_wh is not None else np.zeros(2)
             if wh.min() > 0:
                 mx, my = x0 + cx * side / g, y0 + cy * side / g
                 pre = np.array([mx - wh[0] / 2, my - wh[1] / 2, mx + wh[0] / 2, my + wh[1] / 2])
