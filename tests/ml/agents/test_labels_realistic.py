@@ -34,6 +34,9 @@ def lab(text: str, key: str) -> int:
         ("L3/4: bulge, mild CCS.", "canal_stenosis", 1),
         ("DDD L3-S1.", "disc_height_loss", 1),
         ("L5/S1: HNP contacting the S1 root.", "disc_herniation", 1),
+        # myelomalacia (cord softening) is not myeloma
+        ("Focal myelomalacia of the cord at C5-6 from the old injury.", "osseous_lesion", 0),
+        ("Lytic L2 lesion in keeping with known myeloma.", "osseous_lesion", 1),
         # British spelling
         ("Extensive bone marrow oedema in L1.", "marrow_edema", 1),
         ("Small typical haemangioma in T10.", "hemangioma", 1),
