@@ -27,7 +27,15 @@ import {
   type Managers,
 } from '../viewerControl';
 
-const EXTENSION_URL = new URL('./extension.js', import.meta.url).href;
+// The extension as the app config lists it (with its ?v= content stamp): the mode must name the
+// same URL, or OHIF fetches the extension a second time under the unstamped one.
+function extensionUrl(): string {
+  const listed = ((window as any).config?.extensions ?? []).find(
+    (e: unknown) => typeof e === 'string' && new URL(e, window.location.href).pathname.endsWith('/extension.js'),
+  );
+  return listed ?? new URL('./extension.js', import.meta.url).href;
+}
+const EXTENSION_URL = extensionUrl();
 const CORNERSTONE_VIEWPORT = '@ohif/extension-cornerstone.viewportModule.cornerstone';
 const THUMBNAILS = '@ohif/extension-default.panelModule.seriesList';
 
