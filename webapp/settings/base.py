@@ -231,7 +231,9 @@ SPINEREVIEW_DRAFT_STAGE_DELAY_S = float(os.environ.get("SPINEREVIEW_DRAFT_STAGE_
 # --- ML ----------------------------------------------------------------------------------
 SPINEREVIEW_CACHE = Path(os.environ.get("SPINEREVIEW_CACHE", BASE_DIR / ".cache"))
 # Identifies the drafting pipeline; (study, pipeline version) is drafted at most once.
-DRAFT_PIPELINE_VERSION = os.environ.get("SPINEREVIEW_DRAFT_PIPELINE_VERSION", "spinereview-tiny@bootstrap")
+DRAFT_PIPELINE_VERSION = os.environ.get(
+    "SPINEREVIEW_DRAFT_PIPELINE_VERSION", f"spinereview-{SPINEREVIEW_PIPELINE_PRESET}@bootstrap"
+)
 # Longest report text a save accepts (characters); a longer one is refused with 400, not stored.
 SPINEREVIEW_MAX_REPORT_CHARS = int(os.environ.get("SPINEREVIEW_MAX_REPORT_CHARS", "50000"))
 

@@ -15,6 +15,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast use
 CELERY_TASK_ALWAYS_EAGER = False
 SPINEREVIEW_PIPELINE_BOOTSTRAP = env_bool("SPINEREVIEW_PIPELINE_BOOTSTRAP", True)  # tiny pipeline, cached
 SPINEREVIEW_PIPELINE_PRESET = os.environ.get("SPINEREVIEW_PIPELINE_PRESET", "tiny")
+DRAFT_PIPELINE_VERSION = os.environ.get(
+    "SPINEREVIEW_DRAFT_PIPELINE_VERSION", f"spinereview-{SPINEREVIEW_PIPELINE_PRESET}@bootstrap"
+)
 # results let a test wait on a task run by a real worker process
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or os.environ.get("CELERY_BROKER_URL") or None
 WHITENOISE_USE_FINDERS = True  # as in the demo: static files from the apps' folders
