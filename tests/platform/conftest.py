@@ -138,3 +138,16 @@ def pipeline_settings(settings, orthanc_settings, tiny_pipeline):  # type: ignor
     """The app pointed at the test Orthanc and drafting with the cached tiny pipeline."""
     settings.SPINEREVIEW_PIPELINE_DIR = str(tiny_pipeline)
     return settings
+
+
+@pytest.fixture
+def statistics_on_postgres(settings):  # type: ignore[no-untyped-def]
+    """The statistics rows and their aggregation are PostgreSQL's (SQLite keeps the plain path):
+    skip elsewhere; an export secret and an empty cache, so each test computes its own figures."""
+    from django.core.cache import cache
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the statistics rows and their aggregation are PostgreSQL's")
+    settings.SPINEREVIEW_EXPORT_SECRET = "test-secret"
+    cache.clear()

@@ -9,7 +9,6 @@ import random
 
 import numpy as np
 import pytest
-from django.db import connection
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.stats_page import populate
@@ -20,17 +19,7 @@ from reviewer.services.reports import save_revision, sign_review
 from reviewer.services.statistics import rebuild_statistics
 from tests.factories import UserFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _postgres_and_secret(settings):  # type: ignore[no-untyped-def]
-    from django.core.cache import cache
-
-    if connection.vendor != "postgresql":
-        pytest.skip("the aggregation under test is PostgreSQL's")
-    settings.SPINEREVIEW_EXPORT_SECRET = "test-secret"
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("statistics_on_postgres")]
 
 
 def _untidy(seed: int) -> None:

@@ -9,7 +9,6 @@ import random
 
 import numpy as np
 import pytest
-from django.db import connection
 
 from benchmarks.stats_page import _report
 from ml.conditions import CONDITION_KEYS
@@ -28,17 +27,7 @@ from reviewer.services.reports import save_revision, sign_review
 from reviewer.services.workflow import recompute_edit_distances, resolve_arbitration
 from tests.factories import DraftFactory, DraftJobFactory, FindingFactory, StudyFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _postgres(settings):  # type: ignore[no-untyped-def]
-    from django.core.cache import cache
-
-    if connection.vendor != "postgresql":
-        pytest.skip("the statistics rows are PostgreSQL's")
-    settings.SPINEREVIEW_EXPORT_SECRET = "test-secret"
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("statistics_on_postgres")]
 
 
 def _rows() -> tuple[dict, dict]:
