@@ -53,26 +53,19 @@ def _read_study(base: Path, entry: StudyEntry) -> tuple[str, dict[str, list]]:
     return entry.study_uid, series
 
 
-def _mean_auroc_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n: int, seed: int = 0) -> list[float]:
-    """Mean over conditions of the per-condition AUROC, with a patient-bootstrap CI.
-    y, p: [N, K] (y -1 = excluded)."""
+def _mean_auroc(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean over conditions of the per-condition AUROC. y, p: [N, K] (y -1 = excluded)."""
+    vals = []
+    for k in range(y.shape[1]):
+        m = y[:, k] >= 0
+        if len(np.unique(y[m, k])) == 2:
+            vals.append(auroc(y[m, k], p[m, k]))
+    return float(np.mean(vals)) if vals else float("nan")
 
-    def mean_of(idx: np.ndarray) -> float:
-        vals = []
-        for k in range(y.shape[1]):
-            m = y[idx, k] >= 0
-            if m.sum() and len(np.unique(y[idx, k][m])) == 2:
-                vals.append(auroc(y[idx, k][m], p[idx, k][m]))
-        return float(np.mean(vals)) if vals else float("nan")
 
-    point = mean_of(np.arange(len(y)))
-    rng = np.random.default_rng(seed)
-    uniq, inv = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inv == g) for g in range(len(uniq))]
-    vals = [mean_of(np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])) for _ in range(n)]
-    vals = [v for v in vals if v == v]
-    lo, hi = np.percentile(vals, [2.5, 97.5]) if vals else (float("nan"), float("nan"))
-    return [point, float(lo), float(hi)]
+def _mean_auroc_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n: int) -> list[float]:
+    """``_mean_auroc`` with its patient-bootstrap CI (whole patients resampled)."""
+    return list(bootstrap_ci(y, p, _mean_auroc, n=n, groups=groups))
 
 
 def _share_ci(hits: list[float], groups: list[str], n: int) -> list[float]:

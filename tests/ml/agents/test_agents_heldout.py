@@ -1,0 +1,51 @@
+"""The held-out scoring of a served pipeline (``ml.agents.heldout.score``) on hand-made rows:
+a perfect ranking scores 1, a reversed one 0, and level / side / box figures count only true
+positives called present, a box on another slice scoring 0."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from ml.agents.analysis import BoxResult, ConditionResult, StudyAnalysis
+from ml.agents.heldout import format_table, score
+from ml.conditions import CONDITION_KEYS
+
+
+def _row(i: int, present: bool, good: bool) -> dict:
+    labels = {k: 0 for k in CONDITION_KEYS} | {"canal_stenosis": int(present), "hemangioma": int(i % 2)}
+    prob = (0.9 if present else 0.1) if good else (0.1 if present else 0.9)
+    conds = [ConditionResult(k, 0.5, False, 0.5) for k in CONDITION_KEYS]
+    conds[CONDITION_KEYS.index("canal_stenosis")] = ConditionResult(
+        "canal_stenosis", prob, prob >= 0.5, 0.5, level="L4-5", side="left",
+        boxes=[BoxResult("s", "sop-a" if i % 4 else "sop-b", 0, [0, 0, 1, 1], [0.2, 0.2, 0.4, 0.4], 0.9)],
+    )  # fmt: skip
+    truth = {"vendor": "GE" if i % 2 else "Siemens", "findings": []}
+    if present:
+        truth["findings"] = [{"condition": "canal_stenosis", "label": 1, "level": "L4-5", "side": "left",
+                              "key_slices": {"sag_t2": [{"sop_instance_uid": "sop-a",
+                                                         "box_norm": [0.2, 0.2, 0.4, 0.4]}]}}]  # fmt: skip
+    entry = SimpleNamespace(labels=labels, patient_key=f"P{i}")
+    return {"entry": entry, "analysis": StudyAnalysis(f"1.{i}", "v", conditions=conds), "truth": truth}
+
+
+def test_score_of_a_perfect_and_a_reversed_ranking():
+    good = score([_row(i, i % 3 == 0, True) for i in range(24)], bootstrap_n=50)
+    canal = good["diagnosis"]["per_condition"]["canal_stenosis"]
+    assert canal["auroc"][0] == pytest.approx(1.0)
+    assert canal["positives"] == 8
+    assert good["diagnosis"]["per_condition"]["hemangioma"]["auroc"][0] == pytest.approx(0.5)  # a constant
+    assert set(good["diagnosis"]["per_vendor"]) == {"GE", "Siemens"}
+    loc = good["localization"]
+    assert loc["level_accuracy"][0] == pytest.approx(1.0)
+    assert loc["side_accuracy"][0] == pytest.approx(1.0)
+    # every fourth study's box is on a slice that is not a key slice: IoU 0 there, 1 elsewhere
+    ious = np.array([0.0 if i % 4 == 0 else 1.0 for i in range(24) if i % 3 == 0])
+    assert loc["median_box_iou"] == pytest.approx(float(np.median(ious)))
+    bad = score([_row(i, i % 3 == 0, False) for i in range(24)], bootstrap_n=50)
+    assert bad["diagnosis"]["per_condition"]["canal_stenosis"]["auroc"][0] == pytest.approx(0.0)
+    assert bad["localization"]["level_accuracy"][3] == 0  # none called present: nothing to localise
+    assert "canal_stenosis" in format_table({**good, "pipeline_version": "v", "studies": 24, "manifest": "m",
+                                              "seconds_per_study": 0.1})  # fmt: skip
