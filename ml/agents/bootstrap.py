@@ -40,8 +40,9 @@ from ml.data.cache import default_cache_dir
 
 log = logging.getLogger(__name__)
 
-# 2: report agent from the cached tiny text LM; 3: its tokens are cross-fitted; 4: dense head
-BOOTSTRAP_VERSION = "4"
+# 2: report agent from the cached tiny text LM; 3: its tokens are cross-fitted; 4: dense head;
+# 5: stride-16 dense head with the box regressor, sagittal-first localization
+BOOTSTRAP_VERSION = "5"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -71,7 +72,7 @@ class BootstrapParams:
 TINY = BootstrapParams()
 # the demo's pipeline: realistic matrices (half size), every condition with positives to learn
 DEMO = BootstrapParams(
-    name="demo", studies=200, seed=41, matrix_scale=0.5, prevalence="enriched", align_steps=30, report_crossfit_folds=3
+    name="demo", studies=260, seed=41, matrix_scale=0.5, prevalence="enriched", align_steps=30, report_crossfit_folds=3
 )
 PRESETS = {"tiny": TINY, "demo": DEMO}
 

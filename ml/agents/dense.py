@@ -43,6 +43,7 @@ from torch import nn
 
 from ml.agents.analysis import ConditionResult
 from ml.agents.artifact import save_artifact
+from ml.agents.dense_boxes import box_targets, fit_box_regressor, regress, truth_boxes_in_cells
 from ml.agents.dense_views import study_views
 from ml.agents.diagnosis import FAMILY, DiagnosisConfig, choose_threshold, fit_temperature, labels_matrix
 from ml.agents.features import StudyFeatures
@@ -147,40 +148,15 @@ def _design(d: dict[str, Any], stride: int = 32) -> np.ndarray:
 def cell_targets(feat: StudyFeatures, d: dict[str, Any], truth: dict | None, stride: int = 32) -> np.ndarray:
     """[V * g * g, 17] cell targets from the generator's key-slice boxes: 1 under a present
     finding's box, 0 everywhere for a condition the study is negative for, -1 unknown."""
-    from ml.agents.localization import truth_slices
-
     v = len(d["views"])
     g = d["cells"].shape[1] * (32 // stride) if v else 0
     t = np.full((v, g, g, K), -1, np.int8)
-    y = feat.study.labels
-    t[..., y == 0] = 0
-    if not truth or v == 0:
-        return t.reshape(v * g * g, K)
-    where: dict[tuple[int, int], list[int]] = {}
-    for i, (_, si, k) in enumerate(d["views"]):
-        where.setdefault((si, k), []).append(i)  # a sagittal slice may be cut into several tiles
-    sag_ref = {si for p, si, _ in d["views"] if p == 0}
-    crops = d.get("crops")
-    for (si, k, cond), item in truth_slices(feat, truth).items():
-        if item["label"] != 1:
-            continue
-        series = feat.study.series[si]
-        views = where.get((si, k))
-        if views is None and series.plane == "sagittal" and sag_ref:
-            # a key slice of T1 or STIR: the fused view of the same slice of the T2 reference
-            views = where.get((next(iter(sag_ref)), k))
-        if views is None or series.geometry is None:
-            continue
-        box = np.asarray(series.geometry.to_preprocessed(item["box"]), float)
-        for view in views:
-            x0, y0, side = crops[view] if crops else (0, 0, series.geometry.size)
-            b = (box - [x0, y0, x0, y0]) / side
-            if b[2] <= 0 or b[3] <= 0 or b[0] >= 1 or b[1] >= 1:
-                continue  # the box is outside this view's window
-            bx0, by0, bx1, by1 = np.clip(b, 0, 1) * g
-            c0, r0 = int(np.floor(bx0)), int(np.floor(by0))
-            c1, r1 = max(int(np.ceil(bx1)), c0 + 1), max(int(np.ceil(by1)), r0 + 1)
-            t[view, r0:r1, c0:c1, CONDITION_KEYS.index(cond)] = 1
+    t[..., feat.study.labels == 0] = 0
+    for view, j, b in truth_boxes_in_cells(feat, d, truth, g):
+        bx0, by0, bx1, by1 = np.clip(b, 0, g)
+        c0, r0 = int(np.floor(bx0)), int(np.floor(by0))
+        c1, r1 = max(int(np.ceil(bx1)), c0 + 1), max(int(np.ceil(by1)), r0 + 1)
+        t[view, r0:r1, c0:c1, j] = 1
     return t.reshape(v * g * g, K)
 
 
@@ -233,16 +209,26 @@ class DenseDiagnosisAgents:
                 out[i] = _cell_logits(self.a, x).max(0)
         return out
 
-    def cell_maps(self, feat: StudyFeatures) -> tuple[np.ndarray, dict[str, Any]]:
-        """Per-cell logits [V, G, G, 17] of a study's views and the cells' record (views, crops):
-        where each condition fires (``ml.agents.localization.localize_from_cells``)."""
+    def cell_maps(self, feat: StudyFeatures) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
+        """Per-cell logits [V, G, G, 17] of a study's views, the cells' record (views, crops) and
+        the box regressor's per-cell boxes [V, G, G, 17, 4] (None for a head trained before it
+        existed): where each condition fires (``ml.agents.localization.localize_from_cells``)."""
         if self._trunk is None and "dense" not in feat.extras:
             self._trunk = load_trunk()
         d = dense_cells(feat, self.cfg, self._trunk)
         x = _design(d, self.cfg.dense_stride)
         v, gs = len(d["views"]), d["cells"].shape[1] * (32 // self.cfg.dense_stride)
         z = _cell_logits(self.a, x) if len(x) else np.zeros((0, K), np.float32)
-        return z.reshape(v, gs, gs, K), d
+        z = z.reshape(v, gs, gs, K)
+        if "reg_w" not in self.a:
+            return z, d, None
+        bs = self.cfg.dense_box_stride
+        gb = d["cells"].shape[1] * (32 // bs)
+        xb = x if bs == self.cfg.dense_stride else _design(d, bs)
+        reg = regress(self.a, xb) if len(xb) else np.zeros((0, K, 4), np.float32)
+        if gb != gs:  # the logits at the regressor's finer cells: each head cell repeated
+            z = np.repeat(np.repeat(z, gb // gs, axis=1), gb // gs, axis=2)
+        return z, d, reg.reshape(v, gb, gb, K, 4)
 
     def probabilities(self, feats: list[StudyFeatures]) -> np.ndarray:
         p = expit(self.logits(feats) / self.temperature)
@@ -290,6 +276,23 @@ def box_sizes(feats: list[StudyFeatures], truths: list[dict | None]) -> np.ndarr
     return out
 
 
+def _fit_boxes(feats: list[StudyFeatures], truths: list[dict | None], cfg: DiagnosisConfig, trunk) -> dict:
+    """The box regressor (``ml/agents/dense_boxes.py``) on the cells under the training boxes, at
+    ``dense_box_stride`` (finer cells than the diagnosis head's: a 10 mm cell places a 13 mm box)."""
+    g = cfg.dense_size // cfg.dense_box_stride
+    rows, conds, targets = [], [], []
+    for f, tr in zip(feats, truths, strict=True):
+        d = dense_cells(f, cfg, trunk)
+        found = box_targets(f, d, tr, g)
+        if not found:
+            continue
+        x = _design(d, cfg.dense_box_stride)
+        rows.append(x[[cell for cell, _, _ in found]])
+        conds.append(np.asarray([j for _, j, _ in found]))
+        targets.append(np.asarray([t for _, _, t in found]))
+    return fit_box_regressor(rows, conds, targets, cfg.dense_box_alpha)
+
+
 def _batch_loss(
     head: _DenseHead,
     xs: list[torch.Tensor],
@@ -324,30 +327,34 @@ def train_dense(
     t0 = time.perf_counter()
     trunk = None if all("dense" in f.extras for f in feats) else load_trunk()
     truths = truths if truths is not None else [None] * len(feats)
-    xs, ts = [], []
-    for f, tr in zip(feats, truths, strict=True):
-        d = dense_cells(f, cfg, trunk)
-        xs.append(_design(d, cfg.dense_stride))
-        ts.append(cell_targets(f, d, tr, cfg.dense_stride))
     y = labels_matrix(feats)
     keys = [f.study.patient_key for f in feats]
     is_val = np.array([patient_fold(k, 100, cfg.seed + 7) < round(cfg.val_fraction * 100) for k in keys])
     fit = np.flatnonzero(~is_val)
-    allx = np.concatenate([xs[i] for i in fit])
-    mean, std = allx.mean(0), allx.std(0) + 1e-4
+    # one standardised copy of the cells in memory (stride-16 designs are ~12 MB a study): the
+    # statistics of the fitting studies as running sums, then each study converted in turn
+    n_in = _design(dense_cells(feats[0], cfg, trunk), cfg.dense_stride).shape[1]
+    s1, s2, count = np.zeros(n_in), np.zeros(n_in), 0
+    for i in fit:
+        x = _design(dense_cells(feats[i], cfg, trunk), cfg.dense_stride).astype(np.float64)
+        s1, s2, count = s1 + x.sum(0), s2 + (x * x).sum(0), count + len(x)
+    mean = (s1 / max(count, 1)).astype(np.float32)
+    std = (np.sqrt(np.maximum(s2 / max(count, 1) - mean.astype(np.float64) ** 2, 0)) + 1e-4).astype(np.float32)
     mean[-len(_PLANES) :], std[-len(_PLANES) :] = 0.0, 1.0
-    del allx
+    xt, tt = [], []
+    for f, tr in zip(feats, truths, strict=True):
+        d = dense_cells(f, cfg, trunk)
+        xt.append(torch.from_numpy((_design(d, cfg.dense_stride) - mean) / std))  # [C_i, F]
+        tt.append(torch.from_numpy(cell_targets(f, d, tr, cfg.dense_stride).astype(np.float32)))  # [C_i, 17]
     torch.manual_seed(cfg.seed)
-    head = _DenseHead(xs[0].shape[1], cfg.dense_hidden, 0.2)
+    head = _DenseHead(n_in, cfg.dense_hidden, 0.2)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.dense_lr, weight_decay=cfg.dense_weight_decay)
-    xt = [torch.from_numpy((x - mean) / std) for x in xs]
-    tt = [torch.from_numpy(t.astype(np.float32)) for t in ts]
     yt = torch.from_numpy(y.astype(np.float32))
     pos = np.clip((y[fit] == 1).sum(0), 1, None)
     neg = np.clip((y[fit] == 0).sum(0), 1, None)
     pw = torch.from_numpy(np.clip(neg / pos, 1.0, 10.0).astype(np.float32))
     rng = np.random.default_rng(cfg.seed)
-    lengths = np.array([len(x) for x in xs])
+    lengths = np.array([len(x) for x in xt])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: one thread beats several on shared cores (no spin-waits)
     try:
@@ -362,7 +369,8 @@ def train_dense(
         torch.set_num_threads(threads)
     head.eval()
     a = {**_arrays_of(head), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
-    z = np.stack([_cell_logits(a, x).max(0) if len(x) else np.zeros(K) for x in xs])  # [N, 17]
+    with torch.no_grad():
+        z = np.stack([head(x).max(0).values.numpy() if len(x) else np.zeros(K) for x in xt])  # [N, 17]
     temp, thr = np.ones(K), np.full(K, 0.5)
     trained, prior = np.zeros(K, bool), np.zeros(K)
     for j in range(K):
@@ -376,8 +384,10 @@ def train_dense(
         if val.any():
             temp[j] = fit_temperature(z[val, j], y[val, j])
             thr[j] = choose_threshold(expit(z[val, j] / temp[j]), y[val, j], cfg.threshold_rule, cfg.target_sensitivity)
+    reg = _fit_boxes(feats, truths, cfg, trunk)
     arrays = {
         **a,
+        **reg,
         "temperature": temp,
         "threshold": thr,
         "trained": trained.astype(np.uint8),
@@ -386,7 +396,7 @@ def train_dense(
     }
     meta = {
         "n_studies": len(feats),
-        "boxes": int(sum((t == 1).any(0).sum() for t in ts)),
+        "boxes": int(sum((t == 1).any(0).sum() for t in tt)),
         "seconds": round(time.perf_counter() - t0, 1),
         "conditions": list(CONDITION_KEYS),
     }

@@ -66,7 +66,7 @@ class DiagnosisConfig:
     dense_sag_crop_mm: float = 160.0  # sagittal: square tiles this wide down the spine
     dense_ax_crop_mm: float = 110.0  # axial: a square this wide around the canal
     dense_axial: str = "disc"  # "disc" (the middle slice of each per-disc block) | "all" (up to dense_max_axial)
-    dense_stride: int = 32  # cells: 32 (last block) or 16 (block 13 + the block-17 cell above it)
+    dense_stride: int = 16  # cells: 16 (block 13 + the block-17 cell above it; 10 mm on a spine tile) or 32
     dense_hidden: int = 64
     dense_epochs: int = 25
     dense_batch: int = 16
@@ -74,12 +74,16 @@ class DiagnosisConfig:
     dense_weight_decay: float = 1e-2
     dense_box_weight: float = 1.0  # weight of the cell (box) loss next to the study (MIL) loss
     dense_box_pos_weight: float = 5.0  # cells under a box are few: up-weight them
+    dense_box_alpha: float = 100.0  # ridge L2 of the box regressor (``ml/agents/dense_boxes.py``)
+    dense_box_stride: int = 16  # the box regressor's cells (16: block 13 + the cell above; 32: the head's)
 
     def __post_init__(self) -> None:
         if self.threshold_rule not in ("youden", "sensitivity"):
             raise ValueError("threshold_rule must be 'youden' or 'sensitivity'")
-        if self.dense_stride not in (16, 32):
-            raise ValueError("diagnosis.dense_stride must be 16 or 32")
+        if self.dense_stride not in (16, 32) or self.dense_box_stride not in (16, 32):
+            raise ValueError("diagnosis.dense_stride and dense_box_stride must be 16 or 32")
+        if self.dense_box_stride > self.dense_stride:
+            raise ValueError("diagnosis.dense_box_stride cannot be coarser than dense_stride")
         if self.dense_axial not in ("all", "disc"):
             raise ValueError("diagnosis.dense_axial must be 'all' or 'disc'")
         if self.head not in ("linear", "mil", "dense"):

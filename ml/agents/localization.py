@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from ml.agents.analysis import BoxResult, ConditionResult, SliceRef
@@ -44,6 +43,8 @@ from ml.data.types import SeriesData
 
 log = logging.getLogger(__name__)
 FAMILY = "localization"
+DOMINANT_SIDE = 0.75  # a side at least this common in training is the condition's only answer
+MIN_SIDE_SHARE = 0.10  # a side rarer than this in training is never answered
 
 
 @dataclass
@@ -106,6 +107,13 @@ def _level_design(plane: str | None, rel: float, box_pre: np.ndarray, condition:
     return np.concatenate([p, inter, c])
 
 
+def level_of(agents: LocalizationAgents, plane: str | None, rel: float, box_pre: np.ndarray, condition: str) -> str:
+    """The level head's answer for a box (normalised preprocessed [x0, y0, x1, y1]) on a slice at
+    relative position ``rel`` of its stack."""
+    g = _level_design(plane, rel, box_pre, condition)
+    return agents.levels[int(np.argmax(agents.level_w @ g + agents.level_b))]
+
+
 def side_of(series: SeriesData, index: int, xyxy: list[float], margin_mm: float) -> str:
     """ "left" / "right" / "central" from the box centre vs. the field-of-view centre (LPS x)."""
     g = series.geometry
@@ -118,6 +126,23 @@ def side_of(series: SeriesData, index: int, xyxy: list[float], margin_mm: float)
     if abs(dx) < margin_mm:
         return "central"
     return "left" if dx > 0 else "right"
+
+
+def side_rules(sides: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """Per condition, from its training findings' sides: {"only": side or "", "sides": [...]}."""
+    out: dict[str, dict[str, Any]] = {}
+    for cond, seen in sides.items():
+        seen = [s for s in seen if s]
+        if not seen:
+            continue
+        values, counts = np.unique(seen, return_counts=True)
+        share = counts / counts.sum()
+        top = str(values[int(np.argmax(counts))])
+        out[cond] = {
+            "only": top if share.max() >= DOMINANT_SIDE else "",
+            "sides": sorted(str(v) for v, s in zip(values, share, strict=True) if s >= MIN_SIDE_SHARE),
+        }
+    return out
 
 
 # -- the agents --------------------------------------------------------------------------------
@@ -189,27 +214,15 @@ class LocalizationAgents:
             )
             if len(result.boxes) == 1:
                 rel = k / max(1, scores[si].shape[0] - 1)
-                g = _level_design(s.plane, rel, pre, result.condition)
                 if self.levels:
-                    result.level = self.levels[int(np.argmax(self.level_w @ g + self.level_b))]
+                    result.level = level_of(self, s.plane, rel, pre, result.condition)
                 if result.condition in self.sided:
                     result.side = side_of(s, int(k), xyxy, self.cfg.side_margin_mm)
         return result
 
-    def localize(
-        self,
-        feat: StudyFeatures,
-        results: list[ConditionResult],
-        cells: tuple[np.ndarray, dict[str, Any], np.ndarray | None] | None = None,
-    ) -> list[ConditionResult]:
-        """Key slices, boxes, level and side for ``results``; with ``cells`` (the dense head's
-        cell logits, its views and typical box sizes) from where the cells fire, else from the
-        slice heads."""
-        if cells is not None:
-            z, d, box_wh = cells
-            c = self.cfg
-            return localize_from_cells(feat, d, z, results, self, box_wh=box_wh, top_k=c.top_k_slices,
-                                       max_boxes=c.max_boxes, side_margin_mm=c.side_margin_mm)  # fmt: skip
+    def localize(self, feat: StudyFeatures, results: list[ConditionResult]) -> list[ConditionResult]:
+        """Key slices, boxes, level and side for ``results`` from the slice heads (the dense
+        head's path is ``ml.agents.cell_localization.localize_from_cells``)."""
         scores, boxes = self.infer(self.pre(feat))
         return [self.post(feat, scores, boxes, r) for r in results]
 
@@ -268,7 +281,11 @@ def train_localization(
     cfg = cfg or LocalizationConfig()
     designs, targets, boxes_x, boxes_y, level_x, level_y = [], [], [], [], [], []
     sides: dict[str, list[bool]] = {}
+    side_names: dict[str, list[str]] = {}
     for feat, truth in zip(feats, truths, strict=True):
+        for f in (truth or {}).get("findings", []):
+            if f.get("label") == 1:
+                side_names.setdefault(f["condition"], []).append(f.get("side") or "")
         for x, y in slice_targets(feat, truth):
             designs.append(x)
             targets.append(y)
@@ -332,7 +349,13 @@ def train_localization(
             level_b = np.array([-lv.intercept_[0], lv.intercept_[0]]) / 2
         levels = [str(c) for c in lv.classes_]
     sided = sorted(k for k, v in sides.items() if np.mean(v) > 0.5)
-    meta = {"counts": counts, "levels": levels, "sided": sided, "n_studies": len(feats)}
+    meta = {
+        "counts": counts,
+        "levels": levels,
+        "sided": sided,
+        "side_rules": side_rules(side_names),
+        "n_studies": len(feats),
+    }
     arrays = {
         "slice_weight": slice_w,
         "slice_bias": slice_b,
@@ -349,102 +372,3 @@ def train_localization(
 
 def load_truth(path: str | Path | None) -> dict | None:
     return json.loads(Path(path).read_text()) if path and Path(path).exists() else None
-
-
-# -- from the dense head's cells ----------------------------------------------------------------
-
-# Why: a slice head says *whether* a slice shows a finding, hardly *where* (its boxes were no better
-# than the mean box); the dense head scores every stride-32 cell of every view, trained with the
-# generator's boxes as cell targets, so the cells that fire are where the finding is.
-
-PLANE_NAMES = ("sagittal", "axial")  # the dense views' plane index
-
-
-def cell_box(zmap: np.ndarray, margin: float) -> tuple[tuple[float, float], tuple[float, float, float, float]]:
-    """Where a view's map [G, G] fires, in cells: the centre (x, y) of the connected cells within
-    ``margin`` of the best (weighted by exp(z - max): sub-cell precision), and their outline."""
-    r, c = np.unravel_index(int(np.argmax(zmap)), zmap.shape)
-    labels, _ = ndimage.label(zmap >= zmap[r, c] - margin)
-    rows, cols = np.nonzero(labels == labels[r, c])
-    w = np.exp(zmap[rows, cols] - zmap[r, c])
-    centre = (float((w * (cols + 0.5)).sum() / w.sum()), float((w * (rows + 0.5)).sum() / w.sum()))
-    return centre, (float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1))
-
-
-def localize_from_cells(
-    feat: StudyFeatures,
-    d: dict[str, Any],
-    z: np.ndarray,
-    results: list[ConditionResult],
-    agents: LocalizationAgents | None,
-    *,
-    box_wh: np.ndarray | None = None,
-    top_k: int = 3,
-    max_boxes: int = 2,
-    margin: float = 1.0,
-    side_margin_mm: float = 6.0,
-) -> list[ConditionResult]:
-    """Fill each result's key slices, boxes, level and side from the cell logits ``z`` [V, G, G, 17]
-    of the views ``d["views"]`` ([(plane, series index, slice index)]; a fused sagittal view is a
-    slice of the sagittal T2 reference series). ``box_wh`` [2, 17, 2]: the typical box size per
-    plane and condition (``dense.box_sizes``); where known the box is that size around the cells'
-    centre, else the cells' outline. The level is the level head's (``agents``)."""
-    views, crops = d["views"], d.get("crops")
-    if not len(views):
-        return results
-    series = feat.study.series
-    g = z.shape[1]
-    for result in results:
-        j = CONDITION_KEYS.index(result.condition)
-        best = z[..., j].reshape(len(views), -1).max(1)  # [V]
-        order = np.argsort(-best)
-        seen: set[tuple[int, int]] = set()
-        refs = []
-        for v in order:
-            _, si, k = views[v]
-            if (si, k) in seen:
-                continue  # two tiles of one sagittal slice
-            seen.add((si, k))
-            s = series[si]
-            refs.append(SliceRef(s.series_uid, _sop(s, k), int(k), round(float(best[v]), 4), _frame(s, k)))
-            if len(refs) >= top_k:
-                break
-        result.key_slices = refs
-        planes_done: set[int] = set()
-        for v in order:
-            plane, si, k = views[v]
-            s = series[si]
-            if plane in planes_done or s.geometry is None or len(result.boxes) >= max_boxes:
-                continue
-            planes_done.add(plane)
-            (cx, cy), (cx0, cy0, cx1, cy1) = cell_box(z[v, :, :, j], margin)
-            x0, y0, side = crops[v] if crops else (0, 0, s.geometry.size)
-            # at least a cell: the centre is known to about a cell (smaller boxes missed more often)
-            wh = np.maximum(box_wh[plane, j] * s.geometry.size, side / g) if box_wh is not None else np.zeros(2)
-            if wh.min() > 0:
-                mx, my = x0 + cx * side / g, y0 + cy * side / g
-                pre = np.array([mx - wh[0] / 2, my - wh[1] / 2, mx + wh[0] / 2, my + wh[1] / 2])
-            else:
-                pre = np.array([x0 + cx0 * side / g, y0 + cy0 * side / g, x0 + cx1 * side / g, y0 + cy1 * side / g])
-            pre = np.clip(pre, 0, s.geometry.size)
-            xyxy = s.geometry.to_original(pre)
-            result.boxes.append(
-                BoxResult(
-                    series_uid=s.series_uid,
-                    sop_uid=_sop(s, k),
-                    index=int(k),
-                    xyxy=[round(float(c), 2) for c in xyxy],
-                    xyxy_norm=[round(float(c), 5) for c in s.geometry.normalise(xyxy)],
-                    score=round(float(best[v]), 4),
-                    patient_mm=s.geometry.box_to_patient(int(k), xyxy),
-                    frame=_frame(s, k),
-                )
-            )
-            if len(result.boxes) == 1 and agents is not None:
-                rel = k / max(1, len(s.sop_uids) - 1)
-                if agents.levels:
-                    design = _level_design(PLANE_NAMES[plane], rel, pre / s.geometry.size, result.condition)
-                    result.level = agents.levels[int(np.argmax(agents.level_w @ design + agents.level_b))]
-                if result.condition in agents.sided:
-                    result.side = side_of(s, int(k), xyxy, side_margin_mm)
-    return results

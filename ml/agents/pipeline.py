@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ml.agents.analysis import AgentRun, ConditionResult, SeriesSummary, StudyAnalysis
+from ml.agents.cell_localization import localize_with
 from ml.agents.features import StudyFeatures, encode_studies
 from ml.agents.template import template_report
 from ml.data.preprocess import PreprocessConfig
@@ -260,10 +261,7 @@ class Pipeline:
             todo = r.conditions
         else:
             todo = r.conditions if self.cfg.localize == "all" else [c for c in r.conditions if c.present]
-        cells = None
-        if todo and hasattr(self.diagnosis, "cell_maps"):  # the dense head saw where: its cells localise
-            cells = (*self.diagnosis.cell_maps(f), self.diagnosis.a.get("box_wh"))  # box_wh: None before it existed
-        self.localization.localize(f, todo, cells=cells)
+        localize_with(self.diagnosis, self.localization, f, todo)  # the dense head's cells, else the slice heads
 
     def _run_retrieval(self, results: list[StudyAnalysis], feats: list[StudyFeatures]) -> None:
         for r, hits in zip(results, self.retrieval.similar(feats), strict=True):

@@ -12,11 +12,12 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ml.agents.analysis import ConditionResult
+from ml.agents.cell_localization import localize_with
 from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.features import StudyFeatures, encode_studies
 from ml.agents.heads import train_diagnosis
@@ -70,6 +71,9 @@ class AgentsTrainConfig:
     # the report agent's training tokens come from diagnosis agents that did not see the study:
     # patient-level k-fold cross-fitting (< 2: in-sample, only for experiments)
     report_crossfit_folds: int = 5
+    # the cross-fitted heads' cell stride: 32 trains ~9x faster than the served stride-16 head,
+    # at a slightly lower AUROC, so the report agent learns to trust its tokens no more than due
+    report_crossfit_stride: int = 32
 
 
 def prepare(
@@ -156,7 +160,7 @@ def report_examples(prep: Prepared, diagnosis, localization, index, conds: list 
     for f, c, s in zip(prep.feats, conds, sims, strict=True):
         if not f.study.report:
             continue
-        localization.localize(f, [x for x in c if x.present])
+        localize_with(diagnosis, localization, f, [x for x in c if x.present])
         out.append(
             ReportExample(
                 t1_slices=[e.slices for _, e in f.pairs(("T1",))],
@@ -221,7 +225,11 @@ def _train_report(prep: Prepared, out: Path, cfg: AgentsTrainConfig, diag, loc, 
     try:
         conds = None
         if cfg.report_crossfit_folds >= 2:
-            conds = cross_fitted_conditions(prep, cfg.diagnosis, cfg.report_crossfit_folds, cfg.diagnosis.seed)
+            d = cfg.diagnosis
+            if d.head == "dense":
+                stride = max(d.dense_stride, cfg.report_crossfit_stride)
+                d = replace(d, dense_stride=stride, dense_box_stride=max(d.dense_box_stride, stride))
+            conds = cross_fitted_conditions(prep, d, cfg.report_crossfit_folds, d.seed)
         examples = report_examples(prep, diag, loc, index, conds)
         folder = train_report_agent(
             examples,

@@ -25,7 +25,10 @@ from ml.data.loader import StudyLoader, load_manifest
 from ml.data.preprocess import PreprocessConfig
 from ml.data.types import StudyData
 
-CFG = DiagnosisConfig(head="dense", dense_size=64, dense_epochs=30, dense_hidden=16, min_positives=3)
+# the hand-made studies below have stride-32 cells only (no stride-16 "fine" cells)
+CFG = DiagnosisConfig(
+    head="dense", dense_size=64, dense_epochs=30, dense_hidden=16, min_positives=3, dense_stride=32, dense_box_stride=32
+)
 
 
 def _feats(n: int, seed: int) -> tuple[list[StudyFeatures], np.ndarray]:

@@ -1,0 +1,248 @@
+"""Localization from the dense diagnosis head's cells (the default pipeline's path).
+
+Why: a slice head says *whether* a slice shows a finding, hardly *where* (its boxes were no
+better than the mean box); the dense head scores every cell of every view, trained with the
+generator's boxes as cell targets, so the cells that fire are where the finding is, and its box
+regressor (``ml/agents/dense_boxes.py``) says where inside the cell.
+
+The reading order of a radiologist, and of the RSNA 2024 lumbar winners: **sagittal first**.
+The sagittal view sees every level at once, so the finding's box is placed there; the level is
+read from that box (the level head, ``LocalizationAgents.levels``); the **axial** box goes on
+the axial slice that passes closest to the sagittal box in patient space (a per-disc axial
+stack is planned through the discs, so that is the slice of the same level), and gives the
+side. Without a sagittal view the best axial view is used alone.
+
+Side: the left-right offset of the box from the midline (the mid-sagittal slice's plane, where
+the canal is) in patient mm (DICOM LPS: +x = patient left), read only as the condition's
+training findings allow (``localization.side_rules``): a condition always central (canal stenosis) or
+nearly always bilateral (pars defects) gets that side; left/right-only conditions get the sign;
+conditions that are also central (disc herniation) are central within the margin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ml.agents.analysis import BoxResult, ConditionResult, SliceRef
+from ml.agents.features import StudyFeatures
+from ml.agents.localization import level_of
+from ml.conditions import CONDITION_KEYS
+from ml.data.types import SeriesData
+
+PLANE_NAMES = ("sagittal", "axial")  # the dense views' plane index
+
+
+def cell_box(zmap: np.ndarray, margin: float) -> tuple[tuple[float, float], tuple[float, float, float, float]]:
+    """Where a view's map [G, G] fires, in cells: the centre (x, y) of the connected cells within
+    ``margin`` of the best (weighted by exp(z - max): sub-cell precision), and their outline."""
+    r, c = np.unravel_index(int(np.argmax(zmap)), zmap.shape)
+    labels, _ = ndimage.label(zmap >= zmap[r, c] - margin)
+    rows, cols = np.nonzero(labels == labels[r, c])
+    w = np.exp(zmap[rows, cols] - zmap[r, c])
+    centre = (float((w * (cols + 0.5)).sum() / w.sum()), float((w * (rows + 0.5)).sum() / w.sum()))
+    return centre, (float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1))
+
+
+def regressed_box(zmap: np.ndarray, reg: np.ndarray, margin: float) -> tuple[float, float, float, float]:
+    """The box (cx, cy, w, h) in cells from the box regressor ``reg`` [G, G, 4] (dx, dy, log w,
+    log h per cell): each connected cell within ``margin`` of the best votes its own box,
+    weighted by exp(z - max), so one noisy cell does not decide alone."""
+    r, c = np.unravel_index(int(np.argmax(zmap)), zmap.shape)
+    labels, _ = ndimage.label(zmap >= zmap[r, c] - margin)
+    rows, cols = np.nonzero(labels == labels[r, c])
+    w = np.exp(zmap[rows, cols] - zmap[r, c])
+    w = w / w.sum()
+    g = reg[rows, cols]  # [n, 4]
+    cx = float((w * (cols + 0.5 + g[:, 0])).sum())
+    cy = float((w * (rows + 0.5 + g[:, 1])).sum())
+    bw, bh = (float(np.exp((w * g[:, i]).sum())) for i in (2, 3))
+    return cx, cy, bw, bh
+
+
+def midline_x(series: list[SeriesData], views: list[tuple[int, int, int]]) -> float | None:
+    """Patient x (LPS, mm) of the mid-sagittal slice of the sagittal reference, or None."""
+    sag = [si for p, si, _ in views if p == 0]
+    if not sag:
+        return None
+    s = series[sag[0]]
+    g = s.geometry
+    if g is None or g.positions is None:
+        return None
+    p = g.pixel_to_patient(len(g.positions) // 2, g.columns / 2, g.rows / 2)
+    return None if p is None else float(p[0])
+
+
+def decide_side(rule: dict[str, Any] | None, dx_mm: float | None, margin_mm: float) -> str:
+    """The side of a finding ``dx_mm`` from the midline (LPS: + is the patient's left)."""
+    if not rule:
+        return ""
+    if rule["only"]:
+        return str(rule["only"])
+    if dx_mm is None:
+        return ""
+    if "central" in rule["sides"] and abs(dx_mm) < margin_mm:
+        return "central"
+    return "left" if dx_mm > 0 else "right"
+
+
+def _nearest_axial(series: list[SeriesData], views, cands: list[int], point: np.ndarray | None) -> int:
+    """Of the axial views ``cands`` (best first), the one whose slice plane passes closest to
+    ``point`` (patient mm); the best one without a point or geometry."""
+    if point is None:
+        return cands[0]
+    dists = []
+    for v in cands:
+        _, si, k = views[v]
+        g = series[si].geometry
+        if g is None or g.positions is None or g.orientations is None:
+            return cands[0]
+        iop = np.asarray(g.orientations[k], float)
+        normal = np.cross(iop[:3], iop[3:])
+        dists.append(abs(float((point - np.asarray(g.positions[k], float)) @ normal)))
+    return cands[int(np.argmin(dists))]
+
+
+def localize_from_cells(
+    feat: StudyFeatures,
+    d: dict[str, Any],
+    z: np.ndarray,
+    results: list[ConditionResult],
+    agents: Any | None,
+    *,
+    box_wh: np.ndarray | None = None,
+    reg: np.ndarray | None = None,
+    top_k: int = 3,
+    max_boxes: int = 2,
+    margin: float = 1.0,
+    side_margin_mm: float = 6.0,
+    axial_from_sagittal: bool = True,
+) -> list[ConditionResult]:
+    """Fill each result's key slices, boxes (sagittal first, then axial), level and side.
+
+    z: the cell logits [V, G, G, 17] of the views ``d["views"]`` ([(plane, series index, slice
+    index)]; a fused sagittal view is a slice of the sagittal T2 reference series); reg: the box
+    regressor's cells [V, G, G, 17, 4] (or None: a box of the typical size ``box_wh`` [2, 17, 2]
+    at the firing cells, or their outline); agents: the ``LocalizationAgents`` whose level head
+    and side rules are used (None: no level or side)."""
+    views = d["views"]
+    if not len(views):
+        return results
+    series = feat.study.series
+    rules = (agents.meta.get("side_rules") or {}) if agents is not None else {}
+    mid_x = midline_x(series, views)
+    for result in results:
+        j = CONDITION_KEYS.index(result.condition)
+        best = z[..., j].reshape(len(views), -1).max(1)  # [V]
+        order = [int(v) for v in np.argsort(-best)]
+        seen: set[tuple[int, int]] = set()
+        refs = []
+        for v in order:
+            _, si, k = views[v]
+            if (si, k) in seen:
+                continue  # two tiles of one sagittal slice
+            seen.add((si, k))
+            s = series[si]
+            refs.append(SliceRef(s.series_uid, _sop(s, k), int(k), round(float(best[v]), 4), _frame(s, k)))
+            if len(refs) >= top_k:
+                break
+        result.key_slices = refs
+        sag = [v for v in order if views[v][0] == 0 and series[views[v][1]].geometry is not None]
+        ax = [v for v in order if views[v][0] == 1 and series[views[v][1]].geometry is not None]
+        chosen: list[int] = sag[:1]
+        centre_mm = None
+        if ax:
+            if sag and axial_from_sagittal:
+                centre_mm = _box_centre_mm(feat, d, sag[0], _place(feat, d, z, reg, box_wh, sag[0], j, margin))
+                chosen.append(_nearest_axial(series, views, ax, centre_mm))
+            else:
+                chosen.append(ax[0])
+        for v in chosen[:max_boxes]:
+            plane, si, k = views[v]
+            s = series[si]
+            pre = _place(feat, d, z, reg, box_wh, v, j, margin)
+            xyxy = s.geometry.to_original(pre)
+            result.boxes.append(
+                BoxResult(
+                    series_uid=s.series_uid,
+                    sop_uid=_sop(s, k),
+                    index=int(k),
+                    xyxy=[round(float(c), 2) for c in xyxy],
+                    xyxy_norm=[round(float(c), 5) for c in s.geometry.normalise(xyxy)],
+                    score=round(float(best[v]), 4),
+                    patient_mm=s.geometry.box_to_patient(int(k), xyxy),
+                    frame=_frame(s, k),
+                )
+            )
+            if len(result.boxes) == 1 and agents is not None and agents.levels:
+                rel = k / max(1, len(s.sop_uids) - 1)
+                result.level = level_of(agents, PLANE_NAMES[plane], rel, pre / s.geometry.size, result.condition)
+        if agents is not None and result.boxes and result.condition in rules:
+            side_box = result.boxes[-1]  # the axial box when there is one: left and right are seen there
+            p = _centre_mm_of(series, side_box)
+            dx = None if p is None or mid_x is None else float(p[0] - mid_x)
+            result.side = decide_side(rules[result.condition], dx, side_margin_mm)
+    return results
+
+
+def _place(feat: StudyFeatures, d, z, reg, box_wh, v: int, j: int, margin: float) -> np.ndarray:
+    """The box of condition ``j`` on view ``v`` in its series' preprocessed pixels [x0, y0, x1, y1]."""
+    plane, si, _ = d["views"][v]
+    square = feat.study.series[si].geometry.size
+    crops = d.get("crops")
+    x0, y0, side = crops[v] if crops else (0, 0, square)  # without crops a view is the whole square
+    cell = side / z.shape[1]
+    if reg is not None:
+        cx, cy, bw, bh = regressed_box(z[v, :, :, j], reg[v, :, :, j], margin)
+        mx, my, wh = x0 + cx * cell, y0 + cy * cell, np.array([bw, bh]) * cell
+    else:
+        (cx, cy), (cx0, cy0, cx1, cy1) = cell_box(z[v, :, :, j], margin)
+        wh = np.zeros(2)
+        if box_wh is not None:  # the typical size, at least a cell (the centre is known to about a cell)
+            wh = np.maximum(box_wh[plane, j] * square, cell)
+        if wh.min() <= 0:
+            return np.array([x0 + cx0 * cell, y0 + cy0 * cell, x0 + cx1 * cell, y0 + cy1 * cell])
+        mx, my = x0 + cx * cell, y0 + cy * cell
+    return np.array([mx - wh[0] / 2, my - wh[1] / 2, mx + wh[0] / 2, my + wh[1] / 2])
+
+
+def _box_centre_mm(feat: StudyFeatures, d: dict[str, Any], v: int, pre: np.ndarray) -> np.ndarray | None:
+    _, si, k = d["views"][v]
+    s = feat.study.series[si]
+    ox0, oy0, ox1, oy1 = s.geometry.to_original(pre)
+    p = s.geometry.pixel_to_patient(int(k), (ox0 + ox1) / 2, (oy0 + oy1) / 2)
+    return None if p is None else np.asarray(p, float)
+
+
+def _centre_mm_of(series: list[SeriesData], b: BoxResult) -> np.ndarray | None:
+    s = next((x for x in series if x.series_uid == b.series_uid), None)
+    if s is None or s.geometry is None:
+        return None
+    p = s.geometry.pixel_to_patient(b.index, (b.xyxy[0] + b.xyxy[2]) / 2, (b.xyxy[1] + b.xyxy[3]) / 2)
+    return None if p is None else np.asarray(p, float)
+
+
+def _sop(series: SeriesData, k: int) -> str:
+    return series.sop_uids[k] if k < len(series.sop_uids) else ""
+
+
+def _frame(series: SeriesData, k: int) -> int | None:
+    """The 1-based frame of sorted slice ``k`` in its multi-frame object (None: single-frame)."""
+    frame = series.frame_numbers[k] if k < len(series.frame_numbers) else None
+    return int(frame) if frame is not None else None
+
+
+def localize_with(diagnosis: Any, localization: Any, feat: StudyFeatures, results: list[ConditionResult]) -> None:
+    """Localise ``results`` the one way the pipeline does: from the dense head's cells when the
+    diagnosis head is dense, else with the localization agents' slice heads."""
+    if not results:
+        return
+    if hasattr(diagnosis, "cell_maps"):
+        z, d, reg = diagnosis.cell_maps(feat)
+        c = localization.cfg
+        localize_from_cells(feat, d, z, results, localization, box_wh=diagnosis.a.get("box_wh"), reg=reg,
+                            top_k=c.top_k_slices, max_boxes=c.max_boxes, side_margin_mm=c.side_margin_mm)  # fmt: skip
+    else:
+        localization.localize(feat, results)

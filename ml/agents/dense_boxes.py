@@ -1,0 +1,127 @@
+"""Where exactly, inside a cell: the dense head's box regressor.
+
+Why: a stride-32 cell of a 160 mm sagittal tile is 20 mm, larger than most lesions (a disc
+herniation's key-slice box is ~13 mm). Placing a box of typical size at the centre of the
+firing cells leaves the centre off by about half a cell, and a 13 mm box 10 mm off its truth
+has an IoU near 0. The trunk's cell features still carry *where* in the cell the lesion sits
+(the receptive field is much larger than the stride), so a linear read-out of the cell gives
+the offset and the size, as the regression branch of an anchor-free detector (FCOS, CenterNet)
+does.
+
+Targets, per cell under a present finding's key-slice box (the cells the box head is trained
+positive on) and per condition: (box centre - cell centre) / cell and log(box size / cell),
+for x and y. One ridge regression per condition (closed form, a second on 2 CPU cores);
+conditions with fewer than ``min_cells`` training cells keep zero offsets and their typical
+size. Only training studies with the generator's ground truth contribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ml.agents.features import StudyFeatures
+from ml.conditions import CONDITION_KEYS
+
+K = len(CONDITION_KEYS)
+OFFSET_CLIP = 1.5  # |offset| in cells: a cell's features cannot say more than its neighbourhood
+LOG_SIZE_CLIP = (-2.5, 1.5)  # box side from 0.08 to 4.5 cells
+
+
+def truth_boxes_in_cells(
+    feat: StudyFeatures, d: dict[str, Any], truth: dict | None, g: int
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(view, condition index, box [x0, y0, x1, y1] in cells of that view, unclipped) for every
+    present finding's key-slice box that falls inside a view's window. A key slice of sagittal
+    T1 or STIR maps to the fused view of the same slice of the T2 reference."""
+    from ml.agents.localization import truth_slices
+
+    views = d["views"]
+    if not truth or not views:
+        return
+    where: dict[tuple[int, int], list[int]] = {}
+    for i, (_, si, k) in enumerate(views):
+        where.setdefault((si, k), []).append(i)  # a sagittal slice may be cut into several tiles
+    sag_ref = {si for p, si, _ in views if p == 0}
+    crops = d.get("crops")
+    for (si, k, cond), item in truth_slices(feat, truth).items():
+        if item["label"] != 1:
+            continue
+        series = feat.study.series[si]
+        hits = where.get((si, k))
+        if hits is None and series.plane == "sagittal" and sag_ref:
+            hits = where.get((next(iter(sag_ref)), k))
+        if hits is None or series.geometry is None:
+            continue
+        box = np.asarray(series.geometry.to_preprocessed(item["box"]), float)
+        for view in hits:
+            x0, y0, side = crops[view] if crops else (0, 0, series.geometry.size)
+            b = (box - [x0, y0, x0, y0]) / side
+            if b[2] <= 0 or b[3] <= 0 or b[0] >= 1 or b[1] >= 1:
+                continue  # the box is outside this view's window
+            yield view, CONDITION_KEYS.index(cond), b * g
+
+
+def box_targets(
+    feat: StudyFeatures, d: dict[str, Any], truth: dict | None, g: int
+) -> list[tuple[int, int, np.ndarray]]:
+    """(flat cell index in [V * g * g], condition, target [dx, dy, log w, log h] in cells) for
+    every cell under a present finding's box (the cells ``dense.cell_targets`` marks positive)."""
+    out = []
+    for view, j, b in truth_boxes_in_cells(feat, d, truth, g):
+        cb = np.clip(b, 0, g)
+        c0, r0 = int(np.floor(cb[0])), int(np.floor(cb[1]))
+        c1, r1 = max(int(np.ceil(cb[2])), c0 + 1), max(int(np.ceil(cb[3])), r0 + 1)
+        centre = np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
+        size = np.log(np.maximum(np.array([b[2] - b[0], b[3] - b[1]]), 1e-3))
+        for r in range(r0, min(r1, g)):
+            for c in range(c0, min(c1, g)):
+                off = centre - [c + 0.5, r + 0.5]
+                out.append((view * g * g + r * g + c, j, np.concatenate([off, size])))
+    return out
+
+
+def fit_box_regressor(
+    rows: list[np.ndarray], conds: list[np.ndarray], targets: list[np.ndarray], alpha: float, min_cells: int = 20
+) -> dict[str, np.ndarray]:
+    """Ridge per condition from cell inputs to [dx, dy, log w, log h].
+
+    Per study: rows [n, F] (the design rows of its cells under a box), conds [n] (condition
+    index), targets [n, 4] (``box_targets``). Inputs are standardised over all rows first (the
+    ridge penalty then treats features alike). Returns {"reg_w": [17, F, 4], "reg_b": [17, 4],
+    "reg_mean" / "reg_std": [F], "reg_n": [17] training cells}."""
+    n_feat = next((r.shape[1] for r in rows if r.ndim == 2), 0)
+    x_all = np.concatenate([r for r in rows if len(r)]) if any(len(r) for r in rows) else np.zeros((0, n_feat))
+    c_all = np.concatenate([c for c in conds if len(c)]).astype(int) if len(x_all) else np.zeros(0, int)
+    y_all = np.concatenate([t for t in targets if len(t)]) if len(x_all) else np.zeros((0, 4))
+    mean = x_all.mean(0) if len(x_all) else np.zeros(n_feat)
+    std = x_all.std(0) + 1e-4 if len(x_all) else np.ones(n_feat)
+    w = np.zeros((K, n_feat, 4), np.float32)
+    b = np.zeros((K, 4), np.float32)
+    n = np.bincount(c_all, minlength=K).astype(np.int32)
+    for j in range(K):
+        if n[j] == 0:
+            continue
+        y = y_all[c_all == j].astype(np.float64)  # [n, 4]
+        b[j] = y.mean(0)
+        if n[j] < min_cells:
+            continue  # too few cells to learn offsets: the mean size, no offset
+        x = (x_all[c_all == j] - mean) / std  # [n, F]
+        xm = x.mean(0)
+        xc = x - xm
+        coef = np.linalg.solve(xc.T @ xc + alpha * np.eye(n_feat), xc.T @ (y - y.mean(0)))  # [F, 4]
+        w[j] = coef
+        b[j] = y.mean(0) - xm @ coef
+    return {"reg_w": w, "reg_b": b, "reg_mean": mean.astype(np.float32), "reg_std": std.astype(np.float32), "reg_n": n}
+
+
+def regress(a: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Per-cell box predictions [C, 17, 4] (dx, dy, log w, log h in cells) from the design x
+    [C, F] at the regressor's stride; clipped to what a cell can know."""
+    xs = (x - a["reg_mean"]) / a["reg_std"]
+    out = np.einsum("cf,kfo->cko", xs, a["reg_w"]) + a["reg_b"]  # [C, 17, 4]
+    out[..., :2] = np.clip(out[..., :2], -OFFSET_CLIP, OFFSET_CLIP)
+    out[..., 2:] = np.clip(out[..., 2:], *LOG_SIZE_CLIP)
+    return out

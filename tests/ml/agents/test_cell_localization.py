@@ -1,0 +1,96 @@
+"""The pieces of localization from the dense head's cells, on hand-made inputs: the box
+regressor recovers offsets it can see, the regressed box is the firing cells' vote, side rules
+come from the training findings, and the axial box goes on the slice through the sagittal box."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ml.agents.cell_localization import _nearest_axial, decide_side, regressed_box
+from ml.agents.dense_boxes import LOG_SIZE_CLIP, OFFSET_CLIP, fit_box_regressor, regress
+from ml.agents.localization import side_rules
+from ml.conditions import CONDITION_KEYS
+
+
+def test_the_box_regressor_recovers_offsets_and_sizes_carried_by_the_features():
+    rng = np.random.default_rng(0)
+    n, f = 400, 6
+    x = rng.normal(size=(n, f)).astype(np.float32)  # [n, F]
+    # dx, dy are linear in two features; the sizes constant (log 0.5 cells)
+    y = np.stack([0.4 * x[:, 0], -0.3 * x[:, 1], np.full(n, np.log(0.5)), np.full(n, np.log(0.5))], 1)
+    j = CONDITION_KEYS.index("disc_herniation")
+    a = fit_box_regressor([x[:200], x[200:]], [np.full(200, j), np.full(200, j)], [y[:200], y[200:]], alpha=1.0)
+    assert a["reg_n"][j] == n
+    assert a["reg_n"].sum() == n
+    pred = regress(a, x)[:, j]  # [n, 4]
+    assert np.abs(pred - y).max() < 0.05
+    other = CONDITION_KEYS.index("hemangioma")
+    assert np.all(regress(a, x)[:, other] == 0)  # no training cells: zero offset, log size 0 (one cell)
+
+
+def test_few_cells_give_the_mean_box_and_predictions_are_clipped():
+    x = np.eye(5, dtype=np.float32)
+    j = 0
+    y = np.tile([5.0, -5.0, 4.0, -4.0], (5, 1))  # offsets and sizes beyond what a cell can know
+    a = fit_box_regressor([x], [np.zeros(5, int)], [y], alpha=1.0, min_cells=20)
+    assert np.all(a["reg_w"][j] == 0)  # too few cells: no weights, the mean as the bias
+    out = regress(a, x)[:, j]
+    assert np.allclose(out[:, 0], OFFSET_CLIP)
+    assert np.allclose(out[:, 1], -OFFSET_CLIP)
+    assert np.allclose(out[:, 2], LOG_SIZE_CLIP[1])
+    assert np.allclose(out[:, 3], LOG_SIZE_CLIP[0])
+
+
+def test_the_regressed_box_is_the_vote_of_the_firing_cells():
+    z = np.full((4, 4), -9.0)
+    z[1, 2] = 3.0  # one firing cell: its own box
+    reg = np.zeros((4, 4, 4))
+    reg[1, 2] = [0.25, -0.25, np.log(0.5), np.log(2.0)]
+    cx, cy, w, h = regressed_box(z, reg, margin=1.0)
+    assert (cx, cy) == pytest.approx((2.75, 1.25))
+    assert (w, h) == pytest.approx((0.5, 2.0))
+    z[1, 3] = 3.0  # a tied neighbour votes for the same point from its own cell
+    reg[1, 3] = [-0.75, -0.25, np.log(0.5), np.log(2.0)]
+    assert regressed_box(z, reg, margin=1.0)[:2] == pytest.approx((2.75, 1.25))
+
+
+def test_side_rules_follow_the_training_findings():
+    rules = side_rules(
+        {
+            "canal_stenosis": ["central"] * 40,
+            "pars_defect": ["bilateral"] * 20 + ["right"] * 3 + ["left"],
+            "foraminal_narrowing": ["left"] * 30 + ["right"] * 28 + ["central"],
+            "disc_herniation": ["central"] * 40 + ["left"] * 25 + ["right"] * 25,
+            "hemangioma": ["", ""],
+        }
+    )
+    assert "hemangioma" not in rules
+    assert decide_side(rules["canal_stenosis"], 20.0, 6.0) == "central"  # always central, wherever the box
+    assert decide_side(rules["pars_defect"], -15.0, 6.0) == "bilateral"
+    # left/right only: the sign decides, even near the midline (LPS: + is the patient's left)
+    assert decide_side(rules["foraminal_narrowing"], 2.0, 6.0) == "left"
+    assert decide_side(rules["foraminal_narrowing"], -2.0, 6.0) == "right"
+    assert decide_side(rules["disc_herniation"], 2.0, 6.0) == "central"
+    assert decide_side(rules["disc_herniation"], -9.0, 6.0) == "right"
+    assert decide_side(rules["disc_herniation"], None, 6.0) == ""
+    assert decide_side(None, 5.0, 6.0) == ""
+
+
+class _Geom:
+    def __init__(self, z: list[float]) -> None:
+        self.positions = [[0.0, 0.0, v] for v in z]
+        self.orientations = [[1.0, 0, 0, 0, 1.0, 0]] * len(z)  # axial: normal along z
+
+
+class _Series:
+    def __init__(self, z: list[float]) -> None:
+        self.geometry = _Geom(z)
+
+
+def test_the_axial_box_goes_on_the_slice_through_the_sagittal_box():
+    series = [None, _Series([0.0, 40.0, 80.0, 120.0])]
+    views = [(0, 0, 7), (1, 1, 0), (1, 1, 1), (1, 1, 2), (1, 1, 3)]
+    best_first = [1, 4, 2, 3]  # the axial views by their own score
+    assert _nearest_axial(series, views, best_first, np.array([0.0, 5.0, 78.0])) == 3
+    assert _nearest_axial(series, views, best_first, None) == 1
