@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -35,8 +36,15 @@ class Grid:
         """Coordinates (mm) of axis k (0 = x, 1 = z, 2 = y): shape (n_k,)."""
         return (self.origin[k] + self.voxel * np.arange(self.shape[k])).astype(np.float32)
 
+    @overload
+    def to_index(self, coord: np.ndarray, k: int) -> np.ndarray: ...
+    @overload
+    def to_index(self, coord: float, k: int) -> float: ...
     def to_index(self, coord: np.ndarray | float, k: int) -> np.ndarray | float:
-        """Continuous index along axis k of patient coordinate(s) ``coord``."""
+        """Continuous index along axis k of patient coordinate(s) ``coord``.
+
+        An array gives an array of the same shape; a scalar gives a scalar (numpy float64).
+        """
         return (np.asarray(coord) - self.origin[k]) / self.voxel
 
 

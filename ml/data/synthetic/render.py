@@ -13,6 +13,7 @@ gather in (z, y) followed by one interpolation matrix along x.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -157,7 +158,7 @@ class VolumeSampler:
             return self._sagittal(g, rs, cs)
         return self._rowwise(g, rs, cs)
 
-    def _sagittal(self, g: SliceGeom, rs: slice, cs: slice) -> np.ndarray:
+    def _sagittal(self, g: SliceGeom, rs: builtins.slice, cs: builtins.slice) -> np.ndarray:
         grid = self.grid
         nx, nz, ny = grid.shape
         weights: dict[int, float] = {}
@@ -176,7 +177,7 @@ class VolumeSampler:
         tmp = resample_rows(plane, grid.to_index(pts_r[rs, 2], 1))  # (rows, ny)
         return resample_cols(tmp, grid.to_index(pts_c[cs, 1], 2))  # (rows, cols)
 
-    def _rowwise(self, g: SliceGeom, rs: slice, cs: slice) -> np.ndarray:
+    def _rowwise(self, g: SliceGeom, rs: builtins.slice, cs: builtins.slice) -> np.ndarray:
         grid = self.grid
         nx, nz, ny = grid.shape
         base = (g.origin[None, :] + np.arange(g.rows)[:, None] * g.dr * g.col_dir)[rs]  # (rows, 3)
