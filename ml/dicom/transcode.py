@@ -56,9 +56,9 @@ def transcode(src: Path, dst: Path, name: str) -> Path:
         if not available(name):
             raise EncoderMissing("pylibjpeg-openjpeg is not installed (pip install pylibjpeg-openjpeg)")
         ds = pydicom.dcmread(src)
-        kwargs = {} if lossless else {"j2k_cr": [20]}  # 20:1, a typical lossy archive ratio
+        j2k_cr: list[float] | None = None if lossless else [20]  # 20:1, a typical lossy archive ratio
         # a lossless re-encoding is the same image: it keeps its SOP Instance UID (lossy ones get a new one)
-        ds.compress(uid, encoding_plugin="pylibjpeg", generate_instance_uid=not lossless, **kwargs)
+        ds.compress(uid, encoding_plugin="pylibjpeg", generate_instance_uid=not lossless, j2k_cr=j2k_cr)
         ds.save_as(dst, enforce_file_format=True)
         return dst
     if shutil.which(how[0]) is None:
