@@ -9,10 +9,14 @@ block-by-block entry point that the synthesizer needs to interleave two encoders
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+if TYPE_CHECKING:
+    from timm.models.eva import Eva
 
 
 @dataclass
@@ -32,7 +36,7 @@ class SpineViT(nn.Module):
     token groups and accepts an iBOT patch mask.
     """
 
-    def __init__(self, vit: nn.Module, in_chans: int = 1) -> None:
+    def __init__(self, vit: Eva, in_chans: int = 1) -> None:
         super().__init__()
         self.vit = vit  # a timm Eva built with dynamic_img_size=True, num_classes=0
         self.in_chans = in_chans

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import timm
 
 from ml.spinefm.backbone import SpineViT
+
+if TYPE_CHECKING:
+    from timm.models.eva import Eva
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ def get_preset(name: str, **overrides: Any) -> EncoderPreset:
 
 def build_encoder(preset: EncoderPreset) -> SpineViT:
     """Instantiate the architecture with random weights (never ``pretrained=True``)."""
+    # create_model is typed as returning a Module; every preset names a ``*_dinov3`` architecture,
+    # which timm builds as an Eva
     vit = timm.create_model(
         preset.timm_name,
         pretrained=False,
@@ -87,7 +92,7 @@ def build_encoder(preset: EncoderPreset) -> SpineViT:
         drop_path_rate=preset.drop_path_rate,
         init_values=preset.init_values,
     )
-    return SpineViT(vit, in_chans=preset.in_chans)
+    return SpineViT(cast("Eva", vit), in_chans=preset.in_chans)
 
 
 def create_model(name: str, checkpoint: str | Path | None = None, **overrides: Any) -> SpineViT:
