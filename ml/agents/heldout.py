@@ -144,7 +144,7 @@ def evaluate_pipeline(
         }
     )
     if retrieval and len(rows) >= 10:
-        metrics["retrieval"] = _retrieval(pipe, feats_for_retrieval)
+        metrics["retrieval"] = _retrieval(pipe, feats_for_retrieval, [r["analysis"].conditions for r in rows])
     return metrics
 
 
@@ -240,9 +240,11 @@ def score(rows: list[dict[str, Any]], *, bootstrap_n: int = 1000) -> dict[str, A
     }
 
 
-def _retrieval(pipe: Pipeline, studies: list) -> dict[str, float]:
+def _retrieval(pipe: Pipeline, studies: list, conditions: list[list[Any]]) -> dict[str, float]:
     """Study -> report Recall@k over an index of the held-out studies' own reports, built with
-    the pipeline's SpineFM and its retrieval agent's text encoder."""
+    the pipeline's SpineFM and its retrieval agent's text encoder and config. ``conditions``: the
+    pipeline's ``ConditionResult`` lists of the same studies, in the same order, so the queries
+    are ranked as ``similar`` ranks them (finding space + aligned cosine)."""
     from ml.agents.features import encode_studies
     from ml.agents.retrieval import build_index
 
@@ -251,7 +253,7 @@ def _retrieval(pipe: Pipeline, studies: list) -> dict[str, float]:
     feats = encode_studies([s for _, s in studies], pipe.model)
     agent = pipe.retrieval
     index = build_index(feats, pipe.model, getattr(agent, "cfg", None), getattr(agent, "_text", None))
-    ranks = ranks_of_truth(index.report_scores(feats), list(range(len(feats))))  # scores [N, N]
+    ranks = ranks_of_truth(index.report_scores(feats, conditions), list(range(len(feats))))  # scores [N, N]
     return {**recall_at(ranks), "index_size": len(feats)}
 
 

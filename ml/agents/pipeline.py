@@ -264,7 +264,8 @@ class Pipeline:
         localize_with(self.diagnosis, self.localization, f, todo)  # the dense head's cells, else the slice heads
 
     def _run_retrieval(self, results: list[StudyAnalysis], feats: list[StudyFeatures]) -> None:
-        for r, hits in zip(results, self.retrieval.similar(feats), strict=True):
+        """After diagnosis and localization: their calls rank the index in finding space (and levels)."""
+        for r, hits in zip(results, self.retrieval.similar(feats, [x.conditions for x in results]), strict=True):
             r.similar_cases = hits
 
     def _ground_report(self, r: StudyAnalysis, study: StudyData, facts: StudyFacts | None) -> None:

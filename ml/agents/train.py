@@ -155,12 +155,15 @@ def report_examples(prep: Prepared, diagnosis, localization, index, conds: list 
 
     if conds is None:
         conds = diagnosis.predict(prep.feats)
-    sims = index.similar(prep.feats)
+    for f, c in zip(prep.feats, conds, strict=True):
+        if f.study.report:
+            localize_with(diagnosis, localization, f, [x for x in c if x.present])
+    # ranked by these calls and levels, as the pipeline ranks after diagnosis and localization
+    sims = index.similar(prep.feats, conds)
     out = []
     for f, c, s in zip(prep.feats, conds, sims, strict=True):
         if not f.study.report:
             continue
-        localize_with(diagnosis, localization, f, [x for x in c if x.present])
         out.append(
             ReportExample(
                 t1_slices=[e.slices for _, e in f.pairs(("T1",))],
