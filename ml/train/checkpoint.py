@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.distributed as dist
@@ -22,9 +22,13 @@ from torch import nn
 from ml.spinefm.distributed import get_rank, is_dist, is_main
 from ml.spinefm.io import load_weights, save_weights
 
+if TYPE_CHECKING:
+    from torch.distributed.checkpoint.state_dict import DictValueType
+
 
 def unwrap(module: nn.Module) -> nn.Module:
-    return module.module if hasattr(module, "module") else module
+    """The model inside a DDP-style wrapper (which holds it as ``.module``), else ``module`` itself."""
+    return cast(nn.Module, module.module) if hasattr(module, "module") else module
 
 
 def is_sharded(module: nn.Module) -> bool:
@@ -42,7 +46,9 @@ def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     if is_sharded(module):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        # typed as any state-dict value; a full (gathered) model state dict holds only plain tensors
+        sd = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return cast(dict[str, torch.Tensor], sd)
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
@@ -53,7 +59,9 @@ class StateHolder(nn.Module):
         super().__init__()
         self.sd = sd
 
-    def state_dict(self, *args, **kwargs):  # type: ignore[override]
+    # narrower than Module.state_dict on purpose: it always returns the held dict and ignores
+    # destination/prefix/keep_vars, which save_weights never passes
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
         return self.sd
 
 
@@ -98,7 +106,8 @@ def load_model_weights(folder: str | Path, module: nn.Module) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
         sd = load_file(str(Path(folder) / "model.safetensors"), device="cpu")
-        set_model_state_dict(target, sd, options=StateDictOptions(full_state_dict=True))
+        # a dict of tensors is a valid state dict; the parameter is typed with the (invariant) wider value type
+        set_model_state_dict(target, cast("DictValueType", sd), options=StateDictOptions(full_state_dict=True))
     else:
         load_weights(target, folder)
 
