@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Sized
+from typing import Any, cast
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 
 from ml.data.cache import SliceCache, default_cache_dir
 from ml.data.dicomweb import DicomWebConfig, DicomWebSource
@@ -35,21 +35,29 @@ def make_dataloader(
     batch_size: int,
     num_workers: int,
     seed: int,
-    collate_fn: Callable[[Sequence[Any]], Any] | None = None,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader:
-    """Shuffled, drop-last loader; sharded by rank under torchrun (same batch count per rank)."""
+    """Shuffled, drop-last loader; sharded by rank under torchrun (same batch count per rank).
+
+    ``dataset`` is map-style (it has a length): samplers and ``drop_last`` need it.
+    """
+    sized = cast(Sized, dataset)  # torch's Dataset type declares no __len__; every stage's dataset has one
+    sampler: Sampler[int]
     if get_world_size() > 1:
-        sampler = DistributedSampler(dataset, get_world_size(), get_rank(), shuffle=True, seed=seed)
-        sampler.set_epoch(seed)
+        distributed: DistributedSampler[int] = DistributedSampler(
+            dataset, get_world_size(), get_rank(), shuffle=True, seed=seed
+        )
+        distributed.set_epoch(seed)
+        sampler = distributed
     else:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+        sampler = RandomSampler(sized, generator=torch.Generator().manual_seed(seed))
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_fn,
-        drop_last=len(dataset) >= batch_size * get_world_size(),
+        drop_last=len(sized) >= batch_size * get_world_size(),
         persistent_workers=False,
         pin_memory=torch.cuda.is_available(),
     )
