@@ -13,10 +13,11 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -52,6 +53,12 @@ class TrainTask(Protocol):
     def step(self, model: nn.Module, batch: Any, step: int) -> StepResult: ...
     def after_optimizer_step(self, step: int) -> None: ...  # e.g. EMA teacher update
     def export(self, out_dir: Path, state: dict[str, torch.Tensor]) -> None: ...  # rank 0, full state
+
+
+class _NoSyncWrapper(Protocol):
+    """A data-parallel wrapper (DDP) whose ``no_sync()`` skips the gradient all-reduce."""
+
+    def no_sync(self) -> AbstractContextManager[Any]: ...
 
 
 def seed_everything(seed: int) -> None:
@@ -93,7 +100,7 @@ def wrap_parallel(module: nn.Module, run: RunConfig, fsdp_preferred: bool, devic
     return DDP(module, device_ids=ids, find_unused_parameters=True)
 
 
-def train(task_factory, cfg: Any, stage: str) -> Path:
+def train(task_factory: Callable[[Any, torch.device], TrainTask], cfg: Any, stage: str) -> Path:
     """Run a stage. ``task_factory(cfg, device) -> TrainTask``; returns the output folder."""
     run: RunConfig = cfg.run
     optim_cfg: OptimConfig = cfg.optim
@@ -160,7 +167,8 @@ def train(task_factory, cfg: Any, stage: str) -> Path:
                 batches = task.batches(run.seed + epoch)
                 batch = next(batches)
             sync = micro == optim_cfg.accum_steps - 1 or not hasattr(model, "no_sync")
-            ctx = model.no_sync() if not sync else _null()
+            # not sync => the wrapper has no_sync (checked just above)
+            ctx = cast(_NoSyncWrapper, model).no_sync() if not sync else _null()
             with ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 res = task.step(model, batch, step)
                 (res.loss / optim_cfg.accum_steps).backward()
