@@ -22,7 +22,6 @@ from ml.spinefm.io import load_weights, save_weights
 from ml.spinefm.losses import DINOLoss, IBOTPatchLoss, gram_loss, koleo_loss, sinkhorn_knopp
 from ml.spinefm.registry import create_model, get_preset
 from ml.spinefm.ssl import SSLModel
-from ml.train.checkpoint import unwrap
 from ml.train.config import PretrainConfig
 from ml.train.data import build_loader, make_dataloader
 from ml.train.loop import StepResult, make_param_groups
@@ -127,7 +126,8 @@ class PretrainTask:
         s = self.cfg.ssl
         t = step / max(1, self.cfg.optim.max_steps - 1)
         m = s.momentum_end - (s.momentum_end - s.momentum_start) * (math.cos(math.pi * t) + 1) / 2
-        unwrap(self.module).update_teacher(m)
+        # self.module is the SSLModel itself: the loop wraps (DDP) a separate reference
+        self.module.update_teacher(m)
 
     def checkpoint_config(self) -> dict[str, Any]:
         return {"encoder_preset": self.preset.__dict__, "sequence_class": self.cfg.ssl.sequence_class}
