@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
 from ml.data.datasets import StudyDataset, collate_studies
+from ml.spinefm.backbone import SpineViT
 from ml.spinefm.io import save_weights
 from ml.spinefm.model import SpineFM
 from ml.spinefm.registry import get_preset
@@ -65,8 +66,8 @@ class AlignTask:
             for name, p in self.module.named_parameters():
                 p.requires_grad_(any(name.startswith(pre) for pre in cfg.train_only))
         if cfg.run.grad_checkpointing:
-            for enc in self.module.encoders.values():
-                enc.set_grad_checkpointing(True)
+            for encoder in self.module.encoders.values():  # the ModuleDict holds the SpineViTs SpineFM built
+                cast(SpineViT, encoder).set_grad_checkpointing(True)
 
         loader, train, _ = build_loader(cfg.data, preset.img_size)
         self.dataset = StudyDataset(loader, train, cfg.data.max_slices, cfg.series_classes)
@@ -81,7 +82,7 @@ class AlignTask:
         return iter(dl)
 
     def step(self, model: nn.Module, batch: list, step: int) -> StepResult:
-        core: SpineFM = unwrap(model)
+        core = cast(SpineFM, unwrap(model))  # model is self.module, a SpineFM, possibly DDP-wrapped
         out = model(batch, self.text([st.report for st in batch]))  # text: [B, E]
         losses = {}
         for key in self.cfg.align_keys:
