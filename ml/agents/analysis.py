@@ -56,7 +56,9 @@ class ConditionResult:
 @dataclass
 class SimilarCase:
     study_uid: str  # the index study's UID (or its de-identified key)
-    score: float  # cosine similarity in the aligned space
+    # higher is closer: the cosine in the aligned space, or, with diagnosis calls, the log-likelihood
+    # of this report's findings under the study's calls plus the scaled cosine (nats; docs/retrieval.md)
+    score: float
     report: str
 
 

@@ -295,7 +295,9 @@ export function ReportPanel() {
           <h3>Similar cases</h3>
           {context.similar_cases.map((c, i) => (
             <div className="sr-similar" key={i} data-testid="sr-similar">
-              <div className="sr-muted">similarity {c.score.toFixed(2)}</div>
+              <div className="sr-muted" title={`retrieval score ${c.score.toFixed(2)} (higher is closer)`}>
+                similar case {i + 1}
+              </div>
               {c.report}
             </div>
           ))}
