@@ -59,7 +59,7 @@ _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 _PLANES = ("sagittal", "axial")
 
 
-def load_trunk() -> nn.Module:
+def load_trunk() -> nn.Sequential:
     """Frozen ImageNet MobileNetV2 up to block 17: [B, 3, H, W] -> [B, 320, H/32, W/32]."""
     from ml.agents.baselines import load_mobilenet_v2
 
@@ -69,7 +69,7 @@ def load_trunk() -> nn.Module:
 
 
 @torch.inference_mode()
-def dense_cells(feat: StudyFeatures, cfg: DiagnosisConfig, trunk: nn.Module | None = None) -> dict[str, Any]:
+def dense_cells(feat: StudyFeatures, cfg: DiagnosisConfig, trunk: nn.Sequential | None = None) -> dict[str, Any]:
     """Trunk cells of a study, computed once and kept in ``feat.extras["dense"]``:
     {"cells": [V, g, g, 320] (stride 32), "fine": [V, 2g, 2g, 96] (stride 16), float16;
     "views": [(plane, series, slice)], "crops": [(x0, y0, side)] (each view's window in its
@@ -171,6 +171,8 @@ class _DenseHead(nn.Module):
 
 def _arrays_of(head: _DenseHead) -> dict[str, np.ndarray]:
     l1, l2 = head.net[0], head.net[3]
+    assert isinstance(l1, nn.Linear)
+    assert isinstance(l2, nn.Linear)
     return {
         "w1": l1.weight.detach().numpy().T.copy(),
         "b1": l1.bias.detach().numpy().copy(),
@@ -196,7 +198,7 @@ class DenseDiagnosisAgents:
         self.prior = self.a["prior"]
         self.meta = meta or {}
         self.version = self.meta.get("version", "")
-        self._trunk: nn.Module | None = None
+        self._trunk: nn.Sequential | None = None
 
     def logits(self, feats: list[StudyFeatures]) -> np.ndarray:
         """Study logits [N, 17]: max over every cell of every view."""

@@ -39,9 +39,9 @@ def _sagittal_channels(study: StudyData) -> tuple[SeriesData | None, list[Series
     fluid = [s for s in sag if s.sequence_class != "T1"]
     fs = [s for s in fluid if _FATSAT.search(s.description or "")]
     t2 = [s for s in fluid if s not in fs]
-    ref = (t2 or fs or t1 or [None])[0]
-    if ref is None:
+    if not (t2 or fs or t1):
         return None, []
+    ref = (t2 or fs or t1)[0]
     return ref, [(t1 or [ref])[0], (t2 or [ref])[0], (fs or [ref])[0]]
 
 
@@ -224,8 +224,10 @@ def study_views(
                 cx, cy = p / 2, p / 2
                 g = s.geometry
                 centre = _from_pixel(s, k, p / 2, p / 2) if g is not None else None
-                on_sag = _to_pixel(ref, mid, centre) if centre is not None and cols is not None else None
-                if on_sag is not None:
+                on_sag = None
+                if centre is not None and cols is not None and ref is not None:
+                    on_sag = _to_pixel(ref, mid, centre)
+                if on_sag is not None and cols is not None and ref is not None:
                     row = int(np.clip(round(on_sag[1]), 0, len(cols) - 1))
                     canal = _from_pixel(ref, mid, float(cols[row]) + 0.5, on_sag[1])
                     if canal is not None:  # centre between the vertebral body and the spinous process

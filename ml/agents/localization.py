@@ -93,6 +93,8 @@ def truth_slices(feat: StudyFeatures, truth: dict[str, Any] | None) -> dict[tupl
 
 def _norm_pre(series: SeriesData, box: list[float]) -> np.ndarray:
     g = series.geometry
+    if g is None:
+        raise ValueError(f"series {series.series_uid} has no geometry: its boxes cannot be normalised")
     return np.asarray(g.to_preprocessed(box), float) / g.size  # [4] in [0, 1] of the padded square
 
 
@@ -121,7 +123,10 @@ def side_of(series: SeriesData, index: int, xyxy: list[float], margin_mm: float)
         return ""
     cx, cy = (xyxy[0] + xyxy[2]) / 2, (xyxy[1] + xyxy[3]) / 2
     p = g.pixel_to_patient(index, cx, cy)
-    centre = np.mean([g.pixel_to_patient(k, g.columns / 2, g.rows / 2) for k in range(len(g.positions))], 0)
+    corners = [g.pixel_to_patient(k, g.columns / 2, g.rows / 2) for k in range(len(g.positions))]
+    if p is None or any(c is None for c in corners):
+        return ""
+    centre = np.mean(np.asarray(corners, float), 0)
     dx = p[0] - centre[0]
     if abs(dx) < margin_mm:
         return "central"
@@ -199,7 +204,7 @@ class LocalizationAgents:
             seen_planes.add(s.plane)
             pre = boxes[si][k, j]
             pre = np.array([min(pre[0], pre[2]), min(pre[1], pre[3]), max(pre[0], pre[2]), max(pre[1], pre[3])])
-            xyxy = s.geometry.to_original(pre * s.geometry.size)
+            xyxy = s.geometry.to_original(list(pre * s.geometry.size))
             result.boxes.append(
                 BoxResult(
                     series_uid=s.series_uid,

@@ -249,6 +249,7 @@ class Pipeline:
                 r.agents.append(AgentRun(name, version, dt, ok, err))
 
     def _run_diagnosis(self, results: list[StudyAnalysis], feats: list[StudyFeatures]) -> None:
+        assert self.diagnosis is not None  # _guarded calls this only for a loaded agent family
         for r, conds in zip(results, self.diagnosis.predict(feats), strict=True):
             r.conditions = conds
 
@@ -265,6 +266,7 @@ class Pipeline:
 
     def _run_retrieval(self, results: list[StudyAnalysis], feats: list[StudyFeatures]) -> None:
         """After diagnosis and localization: their calls rank the index in finding space (and levels)."""
+        assert self.retrieval is not None  # _guarded calls this only for a loaded agent family
         for r, hits in zip(results, self.retrieval.similar(feats, [x.conditions for x in results]), strict=True):
             r.similar_cases = hits
 
