@@ -41,8 +41,9 @@ from ml.data.cache import default_cache_dir
 log = logging.getLogger(__name__)
 
 # 2: report agent from the cached tiny text LM; 3: its tokens are cross-fitted; 4: dense head;
-# 5: stride-16 dense head with the box regressor, sagittal-first localization
-BOOTSTRAP_VERSION = "5"
+# 5: stride-16 dense head with the box regressor, sagittal-first localization; 6: retrieval in
+# finding space (the index stores its reports' findings), learnt central margins
+BOOTSTRAP_VERSION = "6"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 

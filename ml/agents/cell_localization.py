@@ -16,7 +16,8 @@ Side: the left-right offset of the box from the midline (the mid-sagittal slice'
 the canal is) in patient mm (DICOM LPS: +x = patient left), read only as the condition's
 training findings allow (``localization.side_rules``): a condition always central (canal stenosis) or
 nearly always bilateral (pars defects) gets that side; left/right-only conditions get the sign;
-conditions that are also central (disc herniation) are central within the margin.
+conditions that are also central (disc herniation) are central within the margin learnt from
+the training findings' boxes (``localization.central_margin``; ~3 mm for disc herniation).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from scipy import ndimage
 
 from ml.agents.analysis import BoxResult, ConditionResult, SliceRef
 from ml.agents.features import StudyFeatures
-from ml.agents.localization import level_of
+from ml.agents.localization import level_of, midline_x
 from ml.conditions import CONDITION_KEYS
 from ml.data.types import SeriesData
 
@@ -62,28 +63,16 @@ def regressed_box(zmap: np.ndarray, reg: np.ndarray, margin: float) -> tuple[flo
     return cx, cy, bw, bh
 
 
-def midline_x(series: list[SeriesData], views: list[tuple[int, int, int]]) -> float | None:
-    """Patient x (LPS, mm) of the mid-sagittal slice of the sagittal reference, or None."""
-    sag = [si for p, si, _ in views if p == 0]
-    if not sag:
-        return None
-    s = series[sag[0]]
-    g = s.geometry
-    if g is None or g.positions is None:
-        return None
-    p = g.pixel_to_patient(len(g.positions) // 2, g.columns / 2, g.rows / 2)
-    return None if p is None else float(p[0])
-
-
 def decide_side(rule: dict[str, Any] | None, dx_mm: float | None, margin_mm: float) -> str:
-    """The side of a finding ``dx_mm`` from the midline (LPS: + is the patient's left)."""
+    """The side of a finding ``dx_mm`` from the midline (LPS: + is the patient's left); "central"
+    within the rule's learnt margin (``margin_mm`` for a rule without one)."""
     if not rule:
         return ""
     if rule["only"]:
         return str(rule["only"])
     if dx_mm is None:
         return ""
-    if "central" in rule["sides"] and abs(dx_mm) < margin_mm:
+    if "central" in rule["sides"] and abs(dx_mm) < rule.get("central_mm", margin_mm):
         return "central"
     return "left" if dx_mm > 0 else "right"
 
@@ -132,7 +121,7 @@ def localize_from_cells(
         return results
     series = feat.study.series
     rules = (agents.meta.get("side_rules") or {}) if agents is not None else {}
-    mid_x = midline_x(series, views)
+    mid_x = midline_x(feat.study)
     for result in results:
         j = CONDITION_KEYS.index(result.condition)
         best = z[..., j].reshape(len(views), -1).max(1)  # [V]

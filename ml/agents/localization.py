@@ -39,7 +39,7 @@ from ml.agents.analysis import BoxResult, ConditionResult, SliceRef
 from ml.agents.artifact import load_artifact, save_artifact
 from ml.agents.features import PLANES, StudyFeatures, slice_design
 from ml.conditions import CONDITION_KEYS
-from ml.data.types import SeriesData
+from ml.data.types import SeriesData, StudyData
 
 log = logging.getLogger(__name__)
 FAMILY = "localization"
@@ -133,8 +133,42 @@ def side_of(series: SeriesData, index: int, xyxy: list[float], margin_mm: float)
     return "left" if dx > 0 else "right"
 
 
-def side_rules(sides: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
-    """Per condition, from its training findings' sides: {"only": side or "", "sides": [...]}."""
+def midline_x(study: StudyData) -> float | None:
+    """Patient x (LPS, mm) of the mid-sagittal plane: the middle slice of the sagittal series (a
+    sagittal stack is planned centred on the canal). None without a sagittal series with geometry."""
+    sag = [s for s in study.series if s.plane == "sagittal" and s.geometry is not None]
+    sag.sort(key=lambda s: s.sequence_class != "T2")  # the T2 reference first, as the dense views
+    for s in sag:
+        g = s.geometry
+        if g is None or g.positions is None or not len(g.positions):
+            continue
+        p = g.pixel_to_patient(len(g.positions) // 2, g.columns / 2, g.rows / 2)
+        if p is not None:
+            return float(p[0])
+    return None
+
+
+def central_margin(offsets: dict[str, list[float]]) -> float | None:
+    """The |offset from the midline| (mm) below which a finding is "central": the threshold that
+    names the most training findings right ({side: [offset, ...]} of one condition), or None when
+    the condition has no central and no lateral findings to separate."""
+    central = np.abs(offsets.get("central", []))
+    lateral = np.abs(offsets.get("left", []) + offsets.get("right", []))
+    if not len(central) or not len(lateral):
+        return None
+    cands = np.unique(np.concatenate([central, lateral]))
+    right = [(central < t).sum() + (lateral >= t).sum() for t in cands]
+    best = int(np.argmax(right))
+    below = cands[best - 1] if best > 0 else 0.0
+    return float((cands[best] + below) / 2)  # half way between the last central and the first lateral
+
+
+def side_rules(
+    sides: dict[str, list[str]], offsets: dict[str, dict[str, list[float]]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per condition, from its training findings' sides: {"only": side or "", "sides": [...],
+    "central_mm": the learnt central margin (``central_margin``) where the condition has one}.
+    ``offsets``: per condition and side, the training key-slice boxes' offsets from the midline."""
     out: dict[str, dict[str, Any]] = {}
     for cond, seen in sides.items():
         seen = [s for s in seen if s]
@@ -147,6 +181,27 @@ def side_rules(sides: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
             "only": top if share.max() >= DOMINANT_SIDE else "",
             "sides": sorted(str(v) for v, s in zip(values, share, strict=True) if s >= MIN_SIDE_SHARE),
         }
+        margin = central_margin((offsets or {}).get(cond, {}))
+        if margin is not None:
+            out[cond]["central_mm"] = round(margin, 2)
+    return out
+
+
+def side_offsets(feat: StudyFeatures, truth: dict | None) -> list[tuple[str, str, float]]:
+    """(condition, side, offset from the midline in mm) of every present, sided finding's axial
+    key-slice box: what ``side_rules`` learns the central margin from."""
+    mid = midline_x(feat.study)
+    out: list[tuple[str, str, float]] = []
+    if mid is None:
+        return out
+    for (si, k, cond), item in truth_slices(feat, truth).items():
+        s = feat.study.series[si]
+        if item["label"] != 1 or not item["side"] or s.plane != "axial" or s.geometry is None:
+            continue
+        b = item["box"]
+        p = s.geometry.pixel_to_patient(k, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+        if p is not None:
+            out.append((cond, str(item["side"]), float(p[0]) - mid))
     return out
 
 
@@ -287,10 +342,13 @@ def train_localization(
     designs, targets, boxes_x, boxes_y, level_x, level_y = [], [], [], [], [], []
     sides: dict[str, list[bool]] = {}
     side_names: dict[str, list[str]] = {}
+    offsets: dict[str, dict[str, list[float]]] = {}
     for feat, truth in zip(feats, truths, strict=True):
         for f in (truth or {}).get("findings", []):
             if f.get("label") == 1:
                 side_names.setdefault(f["condition"], []).append(f.get("side") or "")
+        for cond, side, dx in side_offsets(feat, truth):
+            offsets.setdefault(cond, {}).setdefault(side, []).append(dx)
         for x, y in slice_targets(feat, truth):
             designs.append(x)
             targets.append(y)
@@ -358,7 +416,7 @@ def train_localization(
         "counts": counts,
         "levels": levels,
         "sided": sided,
-        "side_rules": side_rules(side_names),
+        "side_rules": side_rules(side_names, offsets),
         "n_studies": len(feats),
     }
     arrays = {

@@ -94,3 +94,19 @@ def test_the_axial_box_goes_on_the_slice_through_the_sagittal_box():
     best_first = [1, 4, 2, 3]  # the axial views by their own score
     assert _nearest_axial(series, views, best_first, np.array([0.0, 5.0, 78.0])) == 3
     assert _nearest_axial(series, views, best_first, None) == 1
+
+
+def test_the_central_margin_is_learnt_from_the_training_boxes():
+    from ml.agents.localization import central_margin
+
+    offsets = {"central": [-2.5, -1.0, 0.3, 1.4, 2.9], "left": [3.3, 6.0, 9.0], "right": [-3.5, -7.0]}
+    margin = central_margin(offsets)
+    assert margin is not None
+    assert 2.9 < margin < 3.3  # between the widest central and the nearest paracentral finding
+    assert central_margin({"left": [5.0], "right": [-5.0]}) is None  # nothing central to separate
+    rules = side_rules(
+        {"disc_herniation": ["central"] * 5 + ["left"] * 3 + ["right"] * 2}, {"disc_herniation": offsets}
+    )
+    rule = rules["disc_herniation"]
+    assert decide_side(rule, 4.0, 6.0) == "left"  # paracentral: beyond the learnt margin, inside the default
+    assert decide_side(rule, -2.0, 6.0) == "central"
