@@ -335,9 +335,14 @@ def slice_targets(feat: StudyFeatures, truth: dict | None) -> list[tuple[np.ndar
 
 
 def train_localization(
-    feats: list[StudyFeatures], truths: list[dict | None], cfg: LocalizationConfig | None = None
+    feats: list[StudyFeatures],
+    truths: list[dict | None],
+    cfg: LocalizationConfig | None = None,
+    slice_heads: bool = True,
 ) -> LocalizationAgents:
-    """Fit key-slice, box and level heads on training studies with ground truth."""
+    """Fit key-slice, box and level heads and the side rules on training studies with ground
+    truth. ``slice_heads=False`` fits only the level head and side rules: what localization from
+    the dense head's cells uses (the slice heads' logistic regressions are most of the cost)."""
     cfg = cfg or LocalizationConfig()
     designs, targets, boxes_x, boxes_y, level_x, level_y = [], [], [], [], [], []
     sides: dict[str, list[bool]] = {}
@@ -384,7 +389,7 @@ def train_localization(
         keep = y_all[:, j] >= 0
         n_pos = int((y_all[keep, j] == 1).sum())
         counts[key] = {"pos_slices": n_pos, "slices": int(keep.sum()), "boxes": int((bc == j).sum())}
-        if n_pos < cfg.min_slices:
+        if n_pos < cfg.min_slices or not slice_heads:
             continue
         # every positive slice and at most ``max_neg_ratio`` negatives per positive (seeded): the
         # balanced fit ranks slices the same, at a fraction of the cost on thousands of slices
@@ -417,6 +422,7 @@ def train_localization(
         "levels": levels,
         "sided": sided,
         "side_rules": side_rules(side_names, offsets),
+        "slice_heads": slice_heads,
         "n_studies": len(feats),
     }
     arrays = {

@@ -197,7 +197,8 @@ def build_pipeline(prep: Prepared, out_dir: str | Path, cfg: AgentsTrainConfig |
     times["diagnosis"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    loc = train_localization(prep.feats, prep.truths, cfg.localization)
+    # the dense head localises from its cells: only the level head and side rules are needed then
+    loc = train_localization(prep.feats, prep.truths, cfg.localization, slice_heads=cfg.diagnosis.head != "dense")
     components["localization"] = {"path": "localization", "version": loc.save(out / "localization")}
     times["localization"] = time.perf_counter() - t0
 
