@@ -43,7 +43,7 @@ from torch import nn
 
 from ml.agents.analysis import ConditionResult
 from ml.agents.artifact import save_artifact
-from ml.agents.dense_boxes import box_targets, fit_box_regressor, regress, truth_boxes_in_cells
+from ml.agents.dense_boxes import box_targets, fit_box_regressor, key_slice_negatives, regress, truth_boxes_in_cells
 from ml.agents.dense_views import study_views
 from ml.agents.diagnosis import FAMILY, DiagnosisConfig, choose_threshold, fit_temperature, labels_matrix
 from ml.agents.features import StudyFeatures
@@ -145,13 +145,20 @@ def _design(d: dict[str, Any], stride: int = 32) -> np.ndarray:
     return np.concatenate([cells, plane], -1).reshape(v * g * g, c + len(_PLANES))
 
 
-def cell_targets(feat: StudyFeatures, d: dict[str, Any], truth: dict | None, stride: int = 32) -> np.ndarray:
+def cell_targets(
+    feat: StudyFeatures, d: dict[str, Any], truth: dict | None, stride: int = 32, key_negatives: bool = False
+) -> np.ndarray:
     """[V * g * g, 17] cell targets from the generator's key-slice boxes: 1 under a present
-    finding's box, 0 everywhere for a condition the study is negative for, -1 unknown."""
+    finding's box, 0 everywhere for a condition the study is negative for and, with
+    ``key_negatives``, on the rest of a present finding's key slice (``key_slice_negatives``);
+    -1 unknown."""
     v = len(d["views"])
     g = d["cells"].shape[1] * (32 // stride) if v else 0
     t = np.full((v, g, g, K), -1, np.int8)
     t[..., feat.study.labels == 0] = 0
+    if key_negatives:
+        for view, j in key_slice_negatives(feat, d, truth):
+            t[view, :, :, j] = 0  # the boxes below set their cells back to 1
     for view, j, b in truth_boxes_in_cells(feat, d, truth, g):
         bx0, by0, bx1, by1 = np.clip(b, 0, g)
         c0, r0 = int(np.floor(bx0)), int(np.floor(by0))
@@ -347,7 +354,8 @@ def train_dense(
     for f, tr in zip(feats, truths, strict=True):
         d = dense_cells(f, cfg, trunk)
         xt.append(torch.from_numpy((_design(d, cfg.dense_stride) - mean) / std))  # [C_i, F]
-        tt.append(torch.from_numpy(cell_targets(f, d, tr, cfg.dense_stride).astype(np.float32)))  # [C_i, 17]
+        t = cell_targets(f, d, tr, cfg.dense_stride, cfg.dense_key_negatives)
+        tt.append(torch.from_numpy(t.astype(np.float32)))  # [C_i, 17]
     torch.manual_seed(cfg.seed)
     head = _DenseHead(n_in, cfg.dense_hidden, 0.2)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.dense_lr, weight_decay=cfg.dense_weight_decay)

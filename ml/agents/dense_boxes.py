@@ -30,12 +30,12 @@ OFFSET_CLIP = 1.5  # |offset| in cells: a cell's features cannot say more than i
 LOG_SIZE_CLIP = (-2.5, 1.5)  # box side from 0.08 to 4.5 cells
 
 
-def truth_boxes_in_cells(
-    feat: StudyFeatures, d: dict[str, Any], truth: dict | None, g: int
-) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(view, condition index, box [x0, y0, x1, y1] in cells of that view, unclipped) for every
-    present finding's key-slice box that falls inside a view's window. A key slice of sagittal
-    T1 or STIR maps to the fused view of the same slice of the T2 reference."""
+def _key_slice_views(
+    feat: StudyFeatures, d: dict[str, Any], truth: dict | None
+) -> Iterator[tuple[int, dict[str, Any], list[int]]]:
+    """(condition index, truth item, the views showing that key slice: every tile of it) for every
+    key slice in ``truth`` that one of the study's views shows. A key slice of sagittal T1 or
+    STIR maps to the fused view of the same slice of the T2 reference."""
     from ml.agents.localization import truth_slices
 
     views = d["views"]
@@ -45,23 +45,48 @@ def truth_boxes_in_cells(
     for i, (_, si, k) in enumerate(views):
         where.setdefault((si, k), []).append(i)  # a sagittal slice may be cut into several tiles
     sag_ref = {si for p, si, _ in views if p == 0}
-    crops = d.get("crops")
     for (si, k, cond), item in truth_slices(feat, truth).items():
-        if item["label"] != 1:
-            continue
         series = feat.study.series[si]
         hits = where.get((si, k))
         if hits is None and series.plane == "sagittal" and sag_ref:
             hits = where.get((next(iter(sag_ref)), k))
-        if hits is None or series.geometry is None:
+        if hits is not None and series.geometry is not None:
+            item = {**item, "series": si}
+            yield CONDITION_KEYS.index(cond), item, hits
+
+
+def truth_boxes_in_cells(
+    feat: StudyFeatures, d: dict[str, Any], truth: dict | None, g: int
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(view, condition index, box [x0, y0, x1, y1] in cells of that view, unclipped) for every
+    present finding's key-slice box that falls inside a view's window."""
+    crops = d.get("crops")
+    for j, item, hits in _key_slice_views(feat, d, truth):
+        if item["label"] != 1:
             continue
-        box = np.asarray(series.geometry.to_preprocessed(item["box"]), float)
+        geometry = feat.study.series[item["series"]].geometry
+        box = np.asarray(geometry.to_preprocessed(item["box"]), float)
         for view in hits:
-            x0, y0, side = crops[view] if crops else (0, 0, series.geometry.size)
+            x0, y0, side = crops[view] if crops else (0, 0, geometry.size)
             b = (box - [x0, y0, x0, y0]) / side
             if b[2] <= 0 or b[3] <= 0 or b[0] >= 1 or b[1] >= 1:
                 continue  # the box is outside this view's window
-            yield view, CONDITION_KEYS.index(cond), b * g
+            yield view, j, b * g
+
+
+def key_slice_negatives(feat: StudyFeatures, d: dict[str, Any], truth: dict | None) -> set[tuple[int, int]]:
+    """(view, condition index) whose cells outside the condition's boxes are negatives: the views
+    of a present finding's key slice, unless an uncertain finding of that condition is on it.
+
+    Why: without them a positive study says nothing about its other cells, so the head learns to
+    fire on everything that looks alike (the contralateral foramen, the next degenerated disc)
+    and boxes, sides and levels follow the wrong cell. On a key slice every finding of the
+    condition has its box, so the rest of the slice is known not to be that finding."""
+    present: set[tuple[int, int]] = set()
+    uncertain: set[tuple[int, int]] = set()
+    for j, item, hits in _key_slice_views(feat, d, truth):
+        (present if item["label"] == 1 else uncertain).update((v, j) for v in hits)
+    return present - uncertain
 
 
 def box_targets(

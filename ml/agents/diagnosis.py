@@ -74,6 +74,7 @@ class DiagnosisConfig:
     dense_weight_decay: float = 1e-2
     dense_box_weight: float = 1.0  # weight of the cell (box) loss next to the study (MIL) loss
     dense_box_pos_weight: float = 5.0  # cells under a box are few: up-weight them
+    dense_key_negatives: bool = False  # rest of a key slice as negatives (measured worse: docs/agents.md)
     dense_box_alpha: float = 100.0  # ridge L2 of the box regressor (``ml/agents/dense_boxes.py``)
     dense_box_stride: int = 16  # the box regressor's cells (16: block 13 + the cell above; 32: the head's)
 

@@ -106,6 +106,14 @@ def test_views_fuse_sagittal_sequences_and_boxes_mark_the_lesion_cells(agents_sy
         present = [j for j in range(len(CONDITION_KEYS)) if study.labels[j] == 1]
         assert present
         assert any((t[..., j] == 1).any() for j in present)  # some box landed on a view
+        # key-slice negatives: on a view with a present finding's box the rest of that view is
+        # negative; elsewhere a present condition stays unknown
+        tk = cell_targets(f, d, load_truth(base / e.ground_truth), key_negatives=True).reshape(t.shape)
+        for j in present:
+            boxed = (t[..., j] == 1).any(axis=(1, 2))  # [V] views with a box of j
+            assert ((tk[..., j] == 1) == (t[..., j] == 1)).all()  # the boxes are the same
+            assert ((tk[boxed, :, :, j] == 0) | (t[boxed, :, :, j] == 1)).all()
+            assert (tk[~boxed & ~(tk[..., j] == 0).any(axis=(1, 2)), :, :, j] == -1).all()
 
 
 def test_spine_crops_keep_every_lesion_and_one_axial_slice_per_disc(agents_synth_dir):
