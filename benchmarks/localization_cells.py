@@ -1,0 +1,145 @@
+"""Localization from the dense head's cells on held-out generated studies: what the cell stride,
+the box regressor, the axial-slice rule and key-slice negatives do to level, side and box IoU.
+
+Same data and cached trunk cells as ``benchmarks/diagnosis_dense.py`` (separate ``ml synth``
+sets: training seeds, test seeds). For each variant the dense head is trained on the training
+sets (with their ground truth), a level head and side rules are fitted on the training truth as
+``train_localization`` does, and the test studies are localised for the conditions the head
+calls present and scored with ``ml.agents.heldout.score`` (the served pipeline's scorer: a box
+off the finding's key slices scores 0, beside the mean-box prior on the true slice)::
+
+    nice .venv/bin/python benchmarks/localization_cells.py --train .cache/agents_dense/rtrain \\
+        .cache/agents_dense/rtrain2 --test .cache/agents_dense/rtest2 \\
+        --variants s32,s32+reg,s16+reg,s16+reg+keyneg,s16+reg+maxz
+
+Variant parts: ``s32`` / ``s16`` the head's cell stride; ``reg`` the box regressor (else the
+typical box at the firing cells); ``maxz`` the axial box on the best axial view (else on the
+slice through the sagittal box); ``keyneg`` key-slice negatives. Prints one line per variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import types
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def fitted_localization(feats: list, truths: list):
+    """A LocalizationAgents with the level head and side rules only (what the cells path uses),
+    fitted on the training truth as ``train_localization`` fits them."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ml.agents.localization import (
+        LocalizationAgents,
+        LocalizationConfig,
+        _level_design,
+        side_offsets,
+        side_rules,
+        truth_slices,
+    )
+    from ml.conditions import CONDITION_KEYS
+
+    lx, ly, sides, offsets = [], [], {}, {}
+    for f, t in zip(feats, truths, strict=True):
+        for x in (t or {}).get("findings", []):
+            if x["label"] == 1:
+                sides.setdefault(x["condition"], []).append(x.get("side") or "")
+        for cond, side, dx in side_offsets(f, t):
+            offsets.setdefault(cond, {}).setdefault(side, []).append(dx)
+        for (si, k, cond), item in truth_slices(f, t).items():
+            s = f.study.series[si]
+            if item["label"] != 1 or s.geometry is None:
+                continue
+            pre = np.asarray(s.geometry.to_preprocessed(item["box"]), float) / s.geometry.size
+            lx.append(_level_design(s.plane, k / max(1, len(s.sop_uids) - 1), pre, cond))
+            ly.append(item["level"])
+    lv = LogisticRegression(C=1.0, max_iter=2000).fit(np.array(lx), ly)
+    nc = len(CONDITION_KEYS)
+    arrays = {
+        "slice_weight": np.zeros((nc, 1)),
+        "slice_bias": np.zeros(nc),
+        "box_weight": np.zeros((nc, 4, 1)),
+        "box_bias": np.zeros((nc, 4)),
+        "mean": np.zeros(1),
+        "std": np.ones(1),
+        "trained": np.zeros(nc),
+        "level_weight": lv.coef_,
+        "level_bias": lv.intercept_,
+    }
+    meta = {"levels": [str(c) for c in lv.classes_], "side_rules": side_rules(sides, offsets)}
+    return LocalizationAgents(LocalizationConfig(), arrays, meta)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", type=Path, nargs="+", default=[REPO / ".cache/agents_dense/rtrain"])
+    ap.add_argument("--test", type=Path, nargs="+", default=[REPO / ".cache/agents_dense/rtest2"])
+    ap.add_argument("--variants", default="s32,s32+reg,s16+reg,s16+reg+maxz")
+    ap.add_argument("--boot", type=int, default=200)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    from diagnosis_dense import load, variant_cfg, with_views
+
+    from ml.agents.cell_localization import localize_from_cells
+    from ml.agents.dense import train_dense
+    from ml.agents.heldout import score
+    from ml.conditions import CONDITION_KEYS
+
+    base = variant_cfg("crop+disc", 256)
+
+    def sets(paths: list[Path]) -> tuple[list, list]:
+        feats, truths = [], []
+        for path in paths:
+            f, t, disc = load(path, replace(base, dense_axial="all"))
+            feats += with_views(f, disc, base)
+            truths += t
+        return feats, truths
+
+    train, train_truth = sets(args.train)
+    test, test_truth = sets(args.test)
+    loc = fitted_localization(train, train_truth)
+    print(f"{len(train)} training, {len(test)} test studies")
+    for name in args.variants.split(","):
+        parts = set(name.split("+"))
+        stride = 16 if "s16" in parts else 32
+        cfg = replace(base, dense_stride=stride, dense_box_stride=stride, dense_key_negatives="keyneg" in parts)
+        t0 = time.perf_counter()
+        agents = train_dense(train, cfg, train_truth)
+        seconds = time.perf_counter() - t0
+        rows = []
+        for f, t, conds in zip(test, test_truth, agents.predict(test), strict=True):
+            z, d, reg = agents.cell_maps(f)
+            todo = [c for c in conds if c.present]
+            localize_from_cells(f, d, z, todo, loc, box_wh=agents.a["box_wh"], reg=reg if "reg" in parts else None,
+                                axial_from_sagittal="maxz" not in parts)  # fmt: skip
+            labels = {k: int(v) for k, v in zip(CONDITION_KEYS, f.study.labels, strict=True)}
+            rows.append(
+                {
+                    "entry": types.SimpleNamespace(labels=labels, patient_key=f.study.patient_key),
+                    "analysis": types.SimpleNamespace(conditions=conds),
+                    "truth": t or {},
+                }
+            )
+        m = score(rows, bootstrap_n=args.boot)
+        loc_m, auc = m["localization"], m["diagnosis"]["mean_auroc"]
+        la, sa = loc_m["level_accuracy"], loc_m["side_accuracy"]
+        print(
+            f"{name:>18}: AUROC {auc[0]:.3f} [{auc[1]:.3f}, {auc[2]:.3f}]  level {la[0]:.3f}  side {sa[0]:.3f}  "
+            f"box IoU {loc_m['median_box_iou']:.3f} (prior {loc_m['median_prior_iou']:.3f}, {loc_m['boxes']} boxes)  "
+            f"train {seconds:.0f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
