@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any, cast
 
 import httpx
 from django.conf import settings
@@ -40,14 +41,16 @@ class SendError(RuntimeError):
 
 def destinations() -> list[tuple[str, str]]:
     """(kind, destination) of every message a signed report produces under the settings."""
+    # Kind members are str at runtime; without Django's stubs mypy types them as their class-body tuples.
+    kind = OutboxMessage.Kind
     out: list[tuple[str, str]] = []
     if settings.SPINEREVIEW_SR_TO_ORTHANC:
-        out.append((OutboxMessage.Kind.SR_STORE, ORTHANC))
-        out += [(OutboxMessage.Kind.SR_FORWARD, m) for m in settings.SPINEREVIEW_SR_FORWARD_MODALITIES]
+        out.append((cast(str, kind.SR_STORE), ORTHANC))
+        out += [(cast(str, kind.SR_FORWARD), m) for m in settings.SPINEREVIEW_SR_FORWARD_MODALITIES]
     if settings.SPINEREVIEW_FHIR_URL:
-        out.append((OutboxMessage.Kind.FHIR_PUSH, settings.SPINEREVIEW_FHIR_URL))
+        out.append((cast(str, kind.FHIR_PUSH), settings.SPINEREVIEW_FHIR_URL))
     if settings.SPINEREVIEW_HL7_HOST:
-        out.append((OutboxMessage.Kind.HL7_ORU, f"{settings.SPINEREVIEW_HL7_HOST}:{settings.SPINEREVIEW_HL7_PORT}"))
+        out.append((cast(str, kind.HL7_ORU), f"{settings.SPINEREVIEW_HL7_HOST}:{settings.SPINEREVIEW_HL7_PORT}"))
     return out
 
 
@@ -78,15 +81,16 @@ def backoff_s(attempts: int) -> float:
     return min(delay, settings.SPINEREVIEW_OUTBOX_BACKOFF_MAX_S)
 
 
-def send_message(*, message_id: int, force: bool = False) -> OutboxMessage:
-    """One attempt at one message. Returns the row (sent, pending with a next attempt, or failed).
+def send_message(*, message_id: int, force: bool = False) -> OutboxMessage | None:
+    """One attempt at one message. Returns the row (sent, pending with a next attempt, or failed),
+    or None when the row no longer exists (deleted with its study).
 
     A row already sent, failed, or not yet due is left alone unless ``force``; two workers
     never send the same row at once (row lock, skip if taken)."""
     with transaction.atomic():
         row = OutboxMessage.objects.select_for_update(skip_locked=True).filter(pk=message_id).first()
         if row is None:  # another worker is sending it (or it was deleted with its study)
-            return OutboxMessage.objects.filter(pk=message_id).first()  # type: ignore[return-value]
+            return OutboxMessage.objects.filter(pk=message_id).first()
         if not force and (
             row.state != OutboxMessage.State.PENDING or (row.next_attempt_at and row.next_attempt_at > timezone.now())
         ):
@@ -168,7 +172,7 @@ def flush_due(*, limit: int = 200) -> int:
 
 
 @transaction.atomic
-def resend(*, message_ids: list[int], actor) -> int:  # type: ignore[no-untyped-def]
+def resend(*, message_ids: list[int], actor: Any) -> int:
     """An admin's re-send: failed (or sent) messages go back to pending and are queued now. The
     attempt count goes on (it is the message's history): past the maximum, each re-send is one
     more attempt, and a failure is ``failed`` again at once."""
