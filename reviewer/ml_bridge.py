@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pydicom
 
@@ -76,7 +77,7 @@ class NoUsableSeries(ValueError):
         self.skipped = skipped
 
 
-def training_manifest() -> object:
+def training_manifest() -> ModuleType:
     """``ml.data.manifest`` (``StudyEntry``, ``SeriesEntry``, ``write_manifest``): the format that
     ``python -m ml train`` reads, and so the format of the app's training export."""
     from ml.data import manifest

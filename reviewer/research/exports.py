@@ -18,9 +18,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from reviewer import deid
 from reviewer.deid import KEY_HEX_DIGITS, SECRET_ENV, pseudonym, replacement_uid
@@ -28,6 +29,9 @@ from reviewer.deid import pseudonym_secret as export_secret
 from reviewer.pseudonyms import Pseudonyms
 from reviewer.research import reading, stats
 from reviewer.research.stats import DISCREPANT, RADPEER_SCORES, SIGNIFICANT, ReviewRow
+
+if TYPE_CHECKING:
+    from ml.data import manifest as ml_manifest
 
 
 def reader_key(reader_id: object, *, secret: bytes | None = None) -> str:
@@ -138,7 +142,7 @@ DRAFT_ACCURACY_COLUMNS = (
     ("n_auroc", "int64", "reviews in the AUROC (definite reference label and a probability)"),
 )
 
-TABLES: dict[str, tuple[tuple[tuple[str, str, str], ...], object]] = {
+TABLES: dict[str, tuple[tuple[tuple[str, str, str], ...], Callable[[], Iterable[dict]]]] = {
     "reviews": (REVIEW_COLUMNS, iter_review_export_rows),
     "label_agreement": (LABEL_AGREEMENT_COLUMNS, lambda: stats.cached_label_tables()[0]),
     "draft_accuracy": (DRAFT_ACCURACY_COLUMNS, lambda: stats.cached_label_tables()[1]),
@@ -157,7 +161,7 @@ def iter_table_rows(table: str) -> tuple[tuple[tuple[str, str, str], ...], Itera
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
     columns, produce = TABLES[table]
-    return columns, produce()  # type: ignore[operator]
+    return columns, produce()
 
 
 def to_csv(columns: tuple[tuple[str, str, str], ...], rows: Iterable[dict]) -> bytes:
@@ -236,13 +240,13 @@ def write_exports(
             path.write_bytes(to_csv(columns, data) if fmt == "csv" else to_parquet(columns, data))
             written.append(path)
     bundle = stats.cached_bundle()
-    data = stats.overview(reader_keys=True)
+    figures = stats.overview(reader_keys=True)
     summary = {
-        "radpeer": data["radpeer"],
-        "radpeer_by_model": data["radpeer_by_model"],
-        "radpeer_by_reader": data["radpeer_by_reader"],
-        "edit_distance_by_radpeer": data["edit_distance"],
-        "spearman_radpeer_word_levenshtein_norm": data["spearman_word_norm"],
+        "radpeer": figures["radpeer"],
+        "radpeer_by_model": figures["radpeer_by_model"],
+        "radpeer_by_reader": figures["radpeer_by_reader"],
+        "edit_distance_by_radpeer": figures["edit_distance"],
+        "spearman_radpeer_word_levenshtein_norm": figures["spearman_word_norm"],
     }
     path = out_dir / "summary.json"
     path.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
@@ -284,7 +288,7 @@ def _consensus(confirmations: list[dict]) -> dict[str, int]:
     return out
 
 
-def training_entries(*, include_extracted: bool = False) -> Iterator[tuple[object, dict]]:
+def training_entries(*, include_extracted: bool = False) -> Iterator[tuple[ml_manifest.StudyEntry, dict]]:
     """(StudyEntry, ground-truth dict) for every study with a signed report or confirmed labels.
 
     Labels: the annotators' confirmed labels of the study's reports (consensus); with
@@ -407,7 +411,8 @@ def write_training_manifest(out_dir: Path, *, include_extracted: bool = False) -
     entries = []
     counts = {"confirmed": 0, "extracted": 0, "reader": 0, "ai": 0}
     for entry, truth in training_entries(include_extracted=include_extracted):
-        (out_dir / entry.ground_truth).write_text(json.dumps(truth, indent=1, sort_keys=True))  # type: ignore[attr-defined]
+        ground_truth = cast(str, entry.ground_truth)  # training_entries names every entry's file
+        (out_dir / ground_truth).write_text(json.dumps(truth, indent=1, sort_keys=True))
         counts[truth["label_source"]] = counts.get(truth["label_source"], 0) + 1
         counts[truth["box_source"]] = counts.get(truth["box_source"], 0) + 1
         entries.append(entry)

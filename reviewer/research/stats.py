@@ -37,6 +37,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from datetime import datetime
 
 import numpy as np
 from django.db import connection
@@ -68,7 +69,7 @@ class ReviewRow:
     model_version: str
     radpeer: str
     in_scope: bool
-    signed_at: object
+    signed_at: datetime | None
     draft_id: int | None
     revision_id: int | None
     char_levenshtein: int | None
