@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -17,6 +18,9 @@ from matplotlib.figure import Figure
 from ml.conditions import CONDITION_KEYS
 from reviewer.research import stats
 from reviewer.research.stats import RADPEER_SCORES
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 RADPEER_COLOURS = {"1": "#4c9f70", "2a": "#d9b44a", "2b": "#e07b39", "3a": "#c85a5a", "3b": "#8f2d56"}
 FORMATS = ("png", "svg")
@@ -73,7 +77,8 @@ def edit_distance_histogram(data: dict) -> Figure:
     edges = np.linspace(0, 1, stats.HISTOGRAM_BINS + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     counts = [data["plot"]["histogram"][s] for s in RADPEER_SCORES]
-    ax.hist([centres] * len(RADPEER_SCORES), bins=edges, weights=counts, stacked=True,
+    # matplotlib's stub types bins as a Sequence[float], which an ndarray is not; hist takes arrays.
+    ax.hist([centres] * len(RADPEER_SCORES), bins=edges, weights=counts, stacked=True,  # type: ignore[arg-type]
             color=[RADPEER_COLOURS[s] for s in RADPEER_SCORES], label=list(RADPEER_SCORES))  # fmt: skip
     ax.set_xlabel("word Levenshtein distance / max length (draft vs signed)")
     ax.set_ylabel("reviews")
@@ -81,7 +86,7 @@ def edit_distance_histogram(data: dict) -> Figure:
     return fig
 
 
-def _per_condition(ax, keys: list[str], series: dict[str, list[float | None]], xlabel: str) -> None:  # type: ignore[no-untyped-def]
+def _per_condition(ax: Axes, keys: list[str], series: dict[str, list[float | None]], xlabel: str) -> None:
     y = list(range(len(keys)))
     markers = ["o", "s", "^", "D"]
     for i, (name, values) in enumerate(series.items()):
