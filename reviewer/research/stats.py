@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from django.db import connection
@@ -49,6 +50,9 @@ from ml.conditions import CONDITION_KEYS
 from reviewer.models import Finding, LabelConfirmation, LabelExtraction, Review
 from reviewer.research import aggregates
 from reviewer.research.metrics import cohen_kappa
+
+if TYPE_CHECKING:
+    from django.db.models import Model
 
 RADPEER_SCORES = ("1", "2a", "2b", "3a", "3b")
 DISCREPANT = frozenset({"2a", "2b", "3a", "3b"})
@@ -137,7 +141,10 @@ def iter_review_rows(queryset: QuerySet[Review] | None = None, *, chunk_size: in
     for chunk in chunks:
         for v in chunk:
             model = f"{v[5]}@{v[6]}" if v[5] else (v[7] or "")
-            yield ReviewRow(v[0], v[1], v[2], v[3], v[4], model, *v[8:-1], patient_id=v[-1] or "")
+            # ReviewRow's fields in order (v[8:-1]: radpeer to arbitration_decision; patient_id last), all
+            # by position: mypy cannot count a slice, so a keyword after it reads as a possible duplicate
+            in_field_order = (v[0], v[1], v[2], v[3], v[4], model, *v[8:-1], v[-1] or "")
+            yield ReviewRow(*in_field_order)
 
 
 def _keyset_chunks(values: QuerySet, size: int) -> Iterator[list[tuple]]:
@@ -389,9 +396,9 @@ def draft_accuracy(scopes: tuple[str, ...] = SCOPES) -> list[dict]:
         drafts = signed_reviews().filter(draft__isnull=False).values("draft_id")
         for draft_id, conditions, probabilities in _findings_per_draft(drafts):
             for i in rows_of.get(draft_id, ()):
-                for condition, p in zip(conditions, probabilities, strict=True):
+                for condition, probability in zip(conditions, probabilities, strict=True):
                     if condition in column:
-                        prob[i, column[condition]] = p
+                        prob[i, column[condition]] = probability
     return _accuracy_table(ref, hyp, in_scope, prob, scopes)
 
 
@@ -467,7 +474,7 @@ def auroc_presorted(truth: np.ndarray, score: np.ndarray) -> float | None:
 # the figures equal the row functions' to the last bit. Everything countable is counted there.
 
 
-def _table(model: type) -> str:
+def _table(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
@@ -486,7 +493,7 @@ def _fetch_packed(sql: str, params: list | tuple = ()) -> tuple:
     # Django's cursors bind parameters client-side, which rules out binary results
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, binary=True)
-        return cursor.fetchone()
+        return cast(tuple, cursor.fetchone())  # an aggregate without GROUP BY: always one row
 
 
 @contextmanager
@@ -505,11 +512,11 @@ def _without_jit() -> Iterator[None]:
             cursor.execute("SET LOCAL jit = off")
             # the packed columns are sorted and hashed in memory, not in temporary files
             cursor.execute("SET LOCAL work_mem = '256MB'")
-        connection._stats_without_jit = True  # type: ignore[attr-defined]
+        connection._stats_without_jit = True
         try:
             yield
         finally:
-            connection._stats_without_jit = False  # type: ignore[attr-defined]
+            connection._stats_without_jit = False
 
 
 _radpeer_code_sql = aggregates.radpeer_code_sql
@@ -731,7 +738,9 @@ def _draft_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return _draft_from_packed(reviews, findings)
 
 
-def _draft_from_packed(packed_reviews: object, packed_findings: object) -> tuple[np.ndarray, ...]:
+def _draft_from_packed(
+    packed_reviews: object, packed_findings: object
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     reviews = _unpack(packed_reviews, _REVIEW_DTYPE)
     n, k = len(reviews), len(CONDITION_KEYS)
     prob = np.full((n, k), np.nan)
