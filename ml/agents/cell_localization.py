@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from ml.agents.analysis import BoxResult, ConditionResult, SliceRef
 from ml.agents.features import StudyFeatures
-from ml.agents.localization import level_of, midline_x
+from ml.agents.levels import level_of, midline_x
 from ml.conditions import CONDITION_KEYS
 from ml.data.types import SeriesData
 

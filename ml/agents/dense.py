@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -45,7 +46,14 @@ from ml.agents.analysis import ConditionResult
 from ml.agents.artifact import save_artifact
 from ml.agents.dense_boxes import box_targets, fit_box_regressor, key_slice_negatives, regress, truth_boxes_in_cells
 from ml.agents.dense_views import study_views
-from ml.agents.diagnosis import FAMILY, DiagnosisConfig, choose_threshold, fit_temperature, labels_matrix
+from ml.agents.diagnosis import (
+    FAMILY,
+    DiagnosisConfig,
+    DiagnosisHead,
+    choose_threshold,
+    fit_temperature,
+    labels_matrix,
+)
 from ml.agents.features import StudyFeatures
 from ml.conditions import CONDITION_KEYS
 from ml.data.splits import patient_fold
@@ -193,19 +201,25 @@ def _cell_logits(a: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     return h @ a["w2"] + a["b2"]  # [C, 17]
 
 
-class DenseDiagnosisAgents:
+class DenseDiagnosisAgents(DiagnosisHead):
     """The 17 agents with the dense head; same ``predict`` / ``probabilities`` / ``save`` as the probes."""
 
+    head = "dense"
+
     def __init__(self, cfg: DiagnosisConfig, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
-        self.cfg = cfg
+        super().__init__(cfg, arrays, meta)
         self.a = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
         self.temperature = self.a["temperature"]
         self.threshold = self.a["threshold"]
         self.trained = self.a["trained"].astype(bool)
         self.prior = self.a["prior"]
-        self.meta = meta or {}
-        self.version = self.meta.get("version", "")
         self._trunk: nn.Sequential | None = None
+
+    @classmethod
+    def from_artifact(cls, cfg: DiagnosisConfig, arrays: dict[str, np.ndarray], doc: dict) -> Self:
+        if "dense_crop" not in doc.get("config", {}):  # saved before crops existed: whole slices, all axials
+            cfg = replace(cfg, dense_crop=False, dense_axial="all")
+        return super().from_artifact(cfg, arrays, doc)
 
     def logits(self, feats: list[StudyFeatures]) -> np.ndarray:
         """Study logits [N, 17]: max over every cell of every view."""

@@ -17,8 +17,10 @@ mean/std [F], trained [17].
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -26,12 +28,15 @@ from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_curve
 
-from ml.agents.analysis import ConditionResult
+from ml.agents.analysis import ConditionResult, StudyAnalysis
 from ml.agents.artifact import load_artifact, save_artifact
 from ml.agents.features import StudyFeatures
 from ml.conditions import CONDITION_KEYS
 from ml.data.splits import patient_fold
 from ml.data.types import SEQUENCE_CLASSES
+
+if TYPE_CHECKING:
+    from ml.agents.protocol import RunContext
 
 log = logging.getLogger(__name__)
 FAMILY = "diagnosis"
@@ -115,11 +120,52 @@ def choose_threshold(p: np.ndarray, y: np.ndarray, rule: str, target_sensitivity
     return float(thr[ok[0]]) if len(ok) else float(thr[-1])
 
 
-class DiagnosisAgents:
-    """All 17 probes (one row each); ``predict`` is the batched inference entry point."""
+class DiagnosisHead(ABC):
+    """What the three heads (linear probes here, ``mil.MILDiagnosisAgents``,
+    ``dense.DenseDiagnosisAgents``) share as the diagnosis agent family
+    (``ml.agents.protocol.AgentFamily``): the pipeline runs whichever head the artifact holds the
+    same way, and each head loads only its own artifacts (``heads.load_diagnosis`` loads any)."""
+
+    name = FAMILY
+    per_study = False  # one batched pass over all studies
+    head: ClassVar[str]  # the DiagnosisConfig.head a subclass implements
 
     def __init__(self, cfg: DiagnosisConfig, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
         self.cfg = cfg
+        self.meta = meta or {}
+        self.version: str = self.meta.get("version", "")
+
+    @abstractmethod
+    def predict(self, feats: list[StudyFeatures]) -> list[list[ConditionResult]]: ...
+
+    @abstractmethod
+    def save(self, folder: str | Path) -> str: ...
+
+    def run(self, results: list[StudyAnalysis], feats: list[StudyFeatures], context: RunContext) -> None:
+        """The 17 calls of each study are its ``conditions``."""
+        for r, conds in zip(results, self.predict(feats), strict=True):
+            r.conditions = conds
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Self:
+        cfg, arrays, doc = load_artifact(folder, FAMILY, DiagnosisConfig)
+        if cfg.head != cls.head:
+            raise ValueError(f"{folder} holds a {cfg.head!r} diagnosis head, not {cls.head!r}")
+        return cls.from_artifact(cfg, arrays, doc)
+
+    @classmethod
+    def from_artifact(cls, cfg: DiagnosisConfig, arrays: dict[str, np.ndarray], doc: dict) -> Self:
+        """The head from a read artifact (``artifact.load_artifact``: config, arrays, document)."""
+        return cls(cfg, arrays, {**doc["meta"], "version": doc["version"]})
+
+
+class DiagnosisAgents(DiagnosisHead):
+    """All 17 probes (one row each); ``predict`` is the batched inference entry point."""
+
+    head = "linear"
+
+    def __init__(self, cfg: DiagnosisConfig, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
+        super().__init__(cfg, arrays, meta)
         self.W = arrays["weight"]  # [17, F]
         self.b = arrays["bias"]  # [17]
         self.temperature = arrays["temperature"]  # [17]
@@ -127,8 +173,6 @@ class DiagnosisAgents:
         self.mean, self.std = arrays["mean"], arrays["std"]  # [F]
         self.trained = arrays["trained"].astype(bool)  # [17]
         self.prior = arrays["prior"]  # [17] training prevalence (untrained conditions)
-        self.meta = meta or {}
-        self.version = self.meta.get("version", "")
 
     # -- pre -> infer -> post --------------------------------------------------------------------
     def pre(self, feats: list[StudyFeatures]) -> np.ndarray:
@@ -179,11 +223,6 @@ class DiagnosisAgents:
         self.version = save_artifact(folder, FAMILY, self.cfg, self.arrays(), self.meta)
         self.meta["version"] = self.version
         return self.version
-
-    @classmethod
-    def load(cls, folder: str | Path) -> DiagnosisAgents:
-        cfg, arrays, doc = load_artifact(folder, FAMILY, DiagnosisConfig)
-        return cls(cfg, arrays, {**doc["meta"], "version": doc["version"]})
 
 
 def labels_matrix(feats: list[StudyFeatures]) -> np.ndarray:

@@ -8,20 +8,19 @@ artifact's config picks the class that loads it.
 
 Why a module of its own: the heads share the probes' calibration helpers in ``diagnosis.py``,
 so the dispatch sits above all three and none of them imports another's trainer (no import
-cycle). Every head has the same surface: ``predict`` / ``probabilities`` / ``save`` and
-``cfg`` / ``version``.
+cycle). Every head is a ``diagnosis.DiagnosisHead``: ``predict`` / ``probabilities`` / ``save`` /
+``load`` / ``run`` and ``cfg`` / ``version``.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ml.agents.artifact import load_artifact
-from ml.agents.diagnosis import FAMILY, DiagnosisAgents, DiagnosisConfig, fit_probes, labels_matrix
+from ml.agents.diagnosis import FAMILY, DiagnosisAgents, DiagnosisConfig, DiagnosisHead, fit_probes, labels_matrix
 from ml.agents.features import StudyFeatures
 
 HEADS = ("linear", "mil", "dense")
@@ -47,18 +46,16 @@ def train_diagnosis(
     return fit_probes(x, labels_matrix(feats), [f.study.patient_key for f in feats], cfg)
 
 
-def load_diagnosis(folder: str | Path) -> Any:
-    """The saved Diagnosis Agents of any head."""
+def load_diagnosis(folder: str | Path) -> DiagnosisHead:
+    """The saved Diagnosis Agents of any head: the diagnosis family's loader
+    (``ml.agents.protocol.FAMILIES``)."""
     cfg, arrays, doc = load_artifact(folder, FAMILY, DiagnosisConfig)
-    meta = {**doc["meta"], "version": doc["version"]}
     if cfg.head == "dense":
         from ml.agents.dense import DenseDiagnosisAgents
 
-        if "dense_crop" not in doc.get("config", {}):  # saved before crops existed: whole slices, all axials
-            cfg = replace(cfg, dense_crop=False, dense_axial="all")
-        return DenseDiagnosisAgents(cfg, arrays, meta)
+        return DenseDiagnosisAgents.from_artifact(cfg, arrays, doc)
     if cfg.head == "mil":
         from ml.agents.mil import MILDiagnosisAgents
 
-        return MILDiagnosisAgents(cfg, arrays, meta)
-    return DiagnosisAgents(cfg, arrays, meta)
+        return MILDiagnosisAgents.from_artifact(cfg, arrays, doc)
+    return DiagnosisAgents.from_artifact(cfg, arrays, doc)

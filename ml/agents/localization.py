@@ -30,16 +30,21 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from ml.agents.analysis import BoxResult, ConditionResult, SliceRef
+from ml.agents.analysis import BoxResult, ConditionResult, SliceRef, StudyAnalysis
 from ml.agents.artifact import load_artifact, save_artifact
-from ml.agents.features import PLANES, StudyFeatures, slice_design
+from ml.agents.cell_localization import localize_with
+from ml.agents.features import StudyFeatures, slice_design
+from ml.agents.levels import level_design, level_of, midline_x
 from ml.conditions import CONDITION_KEYS
-from ml.data.types import SeriesData, StudyData
+from ml.data.types import SeriesData
+
+if TYPE_CHECKING:
+    from ml.agents.protocol import RunContext
 
 log = logging.getLogger(__name__)
 FAMILY = "localization"
@@ -98,24 +103,6 @@ def _norm_pre(series: SeriesData, box: list[float]) -> np.ndarray:
     return np.asarray(g.to_preprocessed(box), float) / g.size  # [4] in [0, 1] of the padded square
 
 
-def _level_design(plane: str | None, rel: float, box_pre: np.ndarray, condition: str) -> np.ndarray:
-    p = np.zeros(len(PLANES))
-    if plane in PLANES:
-        p[PLANES.index(plane)] = 1
-    cx, cy = (box_pre[0] + box_pre[2]) / 2, (box_pre[1] + box_pre[3]) / 2
-    inter = np.outer(p, [rel, cx, cy]).ravel()  # [9] plane-specific position terms
-    c = np.zeros(len(CONDITION_KEYS))
-    c[CONDITION_KEYS.index(condition)] = 1
-    return np.concatenate([p, inter, c])
-
-
-def level_of(agents: LocalizationAgents, plane: str | None, rel: float, box_pre: np.ndarray, condition: str) -> str:
-    """The level head's answer for a box (normalised preprocessed [x0, y0, x1, y1]) on a slice at
-    relative position ``rel`` of its stack."""
-    g = _level_design(plane, rel, box_pre, condition)
-    return agents.levels[int(np.argmax(agents.level_w @ g + agents.level_b))]
-
-
 def side_of(series: SeriesData, index: int, xyxy: list[float], margin_mm: float) -> str:
     """ "left" / "right" / "central" from the box centre vs. the field-of-view centre (LPS x)."""
     g = series.geometry
@@ -131,21 +118,6 @@ def side_of(series: SeriesData, index: int, xyxy: list[float], margin_mm: float)
     if abs(dx) < margin_mm:
         return "central"
     return "left" if dx > 0 else "right"
-
-
-def midline_x(study: StudyData) -> float | None:
-    """Patient x (LPS, mm) of the mid-sagittal plane: the middle slice of the sagittal series (a
-    sagittal stack is planned centred on the canal). None without a sagittal series with geometry."""
-    sag = [s for s in study.series if s.plane == "sagittal" and s.geometry is not None]
-    sag.sort(key=lambda s: s.sequence_class != "T2")  # the T2 reference first, as the dense views
-    for s in sag:
-        g = s.geometry
-        if g is None or g.positions is None or not len(g.positions):
-            continue
-        p = g.pixel_to_patient(len(g.positions) // 2, g.columns / 2, g.rows / 2)
-        if p is not None:
-            return float(p[0])
-    return None
 
 
 def central_margin(offsets: dict[str, list[float]]) -> float | None:
@@ -209,6 +181,11 @@ def side_offsets(feat: StudyFeatures, truth: dict | None) -> list[tuple[str, str
 
 
 class LocalizationAgents:
+    """The 17 Localization Agents: the localization family (``ml.agents.protocol.AgentFamily``)."""
+
+    name = FAMILY
+    per_study = True  # one study at a time: a study that fails to localise fails alone
+
     def __init__(self, cfg: LocalizationConfig, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
         self.cfg = cfg
         self.slice_w, self.slice_b = arrays["slice_weight"], arrays["slice_bias"]  # [17, F], [17]
@@ -285,6 +262,19 @@ class LocalizationAgents:
         head's path is ``ml.agents.cell_localization.localize_from_cells``)."""
         scores, boxes = self.infer(self.pre(feat))
         return [self.post(feat, scores, boxes, r) for r in results]
+
+    def run(self, results: list[StudyAnalysis], feats: list[StudyFeatures], context: RunContext) -> None:
+        """Localise each study's conditions called present (``localize: all`` in the pipeline's
+        config: all 17), the one way ``cell_localization.localize_with`` does: from the dense
+        diagnosis head's cells when ``context`` holds one, else with the slice heads. Without
+        diagnosis calls (disabled or failed) every condition is localised, with probability -1."""
+        for r, f in zip(results, feats, strict=True):
+            if not r.conditions:
+                r.conditions = [ConditionResult(k, -1.0, present=False, threshold=-1.0) for k in CONDITION_KEYS]
+                todo = r.conditions
+            else:
+                todo = r.conditions if context.cfg.localize == "all" else [c for c in r.conditions if c.present]
+            localize_with(context.agents.get("diagnosis"), self, f, todo)
 
     # -- artifact ----------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
@@ -364,7 +354,7 @@ def train_localization(
             pre = _norm_pre(s, item["box"])
             boxes_x.append((CONDITION_KEYS.index(cond), slice_design(s, feat.embedding.series[si])[k]))
             boxes_y.append(pre)
-            level_x.append(_level_design(s.plane, k / max(1, len(s.sop_uids) - 1), pre, cond))
+            level_x.append(level_design(s.plane, k / max(1, len(s.sop_uids) - 1), pre, cond))
             level_y.append(item["level"])
             sides.setdefault(cond, []).append(item["side"] is not None)
     if not designs:

@@ -29,7 +29,14 @@ from torch import nn
 
 from ml.agents.analysis import ConditionResult
 from ml.agents.artifact import save_artifact
-from ml.agents.diagnosis import FAMILY, DiagnosisConfig, choose_threshold, fit_temperature, labels_matrix
+from ml.agents.diagnosis import (
+    FAMILY,
+    DiagnosisConfig,
+    DiagnosisHead,
+    choose_threshold,
+    fit_temperature,
+    labels_matrix,
+)
 from ml.agents.features import StudyFeatures, slice_design
 from ml.conditions import CONDITION_KEYS
 from ml.data.splits import patient_fold
@@ -78,19 +85,19 @@ def _pad(bags: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return x, m
 
 
-class MILDiagnosisAgents:
+class MILDiagnosisAgents(DiagnosisHead):
     """The 17 MIL heads; same interface as ``DiagnosisAgents`` (predict / probabilities / save)."""
 
+    head = "mil"
+
     def __init__(self, cfg: DiagnosisConfig, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
-        self.cfg = cfg
+        super().__init__(cfg, arrays, meta)
         self.a = arrays
         self.temperature = arrays["temperature"]  # [17]
         self.threshold = arrays["threshold"]  # [17]
         self.trained = arrays["trained"].astype(bool)  # [17]
         self.prior = arrays["prior"]  # [17]
         self.mean, self.std = arrays["mean"], arrays["std"]  # [F]
-        self.meta = meta or {}
-        self.version = self.meta.get("version", "")
 
     def logits(self, feats: list[StudyFeatures]) -> np.ndarray:
         """Studies -> uncalibrated logits [N, 17] (numpy: the serving path needs no torch)."""

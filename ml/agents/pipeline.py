@@ -12,11 +12,12 @@ The grounding step (``ml.agents.report.grounding``) gives every draft its CLINIC
 TECHNIQUE and COMPARISON from the study's DICOM and archive (``facts``) and checks its findings
 against the agents' calls, recording each change in ``StudyAnalysis.report_check``.
 
-Every agent family runs inside its own guard: an exception becomes ``AgentRun(ok=False,
-error=...)`` and the rest continues. When the Medical Report Agent is disabled, missing or
-fails, the draft is the structured template of ``ml.agents.template`` (``report_source``
-says which), so a study always gets a draft. Timings are per study; a step that ran for a
-batch of studies reports its time divided by the batch size.
+Every agent family is loaded and run the same way (``ml.agents.protocol``): its folder through
+the registry ``FAMILIES``, its part of the analysis through ``run``, each inside its own guard:
+an exception becomes ``AgentRun(ok=False, error=...)`` and the rest continues. When the Medical
+Report Agent is disabled, missing or fails, the draft is the structured template of
+``ml.agents.template`` (``report_source`` says which), so a study always gets a draft. Timings
+are per study; a step that ran for a batch of studies reports its time divided by the batch size.
 
 Pipeline folder layout (written by ``ml.agents.train.build_pipeline``)::
 
@@ -32,14 +33,13 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ml.agents.analysis import AgentRun, ConditionResult, SeriesSummary, StudyAnalysis
-from ml.agents.cell_localization import localize_with
+from ml.agents.analysis import AgentRun, SeriesSummary, StudyAnalysis
 from ml.agents.features import StudyFeatures, encode_studies
+from ml.agents.protocol import FAMILIES, RunContext
 from ml.agents.template import template_report
 from ml.data.preprocess import PreprocessConfig
 from ml.data.types import StudyData
@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("embedding", "diagnosis", "localization", "retrieval", "report")
+# The family whose failure is not a gap in the analysis: a study always gets a draft, the
+# template's when the report family is disabled, missing or fails (``Pipeline._draft``).
+DRAFT = "report"
 
 
 @dataclass
@@ -73,7 +75,26 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+class _Family:
+    """``pipeline.diagnosis`` and its siblings: the loaded family of that name in
+    ``pipeline.agents`` (None when not loaded), which callers read and may replace."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Pipeline | None, owner: type | None = None) -> Any:
+        return self if obj is None else obj.agents.get(self.name)
+
+    def __set__(self, obj: Pipeline, value: Any) -> None:
+        obj.agents[self.name] = value
+
+
 class Pipeline:
+    diagnosis = _Family()
+    localization = _Family()
+    retrieval = _Family()
+    report = _Family()
+
     def __init__(
         self,
         model,
@@ -84,10 +105,7 @@ class Pipeline:
         load_errors: dict[str, str] | None = None,
     ) -> None:
         self.model = model
-        self.diagnosis = components.get("diagnosis")
-        self.localization = components.get("localization")
-        self.retrieval = components.get("retrieval")
-        self.report = components.get("report")
+        self.agents: dict[str, Any] = dict(components)  # family name -> loaded family (``protocol.AgentFamily``)
         self.versions = versions
         self.cfg = cfg
         self.version = version
@@ -126,14 +144,8 @@ class Pipeline:
         versions = {"spinefm": comps["spinefm"]["version"]}
         loaded: dict[str, Any] = {}
         errors: dict[str, str] = {}
-        loaders: dict[str, Callable[[Path], Any]] = {
-            "diagnosis": _load_diagnosis,
-            "localization": _load_localization,
-            "retrieval": _load_retrieval,
-            "report": _load_report,
-        }
-        for name, fn in loaders.items():
-            if not getattr(cfg, name):
+        for name, fn in FAMILIES.items():
+            if not getattr(cfg, name, True):
                 continue
             entry = comps.get(name)
             if not entry or not entry.get("path"):
@@ -209,37 +221,36 @@ class Pipeline:
                     for s, e in zip(f.study.series, f.embedding.series, strict=True)
                 ]
 
-        # diagnosis: one batched matrix product for all studies
-        self._guarded(results, feats, "diagnosis", self._run_diagnosis)
-        self._guarded(results, feats, "localization", self._run_localization, per_study=True)
-        self._guarded(results, feats, "retrieval", self._run_retrieval)
+        # every family in the registry's order, each reading what the ones before it wrote
+        context = RunContext(self.cfg, self.agents)
+        for name in FAMILIES:
+            if name != DRAFT:
+                self._guarded(results, feats, name, context)
         for i, r in enumerate(results):
-            self._run_report(r, studies[i], None if feats is None else feats[i])
+            self._draft(r, studies[i], None if feats is None else feats[i], context)
             self._ground_report(r, studies[i], facts[i])
         return results
 
     def _guarded(
-        self,
-        results: list[StudyAnalysis],
-        feats: list[StudyFeatures] | None,
-        name: str,
-        fn: Callable[[list[StudyAnalysis], list[StudyFeatures]], None],
-        per_study: bool = False,
+        self, results: list[StudyAnalysis], feats: list[StudyFeatures] | None, name: str, context: RunContext
     ) -> None:
-        if not getattr(self.cfg, name):
+        """Run family ``name`` on the batch (a ``per_study`` family on one study at a time); its
+        failure, or its absence, becomes an ``AgentRun(ok=False)`` of each study it concerns."""
+        if not getattr(self.cfg, name, True):
             return
         version = self.versions.get(name, "")
-        agent = getattr(self, name)
+        agent = self.agents.get(name)
         if agent is None or feats is None:
             err = self.load_errors.get(name) or ("no SpineFM embedding" if feats is None else f"{name} not loaded")
             for r in results:
                 r.agents.append(AgentRun(name, version, 0.0, False, err))
             return
+        per_study = bool(getattr(agent, "per_study", False))
         groups = [([r], [f]) for r, f in zip(results, feats, strict=True)] if per_study else [(results, feats)]
         for rs, fs in groups:
             t0 = time.perf_counter()
             try:
-                fn(rs, fs)
+                agent.run(rs, fs, context)
                 ok, err = True, ""
             except Exception as exc:
                 log.exception("%s agent failed", name)
@@ -247,28 +258,6 @@ class Pipeline:
             dt = (time.perf_counter() - t0) / len(rs)
             for r in rs:
                 r.agents.append(AgentRun(name, version, dt, ok, err))
-
-    def _run_diagnosis(self, results: list[StudyAnalysis], feats: list[StudyFeatures]) -> None:
-        assert self.diagnosis is not None  # _guarded calls this only for a loaded agent family
-        for r, conds in zip(results, self.diagnosis.predict(feats), strict=True):
-            r.conditions = conds
-
-    def _run_localization(self, results: list[StudyAnalysis], feats: list[StudyFeatures]) -> None:
-        (r,), (f,) = results, feats
-        if not r.conditions:  # diagnosis disabled or failed: localise every condition
-            r.conditions = [
-                ConditionResult(condition=k, probability=-1.0, present=False, threshold=-1.0) for k in _condition_keys()
-            ]
-            todo = r.conditions
-        else:
-            todo = r.conditions if self.cfg.localize == "all" else [c for c in r.conditions if c.present]
-        localize_with(self.diagnosis, self.localization, f, todo)  # the dense head's cells, else the slice heads
-
-    def _run_retrieval(self, results: list[StudyAnalysis], feats: list[StudyFeatures]) -> None:
-        """After diagnosis and localization: their calls rank the index in finding space (and levels)."""
-        assert self.retrieval is not None  # _guarded calls this only for a loaded agent family
-        for r, hits in zip(results, self.retrieval.similar(feats, [x.conditions for x in results]), strict=True):
-            r.similar_cases = hits
 
     def _ground_report(self, r: StudyAnalysis, study: StudyData, facts: StudyFacts | None) -> None:
         """Every draft, whoever wrote it, through the facts and the consistency check
@@ -284,41 +273,32 @@ class Pipeline:
             g = ground_draft(r.report_text, r.conditions, study.region, facts, series, header, not template)
         except Exception as exc:
             log.exception("grounding the draft failed")
-            run = next((a for a in reversed(r.agents) if a.name == "report"), None)
+            run = next((a for a in reversed(r.agents) if a.name == DRAFT), None)
             if run is not None:
                 run.ok, run.error = False, f"grounding failed: {_error(exc)}"
             return
         r.report_text, r.report_sections = g.text, g.sections
         r.report_check, r.report_facts = g.check, g.facts
 
-    def _run_report(self, r: StudyAnalysis, study: StudyData, feat: StudyFeatures | None) -> None:
-        """The Medical Report Agent, else the template draft; always leaves a draft in ``r``."""
-        version = self.versions.get("report", "")
+    def _draft(self, r: StudyAnalysis, study: StudyData, feat: StudyFeatures | None, context: RunContext) -> None:
+        """The report family's ``run``, else the template draft; always leaves a draft in ``r``.
+
+        Not ``_guarded``: a study must get a draft whatever happens to the report family, so a
+        disabled family still records a (template) run, and a missing or failing one the template
+        draft beside its error."""
+        version = self.versions.get(DRAFT, "")
         t0 = time.perf_counter()
         err = ""
+        agent = self.agents.get(DRAFT)
         if not self.cfg.report:
             note = "report agent disabled by config"
-        elif self.report is None or feat is None:
-            err = self.load_errors.get("report") or (
-                "no SpineFM embedding" if feat is None else "report agent not loaded"
-            )
+        elif agent is None or feat is None:
+            err = self.load_errors.get(DRAFT) or ("no SpineFM embedding" if feat is None else "report agent not loaded")
             note = err
         else:
             try:
-                from ml.agents.report import ReportInputs
-
-                inputs = ReportInputs(
-                    t1_slices=[e.slices for s, e in feat.pairs(("T1",))],
-                    t2_slices=[e.slices for s, e in feat.pairs(("T2",))],
-                    conditions=r.conditions,
-                    similar_report=r.similar_cases[0].report if r.similar_cases else None,
-                    region=study.region or "lumbar",
-                )
-                draft = self.report.generate(inputs, max_new_tokens=self.cfg.max_new_tokens)
-                if not draft.text.strip():
-                    raise RuntimeError("the report agent returned an empty draft")
-                r.report_text, r.report_sections, r.report_source = draft.text, dict(draft.sections), "report_agent"
-                r.agents.append(AgentRun("report", version, time.perf_counter() - t0))
+                agent.run([r], [feat], context)
+                r.agents.append(AgentRun(DRAFT, version, time.perf_counter() - t0))
                 return
             except Exception as exc:
                 log.exception("report agent failed")
@@ -328,40 +308,10 @@ class Pipeline:
         r.report_text, r.report_sections = template_report(r.conditions, study.region, technique=technique)
         r.report_source = "template"
         r.agents.append(
-            AgentRun("report", "template" if not err else version or "template", time.perf_counter() - t0, not err, err)
+            AgentRun(DRAFT, "template" if not err else version or "template", time.perf_counter() - t0, not err, err)
         )
         if not err:
             log.info("study %s: template draft (%s)", r.study_uid, note)
-
-
-def _condition_keys() -> tuple[str, ...]:
-    from ml.conditions import CONDITION_KEYS
-
-    return CONDITION_KEYS
-
-
-def _load_diagnosis(path: Path):
-    from ml.agents.heads import load_diagnosis
-
-    return load_diagnosis(path)
-
-
-def _load_localization(path: Path):
-    from ml.agents.localization import LocalizationAgents
-
-    return LocalizationAgents.load(path)
-
-
-def _load_retrieval(path: Path):
-    from ml.agents.retrieval import RetrievalIndex
-
-    return RetrievalIndex.load(path)
-
-
-def _load_report(path: Path):
-    from ml.agents.report import ReportAgent
-
-    return ReportAgent.load(path)
 
 
 def analyze_study(

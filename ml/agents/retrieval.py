@@ -40,13 +40,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ml.agents.analysis import ConditionResult, SimilarCase
+from ml.agents.analysis import ConditionResult, SimilarCase, StudyAnalysis
 from ml.agents.artifact import load_artifact, save_artifact
 from ml.agents.features import StudyFeatures
 from ml.conditions import CONDITION_KEYS
 
-if TYPE_CHECKING:  # loads transformers: only when a text query needs it
-    from ml.spinefm.text import TextEncoder
+if TYPE_CHECKING:
+    from ml.agents.protocol import RunContext
+    from ml.spinefm.text import TextEncoder  # loads transformers: only when a text query needs it
 
 FAMILY = "retrieval"
 
@@ -150,7 +151,11 @@ def encode_reports(texts: list[str], model, text_encoder) -> np.ndarray:
 
 
 class RetrievalIndex:
-    """Reports and case embeddings of prior studies: both directions of retrieval."""
+    """Reports and case embeddings of prior studies: both directions of retrieval; the retrieval
+    family of the pipeline (``ml.agents.protocol.AgentFamily``)."""
+
+    name = FAMILY
+    per_study = False  # one matrix product for all studies
 
     def __init__(self, cfg: RetrievalConfig, arrays: dict[str, np.ndarray], meta: dict) -> None:
         self.cfg = cfg
@@ -233,6 +238,12 @@ class RetrievalIndex:
                     break
             out.append(hits)
         return out
+
+    def run(self, results: list[StudyAnalysis], feats: list[StudyFeatures], context: RunContext) -> None:
+        """Each study's ``similar_cases``, ranked with the diagnosis and localization calls already
+        in ``results`` (the pipeline runs retrieval after both)."""
+        for r, hits in zip(results, self.similar(feats, [x.conditions for x in results]), strict=True):
+            r.similar_cases = hits
 
     # -- report -> study -----------------------------------------------------------------------
     def study_scores(self, report_emb: np.ndarray) -> np.ndarray:

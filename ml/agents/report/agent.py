@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -30,8 +31,20 @@ from ml.agents.report.projector import AttentionPoolProjector
 from ml.agents.report.prompt import prompt_parts, split_sections
 from ml.agents.report.types import GeneratedReport, ReportInputs
 
+if TYPE_CHECKING:
+    from ml.agents.analysis import StudyAnalysis
+    from ml.agents.features import StudyFeatures
+    from ml.agents.protocol import RunContext
+
 
 class ReportAgent(nn.Module):
+    """The Medical Report Agent; also the report family of the pipeline
+    (``ml.agents.protocol.AgentFamily``): ``run`` writes its draft or raises, and the pipeline
+    falls back to the template draft when it raises (``Pipeline._draft``)."""
+
+    name = "report"
+    per_study = True  # one draft per generate call
+
     def __init__(self, cfg: ReportAgentConfig, decoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__()
         self.cfg = cfg
@@ -169,6 +182,23 @@ class ReportAgent(nn.Module):
         self.train(was_training)
         return GeneratedReport(text, split_sections(text), len(new), time.perf_counter() - t0)
 
+    def run(self, results: list[StudyAnalysis], feats: list[StudyFeatures], context: RunContext) -> None:
+        """Each study's draft from its T1 and T2 slices and what the other families wrote into its
+        analysis (conditions with their localization, the most similar case's report); an empty
+        draft is an error, so the pipeline falls back to the template instead of keeping it."""
+        for r, f in zip(results, feats, strict=True):
+            inputs = ReportInputs(
+                t1_slices=[e.slices for s, e in f.pairs(("T1",))],
+                t2_slices=[e.slices for s, e in f.pairs(("T2",))],
+                conditions=r.conditions,
+                similar_report=r.similar_cases[0].report if r.similar_cases else None,
+                region=f.study.region or "lumbar",
+            )
+            draft = self.generate(inputs, max_new_tokens=context.cfg.max_new_tokens)
+            if not draft.text.strip():
+                raise RuntimeError("the report agent returned an empty draft")
+            r.report_text, r.report_sections, r.report_source = draft.text, dict(draft.sections), "report_agent"
+
     def _marker_id(self) -> int | None:
         ids = self._ids(self.cfg.end_marker)
         return ids[0] if len(ids) == 1 else None
@@ -178,7 +208,8 @@ class ReportAgent(nn.Module):
     def version(self) -> str:
         return f"{self.cfg.version}:{self.cfg.preset}:{self.meta.get('created', 'unsaved')}"
 
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | Path) -> str:
+        """Write the agent's folder and return its version."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.cfg.save(folder / "config.json")
@@ -198,7 +229,7 @@ class ReportAgent(nn.Module):
         self.meta.setdefault("created", time.strftime("%Y%m%dT%H%M%S"))
         self.meta["hidden_size"] = self.hidden_size
         (folder / "meta.json").write_text(json.dumps(self.meta, indent=2))
-        return folder
+        return self.version
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> ReportAgent:
