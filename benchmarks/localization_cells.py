@@ -39,14 +39,8 @@ def fitted_localization(feats: list, truths: list):
     fitted on the training truth as ``train_localization`` fits them."""
     from sklearn.linear_model import LogisticRegression
 
-    from ml.agents.localization import (
-        LocalizationAgents,
-        LocalizationConfig,
-        _level_design,
-        side_offsets,
-        side_rules,
-        truth_slices,
-    )
+    from ml.agents.levels import level_design
+    from ml.agents.localization import LocalizationAgents, LocalizationConfig, side_offsets, side_rules, truth_slices
     from ml.conditions import CONDITION_KEYS
 
     lx, ly, sides, offsets = [], [], {}, {}
@@ -61,7 +55,7 @@ def fitted_localization(feats: list, truths: list):
             if item["label"] != 1 or s.geometry is None:
                 continue
             pre = np.asarray(s.geometry.to_preprocessed(item["box"]), float) / s.geometry.size
-            lx.append(_level_design(s.plane, k / max(1, len(s.sop_uids) - 1), pre, cond))
+            lx.append(level_design(s.plane, k / max(1, len(s.sop_uids) - 1), pre, cond))
             ly.append(item["level"])
     lv = LogisticRegression(C=1.0, max_iter=2000).fit(np.array(lx), ly)
     nc = len(CONDITION_KEYS)

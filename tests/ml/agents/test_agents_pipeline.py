@@ -74,16 +74,22 @@ def test_a_failing_agent_degrades_the_result_instead_of_raising(pipeline, study)
     data, _ = study
 
     class Broken:
+        """An agent family (``ml.agents.protocol.AgentFamily``) whose every entry point raises."""
+
         version = "broken"
+        per_study = True
 
-        def localize(self, *_args, **_kwargs):
-            raise RuntimeError("localization exploded")
+        def __init__(self, message: str) -> None:
+            self.message = message
 
-        def generate(self, *_args, **_kwargs):
-            raise RuntimeError("decoder exploded")
+        def run(self, *_args, **_kwargs):
+            raise RuntimeError(self.message)
+
+        localize = generate = run
 
     saved = pipeline.localization, pipeline.report, pipeline.cfg.report
-    pipeline.localization, pipeline.report, pipeline.cfg.report = Broken(), Broken(), True
+    broken = Broken("localization exploded"), Broken("decoder exploded")
+    (pipeline.localization, pipeline.report), pipeline.cfg.report = broken, True
     try:
         result = pipeline.analyze(data)
     finally:
@@ -123,7 +129,10 @@ def test_a_dense_diagnosis_head_gets_pixels_at_its_own_size(tiny_pipeline_dir, a
     shipped = p.diagnosis.cfg.dense_size  # the bootstrap pipeline's dense head: 256 px over SpineFM's 96
     assert p.preprocess.size == max(p.model.img_size, shipped)
     size = shipped + 64
-    cfg = DiagnosisConfig(head="dense", dense_size=size, dense_hidden=4, dense_sag_slices=3, dense_max_axial=4)
+    cfg = DiagnosisConfig(
+        head="dense", dense_size=size, dense_hidden=4, dense_sag_slices=3, dense_max_axial=4,
+        dense_stride=32, dense_box_stride=32,  # the 322 inputs below: stride-32 cells (320) + plane (2)
+    )  # fmt: skip
     rng = np.random.default_rng(0)
     k = 17
     arrays = {
