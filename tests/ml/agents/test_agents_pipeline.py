@@ -95,6 +95,7 @@ def test_a_failing_agent_degrades_the_result_instead_of_raising(pipeline, study)
     finally:
         pipeline.localization, pipeline.report, pipeline.cfg.report = saved
     errors = result.errors
+    assert [a.name for a in result.agents] == ["embedding", "diagnosis", "localization", "retrieval", "report"]
     assert "localization exploded" in errors["localization"]
     assert "decoder exploded" in errors["report"]
     assert "diagnosis" not in errors
