@@ -134,35 +134,34 @@ def localize_from_cells(
                 continue  # two tiles of one sagittal slice
             seen.add((si, k))
             s = series[si]
-            refs.append(SliceRef(s.series_uid, _sop(s, k), int(k), round(float(best[v]), 4), _frame(s, k)))
+            refs.append(SliceRef(s.series_uid, sop_of(s, k), int(k), round(float(best[v]), 4), frame_of(s, k)))
             if len(refs) >= top_k:
                 break
         result.key_slices = refs
         sag = [v for v in order if views[v][0] == 0 and series[views[v][1]].geometry is not None]
         ax = [v for v in order if views[v][0] == 1 and series[views[v][1]].geometry is not None]
-        chosen: list[int] = sag[:1]
-        centre_mm = None
+        placed = {v: _place(feat, d, z, reg, box_wh, v, j, margin) for v in sag[:1]}  # [x0, y0, x1, y1]
         if ax:
             if sag and axial_from_sagittal:
-                centre_mm = _box_centre_mm(feat, d, sag[0], _place(feat, d, z, reg, box_wh, sag[0], j, margin))
-                chosen.append(_nearest_axial(series, views, ax, centre_mm))
+                centre_mm = _box_centre_mm(feat, d, sag[0], placed[sag[0]])
+                placed[_nearest_axial(series, views, ax, centre_mm)] = np.zeros(4)
             else:
-                chosen.append(ax[0])
-        for v in chosen[:max_boxes]:
+                placed[ax[0]] = np.zeros(4)
+        for v in list(placed)[:max_boxes]:
             plane, si, k = views[v]
             s = series[si]
-            pre = _place(feat, d, z, reg, box_wh, v, j, margin)
+            pre = placed[v] if plane == 0 else _place(feat, d, z, reg, box_wh, v, j, margin)
             xyxy = s.geometry.to_original(pre)
             result.boxes.append(
                 BoxResult(
                     series_uid=s.series_uid,
-                    sop_uid=_sop(s, k),
+                    sop_uid=sop_of(s, k),
                     index=int(k),
                     xyxy=[round(float(c), 2) for c in xyxy],
                     xyxy_norm=[round(float(c), 5) for c in s.geometry.normalise(xyxy)],
                     score=round(float(best[v]), 4),
                     patient_mm=s.geometry.box_to_patient(int(k), xyxy),
-                    frame=_frame(s, k),
+                    frame=frame_of(s, k),
                 )
             )
             if len(result.boxes) == 1 and agents is not None and agents.levels:
@@ -213,11 +212,12 @@ def _centre_mm_of(series: list[SeriesData], b: BoxResult) -> np.ndarray | None:
     return None if p is None else np.asarray(p, float)
 
 
-def _sop(series: SeriesData, k: int) -> str:
+def sop_of(series: SeriesData, k: int) -> str:
+    """The SOP Instance UID of sorted slice ``k`` ("" when unknown)."""
     return series.sop_uids[k] if k < len(series.sop_uids) else ""
 
 
-def _frame(series: SeriesData, k: int) -> int | None:
+def frame_of(series: SeriesData, k: int) -> int | None:
     """The 1-based frame of sorted slice ``k`` in its multi-frame object (None: single-frame)."""
     frame = series.frame_numbers[k] if k < len(series.frame_numbers) else None
     return int(frame) if frame is not None else None

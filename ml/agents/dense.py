@@ -44,7 +44,14 @@ from torch import nn
 
 from ml.agents.analysis import ConditionResult
 from ml.agents.artifact import save_artifact
-from ml.agents.dense_boxes import box_targets, fit_box_regressor, key_slice_negatives, regress, truth_boxes_in_cells
+from ml.agents.dense_boxes import (
+    box_targets,
+    covered_cells,
+    fit_box_regressor,
+    key_slice_negatives,
+    regress,
+    truth_boxes_in_cells,
+)
 from ml.agents.dense_views import study_views
 from ml.agents.diagnosis import (
     FAMILY,
@@ -168,9 +175,7 @@ def cell_targets(
         for view, j in key_slice_negatives(feat, d, truth):
             t[view, :, :, j] = 0  # the boxes below set their cells back to 1
     for view, j, b in truth_boxes_in_cells(feat, d, truth, g):
-        bx0, by0, bx1, by1 = np.clip(b, 0, g)
-        c0, r0 = int(np.floor(bx0)), int(np.floor(by0))
-        c1, r1 = max(int(np.ceil(bx1)), c0 + 1), max(int(np.ceil(by1)), r0 + 1)
+        c0, r0, c1, r1 = covered_cells(b, g)
         t[view, r0:r1, c0:c1, j] = 1
     return t.reshape(v * g * g, K)
 

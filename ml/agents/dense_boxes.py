@@ -89,6 +89,15 @@ def key_slice_negatives(feat: StudyFeatures, d: dict[str, Any], truth: dict | No
     return present - uncertain
 
 
+def covered_cells(b: np.ndarray, g: int) -> tuple[int, int, int, int]:
+    """(c0, r0, c1, r1): the cells a box [x0, y0, x1, y1] (in cells) touches on a g x g grid,
+    at least one; the cell targets and the box regressor's training cells are the same ones."""
+    bx0, by0, bx1, by1 = np.clip(b, 0, g)
+    c0, r0 = int(np.floor(bx0)), int(np.floor(by0))
+    c1, r1 = max(int(np.ceil(bx1)), c0 + 1), max(int(np.ceil(by1)), r0 + 1)
+    return c0, r0, min(c1, g), min(r1, g)
+
+
 def box_targets(
     feat: StudyFeatures, d: dict[str, Any], truth: dict | None, g: int
 ) -> list[tuple[int, int, np.ndarray]]:
@@ -96,13 +105,11 @@ def box_targets(
     every cell under a present finding's box (the cells ``dense.cell_targets`` marks positive)."""
     out = []
     for view, j, b in truth_boxes_in_cells(feat, d, truth, g):
-        cb = np.clip(b, 0, g)
-        c0, r0 = int(np.floor(cb[0])), int(np.floor(cb[1]))
-        c1, r1 = max(int(np.ceil(cb[2])), c0 + 1), max(int(np.ceil(cb[3])), r0 + 1)
+        c0, r0, c1, r1 = covered_cells(b, g)
         centre = np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
         size = np.log(np.maximum(np.array([b[2] - b[0], b[3] - b[1]]), 1e-3))
-        for r in range(r0, min(r1, g)):
-            for c in range(c0, min(c1, g)):
+        for r in range(r0, r1):
+            for c in range(c0, c1):
                 off = centre - [c + 0.5, r + 0.5]
                 out.append((view * g * g + r * g + c, j, np.concatenate([off, size])))
     return out

@@ -37,7 +37,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 from ml.agents.analysis import BoxResult, ConditionResult, SliceRef, StudyAnalysis
 from ml.agents.artifact import load_artifact, save_artifact
-from ml.agents.cell_localization import localize_with
+from ml.agents.cell_localization import frame_of, localize_with, sop_of
 from ml.agents.features import StudyFeatures, slice_design
 from ml.agents.levels import level_design, level_of, midline_x
 from ml.conditions import CONDITION_KEYS
@@ -223,7 +223,7 @@ class LocalizationAgents:
         cands = [(float(sc[k, j]), si, k) for si, sc in enumerate(scores) for k in range(sc.shape[0])]
         cands.sort(key=lambda t: -t[0])
         result.key_slices = [
-            SliceRef(series[si].series_uid, _sop(series[si], k), int(k), round(score, 4), _frame(series[si], k))
+            SliceRef(series[si].series_uid, sop_of(series[si], k), int(k), round(score, 4), frame_of(series[si], k))
             for score, si, k in cands[: self.cfg.top_k_slices]
         ]
         seen_planes: set[str | None] = set()
@@ -240,13 +240,13 @@ class LocalizationAgents:
             result.boxes.append(
                 BoxResult(
                     series_uid=s.series_uid,
-                    sop_uid=_sop(s, k),
+                    sop_uid=sop_of(s, k),
                     index=int(k),
                     xyxy=[round(v, 2) for v in xyxy],
                     xyxy_norm=[round(v, 5) for v in s.geometry.normalise(xyxy)],
                     score=round(score, 4),
                     patient_mm=s.geometry.box_to_patient(int(k), xyxy),
-                    frame=_frame(s, k),
+                    frame=frame_of(s, k),
                 )
             )
             if len(result.boxes) == 1:
@@ -299,16 +299,6 @@ class LocalizationAgents:
     def load(cls, folder: str | Path) -> LocalizationAgents:
         cfg, arrays, doc = load_artifact(folder, FAMILY, LocalizationConfig)
         return cls(cfg, arrays, {**doc["meta"], "version": doc["version"]})
-
-
-def _sop(series: SeriesData, k: int) -> str:
-    return series.sop_uids[k] if k < len(series.sop_uids) else ""
-
-
-def _frame(series: SeriesData, k: int) -> int | None:
-    """The 1-based frame of sorted slice ``k`` in its multi-frame object (None: single-frame)."""
-    frame = series.frame_numbers[k] if k < len(series.frame_numbers) else None
-    return int(frame) if frame is not None else None
 
 
 def slice_targets(feat: StudyFeatures, truth: dict | None) -> list[tuple[np.ndarray, np.ndarray]]:
