@@ -24,118 +24,32 @@ lives in a versioned lexicon (``lexicon/v<N>.yaml``); this module is only the lo
    otherwise any present finding mention -> 1, else any hedged -> -1, else 0. (v3) A hedged
    ``diagnosis_terms`` mention (a histology such as "probable schwannoma") is dropped when the
    condition is stated outright elsewhere: the doubt is about which kind, not whether.
+
+(v4) A negation cue reaches over a list of short findings however long ("No evidence of A, B or C,
+D, E or F"); a post-cue reaches further back when no other finding stands between it and the term
+(it then speaks of that term), past a relative clause that only recalls the prior study; a
+statement of normality ("the pars are intact") is a negated mention, which matters in an addendum;
+and an addendum that only negates, at named levels, withdraws the finding at those levels alone.
+The lexicon (``lexicons.py``) holds the wording and the switches, so v1-v3 behave as they did.
 """
 
 from __future__ import annotations
 
-import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import yaml
-from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein
-
+from ml.agents.labels.lexicons import DEFAULT_LEXICON, Lexicon, Patterns, load_lexicon, normalise
 from ml.agents.labels.result import LabelResult
 from ml.agents.labels.text import Sentence, clauses, split_sentences
 from ml.conditions import CONDITION_KEYS
 
-LEXICON_DIR = Path(__file__).parent / "lexicon"
-DEFAULT_LEXICON = 3
 _WORD = re.compile(r"[A-Za-z0-9]+")
-_LONG_WORD = re.compile(r"[A-Za-z]{8,}")
-# Placeholders the lexicon may use inside patterns.
-_MACROS = {
-    "{LEVEL}": r"[CTLS]\d{1,2}\s*[-/]\s*[CTLS]?\d{1,2}",
-    # a vertebra, not a level and not a sequence name ("T2 signal", "T1-weighted")
-    "{VERT}": (
-        r"[CTLS]\d{1,2}(?!\d)(?!\s*[-/]\s*[CTLS]?\d)"
-        r"(?!\s*-?\s*(weighted|signal|hyper|hypo|w\b|images?|sequences?|stir|flair|fat|post|pre))"
-    ),
-}
-
-Patterns = tuple[re.Pattern[str], ...]
-
-
-@dataclass(frozen=True)
-class Lexicon:
-    version: int
-    sections: dict[str, list[str]]
-    neg_pre: Patterns
-    neg_post: Patterns
-    neg_stop: Patterns
-    neg_pseudo: Patterns
-    neg_window: int
-    hedge_pre: Patterns
-    hedge_post: Patterns
-    hedge_both: Patterns
-    hedge_exempt: dict[str, Patterns]
-    directional_hedges: bool  # False: v1, a cue anywhere in the comma-chunk hedges
-    historical: Patterns
-    rewrite: tuple[tuple[re.Pattern[str], str], ...]
-    spelling: tuple[str, ...]
-    height_loss: re.Pattern[str] | None
-    height_disc: re.Pattern[str] | None
-    height_vertebra: re.Pattern[str] | None
-    terms: dict[str, Patterns]
-    weak_terms: dict[str, Patterns]
-    exclude: dict[str, Patterns]
-    diagnosis: dict[str, Patterns]  # (v3) terms naming a kind of the condition, see _decide
-
-
-def _expand(pattern: str) -> str:
-    for k, v in _MACROS.items():
-        pattern = pattern.replace(k, v)
-    return pattern
-
-
-def _compile(patterns: list[str] | None) -> Patterns:
-    return tuple(re.compile(_expand(p), re.IGNORECASE) for p in patterns or [])
-
-
-def _one(pattern: str | None) -> re.Pattern[str] | None:
-    return re.compile(_expand(pattern), re.IGNORECASE) if pattern else None
-
-
-@functools.cache
-def load_lexicon(version: int = DEFAULT_LEXICON) -> Lexicon:
-    """Load and compile ``lexicon/v<version>.yaml`` (cached); every condition must be covered."""
-    path = LEXICON_DIR / f"v{version}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in LEXICON_DIR.glob("v*.yaml"))
-        raise FileNotFoundError(f"no lexicon {path.name}; known: {', '.join(known)}")
-    raw: dict[str, Any] = yaml.safe_load(path.read_text())
-    conds = raw["conditions"]
-    missing = set(CONDITION_KEYS) - set(conds)
-    if missing:
-        raise ValueError(f"lexicon {path.name} lacks conditions {sorted(missing)}")
-    directional = "hedge_pre" in raw or "hedge_post" in raw
-    return Lexicon(
-        version=int(raw["version"]),
-        sections={k: [n.lower() for n in v] for k, v in raw["sections"].items()},
-        neg_pre=_compile(raw["negation_pre"]),
-        neg_post=_compile(raw["negation_post"]),
-        neg_stop=_compile(raw["negation_stop"]),
-        neg_pseudo=_compile(raw.get("negation_pseudo")),
-        neg_window=int(raw["negation_window"]),
-        hedge_pre=_compile(raw.get("hedge_pre")),
-        hedge_post=_compile(raw.get("hedge_post")),
-        hedge_both=_compile(raw.get("hedge_both", raw.get("hedge"))),
-        hedge_exempt={k: _compile(v) for k, v in (raw.get("hedge_exempt") or {}).items()},
-        directional_hedges=directional,
-        historical=_compile(raw.get("historical")),
-        rewrite=tuple((re.compile(p, re.IGNORECASE), r) for p, r in raw.get("rewrite") or []),
-        spelling=tuple(w.lower() for w in raw.get("spelling") or []),
-        height_loss=_one(raw.get("height_loss")),
-        height_disc=_one(raw.get("height_disc_context")),
-        height_vertebra=_one(raw.get("height_vertebra_context")),
-        terms={k: _compile(conds[k].get("terms")) for k in CONDITION_KEYS},
-        weak_terms={k: _compile(conds[k].get("weak_terms")) for k in CONDITION_KEYS},
-        exclude={k: _compile(conds[k].get("exclude")) for k in CONDITION_KEYS},
-        diagnosis={k: _compile(conds[k].get("diagnosis_terms")) for k in CONDITION_KEYS},
-    )
+_LIST_AND = re.compile(r"\b(or|nor|and)\b", re.IGNORECASE)
+_LIST_OR = re.compile(r"\b(or|nor)\b", re.IGNORECASE)
+# a disc level as written ("L4-5", "L4/5", "L4-L5", "L5-S1", "C7-T1"), for addendum withdrawal by level
+_LEVEL = re.compile(r"\b([CTLS])(\d{1,2})\s*[-/]\s*([CTLS])?(\d{1,2})\b", re.IGNORECASE)
+_LINE_LABEL = re.compile(r"[^:\n]{0,40}:")
 
 
 @dataclass(frozen=True)
@@ -145,6 +59,7 @@ class Mention:
     sentence: Sentence
     match: str
     diagnosis: bool = False  # the term names a kind of the condition (a histology), not the finding
+    levels: frozenset[str] = frozenset()  # (v4) disc levels the sentence (or its line's label) names
 
 
 def _n_words(s: str) -> int:
@@ -155,50 +70,62 @@ def _spans(patterns: Patterns, text: str) -> list[tuple[int, int]]:
     return [m.span() for p in patterns for m in p.finditer(text)]
 
 
-@functools.cache
-def _spelling_fix(word: str, vocab: tuple[str, ...]) -> str | None:
-    low = word.lower()
-    if low in vocab:
-        return None
-    # Typos keep the first two letters; a prefix change is another word ("decompressed").
-    cands = [w for w in vocab if w[:2] == low[:2]]
-    hit = process.extractOne(low, cands, scorer=Levenshtein.distance, score_cutoff=2 if len(low) >= 13 else 1)
-    return hit[0] if hit else None
-
-
-def normalise(clause: str, lex: Lexicon) -> str:
-    """The clause as the term patterns expect it: rewrites applied, misspelt key words fixed.
-
-    Matching runs on this copy only; evidence and spans always point at the original text.
-    """
-    for pattern, repl in lex.rewrite:
-        clause = pattern.sub(repl, clause)
-    if lex.spelling:
-        clause = _LONG_WORD.sub(lambda m: _spelling_fix(m.group(0), lex.spelling) or m.group(0), clause)
-    return clause
-
-
 def _stopped(lex: Lexicon, between: str) -> bool:
     return any(s.search(between) for s in lex.neg_stop)
 
 
-def _negated(lex: Lexicon, clause: str, a: int, b: int) -> tuple[bool, list[tuple[int, int]]]:
-    """Whether the term at clause[a:b] is negated; also returns the negation cue spans used."""
+def _short_list(lex: Lexicon, between: str, rest: str) -> bool:
+    """(v4) Whether ``between`` (cue to term, or term to cue) runs over a list of short findings:
+    comma-separated items of few words, a coordinator in ``rest``, no item after the first opening
+    with a grade of its own ("No stenosis, mild foraminal narrowing or ..." is two statements)."""
+    if lex.neg_list_window is None or _n_words(between) > lex.neg_list_window or not _LIST_AND.search(rest):
+        return False
+    items = between.split(",")
+    if any(_n_words(it) > lex.neg_list_item_words for it in items):
+        return False
+    return lex.neg_list_breaker is None or not any(lex.neg_list_breaker.search(it) for it in items[1:])
+
+
+def _negated(
+    lex: Lexicon, clause: str, a: int, b: int, others: Sequence[tuple[int, int]] = ()
+) -> tuple[bool, list[tuple[int, int]]]:
+    """Whether the term at clause[a:b] is negated; also returns the negation cue spans used.
+
+    ``others`` are the spans of the other terms in the clause: (v4) a post-cue reaches further back
+    when none of them stands between, since then the term is the subject it speaks of.
+    """
     pseudo = _spans(lex.neg_pseudo, clause)
     for p in (*lex.neg_pre, *lex.historical):
         for m in p.finditer(clause, 0, a):
             if any(pa <= m.start() < pb for pa, pb in pseudo):
                 continue
             between = clause[m.end() : a]
-            if _n_words(between) > lex.neg_window or _stopped(lex, between):
+            if _stopped(lex, between):
                 continue
-            if "," in between and not re.search(r"\b(or|nor)\b", clause[m.end() :], re.IGNORECASE):
+            if lex.neg_list_window is not None and "," in between:
+                if not _short_list(lex, between, clause[m.end() :]):
+                    continue  # a comma that does not separate list items ends the scope
+            elif _n_words(between) > lex.neg_window:
+                continue
+            elif "," in between and not _LIST_OR.search(clause[m.end() :]):
                 continue  # "No stenosis, mild foraminal narrowing": the comma ends the scope
             return True, [m.span()]
     for p in lex.neg_post:
         for m in p.finditer(clause, b):
+            if lex.pseudo_post and any(pa <= m.start() < pb for pa, pb in pseudo):
+                continue
             between = clause[b : m.start()]
-            if _n_words(between) > lex.neg_window or "," in between or _stopped(lex, between):
+            for skip in lex.post_skip:
+                between = skip.sub(" ", between)
+            if _stopped(lex, between):
+                continue
+            window = lex.neg_window
+            if lex.neg_post_window is not None and not any(b <= oa and ob <= m.start() for oa, ob in others):
+                window = lex.neg_post_window
+            if "," in between:
+                if not _short_list(lex, between, between):
+                    continue  # "Canal stenosis, foraminal narrowing and cord compression are not seen" is a list
+            elif _n_words(between) > window:
                 continue
             return True, [m.span()]
     return False, []
@@ -274,19 +201,52 @@ def _clause_matches(lex: Lexicon, clause: str) -> list[tuple[str, bool, int, int
     return out
 
 
+def _levels(text: str) -> frozenset[str]:
+    """Disc levels named in ``text``, canonical ("L4/5", "L4-L5" -> "L4-L5")."""
+    out = set()
+    for m in _LEVEL.finditer(text):
+        r1, n1, r2, n2 = m.groups()
+        out.add(f"{r1.upper()}{n1}-{(r2 or r1).upper()}{n2}")
+    return frozenset(out)
+
+
+def _sentence_levels(text: str, sent: Sentence) -> frozenset[str]:
+    """The levels a sentence names, else those of its line's label ("L4-5: ... Mild stenosis.")."""
+    own = _levels(sent.text)
+    if own:
+        return own
+    line = text.rfind("\n", 0, sent.start) + 1
+    label = _LINE_LABEL.match(text, line)
+    return _levels(label.group(0)) if label and label.end() <= sent.start + 1 else frozenset()
+
+
+def _normal_mentions(lex: Lexicon, clause: str, sent: Sentence, levels: frozenset[str]) -> list[Mention]:
+    """(v4) Statements of normality ("the pars are intact") as negated mentions; "not intact" is none."""
+    out: list[Mention] = []
+    for key, pats in (lex.normal or {}).items():
+        for p in pats:
+            for m in p.finditer(clause):
+                if not _negated(lex, clause, *m.span())[0] and not re.search(r"\bnot\b", m.group(0), re.I):
+                    out.append(Mention(key, 0, sent, m.group(0), levels=levels))
+    return out
+
+
 def find_mentions(text: str, lex: Lexicon) -> list[Mention]:
     """Every condition mention in the findings, impression and addendum sections, with its polarity."""
     out: list[Mention] = []
     for sent in split_sentences(text, lex.sections):
         if sent.section not in ("findings", "impression", "addendum"):
             continue
+        levels = _sentence_levels(text, sent) if lex.addendum_by_level else frozenset()
         for ca, cb in clauses(sent):
             clause = normalise(sent.text[ca:cb], lex)
             found: list[Mention] = []
-            for key, weak, a, b in sorted(_clause_matches(lex, clause), key=lambda t: t[2]):
+            matches = sorted(_clause_matches(lex, clause), key=lambda t: t[2])
+            for key, weak, a, b in matches:
                 diagnosis = any(da < b and a < db for da, db in _spans(lex.diagnosis[key], clause))
                 hedged = _hedged(lex, clause, a, b, key)
-                negated, _ = _negated(lex, clause, a, b)
+                others = [(oa, ob) for _, _, oa, ob in matches if (oa, ob) != (a, b)]
+                negated, _ = _negated(lex, clause, a, b, others)
                 if hedged:
                     polarity = -1
                 elif negated:
@@ -297,12 +257,21 @@ def find_mentions(text: str, lex: Lexicon) -> list[Mention]:
                     polarity = 1
                 if polarity == 1 and any(m.condition == key and m.polarity == -1 and not m.diagnosis for m in found):
                     polarity = -1  # "possible DDD with disc height loss": one hedged finding described twice
-                found.append(Mention(key, polarity, sent, clause[a:b], diagnosis))
+                found.append(Mention(key, polarity, sent, clause[a:b], diagnosis, levels))
             out.extend(found)
+            out.extend(_normal_mentions(lex, clause, sent, levels))
     return out
 
 
-def _decide(mentions: list[Mention]) -> tuple[int, Mention | None, float]:
+def _withdrawn_levels(addendum: list[Mention]) -> frozenset[str] | None:
+    """(v4) The levels a purely negating addendum withdraws the finding at; None when it withdraws
+    it everywhere (a mention without a level, or any affirmative addendum mention)."""
+    if any(m.polarity != 0 or not m.levels for m in addendum):
+        return None
+    return frozenset().union(*(m.levels for m in addendum))
+
+
+def _decide(mentions: list[Mention], by_level: bool = False) -> tuple[int, Mention | None, float]:
     """Label, deciding mention and confidence for one condition's mentions."""
     if not mentions:
         return 0, None, 0.85  # not mentioned: absent by convention, less sure than an explicit "no"
@@ -316,6 +285,12 @@ def _decide(mentions: list[Mention]) -> tuple[int, Mention | None, float]:
             hits = [m for m in addendum if m.polarity == pol]
             if hits:
                 return pol, hits[0], 0.6 if pol == -1 else 0.9
+        withdrawn = _withdrawn_levels(addendum) if by_level else None
+        if withdrawn:  # withdrawn at the named levels only: the body still speaks for the others
+            rest = [m for m in mentions if m.sentence.section != "addendum" and m.levels and not m.levels & withdrawn]
+            if any(m.polarity != 0 for m in rest):
+                label, by, _ = _decide(rest)
+                return label, by, 0.75
         return 0, None, 0.9
     imp = [m for m in mentions if m.sentence.section == "impression" and m.polarity != 0]
     pool = imp if imp else [m for m in mentions if m.sentence.section != "impression"] or mentions
@@ -341,7 +316,7 @@ def extract_rules(text: str, lexicon_version: int = DEFAULT_LEXICON) -> LabelRes
     spans: dict[str, tuple[int, int]] = {}
     confidence: dict[str, float] = {}
     for key in CONDITION_KEYS:
-        label, by, conf = _decide([m for m in mentions if m.condition == key])
+        label, by, conf = _decide([m for m in mentions if m.condition == key], lex.addendum_by_level)
         labels[key] = label
         confidence[key] = conf
         if by is not None:

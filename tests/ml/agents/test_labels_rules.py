@@ -97,8 +97,8 @@ def test_result_has_all_keys_and_evidence_is_an_exact_substring() -> None:
         assert text[a:b] == ev
     assert res.evidence["disc_herniation"] == "Disc herniation at L4-5."
     assert res.confidence["pars_defect"] < res.confidence["disc_herniation"]
-    assert res.extractor == "rules/lexicon-v3"
-    for old in (1, 2):  # stored versions stay readable
+    assert res.extractor == "rules/lexicon-v4"
+    for old in (1, 2, 3):  # stored versions stay readable
         assert extract_labels(text, lexicon_version=old).extractor == f"rules/lexicon-v{old}"
     assert LabelResult.from_dict(res.to_dict()) == res
 
