@@ -287,7 +287,7 @@ def _decide(mentions: list[Mention], by_level: bool = False) -> tuple[int, Menti
                 return pol, hits[0], 0.6 if pol == -1 else 0.9
         withdrawn = _withdrawn_levels(addendum) if by_level else None
         if withdrawn:  # withdrawn at the named levels only: the body still speaks for the others
-            rest = [m for m in mentions if m.sentence.section != "addendum" and m.levels and not m.levels & withdrawn]
+            rest = [m for m in mentions if m.sentence.section != "addendum" and m.levels - withdrawn]
             if any(m.polarity != 0 for m in rest):
                 label, by, _ = _decide(rest)
                 return label, by, 0.75

@@ -109,7 +109,7 @@ def test_addendum_withdraws_at_the_level_it_names_only() -> None:
     )
     one = extract_labels(body + "ADDENDUM: Correction: there is no foraminal stenosis at L5-S1.")
     assert one.labels["foraminal_narrowing"] == 1
-    assert one.evidence["foraminal_narrowing"] == "L4-5: Moderate left foraminal stenosis."
+    assert one.evidence["foraminal_narrowing"] == "Foraminal stenosis at L4-5 and L5-S1."  # L4-5 stands
     both = extract_labels(body + "ADDENDUM: There is no foraminal stenosis at L4-5 or L5-S1.")
     assert both.labels["foraminal_narrowing"] == 0
     anywhere = extract_labels(body + "ADDENDUM: There is no foraminal stenosis.")
@@ -120,6 +120,8 @@ def test_addendum_withdraws_at_the_level_it_names_only() -> None:
         "ADDENDUM: No canal stenosis at L3-4."
     )
     assert extract_labels(lined).labels["canal_stenosis"] == 1
+    two = "FINDINGS:\nMild canal stenosis at L3-4 and moderate at L4-5.\nADDENDUM: There is no canal stenosis at L3-4."
+    assert extract_labels(two).labels["canal_stenosis"] == 1
 
 
 def test_new_section_headers() -> None:
@@ -142,7 +144,17 @@ def test_new_section_headers() -> None:
         ("The previously seen pars defect cannot now be identified.", "pars_defect", 0),
         ("Neither spondylolysis nor spondylolisthesis.", "spondylolisthesis", 0),
         ("Neither spondylolysis nor spondylolisthesis.", "pars_defect", 0),
-        # synonyms
+        # addenda that withdraw in so many words
+        ("The L4-5 protrusion is withdrawn; it is a bulge.", "disc_herniation", 0),
+        ("The pars defect was reported in error.", "pars_defect", 0),
+        # "no A to suggest B" denies B
+        ("No marrow oedema to suggest an acute fracture.", "acute_fracture", 0),
+        ("Endplate irregularity, which suggests a healed fracture.", "compression_deformity", 0),
+        # synonyms and word forms
+        ("Both subarticular recesses are moderately stenosed.", "subarticular_stenosis", 1),
+        ("The disc at L4/5 is degenerate.", "disc_height_loss", 1),
+        ("The discs are not degenerate.", "disc_height_loss", 0),
+        ("Fracture of the L1 superior endplate, which appears acute.", "acute_fracture", 1),
         ("Critically narrowed spinal canal at L3-4.", "canal_stenosis", 1),
         ("A 7 mm cyst arising from the left L4-5 facet joint.", "synovial_cyst", 1),
         ("Grade 1 spondylolytic spondylolisthesis at L5-S1.", "pars_defect", 1),
