@@ -11,6 +11,7 @@ Prints per-condition accuracy, the -1/0/1 confusion matrix (rows = truth, column
 and reports/second. ``--backend llm --model PATH`` runs the LLM back-end instead.
 
     python benchmarks/label_extraction.py --seed 2026 --n 2000
+    python benchmarks/label_extraction.py --seed 2026 --n 2000 --lexicon 3    # an older lexicon
     python benchmarks/label_extraction.py --manifest .cache/bench/spinefm/data/manifest.jsonl
     python benchmarks/label_extraction.py --seed 2026 --n 40 --backend llm --model .cache/models/gemma-3-270m
 """
@@ -108,6 +109,7 @@ def main() -> None:
     ap.add_argument(
         "--drop-impression", action="store_true", help="cut each report at IMPRESSION: (findings-only stress test)"
     )
+    ap.add_argument("--lexicon", type=int, default=None, help="rule lexicon version (default: the extractor's)")
     ap.add_argument("--show-errors", type=int, default=0, help="print this many mistakes")
     ap.add_argument("--json", type=Path, help="write the metrics here")
     args = ap.parse_args()
@@ -118,10 +120,11 @@ def main() -> None:
     if args.backend == "rules":
         from ml.agents.labels.rules import DEFAULT_LEXICON, extract_rules
 
-        name = f"rules/lexicon-v{DEFAULT_LEXICON}"
+        version = args.lexicon or DEFAULT_LEXICON
+        name = f"rules/lexicon-v{version}"
 
         def predict(texts: list[str]):  # type: ignore[no-untyped-def]
-            return [extract_rules(t) for t in texts]
+            return [extract_rules(t, lexicon_version=version) for t in texts]
     else:
         from ml.agents.labels.llm import extractor_for
 
