@@ -4,7 +4,9 @@ The corpus is ``tests/data/realistic_reports/<split>.yaml``: reports in differen
 styles with hand-assigned labels (conditions not listed are absent). ``dev`` is what the rules
 were tuned on; ``heldout`` was written before tuning and only evaluated (but its sentences were in
 view while lexicon v2 was designed); ``heldout_b`` was written after v2, run once, and then became
-development for lexicon v3; ``heldout_c`` was written before any v3 change and run once, at the end.
+development for lexicon v3; ``heldout_c`` was written before any v3 change, run once at the end, and
+then became development for lexicon v4; ``heldout_d`` was written and committed before any v4
+change, run once with v3 before and once with v4 at the end.
 
 Prints, per split:
 - non-absent accuracy: of the labels that are present (1) or uncertain (-1) in truth, the fraction
@@ -36,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from ml.conditions import CONDITION_KEYS  # noqa: E402
 
 CORPUS = REPO / "tests" / "data" / "realistic_reports"
-SPLITS = ("dev", "heldout", "heldout_b", "heldout_c")
+SPLITS = ("dev", "heldout", "heldout_b", "heldout_c", "heldout_d")
 VALUES = (-1, 0, 1)
 
 

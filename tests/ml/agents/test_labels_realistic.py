@@ -163,10 +163,16 @@ def test_realistic_corpus_accuracy(split: str) -> None:
     assert len(rows) >= 25
     res = score(rows, extract_labels)
     detail = [(e["id"], e["condition"], e["truth"], e["extracted"]) for e in res["errors"]]
-    # dev, heldout and heldout_b (development for lexicon v3) measure 1.000 / 1.000. heldout_c,
-    # run once at the end, measured 0.961 (73/76) / 0.821 (32/39): below the 0.85 report target,
-    # its misses left unfixed so that it stays held out. One more miss there fails the floor.
-    floors = {"dev": (1.0, 1.0), "heldout": (1.0, 1.0), "heldout_b": (1.0, 1.0), "heldout_c": (0.96, 0.82)}[split]
+    # dev, heldout, heldout_b and heldout_c (development for lexicon v4) measure 1.000 / 1.000.
+    # heldout_d, run with v4 once at the end, measured 0.969 (124/128) / 0.893 (50/56); its misses
+    # are left unfixed so that it stays held out. One more miss there fails the floor.
+    floors = {
+        "dev": (1.0, 1.0),
+        "heldout": (1.0, 1.0),
+        "heldout_b": (1.0, 1.0),
+        "heldout_c": (1.0, 1.0),
+        "heldout_d": (0.965, 0.89),
+    }[split]
     assert res["non_absent_accuracy"] >= floors[0], detail
     assert res["report_accuracy"] >= floors[1], detail
 
