@@ -40,9 +40,10 @@ def synth_reports(
     cohorts: tuple[str, ...] = ("general", "elderly"),
 ) -> list[tuple[str, dict[str, int]]]:
     """(report, labels) pairs from the generator's patient sampler and report writer, no pixels."""
-    from ml.data.synthetic.findings import labels_from_findings, sample_patient
+    from ml.data.synthetic.findings import sample_patient
     from ml.data.synthetic.regions import REGION_SPECS
     from ml.data.synthetic.report import write_report
+    from ml.data.synthetic.study_labels import labels_from_findings
 
     out = []
     series = ["SAG T1 FSE", "SAG T2 FSE", "SAG STIR", "AX T2 FSE"]

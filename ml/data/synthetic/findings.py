@@ -7,6 +7,7 @@ in real cohorts. Non-degenerative conditions are drawn independently with publis
 order-of-magnitude prevalences (hemangioma ~15 %, metastasis a few %, ...). Some findings
 are made borderline on purpose and labelled uncertain (-1); some hard negatives (disc
 bulge, Modic 2, focal fatty marrow, Schmorl node) look like positives but are labelled 0.
+The study-level labels and RSNA grades derived from the findings are in ``study_labels``.
 """
 
 from __future__ import annotations
@@ -385,47 +386,3 @@ def _forced(key: str, region: str, mods: AnatomyMods, rng: np.random.Generator) 
         w = "L2" if region == "lumbar" else verts[len(verts) // 2]
         return [Finding(key, w, None, "moderate", 1, {"kind": "extramedullary"})]
     raise ValueError(key)
-
-
-def labels_from_findings(findings: list[Finding]) -> dict[str, int]:
-    """Study-level ternary labels: 1 if any definite finding, -1 if only uncertain ones."""
-    out = {k: 0 for k in CONDITION_KEYS}
-    for f in findings:
-        if f.label == 1:
-            out[f.condition] = 1
-        elif f.label == -1 and out[f.condition] == 0:
-            out[f.condition] = -1
-    return out
-
-
-RSNA_GRADES = ("Normal/Mild", "Moderate", "Severe")
-
-
-def rsna_grades(findings: list[Finding], levels: tuple[str, ...]) -> dict[str, str]:
-    """RSNA 2024 lumbar grades per level (and side) for canal, foraminal, subarticular."""
-    out: dict[str, str] = {}
-    key_of = {
-        "canal_stenosis": "spinal_canal_stenosis",
-        "foraminal_narrowing": "neural_foraminal_narrowing",
-        "subarticular_stenosis": "subarticular_stenosis",
-    }
-    for lv in levels:
-        tag = lv.lower().replace("-", "_")
-        tag = tag if "_s" in tag else tag.replace("_", "_l", 1)
-        out[f"spinal_canal_stenosis_{tag}"] = RSNA_GRADES[0]
-        for side in ("left", "right"):
-            out[f"{side}_neural_foraminal_narrowing_{tag}"] = RSNA_GRADES[0]
-            out[f"{side}_subarticular_stenosis_{tag}"] = RSNA_GRADES[0]
-    for f in findings:
-        if f.condition not in key_of or f.label != 1:
-            continue
-        grade = RSNA_GRADES[SEVERITIES.index(f.severity)] if f.severity != "mild" else RSNA_GRADES[0]
-        tag = f.level.lower().replace("-", "_")
-        tag = tag if "_s" in tag else tag.replace("_", "_l", 1)
-        if f.condition == "canal_stenosis":
-            out[f"spinal_canal_stenosis_{tag}"] = grade
-        else:
-            sides = ("left", "right") if f.side in ("bilateral", "central", None) else (f.side,)
-            for s in sides:
-                out[f"{s}_{key_of[f.condition]}_{tag}"] = grade
-    return out

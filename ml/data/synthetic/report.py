@@ -4,7 +4,8 @@ Sections follow the report format in docs/paper.md. Phrasing is drawn from synon
 hedges for uncertain (-1) findings, "no significant change" comparisons, distractor
 sentences and incidental findings, so that label extraction and report generation have
 to understand the text rather than match one template. Disc terms follow Lumbar Disc
-Nomenclature 2.0 (bulge is not herniation; protrusion vs extrusion by shape).
+Nomenclature 2.0 (bulge is not herniation; protrusion vs extrusion by shape). The word pickers
+and the per-level DISCS line are in ``report_phrases``; this module writes the sections in order.
 """
 
 from __future__ import annotations
@@ -12,145 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from ml.conditions import IMPRESSION_ORDER
-from ml.data.synthetic.findings import Finding, Patient
+from ml.data.synthetic.findings import Patient
 from ml.data.synthetic.priors import PriorMention, change_line, compared_line
-
-_HEDGE = ("possible", "questionable", "equivocal", "suspected", "probable", "subtle, indeterminate")
-_SEV_WORD = {
-    "mild": ("mild", "slight", "mild"),
-    "moderate": ("moderate", "moderate", "moderate-grade"),
-    "severe": ("severe", "marked", "high-grade"),
-}
-
-
-class _Writer:
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
-
-    def pick(self, *opts: str) -> str:
-        return str(opts[int(self.rng.integers(len(opts)))])
-
-    def sev(self, s: str) -> str:
-        return self.pick(*_SEV_WORD[s])
-
-    def side(self, side: str | None) -> str:
-        if side in ("left", "right"):
-            return side
-        return "bilateral" if side == "bilateral" else ""
-
-    def hedge(self) -> str:
-        return self.pick(*_HEDGE)
-
-
-def _by(findings: list[Finding], cond: str, level: str | None = None) -> list[Finding]:
-    return [f for f in findings if f.condition == cond and (level is None or f.level == level)]
-
-
-def _upper(level: str) -> str:
-    return level.split("-")[0]
-
-
-def _lower(level: str) -> str:
-    """'L4-5' -> 'L5', 'L5-S1' -> 'S1'."""
-    b = level.split("-")[1]
-    return b if b[0].isalpha() else level[0] + b
-
-
-def _disc_line(w: _Writer, lv: str, fs: list[Finding], p: Patient) -> str:
-    parts: list[str] = []
-    hl = _by(fs, "disc_height_loss", lv)
-    g = p.degen.get(lv, 0.0)
-    if hl and hl[0].label == 1:
-        parts.append(
-            w.pick(
-                f"{w.sev(hl[0].severity)} disc height loss with desiccation",
-                f"{w.sev(hl[0].severity)} loss of disc height and T2 signal",
-                f"degenerative disc with {w.sev(hl[0].severity)} narrowing of the disc space",
-            )
-        )
-    elif hl:
-        parts.append(
-            w.pick("possible minimal disc space narrowing", "borderline disc height, questionable early narrowing")
-        )
-    elif g >= 0.45:
-        parts.append(w.pick("disc desiccation with preserved height", "mild desiccation, disc height maintained"))
-    hern = _by(fs, "disc_herniation", lv)
-    if hern:
-        h = hern[0]
-        typ = h.detail.get("type", "protrusion")
-        zone = h.detail.get("zone", "paracentral")
-        loc = "central" if h.side == "central" else f"{h.side} {zone}"
-        mig = h.detail.get("migration", "none")
-        if h.label == -1:
-            parts.append(
-                w.pick(
-                    f"{w.hedge()} tiny {loc} protrusion versus annular bulge",
-                    f"tiny {loc} annular fissure, {w.hedge()} small protrusion",
-                )
-            )
-        elif typ == "extrusion":
-            tail = f" with {mig} migration" if mig != "none" else ""
-            parts.append(
-                w.pick(
-                    f"{loc} disc extrusion{tail}",
-                    f"{w.sev(h.severity)} {loc} extruded disc herniation{tail}",
-                    f"{loc} extrusion{tail} indenting the thecal sac",
-                )
-            )
-        else:
-            parts.append(
-                w.pick(
-                    f"{w.sev(h.severity)} {loc} disc protrusion",
-                    f"{loc} protrusion",
-                    f"broad-based {loc} protrusion contacting the ventral thecal sac",
-                )
-            )
-    elif p.mods.bulge.get(lv, 0) > 1.5:
-        parts.append(
-            w.pick("diffuse disc bulge", "circumferential disc bulge without focal herniation", "mild broad disc bulge")
-        )
-    cs = _by(fs, "canal_stenosis", lv)
-    if cs:
-        c = cs[0]
-        if c.label == 1:
-            parts.append(
-                w.pick(
-                    f"{w.sev(c.severity)} spinal canal stenosis",
-                    f"{w.sev(c.severity)} central canal narrowing",
-                    f"resulting in {w.sev(c.severity)} canal stenosis",
-                )
-            )
-        else:
-            parts.append(w.pick("borderline canal narrowing", f"{w.hedge()} mild central stenosis"))
-    for f in _by(fs, "subarticular_stenosis", lv):
-        parts.append(
-            w.pick(
-                f"{w.sev(f.severity)} {f.side} subarticular (lateral recess) stenosis",
-                f"narrowing of the {f.side} lateral recess ({f.severity})",
-            )
-        )
-    for f in _by(fs, "foraminal_narrowing", lv):
-        parts.append(
-            w.pick(
-                f"{w.sev(f.severity)} {f.side} neural foraminal narrowing",
-                f"{w.sev(f.severity)} {f.side} foraminal stenosis",
-            )
-        )
-    for f in _by(fs, "synovial_cyst", lv):
-        parts.append(
-            w.pick(f"{f.side} facet synovial cyst projecting into the canal", f"{f.side} juxtafacet (synovial) cyst")
-        )
-    if not parts:
-        parts.append(
-            w.pick(
-                "No disc bulge or herniation. No stenosis",
-                "Normal",
-                "Unremarkable disc. Canal and foramina patent",
-                "No significant abnormality",
-            )
-        )
-    s = "; ".join(parts)
-    return f"{lv}: {s[0].upper()}{s[1:]}."
+from ml.data.synthetic.report_phrases import Writer, disc_line, findings_of, lower_vertebra, upper_vertebra
 
 
 def write_report(
@@ -164,7 +29,7 @@ def write_report(
 ) -> str:
     """The full report text for one study; ``prior`` (the patient's earlier study) is named by
     its date in COMPARISON and the change since it closes the IMPRESSION."""
-    w = _Writer(rng)
+    w = Writer(rng)
     fs = patient.findings
     pos = [f for f in fs if f.label != 0]
     sex_word = "female" if patient.sex == "F" else "male"
@@ -193,11 +58,11 @@ def write_report(
             + (w.pick("Prior MRI of 2 years earlier.", "Radiographs from last year.") if comparison else "None.")
         )
     # alignment
-    sl = _by(fs, "spondylolisthesis")
+    sl = findings_of(fs, "spondylolisthesis")
     if sl:
         a = "; ".join(
             f"grade {f.detail.get('grade', 1)} {f.detail.get('kind', 'degenerative')} anterolisthesis"
-            f" of {_upper(f.level)} on {_lower(f.level)} ({f.detail.get('mm', 0):.0f} mm)"
+            f" of {upper_vertebra(f.level)} on {lower_vertebra(f.level)} ({f.detail.get('mm', 0):.0f} mm)"
             for f in sl
         )
         lines.append(f"ALIGNMENT: {a[0].upper()}{a[1:]}.")
@@ -212,7 +77,7 @@ def write_report(
                 else "Normal kyphosis without listhesis.",
             )
         )
-    pars = _by(fs, "pars_defect")
+    pars = findings_of(fs, "pars_defect")
     if pars:
         p0 = pars[0]
         side = "bilateral" if p0.side == "bilateral" else p0.side
@@ -224,7 +89,7 @@ def write_report(
         lines[-1] += f" {txt[0].upper()}{txt[1:]}."
     # bones
     bone: list[str] = []
-    for f in _by(fs, "compression_deformity"):
+    for f in findings_of(fs, "compression_deformity"):
         pct = {"mild": "less than 25%", "moderate": "approximately 30%", "severe": "more than 40%"}[f.severity]
         if f.detail.get("acute"):
             bone.append(
@@ -242,7 +107,7 @@ def write_report(
                     f"Old {f.level} compression deformity with {pct} height loss, no edema to suggest acuity",
                 )
             )
-    for f in _by(fs, "marrow_edema"):
+    for f in findings_of(fs, "marrow_edema"):
         if f.detail.get("cause") == "stress":
             bone.append(
                 f"{w.hedge().capitalize()} faint marrow edema in {f.level}"
@@ -252,7 +117,7 @@ def write_report(
                     f"STIR hyperintense marrow edema within {f.level}",
                 )
             )
-    for f in _by(fs, "endplate_inflammation"):
+    for f in findings_of(fs, "endplate_inflammation"):
         if f.detail.get("modic") == 1:
             bone.append(
                 w.pick(
@@ -266,7 +131,7 @@ def write_report(
                     f"Fatty degenerative endplate marrow at {f.level}, no edema",
                 )
             )
-    for f in _by(fs, "hemangioma"):
+    for f in findings_of(fs, "hemangioma"):
         if f.detail.get("focal_fat"):
             bone.append(
                 w.pick(
@@ -283,7 +148,7 @@ def write_report(
                     f"Benign-appearing hemangioma at {f.level}",
                 )
             )
-    for f in _by(fs, "osseous_lesion"):
+    for f in findings_of(fs, "osseous_lesion"):
         site = "pedicle" if f.detail.get("site") == "pedicle" else "vertebral body"
         if f.label == -1:
             bone.append(
@@ -298,8 +163,8 @@ def write_report(
                     " concerning for metastatic disease",
                 )
             )
-    for f in _by(fs, "acute_fracture"):
-        if not any(g.detail.get("acute") for g in _by(fs, "compression_deformity")):
+    for f in findings_of(fs, "acute_fracture"):
+        if not any(g.detail.get("acute") for g in findings_of(fs, "compression_deformity")):
             bone.append(f"Acute fracture of {f.level}")
     if not bone:
         bone.append(
@@ -313,10 +178,10 @@ def write_report(
     # discs
     lines.append("DISCS:")
     for lv in levels:
-        lines.append("  " + _disc_line(w, lv, fs, patient))
+        lines.append("  " + disc_line(w, lv, fs, patient))
     # canal
     canal: list[str] = []
-    for f in _by(fs, "epidural_lipomatosis"):
+    for f in findings_of(fs, "epidural_lipomatosis"):
         lvs = f.detail.get("levels", [f.level])
         canal.append(
             w.pick(
@@ -324,7 +189,7 @@ def write_report(
                 f"Excess epidural fat ({f.severity} epidural lipomatosis) at {', '.join(lvs)}",
             )
         )
-    worst = [f for f in _by(fs, "canal_stenosis") if f.label == 1]
+    worst = [f for f in findings_of(fs, "canal_stenosis") if f.label == 1]
     if worst:
         canal.append(
             "Canal stenosis as detailed above, most pronounced at "
@@ -335,7 +200,7 @@ def write_report(
             w.pick("No spinal canal stenosis.", "The spinal canal is capacious.", "Canal patent at all levels.")
         )
     lines.append("SPINAL CANAL: " + " ".join(c if c.endswith(".") else c + "." for c in canal))
-    fo = [f for f in _by(fs, "foraminal_narrowing")]
+    fo = [f for f in findings_of(fs, "foraminal_narrowing")]
     lines.append(
         "NEURAL FORAMINA: "
         + (
@@ -356,7 +221,7 @@ def write_report(
         )
     else:
         cord.append(w.pick("Normal cord signal and caliber.", "No cord signal abnormality."))
-    for f in _by(fs, "intradural_lesion"):
+    for f in findings_of(fs, "intradural_lesion"):
         kind = f.detail.get("kind", "extramedullary")
         if kind == "intramedullary":
             cord.append(
@@ -370,7 +235,7 @@ def write_report(
                     f"Well-circumscribed intradural lesion at the {f.level} level displacing the {displaced}",
                 )
             )
-    for f in _by(fs, "perineural_cyst"):
+    for f in findings_of(fs, "perineural_cyst"):
         where = "in the sacral canal at S2" if f.level.startswith("S") else f"along the {f.side} {f.level} root"
         cord.append(
             w.pick(

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ml.data.synthetic.findings import COHORTS, labels_from_findings, sample_patient
+from ml.data.synthetic.findings import COHORTS, sample_patient
 from ml.data.synthetic.physics import DEFAULT_SERIES
 from ml.data.synthetic.regions import REGION_SPECS
 from ml.data.synthetic.report import write_report
+from ml.data.synthetic.study_labels import labels_from_findings
 from ml.data.synthetic.vendors import VENDORS
 
 _TAG = 0x7E47  # separates these seed streams from generate_study's (seed, index) streams

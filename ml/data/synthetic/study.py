@@ -25,13 +25,14 @@ import numpy as np
 from ml.data.manifest import SeriesEntry, StudyEntry
 from ml.data.synthetic.anatomy import Spine, build_labels, sample_spine
 from ml.data.synthetic.dicom_writer import StudyInfo, uid, write_series
-from ml.data.synthetic.findings import Finding, Patient, labels_from_findings, rsna_grades, sample_patient
+from ml.data.synthetic.findings import Finding, Patient, sample_patient
 from ml.data.synthetic.ground_truth import key_slices
 from ml.data.synthetic.lesions import PlacementError, paint_findings
 from ml.data.synthetic.physics import DEFAULT_SERIES, SERIES_KEYS, protocol, signal_lut
 from ml.data.synthetic.priors import PRIOR_SUFFIX, PriorPlan, has_progression, prior_patient, prior_streams, progression
 from ml.data.synthetic.render import Stack, Texture, degrade, plan_axial, plan_sagittal, tissue_sampler
 from ml.data.synthetic.report import PriorMention, write_report
+from ml.data.synthetic.study_labels import labels_from_findings, rsna_grades
 from ml.data.synthetic.tissues import T, relax_table
 from ml.data.synthetic.vendors import vendor
 
