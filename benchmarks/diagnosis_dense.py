@@ -111,7 +111,7 @@ def with_views(feats: list, disc: dict, cfg) -> list:
 
 
 def table(y: np.ndarray, p: np.ndarray, keys: list[str], n_boot: int) -> dict:
-    from ml.agents.evaluate import condition_table
+    from ml.agents.crossval import condition_table
 
     t = condition_table(y, p, keys, n_boot)
     mean = float(np.nanmean([v["auroc"] for v in t.values()]))
@@ -146,7 +146,7 @@ def boot_mean(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int = 0) -> list[
 
 def cv_score(feats: list, truths: list, cfg, k: int) -> float:
     """Mean AUROC of ``k``-fold patient cross-validation inside the training set."""
-    from ml.agents.dense import train_dense
+    from ml.agents.dense_train import train_dense
     from ml.agents.diagnosis import labels_matrix
     from ml.agents.metrics import auroc
     from ml.data.splits import patient_fold
@@ -178,7 +178,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    from ml.agents.dense import train_dense
+    from ml.agents.dense_train import train_dense
     from ml.agents.diagnosis import labels_matrix
     from ml.conditions import CONDITION_KEYS
 

@@ -78,8 +78,8 @@ def main() -> None:
     if not args.cache.exists():
         raise SystemExit(f"{args.cache} not found: run benchmarks/report_agent_eval.py first (it writes it)")
 
+    from ml.agents.crossval import cv_fit_predict, kfold_keys, mil_fit_predict, probe_fit_predict
     from ml.agents.diagnosis import DiagnosisConfig, labels_matrix
-    from ml.agents.evaluate import _kfold_keys, cv_fit_predict, mil_fit_predict, probe_fit_predict
     from ml.agents.metrics import auroc
     from ml.conditions import CONDITION_KEYS
 
@@ -89,7 +89,7 @@ def main() -> None:
     feats = study_features([rows[i] for i in keep])
     keys = [f.study.patient_key for f in feats]
     y = labels_matrix(feats)
-    folds = _kfold_keys(keys, args.folds, 0)
+    folds = kfold_keys(keys, args.folds, 0)
     x = np.stack([f.diagnosis_vector("slices") for f in feats])  # per-class mean slice features
     runs = {
         "linear probe (mean slices)": probe_fit_predict(x, y, keys, DiagnosisConfig(feature="slices")),

@@ -40,7 +40,8 @@ def fitted_localization(feats: list, truths: list):
     from sklearn.linear_model import LogisticRegression
 
     from ml.agents.levels import level_design
-    from ml.agents.localization import LocalizationAgents, LocalizationConfig, side_offsets, side_rules, truth_slices
+    from ml.agents.localization import LocalizationAgents, LocalizationConfig, truth_slices
+    from ml.agents.localization_train import side_offsets, side_rules
     from ml.conditions import CONDITION_KEYS
 
     lx, ly, sides, offsets = [], [], {}, {}
@@ -86,7 +87,7 @@ def main() -> None:
     from diagnosis_dense import load, variant_cfg, with_views
 
     from ml.agents.cell_localization import localize_from_cells
-    from ml.agents.dense import train_dense
+    from ml.agents.dense_train import train_dense
     from ml.agents.heldout import score
     from ml.conditions import CONDITION_KEYS
 

@@ -76,8 +76,8 @@ def archive_for(studies: list[dict]) -> dict[str, list]:
 def contradictions(text: str, conds: list) -> tuple[int, int]:
     """(condition disagreements, sentences with a level other than the agent's)."""
     from ml.agents.labels import extract_labels
-    from ml.agents.report.consistency import _same_level, level_spans
     from ml.agents.report.prompt import split_sections
+    from ml.agents.report.sentences import level_spans, same_level
 
     labels = extract_labels(text).labels
     by_key = {c.condition: c for c in conds}
@@ -95,7 +95,7 @@ def contradictions(text: str, conds: list) -> tuple[int, int]:
                     c = by_key.get(k)
                     if c is not None and c.present and c.level and levels:
                         agent = level_spans(c.level)[0][2] if level_spans(c.level) else c.level
-                        wrong_level += any(not _same_level(lv, agent) for lv in levels)
+                        wrong_level += any(not same_level(lv, agent) for lv in levels)
     return calls, wrong_level
 
 

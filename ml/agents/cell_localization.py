@@ -14,10 +14,10 @@ side. Without a sagittal view the best axial view is used alone.
 
 Side: the left-right offset of the box from the midline (the mid-sagittal slice's plane, where
 the canal is) in patient mm (DICOM LPS: +x = patient left), read only as the condition's
-training findings allow (``localization.side_rules``): a condition always central (canal stenosis) or
-nearly always bilateral (pars defects) gets that side; left/right-only conditions get the sign;
-conditions that are also central (disc herniation) are central within the margin learnt from
-the training findings' boxes (``localization.central_margin``; ~3 mm for disc herniation).
+training findings allow (``localization_train.side_rules``): a condition always central (canal
+stenosis) or nearly always bilateral (pars defects) gets that side; left/right-only conditions
+get the sign; conditions that are also central (disc herniation) are central within the margin
+learnt from the training findings' boxes (``localization_train.central_margin``; ~3 mm for disc herniation).
 """
 
 from __future__ import annotations

@@ -18,11 +18,11 @@ Here the image stays near native resolution and every cell of a stride-32 featur
 * **Head.** Per cell: [320 features, plane one-hot] -> shared 1x1 MLP (``dense_hidden``) -> 17
   logits. A study's logit per condition is the maximum over all cells of all views (a finding
   anywhere makes the study positive).
-* **Supervision.** Study labels through the max (MIL), plus, where the generator's ground truth
-  is given (training only), the key-slice boxes: cells under a present finding's box are
-  positives, and every cell of a study negative for a condition is a negative. Uncertain (-1)
-  labels are masked. Calibration and thresholds as the linear probes (held-out validation
-  patients, ``fit_temperature`` / ``choose_threshold``).
+* **Supervision** (``ml.agents.dense_train``, which fits the head). Study labels through the max
+  (MIL), plus, where the generator's ground truth is given (training only), the key-slice boxes:
+  cells under a present finding's box are positives, and every cell of a study negative for a
+  condition is a negative. Uncertain (-1) labels are masked. Calibration and thresholds as the
+  linear probes (held-out validation patients, ``fit_temperature`` / ``choose_threshold``).
 
 Inference is a MobileNetV2 forward on ~20 views plus a matrix product: about a second per study
 on 2 CPU cores.
@@ -30,48 +30,29 @@ on 2 CPU cores.
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.special import expit
 from torch import nn
 
 from ml.agents.analysis import ConditionResult
 from ml.agents.artifact import save_artifact
-from ml.agents.dense_boxes import (
-    box_targets,
-    covered_cells,
-    fit_box_regressor,
-    key_slice_negatives,
-    regress,
-    truth_boxes_in_cells,
-)
+from ml.agents.dense_boxes import regress
 from ml.agents.dense_views import study_views
-from ml.agents.diagnosis import (
-    FAMILY,
-    DiagnosisConfig,
-    DiagnosisHead,
-    choose_threshold,
-    fit_temperature,
-    labels_matrix,
-)
+from ml.agents.diagnosis import FAMILY, DiagnosisConfig, DiagnosisHead
 from ml.agents.features import StudyFeatures
 from ml.conditions import CONDITION_KEYS
-from ml.data.splits import patient_fold
 
-log = logging.getLogger(__name__)
 K = len(CONDITION_KEYS)
 TRUNK_CHANNELS = 320
 FINE_CHANNELS = 96  # MobileNetV2 block 13 (stride 16)
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-_PLANES = ("sagittal", "axial")
+PLANES = ("sagittal", "axial")
 
 
 def load_trunk() -> nn.Sequential:
@@ -150,37 +131,19 @@ def cell_grid(d: dict[str, Any], stride: int) -> np.ndarray:
     return np.concatenate([d["fine"].astype(np.float32), up], -1)
 
 
-def _design(d: dict[str, Any], stride: int = 32) -> np.ndarray:
+def cell_design(d: dict[str, Any], stride: int = 32) -> np.ndarray:
     """Cells -> [V * G * G, C + 2] (features, plane one-hot)."""
     cells = cell_grid(d, stride)
     v, g, _, c = cells.shape
-    plane = np.zeros((v, g, g, len(_PLANES)), np.float32)
+    plane = np.zeros((v, g, g, len(PLANES)), np.float32)
     for i, (p, _, _) in enumerate(d["views"]):
         plane[i, :, :, p] = 1
-    return np.concatenate([cells, plane], -1).reshape(v * g * g, c + len(_PLANES))
+    return np.concatenate([cells, plane], -1).reshape(v * g * g, c + len(PLANES))
 
 
-def cell_targets(
-    feat: StudyFeatures, d: dict[str, Any], truth: dict | None, stride: int = 32, key_negatives: bool = False
-) -> np.ndarray:
-    """[V * g * g, 17] cell targets from the generator's key-slice boxes: 1 under a present
-    finding's box, 0 everywhere for a condition the study is negative for and, with
-    ``key_negatives``, on the rest of a present finding's key slice (``key_slice_negatives``);
-    -1 unknown."""
-    v = len(d["views"])
-    g = d["cells"].shape[1] * (32 // stride) if v else 0
-    t = np.full((v, g, g, K), -1, np.int8)
-    t[..., feat.study.labels == 0] = 0
-    if key_negatives:
-        for view, j in key_slice_negatives(feat, d, truth):
-            t[view, :, :, j] = 0  # the boxes below set their cells back to 1
-    for view, j, b in truth_boxes_in_cells(feat, d, truth, g):
-        c0, r0, c1, r1 = covered_cells(b, g)
-        t[view, r0:r1, c0:c1, j] = 1
-    return t.reshape(v * g * g, K)
+class DenseHead(nn.Module):
+    """The shared per-cell MLP: [features, plane one-hot] -> 17 logits (trained in ``dense_train``)."""
 
-
-class _DenseHead(nn.Module):
     def __init__(self, n_in: int, hidden: int, dropout: float) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, K))
@@ -189,7 +152,8 @@ class _DenseHead(nn.Module):
         return self.net(x)
 
 
-def _arrays_of(head: _DenseHead) -> dict[str, np.ndarray]:
+def head_arrays(head: DenseHead) -> dict[str, np.ndarray]:
+    """The trained MLP's weights as the artifact's arrays (inference is numpy: ``_cell_logits``)."""
     l1, l2 = head.net[0], head.net[3]
     assert isinstance(l1, nn.Linear)
     assert isinstance(l2, nn.Linear)
@@ -232,7 +196,7 @@ class DenseDiagnosisAgents(DiagnosisHead):
             self._trunk = load_trunk()
         out = np.zeros((len(feats), K), np.float32)
         for i, f in enumerate(feats):
-            x = _design(dense_cells(f, self.cfg, self._trunk), self.cfg.dense_stride)
+            x = cell_design(dense_cells(f, self.cfg, self._trunk), self.cfg.dense_stride)
             if len(x):
                 out[i] = _cell_logits(self.a, x).max(0)
         return out
@@ -244,7 +208,7 @@ class DenseDiagnosisAgents(DiagnosisHead):
         if self._trunk is None and "dense" not in feat.extras:
             self._trunk = load_trunk()
         d = dense_cells(feat, self.cfg, self._trunk)
-        x = _design(d, self.cfg.dense_stride)
+        x = cell_design(d, self.cfg.dense_stride)
         v, gs = len(d["views"]), d["cells"].shape[1] * (32 // self.cfg.dense_stride)
         z = _cell_logits(self.a, x) if len(x) else np.zeros((0, K), np.float32)
         z = z.reshape(v, gs, gs, K)
@@ -252,7 +216,7 @@ class DenseDiagnosisAgents(DiagnosisHead):
             return z, d, None
         bs = self.cfg.dense_box_stride
         gb = d["cells"].shape[1] * (32 // bs)
-        xb = x if bs == self.cfg.dense_stride else _design(d, bs)
+        xb = x if bs == self.cfg.dense_stride else cell_design(d, bs)
         reg = regress(self.a, xb) if len(xb) else np.zeros((0, K, 4), np.float32)
         if gb != gs:  # the logits at the regressor's finer cells: each head cell repeated
             z = np.repeat(np.repeat(z, gb // gs, axis=1), gb // gs, axis=2)
@@ -279,155 +243,3 @@ class DenseDiagnosisAgents(DiagnosisHead):
         self.version = save_artifact(folder, FAMILY, self.cfg, self.arrays(), self.meta)
         self.meta["version"] = self.version
         return self.version
-
-
-def box_sizes(feats: list[StudyFeatures], truths: list[dict | None]) -> np.ndarray:
-    """Median true box (width, height) per plane and condition as a fraction of the preprocessed
-    square: [2 (sagittal, axial), 17, 2], 0 where no box was seen. Why: a stride-32 cell is ~2 cm
-    of a spine crop, coarser than most lesions; localisation places a box of the typical size at
-    the cells' centre instead of drawing the cells' outline."""
-    from ml.agents.localization import truth_slices
-
-    sizes: dict[tuple[int, int], list[tuple[float, float]]] = {}
-    for f, truth in zip(feats, truths, strict=True):
-        for (si, _k, cond), item in truth_slices(f, truth).items():
-            s = f.study.series[si]
-            if item["label"] != 1 or s.geometry is None or s.plane not in _PLANES:
-                continue
-            x0, y0, x1, y1 = s.geometry.to_preprocessed(item["box"])
-            sizes.setdefault((_PLANES.index(s.plane), CONDITION_KEYS.index(cond)), []).append(
-                ((x1 - x0) / s.geometry.size, (y1 - y0) / s.geometry.size)
-            )
-    out = np.zeros((len(_PLANES), K, 2), np.float32)
-    for (p, j), wh in sizes.items():
-        out[p, j] = np.median(np.asarray(wh), 0)
-    return out
-
-
-def _fit_boxes(feats: list[StudyFeatures], truths: list[dict | None], cfg: DiagnosisConfig, trunk) -> dict:
-    """The box regressor (``ml/agents/dense_boxes.py``) on the cells under the training boxes, at
-    ``dense_box_stride`` (finer cells than the diagnosis head's: a 10 mm cell places a 13 mm box)."""
-    g = cfg.dense_size // cfg.dense_box_stride
-    rows, conds, targets = [], [], []
-    for f, tr in zip(feats, truths, strict=True):
-        d = dense_cells(f, cfg, trunk)
-        found = box_targets(f, d, tr, g)
-        if not found:
-            continue
-        x = _design(d, cfg.dense_box_stride)
-        rows.append(x[[cell for cell, _, _ in found]])
-        conds.append(np.asarray([j for _, j, _ in found]))
-        targets.append(np.asarray([t for _, _, t in found]))
-    return fit_box_regressor(rows, conds, targets, cfg.dense_box_alpha)
-
-
-def _batch_loss(
-    head: _DenseHead,
-    xs: list[torch.Tensor],
-    ts: list[torch.Tensor],
-    yb: torch.Tensor,
-    lengths: np.ndarray,
-    pw: torch.Tensor,
-    cfg: DiagnosisConfig,
-) -> torch.Tensor:
-    """MIL loss on the studies' max cell + the box (cell) loss, one forward for the whole batch.
-    xs: per study [C_i, F]; ts: per study [C_i, 17] cell targets (-1 unknown); yb: [B, 17]."""
-    z = head(torch.cat(xs))  # [sum C_i, 17]
-    zs = torch.stack([part.max(0).values for part in torch.split(z, lengths.tolist())])  # [B, 17]
-    m = yb >= 0
-    mil = F.binary_cross_entropy_with_logits(zs[m], yb[m], pos_weight=pw.expand_as(zs)[m])
-    t = torch.cat(ts)  # [sum C_i, 17]
-    known = t >= 0
-    w = torch.where(t > 0, cfg.dense_box_pos_weight, 1.0) * known
-    per_cell = F.binary_cross_entropy_with_logits(z, t.clamp(min=0), weight=w, reduction="none")
-    seg = torch.repeat_interleave(torch.arange(len(xs)), torch.from_numpy(lengths))  # [sum C_i] study index
-    num = torch.zeros(len(xs)).index_add_(0, seg, per_cell.sum(1))
-    den = torch.zeros(len(xs)).index_add_(0, seg, known.sum(1).float())
-    cell_loss = (num[den > 0] / den[den > 0]).sum()  # each study: the mean over its known cells
-    return mil + cfg.dense_box_weight * cell_loss / len(xs)
-
-
-def train_dense(
-    feats: list[StudyFeatures], cfg: DiagnosisConfig, truths: list[dict | None] | None = None
-) -> DenseDiagnosisAgents:
-    """Fit the dense head on ``feats`` (training studies only); ``truths`` (the generator's
-    ground truth, aligned with ``feats``) adds the box supervision where given."""
-    t0 = time.perf_counter()
-    trunk = None if all("dense" in f.extras for f in feats) else load_trunk()
-    truths = truths if truths is not None else [None] * len(feats)
-    y = labels_matrix(feats)
-    keys = [f.study.patient_key for f in feats]
-    is_val = np.array([patient_fold(k, 100, cfg.seed + 7) < round(cfg.val_fraction * 100) for k in keys])
-    fit = np.flatnonzero(~is_val)
-    # one standardised copy of the cells in memory (stride-16 designs are ~12 MB a study): the
-    # statistics of the fitting studies as running sums, then each study converted in turn
-    n_in = _design(dense_cells(feats[0], cfg, trunk), cfg.dense_stride).shape[1]
-    s1, s2, count = np.zeros(n_in), np.zeros(n_in), 0
-    for i in fit:
-        x = _design(dense_cells(feats[i], cfg, trunk), cfg.dense_stride).astype(np.float64)
-        s1, s2, count = s1 + x.sum(0), s2 + (x * x).sum(0), count + len(x)
-    mean = (s1 / max(count, 1)).astype(np.float32)
-    std = (np.sqrt(np.maximum(s2 / max(count, 1) - mean.astype(np.float64) ** 2, 0)) + 1e-4).astype(np.float32)
-    mean[-len(_PLANES) :], std[-len(_PLANES) :] = 0.0, 1.0
-    xt, tt = [], []
-    for f, tr in zip(feats, truths, strict=True):
-        d = dense_cells(f, cfg, trunk)
-        xt.append(torch.from_numpy((_design(d, cfg.dense_stride) - mean) / std))  # [C_i, F]
-        t = cell_targets(f, d, tr, cfg.dense_stride, cfg.dense_key_negatives)
-        tt.append(torch.from_numpy(t.astype(np.float32)))  # [C_i, 17]
-    torch.manual_seed(cfg.seed)
-    head = _DenseHead(n_in, cfg.dense_hidden, 0.2)
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.dense_lr, weight_decay=cfg.dense_weight_decay)
-    yt = torch.from_numpy(y.astype(np.float32))
-    pos = np.clip((y[fit] == 1).sum(0), 1, None)
-    neg = np.clip((y[fit] == 0).sum(0), 1, None)
-    pw = torch.from_numpy(np.clip(neg / pos, 1.0, 10.0).astype(np.float32))
-    rng = np.random.default_rng(cfg.seed)
-    lengths = np.array([len(x) for x in xt])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: one thread beats several on shared cores (no spin-waits)
-    try:
-        for _ in range(cfg.dense_epochs):
-            head.train()
-            for b in np.array_split(rng.permutation(fit), max(1, len(fit) // cfg.dense_batch)):
-                loss = _batch_loss(head, [xt[i] for i in b], [tt[i] for i in b], yt[b], lengths[b], pw, cfg)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    head.eval()
-    a = {**_arrays_of(head), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
-    with torch.no_grad():
-        z = np.stack([head(x).max(0).values.numpy() if len(x) else np.zeros(K) for x in xt])  # [N, 17]
-    temp, thr = np.ones(K), np.full(K, 0.5)
-    trained, prior = np.zeros(K, bool), np.zeros(K)
-    for j in range(K):
-        known = y[:, j] >= 0
-        prior[j] = float(y[known, j].mean()) if known.any() else 0.0
-        n_pos, n_neg = int((y[fit, j] == 1).sum()), int((y[fit, j] == 0).sum())
-        if min(n_pos, n_neg) < cfg.min_positives:
-            continue
-        trained[j] = True
-        val = known & is_val
-        if val.any():
-            temp[j] = fit_temperature(z[val, j], y[val, j])
-            thr[j] = choose_threshold(expit(z[val, j] / temp[j]), y[val, j], cfg.threshold_rule, cfg.target_sensitivity)
-    reg = _fit_boxes(feats, truths, cfg, trunk)
-    arrays = {
-        **a,
-        **reg,
-        "temperature": temp,
-        "threshold": thr,
-        "trained": trained.astype(np.uint8),
-        "prior": prior,
-        "box_wh": box_sizes(feats, truths),
-    }
-    meta = {
-        "n_studies": len(feats),
-        "boxes": int(sum((t == 1).any(0).sum() for t in tt)),
-        "seconds": round(time.perf_counter() - t0, 1),
-        "conditions": list(CONDITION_KEYS),
-    }
-    log.info("dense diagnosis head: %d studies, %.1f s", len(feats), meta["seconds"])
-    return DenseDiagnosisAgents(cfg, arrays, meta)

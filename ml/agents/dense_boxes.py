@@ -102,7 +102,7 @@ def box_targets(
     feat: StudyFeatures, d: dict[str, Any], truth: dict | None, g: int
 ) -> list[tuple[int, int, np.ndarray]]:
     """(flat cell index in [V * g * g], condition, target [dx, dy, log w, log h] in cells) for
-    every cell under a present finding's box (the cells ``dense.cell_targets`` marks positive)."""
+    every cell under a present finding's box (the cells ``dense_train.cell_targets`` marks positive)."""
     out = []
     for view, j, b in truth_boxes_in_cells(feat, d, truth, g):
         c0, r0, c1, r1 = covered_cells(b, g)

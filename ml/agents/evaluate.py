@@ -16,8 +16,10 @@ Protocol (all splits by patient, ``ml.data.splits``):
 * **Retrieval** (zero-shot, no training): every study queries the reports of all evaluated
   studies (and the reverse); Recall@1/5/10 and median rank; cross-orientation slice retrieval.
 
-The SpineFM checkpoint must not have seen these studies (use data generated with another seed,
-or the patients its training held out): alignment trains on reports, which carry the labels.
+The cross-validation machinery (fit/predict per head, out-of-fold probabilities, per-condition
+tables) is ``ml.agents.crossval``. The SpineFM checkpoint must not have seen these studies (use
+data generated with another seed, or the patients its training held out): alignment trains on
+reports, which carry the labels.
 """
 
 from __future__ import annotations
@@ -25,15 +27,27 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from ml.agents.diagnosis import DiagnosisConfig, fit_probes, labels_matrix
-from ml.agents.localization import slice_targets, train_localization, truth_slices
-from ml.agents.metrics import auprc, auroc, bootstrap_ci, box_error, box_iou, ranks_of_truth, recall_at
+from ml.agents.crossval import (
+    FitPredict,
+    condition_table,
+    cv_fit_predict,
+    cv_probabilities,
+    dense_fit_predict,
+    group_matrix,
+    kfold_keys,
+    mil_fit_predict,
+    nanmean,
+    probe_fit_predict,
+)
+from ml.agents.diagnosis import DiagnosisConfig, labels_matrix
+from ml.agents.localization import norm_pre_box, truth_slices
+from ml.agents.localization_train import slice_targets, train_localization
+from ml.agents.metrics import auroc, box_error, box_iou, ranks_of_truth, recall_at
 from ml.agents.retrieval import build_index, cross_orientation_queries
 from ml.agents.train import AgentsTrainConfig, Prepared, prepare
 from ml.conditions import CONDITION_KEYS
@@ -54,115 +68,7 @@ class EvalOptions:
     quick: bool = False
 
 
-def _nanmean(v) -> float:
-    v = np.asarray([x for x in v if x == x], float)
-    return float(v.mean()) if len(v) else float("nan")
-
-
 # -- diagnosis ---------------------------------------------------------------------------------
-
-
-FitPredict = Callable[[list[int], list[int]], np.ndarray]  # (train rows, test rows) -> p [len(test), 17]
-
-
-def probe_fit_predict(x: np.ndarray, y: np.ndarray, keys: list[str], cfg: DiagnosisConfig) -> FitPredict:
-    """Linear probes on study vectors x [N, F]."""
-
-    def run(train: list[int], test: list[int]) -> np.ndarray:
-        agents = fit_probes(x[train], y[train], [keys[i] for i in train], cfg)
-        return agents.infer((x[test] - agents.mean) / agents.std)
-
-    return run
-
-
-def mil_fit_predict(feats: list, cfg: DiagnosisConfig) -> FitPredict:
-    """MIL heads on the studies' slices (``diagnosis.head: mil``)."""
-    from ml.agents.mil import train_mil
-
-    def run(train: list[int], test: list[int]) -> np.ndarray:
-        return train_mil([feats[i] for i in train], cfg).probabilities([feats[i] for i in test])
-
-    return run
-
-
-def dense_fit_predict(feats: list, truths: list, cfg: DiagnosisConfig) -> FitPredict:
-    """The dense head (``diagnosis.head: dense``); the generator's boxes of the training rows only."""
-    from ml.agents.dense import train_dense
-
-    def run(train: list[int], test: list[int]) -> np.ndarray:
-        agents = train_dense([feats[i] for i in train], cfg, [truths[i] for i in train])
-        return agents.probabilities([feats[i] for i in test])
-
-    return run
-
-
-def cv_fit_predict(fit_predict: FitPredict, n: int, folds) -> np.ndarray:
-    """Out-of-fold calibrated probabilities [N, 17] (NaN where a study was never tested)."""
-    p = np.full((n, len(CONDITION_KEYS)), np.nan)
-    for train, test in folds:
-        if train and test:
-            p[test] = fit_predict(list(train), list(test))
-    return p
-
-
-def cv_probabilities(x: np.ndarray, y: np.ndarray, keys: list[str], folds, cfg: DiagnosisConfig) -> np.ndarray:
-    """Out-of-fold probabilities of linear probes on x [N, F] (also used for the baselines)."""
-    return cv_fit_predict(probe_fit_predict(x, y, keys, cfg), len(x), folds)
-
-
-def condition_table(y: np.ndarray, p: np.ndarray, keys: list[str], n_boot: int) -> dict[str, dict]:
-    """Per condition: n, positives, AUROC and AUPRC with patient-bootstrap 95 % CIs."""
-    out = {}
-    groups = np.asarray(keys)
-    for j, key in enumerate(CONDITION_KEYS):
-        ok = (y[:, j] >= 0) & ~np.isnan(p[:, j])
-        yj, pj = y[ok, j], p[ok, j]
-        a = bootstrap_ci(yj, pj, auroc, n_boot, seed=j, groups=groups[ok])
-        b = bootstrap_ci(yj, pj, auprc, n_boot, seed=j, groups=groups[ok])
-        out[key] = {
-            "n": int(ok.sum()),
-            "positives": int((yj == 1).sum()),
-            "auroc": a[0],
-            "auroc_ci": [a[1], a[2]],
-            "auprc": b[0],
-            "auprc_ci": [b[1], b[2]],
-            "prevalence": float((yj == 1).mean()) if len(yj) else float("nan"),
-        }
-    return out
-
-
-def _mean_auroc(y: np.ndarray, p: np.ndarray) -> float:
-    return _nanmean(
-        auroc(y[(y[:, j] >= 0) & ~np.isnan(p[:, j]), j], p[(y[:, j] >= 0) & ~np.isnan(p[:, j]), j])
-        for j in range(y.shape[1])
-    )
-
-
-def _group_matrix(fit_predict: FitPredict, y, keys, attr: list[str], k: int, seed: int) -> dict[str, dict[str, float]]:
-    """Train on the studies of one group value, test on each group (same group: k-fold CV inside)."""
-    values = sorted(set(attr))
-    out: dict[str, dict[str, float]] = {}
-    for a in values:
-        tr = [i for i, v in enumerate(attr) if v == a]
-        out[a] = {}
-        for b in values:
-            te = [i for i, v in enumerate(attr) if v == b]
-            if a == b:
-                folds = [
-                    ([tr[i] for i in f_tr], [tr[i] for i in f_te])
-                    for f_tr, f_te in _kfold_keys([keys[i] for i in tr], k, seed)
-                ]
-                p = cv_fit_predict(fit_predict, len(y), folds)
-                out[a][b] = _mean_auroc(y[te], p[te])
-            else:
-                out[a][b] = _mean_auroc(y[te], fit_predict(tr, te))
-    return out
-
-
-def _kfold_keys(keys: list[str], k: int, seed: int):
-    from ml.data.manifest import StudyEntry
-
-    return kfold([StudyEntry(study_uid=str(i), patient_key=p, series=[]) for i, p in enumerate(keys)], k, seed)
 
 
 def evaluate_diagnosis(prep: Prepared, cfg: DiagnosisConfig, opts: EvalOptions, folds) -> tuple[dict, np.ndarray]:
@@ -186,27 +92,27 @@ def evaluate_diagnosis(prep: Prepared, cfg: DiagnosisConfig, opts: EvalOptions, 
         "head": cfg.head,
         "per_condition": condition_table(y, p, keys, opts.bootstrap_n),
     }
-    res["mean_auroc"] = _nanmean(v["auroc"] for v in res["per_condition"].values())
-    res["mean_auprc"] = _nanmean(v["auprc"] for v in res["per_condition"].values())
-    res["mean_prevalence"] = _nanmean(v["prevalence"] for v in res["per_condition"].values())
+    res["mean_auroc"] = nanmean(v["auroc"] for v in res["per_condition"].values())
+    res["mean_auprc"] = nanmean(v["auprc"] for v in res["per_condition"].values())
+    res["mean_prevalence"] = nanmean(v["prevalence"] for v in res["per_condition"].values())
     if not opts.quick:
         res["sequence_sets"] = {}
         for name, classes in SEQUENCE_SETS.items():
             have = [i for i, f in enumerate(feats) if any(s.sequence_class in classes for s in f.study.series)]
             c2 = replace(cfg, classes=list(classes))
             sub_keys = [keys[i] for i in have]
-            folds2 = _kfold_keys(sub_keys, opts.folds, opts.split_seed)
+            folds2 = kfold_keys(sub_keys, opts.folds, opts.split_seed)
             pf = cv_fit_predict(fitter(c2, have), len(have), folds2)
             table = condition_table(y[have], pf, sub_keys, 0)
             res["sequence_sets"][name] = {
                 "n_studies": len(have),
-                "mean_auroc": _nanmean(v["auroc"] for v in table.values()),
+                "mean_auroc": nanmean(v["auroc"] for v in table.values()),
                 "per_condition": {k: v["auroc"] for k, v in table.items()},
             }
         vendors = [prep.entries[i].vendor or "?" for i in range(len(feats))]
         cohorts = [prep.entries[i].cohort or "?" for i in range(len(feats))]
-        res["cross_vendor"] = _group_matrix(fp_all, y, keys, vendors, opts.folds, opts.split_seed)
-        res["cross_cohort"] = _group_matrix(fp_all, y, keys, cohorts, opts.folds, opts.split_seed)
+        res["cross_vendor"] = group_matrix(fp_all, y, keys, vendors, opts.folds, opts.split_seed)
+        res["cross_cohort"] = group_matrix(fp_all, y, keys, cohorts, opts.folds, opts.split_seed)
     return res, p
 
 
@@ -222,7 +128,7 @@ def evaluate_baselines(prep: Prepared, cfg: DiagnosisConfig, opts: EvalOptions, 
         p = cv_probabilities(x, y, keys, folds, cfg)
         table = condition_table(y, p, keys, 0)
         out[name] = {
-            "mean_auroc": _nanmean(v["auroc"] for v in table.values()),
+            "mean_auroc": nanmean(v["auroc"] for v in table.values()),
             "per_condition": {k: v["auroc"] for k, v in table.items()},
             "feature_seconds": seconds,
         }
@@ -319,7 +225,7 @@ def evaluate_localization(prep: Prepared, cfg, folds) -> dict:
     allp = np.concatenate([np.array(v) for v in slice_p if v]) if any(slice_p) else np.zeros(0)
     return {
         "per_condition": per,
-        "key_slice_auroc_mean": _nanmean(v["key_slice_auroc"] for v in per.values()),
+        "key_slice_auroc_mean": nanmean(v["key_slice_auroc"] for v in per.values()),
         "key_slice_auroc_pooled": auroc(ally, allp) if len(ally) else float("nan"),
         "box_error_mean": float(np.mean(errs)) if errs else float("nan"),
         "box_error_median": float(np.median(errs)) if errs else float("nan"),
@@ -342,13 +248,11 @@ def evaluate_localization(prep: Prepared, cfg, folds) -> dict:
 def _mean_boxes(prep: Prepared, idx) -> dict[str, np.ndarray]:
     """Mean normalised preprocessed box per (condition, plane), per condition and overall ("*")
     over the key slices of present findings in the studies ``idx``."""
-    from ml.agents.localization import _norm_pre
-
     acc: dict[str, list[np.ndarray]] = {}
     for i in idx:
         for (si, _, cond), item in truth_slices(prep.feats[i], prep.truths[i]).items():
             if item["label"] == 1:
-                box = _norm_pre(prep.feats[i].study.series[si], item["box"])
+                box = norm_pre_box(prep.feats[i].study.series[si], item["box"])
                 plane = prep.feats[i].study.series[si].plane
                 for key in (f"{cond}|{plane}", cond, "*"):
                     acc.setdefault(key, []).append(box)

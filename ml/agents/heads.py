@@ -33,7 +33,7 @@ def train_diagnosis(
     with the head ``cfg.head``; the dense head also learns from the generator's boxes in ``truths``."""
     cfg = cfg or DiagnosisConfig()
     if cfg.head == "dense":
-        from ml.agents.dense import train_dense
+        from ml.agents.dense_train import train_dense
 
         return train_dense(feats, cfg, truths)
     if cfg.head == "mil":

@@ -91,7 +91,7 @@ def level_bits(text: str) -> int:
     A disc level is keyed by its upper vertebra ("L4-5", "L4/L5", "L4 on L5" -> L4), as is a
     vertebra ("L4"): the same equivalence the report consistency check uses to match a stated
     level with an agent's, so "anterolisthesis of L4" matches a listhesis localised at L4-5."""
-    from ml.agents.report.consistency import level_spans
+    from ml.agents.report.sentences import level_spans
 
     bits = 0
     for _, end, level in level_spans(text):

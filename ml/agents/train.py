@@ -21,7 +21,8 @@ from ml.agents.cell_localization import localize_with
 from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.features import StudyFeatures, encode_studies
 from ml.agents.heads import train_diagnosis
-from ml.agents.localization import LocalizationConfig, load_truth, train_localization
+from ml.agents.localization import LocalizationConfig, load_truth
+from ml.agents.localization_train import train_localization
 from ml.agents.pipeline import PipelineConfig, spinefm_version, write_pipeline_json
 from ml.agents.retrieval import RetrievalConfig, build_index
 from ml.data.cache import SliceCache, default_cache_dir

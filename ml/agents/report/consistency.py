@@ -19,6 +19,7 @@ one that labels signed reports), sentence by sentence, and compares with the age
 Every change is a ``Change`` (action, section, sentence, condition, reason), stored with the
 draft so the viewer can show the reader what the check did and why. The final text is read back
 once more; any condition where it still disagrees with the agents is listed in ``residual``.
+How a draft is read (sentences, levels, sides, truncation) is ``ml.agents.report.sentences``.
 """
 
 from __future__ import annotations
@@ -28,24 +29,30 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from ml.agents.analysis import ConditionResult
+from ml.agents.report.sentences import (
+    ITEM,
+    LINE_LEVEL,
+    TERMINAL,
+    Sentence,
+    body_lines,
+    cut_incomplete,
+    level_spans,
+    normalise_level,
+    same_level,
+    sentences,
+    sides_in,
+    stated_labels,
+)
 from ml.agents.template import NORMAL, SECTION_OF, _phrase
 from ml.conditions import BY_KEY, CONDITION_KEYS, DISC_LEVELS, IMPRESSION_ORDER, REPORT_SECTIONS
 
 FINDING_SECTIONS, CHECKED_SECTIONS = REPORT_SECTIONS[3:-1], REPORT_SECTIONS[3:]
 
-_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\[(\"']?[A-Z0-9])")
-_ITEM = re.compile(r"^\s*(\d+)[.)]\s+")
-_LINE_LEVEL = re.compile(r"^\s*([CTLS]\d{1,2}(?:\s*[-/]\s*[CTLS]?\d{1,2})?)\s*:\s*")
-_ON = re.compile(r"\b([CTLS])(\d{1,2})\s+on\s+([CTLS])(\d{1,2})\b")
-_DISC = re.compile(r"\b([CTLS])(\d{1,2})\s*[-/]\s*([CTLS]?)(\d{1,2})\b")
-_VERT = re.compile(r"\b([CTLS])(\d{1,2})\b")
-_SIDE = re.compile(r"\b(left|right|bilateral(?:ly)?)\b", re.IGNORECASE)
+
 _NEGATION = re.compile(
     r"\b(no evidence of|there is no|there are no|without|negative for|free of|no|not|nor)\b", re.IGNORECASE
 )
 _NORMAL_LINE = re.compile(r"\b(normal|unremarkable|no significant abnormality|patent|no abnormality)\b", re.I)
-_DANGLING = re.compile(r"\b(at|of|and|or|with|to|the|an|on|from|by|for)\W*$", re.I)
-_TERMINAL = ".!?"
 _LEVEL_SECTIONS = ("DISCS", "SPINAL CANAL", "NEURAL FORAMINA")
 
 
@@ -73,90 +80,6 @@ class CheckResult:  # the checked finding sections + IMPRESSION, the changes, wh
     residual: list[dict[str, object]] = field(default_factory=list)  # {condition, agent, draft}
 
 
-# ----- reading ------------------------------------------------------------------------------------
-
-
-def _labels(text: str) -> dict[str, int]:
-    """Non-absent labels the extractor reads in one sentence (1 present, -1 hedged)."""
-    from ml.agents.labels import extract_labels
-
-    return {k: v for k, v in extract_labels(text).labels.items() if v != 0}
-
-
-def _norm_disc(a: str, n: str, b: str, m: str) -> str:
-    return f"{a}{int(n)}-{b}{int(m)}" if b and b != a else f"{a}{int(n)}-{int(m)}"
-
-
-def level_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, normalised level) of every level in ``text``: "L4 on L5" and "L4/5" -> "L4-5",
-    "L5/S1" -> "L5-S1", a vertebra "L3" -> "L3"."""
-    out: list[tuple[int, int, str]] = []
-    taken: list[tuple[int, int]] = []
-    for rx, norm in (
-        (_ON, lambda m: _norm_disc(m[1], m[2], m[3], m[4])),
-        (_DISC, lambda m: _norm_disc(m[1], m[2], m[3] or m[1], m[4])),
-        (_VERT, lambda m: f"{m[1]}{int(m[2])}"),
-    ):
-        for m in rx.finditer(text):
-            if any(a < m.end() and m.start() < b for a, b in taken):
-                continue
-            taken.append(m.span())
-            out.append((m.start(), m.end(), norm(m)))
-    return sorted(out)
-
-
-def _normalise_level(level: str) -> str:
-    spans = level_spans(level)
-    return spans[0][2] if spans else level
-
-
-def _same_level(stated: str, agent: str) -> bool:
-    """A stated level matches the agent's when equal, or a vertebra names the disc below it
-    ("anterolisthesis of L4" for a listhesis localised at L4-5, and the reverse)."""
-    if stated == agent:
-        return True
-    up = lambda lv: lv.split("-")[0]  # noqa: E731
-    return ("-" in stated) != ("-" in agent) and up(stated) == up(agent)
-
-
-def _sides(text: str) -> list[tuple[int, int, str]]:  # (start, end, "left" | "right" | "bilateral")
-    return [(m.start(), m.end(), m.group(1).lower().removesuffix("ly")) for m in _SIDE.finditer(text)]
-
-
-def _terminated(s: str) -> bool:
-    s = s.rstrip()
-    return bool(s) and (s[-1] in _TERMINAL or (s[-1] == ")" and s[:-1].rstrip()[-1:] in _TERMINAL))
-
-
-@dataclass
-class _Sentence:
-    text: str
-    line: int  # index of the body line it sits on
-    context: str  # the line's level label, normalised ("L4-5"), "" if none
-    label: str = ""  # the label as written at the start of the line ("L4/5: ")
-
-
-def _lines(body: str) -> list[str]:  # non-empty, stripped
-    return [ln.strip() for ln in body.splitlines() if ln.strip()]
-
-
-def _sentences(body: str, impression: bool) -> list[_Sentence]:
-    out: list[_Sentence] = []
-    for i, line in enumerate(_lines(body)):
-        if impression:
-            line = _ITEM.sub("", line)
-        context, label = "", ""
-        for piece in _SPLIT.split(line):
-            piece = piece.strip()
-            if not piece:
-                continue
-            m = _LINE_LEVEL.match(piece)
-            if m:  # "L4-5: ..." sets the level of what follows on its line
-                context, label = _normalise_level(m.group(1)), m.group(0).strip() + " "
-            out.append(_Sentence(piece, i, context, label))
-    return out
-
-
 # ----- the check ----------------------------------------------------------------------------------
 
 
@@ -178,10 +101,10 @@ class _Checker:
             f"the diagnosis agent called {name} absent (probability {c.probability:.2f} < threshold {c.threshold:.2f})"
         )
 
-    def sentence(self, section: str, s: _Sentence) -> str | None:
+    def sentence(self, section: str, s: Sentence) -> str | None:
         """The sentence as it may stay (possibly fixed), or None to remove it (change noted)."""
         text = s.text
-        stated = _labels(text)
+        stated = stated_labels(text)
         for key in stated:
             c = self.by_key.get(key)
             if c is None or not c.present:
@@ -190,13 +113,13 @@ class _Checker:
                 return None
         levels = [lv for _, _, lv in level_spans(text)] or ([s.context] if s.context else [])
         # negated mentions: a present condition said to be absent where the agent found it
-        negated = {k for k in _labels(_NEGATION.sub(" ", text)) if k not in stated}
+        negated = {k for k in stated_labels(_NEGATION.sub(" ", text)) if k not in stated}
         for key in negated:
             c = self.by_key.get(key)
             if (
                 c is not None
                 and c.present
-                and (not levels or not c.level or any(_same_level(lv, _normalise_level(c.level)) for lv in levels))
+                and (not levels or not c.level or any(same_level(lv, normalise_level(c.level)) for lv in levels))
             ):
                 where = f" at {c.level}" if c.level else ""
                 self.note("removed", section, text, key,
@@ -206,7 +129,7 @@ class _Checker:
         if not stated:
             if s.context and section in _LEVEL_SECTIONS and _NORMAL_LINE.search(text):
                 hit = next(
-                    (c for c in self.present if c.level and _same_level(s.context, _normalise_level(c.level))), None
+                    (c for c in self.present if c.level and same_level(s.context, normalise_level(c.level))), None
                 )
                 if hit is not None and SECTION_OF.get(hit.condition) in _LEVEL_SECTIONS:
                     self.note("removed", section, text, hit.condition,
@@ -216,14 +139,14 @@ class _Checker:
             return text
         return self._fix_site(section, s, text, stated)
 
-    def _fix_site(self, section: str, s: _Sentence, text: str, stated: dict[str, int]) -> str | None:
+    def _fix_site(self, section: str, s: Sentence, text: str, stated: dict[str, int]) -> str | None:
         """Level and side of a sentence whose conditions are all called present."""
         own = level_spans(text)
         levels = [lv for _, _, lv in own] or ([s.context] if s.context else [])
         for key in stated:
             c = self.by_key[key]
-            agent_level = _normalise_level(c.level) if c.level else ""
-            bad_level = bool(levels) and (not agent_level or not all(_same_level(lv, agent_level) for lv in levels))
+            agent_level = normalise_level(c.level) if c.level else ""
+            bad_level = bool(levels) and (not agent_level or not all(same_level(lv, agent_level) for lv in levels))
             if bad_level:
                 if len(stated) == 1 and len(own) == 1 and agent_level:
                     a, b, lv = own[0]
@@ -245,7 +168,7 @@ class _Checker:
                 new = _insert_before_end(text, f" at {c.level}")
                 self.note("fixed_level", section, text, key, f"the localization agent places it at {c.level}", new)
                 text = new
-            sides = _sides(text)
+            sides = sides_in(text)
             agent_side = c.side if c.side in ("left", "right", "bilateral") else ""
             if sides and any(sd != agent_side for _, _, sd in sides):
                 if len(stated) == 1 and len(sides) == 1 and agent_side:
@@ -272,34 +195,9 @@ class _Checker:
 
 def _insert_before_end(text: str, piece: str) -> str:
     t = text.rstrip()
-    if t and t[-1] in _TERMINAL:
+    if t and t[-1] in TERMINAL:
         return t[:-1] + piece + t[-1]
     return t + piece + "."
-
-
-def cut_incomplete(body: str, last: bool) -> tuple[str, list[str]]:
-    """(body, cut pieces): unfinished sentences cut (the last one of the ``last`` section written,
-    an unterminated numbered item, any ending on "at", "of", "and" ...)."""
-    cut: list[str] = []
-    lines = _lines(body)
-    kept_lines: list[str] = []
-    for i, line in enumerate(lines):
-        prefix = ""
-        m = _ITEM.match(line)
-        if m:
-            prefix, line = line[: m.end()], line[m.end() :]
-        pieces = [p.strip() for p in _SPLIT.split(line) if p.strip()]
-        keep: list[str] = []
-        for j, p in enumerate(pieces):
-            final = last and i == len(lines) - 1 and j == len(pieces) - 1
-            core = p.rstrip(_TERMINAL + ") ")
-            if _DANGLING.search(core) or (not _terminated(p) and (final or m)) or _LINE_LEVEL.fullmatch(p + " "):
-                cut.append(p)
-                continue
-            keep.append(p if _terminated(p) else p + ".")
-        if keep:
-            kept_lines.append(prefix + " ".join(keep))
-    return "\n".join(kept_lines), cut
 
 
 def check_draft(
@@ -326,7 +224,7 @@ def check_draft(
         impression = section == "IMPRESSION"
         lines: dict[int, list[str]] = {}
         seen: set[str] = set()
-        for s in _sentences(body, impression):
+        for s in sentences(body, impression):
             level_lines |= section == "DISCS" and bool(s.label)
             key = s.text.lower()
             if key in seen:
@@ -343,15 +241,15 @@ def check_draft(
 
     # omissions: every present condition stated in the findings and in the impression
     stated_findings = {
-        k for sec in FINDING_SECTIONS for ln in out[sec] for s in _sentences(ln, False) for k in _labels(s.text)
+        k for sec in FINDING_SECTIONS for ln in out[sec] for s in sentences(ln, False) for k in stated_labels(s.text)
     }
-    stated_impression = {k for ln in out["IMPRESSION"] for s in _sentences(ln, True) for k in _labels(s.text)}
+    stated_impression = {k for ln in out["IMPRESSION"] for s in sentences(ln, True) for k in stated_labels(s.text)}
     for c in ck.present:
         phrase = _stated(c)
         name = f"{BY_KEY[c.condition].name} present (probability {c.probability:.2f})"
         if c.condition not in stated_findings:
             section = SECTION_OF.get(c.condition, "PARASPINAL/OTHER")
-            level = _normalise_level(c.level) if c.level else ""
+            level = normalise_level(c.level) if c.level else ""
             if section == "DISCS" and level_lines and level:  # a level line names its level once
                 out[section].append(f"{level}: {_stated(replace(c, level=''), c.condition)}")
             else:
@@ -367,7 +265,7 @@ def check_draft(
     for section in FINDING_SECTIONS:
         rows = out[section]
         final[section] = ("\n" if section == "DISCS" and level_lines else " ").join(rows) if rows else NORMAL[section]
-    items = [_ITEM.sub("", ln) for ln in out["IMPRESSION"] if _ITEM.sub("", ln).strip()]
+    items = [ITEM.sub("", ln) for ln in out["IMPRESSION"] if ITEM.sub("", ln).strip()]
     if not items:
         none = "No abnormality detected by the AI agents."
         items = [none if conditions else "AI diagnosis unavailable; please report from the images."]
@@ -383,7 +281,7 @@ def _stated(c: ConditionResult, key: str = "") -> str:
     first = _phrase(c)
     name = BY_KEY[c.condition].name
     for text in (first, first.replace(name, re.sub(r"\s*\([^)]*\)", "", name))):
-        if _labels(text).get(key or c.condition) == 1:
+        if stated_labels(text).get(key or c.condition) == 1:
             return text
     return first
 
@@ -396,18 +294,18 @@ def _level_by_level(rows: list[str], region: str | None, present: Sequence[Condi
     by_level: dict[str, list[str]] = {}
     other: list[str] = []
     for row in rows:
-        m = _LINE_LEVEL.match(row)
+        m = LINE_LEVEL.match(row)
         if not m:
             other.append(row)
             continue
-        lv = _normalise_level(m.group(1))
+        lv = normalise_level(m.group(1))
         if lv in by_level:
             by_level[lv].append(row[m.end() :])
         else:
             by_level[lv] = [row]
-    found = {_normalise_level(c.level) for c in present if c.level}
+    found = {normalise_level(c.level) for c in present if c.level}
     for lv in order:
-        if lv not in by_level and not any(_same_level(lv, f) for f in found):
+        if lv not in by_level and not any(same_level(lv, f) for f in found):
             by_level[lv] = [f"{lv}: No significant abnormality detected."]
     rank = {lv: i for i, lv in enumerate(order)}
     levels = sorted(by_level, key=lambda lv: (rank.get(lv, len(rank)), lv))
@@ -420,7 +318,7 @@ def render_sections(sections: dict[str, str], order: Sequence[str] = CHECKED_SEC
     rows: list[str] = []
     for s in order:
         body = sections.get(s, "")
-        lines = _lines(body)
+        lines = body_lines(body)
         if len(lines) > 1:
             indent = "  " if s == "DISCS" else ""
             rows.append(f"{s}:\n" + "\n".join(indent + ln for ln in lines))

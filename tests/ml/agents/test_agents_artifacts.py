@@ -14,7 +14,8 @@ import torch
 from ml.agents.analysis import ConditionResult
 from ml.agents.diagnosis import DiagnosisAgents, DiagnosisConfig, fit_probes
 from ml.agents.features import encode_studies
-from ml.agents.localization import LocalizationAgents, LocalizationConfig, load_truth, train_localization
+from ml.agents.localization import LocalizationAgents, LocalizationConfig, load_truth
+from ml.agents.localization_train import train_localization
 from ml.agents.retrieval import RetrievalIndex, build_index
 from ml.conditions import CONDITION_KEYS
 from ml.data.loader import StudyLoader, load_manifest
@@ -125,7 +126,7 @@ def test_report_to_study_search_ranks_the_matching_study_first(small, tmp_path):
 
 
 def test_cv_folds_never_split_a_patient():
-    from ml.agents.evaluate import _kfold_keys
+    from ml.agents.crossval import kfold_keys
     from ml.data.manifest import StudyEntry
 
     entries = [StudyEntry(study_uid=str(i), patient_key=f"P{i // 3}", series=[]) for i in range(60)]
@@ -133,7 +134,7 @@ def test_cv_folds_never_split_a_patient():
     for train, test in folds:
         assert not {entries[i].patient_key for i in train} & {entries[i].patient_key for i in test}
     assert sorted(i for _, te in folds for i in te) == list(range(60))
-    assert [t for _, t in _kfold_keys([e.patient_key for e in entries], 5, 0)] == [t for _, t in folds]
+    assert [t for _, t in kfold_keys([e.patient_key for e in entries], 5, 0)] == [t for _, t in folds]
 
 
 def test_cli_lists_the_agents_command():

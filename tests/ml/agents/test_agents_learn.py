@@ -14,7 +14,7 @@ import pytest
 
 from ml.agents.analysis import ConditionResult
 from ml.agents.cell_localization import localize_from_cells
-from ml.agents.dense import train_dense
+from ml.agents.dense_train import train_dense
 from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.features import StudyFeatures
 from ml.agents.localization import load_truth

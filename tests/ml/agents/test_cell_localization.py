@@ -9,7 +9,7 @@ import pytest
 
 from ml.agents.cell_localization import _nearest_axial, decide_side, regressed_box
 from ml.agents.dense_boxes import LOG_SIZE_CLIP, OFFSET_CLIP, fit_box_regressor, regress
-from ml.agents.localization import side_rules
+from ml.agents.localization_train import side_rules
 from ml.conditions import CONDITION_KEYS
 
 
@@ -97,7 +97,7 @@ def test_the_axial_box_goes_on_the_slice_through_the_sagittal_box():
 
 
 def test_the_central_margin_is_learnt_from_the_training_boxes():
-    from ml.agents.localization import central_margin
+    from ml.agents.localization_train import central_margin
 
     offsets = {"central": [-2.5, -1.0, 0.3, 1.4, 2.9], "left": [3.3, 6.0, 9.0], "right": [-3.5, -7.0]}
     margin = central_margin(offsets)

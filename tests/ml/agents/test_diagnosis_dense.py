@@ -7,13 +7,8 @@ import json
 
 import numpy as np
 
-from ml.agents.dense import (
-    TRUNK_CHANNELS,
-    DenseDiagnosisAgents,
-    cell_targets,
-    train_dense,
-    view_key,
-)
+from ml.agents.dense import TRUNK_CHANNELS, DenseDiagnosisAgents, view_key
+from ml.agents.dense_train import cell_targets, train_dense
 from ml.agents.dense_views import axial_indices, study_views
 from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.features import StudyFeatures

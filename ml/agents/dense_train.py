@@ -1,0 +1,214 @@
+"""Training the dense head of the Diagnosis Agents (``ml.agents.dense``): the cell targets from the
+generator's key-slice boxes, the MIL + box loss, the fit with calibration and thresholds on
+held-out validation patients, the box regressor and the typical box sizes.
+
+Why apart from the head: inference (``DenseDiagnosisAgents``, what a pipeline loads) needs the
+trunk, the cells and the MLP only; everything here runs once, on training studies with ground truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.special import expit
+
+from ml.agents.dense import (
+    PLANES,
+    DenseDiagnosisAgents,
+    DenseHead,
+    K,
+    cell_design,
+    dense_cells,
+    head_arrays,
+    load_trunk,
+)
+from ml.agents.dense_boxes import (
+    box_targets,
+    covered_cells,
+    fit_box_regressor,
+    key_slice_negatives,
+    truth_boxes_in_cells,
+)
+from ml.agents.diagnosis import DiagnosisConfig, choose_threshold, fit_temperature, labels_matrix
+from ml.agents.features import StudyFeatures
+from ml.conditions import CONDITION_KEYS
+from ml.data.splits import patient_fold
+
+log = logging.getLogger(__name__)
+
+
+def cell_targets(
+    feat: StudyFeatures, d: dict[str, Any], truth: dict | None, stride: int = 32, key_negatives: bool = False
+) -> np.ndarray:
+    """[V * g * g, 17] cell targets from the generator's key-slice boxes: 1 under a present
+    finding's box, 0 everywhere for a condition the study is negative for and, with
+    ``key_negatives``, on the rest of a present finding's key slice (``key_slice_negatives``);
+    -1 unknown."""
+    v = len(d["views"])
+    g = d["cells"].shape[1] * (32 // stride) if v else 0
+    t = np.full((v, g, g, K), -1, np.int8)
+    t[..., feat.study.labels == 0] = 0
+    if key_negatives:
+        for view, j in key_slice_negatives(feat, d, truth):
+            t[view, :, :, j] = 0  # the boxes below set their cells back to 1
+    for view, j, b in truth_boxes_in_cells(feat, d, truth, g):
+        c0, r0, c1, r1 = covered_cells(b, g)
+        t[view, r0:r1, c0:c1, j] = 1
+    return t.reshape(v * g * g, K)
+
+
+def box_sizes(feats: list[StudyFeatures], truths: list[dict | None]) -> np.ndarray:
+    """Median true box (width, height) per plane and condition as a fraction of the preprocessed
+    square: [2 (sagittal, axial), 17, 2], 0 where no box was seen. Why: a stride-32 cell is ~2 cm
+    of a spine crop, coarser than most lesions; localisation places a box of the typical size at
+    the cells' centre instead of drawing the cells' outline."""
+    from ml.agents.localization import truth_slices
+
+    sizes: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for f, truth in zip(feats, truths, strict=True):
+        for (si, _k, cond), item in truth_slices(f, truth).items():
+            s = f.study.series[si]
+            if item["label"] != 1 or s.geometry is None or s.plane not in PLANES:
+                continue
+            x0, y0, x1, y1 = s.geometry.to_preprocessed(item["box"])
+            sizes.setdefault((PLANES.index(s.plane), CONDITION_KEYS.index(cond)), []).append(
+                ((x1 - x0) / s.geometry.size, (y1 - y0) / s.geometry.size)
+            )
+    out = np.zeros((len(PLANES), K, 2), np.float32)
+    for (p, j), wh in sizes.items():
+        out[p, j] = np.median(np.asarray(wh), 0)
+    return out
+
+
+def _fit_boxes(feats: list[StudyFeatures], truths: list[dict | None], cfg: DiagnosisConfig, trunk) -> dict:
+    """The box regressor (``ml/agents/dense_boxes.py``) on the cells under the training boxes, at
+    ``dense_box_stride`` (finer cells than the diagnosis head's: a 10 mm cell places a 13 mm box)."""
+    g = cfg.dense_size // cfg.dense_box_stride
+    rows, conds, targets = [], [], []
+    for f, tr in zip(feats, truths, strict=True):
+        d = dense_cells(f, cfg, trunk)
+        found = box_targets(f, d, tr, g)
+        if not found:
+            continue
+        x = cell_design(d, cfg.dense_box_stride)
+        rows.append(x[[cell for cell, _, _ in found]])
+        conds.append(np.asarray([j for _, j, _ in found]))
+        targets.append(np.asarray([t for _, _, t in found]))
+    return fit_box_regressor(rows, conds, targets, cfg.dense_box_alpha)
+
+
+def _batch_loss(
+    head: DenseHead,
+    xs: list[torch.Tensor],
+    ts: list[torch.Tensor],
+    yb: torch.Tensor,
+    lengths: np.ndarray,
+    pw: torch.Tensor,
+    cfg: DiagnosisConfig,
+) -> torch.Tensor:
+    """MIL loss on the studies' max cell + the box (cell) loss, one forward for the whole batch.
+    xs: per study [C_i, F]; ts: per study [C_i, 17] cell targets (-1 unknown); yb: [B, 17]."""
+    z = head(torch.cat(xs))  # [sum C_i, 17]
+    zs = torch.stack([part.max(0).values for part in torch.split(z, lengths.tolist())])  # [B, 17]
+    m = yb >= 0
+    mil = F.binary_cross_entropy_with_logits(zs[m], yb[m], pos_weight=pw.expand_as(zs)[m])
+    t = torch.cat(ts)  # [sum C_i, 17]
+    known = t >= 0
+    w = torch.where(t > 0, cfg.dense_box_pos_weight, 1.0) * known
+    per_cell = F.binary_cross_entropy_with_logits(z, t.clamp(min=0), weight=w, reduction="none")
+    seg = torch.repeat_interleave(torch.arange(len(xs)), torch.from_numpy(lengths))  # [sum C_i] study index
+    num = torch.zeros(len(xs)).index_add_(0, seg, per_cell.sum(1))
+    den = torch.zeros(len(xs)).index_add_(0, seg, known.sum(1).float())
+    cell_loss = (num[den > 0] / den[den > 0]).sum()  # each study: the mean over its known cells
+    return mil + cfg.dense_box_weight * cell_loss / len(xs)
+
+
+def train_dense(
+    feats: list[StudyFeatures], cfg: DiagnosisConfig, truths: list[dict | None] | None = None
+) -> DenseDiagnosisAgents:
+    """Fit the dense head on ``feats`` (training studies only); ``truths`` (the generator's
+    ground truth, aligned with ``feats``) adds the box supervision where given."""
+    t0 = time.perf_counter()
+    trunk = None if all("dense" in f.extras for f in feats) else load_trunk()
+    truths = truths if truths is not None else [None] * len(feats)
+    y = labels_matrix(feats)
+    keys = [f.study.patient_key for f in feats]
+    is_val = np.array([patient_fold(k, 100, cfg.seed + 7) < round(cfg.val_fraction * 100) for k in keys])
+    fit = np.flatnonzero(~is_val)
+    # one standardised copy of the cells in memory (stride-16 designs are ~12 MB a study): the
+    # statistics of the fitting studies as running sums, then each study converted in turn
+    n_in = cell_design(dense_cells(feats[0], cfg, trunk), cfg.dense_stride).shape[1]
+    s1, s2, count = np.zeros(n_in), np.zeros(n_in), 0
+    for i in fit:
+        x = cell_design(dense_cells(feats[i], cfg, trunk), cfg.dense_stride).astype(np.float64)
+        s1, s2, count = s1 + x.sum(0), s2 + (x * x).sum(0), count + len(x)
+    mean = (s1 / max(count, 1)).astype(np.float32)
+    std = (np.sqrt(np.maximum(s2 / max(count, 1) - mean.astype(np.float64) ** 2, 0)) + 1e-4).astype(np.float32)
+    mean[-len(PLANES) :], std[-len(PLANES) :] = 0.0, 1.0
+    xt, tt = [], []
+    for f, tr in zip(feats, truths, strict=True):
+        d = dense_cells(f, cfg, trunk)
+        xt.append(torch.from_numpy((cell_design(d, cfg.dense_stride) - mean) / std))  # [C_i, F]
+        t = cell_targets(f, d, tr, cfg.dense_stride, cfg.dense_key_negatives)
+        tt.append(torch.from_numpy(t.astype(np.float32)))  # [C_i, 17]
+    torch.manual_seed(cfg.seed)
+    head = DenseHead(n_in, cfg.dense_hidden, 0.2)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.dense_lr, weight_decay=cfg.dense_weight_decay)
+    yt = torch.from_numpy(y.astype(np.float32))
+    pos = np.clip((y[fit] == 1).sum(0), 1, None)
+    neg = np.clip((y[fit] == 0).sum(0), 1, None)
+    pw = torch.from_numpy(np.clip(neg / pos, 1.0, 10.0).astype(np.float32))
+    rng = np.random.default_rng(cfg.seed)
+    lengths = np.array([len(x) for x in xt])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: one thread beats several on shared cores (no spin-waits)
+    try:
+        for _ in range(cfg.dense_epochs):
+            head.train()
+            for b in np.array_split(rng.permutation(fit), max(1, len(fit) // cfg.dense_batch)):
+                loss = _batch_loss(head, [xt[i] for i in b], [tt[i] for i in b], yt[b], lengths[b], pw, cfg)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    head.eval()
+    a = {**head_arrays(head), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
+    with torch.no_grad():
+        z = np.stack([head(x).max(0).values.numpy() if len(x) else np.zeros(K) for x in xt])  # [N, 17]
+    temp, thr = np.ones(K), np.full(K, 0.5)
+    trained, prior = np.zeros(K, bool), np.zeros(K)
+    for j in range(K):
+        known = y[:, j] >= 0
+        prior[j] = float(y[known, j].mean()) if known.any() else 0.0
+        n_pos, n_neg = int((y[fit, j] == 1).sum()), int((y[fit, j] == 0).sum())
+        if min(n_pos, n_neg) < cfg.min_positives:
+            continue
+        trained[j] = True
+        val = known & is_val
+        if val.any():
+            temp[j] = fit_temperature(z[val, j], y[val, j])
+            thr[j] = choose_threshold(expit(z[val, j] / temp[j]), y[val, j], cfg.threshold_rule, cfg.target_sensitivity)
+    reg = _fit_boxes(feats, truths, cfg, trunk)
+    arrays = {
+        **a,
+        **reg,
+        "temperature": temp,
+        "threshold": thr,
+        "trained": trained.astype(np.uint8),
+        "prior": prior,
+        "box_wh": box_sizes(feats, truths),
+    }
+    meta = {
+        "n_studies": len(feats),
+        "boxes": int(sum((t == 1).any(0).sum() for t in tt)),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "conditions": list(CONDITION_KEYS),
+    }
+    log.info("dense diagnosis head: %d studies, %.1f s", len(feats), meta["seconds"])
+    return DenseDiagnosisAgents(cfg, arrays, meta)
