@@ -29,6 +29,9 @@ Pipeline (all on CPU, every step timed):
    agent row, the decoder is not reading its tokens and any agent-plain gap is the layout's).
 
     nice -n 10 .venv/bin/python benchmarks/report_agent_eval.py --out .cache/bench/report_agent
+
+This file runs the steps and writes the summary; the data preparation (steps 1-3) is
+``report_agent_eval_data.py``, the scoring and the chart ``report_agent_eval_scoring.py``.
 """
 
 from __future__ import annotations
@@ -36,289 +39,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import itertools
 import json
 import logging
 import os
-import pickle
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from report_agent_eval_data import conditions_from, diagnosis_predictions, embed_all, features, localization_sites
+from report_agent_eval_scoring import count_errors, lm_text_check, paired_diff_ci, plot, score
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 log = logging.getLogger("report_agent_eval")
-
-
-def embed_all(data: Path, runs: Path, max_slices: int, cache: Path) -> list[dict]:
-    """Per study: T1/T2 slice features, report, labels, region, patient key (cached)."""
-    if cache.exists():
-        return pickle.loads(cache.read_bytes())
-    import torch
-
-    from ml.data.cache import SliceCache
-    from ml.data.datasets import subsample_indices
-    from ml.data.loader import StudyLoader, load_manifest
-    from ml.data.preprocess import PreprocessConfig
-    from ml.spinefm.embed import embed_studies
-    from ml.spinefm.io import load_spinefm
-
-    torch.set_num_threads(2)
-    studies, base = load_manifest(data / "manifest.jsonl")
-    model = load_spinefm(runs / "synth_conditioned" / "final")
-    loader = StudyLoader(base, PreprocessConfig(size=model.img_size), SliceCache(runs / "cache"))
-    out: list[dict] = []
-    t0 = time.perf_counter()
-    for i in range(0, len(studies), 16):
-        chunk = []
-        for st in studies[i : i + 16]:
-            d = loader.load(st, classes=("T1", "T2"))
-            for s in d.series:
-                s.pixels = s.pixels[subsample_indices(len(s.pixels), max_slices)]
-            chunk.append((st, d))
-        embs = embed_studies([d for _, d in chunk], model, batch_size=256)
-        for (st, _), e in zip(chunk, embs, strict=True):
-            out.append(
-                {
-                    "patient_key": st.patient_key,
-                    "region": st.region or "lumbar",
-                    "report": st.report or "",
-                    "labels": dict(st.labels),
-                    "t1": [s.slices.astype(np.float32) for s in e.series if s.sequence_class == "T1"],
-                    "t2": [s.slices.astype(np.float32) for s in e.series if s.sequence_class == "T2"],
-                }
-            )
-        log.info("embedded %d/%d studies (%.1f s)", len(out), len(studies), time.perf_counter() - t0)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_bytes(pickle.dumps(out))
-    return out
-
-
-def features(row: dict) -> np.ndarray:
-    """Mean slice features of T1 and of T2, concatenated [2 * D]."""
-    d = (row["t1"] or row["t2"])[0].shape[1]
-    parts = [np.concatenate(row[c]).mean(0) if row[c] else np.zeros(d, np.float32) for c in ("t1", "t2")]
-    return np.concatenate(parts)
-
-
-def diagnosis_predictions(x: np.ndarray, y: np.ndarray, tr: list[int], te: list[int], seed: int = 0):
-    """Cross-fitted probabilities for training rows, full-fit ones for test rows, thresholds."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import KFold
-    from sklearn.preprocessing import StandardScaler
-
-    n, k = y.shape
-    prob = np.zeros((n, k))
-    thr = np.full(k, 0.5)
-
-    def fit_predict(a: list[int], b: list[int], j: int) -> np.ndarray:
-        a = [i for i in a if y[i, j] >= 0]
-        if len({int(y[i, j]) for i in a}) < 2:
-            return np.full(len(b), float(np.mean([y[i, j] == 1 for i in a]) if a else 0.0))
-        sc = StandardScaler().fit(x[a])
-        clf = LogisticRegression(C=0.1, max_iter=3000).fit(sc.transform(x[a]), y[a, j])
-        return clf.predict_proba(sc.transform(x[b]))[:, 1]
-
-    folds = list(KFold(5, shuffle=True, random_state=seed).split(tr))
-    for j in range(k):
-        for a_idx, b_idx in folds:
-            a = [tr[i] for i in a_idx]
-            b = [tr[i] for i in b_idx]
-            prob[b, j] = fit_predict(a, b, j)
-        prob[te, j] = fit_predict(tr, te, j)
-        m = [i for i in tr if y[i, j] >= 0]
-        yy, pp = (y[m, j] == 1), prob[m, j]
-        if 0 < yy.sum() < len(yy):
-            cands = np.unique(pp)
-            j_stat = [(pp[yy] >= t).mean() - (pp[~yy] >= t).mean() for t in cands]
-            thr[j] = float(cands[int(np.argmax(j_stat))])
-    return prob, thr
-
-
-def conditions_from(prob_row: np.ndarray, thr: np.ndarray, sites: dict | None = None):  # type: ignore[no-untyped-def]
-    """The diagnosis calls as the agents return them; ``sites`` (condition -> [level, side]) adds
-    the localization agents' level and side to the conditions called present."""
-    from ml.agents.analysis import ConditionResult
-    from ml.conditions import CONDITION_KEYS
-
-    out = [
-        ConditionResult(k, float(prob_row[j]), bool(prob_row[j] >= thr[j]), float(thr[j]))
-        for j, k in enumerate(CONDITION_KEYS)
-    ]
-    for c in out:
-        if c.present and sites and c.condition in sites:
-            c.level, c.side = sites[c.condition]
-    return out
-
-
-def localization_sites(
-    data: Path, runs: Path, tr: list[int], prob: np.ndarray, thr: np.ndarray, cache: Path
-) -> dict[str, list[dict[str, list[str]]]]:
-    """Levels and sides for the <localization> tokens, per study: ``pred`` from the Localization
-    Agents (``ml.agents.localization``, trained on the training studies' ground truth and applied to
-    each study's conditions the probes call present, as the app's pipeline does) and ``truth``
-    (the first present finding of each condition, for the ground-truth-token row). Cached as JSON:
-    it needs every slice of every study encoded (the report rows keep only 8 per series)."""
-    calls = (prob >= thr).astype(int).tolist()  # what gets localised: a changed probe run invalidates the cache
-    if cache.exists():
-        saved = json.loads(cache.read_text())
-        if saved.get("train") == list(tr) and saved.get("calls") == calls:
-            return saved
-        log.info("localization cache %s was made for other studies or calls: recomputing", cache)
-    from ml.agents.localization import train_localization
-    from ml.agents.train import prepare
-
-    t0 = time.perf_counter()
-    prep = prepare(data / "manifest.jsonl", runs / "synth_conditioned" / "final", cache_dir=runs / "cache")
-    log.info("localization: %d studies encoded (%.1f s)", len(prep.feats), time.perf_counter() - t0)
-    loc = train_localization([prep.feats[i] for i in tr], [prep.truths[i] for i in tr])
-    log.info("localization agents trained on %d studies (%.1f s)", len(tr), time.perf_counter() - t0)
-    pred, truth = [], []
-    for i, feat in enumerate(prep.feats):
-        called = [c for c in conditions_from(prob[i], thr) if c.present]
-        loc.localize(feat, called)
-        pred.append({c.condition: [c.level, c.side or ""] for c in called if c.level})
-        first: dict[str, list[str]] = {}
-        for f in (prep.truths[i] or {}).get("findings", []):
-            if f["label"] == 1 and f.get("level"):
-                first.setdefault(f["condition"], [f["level"], f.get("side") or ""])
-        truth.append(first)
-    out = {"pred": pred, "truth": truth, "train": list(tr), "calls": calls, "seconds": time.perf_counter() - t0}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(out))
-    return out
-
-
-def count_errors(pred: dict[str, int], truth: dict[str, int]) -> tuple[int, int]:
-    """(false-positive findings, omitted findings) of one report; truth -1 excluded."""
-    fp = sum(1 for k, t in truth.items() if t == 0 and pred[k] == 1)
-    om = sum(1 for k, t in truth.items() if t == 1 and pred[k] != 1)
-    return fp, om
-
-
-def score(drafts: list[str], refs: list[str], truths: list[dict[str, int]]) -> dict:
-    import sacrebleu
-    from rouge_score import rouge_scorer
-
-    from ml.agents.labels import extract_labels
-
-    fps, oms = [], []
-    for d, t in zip(drafts, truths, strict=True):
-        fp, om = count_errors(extract_labels(d).labels, t)
-        fps.append(fp)
-        oms.append(om)
-    rs = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    rouge = float(np.mean([rs.score(r, d)["rougeL"].fmeasure for d, r in zip(drafts, refs, strict=True)]))
-    return {
-        "false_positives_per_report": float(np.mean(fps)),
-        "omissions_per_report": float(np.mean(oms)),
-        "fp_ci95": _boot_ci(fps),
-        "om_ci95": _boot_ci(oms),
-        "bleu": float(sacrebleu.corpus_bleu(drafts, [refs]).score),
-        "rougeL_f1": rouge,
-        "fp": fps,
-        "om": oms,
-    }
-
-
-def _boot_ci(v: list[int], n: int = 2000, seed: int = 0) -> list[float]:
-    rng = np.random.default_rng(seed)
-    a = np.asarray(v, dtype=float)
-    means = [a[rng.integers(0, len(a), len(a))].mean() for _ in range(n)]
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
-def paired_diff_ci(a: list[int], b: list[int], n: int = 2000, seed: int = 0) -> list[float]:
-    rng = np.random.default_rng(seed)
-    d = np.asarray(a, float) - np.asarray(b, float)
-    means = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(n)]
-    return [float(np.mean(d)), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
-def lm_text_check(base: Path, cfg, n: int, max_new_tokens: int) -> dict:  # type: ignore[no-untyped-def]
-    """Stage 0 alone, on generated report texts it never saw (another seed), no images: drafts
-    from exact agent tokens vs from no tokens. Shows whether the LM learnt to read the tokens
-    before any image training (if the exact-token row is no better, nothing later can be)."""
-    import torch
-
-    from ml.agents.labels import extract_labels
-    from ml.agents.report.pretrain import load_tiny_lm, text_sequence
-    from ml.agents.report.prompt import similar_case_text
-    from ml.data.synthetic.report_corpus import iter_report_samples
-
-    decoder, tok = load_tiny_lm(base)
-    decoder.eval()
-    samples = list(iter_report_samples(n + 1, seed=10_000))
-    stop = [tok.convert_tokens_to_ids(cfg.end_marker), tok.eos_token_id]
-    out: dict[str, dict] = {}
-    for name, agent in (("lm_exact_tokens", True), ("lm_no_tokens", False)):
-        fps, oms = [], []
-        for i, s in enumerate(samples[:n]):
-            conds = exact_conditions(s)
-            sim = similar_case_text(samples[i + 1].report) if agent else None
-            ids, lab, _ = text_sequence(tok, cfg, s, conds if agent else [], sim, agent)
-            prompt = ids[: next(j for j, v in enumerate(lab) if v != -100)]
-            with torch.no_grad():
-                gen = decoder.generate(
-                    input_ids=torch.tensor([prompt]),
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    eos_token_id=stop,
-                    pad_token_id=tok.pad_token_id,
-                )
-            text = tok.decode(gen[0, len(prompt) :], skip_special_tokens=True)
-            fp, om = count_errors(extract_labels(text).labels, s.labels)
-            fps.append(fp)
-            oms.append(om)
-        out[name] = {
-            "false_positives_per_report": float(np.mean(fps)),
-            "omissions_per_report": float(np.mean(oms)),
-            "fp_ci95": _boot_ci(fps),
-            "om_ci95": _boot_ci(oms),
-        }
-        log.info("%s: FP %.2f, omissions %.2f per report", name, np.mean(fps), np.mean(oms))
-    out["truth_positives_per_report"] = float(np.mean([sum(v == 1 for v in s.labels.values()) for s in samples[:n]]))
-    out["report_loss"] = prompt_use(decoder, tok, cfg, samples[: n + 1])
-    log.info("stage-0 report loss by prompt: %s", out["report_loss"])
-    return out
-
-
-def exact_conditions(sample) -> list:  # type: ignore[no-untyped-def]
-    """Perfect agent tokens for a generated report: its labels, and the first true site of each
-    present condition as its level (one level per condition, as the localization agents give)."""
-    from ml.agents.analysis import ConditionResult
-    from ml.conditions import CONDITION_KEYS
-
-    conds = [ConditionResult(k, float(sample.labels[k] == 1), sample.labels[k] == 1, 0.5) for k in CONDITION_KEYS]
-    for c in conds:
-        if c.present and sample.sites.get(c.condition):
-            c.level, c.side = sample.sites[c.condition][0]
-    return conds
-
-
-def prompt_use(decoder, tok, cfg, samples: list) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """Per-token loss of each report under its own exact tokens, under the NEXT report's exact
-    tokens, and with none: a decoder that reads its prompt scores its own tokens clearly best."""
-    import torch
-
-    from ml.agents.report.loss import report_lm_loss
-    from ml.agents.report.pretrain import text_sequence
-
-    out: dict[str, list[float]] = {"own_tokens": [], "other_report_tokens": [], "no_tokens": []}
-    for s, other in itertools.pairwise(samples):
-        for name, conds, agent in (
-            ("own_tokens", exact_conditions(s), True),
-            ("other_report_tokens", exact_conditions(other), True),
-            ("no_tokens", [], False),
-        ):
-            ids, lab, _ = text_sequence(tok, cfg, s, conds, None, agent)
-            with torch.no_grad():
-                logits = decoder(input_ids=torch.tensor([ids])).logits  # [1, T, V]
-            out[name].append(float(report_lm_loss(logits, torch.tensor([lab]))))
-    return {k: float(np.mean(v)) for k, v in out.items()}
 
 
 def main() -> None:
@@ -562,28 +297,6 @@ def main() -> None:
         )
     print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
     plot(results, args.image)
-
-
-def plot(results: dict, image: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = ["agent", "plain", "agent_oracle", "agent_other_study", "probe_calls"]
-    labels = ["with agent tokens", "plain LLaVA", "agent, true tokens", "agent, another\nstudy's tokens", "probe calls"]
-    fig, ax = plt.subplots(figsize=(8.5, 3.5))
-    w = 0.38
-    xs = np.arange(len(names))
-    ax.bar(xs - w / 2, [results[n]["false_positives_per_report"] for n in names], w, label="false positives")
-    ax.bar(xs + w / 2, [results[n]["omissions_per_report"] for n in names], w, label="omissions")
-    ax.set_xticks(xs, labels, fontsize=8)
-    ax.set_ylabel("findings per report")
-    ax.set_title("Report drafts vs ground truth (held-out synthetic studies)")
-    ax.legend()
-    fig.tight_layout()
-    image.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(image, dpi=110)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     import torch
-    from report_agent_eval import count_errors, exact_conditions
+    from report_agent_eval_scoring import count_errors, exact_conditions
 
     from ml.agents.labels import extract_labels
     from ml.agents.report.decoders import load_pretrained_decoder
