@@ -20,6 +20,7 @@ import logging
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -100,7 +101,11 @@ class LLMExtractor:
         self.tok.padding_side = "left"
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        # transformers decorates PreTrainedModel.to with functools.wraps(nn.Module.to), and typeshed's
+        # _Wrapped keeps the unbound signature, so mypy reads the device as the ``self`` argument.
+        model.to(device)  # type: ignore[arg-type]
+        self.model = model.eval()
         self.device = device
         self.batch_size = batch_size
         self.method = method
@@ -181,10 +186,10 @@ class LLMExtractor:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached(model: str, **kw) -> LLMExtractor:  # type: ignore[no-untyped-def]
+def _cached(model: str, **kw: Any) -> LLMExtractor:
     return LLMExtractor(model, **kw)
 
 
-def extractor_for(model: str, **kw) -> LLMExtractor:  # type: ignore[no-untyped-def]
+def extractor_for(model: str, **kw: Any) -> LLMExtractor:
     """A loaded extractor, cached per (model, options) so repeated calls do not reload weights."""
     return _cached(model, **kw)
