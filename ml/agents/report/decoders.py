@@ -51,7 +51,9 @@ def ensure_gemma_270m(out: Path | None = None) -> Path:
         model = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf.name, dtype=torch.float32)
         # The GGUF tensors are de-quantized to float32 on load; only a quantizer marker remains,
         # which blocks save_pretrained. Drop it so the folder is a plain float checkpoint.
-        model.hf_quantizer = None
+        # transformers sets hf_quantizer in from_pretrained without declaring it on PreTrainedModel,
+        # so mypy types the attribute by torch's Module.__getattr__ (Tensor | Module).
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         staging = Path(tmp) / "hf"
