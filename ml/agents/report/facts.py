@@ -21,9 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 NO_HISTORY = "[No clinical history provided — please add]"
 NO_PRIORS = "None available."
@@ -99,16 +100,32 @@ class StudyFacts:
         return cls(**d)
 
 
+class RequestFacts(TypedDict):
+    """The ``StudyFacts`` fields that one instance's request and patient attributes give
+    (``request_facts``); typed per key so they can be passed as ``StudyFacts(**facts)``."""
+
+    study_uid: str
+    patient_id: str
+    patient_age: str
+    patient_sex: str
+    reason: str
+    additional_history: str
+    admitting_diagnoses: str
+    procedure: str
+    study_date: str
+    study_time: str
+
+
 def _text(value: object) -> str:
     """One attribute's value as clean text (multi-valued LO joined with '; ')."""
     if value is None:
         return ""
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return "; ".join(_text(v) for v in value if _text(v))  # type: ignore[union-attr]
+    if isinstance(value, list | tuple | MultiValue):
+        return "; ".join(_text(v) for v in value if _text(v))
     return re.sub(r"\s+", " ", str(value)).strip().strip("^").strip()
 
 
-def request_facts(ds: Dataset) -> dict[str, str]:
+def request_facts(ds: Dataset) -> RequestFacts:
     """The request and patient attributes of one instance (every series repeats them).
 
     The reason is read at the top level and from each RequestAttributesSequence item (a study
@@ -284,6 +301,7 @@ __all__ = [
     "NO_PRIORS",
     "PRIORS_NOT_SEARCHED",
     "PriorStudy",
+    "RequestFacts",
     "SeriesFacts",
     "StudyFacts",
     "age_sex_phrase",
