@@ -173,7 +173,8 @@ def pretrain_tiny_lm(cfg: ReportAgentConfig, out_dir: Path) -> tuple[PreTrainedM
     decoder = build_tiny_decoder(cfg, tok)
     decoder.train()
 
-    def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """input ids, attention mask, labels and loss weights of one random mini-batch, each [B, T]."""
         rows = []
         for _ in range(lm.batch_size):
             i = pick.randrange(len(samples))
