@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -32,9 +33,19 @@ from ml.agents.report.prompt import prompt_parts, split_sections
 from ml.agents.report.types import GeneratedReport, ReportInputs
 
 if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import GenerationMixin
+    from typing_extensions import TypeIs
+
     from ml.agents.analysis import StudyAnalysis
     from ml.agents.features import StudyFeatures
     from ml.agents.protocol import RunContext
+
+
+def _has_adapters(decoder: PreTrainedModel | PeftModel) -> TypeIs[PeftModel]:
+    """Whether peft's LoRA wrapper is on the decoder; asked by attribute so that peft is imported
+    only where adapters are added or loaded."""
+    return hasattr(decoder, "peft_config")
 
 
 class ReportAgent(nn.Module):
@@ -48,16 +59,16 @@ class ReportAgent(nn.Module):
     def __init__(self, cfg: ReportAgentConfig, decoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__()
         self.cfg = cfg
-        self.decoder = decoder
+        self.decoder: PreTrainedModel | PeftModel = decoder  # a PeftModel once LoRA adapters are on
         self.tokenizer = tokenizer
-        self.hidden_size = decoder.get_input_embeddings().embedding_dim
+        self.hidden_size = self._embeddings().embedding_dim
         self.projector = AttentionPoolProjector(cfg.projector, self.hidden_size)
-        self.meta: dict = {}
+        self.meta: dict[str, Any] = {}
 
     # ----- parameters and stages -------------------------------------------------------------
     @property
     def has_lora(self) -> bool:
-        return hasattr(self.decoder, "peft_config")
+        return _has_adapters(self.decoder)
 
     def add_lora(self) -> None:
         """Wrap the decoder with trainable LoRA adapters (peft); the base weights stay frozen."""
@@ -97,6 +108,11 @@ class ReportAgent(nn.Module):
             raise ValueError(f"unknown training stage {stage}")
 
     # ----- inputs -----------------------------------------------------------------------------
+    def _embeddings(self) -> nn.Embedding:
+        """The decoder's token embedding table: transformers types it as ``nn.Module``, and every
+        preset's decoder (Llama, Gemma-3's scaled subclass) has an ``nn.Embedding`` there."""
+        return cast(nn.Embedding, self.decoder.get_input_embeddings())
+
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -116,13 +132,13 @@ class ReportAgent(nn.Module):
         return ids
 
     def build_batch(
-        self, items: list[ReportInputs], targets: list[str] | None = None
+        self, items: Sequence[ReportInputs], targets: list[str] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """inputs_embeds [B, T, H], attention_mask [B, T], labels [B, T] (right-padded)."""
         device = self.projector.queries.device
         feats = self.projector.pack([(x.t1_slices, x.t2_slices) for x in items], device)
         img = self.projector(*feats)  # [B, Q, H]
-        emb = self.decoder.get_input_embeddings()
+        emb = self._embeddings()
         rows, labels = [], []
         for i, x in enumerate(items):
             pre, post = self.prompt_ids(x)
@@ -160,10 +176,12 @@ class ReportAgent(nn.Module):
         t0 = time.perf_counter()
         embeds, mask, _ = self.build_batch([inputs])
         stop_ids = [i for i in (self.tokenizer.eos_token_id, self._marker_id()) if i is not None]
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if self._marker_id() is None:  # multi-token marker (pretrained vocabularies): stop on the string
             kwargs = {"stop_strings": [self.cfg.end_marker], "tokenizer": self.tokenizer}
-        out = self.decoder.generate(
+        # PreTrainedModel's type has no generate: every decoder here is a transformers causal LM
+        # (a GenerationMixin) or peft's PeftModelForCausalLM, whose generate forwards to one.
+        out = cast("GenerationMixin", self.decoder).generate(
             inputs_embeds=embeds,
             attention_mask=mask,
             max_new_tokens=budget,
@@ -173,7 +191,7 @@ class ReportAgent(nn.Module):
             **kwargs,
         )
         new = out[0].tolist()  # decoder-only generate with inputs_embeds returns only new tokens
-        text = self.tokenizer.decode(new, skip_special_tokens=False)
+        text = cast(str, self.tokenizer.decode(new, skip_special_tokens=False))  # one sequence: one string
         text = text.split(self.cfg.end_marker)[0]
         for tok in (self.tokenizer.eos_token, self.tokenizer.pad_token):
             if tok:
@@ -218,14 +236,15 @@ class ReportAgent(nn.Module):
             str(folder / "projector.safetensors"),
         )
         self.tokenizer.save_pretrained(folder / "tokenizer")
-        base = self.decoder.get_base_model() if self.has_lora else self.decoder
+        # peft types get_base_model as nn.Module; it is the PreTrainedModel the adapters wrap
+        base = cast(PreTrainedModel, self.decoder.get_base_model()) if _has_adapters(self.decoder) else self.decoder
         if self.cfg.preset == "tiny":
             state = {k.replace(".base_layer", ""): v for k, v in base.state_dict().items() if "lora_" not in k}
             clean = type(base)(base.config)
             clean.load_state_dict(state, strict=True)
             clean.save_pretrained(folder / "decoder", safe_serialization=True)
         if self.has_lora:
-            self.decoder.save_pretrained(folder / "adapter")
+            self.decoder.save_pretrained(str(folder / "adapter"))  # peft takes a str path
         self.meta.setdefault("created", time.strftime("%Y%m%dT%H%M%S"))
         self.meta["hidden_size"] = self.hidden_size
         (folder / "meta.json").write_text(json.dumps(self.meta, indent=2))
@@ -238,6 +257,7 @@ class ReportAgent(nn.Module):
             raise FileNotFoundError(f"{folder} is not a report-agent folder (no config.json)")
         cfg = ReportAgentConfig.from_dict(json.loads((folder / "config.json").read_text()))
         tok = AutoTokenizer.from_pretrained(folder / "tokenizer")
+        decoder: PreTrainedModel
         if cfg.preset == "tiny":
             decoder = AutoModelForCausalLM.from_pretrained(folder / "decoder")
         else:
