@@ -16,6 +16,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def _run(
     params: list[torch.nn.Parameter],
     lr: float,
     cfg: ReportAgentConfig,
-    batch_loss,  # type: ignore[no-untyped-def]
+    batch_loss: Callable[[list[int]], torch.Tensor],  # example indices -> the mini-batch's loss
     n: int,
     rng: random.Random,
 ) -> list[float]:
