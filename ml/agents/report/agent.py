@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from ml.agents.report.config import ReportAgentConfig
 from ml.agents.report.decoders import load_pretrained_decoder
@@ -31,6 +38,7 @@ from ml.agents.report.loss import IGNORE
 from ml.agents.report.projector import AttentionPoolProjector
 from ml.agents.report.prompt import prompt_parts, split_sections
 from ml.agents.report.types import GeneratedReport, ReportInputs
+from ml.agents.report.vocab import ReportVocabulary, restrict_decoder
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -56,12 +64,21 @@ class ReportAgent(nn.Module):
     name = "report"
     per_study = True  # one draft per generate call
 
-    def __init__(self, cfg: ReportAgentConfig, decoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(
+        self,
+        cfg: ReportAgentConfig,
+        decoder: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        vocab: ReportVocabulary | None = None,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.decoder: PreTrainedModel | PeftModel = decoder  # a PeftModel once LoRA adapters are on
         self.tokenizer = tokenizer
-        self.hidden_size = self._embeddings().embedding_dim
+        # a pretrained decoder writes over its report vocabulary (vocab.py); prompts keep every token
+        self.vocab = vocab
+        self.full_embed = restrict_decoder(decoder, vocab) if vocab is not None else self._embeddings()
+        self.hidden_size = self.full_embed.embedding_dim
         self.projector = AttentionPoolProjector(cfg.projector, self.hidden_size)
         self.meta: dict[str, Any] = {}
 
@@ -132,13 +149,16 @@ class ReportAgent(nn.Module):
         return ids
 
     def build_batch(
-        self, items: Sequence[ReportInputs], targets: list[str] | None = None
+        self, items: Sequence[ReportInputs], targets: list[str] | None = None, left_pad: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """inputs_embeds [B, T, H], attention_mask [B, T], labels [B, T] (right-padded)."""
+        """inputs_embeds [B, T, H], attention_mask [B, T], labels [B, T] (right-padded for
+        training; ``left_pad`` for batched generation, where every row must end at the prompt).
+        Labels are the decoder's output ids: local ids of the report vocabulary when it has one
+        (a target token outside it is not scored)."""
         device = self.projector.queries.device
         feats = self.projector.pack([(x.t1_slices, x.t2_slices) for x in items], device)
         img = self.projector(*feats)  # [B, Q, H]
-        emb = self._embeddings()
+        emb = self.full_embed
         rows, labels = [], []
         for i, x in enumerate(items):
             pre, post = self.prompt_ids(x)
@@ -148,16 +168,18 @@ class ReportAgent(nn.Module):
             e = torch.cat([emb(ids_pre), img[i].to(emb.weight.dtype), emb(ids_post)], dim=0)  # [T_i, H]
             rows.append(e)
             n_prompt = len(pre) + img.shape[1] + len(post)
-            labels.append([IGNORE] * n_prompt + tgt)
+            out_ids = self.vocab.local(tgt, missing=IGNORE) if self.vocab is not None else tgt
+            labels.append([IGNORE] * n_prompt + out_ids)
         t_max = max(r.shape[0] for r in rows)
         b = len(rows)
         embeds = rows[0].new_zeros(b, t_max, self.hidden_size)
         mask = torch.zeros(b, t_max, dtype=torch.long, device=device)
         lab = torch.full((b, t_max), IGNORE, dtype=torch.long, device=device)
         for i, r in enumerate(rows):
-            embeds[i, : r.shape[0]] = r
-            mask[i, : r.shape[0]] = 1
-            lab[i, : r.shape[0]] = torch.tensor(labels[i], device=device)
+            span = slice(t_max - r.shape[0], t_max) if left_pad else slice(0, r.shape[0])
+            embeds[i, span] = r
+            mask[i, span] = 1
+            lab[i, span] = torch.tensor(labels[i], device=device)
         return embeds, mask, lab
 
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -168,17 +190,31 @@ class ReportAgent(nn.Module):
     @torch.no_grad()
     def generate(self, inputs: ReportInputs, max_new_tokens: int | None = None) -> GeneratedReport:
         """Greedy draft with a token budget; stops at the end-of-report marker or EOS."""
+        return self.generate_many([inputs], max_new_tokens)[0]
+
+    @torch.no_grad()
+    def generate_many(self, items: Sequence[ReportInputs], max_new_tokens: int | None = None) -> list[GeneratedReport]:
+        """Greedy drafts for several studies in one left-padded batch (one matrix product per
+        layer and step instead of one per study: the throughput of a drafting worker or a
+        benchmark); each row stops at the end marker or EOS. ``seconds`` is the batch's time."""
         budget = int(max_new_tokens if max_new_tokens is not None else self.cfg.max_new_tokens)
         if budget < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {budget}")
+        if not items:
+            return []
         was_training = self.training
         self.eval()
         t0 = time.perf_counter()
-        embeds, mask, _ = self.build_batch([inputs])
-        stop_ids = [i for i in (self.tokenizer.eos_token_id, self._marker_id()) if i is not None]
+        embeds, mask, _ = self.build_batch(items, left_pad=True)
+        marker = self._marker_id()
+        stop_ids = [i for i in (self.tokenizer.eos_token_id, marker) if i is not None]
+        pad = self.tokenizer.pad_token_id
+        if self.vocab is not None:  # the decoder speaks local ids
+            stop_ids = [i for i in self.vocab.local(stop_ids, missing=-1) if i >= 0]
+            pad = self.vocab.local([pad], missing=stop_ids[0] if stop_ids else 0)[0] if pad is not None else None
         kwargs: dict[str, Any] = {}
-        if self._marker_id() is None:  # multi-token marker (pretrained vocabularies): stop on the string
-            kwargs = {"stop_strings": [self.cfg.end_marker], "tokenizer": self.tokenizer}
+        if marker is None:  # multi-token marker (pretrained vocabularies): stop on its text
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_TextStop(self, self.cfg.end_marker)])
         # PreTrainedModel's type has no generate: every decoder here is a transformers causal LM
         # (a GenerationMixin) or peft's PeftModelForCausalLM, whose generate forwards to one.
         out = cast("GenerationMixin", self.decoder).generate(
@@ -187,18 +223,34 @@ class ReportAgent(nn.Module):
             max_new_tokens=budget,
             do_sample=False,
             eos_token_id=stop_ids,
-            pad_token_id=self.tokenizer.pad_token_id,
+            pad_token_id=pad,
             **kwargs,
         )
-        new = out[0].tolist()  # decoder-only generate with inputs_embeds returns only new tokens
-        text = cast(str, self.tokenizer.decode(new, skip_special_tokens=False))  # one sequence: one string
-        text = text.split(self.cfg.end_marker)[0]
-        for tok in (self.tokenizer.eos_token, self.tokenizer.pad_token):
-            if tok:
-                text = text.split(tok)[0]
-        text = text.strip()
+        seconds = time.perf_counter() - t0
+        drafts = []
+        for row in out.tolist():  # decoder-only generate with inputs_embeds returns only new tokens
+            new = self._trim(row, set(stop_ids))
+            text = self.decode(new).split(self.cfg.end_marker)[0]
+            for tok in (self.tokenizer.eos_token, self.tokenizer.pad_token):
+                if tok:
+                    text = text.split(tok)[0]
+            text = text.strip()
+            drafts.append(GeneratedReport(text, split_sections(text), len(new), seconds))
         self.train(was_training)
-        return GeneratedReport(text, split_sections(text), len(new), time.perf_counter() - t0)
+        return drafts
+
+    def decode(self, output_ids: list[int]) -> str:
+        """The decoder's output ids (local ids with a report vocabulary) as text."""
+        full = self.vocab.full(output_ids) if self.vocab is not None else output_ids
+        return cast(str, self.tokenizer.decode(full, skip_special_tokens=False))  # one sequence: one string
+
+    @staticmethod
+    def _trim(row: list[int], stops: set[int]) -> list[int]:
+        """The tokens up to and including the first stop token (a batch pads finished rows)."""
+        for i, t in enumerate(row):
+            if t in stops:
+                return row[: i + 1]
+        return row
 
     def run(self, results: list[StudyAnalysis], feats: list[StudyFeatures], context: RunContext) -> None:
         """Each study's draft from its T1 and T2 slices and what the other families wrote into its
@@ -236,6 +288,8 @@ class ReportAgent(nn.Module):
             str(folder / "projector.safetensors"),
         )
         self.tokenizer.save_pretrained(folder / "tokenizer")
+        if self.vocab is not None:
+            self.vocab.save(folder)
         # peft types get_base_model as nn.Module; it is the PreTrainedModel the adapters wrap
         base = cast(PreTrainedModel, self.decoder.get_base_model()) if _has_adapters(self.decoder) else self.decoder
         if self.cfg.preset == "tiny":
@@ -262,7 +316,7 @@ class ReportAgent(nn.Module):
             decoder = AutoModelForCausalLM.from_pretrained(folder / "decoder")
         else:
             decoder, _ = load_pretrained_decoder(cfg)
-        agent = cls(cfg, decoder, tok)
+        agent = cls(cfg, decoder, tok, ReportVocabulary.load(folder))
         if (folder / "adapter").exists():
             from peft import PeftModel
 
@@ -273,3 +327,17 @@ class ReportAgent(nn.Module):
         for p in agent.parameters():
             p.requires_grad_(False)
         return agent.to(device).eval()
+
+
+class _TextStop(StoppingCriteria):
+    """Stops each row once its decoded tail contains ``marker`` (a marker that is several tokens
+    of a pretrained vocabulary; works on local ids through the agent's ``decode``)."""
+
+    def __init__(self, agent: ReportAgent, marker: str) -> None:
+        self.agent, self.marker = agent, marker
+        self.tail = len(agent._ids(marker)) + 2
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        # generate() keeps a finished row finished (and pads it), so only new hits matter here
+        hit = [self.marker in self.agent.decode(row[-self.tail :].tolist()) for row in input_ids]
+        return torch.tensor(hit, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]

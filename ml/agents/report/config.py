@@ -88,6 +88,10 @@ class ReportAgentConfig:
     max_new_tokens: int = 512
     end_marker: str = "<end_of_report>"
     dtype: str = "float32"  # "bfloat16" on GPU for the 8B decoder
+    # pretrained presets: "report" limits the decoder's output to the tokens of the report corpus
+    # and the training targets (vocab.py: ~30x less output compute on CPU); "full" keeps all
+    vocab: str = "full"
+    vocab_corpus: int = 2000  # generated reports (all regions) added to the targets' tokens
     version: str = "report-agent/2"  # 2: the tiny decoder starts from the cached text LM (pretrain.py)
 
     def to_dict(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from ml.agents.report.decoders import load_pretrained_decoder
 from ml.agents.report.loss import report_lm_loss
 from ml.agents.report.pretrain import ensure_tiny_lm, load_tiny_lm
 from ml.agents.report.types import ReportExample
+from ml.agents.report.vocab import ReportVocabulary
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ def train_report_agent(
     if len(dims) != 1:
         raise ValueError(f"all slice features must share one width, got {sorted(dims)}")
     cfg.projector.slice_dim = dims.pop()
+    if cfg.vocab not in ("full", "report"):
+        raise ValueError(f"vocab must be 'full' or 'report', got {cfg.vocab!r}")
     examples = [dataclasses.replace(e, use_agent_tokens=use_agent_tokens) for e in examples]
 
     torch.manual_seed(tr.seed)
@@ -143,7 +146,13 @@ def train_report_agent(
     else:
         decoder, tok = load_pretrained_decoder(cfg)
         base = None
-    agent = ReportAgent(cfg, decoder, tok)
+    vocab = None
+    if cfg.vocab == "report" and cfg.preset != "tiny":
+        t0 = time.perf_counter()
+        vocab = report_vocabulary(cfg, tok, examples)
+        timings["vocab"] = time.perf_counter() - t0
+        log.info("report vocabulary: %d of %d tokens", len(vocab), len(tok))
+    agent = ReportAgent(cfg, decoder, tok, vocab)
     losses: dict[str, list[float]] = {}
 
     def vl_loss(idx: list[int]) -> torch.Tensor:
@@ -174,6 +183,19 @@ def train_report_agent(
     agent.save(out_dir)
     log.info("report agent saved to %s (%.1f s)", out_dir, timings["total"])
     return out_dir
+
+
+def report_vocabulary(cfg: ReportAgentConfig, tokenizer: Any, examples: list[ReportExample]) -> ReportVocabulary:
+    """The tokens a pretrained writer may emit: those of the training targets (the site's own
+    reports), of ``cfg.vocab_corpus`` generated reports of every region (the structured wording
+    the corpus shares with the template), the end marker, and bos / eos / pad."""
+    from ml.data.synthetic.report_corpus import REGION_SPECS, iter_report_samples
+
+    texts = [e.target.strip() + "\n" + cfg.end_marker for e in examples]
+    corpus = iter_report_samples(cfg.vocab_corpus, seed=cfg.train.seed, regions=tuple(REGION_SPECS))
+    texts += [s.report for s in corpus]
+    special = (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    return ReportVocabulary.build(tokenizer, texts, special)
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
