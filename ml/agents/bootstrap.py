@@ -60,6 +60,7 @@ class BootstrapParams:
     align_batch: int = 8
     max_slices: int = 4  # slices per series during alignment
     report: bool = True  # train the Medical Report Agent when importable
+    report_preset: str = "tiny"  # the writer's decoder (ml/configs/agents/report*.yaml)
     report_stage0_steps: int = 500  # the cached text-only tiny LM (~4 min once per machine; the YAML's 1500: ~12 min)
     report_stage1_steps: int = 4  # projector only
     report_stage2_steps: int = 4  # projector + LoRA
@@ -128,6 +129,7 @@ def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str 
     cfg = AgentsTrainConfig(
         diagnosis=diagnosis,
         report=p.report,
+        report_preset=p.report_preset,
         report_stage0_steps=p.report_stage0_steps,
         report_stage1_steps=p.report_stage1_steps,
         report_stage2_steps=p.report_stage2_steps,

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 SIDES = ("left", "right", "bilateral", "central")
 
 
-def _read_study(base: Path, entry: StudyEntry) -> tuple[str, dict[str, list]]:
+def read_study(base: Path, entry: StudyEntry) -> tuple[str, dict[str, list]]:
     import pydicom
 
     series: dict[str, list] = {}
@@ -123,7 +123,7 @@ def evaluate_pipeline(
         chunk = entries[i : i + batch]
         studies = []
         for e in chunk:
-            uid, series = _read_study(base, e)
+            uid, series = read_study(base, e)
             study, _skipped = study_from_datasets(uid, series, pipe.preprocess, patient_key=e.patient_key)
             studies.append(study)
         for e, res in zip(chunk, pipe.analyze_many(studies), strict=True):

@@ -64,7 +64,7 @@ class AgentsTrainConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     report: bool = True  # train the Medical Report Agent when ml.agents.report is importable
-    report_preset: str = "tiny"
+    report_preset: str = "gemma-3-270m"  # a decoder that reads its prompt; "tiny" for tests
     report_stage0_steps: int | None = None  # None = the report preset's YAML (tiny: decoder LM pretraining)
     report_stage1_steps: int | None = None
     report_stage2_steps: int | None = None
