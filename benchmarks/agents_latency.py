@@ -1,6 +1,7 @@
 """Latency of ``analyze_study`` for one 4-series study (sag T1, sag T2, sag STIR, ax T2).
 
 Usage: python benchmarks/agents_latency.py [--pipeline DIR] [--repeats 3] [--fast] [--device cpu] [--no-report]
+                                            [--report-agent DIR [--full-vocab]]
 
 Without ``--pipeline`` the cached tiny bootstrap pipeline is used (``ensure_tiny_pipeline``).
 Without ``--fast`` the study has the vendors' realistic matrices (sagittal 384-512 px, 15-17
@@ -8,6 +9,10 @@ slices; axial 320-352 px). Prints, per repeat: reading the DICOM files (stands i
 DICOMweb fetch), ``study_from_datasets`` (classification + preprocessing), and each agent's
 time from the ``StudyAnalysis``; then the medians, and the 1-minute load average (the machine
 is shared: a loaded CPU stretches every figure). Target on a 2-core CPU with tiny presets: < 20 s.
+
+``--report-agent`` drafts with another trained report agent folder (e.g. a gemma-3-270m writer)
+in place of the pipeline's; ``--full-vocab`` loads it without its report vocabulary (the output
+over all of the decoder's tokens), to see what the vocabulary saves on this machine.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--no-report", action="store_true", help="template draft instead of the Medical Report Agent")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="report token budget (default: pipeline config)")
+    ap.add_argument("--report-agent", type=Path, default=None, help="a report agent folder to draft with instead")
+    ap.add_argument("--full-vocab", action="store_true", help="load --report-agent without its report vocabulary")
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pydicom
@@ -52,12 +59,14 @@ def main() -> int:
     if a.max_new_tokens:
         overrides["max_new_tokens"] = a.max_new_tokens
     pipe = Pipeline.load(folder, overrides=overrides)
-    load_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "ml", "synth", "--studies", "1", "--seed", str(a.seed), "--out", tmp]
+        if a.report_agent:
+            pipe.agents["report"] = _report_agent(a.report_agent, Path(tmp) / "agent", a.full_vocab)
+        load_s = time.perf_counter() - t
+        cmd = [sys.executable, "-m", "ml", "synth", "--studies", "1", "--seed", str(a.seed), "--out", f"{tmp}/data"]
         cmd += ["--series", "sag_t1,sag_t2,sag_stir,ax_t2"] + (["--fast"] if a.fast else [])
         subprocess.run(cmd, check=True, capture_output=True)
-        files = sorted(Path(tmp).glob("studies/*/*/*.dcm"))
+        files = sorted(Path(tmp).glob("data/studies/*/*/*.dcm"))
         rows = []
         for r in range(a.repeats):
             t0 = time.perf_counter()
@@ -79,11 +88,28 @@ def main() -> int:
     shapes = sorted({f"{s.geometry.columns}x{s.geometry.rows}x{len(s.sop_uids)}" for s in study.series})
     print(f"pipeline {pipe.version} ({folder}); load {load_s:.1f} s; device {pipe.cfg.device}; threads {a.threads}")
     print(f"study: {len(files)} instances, series (cols x rows x slices): {', '.join(shapes)}")
-    print(f"report source: {result.report_source}; agents ok: {result.ok} {result.errors or ''}")
+    writer = pipe.agents.get("report")
+    vocab = getattr(writer, "vocab", None)
+    out_vocab = len(vocab) if vocab is not None else "full"
+    version = getattr(writer, "version", "template")
+    print(f"report source: {result.report_source} ({version}, output vocabulary {out_vocab}); agents ok: {result.ok}")
+    print(f"errors: {result.errors or 'none'}")
     print(f"draft: {len(result.report_text)} characters, sections {sorted(result.report_sections)}")
     print("median: " + "  ".join(f"{k} {statistics.median(r[k] for r in rows):.2f}s" for k in rows[0]))
     print(f"load average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     return 0
+
+
+def _report_agent(folder: Path, tmp: Path, full_vocab: bool):  # type: ignore[no-untyped-def]
+    import shutil
+
+    from ml.agents.report import ReportAgent
+
+    if full_vocab:  # the same agent, its output over the decoder's whole vocabulary
+        shutil.copytree(folder, tmp)
+        (tmp / "vocab.json").unlink(missing_ok=True)
+        folder = tmp
+    return ReportAgent.load(folder)
 
 
 if __name__ == "__main__":
