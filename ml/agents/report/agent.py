@@ -298,7 +298,9 @@ class ReportAgent(nn.Module):
             clean.load_state_dict(state, strict=True)
             clean.save_pretrained(folder / "decoder", safe_serialization=True)
         if self.has_lora:
-            self.decoder.save_pretrained(str(folder / "adapter"))  # peft takes a str path
+            # peft takes a str path; the adapters only: a report vocabulary changes the decoder's
+            # vocabulary size, which peft would otherwise take as a reason to copy the embeddings
+            self.decoder.save_pretrained(str(folder / "adapter"), save_embedding_layers=False)
         self.meta.setdefault("created", time.strftime("%Y%m%dT%H%M%S"))
         self.meta["hidden_size"] = self.hidden_size
         (folder / "meta.json").write_text(json.dumps(self.meta, indent=2))

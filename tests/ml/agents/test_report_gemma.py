@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from ml.agents.report import ReportAgent, ReportExample, train_report_agent
+from ml.agents.report.decoders import load_pretrained_decoder
 from ml.agents.report.train import default_config
 
 
@@ -35,6 +36,12 @@ def test_gemma_preset_trains_lora_and_generates(tmp_path: Path) -> None:
     assert agent.has_lora
     assert (folder / "adapter" / "adapter_config.json").exists()
     assert not (folder / "decoder").exists()  # the base weights come from the package, not copied
+    # the writer's output is its report vocabulary, a small part of Gemma's 262k tokens
+    assert (folder / "vocab.json").exists()
+    assert agent.vocab is not None
+    assert 100 < len(agent.vocab) < len(agent.tokenizer) // 50
+    adapter_bytes = sum(f.stat().st_size for f in (folder / "adapter").rglob("*") if f.is_file())
+    assert adapter_bytes < 20e6, "the adapter folder holds more than the LoRA weights"
     agent.train()
     agent.set_stage(2)
     lora = [p for n, p in agent.named_parameters() if "lora_" in n]
@@ -47,4 +54,12 @@ def test_gemma_preset_trains_lora_and_generates(tmp_path: Path) -> None:
     assert out.tokens <= 5
     assert "<end_of_report>" not in out.text
     with torch.no_grad():
-        assert torch.isfinite(agent(embeds, mask)).all()
+        logits = agent(embeds, mask)  # [1, T, K]
+        assert logits.shape[-1] == len(agent.vocab)
+        assert torch.isfinite(logits).all()
+        # every kept token gets the logit the unrestricted decoder gives it
+        full = load_pretrained_decoder(agent.cfg)[0].eval()
+        want = full(inputs_embeds=embeds, attention_mask=mask).logits[..., agent.vocab.ids]
+        with agent.decoder.disable_adapter():  # the base decoder, as the full one is
+            got = agent.decoder(inputs_embeds=embeds, attention_mask=mask).logits
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
