@@ -9,7 +9,7 @@ which status each one answers with, so no view catches, translates or re-raises 
 - ``reports.ReportSigned``: 409 ``{"detail", "signed": true}`` (only an addendum is accepted);
 - ``reports.RevisionConflict``: 409 with the revision saved as a conflict and the current head,
   so the client can show both;
-- ``sr.SRInputError``: 400 ``{"detail"}`` (a box set that cannot be encoded);
+- ``sr_dataset.SRInputError``: 400 ``{"detail"}`` (a box set that cannot be encoded);
 - ``OrthancUnavailable``: 503 ``{"detail"}`` (the image store did not answer; nothing saved).
 """
 
@@ -59,7 +59,7 @@ def _revision_conflict(conflict: reports.RevisionConflict) -> Response:
 
 
 def _is_sr_input_error(exc: Exception) -> bool:
-    """``reviewer.integrations.sr`` imports highdicom, so it is imported only when a box set is saved;
-    if it was never imported, no exception can come from it."""
-    sr = sys.modules.get("reviewer.integrations.sr")
+    """``reviewer.integrations.sr_dataset`` imports highdicom, so it is imported only when a box set
+    is saved; if it was never imported, no exception can come from it."""
+    sr = sys.modules.get("reviewer.integrations.sr_dataset")
     return sr is not None and isinstance(exc, sr.SRInputError)

@@ -5,7 +5,7 @@ the reader as person observer (TID 1002), the procedure reported, then one CONTA
 section (CID 7001 headings: History, Current/Prior Procedure Descriptions, Findings,
 Impressions, Addendum) holding the section's text (TID 2002), and in Findings one CODE item per
 confirmed condition (SNOMED CT where ``codes.CONDITION_SNOMED`` has one, else the private
-99SPINEREVIEW code of ``reviewer.integrations.sr``). The reader is the verifying observer; the
+99SPINEREVIEW code of ``reviewer.integrations.sr_dataset``). The reader is the verifying observer; the
 document is COMPLETE and VERIFIED. An addendum is a new instance whose Predecessor Documents
 Sequence names the SR it amends: nothing is overwritten.
 
@@ -26,7 +26,8 @@ from pydicom.uid import EnhancedSRStorage, generate_uid
 from ml.dicom.tags import copy_patient_identity, with_type2_patient_study
 from reviewer.integrations.codes import CONDITION_SNOMED
 from reviewer.integrations.content import SignedReport
-from reviewer.integrations.sr import MANUFACTURER, condition_code, source_headers, store_sr
+from reviewer.integrations.sr import source_headers, store_sr
+from reviewer.integrations.sr_dataset import MANUFACTURER, condition_code
 from reviewer.models import ReportRevision, StructuredReport
 
 REPORT_SERIES_NUMBER = 9200

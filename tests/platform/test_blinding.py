@@ -179,7 +179,8 @@ def test_the_ai_sr_names_no_model_and_the_database_keeps_the_version(tmp_path, e
 
     import pydicom
 
-    from reviewer.integrations.sr import load_sr, sr_observer_device, sr_pipeline_version, write_ai_sr
+    from reviewer.integrations.sr import load_sr, sr_pipeline_version, write_ai_sr
+    from reviewer.integrations.sr_dataset import sr_observer_device
     from tests.dicom_factory import write_study
     from tests.factories import FindingFactory
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from reviewer.integrations.sr import AI_DEVICE_NAME, load_sr, sr_observer_device, sr_pipeline_version
+from reviewer.integrations.sr import AI_DEVICE_NAME, load_sr, sr_pipeline_version
+from reviewer.integrations.sr_dataset import sr_observer_device
 from reviewer.models import Draft, DraftJob, ModelVersion, StructuredReport, Study
 from reviewer.services.drafting import request_draft, run_draft_job
 from reviewer.services.sync import sync_study

@@ -9,7 +9,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from reviewer.integrations.sr import RECTANGLE_TRACKING_ID, SRInputError, load_sr, read_sr_boxes, write_reader_sr
+from reviewer.integrations.sr import load_sr, write_reader_sr
+from reviewer.integrations.sr_dataset import RECTANGLE_TRACKING_ID, SRInputError, read_sr_boxes
 from reviewer.models import StructuredReport
 from tests.dicom_factory import LUMBAR_PROTOCOL, write_study
 from tests.factories import StudyFactory, UserFactory

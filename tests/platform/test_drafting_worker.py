@@ -13,14 +13,8 @@ import pytest
 from django.core.management import call_command
 
 from ml.conditions import CONDITION_KEYS
-from reviewer.integrations.sr import (
-    AI_DEVICE_NAME,
-    AI_SERIES_DESCRIPTION,
-    load_sr,
-    read_sr_boxes,
-    sr_observer_device,
-    sr_pipeline_version,
-)
+from reviewer.integrations.sr import AI_DEVICE_NAME, AI_SERIES_DESCRIPTION, load_sr, sr_pipeline_version
+from reviewer.integrations.sr_dataset import read_sr_boxes, sr_observer_device
 from reviewer.models import Draft, DraftJob, Finding, StructuredReport, Study
 from tests.conftest import wait_for
 

@@ -327,7 +327,7 @@ def test_an_enhanced_mr_study_is_drafted_and_its_sr_names_the_frames(tmp_path, e
 
 
 def test_a_box_on_a_multi_frame_image_must_name_its_frame(tmp_path):  # type: ignore[no-untyped-def]
-    from reviewer.integrations.sr import SRInputError, parse_boxes
+    from reviewer.integrations.sr_dataset import SRInputError, parse_boxes
     from tests.dicom_factory import SeriesSpec, write_study
 
     _, files = write_study(tmp_path / "s", protocol=(SeriesSpec("SAG T2 FSE", tr=3500, te=100, n=3),))
