@@ -14,7 +14,7 @@ import pytest
 from pydicom.datadict import keyword_dict
 from pydicom.uid import MRImageStorage
 
-from reviewer import deid
+from reviewer import deid, deid_profile
 from tests.dicom_factory import LUMBAR_PROTOCOL, make_instance
 
 CORPUS = json.loads((Path(__file__).resolve().parent.parent / "data" / "deid_corpus.json").read_text())
@@ -87,12 +87,12 @@ def test_pseudonyms_are_keyed_stable_and_namespaced() -> None:
 
 
 def test_the_profile_names_real_attributes_with_known_actions() -> None:
-    assert set(deid.BASIC_PROFILE) <= set(keyword_dict)
-    assert set(deid.BASIC_PROFILE.values()) <= {"X", "Z", "D", "U", "C"}
-    assert deid.profile_action("SOPClassUID", "UI") == "K"
-    assert deid.profile_action("ReferencedSOPInstanceUID", "UI") == "U"
-    assert deid.profile_action("NamesOfIntendedRecipientsOfResults", "PN") == "Z"  # catch-all by VR
-    assert deid.profile_action("DateOfLastCalibration", "DA") == "X"
+    assert set(deid_profile.BASIC_PROFILE) <= set(keyword_dict)
+    assert set(deid_profile.BASIC_PROFILE.values()) <= {"X", "Z", "D", "U", "C"}
+    assert deid_profile.profile_action("SOPClassUID", "UI") == "K"
+    assert deid_profile.profile_action("ReferencedSOPInstanceUID", "UI") == "U"
+    assert deid_profile.profile_action("NamesOfIntendedRecipientsOfResults", "PN") == "Z"  # catch-all by VR
+    assert deid_profile.profile_action("DateOfLastCalibration", "DA") == "X"
 
 
 def _identified_dataset() -> pydicom.Dataset:
