@@ -1,5 +1,6 @@
-"""Server-rendered pages: worklist and reader assignment, arbitration queue, annotation queue,
-statistics. The reading itself happens in OHIF (``/viewer/open/<study_uid>/``).
+"""Server-rendered pages: worklist and reader assignment, arbitration queue, statistics (the
+annotation pages are ``reviewer.label_pages``). The reading itself happens in OHIF
+(``/viewer/open/<study_uid>/``).
 
 Role rules are those of the API (``reviewer.permissions.role_required`` on every page) and
 blinding follows ``reviewer.selectors.blinding``. Patient identities and reader
@@ -21,18 +22,18 @@ from django.views.decorators.http import require_http_methods
 
 from ml.conditions import BY_KEY, CONDITION_KEYS, CONDITIONS
 from reviewer import selectors
-from reviewer.models import LabelConfirmation, LabelExtraction, Review, Study
+from reviewer.models import Review, Study
 from reviewer.permissions import role_required
 from reviewer.research import exports, plots, stats
-from reviewer.research.metrics import split_sections
 from reviewer.roles import Role, has_role, roles_of
-from reviewer.services import labels, workflow
+from reviewer.services import workflow
 
 R, A, S = Role.RADIOLOGIST, Role.ANNOTATOR, Role.RESEARCHER
 PAGE_SIZE = 50
 
 
-def _render(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
+def render_page(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
+    """A page with the navigation its user's roles allow (every page renders through here)."""
     roles = roles_of(request.user)
     nav = {
         "is_admin": Role.ADMIN in roles,
@@ -107,7 +108,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
          "query": urlencode({**unfiltered, "status": value})}
         for value, label in Study.Status.choices
     ]  # fmt: skip
-    return _render(
+    return render_page(
         request,
         "reviewer/worklist.html",
         {
@@ -170,7 +171,7 @@ def assign(request: HttpRequest, pk: int) -> HttpResponse:
     assigned = list(study.assignments.select_related("reader").order_by("created_at"))
     signed = set(study.reviews.filter(signed_at__isnull=False).values_list("reader_id", flat=True))
     assigned_ids = {a.reader_id for a in assigned}
-    return _render(
+    return render_page(
         request,
         "reviewer/assign.html",
         {
@@ -190,7 +191,7 @@ def arbitration_queue(request: HttpRequest) -> HttpResponse:
     state = state if state in ("open", "resolved", "") else "open"
     page = Paginator(selectors.arbitrations_for(request.user, state=state), PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"page": page, "state": state, "is_admin": has_role(request.user, Role.ADMIN)}
-    return _render(request, "reviewer/arbitration_queue.html", context)
+    return render_page(request, "reviewer/arbitration_queue.html", context)
 
 
 @role_required(R)
@@ -211,7 +212,7 @@ def arbitration_detail(request: HttpRequest, pk: int) -> HttpResponse:
             messages.error(request, str(exc))
     review = arbitration.review
     draft = review.draft
-    return _render(
+    return render_page(
         request,
         "reviewer/arbitration_detail.html",
         {
@@ -222,96 +223,6 @@ def arbitration_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "choices": Review.Radpeer.choices,
             "is_admin": has_role(request.user, Role.ADMIN),
         },
-    )
-
-
-# --- annotation queue ----------------------------------------------------------------------
-
-
-def _queue_params(request: HttpRequest) -> tuple[str, int]:
-    strategy = request.GET.get("strategy") or request.POST.get("strategy") or "uncertain"
-    strategy = strategy if strategy in selectors.STRATEGIES else "uncertain"
-    try:
-        seed = int(request.GET.get("seed") or request.POST.get("seed") or 0)
-    except ValueError:
-        seed = 0
-    return strategy, seed
-
-
-@role_required(A)
-def label_queue(request: HttpRequest) -> HttpResponse:
-    strategy, seed = _queue_params(request)
-    ids = selectors.annotation_queue(annotator=request.user, strategy=strategy, seed=seed, limit=PAGE_SIZE)
-    found = {e.pk: e for e in LabelExtraction.objects.filter(pk__in=ids).select_related("study")}
-    items = []
-    for pk in ids:
-        e = found[pk]
-        flagged = sum(1 for v in e.labels.values() if v != 0)
-        impression = split_sections(e.report_text).get("impression", "")
-        items.append(
-            {"extraction": e, "impression": impression, "excerpt": impression or e.report_text,
-             "min_confidence": selectors.min_confidence(e.confidence), "flagged": flagged}
-        )  # fmt: skip
-    done = LabelConfirmation.objects.filter(annotator=request.user).count()
-    return _render(
-        request,
-        "reviewer/label_queue.html",
-        {"items": items, "strategy": strategy, "seed": seed, "strategies": selectors.STRATEGIES, "done": done,
-         "query": urlencode({"strategy": strategy, "seed": seed})},
-    )  # fmt: skip
-
-
-@role_required(A)
-@require_http_methods(["GET", "POST"])
-def label_confirm(request: HttpRequest, pk: int) -> HttpResponse:
-    extraction = get_object_or_404(LabelExtraction.objects.filter(source__in=selectors.ANNOTATED_SOURCES), pk=pk)
-    strategy, seed = _queue_params(request)
-    mine = LabelConfirmation.objects.filter(extraction=extraction, annotator=request.user).first()
-    errors = ""
-    if request.method == "POST":
-        submitted = {k: request.POST[f"label_{k}"] for k in CONDITION_KEYS if request.POST.get(f"label_{k}", "") != ""}
-        try:
-            labels.confirm_labels(
-                extraction=extraction, annotator=request.user, labels=submitted, comment=request.POST.get("comment", "")
-            )
-            messages.success(request, "Labels saved.")
-            nxt = selectors.annotation_queue(annotator=request.user, strategy=strategy, seed=seed, limit=1)
-            query = urlencode({"strategy": strategy, "seed": seed})
-            if nxt:
-                return redirect(f"/labels/{nxt[0]}/?{query}")
-            return redirect(f"/labels/?{query}")
-        except ValidationError as exc:
-            errors = "; ".join(exc.messages)
-        current = submitted
-    else:
-        current = mine.labels if mine else extraction.labels
-    rows = []
-    for c in CONDITIONS:
-        rows.append(
-            {
-                "key": c.key,
-                "name": c.name,
-                "category": c.category,
-                "extracted": extraction.labels.get(c.key),
-                "confidence": extraction.confidence.get(c.key),
-                "evidence": extraction.evidence.get(c.key, ""),
-                "value": str(current.get(c.key, "")),
-            }
-        )
-    return _render(
-        request,
-        "reviewer/label_confirm.html",
-        {
-            "extraction": extraction,
-            "segments": labels.highlight(extraction.report_text, extraction.evidence),
-            "rows": rows,
-            "mine": mine,
-            "errors": errors,
-            "strategy": strategy,
-            "seed": seed,
-            "choices": ((1, "present"), (0, "absent"), (-1, "uncertain")),
-        },
-        status=400 if errors else 200,
     )
 
 
@@ -344,7 +255,7 @@ def statistics(request: HttpRequest) -> HttpResponse:
     by_reader = data["radpeer_by_reader"]
     edit = data["edit_distance"]
     edit_rows = [{"score": s, **{k: edit[k][s] for k in stats.DISTANCE_KEYS}} for s in (*stats.RADPEER_SCORES, "all")]
-    return _render(
+    return render_page(
         request,
         "reviewer/statistics.html",
         {
@@ -401,7 +312,7 @@ def reading_statistics(request: HttpRequest) -> HttpResponse:
         for r in rows:
             r.update(median=_fmt_seconds(r["median_seconds"]), mean=_fmt_seconds(r["mean_seconds"]),
                      accepted_rate=_fmt_rate(r["accepted_share"]))  # fmt: skip
-    return _render(
+    return render_page(
         request,
         "reviewer/reading_statistics.html",
         {"agreement": agreement, "reading": reading, "versions": versions, "model_version": model_version,

@@ -3,7 +3,7 @@ DICOMweb proxy, the viewer hand-off and the pages."""
 
 from django.urls import include, path, re_path
 
-from reviewer import pages, viewer
+from reviewer import label_pages, pages, viewer
 from reviewer.health import health
 from reviewer.integrations.dicomweb_proxy import dicomweb_proxy
 
@@ -16,8 +16,8 @@ urlpatterns = [
     path("studies/<int:pk>/force-draft/", pages.force_draft, name="study-force-draft"),
     path("arbitration/", pages.arbitration_queue, name="arbitration-queue"),
     path("arbitration/<int:pk>/", pages.arbitration_detail, name="arbitration-detail"),
-    path("labels/", pages.label_queue, name="label-queue-page"),
-    path("labels/<int:pk>/", pages.label_confirm, name="label-confirm"),
+    path("labels/", label_pages.label_queue, name="label-queue-page"),
+    path("labels/<int:pk>/", label_pages.label_confirm, name="label-confirm"),
     path("statistics/", pages.statistics, name="statistics"),
     path("statistics/reading/", pages.reading_statistics, name="reading-statistics"),
     path("", pages.worklist, name="worklist"),
