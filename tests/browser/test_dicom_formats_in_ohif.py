@@ -141,7 +141,8 @@ def test_every_transfer_syntax_and_enhanced_mr_is_drawn_by_ohif(
     viewer_build, viewer_urls, orthanc_settings, empty_orthanc, synthetic_study_dir, role_user, screenshots_dir,
     tmp_path,
 ):  # type: ignore[no-untyped-def]  # fmt: skip
-    from reviewer.integrations.sr import load_sr, read_sr_boxes
+    from reviewer.integrations.sr import load_sr
+    from reviewer.integrations.sr_dataset import read_sr_boxes
     from reviewer.models import StructuredReport
     from reviewer.services.sync import sync_study
     from tests.factories import DraftFactory

@@ -288,7 +288,8 @@ def test_an_enhanced_mr_study_is_drafted_and_its_sr_names_the_frames(tmp_path, e
     import shutil
     import subprocess
 
-    from reviewer.integrations.sr import load_sr, read_sr_boxes
+    from reviewer.integrations.sr import load_sr
+    from reviewer.integrations.sr_dataset import read_sr_boxes
     from reviewer.models import StructuredReport
 
     files = enhanced_copy(list(synth_study["studies"][1]["files"]), tmp_path)
