@@ -1,7 +1,8 @@
-"""Statistics page with many signed reviews in a real PostgreSQL (targets at 100,000 reviews:
-page and API < 1 s cold and < 0.3 s warm, plots < 0.5 s).
+"""Statistics page and worklist with many signed reviews in a real PostgreSQL (targets at
+100,000 reviews: statistics page and API < 1 s cold and < 0.3 s warm, plots < 0.5 s; worklist
+page and study list API < 1 s).
 
-    .venv/bin/python benchmarks/stats_page.py [--reviews 10000 [100000 ...]] [--repeat 5]
+    .venv/bin/python benchmarks/stats_page.py [--reviews 10000 [100000 ...]] [--repeat 5] [--worklist-only]
 
 Starts its own PostgreSQL (scripts/services.py), migrates, fills it with ``populate`` (signed
 reviews with drafts, 17 findings per draft, signed revisions, edit distances computed by
@@ -12,7 +13,10 @@ exports and every plot, and prints the median wall time and the query count of e
 ``--reviews`` sizes are measured in one run, the database grown from one to the next. "Cold"
 clears Django's cache (the statistics are read again from the statistics rows that the services
 keep; ``populate`` bulk-inserts around them and so rebuilds them), "warm" is a repeated view.
-``_compute_bundle_from_tables`` is the same figures computed from the base tables.
+``_compute_bundle_from_tables`` is the same figures computed from the base tables. The worklist
+is timed last, as a reader over the same studies (page 1 in reading priority, later pages, the
+text + status, received-time and AI-finding filters, and the study list API), each view first
+with the cache cleared; ``--worklist-only`` times only the worklist.
 
 ``populate`` is also used by the statistics tests (small n) and the screenshot script.
 """
@@ -229,10 +233,61 @@ def _time(client, url: str, repeat: int, *, cold: bool | str = False) -> tuple[f
     return statistics.median(times), queries, size
 
 
+def _time_statistics(client, repeat: int) -> None:  # type: ignore[no-untyped-def]
+    """The statistics computed once, a sign-off's refresh, then the statistics page, API, exports
+    and plots through ``client`` (a researcher)."""
+    from reviewer.models import Review
+    from reviewer.research import plots, stats
+    from reviewer.services.statistics import refresh_review_statistics
+
+    for name in ("review_rows", "label_agreement", "draft_accuracy", "_compute_bundle_from_tables",
+                 "_compute_bundle"):  # fmt: skip
+        t0 = time.perf_counter()
+        getattr(stats, name)()
+        print(f"  stats.{name + '()':48s} {time.perf_counter() - t0:9.3f}", flush=True)
+    one = Review.objects.order_by("-id").values_list("id", flat=True)[:1]
+    t0 = time.perf_counter()
+    refresh_review_statistics(review_ids=list(one))  # what a sign-off adds
+    print(f"  {'refresh_review_statistics(one review)':54s} {time.perf_counter() - t0:9.3f}", flush=True)
+    urls = ["/statistics/", "/api/stats/", "/api/exports/reviews.csv", "/api/exports/reviews.parquet"]
+    urls += [f"/api/stats/plots/{p}.png" for p in plots.PLOTS]
+    for url in urls:
+        if url.endswith("/"):  # cold: the statistics read again from the statistics rows
+            runs = [("cold: cache cleared", repeat, True), ("warm", repeat, False)]
+        elif "/plots/" in url:  # cold: statistics read and drawn; drawn from cached statistics; cached
+            runs = [("cold: cache cleared", repeat, True), ("drawn", repeat, "drawing")]
+            runs += [("cached", repeat, False)]
+        else:
+            runs = [("", max(1, repeat // 2), False)]
+        for label, times, cold in runs:
+            seconds, queries, size = _time(client, url, times, cold=cold)
+            what = f"{url} ({label})" if label else url
+            print(f"{what:55s} {seconds:9.3f} {queries:8d} {size:10d}", flush=True)
+
+
+WORKLIST_URLS = (
+    "/",  # a reader's default: reading priority, page 1
+    "/?page=2",
+    "/?sort=received&page=3",
+    "/?q=LUMBAR&status=signed",
+    "/?finding=acute_fracture",
+    "/api/studies/?page=2",
+)
+
+
+def _time_worklist(client, repeat: int) -> None:  # type: ignore[no-untyped-def]
+    """The worklist page and the study list API through ``client`` (a reader), cold (cache
+    cleared: the worklist reads none, so cold and warm differ by PostgreSQL's own caches only)."""
+    for url in WORKLIST_URLS:
+        seconds, queries, size = _time(client, url, repeat, cold=True)
+        print(f"{url:55s} {seconds:9.3f} {queries:8d} {size:10d}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reviews", type=int, nargs="+", default=[10_000], help="one or more sizes, ascending")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--worklist-only", action="store_true", help="time the worklist, not the statistics")
     args = parser.parse_args()
 
     from scripts.services import start_postgres
@@ -252,8 +307,6 @@ def main() -> None:
         from django.db import connection
         from django.test import Client
 
-        from reviewer.research import plots, stats
-
         settings.ALLOWED_HOSTS = ["*"]
         call_command("migrate", verbosity=0)
         researcher = User.objects.create_user("researcher-bench", password="x")
@@ -270,37 +323,11 @@ def main() -> None:
                 cur.execute("ANALYZE")
             print(f"\nPostgreSQL, {n} signed reviews, 17 findings each; median of {args.repeat} runs")
             print(f"{'url':55s} {'median s':>9s} {'queries':>8s} {'bytes':>10s}")
-            for name in ("review_rows", "label_agreement", "draft_accuracy", "_compute_bundle_from_tables",
-                         "_compute_bundle"):  # fmt: skip
-                t0 = time.perf_counter()
-                getattr(stats, name)()
-                print(f"  stats.{name + '()':48s} {time.perf_counter() - t0:9.3f}", flush=True)
-            from reviewer.models import Review
-            from reviewer.services.statistics import refresh_review_statistics
-
-            one = Review.objects.order_by("-id").values_list("id", flat=True)[:1]
-            t0 = time.perf_counter()
-            refresh_review_statistics(review_ids=list(one))  # what a sign-off adds
-            print(f"  {'refresh_review_statistics(one review)':54s} {time.perf_counter() - t0:9.3f}", flush=True)
-            urls = ["/statistics/", "/api/stats/", "/api/exports/reviews.csv", "/api/exports/reviews.parquet"]
-            urls += [f"/api/stats/plots/{p}.png" for p in plots.PLOTS]
-            for url in urls:
-                if url.endswith("/"):  # cold: the statistics read again from the statistics rows
-                    runs = [("cold: cache cleared", args.repeat, True), ("warm", args.repeat, False)]
-                elif "/plots/" in url:  # cold: statistics read and drawn; drawn from cached statistics; cached
-                    runs = [("cold: cache cleared", args.repeat, True), ("drawn", args.repeat, "drawing")]
-                    runs += [("cached", args.repeat, False)]
-                else:
-                    runs = [("", max(1, args.repeat // 2), False)]
-                for label, repeat, cold in runs:
-                    seconds, queries, size = _time(client, url, repeat, cold=cold)
-                    what = f"{url} ({label})" if label else url
-                    print(f"{what:55s} {seconds:9.3f} {queries:8d} {size:10d}", flush=True)
+            if not args.worklist_only:
+                _time_statistics(client, args.repeat)
             worklist = Client()  # the worklist over the same studies, as a reader (researchers have none)
             worklist.force_login(reader)
-            for url in ("/?page=2", "/?q=LUMBAR&status=signed"):
-                seconds, queries, size = _time(worklist, url, args.repeat)
-                print(f"{url:55s} {seconds:9.3f} {queries:8d} {size:10d}", flush=True)
+            _time_worklist(worklist, args.repeat)
         print(f"load average: {os.getloadavg()[0]:.2f} (2-core machine shared with other work)")
     finally:
         pg.stop()

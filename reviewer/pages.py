@@ -16,8 +16,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.functional import cached_property
 from django.views.decorators.http import require_http_methods
 
 from ml.conditions import BY_KEY, CONDITION_KEYS, CONDITIONS
@@ -53,6 +55,20 @@ def _date(value: str | None) -> dt.date | None:
 
 # --- worklist and assignment --------------------------------------------------------------
 
+
+class CountedPaginator(Paginator):
+    """A paginator told how many objects there are, for a list whose count is known from a
+    query the page runs anyway (counting 100,000 filtered studies again costs as much)."""
+
+    def __init__(self, object_list: QuerySet, per_page: int, *, count: int) -> None:
+        super().__init__(object_list, per_page)
+        self._known_count = count
+
+    @cached_property
+    def count(self) -> int:
+        return self._known_count
+
+
 SORT_LABELS = (
     ("priority", "Reading priority"),
     ("received", "Received, newest first"),
@@ -82,9 +98,12 @@ def worklist(request: HttpRequest) -> HttpResponse:
     sort = request.GET.get("sort", "")
     sort = sort if sort in selectors.WORKLIST_SORTS else ("priority" if has_role(user, R) else "received")
     scope = {"user": user, "mine": mine, "date_from": date_from, "date_to": date_to, "q": q, "finding": finding}
-    qs = selectors.worklist(status=status, sort=sort, **scope)
-    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     counts = selectors.worklist_status_counts(**scope)
+    qs = selectors.worklist(status=status, sort=sort, **scope)
+    # the status counts already say how many studies the filters keep: no second count
+    paginator = CountedPaginator(qs, PAGE_SIZE, count=counts.get(status, 0) if status else sum(counts.values()))
+    page = paginator.get_page(request.GET.get("page"))
+    page.object_list = selectors.worklist_rows(page.object_list, finding=finding)
     is_admin = has_role(user, Role.ADMIN)
     rows = []
     for study in page:

@@ -80,6 +80,8 @@ class Draft(ImmutableModel):
 
     class Meta:
         ordering = ["-created_at"]
+        # a study's newest draft (the one the viewer and the worklist show), for one study or all
+        indexes = [models.Index(fields=["study", "-created_at", "-id"], name="draft_study_newest")]
 
 
 class Finding(ImmutableModel):
@@ -95,6 +97,11 @@ class Finding(ImmutableModel):
     class Meta:
         ordering = ["draft", "condition"]
         constraints = [models.UniqueConstraint(fields=["draft", "condition"], name="one_finding_per_condition")]
+        # the drafts that call a condition present (the worklist's urgent order and finding filter),
+        # without reading the absent ones, most of the table
+        indexes = [
+            models.Index(fields=["condition", "draft"], condition=Q(present=True), name="finding_present_condition")
+        ]
 
 
 class StructuredReport(ImmutableModel):

@@ -45,6 +45,7 @@ from reviewer.selectors.studies import (
     study_list,
     with_reading_priority,
     worklist,
+    worklist_rows,
     worklist_status_counts,
 )
 from reviewer.selectors.workflow import arbitrations_for, can_arbitrate, radiologists
@@ -91,5 +92,6 @@ __all__ = [
     "study_list",
     "with_reading_priority",
     "worklist",
+    "worklist_rows",
     "worklist_status_counts",
 ]

@@ -158,3 +158,27 @@ def test_worklist_query_count_stays_flat_with_filters(shift, client, django_asse
     with django_assert_max_num_queries(9):
         response = client.get("/", {"finding": "acute_fracture", "sort": "priority"})
     assert len(response.context["page"]) == 22
+
+
+def test_pages_are_cut_in_the_database_and_counted_from_the_status_chips(shift, client):  # type: ignore[no-untyped-def]
+    """More studies than one page: the pages together are the whole list in order, each study
+    once, and the count the page shows is the count of the filtered studies."""
+    reader, _ = shift
+    Study.objects.bulk_create(
+        [Study(study_uid=f"2.25.{i}", orthanc_id=f"bulk-{i}", description=f"bulk {i}", status="signed")
+         for i in range(55)]
+    )  # fmt: skip
+    client.force_login(reader)
+    expected = list(Study.objects.order_by("-created_at", "-id").values_list("description", flat=True))
+    first = client.get("/", {"sort": "received"})
+    second = client.get("/", {"sort": "received", "page": "2"})
+    assert _names(first) + _names(second) == expected
+    assert first.context["page"].paginator.count == len(expected) == 63
+    assert [len(first.context["page"]), len(second.context["page"])] == [50, 13]
+    signed = client.get("/", {"status": "signed", "sort": "received", "page": "2"})
+    assert signed.context["page"].paginator.count == 56
+    assert _names(signed) == [d for d in expected if d.startswith("bulk") or d == "signed"][50:]
+    # reading priority over the pages: the waiting studies first, as on a single page
+    pages = [_names(client.get("/", {"page": p})) for p in ("1", "2")]
+    assert pages[0][:5] == READING_ORDER[:5]
+    assert sorted(pages[0] + pages[1]) == sorted(expected)
