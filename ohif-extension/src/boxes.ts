@@ -7,7 +7,8 @@
 import type { Box } from './api';
 import * as store from './store';
 import { heldLevelSide } from './review';
-import { applyBoxVisibility, boxConditions, hydrateBoxes, labelBoxes, rememberConditions, setBoxStatistics, type Managers } from './viewerControl';
+import { applyBoxVisibility, labelBoxes, setBoxStatistics } from './boxStyle';
+import { boxConditions, hydrateBoxes, rememberConditions, type Managers } from './viewerControl';
 
 const RETRY_MS = 1000;
 const MAX_ATTEMPTS = 30;

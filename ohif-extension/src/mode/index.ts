@@ -7,6 +7,7 @@
  */
 import { api } from '../api';
 import { relabel, watchBoxes } from '../boxes';
+import { boxLabels } from '../boxStyle';
 import { currentSlots, PROTOCOL_ID, setApiSeries, VIEWPORTS } from '../hangingProtocol';
 import { FINDINGS_PANEL, MODE_ID, MODE_ROUTE, REPORT_PANEL } from '../ids';
 import { levelAxials, linkReferenceLines, referenceLinesState, watchNewBoxes } from '../linking';
@@ -17,7 +18,6 @@ import { HOTKEYS, mergeHotkeys, setReviewHandlers } from '../review';
 import * as store from '../store';
 import {
   boxHandles,
-  boxLabels,
   cornerstoneLibraries,
   currentBoxes,
   hydrateBoxes,

@@ -10,7 +10,8 @@ import * as store from '../store';
 import { markShown, relabel } from '../boxes';
 import { acceptRemaining, cycleSide, heldLevelSide, HOTKEYS, judge, shiftLevel } from '../review';
 import { levelAxials } from '../linking';
-import { conditionColour, currentBoxes, jumpToImage, setBoxStatistics, type Managers } from '../viewerControl';
+import { conditionColour, setBoxStatistics } from '../boxStyle';
+import { currentBoxes, jumpToImage, type Managers } from '../viewerControl';
 import { ErrorBox } from './ErrorBox';
 
 const STATUS_WORDS: Record<string, string> = {

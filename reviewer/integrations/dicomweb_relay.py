@@ -1,0 +1,179 @@
+"""The DICOMweb proxy's upstream side: the request sent to Orthanc and its answer streamed back.
+
+One pooled, keep-alive ``httpx.Client`` per process (``reviewer.integrations.orthanc.orthanc``)
+carries every request. Frames, bulk data and rendered images are relayed byte for byte as
+Orthanc sends them (``iter_raw``, up to 1 MiB per write, Orthanc's Content-Length kept): a
+300-instance series is never held in memory. What a SOP Instance UID addresses never changes,
+so those answers may stay in the reader's own browser (``cache_if_immutable``). STOW-RS, up to
+``SPINEREVIEW_STOW_MAX_BYTES``, is split into one store per instance and answered per instance
+(``reviewer.integrations.stow``: Orthanc answers a partly stored request 400 without naming the
+failure).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+
+import httpx
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils.cache import patch_cache_control, patch_vary_headers
+
+from reviewer.integrations.dicomweb_routes import Kind, Refused, Target
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+# Frames and bulk data pass through in pieces of up to 1 MiB: a typical MR frame (100-500 kB)
+# goes out in one write, a large one still never sits whole in memory.
+RELAY_CHUNK = 1024 * 1024
+FORWARD_REQUEST_HEADERS = ("accept", "content-type", "accept-encoding", "range")
+# Content-Length too: the body is relayed byte for byte (``iter_raw``), and a known length spares
+# the client chunked framing and lets it size its buffer once (and lets a keep-alive connection
+# carry the next request).
+FORWARD_RESPONSE_HEADERS = (
+    "content-length", "content-encoding", "content-range", "accept-ranges", "etag", "last-modified",
+)  # fmt: skip
+# Pixel data is asked of Orthanc uncompressed whatever the browser accepts: Orthanc gzips each
+# answer whole before sending it, which costs about ten times the transfer it saves (a 320x320
+# 16-bit frame: 4 ms as it is, 48 ms gzipped to 76 % of its size, on the 2-core test machine),
+# and image data barely compresses. DICOM JSON still goes as the client asked.
+UNCOMPRESSED_KINDS = frozenset({Kind.FRAMES, Kind.BULK, Kind.RENDERED})
+
+# Frames asked for "as stored" (``transfer-syntax=*``, what the viewer's image loader sends):
+# Orthanc's DICOMweb plugin (1.7) answers 500 for an instance stored big endian or deflated, whose
+# frames it cannot hand out as they are. The proxy then asks once more for explicit VR little
+# endian, which Orthanc transcodes to and the viewer decodes; every other syntax is served as stored.
+ANY_SYNTAX = re.compile(r"transfer-syntax=\*")
+EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
+
+# What a stored instance is never changes (its UID names its content): its frames, bulk data,
+# rendered images and metadata may stay in the reader's browser for a reading session, and
+# ``immutable`` spares even the revalidation of a reload. ``private``: never in a shared cache
+# (the metadata is filtered per role); ``Vary`` on the credentials: another user of the same
+# browser (a shared workstation) never gets the entry of the one before. Series- and study-level
+# answers and searches are not cached: instances can still arrive.
+IMMUTABLE_KINDS = frozenset({Kind.FRAMES, Kind.BULK, Kind.RENDERED, Kind.METADATA})
+IMMUTABLE_MAX_AGE_S = 3600
+
+
+def upstream_headers(request: HttpRequest, kind: Kind, *, filtered: bool) -> dict[str, str]:
+    """The few request headers Orthanc gets (never ``X-HTTP-Method-Override`` or cookies).
+
+    The browser's Host goes along because Orthanc builds BulkDataURIs from it and the proxy
+    serves the same ``/dicom-web`` root."""
+    headers = {k: v for k in FORWARD_REQUEST_HEADERS if (v := request.headers.get(k))}
+    headers["host"] = request.get_host()
+    # pass the browser's encoding wish through exactly (httpx would otherwise ask for gzip and
+    # we would forward compressed bytes to a client that never asked for them)
+    headers.setdefault("accept-encoding", "identity")
+    if filtered:  # rewritten here: plain JSON from Orthanc
+        headers["accept"] = "application/dicom+json"
+        headers["accept-encoding"] = "identity"
+    if kind in UNCOMPRESSED_KINDS:
+        headers["accept-encoding"] = "identity"
+    return headers
+
+
+def send(client: httpx.Client, method: str, url: httpx.URL, headers: dict[str, str], kind: Kind) -> httpx.Response:
+    """Orthanc's answer, its body not read yet (``stream=True``); ``httpx.HTTPError`` when
+    Orthanc cannot be reached. Frames asked for as stored that Orthanc cannot hand out as they
+    are (500) are asked for once more in explicit VR little endian."""
+    response = client.send(client.build_request(method, url, headers=headers), stream=True)
+    if kind is Kind.FRAMES and response.status_code == 500 and ANY_SYNTAX.search(headers.get("accept", "")):
+        response.close()
+        headers = {**headers, "accept": ANY_SYNTAX.sub(f"transfer-syntax={EXPLICIT_LITTLE}", headers["accept"])}
+        response = client.send(client.build_request(method, url, headers=headers), stream=True)
+    return response
+
+
+def relay(response: httpx.Response) -> StreamingHttpResponse:
+    """Orthanc's answer passed on as it comes, byte for byte, never read whole."""
+
+    def body() -> Iterator[bytes]:
+        try:
+            yield from response.iter_raw(RELAY_CHUNK)
+        finally:
+            response.close()
+
+    out = StreamingHttpResponse(body(), status=response.status_code, content_type=response.headers.get("content-type"))
+    for name in FORWARD_RESPONSE_HEADERS:
+        if name in response.headers:
+            out[name] = response.headers[name]
+    return out
+
+
+def cache_if_immutable(out: HttpResponse, target: Target) -> HttpResponse:
+    """``private, max-age, immutable`` on a successful answer about one SOP instance."""
+    if out.status_code == 200 and target.instance_level and target.route.kind in IMMUTABLE_KINDS:
+        patch_cache_control(out, private=True, max_age=IMMUTABLE_MAX_AGE_S, immutable=True)
+        patch_vary_headers(out, ("Cookie", "Authorization"))
+    return out
+
+
+def refusal(exc: Refused) -> JsonResponse:
+    return JsonResponse({"detail": exc.detail}, status=exc.status)
+
+
+def unreachable(exc: Exception) -> JsonResponse:
+    logger.warning("DICOMweb proxy: Orthanc unreachable: %s", exc)
+    return JsonResponse({"detail": "image archive (Orthanc) is unreachable"}, status=502)
+
+
+# --- STOW-RS -------------------------------------------------------------------------------------
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _iter_body(request: HttpRequest, limit: int) -> Iterator[bytes]:
+    sent = 0
+    while chunk := request.read(CHUNK):
+        sent += len(chunk)
+        if sent > limit:
+            raise BodyTooLarge
+        yield chunk
+
+
+def check_stow_body(request: HttpRequest) -> None:
+    """``Refused`` unless the body is a multipart/related of DICOM parts with a boundary and a
+    Content-Length within ``SPINEREVIEW_STOW_MAX_BYTES``: checked before anything is sent."""
+    content_type = request.content_type or ""
+    if content_type.lower() != "multipart/related":
+        raise Refused(415, "STOW-RS takes multipart/related")
+    part_type = (request.content_params or {}).get("type", "application/dicom").lower()
+    if part_type != "application/dicom":
+        raise Refused(415, "STOW-RS here takes application/dicom parts (type=application/dicom)")
+    boundary = (request.content_params or {}).get("boundary", "")
+    if not boundary or len(boundary) > 70 or not boundary.isascii():
+        raise Refused(400, "multipart/related without a valid boundary")
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if not length.isdigit():
+        raise Refused(411, "STOW-RS needs a Content-Length")
+    if int(length) > settings.SPINEREVIEW_STOW_MAX_BYTES:
+        raise Refused(413, f"body larger than {settings.SPINEREVIEW_STOW_MAX_BYTES} bytes")
+
+
+def store_per_instance(
+    request: HttpRequest, client: httpx.Client, url: httpx.URL, headers: dict[str, str]
+) -> HttpResponse:
+    """STOW-RS split into one store per part and answered per instance (``reviewer.integrations.stow``)."""
+    from reviewer.integrations.stow import MultipartError, iter_parts, store_parts
+
+    boundary = request.content_params["boundary"].encode("ascii")
+    limit = settings.SPINEREVIEW_STOW_MAX_BYTES
+    forward = {k: v for k, v in headers.items() if k in ("host", "accept-encoding")}
+    try:
+        result = store_parts(iter_parts(_iter_body(request, limit), boundary), client=client, url=url, headers=forward)
+    except BodyTooLarge:
+        return refusal(Refused(413, f"body larger than {limit} bytes"))
+    except MultipartError as exc:
+        return refusal(Refused(400, f"unreadable multipart/related body: {exc}"))
+    if result is None:
+        return JsonResponse({"detail": "image archive (Orthanc) is unreachable"}, status=502)
+    if not result.stored and not result.failed:
+        return refusal(Refused(400, "multipart/related body without parts"))
+    return result.response()
