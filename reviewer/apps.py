@@ -8,3 +8,6 @@ class ReviewerConfig(AppConfig):
 
     def ready(self) -> None:
         from reviewer import accounts  # noqa: F401  (connects the sign-out receiver)
+        from reviewer.devserver import enable_tcp_nodelay
+
+        enable_tcp_nodelay()
