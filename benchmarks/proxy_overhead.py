@@ -1,10 +1,21 @@
 """DICOMweb proxy overhead: fetch every frame of one series through the app vs from Orthanc.
 
     .venv/bin/python benchmarks/proxy_overhead.py [--instances 100] [--matrix 320] [--repeats 3]
+        [--baseline DIR]
 
 Starts Orthanc and the app under gunicorn (real HTTP, SQLite, token auth), stores one series,
-then fetches its WADO-RS frames and its metadata, sequentially, directly and via the proxy.
-Reports the best of ``--repeats`` for each, and the ratio proxy/direct.
+then fetches its metadata and every WADO-RS frame, sequentially, directly and via the proxy,
+the paths taking turns in each round so that both see the same load. Reports the best of
+``--repeats`` for each path and the ratio proxy/direct, twice:
+
+- ``identity``: both ask for uncompressed answers, so both move the same bytes: the proxy's own
+  cost per request (authentication, routing, blinding check, one more process hop);
+- ``gzip``: both send what a browser sends (``Accept-Encoding: gzip, deflate``). Orthanc then
+  gzips every frame itself, while the proxy asks Orthanc for pixel data uncompressed
+  (``reviewer.integrations.dicomweb_relay``): what the viewer waits for.
+
+``--baseline DIR`` serves another checkout of the app (e.g. ``git worktree add /tmp/old main``)
+the same way on the same Orthanc and database and measures it in the same rounds.
 """
 
 from __future__ import annotations
@@ -33,17 +44,32 @@ u.groups.add(Group.objects.get(name="radiologist"))
 print(Token.objects.get_or_create(user=u)[0].key)
 """
 FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+ENCODINGS = ("identity", "gzip, deflate")
 
 
-def fetch_series(client: httpx.Client, study: str, series: str, sops: list[str]) -> float:
+def fetch_series(client: httpx.Client, study: str, series: str, sops: list[str], encoding: str) -> float:
     t0 = time.perf_counter()
-    client.get(f"/dicom-web/studies/{study}/series/{series}/metadata").raise_for_status()
+    client.get(f"/dicom-web/studies/{study}/series/{series}/metadata",
+               headers={"Accept-Encoding": encoding}).raise_for_status()  # fmt: skip
     for sop in sops:
         r = client.get(f"/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/1",
-                       headers={"Accept": FRAME_ACCEPT})  # fmt: skip
+                       headers={"Accept": FRAME_ACCEPT, "Accept-Encoding": encoding})  # fmt: skip
         r.raise_for_status()
         assert len(r.content) > 1000
     return time.perf_counter() - t0
+
+
+def serve(tree: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """gunicorn on ``tree``'s app (2 workers x 4 threads, as in production.py's defaults)."""
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "webapp.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "2",
+         "--threads", "4", "-k", "gthread", "--log-level", "warning"],
+        cwd=tree, env={**env, "DJANGO_SETTINGS_MODULE": "webapp.settings.local"},
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: httpx.get(base + "/api/health/").status_code in (200, 503), 60, "gunicorn", web)
+    return web, base
 
 
 def main() -> None:
@@ -51,6 +77,7 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=100)
     parser.add_argument("--matrix", type=int, default=320)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="another checkout of the app, measured beside this one")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="spinereview-proxy-"))
     study_uid, files = write_study(tmp / "s", protocol=(SeriesSpec("SAG T2", 3500, 100, n=args.instances,
@@ -60,7 +87,7 @@ def main() -> None:
            "SPINEREVIEW_VAR_DIR": str(tmp / "var"), "SPINEREVIEW_DEBUG": "0"}  # fmt: skip
     auth = (env["SPINEREVIEW_ORTHANC_USERNAME"], env["SPINEREVIEW_ORTHANC_PASSWORD"])
     py = sys.executable
-    web = None
+    servers: list[subprocess.Popen] = []
     try:
         with httpx.Client(base_url=env["SPINEREVIEW_ORTHANC_URL"], auth=auth, timeout=60) as direct:
             for f in files:
@@ -74,26 +101,31 @@ def main() -> None:
                 [py, "manage.py", "shell", "-c", MAKE_TOKEN],
                 cwd=ROOT, env=env, check=True, capture_output=True, text=True,
             ).stdout.strip().splitlines()[-1]  # fmt: skip
-            port = free_port()
-            web = subprocess.Popen(
-                [py, "-m", "gunicorn", "webapp.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "2",
-                 "--threads", "4", "-k", "gthread", "--log-level", "warning"],
-                cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "webapp.settings.local"},
-            )  # fmt: skip
-            base = f"http://127.0.0.1:{port}"
-            wait_until(lambda: httpx.get(base + "/api/health/").status_code in (200, 503), 60, "gunicorn", web)
-            with httpx.Client(base_url=base, headers={"Authorization": f"Token {token}"}, timeout=60) as proxied:
-                fetch_series(proxied, study_uid, series_uid, sops[:3])  # warm up both paths
-                fetch_series(direct, study_uid, series_uid, sops[:3])
-                t_direct = min(fetch_series(direct, study_uid, series_uid, sops) for _ in range(args.repeats))
-                t_proxy = min(fetch_series(proxied, study_uid, series_uid, sops) for _ in range(args.repeats))
-        n = len(sops)
-        print(f"series: {n} instances {args.matrix}x{args.matrix} (metadata + every frame, sequential)")
-        print(f"direct from Orthanc : {t_direct:6.2f} s  ({n / t_direct:6.1f} frames/s)")
-        print(f"through the proxy   : {t_proxy:6.2f} s  ({n / t_proxy:6.1f} frames/s)")
-        print(f"ratio proxy/direct time: {t_proxy / t_direct:.2f}")
+            trees = {"through the proxy": ROOT} | ({"proxy (baseline)": args.baseline} if args.baseline else {})
+            clients = {"direct from Orthanc": direct}
+            for name, tree in trees.items():
+                web, base = serve(tree, env)
+                servers.append(web)
+                clients[name] = httpx.Client(base_url=base, headers={"Authorization": f"Token {token}"}, timeout=60)
+            n = len(sops)
+            print(f"series: {n} instances {args.matrix}x{args.matrix} (metadata + every frame, sequential), "
+                  f"best of {args.repeats}, paths in turn, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+            for encoding in ENCODINGS:
+                for client in clients.values():  # warm up every path
+                    fetch_series(client, study_uid, series_uid, sops[:3], encoding)
+                best = dict.fromkeys(clients, float("inf"))
+                for _ in range(args.repeats):
+                    for name, client in clients.items():
+                        best[name] = min(best[name], fetch_series(client, study_uid, series_uid, sops, encoding))
+                print(f"Accept-Encoding: {encoding}")
+                for name, seconds in best.items():
+                    ratio = seconds / best["direct from Orthanc"]
+                    print(f"  {name:20s}: {seconds:6.2f} s  ({n / seconds:6.1f} frames/s)  ratio {ratio:.2f}")
+            for client in clients.values():
+                if client is not direct:
+                    client.close()
     finally:
-        if web:
+        for web in servers:
             web.terminate()
             web.wait()
         orthanc.stop()

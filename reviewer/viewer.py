@@ -41,7 +41,7 @@ import shutil
 import time
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -56,7 +56,10 @@ from django.utils.http import http_date, url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from reviewer.integrations.dicomweb_prefetch import prefetch_study
+from reviewer.integrations.dicomweb_routes import READ_ROLES
 from reviewer.models import Study
+from reviewer.roles import has_role
 from reviewer.services import access
 from reviewer.services.access import HANDOFF_MAX_AGE_S, HANDOFF_SALT  # noqa: F401  (re-exported)
 
@@ -205,8 +208,19 @@ def _extension_urls(origin: str = "") -> tuple[str, str]:
     return urls[0], urls[1]
 
 
+def _prefetch_opened_study(request: HttpRequest) -> None:
+    """The page loading this config (its ``Referer``, same origin) opens a study in our mode:
+    have Orthanc's answers to the viewer's first questions asked now (``dicomweb_prefetch``)."""
+    page = urlsplit(request.headers.get("Referer", ""))
+    if page.netloc != request.get_host() or page.path != f"/{MODE_ROUTE}" or not has_role(request.user, *READ_ROLES):
+        return
+    uids = parse_qs(page.query).get("StudyInstanceUIDs") or [""]
+    prefetch_study(uids[0].split(",")[0], request.get_host())
+
+
 def app_config_js(request: HttpRequest) -> HttpResponse:
     """OHIF's ``window.config``, rendered per request (the origin is the request's own)."""
+    _prefetch_opened_study(request)
     origin = f"{request.scheme}://{request.get_host()}"
     extension_url, mode_url = _extension_urls(origin)
     dicomweb = f"{origin}{settings.ORTHANC_DICOMWEB_ROOT}"

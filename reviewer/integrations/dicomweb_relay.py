@@ -21,6 +21,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.cache import patch_cache_control, patch_vary_headers
 
+from reviewer.integrations.dicomweb_prefetch import take
 from reviewer.integrations.dicomweb_routes import Kind, Refused, Target
 
 logger = logging.getLogger(__name__)
@@ -79,8 +80,11 @@ def upstream_headers(request: HttpRequest, kind: Kind, *, filtered: bool) -> dic
 
 def send(client: httpx.Client, method: str, url: httpx.URL, headers: dict[str, str], kind: Kind) -> httpx.Response:
     """Orthanc's answer, its body not read yet (``stream=True``); ``httpx.HTTPError`` when
-    Orthanc cannot be reached. Frames asked for as stored that Orthanc cannot hand out as they
-    are (500) are asked for once more in explicit VR little endian."""
+    Orthanc cannot be reached. A search or metadata answer asked for while the viewer loaded
+    (``dicomweb_prefetch``) is taken from there. Frames asked for as stored that Orthanc cannot
+    hand out as they are (500) are asked for once more in explicit VR little endian."""
+    if method == "GET" and kind in (Kind.QIDO, Kind.METADATA) and (prefetched := take(url, headers)):
+        return prefetched
     response = client.send(client.build_request(method, url, headers=headers), stream=True)
     if kind is Kind.FRAMES and response.status_code == 500 and ANY_SYNTAX.search(headers.get("accept", "")):
         response.close()

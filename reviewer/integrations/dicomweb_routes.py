@@ -91,6 +91,11 @@ _PATTERNS: list[tuple[re.Pattern[str], frozenset[Kind]]] = [
 ]
 
 
+def is_uid(text: str) -> bool:
+    """Whether ``text`` is a UID the routes accept (the DICOM UID grammar, at most 64 characters)."""
+    return len(text) <= MAX_UID and re.fullmatch(_UID, text) is not None
+
+
 class Refused(Exception):
     """A request the proxy will not forward; becomes a JSON error answer."""
 
