@@ -2,11 +2,16 @@
 our spine mode in headless Chromium, against the real app (runserver) and the real Orthanc.
 
     python -m scripts.services run -- python benchmarks/viewer_first_image.py [--runs 3] [--waterfall]
+        [--baseline DIR]
 
 Each run uses a fresh browser context (cold HTTP cache, so OHIF's bundles are fetched again) and
 reports, in ms from navigation start: the first viewport canvas showing image pixels, all four
 showing them, and the findings panel filled. A warm run (same context, reload) follows. Runs
 after `scripts/setup.sh` (OHIF dist, extension build, playwright-core).
+
+``--baseline DIR`` serves another checkout of the app (e.g. ``git worktree add /tmp/old main``,
+its extension built) the same way, on the same database and Orthanc, and measures both in turn,
+one run each, so that both see the same machine load.
 """
 
 from __future__ import annotations
@@ -136,66 +141,86 @@ def print_waterfall(run: dict) -> None:
                   f"{r['type'][:10]:10s}  {'FAILED ' if r['failed'] else ''}{r['url']}")  # fmt: skip
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--waterfall", action="store_true", help="also print every request of the first run")
-    args = parser.parse_args()
-    if "SPINEREVIEW_ORTHANC_URL" not in os.environ:
-        parser.error("run under: python -m scripts.services run -- python benchmarks/viewer_first_image.py")
-    from scripts.services import free_port
-    from tests.browser import support
+def runserver(tree: Path, port: int, log: Path) -> subprocess.Popen:
+    """``manage.py runserver`` of ``tree`` on ``port``, once it answers."""
+    import httpx
 
-    with tempfile.TemporaryDirectory(prefix="viewer-bench-") as tmp:
-        study_uid, username = prepare(Path(tmp) / "synth")
-        port = args.port or free_port()
-        viewer = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "SPINEREVIEW_VIEWER_ORIGIN": viewer, "DJANGO_SETTINGS_MODULE": "webapp.settings.test"}
-        log = (Path(tmp) / "runserver.log").open("wb")
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", "--skip-checks",
-             f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    viewer = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "SPINEREVIEW_VIEWER_ORIGIN": viewer, "DJANGO_SETTINGS_MODULE": "webapp.settings.test"}
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", "--skip-checks", f"127.0.0.1:{port}"],
+        cwd=tree, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         try:
-            import httpx
+            httpx.get(f"{viewer}/app-config.js", timeout=2)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    return server
 
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    httpx.get(f"{viewer}/app-config.js", timeout=2)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
-            script = Path(tmp) / "bench.cjs"
-            script.write_text(NODE_SCRIPT)
-            node_env = {**os.environ, "NODE_PATH": str(support.EXTENSION_DIR / "node_modules"),
-                        "SPINEREVIEW_CHROMIUM": support.chromium(),
-                        "SPINEREVIEW_WATERFALL": "1" if args.waterfall else "0"}  # fmt: skip
-            proc = subprocess.run(
-                [support.node(), str(script), viewer, study_uid, username, "pw", str(args.runs)],
-                capture_output=True, text=True, env=node_env, cwd=support.EXTENSION_DIR, timeout=900,
-            )  # fmt: skip
-            if proc.returncode != 0:
-                print(proc.stdout, proc.stderr, file=sys.stderr)
-                return 1
-            results = json.loads(proc.stdout.strip().splitlines()[-1])
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
 
+def summary(results: list[dict]) -> list[str]:
     def line(kind: str, key: str) -> str:
         values = [r[kind][key] for r in results if r[kind][key] is not None]
         if len(values) < len(results):
             return f"{key}: not reached in {len(results) - len(values)} of {len(results)} runs"
         return f"{key}: median {statistics.median(values):.0f} ms (min {min(values):.0f}, max {max(values):.0f})"
 
-    print(f"viewer first image, 4-series study (128x128, 9-10 slices each), {len(results)} runs, "
+    return [f"  {kind:4s} " + "; ".join(line(kind, k) for k in ("first_image_ms", "all_four_ms", "panel_ms"))
+            for kind in ("cold", "warm")]  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--waterfall", action="store_true", help="also print every request of the first run")
+    parser.add_argument("--baseline", type=Path, help="another checkout of the app, measured in turn with this one")
+    args = parser.parse_args()
+    if "SPINEREVIEW_ORTHANC_URL" not in os.environ:
+        parser.error("run under: python -m scripts.services run -- python benchmarks/viewer_first_image.py")
+    from scripts.services import free_port
+    from tests.browser import support
+
+    trees = {"this checkout": ROOT} | ({f"baseline ({args.baseline})": args.baseline} if args.baseline else {})
+    results: dict[str, list[dict]] = {name: [] for name in trees}
+    with tempfile.TemporaryDirectory(prefix="viewer-bench-") as tmp:
+        study_uid, username = prepare(Path(tmp) / "synth")
+        ports = {name: (args.port if i == 0 and args.port else free_port()) for i, name in enumerate(trees)}
+        servers = [runserver(tree, ports[name], Path(tmp) / f"runserver-{i}.log")
+                   for i, (name, tree) in enumerate(trees.items())]  # fmt: skip
+        try:
+            script = Path(tmp) / "bench.cjs"
+            script.write_text(NODE_SCRIPT)
+            node_env = {**os.environ, "NODE_PATH": str(support.EXTENSION_DIR / "node_modules"),
+                        "SPINEREVIEW_CHROMIUM": support.chromium(),
+                        "SPINEREVIEW_WATERFALL": "1" if args.waterfall else "0"}  # fmt: skip
+            for _ in range(args.runs):
+                for name in trees:
+                    proc = subprocess.run(
+                        [support.node(), str(script), f"http://127.0.0.1:{ports[name]}", study_uid, username,
+                         "pw", "1"], capture_output=True, text=True, env=node_env, cwd=support.EXTENSION_DIR,
+                        timeout=900,
+                    )  # fmt: skip
+                    if proc.returncode != 0:
+                        print(proc.stdout, proc.stderr, file=sys.stderr)
+                        return 1
+                    results[name] += json.loads(proc.stdout.strip().splitlines()[-1])
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=20)
+
+    print(f"viewer first image, 4-series study (128x128, 9-10 slices each), {args.runs} runs, "
           f"headless Chromium, Django runserver, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-    for kind in ("cold", "warm"):
-        print(f"  {kind:4s} " + "; ".join(line(kind, k) for k in ("first_image_ms", "all_four_ms", "panel_ms")))
+    for name, runs in results.items():
+        if len(results) > 1:
+            print(f" {name}:")
+        print("\n".join(summary(runs)))
     if args.waterfall:
-        print_waterfall(results[0])
+        print_waterfall(results["this checkout"][0])
     return 0
 
 
