@@ -15,7 +15,7 @@ to Orthanc's own. The upstream request is the one the proxy would send (same URL
 Accept), so the answer is the same. An answer is used once, and only within ``TTL_S`` of being
 asked for: never older than if the browser had asked when the page opened. Answers are kept in
 this process (with several worker processes it helps only when one worker serves the page and
-its requests), ``MAX_BYTES`` at most.
+its requests), ``MAX_BYTES`` and ``MAX_ENTRIES`` at most.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 TTL_S = 15.0
 MAX_BYTES = 64 * 1024 * 1024  # all answers kept at once
+MAX_ENTRIES = 256  # answers kept or on their way: opening pages never queues more work than this
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # one answer (a 300-instance series' metadata is a few MB)
 ACCEPT = "application/dicom+json"
 # the attributes OHIF 3.13.2's data source asks the series search for, as ``upstream_params``
@@ -74,7 +75,7 @@ def _reserve(url: httpx.URL, host: str) -> _Entry | None:
         for key in [k for k, e in _entries.items() if now - e.asked_at > TTL_S]:
             del _entries[key]
         key = (str(url), host)
-        if key in _entries or sum(e.size for e in _entries.values()) >= MAX_BYTES:
+        if key in _entries or len(_entries) >= MAX_ENTRIES or sum(e.size for e in _entries.values()) >= MAX_BYTES:
             return None
         entry = _entries[key] = _Entry(now)
         return entry

@@ -5,6 +5,7 @@ answers cached as immutable, and the development server sending without Nagle's 
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 
@@ -86,6 +87,12 @@ def _settled() -> int:
     raise AssertionError("prefetch did not settle")
 
 
+def _any_image_series(orthanc: httpx.Client, study_uid: str) -> str:
+    return orthanc.get(f"/dicom-web/studies/{study_uid}/series", params={"Modality": "MR"}).json()[0]["0020000E"][
+        "Value"
+    ][0]
+
+
 def _body(response) -> bytes:  # type: ignore[no-untyped-def]
     assert response.status_code == 200, response.status_code
     return b"".join(response.streaming_content)
@@ -118,6 +125,21 @@ def test_the_first_answers_are_asked_while_the_viewer_loads_and_still_filtered_p
     assert as_bob.get(search, HTTP_ACCEPT=JSON).status_code == 502, "an answer is used once"
 
 
+def test_an_admin_gets_the_prefetched_answer_whole(blinded_study, empty_orthanc, monkeypatch):  # type: ignore[no-untyped-def]
+    study, _bob, _sr = blinded_study
+    admin = _viewer(UserFactory(role="admin"))
+    path = f"/dicom-web/studies/{study.study_uid}/series/{_any_image_series(empty_orthanc, study.study_uid)}/metadata"
+    fresh = _body(admin.get(path, HTTP_ACCEPT=JSON, HTTP_ACCEPT_ENCODING="gzip, deflate"))
+    _open_page(admin, study.study_uid)
+    _settled()
+    _orthanc_down(monkeypatch)
+    prefetched = admin.get(path, HTTP_ACCEPT=JSON, HTTP_ACCEPT_ENCODING="gzip, deflate")
+    body = _body(prefetched)
+    assert "Content-Encoding" not in prefetched  # asked uncompressed, passed on as it came
+    assert json.loads(body) == json.loads(gzip.decompress(fresh) if fresh[:2] == b"\x1f\x8b" else fresh)
+    assert "00100010" in json.loads(body)[0], "identities for admins"
+
+
 def test_nothing_is_asked_for_an_anonymous_page_another_origin_or_another_page(blinded_study):  # type: ignore[no-untyped-def]
     study, bob, _sr = blinded_study
     uid = study.study_uid
@@ -143,8 +165,7 @@ def test_an_answer_older_than_its_time_to_live_is_not_used(blinded_study, monkey
 def test_pixel_data_comes_uncompressed_and_instance_answers_are_immutable(blinded_study, empty_orthanc):  # type: ignore[no-untyped-def]
     study, bob, _sr = blinded_study
     uid = study.study_uid
-    series = empty_orthanc.get(f"/dicom-web/studies/{uid}/series", params={"Modality": "MR"}).json()[0]
-    series_uid = series["0020000E"]["Value"][0]
+    series_uid = _any_image_series(empty_orthanc, uid)
     sop = empty_orthanc.get(f"/dicom-web/studies/{uid}/series/{series_uid}/instances").json()[0]["00080018"]["Value"][0]
     accept = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
     path = f"/dicom-web/studies/{uid}/series/{series_uid}/instances/{sop}/frames/1"
