@@ -25,6 +25,9 @@ from reviewer.selectors import reader_srs_hidden_from
 logger = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
+# ``httpx.Response.extensions`` key of an answer's identity-free JSON made ahead of time
+# (``dicomweb_prefetch``), served as it is to a reader blinded to nothing in it
+IDENTITY_FREE = "spinereview_identity_free"
 
 # Basic-profile (DICOM PS3.15 Annex E) attributes that identify the patient, the visit or the
 # people involved. Kept on purpose: UIDs (the viewer needs them), study/series dates and
@@ -111,6 +114,11 @@ def strip_identities(node: object) -> object:
     return out
 
 
+def identity_free_json(data: object) -> bytes:
+    """``data`` (parsed DICOM JSON) without identities, as the proxy sends it."""
+    return json.dumps(strip_identities(data), separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True)
 class HiddenSRs:
     """Other readers' box SRs a blinded reader may not see (``selectors.reader_srs_hidden_from``)."""
@@ -128,6 +136,10 @@ class HiddenSRs:
             return value[0] if value else None
 
         return first("0020000E") in self.series or first("00080018") in self.sops
+
+    @property
+    def none(self) -> bool:
+        return not self.series and not self.sops
 
     def names_any(self, segments: tuple[str, ...]) -> bool:
         """Whether a request path names one of them (a series or an instance segment)."""
@@ -157,7 +169,8 @@ def _names_a_report_sr(study_uid: str, series_uid: str, instance_uid: str | None
 def filtered_json(response: httpx.Response, hidden: HiddenSRs = HiddenSRs()) -> HttpResponse:
     """Orthanc's DICOM JSON without identities, and without the rows of SRs the reader is
     blinded to. Read whole (QIDO and metadata answers are small next to pixel data),
-    rewritten, and streamed back out in chunks."""
+    rewritten, and streamed back out in chunks. An answer whose identity-free form was made
+    ahead of time (``IDENTITY_FREE``) is sent as that when nothing in it is hidden."""
     try:
         raw = response.read()
     finally:
@@ -168,22 +181,29 @@ def filtered_json(response: httpx.Response, hidden: HiddenSRs = HiddenSRs()) -> 
             logger.warning("DICOMweb proxy: expected DICOM JSON from Orthanc, got %s", content_type)
             return JsonResponse({"detail": "unexpected answer from the image archive"}, status=502)
         return HttpResponse(raw, status=response.status_code, content_type=content_type or None)
+    prepared = response.extensions.get(IDENTITY_FREE)
+    if response.is_success and isinstance(prepared, bytes) and hidden.none:
+        return _json_out(prepared, response.status_code)
     try:
         data = json.loads(raw) if raw else None
     except ValueError:
         return JsonResponse({"detail": "unexpected answer from the image archive"}, status=502)
     if data is None:
         return HttpResponse(b"", status=response.status_code, content_type=content_type)
-    if response.is_success:
-        if isinstance(data, list):
-            data = [row for row in data if not hidden.covers(row)]
-        data = strip_identities(data)
-    text = json.dumps(data, separators=(",", ":")).encode()
+    if not response.is_success:
+        return _json_out(json.dumps(data, separators=(",", ":")).encode(), response.status_code)
+    if isinstance(data, list):
+        data = [row for row in data if not hidden.covers(row)]
+    return _json_out(identity_free_json(data), response.status_code)
+
+
+def _json_out(text: bytes, status: int) -> StreamingHttpResponse:
+    """DICOM JSON streamed out in 64 KiB chunks, its length known (keep-alive)."""
 
     def chunks() -> Iterator[bytes]:
         for start in range(0, len(text), CHUNK):
             yield text[start : start + CHUNK]
 
-    out = StreamingHttpResponse(chunks(), status=response.status_code, content_type="application/dicom+json")
+    out = StreamingHttpResponse(chunks(), status=status, content_type="application/dicom+json")
     out["Content-Length"] = str(len(text))
     return out
