@@ -5,7 +5,7 @@
 
 Starts Orthanc and the app under gunicorn (real HTTP, SQLite, token auth), stores one series,
 then fetches its metadata and every WADO-RS frame, sequentially, directly and via the proxy,
-the paths taking turns in each round so that both see the same load. Reports the best of
+the paths taking turns in each round (each going first in turn) so that all see the same load. Reports the best of
 ``--repeats`` for each path and the ratio proxy/direct, twice:
 
 - ``identity``: both ask for uncompressed answers, so both move the same bytes: the proxy's own
@@ -114,9 +114,10 @@ def main() -> None:
                 for client in clients.values():  # warm up every path
                     fetch_series(client, study_uid, series_uid, sops[:3], encoding)
                 best = dict.fromkeys(clients, float("inf"))
-                for _ in range(args.repeats):
-                    for name, client in clients.items():
-                        best[name] = min(best[name], fetch_series(client, study_uid, series_uid, sops, encoding))
+                names = list(clients)
+                for turn in range(args.repeats):  # each path goes first in turn
+                    for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                        best[name] = min(best[name], fetch_series(clients[name], study_uid, series_uid, sops, encoding))
                 print(f"Accept-Encoding: {encoding}")
                 for name, seconds in best.items():
                     ratio = seconds / best["direct from Orthanc"]
