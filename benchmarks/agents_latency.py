@@ -12,7 +12,8 @@ is shared: a loaded CPU stretches every figure). Target on a 2-core CPU with tin
 
 ``--report-agent`` drafts with another trained report agent folder (e.g. a gemma-3-270m writer)
 in place of the pipeline's; ``--full-vocab`` loads it without its report vocabulary (the output
-over all of the decoder's tokens), to see what the vocabulary saves on this machine.
+over all of the decoder's tokens), to see what the vocabulary saves on this machine;
+``--report-dtype bfloat16`` loads its decoder in bfloat16 (AMX / AVX-512 BF16 CPUs).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> int:
     ap.add_argument("--max-new-tokens", type=int, default=None, help="report token budget (default: pipeline config)")
     ap.add_argument("--report-agent", type=Path, default=None, help="a report agent folder to draft with instead")
     ap.add_argument("--full-vocab", action="store_true", help="load --report-agent without its report vocabulary")
+    ap.add_argument("--report-dtype", default=None, help="load --report-agent's decoder in this dtype (e.g. bfloat16)")
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pydicom
@@ -61,7 +63,7 @@ def main() -> int:
     pipe = Pipeline.load(folder, overrides=overrides)
     with tempfile.TemporaryDirectory() as tmp:
         if a.report_agent:
-            pipe.agents["report"] = _report_agent(a.report_agent, Path(tmp) / "agent", a.full_vocab)
+            pipe.agents["report"] = _report_agent(a.report_agent, Path(tmp) / "agent", a.full_vocab, a.report_dtype)
         load_s = time.perf_counter() - t
         cmd = [sys.executable, "-m", "ml", "synth", "--studies", "1", "--seed", str(a.seed), "--out", f"{tmp}/data"]
         cmd += ["--series", "sag_t1,sag_t2,sag_stir,ax_t2"] + (["--fast"] if a.fast else [])
@@ -100,14 +102,19 @@ def main() -> int:
     return 0
 
 
-def _report_agent(folder: Path, tmp: Path, full_vocab: bool):  # type: ignore[no-untyped-def]
+def _report_agent(folder: Path, tmp: Path, full_vocab: bool, dtype: str | None):  # type: ignore[no-untyped-def]
+    import json
     import shutil
 
     from ml.agents.report import ReportAgent
 
-    if full_vocab:  # the same agent, its output over the decoder's whole vocabulary
+    if full_vocab or dtype:  # the same agent, loaded another way
         shutil.copytree(folder, tmp)
-        (tmp / "vocab.json").unlink(missing_ok=True)
+        if full_vocab:  # its output over the decoder's whole vocabulary
+            (tmp / "vocab.json").unlink(missing_ok=True)
+        if dtype:
+            cfg = json.loads((tmp / "config.json").read_text())
+            (tmp / "config.json").write_text(json.dumps({**cfg, "dtype": dtype}))
         folder = tmp
     return ReportAgent.load(folder)
 
