@@ -8,8 +8,10 @@ Starts its own PostgreSQL (scripts/services.py), migrates, fills it with ``popul
 reviews with drafts, 17 findings per draft, signed revisions, edit distances computed by
 ``reviewer.research.metrics``, arbitrations, label extractions of both texts and annotator
 confirmations), then times — as a logged-in researcher through Django's test client —
-``/statistics/``, ``/api/stats/``, the CSV (streamed: timed to its last byte) and Parquet
-exports and every plot, and prints the median wall time and the query count of each. Several
+``/statistics/``, ``/api/stats/``, the CSV (streamed: timed to its first and to its last byte)
+and Parquet exports and every plot, and prints the median wall time and the query count of each;
+and the first ``/api/stats/`` of a fresh process (imports included, the URL configuration
+loaded before it is timed). Several
 ``--reviews`` sizes are measured in one run, the database grown from one to the next. "Cold"
 clears Django's cache (the statistics are read again from the statistics rows that the services
 keep; ``populate`` bulk-inserts around them and so rebuilds them), "warm" is a repeated view.
@@ -204,14 +206,16 @@ def populate(n: int, *, seed: int = 0, findings: bool = True, progress: bool = F
     return {"readers": readers, "annotators": annotators, "versions": versions}
 
 
-def _time(client, url: str, repeat: int, *, cold: bool | str = False) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
-    """Median seconds, queries and bytes of ``url``; ``cold=True`` clears the cache before each
-    view, ``cold="drawing"`` only the plot's rendered bytes (drawn from the cached statistics)."""
+def _time(client, url: str, repeat: int, *, cold: bool | str = False) -> tuple[float, int, int, float]:  # type: ignore[no-untyped-def]
+    """Median seconds, queries, bytes and seconds to the first byte of ``url``; ``cold=True``
+    clears the cache before each view, ``cold="drawing"`` only the plot's rendered bytes (drawn
+    from the cached statistics)."""
     from django.core.cache import cache
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     times = []
+    first_bytes = []
     queries = 0
     size = 0
     for _ in range(repeat):
@@ -225,12 +229,48 @@ def _time(client, url: str, repeat: int, *, cold: bool | str = False) -> tuple[f
         with CaptureQueriesContext(connection) as ctx:
             t0 = time.perf_counter()
             response = client.get(url)
-            body = b"".join(response.streaming_content) if response.streaming else response.content
+            chunks = iter(response.streaming_content) if response.streaming else iter([response.content])
+            body = next(chunks, b"")
+            first_bytes.append(time.perf_counter() - t0)
+            body += b"".join(chunks)
             times.append(time.perf_counter() - t0)
         assert response.status_code == 200, (url, response.status_code)
         queries = len(ctx.captured_queries)
         size = len(body)
-    return statistics.median(times), queries, size
+    return statistics.median(times), queries, size, statistics.median(first_bytes)
+
+
+_FRESH = """
+import os, sys, time
+sys.path.insert(0, os.getcwd())
+import django
+django.setup()
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from django.test import Client
+from django.urls import resolve
+settings.ALLOWED_HOSTS = ["*"]
+client = Client()
+client.force_login(User.objects.get(username="researcher-bench"))
+t0 = time.perf_counter()
+resolve("/api/stats/")  # the URL configuration: every view module and what they import
+t1 = time.perf_counter()
+cache.clear()
+assert client.get("/api/stats/").status_code == 200
+print(t1 - t0, time.perf_counter() - t1)
+"""
+
+
+def _fresh_process_first_view() -> tuple[float, float]:
+    """Seconds of loading the URL configuration and of the first ``/api/stats/`` after it in a new
+    interpreter, the cache cleared: the figures computed cold plus what they import on first use."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _FRESH], cwd=ROOT, env=os.environ.copy(), capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    urls, view = out.stdout.strip().splitlines()[-1].split()
+    return float(urls), float(view)
 
 
 def _time_statistics(client, repeat: int) -> None:  # type: ignore[no-untyped-def]
@@ -260,9 +300,15 @@ def _time_statistics(client, repeat: int) -> None:  # type: ignore[no-untyped-de
         else:
             runs = [("", max(1, repeat // 2), False)]
         for label, times, cold in runs:
-            seconds, queries, size = _time(client, url, times, cold=cold)
+            seconds, queries, size, first_byte = _time(client, url, times, cold=cold)
             what = f"{url} ({label})" if label else url
             print(f"{what:55s} {seconds:9.3f} {queries:8d} {size:10d}", flush=True)
+            if url.endswith(".csv"):
+                print(f"{url + ' (first byte)':55s} {first_byte:9.3f}", flush=True)
+    fresh = [_fresh_process_first_view() for _ in range(max(1, repeat // 2))]
+    urls_seconds, view = (statistics.median(f[i] for f in fresh) for i in (0, 1))
+    print(f"{'/api/stats/ (fresh process, cold; URLs loaded first)':55s} {view:9.3f}", flush=True)
+    print(f"{'  loading the URL configuration (fresh process)':55s} {urls_seconds:9.3f}", flush=True)
 
 
 WORKLIST_URLS = (
@@ -279,7 +325,7 @@ def _time_worklist(client, repeat: int) -> None:  # type: ignore[no-untyped-def]
     """The worklist page and the study list API through ``client`` (a reader), cold (cache
     cleared: the worklist reads none, so cold and warm differ by PostgreSQL's own caches only)."""
     for url in WORKLIST_URLS:
-        seconds, queries, size = _time(client, url, repeat, cold=True)
+        seconds, queries, size, _ = _time(client, url, repeat, cold=True)
         print(f"{url:55s} {seconds:9.3f} {queries:8d} {size:10d}", flush=True)
 
 

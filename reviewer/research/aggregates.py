@@ -144,12 +144,15 @@ def packed_confirmations_sql() -> str:
 
 def radpeer_groups() -> list[dict]:
     """Signed reviews counted per (reader, model, scope, score, arbitration state) from the
-    review rows, keyed like ``stats._radpeer_groups`` (a few hundred rows however many reviews)."""
+    review rows, keyed like ``stats.radpeer.radpeer_groups_from_tables`` (a few hundred rows however
+    many reviews). Counted by model version id first, so only the counts are joined to the model
+    versions' names, not every review."""
     sql = f"""
-        SELECT s.reader_id, m.name, m.version, s.pipeline_version, s.in_scope, s.radpeer, s.arbitration_state,
-               count(*)
-        FROM {table(ReviewStatistics)} s LEFT JOIN {table(ModelVersion)} m ON m.id = s.model_version_id
-        GROUP BY 1, 2, 3, 4, 5, 6, 7"""
+        SELECT s.reader_id, m.name, m.version, s.pipeline_version, s.in_scope, s.radpeer, s.arbitration_state, s.n
+        FROM (SELECT reader_id, model_version_id, pipeline_version, in_scope, radpeer, arbitration_state,
+                     count(*) AS n
+              FROM {table(ReviewStatistics)} GROUP BY 1, 2, 3, 4, 5, 6) s
+             LEFT JOIN {table(ModelVersion)} m ON m.id = s.model_version_id"""
     keys = (
         "reader_id", "draft__model_version__name", "draft__model_version__version", "draft__job__pipeline_version",
         "in_scope", "radpeer", "arbitration__state", "n",

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from ml.conditions import CONDITION_KEYS
 from reviewer.research import stats
@@ -21,12 +20,17 @@ from reviewer.research.stats import RADPEER_SCORES
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 RADPEER_COLOURS = {"1": "#4c9f70", "2a": "#d9b44a", "2b": "#e07b39", "3a": "#c85a5a", "3b": "#8f2d56"}
 FORMATS = ("png", "svg")
 
 
 def _figure(width: float, height: float) -> Figure:
+    """A figure without pyplot state; matplotlib is imported here, at the first drawing, not
+    with the module (the statistics page and API import this module but draw nothing)."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
     return fig
 

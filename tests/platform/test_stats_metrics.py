@@ -136,3 +136,55 @@ def test_auroc_of_presorted_scores_is_the_same_float(seed):
     order = shuffled[np.argsort(score[shuffled])]
     assert auroc_presorted(truth[order], score[order]) == auroc(truth.tolist(), score.tolist())
     assert auroc_presorted(np.ones(3, dtype=int), np.array([0.1, 0.2, 0.3])) is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rank_correlation_is_scipys_spearman_to_the_last_bit(seed):
+    from scipy.stats import spearmanr
+
+    from reviewer.research.stats.distances import rank_correlation
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 5000))
+    x = rng.integers(0, 5, size=n)  # five severities: many ties
+    y = np.round(rng.random(n) * 0.5 + x * 0.1, int(rng.integers(1, 4)))  # rounded: ties too
+    expected = spearmanr(x.tolist(), y.tolist()).statistic
+    assert rank_correlation(x.astype(np.float64), y) == expected  # exactly
+    counts = np.bincount(x, minlength=5)
+    before = np.cumsum(counts) - counts
+    x_ranks = ((2 * before + 1 + counts) / 2.0)[x]  # ranks from the counts, as the statistics pass them
+    assert rank_correlation(x.astype(np.float64), y, x_ranks=x_ranks) == expected
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_box_and_quartiles_are_matplotlibs_and_the_statistics_modules(seed):
+    from matplotlib import cbook
+
+    from reviewer.research.stats.distances import _describe, box_stats, describe_sorted
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    values = np.sort(np.round(rng.gamma(2.0, 0.1, size=n), int(rng.integers(1, 5))))  # skewed: outliers
+    (expected,) = cbook.boxplot_stats(values, labels=["2a"])
+    box = box_stats(values, "2a")
+    assert {k: box[k] for k in expected if k != "fliers"} == {k: v for k, v in expected.items() if k != "fliers"}
+    assert describe_sorted(values) == _describe(values.tolist())  # statistics.quantiles and fmean, exactly
+    assert describe_sorted(np.empty(0)) == _describe([])
+
+
+def test_the_statistics_import_neither_scipy_nor_matplotlib():
+    """The statistics page and API, the exports and the plots module load without them (their
+    import took 2.4 s of a fresh worker's first statistics view); a plot imports matplotlib."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import django, sys; django.setup()\n"
+        "from reviewer.api import stats\n"
+        "from reviewer.research import exports, plots, stats\n"
+        "print(sorted(m for m in ('scipy', 'matplotlib') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings.test"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stderr

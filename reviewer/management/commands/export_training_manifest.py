@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from reviewer.research import exports
+from reviewer.research import training
 
 
 class Command(BaseCommand):
@@ -26,7 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args, out: Path, include_extracted: bool, **options) -> None:
         if out.exists() and not out.is_dir():
             raise CommandError(f"{out} exists and is not a folder")
-        s = exports.write_training_manifest(out, include_extracted=include_extracted)
+        s = training.write_training_manifest(out, include_extracted=include_extracted)
         self.stdout.write(
             f"{out / 'manifest.jsonl'}: {s.studies} studies ({s.confirmed_labels} with confirmed labels, "
             f"{s.extracted_labels} with extracted labels; boxes: {s.reader_boxes} reader-corrected, {s.ai_boxes} AI)"

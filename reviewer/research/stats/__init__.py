@@ -61,7 +61,9 @@ from reviewer.research.stats.rows import (
     ReviewRow,
     iter_review_rows,
     review_rows,
+    review_values,
     signed_reviews,
+    value_chunks,
 )
 
 __all__ = [
@@ -93,7 +95,9 @@ __all__ = [
     "radpeer_summary",
     "reader_names",
     "review_rows",
+    "review_values",
     "signed_reviews",
     "spearman_radpeer_vs_distance",
     "stats_fingerprint",
+    "value_chunks",
 ]

@@ -28,8 +28,6 @@ labels_vector_sql = aggregates.labels_vector_sql
 
 
 SCOPES = ("all", "in_scope", "out_of_scope")
-
-
 _ALL_LABELS = operator.itemgetter(*CONDITION_KEYS)
 
 
@@ -135,38 +133,51 @@ def draft_accuracy(scopes: tuple[str, ...] = SCOPES) -> list[dict]:
     return accuracy_table(ref, hyp, in_scope, prob, scopes)
 
 
+def by_condition(a: np.ndarray, dtype: type) -> np.ndarray:
+    """An (n, 17) array (any byte order or strides, e.g. a field of the packed rows) as a native
+    (17, n) array, one contiguous row per condition, converted and transposed in one pass: a
+    column of an (n, 17) array is strided, and scanning and sorting it took twice as long."""
+    out: np.ndarray = np.empty(a.shape[::-1], dtype=dtype)
+    out[...] = a.T
+    return out
+
+
+# the cells of the confusion counts per condition: in scope or not, with a probability or not, and the
+# reference's and the draft's class (0 absent, 1 present, 2 anything else: uncertain or missing)
+_N_CELLS = 2 * 2 * 3 * 3
+
+
+def _label_class(labels: np.ndarray) -> np.ndarray:
+    """0 for a label 0, 1 for a label 1, 2 for anything else, as uint8 (a few passes of 1 byte)."""
+    return (labels != 0).view(np.uint8) * np.uint8(2) - (labels == 1).view(np.uint8)
+
+
 def accuracy_table(
     ref: np.ndarray, hyp: np.ndarray, in_scope: np.ndarray, prob: np.ndarray, scopes: tuple[str, ...]
 ) -> list[dict]:
     """The draft-accuracy rows from per-review label vectors ``ref``/``hyp`` (n, 17; -1 uncertain,
-    -2 missing), scope flags (n,) and finding probabilities (n, 17; NaN where none)."""
-    n = len(in_scope)
-    # one contiguous row per condition: a column of an (n, 17) array is strided, and scanning and
-    # sorting it took twice as long (0.7 s at 100,000 reviews)
-    ref, hyp, prob = (np.ascontiguousarray(a.T) for a in (ref, hyp, prob))  # (17, n) each
-    definite_ref = (ref == 0) | (ref == 1)
-    definite_hyp = (hyp == 0) | (hyp == 1)
+    -2 missing), scope flags (n,) and finding probabilities (n, 17; NaN where none).
+
+    Every count (tp, fn, tn, fp, n, n_auroc of each condition and scope) comes from a
+    ``bincount`` per condition over (in scope, has probability, reference class, draft class):
+    one pass over the labels instead of a boolean mask per count and scope. The AUROCs are
+    counted too (``twice_u``), the same floats as from ranks."""
+    k = len(CONDITION_KEYS)
+    ref, hyp, prob = by_condition(ref, np.int16), by_condition(hyp, np.int16), by_condition(prob, np.float64)
     has_prob = ~np.isnan(prob)
-    # one sort per condition serves the three scopes (a subset of a sorted column stays sorted);
-    # not a stable sort: tied scores share their average rank, so their order changes nothing
-    # (the rank sums are of half-integers, exact in float64), and numpy's SIMD sort is 3x faster
-    order = np.argsort(prob, axis=1)
-    cells = {  # sensitivity_specificity's four counts, for the 17 conditions at once
-        "tp": (ref == 1) & (hyp == 1), "fn": (ref == 1) & (hyp == 0),
-        "tn": (ref == 0) & (hyp == 0), "fp": (ref == 0) & (hyp == 1),
-    }  # fmt: skip
-    out = []
+    scope_flag = np.asarray(in_scope, dtype=bool)
+    # (in scope, has probability, reference class, draft class) as one small number per review and condition
+    cell = (scope_flag.view(np.uint8) * np.uint8(2) + has_prob.view(np.uint8)) * np.uint8(3) + _label_class(ref)
+    cell = cell * np.uint8(3) + _label_class(hyp)  # (17, n)
+    counts = np.stack([np.bincount(row, minlength=_N_CELLS) for row in cell]).reshape(k, 2, 2, 3, 3)
+    out: list[dict] = []
     for scope in scopes:
-        chosen = np.ones(n, dtype=bool) if scope == "all" else (in_scope == (scope == "in_scope"))
-        chosen_ref = chosen & definite_ref  # (17, n)
-        both = chosen_ref & definite_hyp
-        with_prob = chosen_ref & has_prob
-        m_all, n_auroc = both.sum(axis=1), with_prob.sum(axis=1)
-        count = {name: (cell & both).sum(axis=1) for name, cell in cells.items()}
+        chosen = counts.sum(axis=1) if scope == "all" else counts[:, int(scope == "in_scope")]  # (17, prob, ref, hyp)
+        definite = chosen[:, :, :2, :2].sum(axis=1)  # (17, ref, hyp): definite on both sides
+        with_prob = chosen[:, 1, :2, :].sum(axis=(1, 2))
         for j, key in enumerate(CONDITION_KEYS):
-            tp, fn, tn, fp = (int(count[name][j]) for name in ("tp", "fn", "tn", "fp"))
-            scored = order[j][with_prob[j][order[j]]]  # the reviews in the AUROC, by ascending probability
-            m = int(m_all[j])
+            (tn, fp), (fn, tp) = definite[j].tolist()
+            m = tp + fn + tn + fp
             out.append(
                 {
                     "condition": key,
@@ -176,33 +187,59 @@ def accuracy_table(
                     **{"tp": tp, "fn": fn, "tn": tn, "fp": fp},
                     "sensitivity": tp / (tp + fn) if tp + fn else None,
                     "specificity": tn / (tn + fp) if tn + fp else None,
-                    "auroc": auroc_presorted(ref[j][scored], prob[j][scored]),
-                    "n_auroc": int(n_auroc[j]),
+                    "auroc": None,
+                    "n_auroc": int(with_prob[j]),
                 }
             )
+    for j in range(k):
+        aurocs = _scope_aurocs(ref[j], prob[j], has_prob[j], scope_flag)
+        for i, scope in enumerate(scopes):
+            out[i * k + j]["auroc"] = aurocs[scope]
     return out
 
 
-def auroc_presorted(truth: np.ndarray, score: np.ndarray) -> float | None:
-    """``reviewer.research.metrics.auroc`` for scores already in ascending order, without sorting again:
-    the same average ranks of ties (half-integers, summed exactly in float64), so the same
-    value to the last bit."""
-    n_pos, n_neg = int((truth == 1).sum()), int((truth == 0).sum())
+def _scope_aurocs(ref: np.ndarray, prob: np.ndarray, has_prob: np.ndarray, in_scope: np.ndarray) -> dict:
+    """One condition's AUROC for all reviews, in scope and out of scope, by counting (see
+    ``twice_u``): the negatives of each scope sorted once, every positive placed in both, and
+    the counts of all reviews are the sums of the four (no sort of all reviews, no ranks)."""
+    positive, negative = has_prob & (ref == 1), has_prob & (ref == 0)
+    negatives = {flag: np.sort(prob[negative & (in_scope == flag)]) for flag in (True, False)}
+    positives = {flag: np.sort(prob[positive & (in_scope == flag)]) for flag in (True, False)}
+    u2 = {(p, q): twice_u(positives[p], negatives[q]) for p in (True, False) for q in (True, False)}
+    n_pos = {flag: positives[flag].size for flag in (True, False)}
+    n_neg = {flag: negatives[flag].size for flag in (True, False)}
+    return {
+        "all": _auroc(sum(u2.values()), n_pos[True] + n_pos[False], n_neg[True] + n_neg[False]),
+        "in_scope": _auroc(u2[(True, True)], n_pos[True], n_neg[True]),
+        "out_of_scope": _auroc(u2[(False, False)], n_pos[False], n_neg[False]),
+    }
+
+
+def twice_u(positives: np.ndarray, sorted_negatives: np.ndarray) -> int:
+    """Twice the Mann-Whitney U of the positives' scores against the negatives': for each positive
+    the negatives below it plus those at or below it (a tie counts one half, twice). An integer,
+    so exact: U is the rank sum of the positives less n_pos (n_pos + 1) / 2, which the rank
+    computation also gets exactly (half-integers), and the AUROC is the same float."""
+    below = np.searchsorted(sorted_negatives, positives, side="left")
+    at_or_below = np.searchsorted(sorted_negatives, positives, side="right")
+    return int(below.sum()) + int(at_or_below.sum())
+
+
+def _auroc(u2: int, n_pos: int, n_neg: int) -> float | None:
     if n_pos == 0 or n_neg == 0:
         return None
-    m = score.size
-    starts = np.flatnonzero(np.concatenate(([True], score[1:] != score[:-1])))  # first index of each run of ties
-    ends = np.append(starts[1:], m)
-    ranks = np.repeat((starts + 1 + ends) / 2.0, ends - starts)  # the run's average 1-based rank
-    u = ranks[truth == 1].sum() - n_pos * (n_pos + 1) / 2
-    return float(u / (n_pos * n_neg))
+    return float((u2 / 2) / (n_pos * n_neg))
+
+
+def auroc_presorted(truth: np.ndarray, score: np.ndarray) -> float | None:
+    """``reviewer.research.metrics.auroc`` for scores in ascending order (ties in any order): the
+    same float, by ``twice_u`` (the negatives of sorted scores are sorted)."""
+    return _auroc(twice_u(score[truth == 1], score[truth == 0]), int((truth == 1).sum()), int((truth == 0).sum()))
 
 
 _REVIEW_DTYPE = np.dtype(
     [("draft", ">i8"), ("in_scope", ">i2"), ("ref", ">i2", len(CONDITION_KEYS)), ("hyp", ">i2", len(CONDITION_KEYS))]
 )
-
-
 _FINDING_DTYPE = np.dtype([("draft", ">i8"), ("condition", ">i2"), ("p", ">f8")])
 
 

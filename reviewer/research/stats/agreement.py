@@ -20,11 +20,7 @@ from reviewer.research.metrics import cohen_kappa
 from reviewer.research.stats.db import fetch_packed, table, unpack, without_jit
 
 labels_vector_sql = aggregates.labels_vector_sql
-
-
 MISSING = aggregates.MISSING
-
-
 _CONFIRMATION_DTYPE = aggregates.CONFIRMATION_DTYPE
 
 
@@ -104,45 +100,67 @@ def _label_agreement_sql() -> list[dict]:
 
 def agreement_from_packed(packed: object) -> list[dict]:
     """``label_agreement`` from the packed confirmations (``_CONFIRMATION_DTYPE``, by report then
-    annotator id): the confusion counts are numpy's."""
+    annotator id): the confusion matrices of all 17 conditions counted by one ``bincount`` for
+    extractor vs annotator and one for the two annotators."""
     rows = unpack(packed, _CONFIRMATION_DTYPE)
-    annotator = rows["annotator"].astype(np.int64).reshape(len(rows), len(CONDITION_KEYS))
-    extractor = rows["extractor"].astype(np.int64).reshape(len(rows), len(CONDITION_KEYS))
+    annotator, extractor = rows["annotator"].astype(np.intp), rows["extractor"].astype(np.intp)  # (m, 17)
     # the first two annotators of a report: a rank-1 row followed by the same report's rank-2 row
     first = np.flatnonzero(rows["rank"][:-1] == 1)
     first = first[rows["rank"][first + 1] == 2]
+    labels, (annotator, extractor) = _label_indices(annotator, extractor)
+    missing = int(np.searchsorted(labels, MISSING)) if MISSING in labels else -1
+    one, two = annotator[first], annotator[first + 1]
+    extractor_cm = _confusions(extractor, annotator, (annotator != missing) & (extractor != missing), len(labels))
+    pair_cm = _confusions(one, two, (one != missing) & (two != missing), len(labels))
     out = []
     for j, key in enumerate(CONDITION_KEYS):
-        both = (annotator[:, j] != MISSING) & (extractor[:, j] != MISSING)
-        ext, ann = extractor[both, j], annotator[both, j]
-        pair = (annotator[first, j] != MISSING) & (annotator[first + 1, j] != MISSING)
-        one, two = annotator[first[pair], j], annotator[first[pair] + 1, j]
-        n, n2 = int(both.sum()), int(pair.sum())
+        n, n2 = int(extractor_cm[j].sum()), int(pair_cm[j].sum())
         out.append(
             {
                 "condition": key,
                 "n_confirmations": n,
-                "extractor_accuracy": int((ext == ann).sum()) / n if n else None,
-                "extractor_kappa": nan_to_none(_kappa(ext, ann)) if n else None,
+                "extractor_accuracy": int(np.trace(extractor_cm[j])) / n if n else None,
+                "extractor_kappa": nan_to_none(_kappa(extractor_cm[j])) if n else None,
                 "n_double_annotated": n2,
-                "inter_annotator_agreement": int((one == two).sum()) / n2 if n2 else None,
-                "inter_annotator_kappa": nan_to_none(_kappa(one, two)) if n2 else None,
+                "inter_annotator_agreement": int(np.trace(pair_cm[j])) / n2 if n2 else None,
+                "inter_annotator_kappa": nan_to_none(_kappa(pair_cm[j])) if n2 else None,
             }
         )
     return out
 
 
-def _kappa(a: np.ndarray, b: np.ndarray) -> float:
-    """``reviewer.research.metrics.cohen_kappa`` of two label arrays with the confusion matrix built by
-    numpy (same labels in the same order, same counts, same arithmetic: the same float)."""
-    n = len(a)
+def _label_indices(*arrays: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The label values present in ``arrays`` (sorted) and each array as indices into them."""
+    if not any(a.size for a in arrays):
+        return np.array([], dtype=np.intp), list(arrays)
+    low = min(int(a.min()) for a in arrays if a.size)
+    high = max(int(a.max()) for a in arrays if a.size)
+    if high - low < 64:  # labels are -2..1: a lookup table, no sort
+        present = np.zeros(high - low + 1, dtype=bool)
+        for a in arrays:
+            present[(a - low).ravel()] = True
+        labels = np.flatnonzero(present) + low
+        index = np.cumsum(present) - 1
+        return labels, [index[a - low] for a in arrays]
+    labels = np.unique(np.concatenate([a.ravel() for a in arrays]))
+    return labels, [np.searchsorted(labels, a) for a in arrays]
+
+
+def _confusions(a: np.ndarray, b: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:
+    """(17, size, size) counts of (a, b) label-index pairs per condition where ``valid`` (all (m, 17))."""
+    k = len(CONDITION_KEYS)
+    cell = (np.arange(k, dtype=np.intp) * size + a) * size + b
+    return np.bincount(cell[valid], minlength=k * size * size).reshape(k, size, size)
+
+
+def _kappa(counts: np.ndarray) -> float:
+    """``reviewer.research.metrics.cohen_kappa`` from a confusion matrix of counts, with its
+    arithmetic: a label neither rater gave adds a zero row and column, and every sum here is of
+    integers (exact in float64), so the float is the same as over the labels present."""
+    n = int(counts.sum())
     if n == 0:
         return math.nan
-    labels = np.union1d(a, b)
-    k = len(labels)
-    cell = np.searchsorted(labels, a) * k + np.searchsorted(labels, b)
-    # (k, k) confusion counts; bincount, not np.add.at (same counts, a quarter of the time)
-    cm = np.bincount(cell, minlength=k * k).reshape(k, k).astype(np.float64)
+    cm = counts.astype(np.float64)
     p_observed = np.trace(cm) / n
     p_expected = float(cm.sum(axis=1) @ cm.sum(axis=0)) / (n * n)
     if p_expected == 1.0:

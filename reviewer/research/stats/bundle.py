@@ -10,10 +10,8 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable
 
-import numpy as np
 from django.db import connection
 
-from ml.conditions import CONDITION_KEYS
 from reviewer.models import Finding, LabelExtraction, Review
 from reviewer.research import aggregates
 from reviewer.research.stats.accuracy import SCOPES, accuracy_table, draft_accuracy, draft_from_packed, draft_sql
@@ -21,10 +19,10 @@ from reviewer.research.stats.agreement import agreement_from_packed, label_agree
 from reviewer.research.stats.db import fetch_one, fetch_packed, table, unpack, without_jit
 from reviewer.research.stats.distances import (
     DISTANCE_DTYPE,
-    HISTOGRAM_BINS,
     distance_sql,
     distance_tables,
     edit_distance_by_radpeer,
+    plot_data_from_rows,
     spearman_radpeer_vs_distance,
 )
 from reviewer.research.stats.radpeer import (
@@ -37,7 +35,7 @@ from reviewer.research.stats.radpeer import (
     summaries,
     summary_of,
 )
-from reviewer.research.stats.rows import DISTANCE_KEYS, RADPEER_SCORES, ReviewRow, review_rows
+from reviewer.research.stats.rows import ReviewRow, review_rows
 
 CACHE_SECONDS = 3600
 
@@ -153,12 +151,10 @@ def _compute_bundle() -> dict:
         )
     rows = unpack(reviews, aggregates.REVIEW_DTYPE)
     edit, rho, plot_data = distance_tables(rows)
-    labelled = rows[rows["labelled"] == 1]
-    n, k = len(labelled), len(CONDITION_KEYS)
-    accuracy = accuracy_table(
-        labelled["ref"].astype(np.int16).reshape(n, k), labelled["hyp"].astype(np.int16).reshape(n, k),
-        labelled["in_scope"].astype(bool), labelled["prob"].astype(np.float64).reshape(n, k), SCOPES,
-    )  # fmt: skip
+    is_labelled = rows["labelled"] == 1
+    labelled = rows if is_labelled.all() else rows[is_labelled]  # no copy of 23 MB where all count
+    # the packed fields as they are (big-endian views): accuracy_table converts them in one pass
+    accuracy = accuracy_table(labelled["ref"], labelled["hyp"], labelled["in_scope"] != 0, labelled["prob"], SCOPES)
     return _bundle(groups, edit, rho, agreement_from_packed(confirmations), accuracy, plot_data)
 
 
@@ -193,23 +189,6 @@ def _compute_bundle_from_tables() -> dict:
 
 def _bundle_from_rows(rows: list[ReviewRow]) -> dict:
     """``_compute_bundle`` by the row functions (SQLite, and ``overview(rows=...)``)."""
-    from matplotlib import cbook
-
-    boxes: dict[str, list[dict]] = {}
-    for key in DISTANCE_KEYS:
-        boxes[key] = []
-        for s in RADPEER_SCORES:
-            values = [getattr(r, key) for r in rows if r.radpeer == s and getattr(r, key) is not None]
-            if values:
-                (box,) = cbook.boxplot_stats(np.asarray(values, dtype=np.float64), labels=[s])
-                boxes[key].append({**box, "fliers": np.empty(0)})
-    histogram = {
-        s: np.histogram(
-            [r.word_levenshtein_norm for r in rows if r.radpeer == s and r.word_levenshtein_norm is not None],
-            bins=HISTOGRAM_BINS, range=(0, 1),
-        )[0].tolist()
-        for s in RADPEER_SCORES
-    }  # fmt: skip
     return {
         "radpeer": radpeer_summary(rows),
         "by_reader_id": radpeer_by_value(rows, "reader_id"),
@@ -219,5 +198,5 @@ def _bundle_from_rows(rows: list[ReviewRow]) -> dict:
         "spearman_word_norm": spearman_radpeer_vs_distance(rows),
         "label_agreement": label_agreement(),
         "draft_accuracy": draft_accuracy(),
-        "plot": {"boxes": boxes, "histogram": histogram},
+        "plot": plot_data_from_rows(rows),
     }
