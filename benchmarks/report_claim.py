@@ -96,8 +96,13 @@ def train_variants(rows: list[dict[str, Any]], out: Path, a: argparse.Namespace)
             seconds[name] = float(json.loads((out / name / "meta.json").read_text())["seconds"]["total"])
             continue
         t0 = time.perf_counter()
+        overrides: dict[str, Any] = {"train.batch_size": a.train_batch}
+        if a.lr_stage2:
+            overrides["train.lr_stage2"] = a.lr_stage2
+        if a.dtype:
+            overrides["dtype"] = a.dtype
         train_report_agent(examples, out / name, preset=a.preset, stage1_steps=a.stage1, stage2_steps=a.stage2,
-                           use_agent_tokens=tokens, overrides={"train.batch_size": a.train_batch})  # fmt: skip
+                           use_agent_tokens=tokens, overrides=overrides)  # fmt: skip
         seconds[name] = time.perf_counter() - t0
     return seconds
 
@@ -135,6 +140,8 @@ def main() -> int:
     ap.add_argument("--stage1", type=int, default=30)
     ap.add_argument("--stage2", type=int, default=60)
     ap.add_argument("--train-batch", type=int, default=2)
+    ap.add_argument("--lr-stage2", type=float, default=None, help="LoRA learning rate (default: the preset's YAML)")
+    ap.add_argument("--dtype", default=None, help="decoder dtype, e.g. bfloat16 (AMX / AVX-512 BF16 CPUs, GPUs)")
     ap.add_argument("--batch", type=int, default=8, help="studies per generate call")
     ap.add_argument("--max-new-tokens", type=int, default=400)
     ap.add_argument("--latency-studies", type=int, default=5, help="studies drafted one at a time for the latency")
@@ -195,6 +202,7 @@ def main() -> int:
     summary = {
         "pipeline": str(a.pipeline), "train": str(a.train), "test": str(a.test), "n_train": len(train_rows),
         "n_test": n, "preset": a.preset, "stage1": a.stage1, "stage2": a.stage2, "device": device,
+        "dtype": agent.cfg.dtype, "lr_stage2": agent.cfg.train.lr_stage2,
         "true_findings_per_report": true_findings, "errors": rows_out, "contrasts": contrasts,
         "seconds": {"analyse": analyse_s, "train": train_s, "draft_per_study_batched": per_study_s,
                     "draft_latency_single": latency},
