@@ -1,7 +1,7 @@
 """The layout's rules, checked on the source: no import cycle among the modules of ``reviewer/``
 or of ``ml/`` (none through module-level imports; through imports deferred into functions, none
 beyond the allow-list); ``ml/`` never imports the web app (django, ``reviewer``, ``webapp``); no file over
-450 lines outside migrations. Each allow-list names what is there today, so a new cycle or a new
+400 lines outside migrations. Each allow-list names what is there today, so a new cycle or a new
 oversized file fails here; remove an entry once it is no longer true."""
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("reviewer", "ml")
-MAX_LINES = 450
+MAX_LINES = 400
 
 # Cycles closed by an import deferred into a function body, which exist today and are being taken
 # apart; a cycle not listed here fails. Module-level cycles have no allow-list.
 KNOWN_CYCLES: set[frozenset[str]] = set()
 
-# Files over MAX_LINES today; a file not listed here fails once it grows past the limit.
+# Files over MAX_LINES today (none): a file not listed here fails once it grows past the limit.
 KNOWN_LONG_FILES: set[str] = set()
 
 
