@@ -376,7 +376,7 @@ def main() -> None:
             _time_worklist(worklist, args.repeat)
         print(f"load average: {os.getloadavg()[0]:.2f} (2-core machine shared with other work)")
     finally:
-        pg.stop()
+        pg.close()
 
 
 if __name__ == "__main__":

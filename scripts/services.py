@@ -58,6 +58,7 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)  # what clients need to reach it
     proc: subprocess.Popen | None = None
     stop_cmd: list[str] | None = None
+    data_dir: Path | None = None  # thrown away by close() (a PostgreSQL cluster outside workdir)
 
     @property
     def log_path(self) -> Path:
@@ -79,6 +80,13 @@ class Service:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+    def close(self) -> None:
+        """Stop the service and delete its data outside ``workdir`` (a 100,000-review benchmark
+        cluster is 2 GB)."""
+        self.stop()
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def _pg_bin(name: str) -> str:
@@ -122,7 +130,7 @@ def start_postgres(workdir: Path, port: int | None = None) -> Service:
         check=True, capture_output=True,
     )  # fmt: skip
     svc.env = {"DATABASE_URL": f"postgres://spinereview@127.0.0.1:{port}/spinereview"}
-    svc._cleanup = data_root  # type: ignore[attr-defined]
+    svc.data_dir = data_root
     return svc
 
 
@@ -211,9 +219,7 @@ def running(names: list[str], workdir: Path) -> Iterator[dict[str, str]]:
         yield env
     finally:
         for svc in reversed(started):
-            svc.stop()
-            if cleanup := getattr(svc, "_cleanup", None):
-                shutil.rmtree(cleanup, ignore_errors=True)
+            svc.close()
         if started:
             print(f"[services] stopped {', '.join(s.name for s in started)}", file=sys.stderr)
 
