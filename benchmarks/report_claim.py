@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -149,6 +150,7 @@ def main() -> int:
     ap.add_argument("--retrain", action="store_true", help="train the writers again even if cached")
     ap.add_argument("--image", type=Path, default=Path("docs/images/report_claim.png"))
     a = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # training steps, rates
 
     import numpy as np
     import torch
