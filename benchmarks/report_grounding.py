@@ -2,6 +2,8 @@
 generated studies through the real pipeline.
 
     nice -n 10 .venv/bin/python benchmarks/report_grounding.py --studies 40
+    .venv/bin/python benchmarks/report_grounding.py --pipeline DEMO --data HELD_OUT --studies 20 \
+        --report-agent .cache/bench/report_claim/agent      # a gemma-3-270m writer
 
 Steps: ``ml synth --fast`` studies with a seed the tiny pipeline never trained on; each study as
 the drafting worker has it (pydicom datasets -> ``study_from_datasets``), its facts from its
@@ -40,13 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def load(data: Path) -> list[dict]:
+def load(data: Path, limit: int | None = None) -> list[dict]:
     import pydicom
 
     from ml.data.manifest import read_manifest
 
     out = []
-    for entry in read_manifest(data / "manifest.jsonl"):
+    for entry in list(read_manifest(data / "manifest.jsonl"))[:limit]:
         series = {
             s.series_uid: [pydicom.dcmread(f) for f in sorted((data / s.path).glob("*.dcm"))] for s in entry.series
         }
@@ -166,6 +168,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=29, help="generator seed (the tiny pipeline trains on seed 3)")
     ap.add_argument("--pipeline", help="pipeline folder (default: the cached tiny pipeline)")
     ap.add_argument("--data", type=Path, help="a generated folder with manifest.jsonl (default: generate)")
+    ap.add_argument("--report-agent", type=Path, help="draft with this trained writer instead of the pipeline's")
     ap.add_argument("--out", type=Path, default=Path(".cache/bench/report_grounding.json"))
     a = ap.parse_args()
 
@@ -187,9 +190,13 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "ml", "synth", "--studies", str(a.studies), "--seed", str(a.seed),
                             "--out", tmp, "--fast"], check=True, capture_output=True)  # fmt: skip
             print(f"generated {a.studies} studies (seed {a.seed}) in {time.perf_counter() - t0:.0f} s")
-        studies = load(data)[: a.studies]
+        studies = load(data, a.studies)
         archive = archive_for(studies)
         pipeline = Pipeline.load(folder)
+        if a.report_agent:  # e.g. a gemma-3-270m writer (benchmarks/report_claim.py trains one)
+            from ml.agents.report import ReportAgent
+
+            pipeline.agents["report"] = ReportAgent.load(a.report_agent)
         prepared, facts = [], []
         for s in studies:
             prepared.append(study_from_datasets(s["uid"], s["series"], pipeline.preprocess))
