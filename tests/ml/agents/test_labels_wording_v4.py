@@ -165,3 +165,23 @@ def test_new_section_headers() -> None:
 )
 def test_v4_reads_comparisons_and_synonyms(text: str, key: str, want: int) -> None:
     assert lab(text, key) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "want"),
+    [
+        # a "not" between the copula and the participle negates: the gap of "is ... narrowed" does not swallow it
+        ("The thecal sac is not significantly compressed.", "canal_stenosis", 0),
+        ("The canal is not narrowed.", "canal_stenosis", 0),
+        ("The right foramen is not significantly narrowed.", "foraminal_narrowing", 0),
+        ("The lateral recesses are not narrowed.", "subarticular_stenosis", 0),
+        ("Disc height is not reduced.", "disc_height_loss", 0),
+        # ... and a grade in the gap still states the finding
+        ("The canal is mildly narrowed.", "canal_stenosis", 1),
+        ("The left foramen is moderately narrowed.", "foraminal_narrowing", 1),
+        ("The left lateral recess is narrowed.", "subarticular_stenosis", 1),
+        ("Disc height is mildly reduced.", "disc_height_loss", 1),
+    ],
+)
+def test_a_not_inside_the_predicate_negates(text: str, key: str, want: int) -> None:
+    assert lab(text, key) == want
