@@ -229,7 +229,7 @@ class ReportAgent(nn.Module):
         seconds = time.perf_counter() - t0
         drafts = []
         for row in out.tolist():  # decoder-only generate with inputs_embeds returns only new tokens
-            new = self._trim(row, set(stop_ids))
+            new = self._trim(row, set(stop_ids), pad)
             text = self.decode(new).split(self.cfg.end_marker)[0]
             for tok in (self.tokenizer.eos_token, self.tokenizer.pad_token):
                 if tok:
@@ -245,12 +245,16 @@ class ReportAgent(nn.Module):
         return cast(str, self.tokenizer.decode(full, skip_special_tokens=False))  # one sequence: one string
 
     @staticmethod
-    def _trim(row: list[int], stops: set[int]) -> list[int]:
-        """The tokens up to and including the first stop token (a batch pads finished rows)."""
+    def _trim(row: list[int], stops: set[int], pad: int | None = None) -> list[int]:
+        """The tokens up to and including the first stop token; without one, the row less the
+        padding a batch appends once a row has finished (a row stopped on the marker's text)."""
         for i, t in enumerate(row):
             if t in stops:
                 return row[: i + 1]
-        return row
+        end = len(row)
+        while pad is not None and end and row[end - 1] == pad:
+            end -= 1
+        return row[:end]
 
     def run(self, results: list[StudyAnalysis], feats: list[StudyFeatures], context: RunContext) -> None:
         """Each study's draft from its T1 and T2 slices and what the other families wrote into its

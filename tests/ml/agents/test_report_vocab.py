@@ -103,3 +103,9 @@ def test_agent_with_a_vocabulary_scores_and_writes_inside_it(parts) -> None:  # 
         assert 0 < d.tokens <= 12
         pieces = tok(d.text, add_special_tokens=False)["input_ids"]
         assert all(i in v for i in pieces), "the writer emitted a token outside its vocabulary"
+
+
+def test_a_batch_row_is_cut_at_its_stop_token_or_before_the_padding_after_it() -> None:
+    assert ReportAgent._trim([5, 9, 3, 0, 0], {3}, pad=0) == [5, 9, 3]  # the stop token counts
+    assert ReportAgent._trim([5, 9, 0, 0], {3}, pad=0) == [5, 9]  # stopped on the marker's text, then padded
+    assert ReportAgent._trim([5, 9, 0, 0], {3}) == [5, 9, 0, 0]  # no pad id: nothing to cut
