@@ -14,7 +14,8 @@ off the finding's key slices scores 0, beside the mean-box prior on the true sli
 
 Variant parts: ``s32`` / ``s16`` the head's cell stride; ``reg`` the box regressor (else the
 typical box at the firing cells); ``maxz`` the axial box on the best axial view (else on the
-slice through the sagittal box); ``keyneg`` key-slice negatives. Prints one line per variant.
+slice through the sagittal box); ``keyneg`` key-slice negatives; ``all`` refit on every training
+study after calibration. Prints one line per variant.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def main() -> None:
     for name in args.variants.split(","):
         parts = set(name.split("+"))
         stride = 16 if "s16" in parts else 32
-        cfg = replace(base, dense_stride=stride, dense_box_stride=stride, dense_key_negatives="keyneg" in parts)
+        cfg = replace(base, dense_stride=stride, dense_box_stride=stride, dense_key_negatives="keyneg" in parts,
+                      dense_refit_all="all" in parts)  # fmt: skip
         t0 = time.perf_counter()
         agents = train_dense(train, cfg, train_truth)
         seconds = time.perf_counter() - t0

@@ -31,6 +31,7 @@ on 2 CPU cores.
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Self
 
@@ -55,13 +56,34 @@ _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 PLANES = ("sagittal", "axial")
 
 
+def fold_batch_norms(net: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d that directly follows a Conv2d (in an ``nn.Sequential``) into that
+    convolution, in place; the module must be in eval mode.
+
+    Why: the trunk is frozen, so its batch norms are fixed affine maps. Folded, the trunk gives
+    the same cells to ~1e-6 relative and runs ~1.4x faster on CPU, where encoding every study's
+    views is the largest step of building a pipeline."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for mod in list(net.modules()):
+        if not isinstance(mod, nn.Sequential):
+            continue
+        items = list(mod._modules.items())
+        for (n1, a), (n2, b) in pairwise(items):
+            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                mod._modules[n1] = fuse_conv_bn_eval(a, b)
+                mod._modules[n2] = nn.Identity()
+    return net
+
+
 def load_trunk() -> nn.Sequential:
-    """Frozen ImageNet MobileNetV2 up to block 17: [B, 3, H, W] -> [B, 320, H/32, W/32]."""
+    """Frozen ImageNet MobileNetV2 up to block 17, batch norms folded into the convolutions:
+    [B, 3, H, W] -> [B, 320, H/32, W/32] (``[:14]`` is the stride-16 part, 96 channels)."""
     from ml.agents.baselines import load_mobilenet_v2
 
     trunk = load_mobilenet_v2().features[:18].eval()
     trunk.requires_grad_(False)
-    return trunk
+    return fold_batch_norms(trunk)  # type: ignore[return-value]
 
 
 @torch.inference_mode()

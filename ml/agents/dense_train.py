@@ -128,6 +128,36 @@ def _batch_loss(
     return mil + cfg.dense_box_weight * cell_loss / len(xs)
 
 
+def _fit_head(
+    xt: list[torch.Tensor], tt: list[torch.Tensor], yt: torch.Tensor, fit: np.ndarray, n_in: int, cfg: DiagnosisConfig
+) -> DenseHead:
+    """One training run of the head on the studies ``fit`` (indices into the standardised cells
+    ``xt`` [C_i, F], cell targets ``tt`` [C_i, 17] and study labels ``yt`` [N, 17])."""
+    torch.manual_seed(cfg.seed)
+    head = DenseHead(n_in, cfg.dense_hidden, 0.2)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.dense_lr, weight_decay=cfg.dense_weight_decay)
+    y = yt.numpy()
+    pos = np.clip((y[fit] == 1).sum(0), 1, None)
+    neg = np.clip((y[fit] == 0).sum(0), 1, None)
+    pw = torch.from_numpy(np.clip(neg / pos, 1.0, 10.0).astype(np.float32))
+    rng = np.random.default_rng(cfg.seed)
+    lengths = np.array([len(x) for x in xt])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: one thread beats several on shared cores (no spin-waits)
+    try:
+        for _ in range(cfg.dense_epochs):
+            head.train()
+            for b in np.array_split(rng.permutation(fit), max(1, len(fit) // cfg.dense_batch)):
+                loss = _batch_loss(head, [xt[i] for i in b], [tt[i] for i in b], yt[b], lengths[b], pw, cfg)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    head.eval()
+    return head
+
+
 def train_dense(
     feats: list[StudyFeatures], cfg: DiagnosisConfig, truths: list[dict | None] | None = None
 ) -> DenseDiagnosisAgents:
@@ -156,28 +186,8 @@ def train_dense(
         xt.append(torch.from_numpy((cell_design(d, cfg.dense_stride) - mean) / std))  # [C_i, F]
         t = cell_targets(f, d, tr, cfg.dense_stride, cfg.dense_key_negatives)
         tt.append(torch.from_numpy(t.astype(np.float32)))  # [C_i, 17]
-    torch.manual_seed(cfg.seed)
-    head = DenseHead(n_in, cfg.dense_hidden, 0.2)
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.dense_lr, weight_decay=cfg.dense_weight_decay)
     yt = torch.from_numpy(y.astype(np.float32))
-    pos = np.clip((y[fit] == 1).sum(0), 1, None)
-    neg = np.clip((y[fit] == 0).sum(0), 1, None)
-    pw = torch.from_numpy(np.clip(neg / pos, 1.0, 10.0).astype(np.float32))
-    rng = np.random.default_rng(cfg.seed)
-    lengths = np.array([len(x) for x in xt])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: one thread beats several on shared cores (no spin-waits)
-    try:
-        for _ in range(cfg.dense_epochs):
-            head.train()
-            for b in np.array_split(rng.permutation(fit), max(1, len(fit) // cfg.dense_batch)):
-                loss = _batch_loss(head, [xt[i] for i in b], [tt[i] for i in b], yt[b], lengths[b], pw, cfg)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    head.eval()
+    head = _fit_head(xt, tt, yt, fit, n_in, cfg)
     a = {**head_arrays(head), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
     with torch.no_grad():
         z = np.stack([head(x).max(0).values.numpy() if len(x) else np.zeros(K) for x in xt])  # [N, 17]
@@ -194,6 +204,13 @@ def train_dense(
         if val.any():
             temp[j] = fit_temperature(z[val, j], y[val, j])
             thr[j] = choose_threshold(expit(z[val, j] / temp[j]), y[val, j], cfg.threshold_rule, cfg.target_sensitivity)
+    if cfg.dense_refit_all and is_val.any():
+        # calibrated on the held-out quarter, then refitted on every study with the same recipe
+        # (what scikit-learn's CalibratedClassifierCV(ensemble=False) does with one fold): the
+        # quarter is a quarter of the positives of rare conditions, which this head needs more
+        # than a calibration set; the temperature and threshold carry over to the refit head
+        head = _fit_head(xt, tt, yt, np.arange(len(feats)), n_in, cfg)
+        a = {**head_arrays(head), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
     reg = _fit_boxes(feats, truths, cfg, trunk)
     arrays = {
         **a,

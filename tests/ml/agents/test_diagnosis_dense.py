@@ -188,3 +188,28 @@ def test_box_targets_follow_the_crop_window():
     assert t[0].tolist() == [[1, -1, -1, -1], [-1] * 4, [-1] * 4, [-1] * 4]
     assert (t[1] == -1).all()  # the box is outside the second window
     assert (cell_targets(f, d, truth).reshape(2, 4, 4, -1)[..., 1] == 0).all()  # a negative condition
+
+
+def test_folded_trunk_gives_the_cells_of_the_unfolded_network():
+    """The served trunk has its batch norms folded into the convolutions (faster encoding); the
+    cells must be those of the ImageNet network as published, at both strides."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    from ml.agents.baselines import load_mobilenet_v2
+    from ml.agents.dense import fold_batch_norms, load_trunk
+
+    reference = load_mobilenet_v2().features[:18].eval()
+    folded = load_trunk()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in reference.modules())
+    x = torch.randn(2, 3, 128, 128)
+    with torch.inference_mode():
+        for part in (slice(0, 14), slice(0, 18)):
+            a, b = reference[part](x), folded[part](x)
+            assert float((a - b).norm() / a.norm()) < 1e-4
+    # folding works on a copy and leaves a network without Conv -> BN pairs unchanged
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    assert isinstance(fold_batch_norms(copy.deepcopy(plain))[0], nn.Conv2d)
