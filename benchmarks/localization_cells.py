@@ -15,7 +15,8 @@ off the finding's key slices scores 0, beside the mean-box prior on the true sli
 Variant parts: ``s32`` / ``s16`` the head's cell stride; ``reg`` the box regressor (else the
 typical box at the firing cells); ``maxz`` the axial box on the best axial view (else on the
 slice through the sagittal box); ``keyneg`` key-slice negatives; ``all`` refit on every training
-study after calibration. Prints one line per variant.
+study after calibration; ``swa`` the weights averaged over the epochs from the 13th; ``k3`` 3
+fold heads served as their mean, calibrated out-of-fold; ``seed1`` another training seed. Prints one line per variant.
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ def main() -> None:
         parts = set(name.split("+"))
         stride = 16 if "s16" in parts else 32
         cfg = replace(base, dense_stride=stride, dense_box_stride=stride, dense_key_negatives="keyneg" in parts,
-                      dense_refit_all="all" in parts)  # fmt: skip
+                      dense_refit_all="all" in parts, dense_average_from=13 if "swa" in parts else 0,
+                      dense_folds=next((int(x[1:]) for x in parts if x[:1] == "k" and x[1:].isdigit()), 0),
+                      seed=next((int(x[4:]) for x in parts if x[:4] == "seed" and x[4:].isdigit()), 0))  # fmt: skip
         t0 = time.perf_counter()
         agents = train_dense(train, cfg, train_truth)
         seconds = time.perf_counter() - t0

@@ -205,6 +205,9 @@ class DenseDiagnosisAgents(DiagnosisHead):
         self.trained = self.a["trained"].astype(bool)
         self.prior = self.a["prior"]
         self._trunk: nn.Sequential | None = None
+        # training only (``dense_folds``): each training study's logits [N, 17] from the fold head
+        # that did not see it, for the report agent's cross-fitted tokens
+        self.out_of_fold: np.ndarray | None = None
 
     @classmethod
     def from_artifact(cls, cfg: DiagnosisConfig, arrays: dict[str, np.ndarray], doc: dict) -> Self:
@@ -249,7 +252,11 @@ class DenseDiagnosisAgents(DiagnosisHead):
         return np.where(self.trained, p, self.prior)
 
     def predict(self, feats: list[StudyFeatures]) -> list[list[ConditionResult]]:
-        p = self.probabilities(feats)
+        return self.results(self.logits(feats))
+
+    def results(self, logits: np.ndarray) -> list[list[ConditionResult]]:
+        """Calibrated calls of study logits [N, 17] (``logits`` or ``out_of_fold``)."""
+        p = np.where(self.trained, expit(logits / self.temperature), self.prior)
         return [
             [
                 ConditionResult(k, float(row[j]), bool(row[j] >= self.threshold[j]), float(self.threshold[j]))

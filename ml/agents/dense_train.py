@@ -144,16 +144,24 @@ def _fit_head(
     lengths = np.array([len(x) for x in xt])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: one thread beats several on shared cores (no spin-waits)
+    avg: dict[str, torch.Tensor] = {}
+    n_avg = 0
     try:
-        for _ in range(cfg.dense_epochs):
+        for epoch in range(cfg.dense_epochs):
             head.train()
             for b in np.array_split(rng.permutation(fit), max(1, len(fit) // cfg.dense_batch)):
                 loss = _batch_loss(head, [xt[i] for i in b], [tt[i] for i in b], yt[b], lengths[b], pw, cfg)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+            if cfg.dense_average_from and epoch + 1 >= cfg.dense_average_from:
+                n_avg += 1  # running mean of the weights at the end of each late epoch
+                for k, v in head.state_dict().items():
+                    avg[k] = v.detach().clone() if k not in avg else avg[k] + (v.detach() - avg[k]) / n_avg
     finally:
         torch.set_num_threads(threads)
+    if avg:
+        head.load_state_dict(avg)
     head.eval()
     return head
 
@@ -168,8 +176,14 @@ def train_dense(
     truths = truths if truths is not None else [None] * len(feats)
     y = labels_matrix(feats)
     keys = [f.study.patient_key for f in feats]
-    is_val = np.array([patient_fold(k, 100, cfg.seed + 7) < round(cfg.val_fraction * 100) for k in keys])
-    fit = np.flatnonzero(~is_val)
+    folds = cfg.dense_folds if cfg.dense_folds >= 2 else 0
+    if folds:  # every study is out-of-fold once: all of them calibrate, all of them train
+        fold_of = np.array([patient_fold(k, folds, cfg.seed + 7) for k in keys])
+        is_val = np.ones(len(feats), bool)
+        fit = np.arange(len(feats))
+    else:
+        is_val = np.array([patient_fold(k, 100, cfg.seed + 7) < round(cfg.val_fraction * 100) for k in keys])
+        fit = np.flatnonzero(~is_val)
     # one standardised copy of the cells in memory (stride-16 designs are ~12 MB a study): the
     # statistics of the fitting studies as running sums, then each study converted in turn
     n_in = cell_design(dense_cells(feats[0], cfg, trunk), cfg.dense_stride).shape[1]
@@ -187,10 +201,20 @@ def train_dense(
         t = cell_targets(f, d, tr, cfg.dense_stride, cfg.dense_key_negatives)
         tt.append(torch.from_numpy(t.astype(np.float32)))  # [C_i, 17]
     yt = torch.from_numpy(y.astype(np.float32))
-    head = _fit_head(xt, tt, yt, fit, n_in, cfg)
-    a = {**head_arrays(head), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
-    with torch.no_grad():
-        z = np.stack([head(x).max(0).values.numpy() if len(x) else np.zeros(K) for x in xt])  # [N, 17]
+    if folds:
+        heads, z = [], np.zeros((len(feats), K), np.float32)  # z: out-of-fold study logits
+        for k in range(folds):
+            head = _fit_head(xt, tt, yt, np.flatnonzero(fold_of != k), n_in, cfg)
+            heads.append(head_arrays(head))
+            with torch.no_grad():
+                for i in np.flatnonzero(fold_of == k):
+                    z[i] = head(xt[i]).max(0).values.numpy() if len(xt[i]) else 0.0
+        a = {**mean_of_heads(heads), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
+    else:
+        head = _fit_head(xt, tt, yt, fit, n_in, cfg)
+        a = {**head_arrays(head), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
+        with torch.no_grad():
+            z = np.stack([head(x).max(0).values.numpy() if len(x) else np.zeros(K) for x in xt])  # [N, 17]
     temp, thr = np.ones(K), np.full(K, 0.5)
     trained, prior = np.zeros(K, bool), np.zeros(K)
     for j in range(K):
@@ -228,4 +252,20 @@ def train_dense(
         "conditions": list(CONDITION_KEYS),
     }
     log.info("dense diagnosis head: %d studies, %.1f s", len(feats), meta["seconds"])
-    return DenseDiagnosisAgents(cfg, arrays, meta)
+    agents = DenseDiagnosisAgents(cfg, arrays, meta)
+    if folds:  # kept in memory for the report agent's cross-fitted tokens (not saved)
+        agents.out_of_fold = z
+    return agents
+
+
+def mean_of_heads(heads: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """k trained MLPs as one MLP whose cell logits are their mean: the hidden layers side by side
+    (w1 [F, k*H]) and the output layer stacked and divided by k (w2 [k*H, 17]). The artifact and
+    the numpy inference stay those of a single head, only wider."""
+    k = len(heads)
+    return {
+        "w1": np.concatenate([h["w1"] for h in heads], 1),
+        "b1": np.concatenate([h["b1"] for h in heads]),
+        "w2": np.concatenate([h["w2"] for h in heads], 0) / k,
+        "b2": np.mean([h["b2"] for h in heads], 0),
+    }

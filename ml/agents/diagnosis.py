@@ -81,6 +81,8 @@ class DiagnosisConfig:
     dense_box_pos_weight: float = 5.0  # cells under a box are few: up-weight them
     dense_key_negatives: bool = False  # rest of a key slice as negatives (measured worse: docs/agents.md)
     dense_box_alpha: float = 100.0  # ridge L2 of the box regressor (``ml/agents/dense_boxes.py``)
+    dense_folds: int = 0  # >=2: k patient folds, one head each, served as their mean, calibrated out-of-fold
+    dense_average_from: int = 0  # >0: the head's weights averaged over the epochs from this one on (SWA)
     dense_refit_all: bool = False  # after calibrating on the held-out quarter, refit the head on every study
     dense_box_stride: int = 16  # the box regressor's cells (16: block 13 + the cell above; 32: the head's)
 

@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -107,16 +108,26 @@ def prepare(
         trunk = load_trunk()
     t0 = time.perf_counter()
     feats: list[StudyFeatures] = []
-    bar = tqdm(range(0, len(entries), studies_per_batch), desc="encode studies", unit="batch", leave=False)
-    for i in bar:
-        batch = [loader.load(e, geometry=True) for e in entries[i : i + studies_per_batch]]
-        for f in encode_studies(batch, model, studies_per_batch=studies_per_batch):
-            if dense:
-                dense_cells(f, dense, trunk)
-            if not keep_pixels:
-                for s in f.study.series:
-                    s.pixels = s.pixels[:0]  # the agents only need the features: free the memory
-            feats.append(f)
+    starts = range(0, len(entries), studies_per_batch)
+
+    def load(i: int) -> list:
+        return [loader.load(e, geometry=True) for e in entries[i : i + studies_per_batch]]
+
+    # the next batch is read and preprocessed in a thread while this one is encoded: the DICOM
+    # decoding, resizing and slice-cache writes overlap the networks' forwards on the other core
+    with ThreadPoolExecutor(1, thread_name_prefix="load-studies") as pool:
+        pending = pool.submit(load, starts[0]) if starts else None
+        for n in tqdm(range(len(starts)), desc="encode studies", unit="batch", leave=False):
+            assert pending is not None
+            batch = pending.result()
+            pending = pool.submit(load, starts[n + 1]) if n + 1 < len(starts) else None
+            for f in encode_studies(batch, model, studies_per_batch=studies_per_batch):
+                if dense:
+                    dense_cells(f, dense, trunk)
+                if not keep_pixels:
+                    for s in f.study.series:
+                        s.pixels = s.pixels[:0]  # the agents only need the features: free the memory
+                feats.append(f)
     enc = time.perf_counter() - t0
     log.info("encoded %d studies in %.1f s (%.2f studies/s)", len(feats), enc, len(feats) / max(enc, 1e-9))
     truths = [load_truth(base / e.ground_truth) if e.ground_truth else None for e in entries]
@@ -229,7 +240,10 @@ def _train_report(prep: Prepared, out: Path, cfg: AgentsTrainConfig, diag, loc, 
         return {"skipped": f"ml.agents.report not importable: {exc}"}
     try:
         conds = None
-        if cfg.report_crossfit_folds >= 2:
+        oof = getattr(diag, "out_of_fold", None)
+        if oof is not None:  # fold heads (``dense_folds``): their out-of-fold calls are the cross-fit
+            conds = diag.results(oof)
+        elif cfg.report_crossfit_folds >= 2:
             d = cfg.diagnosis
             if d.head == "dense":
                 stride = max(d.dense_stride, cfg.report_crossfit_stride)

@@ -213,3 +213,39 @@ def test_folded_trunk_gives_the_cells_of_the_unfolded_network():
     # folding works on a copy and leaves a network without Conv -> BN pairs unchanged
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
     assert isinstance(fold_batch_norms(copy.deepcopy(plain))[0], nn.Conv2d)
+
+
+def test_mean_of_heads_is_one_wider_head_with_the_mean_cell_logits():
+    """Fold heads are served as one MLP: its cell logits must be exactly the mean of theirs."""
+    from ml.agents.dense import _cell_logits
+    from ml.agents.dense_train import mean_of_heads
+
+    rng = np.random.default_rng(0)
+    f, h, k = 12, 5, len(CONDITION_KEYS)
+    heads = [
+        {"w1": rng.normal(size=(f, h)), "b1": rng.normal(size=h), "w2": rng.normal(size=(h, k)), "b2": rng.normal(size=k)}
+        for _ in range(3)
+    ]
+    norm = {"mean": np.zeros(f), "std": np.ones(f)}
+    x = rng.normal(size=(40, f))
+    want = np.mean([_cell_logits({**a, **norm}, x) for a in heads], 0)
+    got = _cell_logits({**mean_of_heads(heads), **norm}, x)
+    assert got.shape == (40, k)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_fold_heads_learn_and_give_honest_out_of_fold_logits():
+    """With ``dense_folds`` every training study is scored by the fold head that did not see it:
+    those logits find the lesion (they are held-out predictions, not in-sample ones), and the
+    served head is the folds' mean, as good on new studies."""
+    from dataclasses import replace
+
+    train, y_train = _feats(160, 0)
+    test, y = _feats(80, 1)
+    agents = train_dense(train, replace(CFG, dense_folds=3))
+    assert agents.a["w1"].shape[1] == 3 * CFG.dense_hidden
+    assert agents.out_of_fold is not None and agents.out_of_fold.shape == (160, len(CONDITION_KEYS))
+    assert auroc(y_train[:, 0], agents.out_of_fold[:, 0]) > 0.85
+    assert auroc(y[:, 0], agents.probabilities(test)[:, 0]) > 0.9
+    oof_calls = agents.results(agents.out_of_fold)
+    assert len(oof_calls) == 160 and [c.condition for c in oof_calls[0]] == list(CONDITION_KEYS)
