@@ -87,7 +87,7 @@ class ReportAgentConfig:
     max_target_tokens: int = 768
     max_new_tokens: int = 512
     end_marker: str = "<end_of_report>"
-    dtype: str = "float32"  # "bfloat16" on GPU for the 8B decoder
+    dtype: str = "float32"  # a torch dtype name, or "auto": bfloat16 where native (CUDA, AMX CPUs), else float32
     # pretrained presets: "report" limits the decoder's output to the tokens of the report corpus
     # and the training targets (vocab.py: ~30x less output compute on CPU); "full" keeps all
     vocab: str = "full"

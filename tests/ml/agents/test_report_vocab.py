@@ -109,3 +109,17 @@ def test_a_batch_row_is_cut_at_its_stop_token_or_before_the_padding_after_it() -
     assert ReportAgent._trim([5, 9, 3, 0, 0], {3}, pad=0) == [5, 9, 3]  # the stop token counts
     assert ReportAgent._trim([5, 9, 0, 0], {3}, pad=0) == [5, 9]  # stopped on the marker's text, then padded
     assert ReportAgent._trim([5, 9, 0, 0], {3}) == [5, 9, 0, 0]  # no pad id: nothing to cut
+
+
+def test_decoder_dtype_auto_is_bfloat16_only_where_it_is_native() -> None:
+    """``dtype: auto`` is decided on the machine that loads the writer: bfloat16 where the
+    hardware runs it natively, float32 elsewhere (emulated bfloat16 is slower than float32)."""
+    from ml.agents.report.decoders import native_bf16, resolve_dtype
+
+    assert resolve_dtype("auto") == (torch.bfloat16 if native_bf16() else torch.float32)
+    assert resolve_dtype("float32") == torch.float32
+    assert resolve_dtype("bfloat16") == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown decoder dtype"):
+        resolve_dtype("float33")
+    with pytest.raises(ValueError, match="unknown decoder dtype"):
+        resolve_dtype("nn")  # a torch attribute that is not a dtype
