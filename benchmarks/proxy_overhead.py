@@ -1,31 +1,42 @@
 """DICOMweb proxy overhead: fetch every frame of one series through the app vs from Orthanc.
 
-    .venv/bin/python benchmarks/proxy_overhead.py [--instances 100] [--matrix 320] [--repeats 3]
-        [--baseline DIR]
+    .venv/bin/python benchmarks/proxy_overhead.py [--instances 100] [--matrix 320] [--repeats 5]
+        [--auth token|session] [--redis] [--baseline DIR]
 
-Starts Orthanc and the app under gunicorn (real HTTP, SQLite, token auth), stores one series,
-then fetches its metadata and every WADO-RS frame, sequentially, directly and via the proxy,
-the paths taking turns in each round (each going first in turn) so that all see the same load. Reports the best of
-``--repeats`` for each path and the ratio proxy/direct, twice:
+Starts Orthanc and the app under gunicorn (real HTTP, SQLite), stores one series, then fetches
+its metadata and every WADO-RS frame, sequentially, directly and via the proxy, the paths taking
+turns in each round (each going first in turn) so that all see the same load. Reports the best
+and the median of ``--repeats`` rounds per path and their ratios to Orthanc direct:
 
-- ``identity``: both ask for uncompressed answers, so both move the same bytes: the proxy's own
-  cost per request (authentication, routing, blinding check, one more process hop);
-- ``gzip``: both send what a browser sends (``Accept-Encoding: gzip, deflate``). Orthanc then
+- ``frames, same bytes``: both ask for uncompressed answers and the same transfer syntax (as
+  stored); before timing, every frame's payload and its part's Content-Type are checked equal on
+  every path (only the multipart boundary, random per answer, differs). The proxy's own cost per
+  request (authentication, routing, roles, blinding check, one more process hop);
+- ``bare relay``: the same gunicorn relaying the same requests to Orthanc with no check at all
+  (no Django): what the extra hop alone costs, the floor of any proxy in front of Orthanc;
+- ``series metadata``: one request; not the same bytes, the proxy's answer is filtered for the
+  reader's role (a radiologist: identities removed);
+- ``as a browser asks`` (``Accept-Encoding: gzip, deflate``, metadata and frames): Orthanc then
   gzips every frame itself, while the proxy asks Orthanc for pixel data uncompressed
   (``reviewer.integrations.dicomweb_relay``): what the viewer waits for.
 
-``--baseline DIR`` serves another checkout of the app (e.g. ``git worktree add /tmp/old main``)
-the same way on the same Orthanc and database and measures it in the same rounds.
+``--auth session`` authenticates with a session cookie, as the viewer does (default: an API
+token, as scripts do). ``--redis`` gives the app a Redis cache, as in deployment (default: each
+gunicorn worker's memory, as in the demo). ``--baseline DIR`` serves another checkout of the app
+(e.g. ``git worktree add /tmp/old main``) the same way on the same Orthanc and database and
+measures it in the same rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,58 +44,148 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from scripts.services import free_port, start_orthanc, wait_until  # noqa: E402
+from scripts.services import Service, free_port, start_orthanc, start_redis, wait_until  # noqa: E402
 from tests.dicom_factory import SeriesSpec, write_study  # noqa: E402
 
-MAKE_TOKEN = """
+MAKE_CREDENTIALS = """
+from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.test import Client
 from rest_framework.authtoken.models import Token
 u, _ = User.objects.get_or_create(username="bench")
 u.groups.add(Group.objects.get(name="radiologist"))
-print(Token.objects.get_or_create(user=u)[0].key)
+client = Client()
+client.force_login(u)
+print(Token.objects.get_or_create(user=u)[0].key, client.cookies[settings.SESSION_COOKIE_NAME].value)
+"""
+# the floor: a WSGI relay with no checks, served by the same gunicorn as the app
+BARE_RELAY = """
+import os, httpx
+client = httpx.Client(base_url=os.environ["SPINEREVIEW_ORTHANC_URL"], timeout=60,
+                      auth=(os.environ["SPINEREVIEW_ORTHANC_USERNAME"], os.environ["SPINEREVIEW_ORTHANC_PASSWORD"]))
+def application(environ, start_response):
+    url = environ["PATH_INFO"] + ("?" + environ["QUERY_STRING"] if environ.get("QUERY_STRING") else "")
+    headers = {"accept": environ.get("HTTP_ACCEPT", "*/*"), "accept-encoding": "identity"}
+    response = client.send(client.build_request("GET", url, headers=headers), stream=True)
+    start_response(f"{response.status_code} Relayed", [(k, v) for k, v in response.headers.items()
+                                                      if k in ("content-type", "content-length")])
+    def body():
+        try:
+            yield from response.iter_raw(1024 * 1024)
+        finally:
+            response.close()
+    return body()
 """
 FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
-ENCODINGS = ("identity", "gzip, deflate")
+DIRECT = "direct from Orthanc"
 
 
-def fetch_series(client: httpx.Client, study: str, series: str, sops: list[str], encoding: str) -> float:
+def frame_url(study: str, series: str, sop: str) -> str:
+    return f"/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/1"
+
+
+def parts(response: httpx.Response) -> list[tuple[str, bytes]]:
+    """A multipart/related answer's parts as (Content-Type, payload): what is compared."""
+    boundary = response.headers["content-type"].split("boundary=")[1].split(";")[0].strip('"').encode()
+    out = []
+    for chunk in response.content.split(b"--" + boundary)[1:-1]:
+        head, _, payload = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        content_type = next((line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                             if line.lower().startswith(b"content-type:")), b"")  # fmt: skip
+        out.append((content_type.decode(), payload.removesuffix(b"\r\n")))
+    return out
+
+
+def check_same_frames(clients: dict[str, httpx.Client], study: str, series: str, sops: list[str]) -> str:
+    """Every path answers every frame with the same payload and part Content-Type as Orthanc;
+    returns the transfer syntaxes seen."""
+    syntaxes = set()
+    for sop in sops:
+        answers = {}
+        for name, client in clients.items():
+            r = client.get(frame_url(study, series, sop), headers={"Accept": FRAME_ACCEPT, "Accept-Encoding": "identity"})
+            r.raise_for_status()
+            assert "content-encoding" not in r.headers, (name, r.headers)
+            answers[name] = parts(r)
+        for name, got in answers.items():
+            assert got == answers[DIRECT], f"{name} answers frame {sop} differently from Orthanc"
+        syntaxes |= {ct.split("transfer-syntax=")[-1] for ct, _ in answers[DIRECT]}
+    return ", ".join(sorted(syntaxes))
+
+
+def fetch_metadata(client: httpx.Client, study: str, series: str, sops: list[str], encoding: str) -> float:
     t0 = time.perf_counter()
     client.get(f"/dicom-web/studies/{study}/series/{series}/metadata",
                headers={"Accept-Encoding": encoding}).raise_for_status()  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def fetch_frames(client: httpx.Client, study: str, series: str, sops: list[str], encoding: str) -> float:
+    t0 = time.perf_counter()
     for sop in sops:
-        r = client.get(f"/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/1",
-                       headers={"Accept": FRAME_ACCEPT, "Accept-Encoding": encoding})  # fmt: skip
+        r = client.get(frame_url(study, series, sop), headers={"Accept": FRAME_ACCEPT, "Accept-Encoding": encoding})
         r.raise_for_status()
         assert len(r.content) > 1000
     return time.perf_counter() - t0
 
 
-def serve(tree: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    """gunicorn on ``tree``'s app (2 workers x 4 threads, as in production.py's defaults)."""
+def fetch_series(client: httpx.Client, study: str, series: str, sops: list[str], encoding: str) -> float:
+    return fetch_metadata(client, study, series, sops, encoding) + fetch_frames(client, study, series, sops, encoding)
+
+
+def serve(app: str, env: dict[str, str], cwd: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """gunicorn on ``app`` (2 workers x 4 threads, as in production.py's defaults)."""
     port = free_port()
     web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "webapp.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "2",
-         "--threads", "4", "-k", "gthread", "--log-level", "warning"],
-        cwd=tree, env={**env, "DJANGO_SETTINGS_MODULE": "webapp.settings.local"},
+        [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", "-w", "2", "--threads", "4",
+         "-k", "gthread", "--log-level", "warning", *extra],
+        cwd=cwd, env={**env, "DJANGO_SETTINGS_MODULE": "webapp.settings.local"},
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: httpx.get(base + "/api/health/").status_code in (200, 503), 60, "gunicorn", web)
+    wait_until(lambda: httpx.get(base + "/dicom-web/studies", timeout=5).status_code > 0, 60, "gunicorn", web)
     return web, base
+
+
+def measure(
+    title: str, fetch: Callable[..., float], clients: dict[str, httpx.Client], args: tuple, repeats: int, n: int
+) -> None:
+    """``repeats`` rounds, each path going first in turn; best and median per path."""
+    for client in clients.values():  # warm up every path
+        fetch(client, *args)
+    times: dict[str, list[float]] = {name: [] for name in clients}
+    names = list(clients)
+    for turn in range(repeats):
+        for name in names[turn % len(names) :] + names[: turn % len(names)]:
+            times[name].append(fetch(clients[name], *args))
+    best = {name: min(t) for name, t in times.items()}
+    median = {name: statistics.median(t) for name, t in times.items()}
+    print(title)
+    for name in names:
+        print(f"  {name:24s}: best {best[name] * 1e3:7.1f} ms, median {median[name] * 1e3:7.1f} ms"
+              f" ({median[name] * 1e3 / n:5.2f} ms per request)   ratio best {best[name] / best[DIRECT]:.2f},"
+              f" median {median[name] / median[DIRECT]:.2f}")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--instances", type=int, default=100)
     parser.add_argument("--matrix", type=int, default=320)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--auth", choices=("token", "session"), default="token")
+    parser.add_argument("--redis", action="store_true", help="the app's cache in Redis, as deployed")
     parser.add_argument("--baseline", type=Path, help="another checkout of the app, measured beside this one")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="spinereview-proxy-"))
     study_uid, files = write_study(tmp / "s", protocol=(SeriesSpec("SAG T2", 3500, 100, n=args.instances,
                                                                    matrix=args.matrix),))  # fmt: skip
-    orthanc = start_orthanc(tmp / "orthanc")
-    env = {**os.environ, **orthanc.env, "DJANGO_SETTINGS_MODULE": "webapp.settings.local",
+    services: list[Service] = [start_orthanc(tmp / "orthanc")]
+    env = {**os.environ, **services[0].env, "DJANGO_SETTINGS_MODULE": "webapp.settings.local",
            "SPINEREVIEW_VAR_DIR": str(tmp / "var"), "SPINEREVIEW_DEBUG": "0"}  # fmt: skip
+    if args.redis:
+        (tmp / "redis").mkdir()
+        services.append(start_redis(tmp / "redis"))
+        env["SPINEREVIEW_CACHE_URL"] = services[-1].env["CELERY_BROKER_URL"].removesuffix("/0") + "/1"
+    (tmp / "bare_relay.py").write_text(BARE_RELAY)
     auth = (env["SPINEREVIEW_ORTHANC_USERNAME"], env["SPINEREVIEW_ORTHANC_PASSWORD"])
     py = sys.executable
     servers: list[subprocess.Popen] = []
@@ -97,31 +198,35 @@ def main() -> None:
             sops = [i["00080018"]["Value"][0] for i in inst]
 
             subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-            token = subprocess.run(
-                [py, "manage.py", "shell", "-c", MAKE_TOKEN],
+            token, session = subprocess.run(
+                [py, "manage.py", "shell", "-c", MAKE_CREDENTIALS],
                 cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-            ).stdout.strip().splitlines()[-1]  # fmt: skip
-            trees = {"through the proxy": ROOT} | ({"proxy (baseline)": args.baseline} if args.baseline else {})
-            clients = {"direct from Orthanc": direct}
-            for name, tree in trees.items():
-                web, base = serve(tree, env)
+            ).stdout.strip().splitlines()[-1].split()  # fmt: skip
+            credentials = {"Authorization": f"Token {token}"} if args.auth == "token" else {
+                "Cookie": f"sessionid={session}"}  # fmt: skip
+            apps = {"bare relay (no checks)": ("bare_relay:application", tmp, ("--pythonpath", str(tmp))),
+                    "through the proxy": ("webapp.wsgi:application", ROOT, ())}  # fmt: skip
+            if args.baseline:
+                apps["proxy (baseline)"] = ("webapp.wsgi:application", args.baseline, ())
+            clients = {DIRECT: direct}
+            for name, (app, cwd, extra) in apps.items():
+                web, base = serve(app, env, cwd, extra)
                 servers.append(web)
-                clients[name] = httpx.Client(base_url=base, headers={"Authorization": f"Token {token}"}, timeout=60)
+                clients[name] = httpx.Client(base_url=base, headers=credentials, timeout=60)
             n = len(sops)
-            print(f"series: {n} instances {args.matrix}x{args.matrix} (metadata + every frame, sequential), "
-                  f"best of {args.repeats}, paths in turn, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-            for encoding in ENCODINGS:
-                for client in clients.values():  # warm up every path
-                    fetch_series(client, study_uid, series_uid, sops[:3], encoding)
-                best = dict.fromkeys(clients, float("inf"))
-                names = list(clients)
-                for turn in range(args.repeats):  # each path goes first in turn
-                    for name in names[turn % len(names) :] + names[: turn % len(names)]:
-                        best[name] = min(best[name], fetch_series(clients[name], study_uid, series_uid, sops, encoding))
-                print(f"Accept-Encoding: {encoding}")
-                for name, seconds in best.items():
-                    ratio = seconds / best["direct from Orthanc"]
-                    print(f"  {name:20s}: {seconds:6.2f} s  ({n / seconds:6.1f} frames/s)  ratio {ratio:.2f}")
+            syntax = check_same_frames(clients, study_uid, series_uid, sops)
+            print(f"series: {n} instances {args.matrix}x{args.matrix}, sequential requests, {args.repeats} rounds, "
+                  f"paths in turn; auth {args.auth}, cache {'redis' if args.redis else 'per-process memory'}; "
+                  f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+            fetched = (study_uid, series_uid, sops)
+            measure(f"frames, same bytes both ways (Accept-Encoding: identity, transfer syntax {syntax}; payloads "
+                    "checked equal):", fetch_frames, clients, (*fetched, "identity"), args.repeats, n)  # fmt: skip
+            proxies = {k: v for k, v in clients.items() if k != "bare relay (no checks)"}
+            measure("series metadata (Accept-Encoding: identity; the proxy's is filtered for a radiologist):",
+                    fetch_metadata, proxies, (*fetched, "identity"), args.repeats, 1)  # fmt: skip
+            measure("as a browser asks (Accept-Encoding: gzip, deflate; metadata + every frame):",
+                    fetch_series, proxies, (*fetched, "gzip, deflate"), args.repeats, n + 1)  # fmt: skip
+            print(f"load average at the end {os.getloadavg()[0]:.2f}")
             for client in clients.values():
                 if client is not direct:
                     client.close()
@@ -129,7 +234,8 @@ def main() -> None:
         for web in servers:
             web.terminate()
             web.wait()
-        orthanc.stop()
+        for service in services:
+            service.stop()
 
 
 if __name__ == "__main__":

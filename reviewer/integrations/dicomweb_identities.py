@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from django.db.models import Q
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 
-from reviewer.models import StructuredReport
+from reviewer.integrations.dicomweb_access import StudySRs
 from reviewer.selectors import reader_srs_hidden_from
 
 logger = logging.getLogger(__name__)
@@ -146,24 +145,19 @@ class HiddenSRs:
         return any(segment in self.series or segment in self.sops for segment in segments)
 
 
-def hidden_srs(user: Any, study_uid: str | None, series_uid: str | None, instance_uid: str | None) -> HiddenSRs:
-    """The SRs ``user`` may not see on the path's study (every study for a path above one)."""
-    if study_uid and series_uid and not _names_a_report_sr(study_uid, series_uid, instance_uid):
+def hidden_srs(
+    user: Any, study_uid: str | None, series_uid: str | None, instance_uid: str | None, study_srs: StudySRs
+) -> HiddenSRs:
+    """The SRs ``user`` may not see on the path's study (every study for a path above one).
+
+    Every hidden SR is one of the app's SRs of the path's study (``study_srs``, from
+    ``dicomweb_access.prime``), so a path into an image series (no SR in it, nor the instance
+    named) has nothing to hide: the blinding query is skipped on the path every frame and
+    series metadata request takes."""
+    if study_uid and series_uid and not study_srs.touched_by(series_uid, instance_uid):
         return HiddenSRs()
     series, sops = reader_srs_hidden_from(user, study_uid)
     return HiddenSRs(series, sops)
-
-
-def _names_a_report_sr(study_uid: str, series_uid: str, instance_uid: str | None) -> bool:
-    """Whether a series-or-instance path of ``study_uid`` can touch one of the app's SRs.
-
-    Every hidden SR is a ``StructuredReport`` of the path's study, so an image series (no SR in
-    it, nor the instance named) has nothing to hide: one indexed lookup instead of the blinding
-    query, on the path every frame and series metadata request takes."""
-    in_path = Q(series_instance_uid=series_uid)
-    if instance_uid:
-        in_path |= Q(sop_instance_uid=instance_uid)
-    return StructuredReport.objects.filter(in_path, study__study_uid=study_uid).exists()
 
 
 def filtered_json(response: httpx.Response, hidden: HiddenSRs = HiddenSRs()) -> HttpResponse:

@@ -42,6 +42,7 @@ from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
+from reviewer.integrations.dicomweb_access import StudySRs, prime
 from reviewer.integrations.dicomweb_identities import IDENTITY_TAGS, filtered_json, hidden_srs, is_identifying
 from reviewer.integrations.dicomweb_relay import (
     IMMUTABLE_MAX_AGE_S,
@@ -59,6 +60,7 @@ from reviewer.integrations.dicomweb_routes import (
     READ_ROLES,
     Kind,
     Refused,
+    Target,
     resolve,
     upstream_params,
     upstream_url,
@@ -123,20 +125,26 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
         return JsonResponse({"detail": str(exc.detail)}, status=403)
     if user is None:
         return JsonResponse({"detail": "authentication required"}, status=401)
+    raw_uri = request.META.get("RAW_URI") or request.META.get("REQUEST_URI")
+    method = request.method or ""
+    try:  # pure: the path's study is needed for one cache read of the roles and the study's SRs
+        target: Target | Refused = resolve(path, method, raw_uri)
+    except Refused as exc:
+        target = exc
+    study_srs = prime(user, target.uids[0] if isinstance(target, Target) else None)
     if not has_role(user, *READ_ROLES):
         return JsonResponse({"detail": "your role may not view images"}, status=403)
-    raw_uri = request.META.get("RAW_URI") or request.META.get("REQUEST_URI")
     identities = has_role(user, *IDENTITY_ROLES)
-    method = request.method or ""
     try:
-        target = resolve(path, method, raw_uri)
+        if isinstance(target, Refused):
+            raise target
         kind = target.route.kind
         if not has_role(user, *target.route.roles):
             verb = "store" if kind is Kind.STOW else f"fetch {kind.value} of"
             raise Refused(403, f"your role may not {verb} images")
         if not identities and any(is_identifying(t) for t in target.bulk_tags):
             raise Refused(403, "patient identities are admin-only")
-        hidden = hidden_srs(user, *target.uids)
+        hidden = hidden_srs(user, *target.uids, study_srs or StudySRs())
         if hidden.names_any(target.segments):
             raise Refused(404, "not found")
         params = upstream_params(request, kind, identities=identities)
