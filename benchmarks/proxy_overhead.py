@@ -4,9 +4,11 @@
         [--auth token|session] [--redis] [--baseline DIR]
 
 Starts Orthanc and the app under gunicorn (real HTTP, SQLite), stores one series, then fetches
-its metadata and every WADO-RS frame, sequentially, directly and via the proxy, the paths taking
-turns in each round (each going first in turn) so that all see the same load. Reports the best
-and the median of ``--repeats`` rounds per path and their ratios to Orthanc direct:
+its metadata and every WADO-RS frame, sequentially, directly and via the proxy. The paths take
+turns request by request (each request is sent on every path, the path going first changing
+from one request to the next), so that on a shared, loaded machine all paths see the same
+moments of load. Reports per path the best and the median of ``--repeats`` round totals and the
+median single request, each with its ratio to Orthanc direct:
 
 - ``frames, same bytes``: both ask for uncompressed answers and the same transfer syntax (as
   stored); before timing, every frame's payload and its part's Content-Type are checked equal on
@@ -14,7 +16,7 @@ and the median of ``--repeats`` rounds per path and their ratios to Orthanc dire
   request (authentication, routing, roles, blinding check, one more process hop);
 - ``bare relay``: the same gunicorn relaying the same requests to Orthanc with no check at all
   (no Django): what the extra hop alone costs, the floor of any proxy in front of Orthanc;
-- ``series metadata``: one request; not the same bytes, the proxy's answer is filtered for the
+- ``series metadata`` (5 requests a round): not the same bytes, the proxy's answer is filtered for the
   reader's role (a radiologist: identities removed);
 - ``as a browser asks`` (``Accept-Encoding: gzip, deflate``, metadata and frames): Orthanc then
   gzips every frame itself, while the proxy asks Orthanc for pixel data uncompressed
@@ -30,6 +32,7 @@ measures it in the same rounds.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -78,6 +81,9 @@ def application(environ, start_response):
 """
 FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 DIRECT = "direct from Orthanc"
+BARE = "bare relay (no checks)"
+IDENTITY_FRAME = {"Accept": FRAME_ACCEPT, "Accept-Encoding": "identity"}
+Request = Callable[[httpx.Client], float]
 
 
 def frame_url(study: str, series: str, sop: str) -> str:
@@ -103,7 +109,7 @@ def check_same_frames(clients: dict[str, httpx.Client], study: str, series: str,
     for sop in sops:
         answers = {}
         for name, client in clients.items():
-            r = client.get(frame_url(study, series, sop), headers={"Accept": FRAME_ACCEPT, "Accept-Encoding": "identity"})
+            r = client.get(frame_url(study, series, sop), headers=IDENTITY_FRAME)
             r.raise_for_status()
             assert "content-encoding" not in r.headers, (name, r.headers)
             answers[name] = parts(r)
@@ -113,24 +119,26 @@ def check_same_frames(clients: dict[str, httpx.Client], study: str, series: str,
     return ", ".join(sorted(syntaxes))
 
 
-def fetch_metadata(client: httpx.Client, study: str, series: str, sops: list[str], encoding: str) -> float:
+def get_metadata(client: httpx.Client, study: str, series: str, encoding: str) -> float:
     t0 = time.perf_counter()
     client.get(f"/dicom-web/studies/{study}/series/{series}/metadata",
                headers={"Accept-Encoding": encoding}).raise_for_status()  # fmt: skip
     return time.perf_counter() - t0
 
 
-def fetch_frames(client: httpx.Client, study: str, series: str, sops: list[str], encoding: str) -> float:
+def get_frame(client: httpx.Client, study: str, series: str, sop: str, encoding: str) -> float:
     t0 = time.perf_counter()
-    for sop in sops:
-        r = client.get(frame_url(study, series, sop), headers={"Accept": FRAME_ACCEPT, "Accept-Encoding": encoding})
-        r.raise_for_status()
-        assert len(r.content) > 1000
+    r = client.get(frame_url(study, series, sop), headers={"Accept": FRAME_ACCEPT, "Accept-Encoding": encoding})
+    r.raise_for_status()
+    assert len(r.content) > 1000
     return time.perf_counter() - t0
 
 
-def fetch_series(client: httpx.Client, study: str, series: str, sops: list[str], encoding: str) -> float:
-    return fetch_metadata(client, study, series, sops, encoding) + fetch_frames(client, study, series, sops, encoding)
+def requests_for(study: str, series: str, sops: list[str], encoding: str) -> list[Request]:
+    """The series' metadata request, then one request per frame."""
+    metadata = functools.partial(get_metadata, study=study, series=series, encoding=encoding)
+    frames = [functools.partial(get_frame, study=study, series=series, sop=sop, encoding=encoding) for sop in sops]
+    return [metadata, *frames]
 
 
 def serve(app: str, env: dict[str, str], cwd: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
@@ -146,24 +154,34 @@ def serve(app: str, env: dict[str, str], cwd: Path, extra: tuple[str, ...] = ())
     return web, base
 
 
-def measure(
-    title: str, fetch: Callable[..., float], clients: dict[str, httpx.Client], args: tuple, repeats: int, n: int
-) -> None:
-    """``repeats`` rounds, each path going first in turn; best and median per path."""
-    for client in clients.values():  # warm up every path
-        fetch(client, *args)
-    times: dict[str, list[float]] = {name: [] for name in clients}
+def measure(title: str, requests: list[Request], clients: dict[str, httpx.Client], repeats: int) -> None:
+    """``repeats`` rounds of ``requests``, each request sent on every path in turn, the path going
+    first changing from one request to the next; per path its round totals and single requests."""
     names = list(clients)
-    for turn in range(repeats):
-        for name in names[turn % len(names) :] + names[: turn % len(names)]:
-            times[name].append(fetch(clients[name], *args))
-    best = {name: min(t) for name, t in times.items()}
-    median = {name: statistics.median(t) for name, t in times.items()}
+    for request in requests[:3]:  # warm up every path
+        for client in clients.values():
+            request(client)
+    totals: dict[str, list[float]] = {name: [] for name in names}
+    each: dict[str, list[float]] = {name: [] for name in names}
+    turn = 0
+    for _ in range(repeats):
+        spent = dict.fromkeys(names, 0.0)
+        for request in requests:
+            for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                seconds = request(clients[name])
+                spent[name] += seconds
+                each[name].append(seconds)
+            turn += 1
+        for name in names:
+            totals[name].append(spent[name])
+    best = {name: min(t) for name, t in totals.items()}
+    median = {name: statistics.median(t) for name, t in totals.items()}
+    one = {name: statistics.median(t) for name, t in each.items()}
     print(title)
     for name in names:
-        print(f"  {name:24s}: best {best[name] * 1e3:7.1f} ms, median {median[name] * 1e3:7.1f} ms"
-              f" ({median[name] * 1e3 / n:5.2f} ms per request)   ratio best {best[name] / best[DIRECT]:.2f},"
-              f" median {median[name] / median[DIRECT]:.2f}")  # fmt: skip
+        print(f"  {name:24s}: round best {best[name] * 1e3:7.1f} ms, median {median[name] * 1e3:7.1f} ms; median "
+              f"request {one[name] * 1e3:6.2f} ms  ratios to direct: round {median[name] / median[DIRECT]:.2f} "
+              f"(best {best[name] / best[DIRECT]:.2f}), request {one[name] / one[DIRECT]:.2f}")  # fmt: skip
 
 
 def main() -> None:
@@ -204,7 +222,7 @@ def main() -> None:
             ).stdout.strip().splitlines()[-1].split()  # fmt: skip
             credentials = {"Authorization": f"Token {token}"} if args.auth == "token" else {
                 "Cookie": f"sessionid={session}"}  # fmt: skip
-            apps = {"bare relay (no checks)": ("bare_relay:application", tmp, ("--pythonpath", str(tmp))),
+            apps = {BARE: ("bare_relay:application", tmp, ("--pythonpath", str(tmp))),
                     "through the proxy": ("webapp.wsgi:application", ROOT, ())}  # fmt: skip
             if args.baseline:
                 apps["proxy (baseline)"] = ("webapp.wsgi:application", args.baseline, ())
@@ -213,19 +231,20 @@ def main() -> None:
                 web, base = serve(app, env, cwd, extra)
                 servers.append(web)
                 clients[name] = httpx.Client(base_url=base, headers=credentials, timeout=60)
-            n = len(sops)
             syntax = check_same_frames(clients, study_uid, series_uid, sops)
-            print(f"series: {n} instances {args.matrix}x{args.matrix}, sequential requests, {args.repeats} rounds, "
-                  f"paths in turn; auth {args.auth}, cache {'redis' if args.redis else 'per-process memory'}; "
+            cache = "redis" if args.redis else "per-process memory"
+            print(f"series: {len(sops)} instances {args.matrix}x{args.matrix}, sequential requests, "
+                  f"{args.repeats} rounds, paths in turn per request; auth {args.auth}, cache {cache}; "
                   f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-            fetched = (study_uid, series_uid, sops)
+            identity = requests_for(study_uid, series_uid, sops, "identity")
+            as_browser = requests_for(study_uid, series_uid, sops, "gzip, deflate")
             measure(f"frames, same bytes both ways (Accept-Encoding: identity, transfer syntax {syntax}; payloads "
-                    "checked equal):", fetch_frames, clients, (*fetched, "identity"), args.repeats, n)  # fmt: skip
-            proxies = {k: v for k, v in clients.items() if k != "bare relay (no checks)"}
+                    "checked equal):", identity[1:], clients, args.repeats)  # fmt: skip
+            proxies = {k: v for k, v in clients.items() if k != BARE}
             measure("series metadata (Accept-Encoding: identity; the proxy's is filtered for a radiologist):",
-                    fetch_metadata, proxies, (*fetched, "identity"), args.repeats, 1)  # fmt: skip
-            measure("as a browser asks (Accept-Encoding: gzip, deflate; metadata + every frame):",
-                    fetch_series, proxies, (*fetched, "gzip, deflate"), args.repeats, n + 1)  # fmt: skip
+                    identity[:1] * 5, proxies, args.repeats)  # fmt: skip
+            measure("as a browser asks (Accept-Encoding: gzip, deflate; metadata + every frame):", as_browser,
+                    proxies, args.repeats)  # fmt: skip
             print(f"load average at the end {os.getloadavg()[0]:.2f}")
             for client in clients.values():
                 if client is not direct:
