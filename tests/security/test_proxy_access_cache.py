@@ -73,7 +73,8 @@ def test_a_filled_cache_spares_the_role_and_sr_queries(stored):  # type: ignore[
     with CaptureQueriesContext(connection) as queries:
         assert _frame_status(client, stored) == 200
     tables = " ".join(q["sql"] for q in queries.captured_queries)
-    assert "auth_group" not in tables and "reviewer_structuredreport" not in tables, tables
+    assert "auth_group" not in tables, tables
+    assert "reviewer_structuredreport" not in tables, tables
     assert "django_session" in tables, "the session itself is checked on every request"
 
 
