@@ -1,7 +1,7 @@
 """DICOMweb proxy overhead: fetch every frame of one series through the app vs from Orthanc.
 
     .venv/bin/python benchmarks/proxy_overhead.py [--instances 100] [--matrix 320] [--repeats 5]
-        [--auth token|session] [--redis] [--baseline DIR]
+        [--auth token|session] [--deployed] [--baseline DIR]
 
 Starts Orthanc and the app under gunicorn (real HTTP, SQLite), stores one series, then fetches
 its metadata and every WADO-RS frame, sequentially, directly and via the proxy. The paths take
@@ -23,10 +23,11 @@ median single request, each with its ratio to Orthanc direct:
   (``reviewer.integrations.dicomweb_relay``): what the viewer waits for.
 
 ``--auth session`` authenticates with a session cookie, as the viewer does (default: an API
-token, as scripts do). ``--redis`` gives the app a Redis cache, as in deployment (default: each
-gunicorn worker's memory, as in the demo). ``--baseline DIR`` serves another checkout of the app
-(e.g. ``git worktree add /tmp/old main``) the same way on the same Orthanc and database and
-measures it in the same rounds.
+token, as scripts do). ``--deployed`` gives the app PostgreSQL and a Redis cache, as deployed
+(default: SQLite and each gunicorn worker's memory, as in the demo); on a loaded machine every
+round trip to another process then waits for that process to be scheduled. ``--baseline DIR``
+serves another checkout of the app (e.g. ``git worktree add /tmp/old main``) the same way on the
+same Orthanc and database and measures it in the same rounds.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from scripts.services import Service, free_port, start_orthanc, start_redis, wait_until  # noqa: E402
+from scripts.services import Service, free_port, start_orthanc, start_postgres, start_redis, wait_until  # noqa: E402
 from tests.dicom_factory import SeriesSpec, write_study  # noqa: E402
 
 MAKE_CREDENTIALS = """
@@ -190,7 +191,7 @@ def main() -> None:
     parser.add_argument("--matrix", type=int, default=320)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--auth", choices=("token", "session"), default="token")
-    parser.add_argument("--redis", action="store_true", help="the app's cache in Redis, as deployed")
+    parser.add_argument("--deployed", action="store_true", help="PostgreSQL and a Redis cache, as deployed")
     parser.add_argument("--baseline", type=Path, help="another checkout of the app, measured beside this one")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="spinereview-proxy-"))
@@ -199,10 +200,12 @@ def main() -> None:
     services: list[Service] = [start_orthanc(tmp / "orthanc")]
     env = {**os.environ, **services[0].env, "DJANGO_SETTINGS_MODULE": "webapp.settings.local",
            "SPINEREVIEW_VAR_DIR": str(tmp / "var"), "SPINEREVIEW_DEBUG": "0"}  # fmt: skip
-    if args.redis:
-        (tmp / "redis").mkdir()
-        services.append(start_redis(tmp / "redis"))
-        env["SPINEREVIEW_CACHE_URL"] = services[-1].env["CELERY_BROKER_URL"].removesuffix("/0") + "/1"
+    if args.deployed:
+        for name in ("postgres", "redis"):
+            (tmp / name).mkdir()
+        services += [start_postgres(tmp / "postgres"), start_redis(tmp / "redis")]
+        env["DATABASE_URL"] = services[1].env["DATABASE_URL"]
+        env["SPINEREVIEW_CACHE_URL"] = services[2].env["CELERY_BROKER_URL"].removesuffix("/0") + "/1"
     (tmp / "bare_relay.py").write_text(BARE_RELAY)
     auth = (env["SPINEREVIEW_ORTHANC_USERNAME"], env["SPINEREVIEW_ORTHANC_PASSWORD"])
     py = sys.executable
@@ -232,9 +235,9 @@ def main() -> None:
                 servers.append(web)
                 clients[name] = httpx.Client(base_url=base, headers=credentials, timeout=60)
             syntax = check_same_frames(clients, study_uid, series_uid, sops)
-            cache = "redis" if args.redis else "per-process memory"
+            stores = "PostgreSQL, Redis cache" if args.deployed else "SQLite, per-process memory cache"
             print(f"series: {len(sops)} instances {args.matrix}x{args.matrix}, sequential requests, "
-                  f"{args.repeats} rounds, paths in turn per request; auth {args.auth}, cache {cache}; "
+                  f"{args.repeats} rounds, paths in turn per request; auth {args.auth}; {stores}; "
                   f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
             identity = requests_for(study_uid, series_uid, sops, "identity")
             as_browser = requests_for(study_uid, series_uid, sops, "gzip, deflate")
@@ -254,7 +257,7 @@ def main() -> None:
             web.terminate()
             web.wait()
         for service in services:
-            service.stop()
+            service.close()
 
 
 if __name__ == "__main__":
