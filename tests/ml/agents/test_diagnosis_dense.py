@@ -222,10 +222,8 @@ def test_mean_of_heads_is_one_wider_head_with_the_mean_cell_logits():
 
     rng = np.random.default_rng(0)
     f, h, k = 12, 5, len(CONDITION_KEYS)
-    heads = [
-        {"w1": rng.normal(size=(f, h)), "b1": rng.normal(size=h), "w2": rng.normal(size=(h, k)), "b2": rng.normal(size=k)}
-        for _ in range(3)
-    ]
+    shapes = {"w1": (f, h), "b1": (h,), "w2": (h, k), "b2": (k,)}
+    heads = [{name: rng.normal(size=shape) for name, shape in shapes.items()} for _ in range(3)]
     norm = {"mean": np.zeros(f), "std": np.ones(f)}
     x = rng.normal(size=(40, f))
     want = np.mean([_cell_logits({**a, **norm}, x) for a in heads], 0)
@@ -244,8 +242,10 @@ def test_fold_heads_learn_and_give_honest_out_of_fold_logits():
     test, y = _feats(80, 1)
     agents = train_dense(train, replace(CFG, dense_folds=3))
     assert agents.a["w1"].shape[1] == 3 * CFG.dense_hidden
-    assert agents.out_of_fold is not None and agents.out_of_fold.shape == (160, len(CONDITION_KEYS))
+    assert agents.out_of_fold is not None
+    assert agents.out_of_fold.shape == (160, len(CONDITION_KEYS))
     assert auroc(y_train[:, 0], agents.out_of_fold[:, 0]) > 0.85
     assert auroc(y[:, 0], agents.probabilities(test)[:, 0]) > 0.9
     oof_calls = agents.results(agents.out_of_fold)
-    assert len(oof_calls) == 160 and [c.condition for c in oof_calls[0]] == list(CONDITION_KEYS)
+    assert len(oof_calls) == 160
+    assert [c.condition for c in oof_calls[0]] == list(CONDITION_KEYS)
