@@ -16,7 +16,10 @@ Variant parts: ``s32`` / ``s16`` the head's cell stride; ``reg`` the box regress
 typical box at the firing cells); ``maxz`` the axial box on the best axial view (else on the
 slice through the sagittal box); ``keyneg`` key-slice negatives; ``all`` refit on every training
 study after calibration; ``swa`` the weights averaged over the epochs from the 13th; ``k3`` 3
-fold heads served as their mean, calibrated out-of-fold; ``seed1`` another training seed. Prints one line per variant.
+fold heads served as their mean, calibrated out-of-fold; ``seed1`` another training seed. Prints one line per variant,
+then its level / side / box IoU per condition. ``--head-cache DIR`` keeps each variant's trained
+head in ``DIR/<variant>`` (and loads it when it is there): a localization experiment then costs
+seconds, not a head's training.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ def main() -> None:
     ap.add_argument("--test", type=Path, nargs="+", default=[REPO / ".cache/agents_dense/rtest2"])
     ap.add_argument("--variants", default="s32,s32+reg,s16+reg,s16+reg+maxz")
     ap.add_argument("--boot", type=int, default=200)
+    ap.add_argument("--head-cache", type=Path, default=None, help="keep/load each variant's trained head here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -90,6 +94,7 @@ def main() -> None:
 
     from ml.agents.cell_localization import localize_from_cells
     from ml.agents.dense_train import train_dense
+    from ml.agents.heads import load_diagnosis
     from ml.agents.heldout import score
     from ml.conditions import CONDITION_KEYS
 
@@ -115,7 +120,13 @@ def main() -> None:
                       dense_folds=next((int(x[1:]) for x in parts if x[:1] == "k" and x[1:].isdigit()), 0),
                       seed=next((int(x[4:]) for x in parts if x[:4] == "seed" and x[4:].isdigit()), 0))  # fmt: skip
         t0 = time.perf_counter()
-        agents = train_dense(train, cfg, train_truth)
+        cached = args.head_cache / name if args.head_cache else None
+        if cached is not None and cached.exists():
+            agents = load_diagnosis(cached)
+        else:
+            agents = train_dense(train, cfg, train_truth)
+            if cached is not None:
+                agents.save(cached)
         seconds = time.perf_counter() - t0
         rows = []
         for f, t, conds in zip(test, test_truth, agents.predict(test), strict=True):
@@ -139,6 +150,11 @@ def main() -> None:
             f"box IoU {loc_m['median_box_iou']:.3f} (prior {loc_m['median_prior_iou']:.3f}, {loc_m['boxes']} boxes)  "
             f"train {seconds:.0f} s"
         )
+        for key, c in loc_m["per_condition"].items():
+            if c["n"]:
+                f2 = lambda v: "  - " if v is None else f"{v:.2f}"  # noqa: E731
+                print(f"{'':>20}{key:<24} n {c['n']:>3}  level {f2(c['level'])}  side {f2(c['side'])}  "
+                      f"IoU {f2(c['iou'])}")  # fmt: skip
 
 
 if __name__ == "__main__":

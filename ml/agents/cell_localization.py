@@ -9,15 +9,22 @@ The reading order of a radiologist, and of the RSNA 2024 lumbar winners: **sagit
 The sagittal view sees every level at once, so the finding's box is placed there; the level is
 read from that box (the level head, ``LocalizationAgents.levels``); the **axial** box goes on
 the axial slice that passes closest to the sagittal box in patient space (a per-disc axial
-stack is planned through the discs, so that is the slice of the same level), and gives the
-side. Without a sagittal view the best axial view is used alone.
+stack is planned through the discs, so that is the slice of the same level). Without a
+sagittal view the best axial view is used alone.
 
-Side: the left-right offset of the box from the midline (the mid-sagittal slice's plane, where
-the canal is) in patient mm (DICOM LPS: +x = patient left), read only as the condition's
-training findings allow (``localization_train.side_rules``): a condition always central (canal
-stenosis) or nearly always bilateral (pars defects) gets that side; left/right-only conditions
-get the sign; conditions that are also central (disc herniation) are central within the margin
-learnt from the training findings' boxes (``localization_train.central_margin``; ~3 mm for disc herniation).
+Side: the left-right offset from the midline (the mid-sagittal slice's plane, where the canal
+is) in patient mm (DICOM LPS: +x = patient left) of the box the finding was placed with first,
+the **sagittal** one: the offset of the sagittal slice whose cells fire is a measurement of
+laterality, while the axial cells barely tell left from right (the contralateral recess or
+foramen looks alike to them: on the findings' own axial key slices the stronger half named
+the side 0.50-0.61 of the time even on the training studies), and for findings below the
+last disc (sacral perineural cysts) the nearest axial slice does not pass through the finding
+at all. The axial box gives the side only without a sagittal box. The offset is read only as
+the condition's training findings allow (``localization_train.side_rules``): a condition
+always central (canal stenosis) or nearly always bilateral (pars defects) gets that side;
+left/right-only conditions get the sign; conditions that are also central (disc herniation)
+are central within the margin learnt from the training findings measured the same way
+(``localization_train.central_margin`` over ``side_offsets``).
 """
 
 from __future__ import annotations
@@ -168,11 +175,21 @@ def localize_from_cells(
                 rel = k / max(1, len(s.sop_uids) - 1)
                 result.level = level_of(agents, PLANE_NAMES[plane], rel, pre / s.geometry.size, result.condition)
         if agents is not None and result.boxes and result.condition in rules:
-            side_box = result.boxes[-1]  # the axial box when there is one: left and right are seen there
-            p = _centre_mm_of(series, side_box)
-            dx = None if p is None or mid_x is None else float(p[0] - mid_x)
+            dx = side_offset_mm(series, result.boxes, mid_x)
             result.side = decide_side(rules[result.condition], dx, side_margin_mm)
     return results
+
+
+def side_offset_mm(series: list[SeriesData], boxes: list[BoxResult], mid_x: float | None) -> float | None:
+    """The patient-x offset (mm, LPS: + is the patient's left) from the midline ``mid_x`` of the
+    box the side is read on: the first sagittal box (its slice's offset), else the first box.
+    None without a box, a midline or geometry."""
+    if not boxes or mid_x is None:
+        return None
+    planes = {s.series_uid: s.plane for s in series}
+    box = next((b for b in boxes if planes.get(b.series_uid) == "sagittal"), boxes[0])
+    p = _centre_mm_of(series, box)
+    return None if p is None else float(p[0] - mid_x)
 
 
 def _place(feat: StudyFeatures, d, z, reg, box_wh, v: int, j: int, margin: float) -> np.ndarray:

@@ -93,6 +93,14 @@ def _truth_index(truth: dict) -> dict[str, Any]:
     return out
 
 
+def _side_hit(side: str | None, truth_sides: list[str]) -> bool:
+    """Whether a called side names one of the findings it is judged against; "bilateral" also
+    where that level has both a left and a right finding (the generator writes one per side)."""
+    if side in truth_sides:
+        return True
+    return side == "bilateral" and {"left", "right"} <= set(truth_sides)
+
+
 def evaluate_pipeline(
     pipeline: str | Path,
     manifest: str | Path,
@@ -182,14 +190,19 @@ def score(rows: list[dict[str, Any]], *, bootstrap_n: int = 1000) -> dict[str, A
             L = loc[key]
             L["level"].append(float(any(t["level"] == c.level for t in present)))
             L["g_level"].append(g)
-            match = next((t for t in present if t["level"] == c.level), present[0])
-            if match["side"] in SIDES:
-                L["side"].append(float(c.side == match["side"]))
+            # the findings the call is judged against: those at its level (a study may have a left
+            # and a right finding at one level), else every present finding of the condition
+            cands = [t for t in present if t["level"] == c.level] or present
+            match = cands[0]
+            sided = [t for t in cands if t["side"] in SIDES]
+            if sided:
+                L["side"].append(float(_side_hit(c.side, [t["side"] for t in sided])))
                 L["g_side"].append(g)
             if c.boxes and match["slices"]:
                 b = c.boxes[0]
-                true_box = match["slices"].get(b.sop_uid)
-                iou = float(box_iou(np.asarray([b.xyxy_norm]), np.asarray([true_box]))[0]) if true_box else 0.0
+                true_boxes = [t["slices"][b.sop_uid] for t in cands if b.sop_uid in t["slices"]]
+                ious = box_iou(np.asarray([b.xyxy_norm] * len(true_boxes)), np.asarray(true_boxes)) if true_boxes else [0.0]
+                iou = float(np.max(ious))
                 sop, tb = next(iter(match["slices"].items()))
                 others = [bx for j, bx in boxes_by_kind[(key, match["kinds"][sop])] if j != i]
                 prior = float(box_iou(np.mean(others, 0)[None], np.asarray([tb]))[0]) if others else 0.0

@@ -42,7 +42,7 @@ def side_rules(
 ) -> dict[str, dict[str, Any]]:
     """Per condition, from its training findings' sides: {"only": side or "", "sides": [...],
     "central_mm": the learnt central margin (``central_margin``) where the condition has one}.
-    ``offsets``: per condition and side, the training key-slice boxes' offsets from the midline."""
+    ``offsets``: per condition and side, the training findings' offsets from the midline (``side_offsets``)."""
     out: dict[str, dict[str, Any]] = {}
     for cond, seen in sides.items():
         seen = [s for s in seen if s]
@@ -62,21 +62,28 @@ def side_rules(
 
 
 def side_offsets(feat: StudyFeatures, truth: dict | None) -> list[tuple[str, str, float]]:
-    """(condition, side, offset from the midline in mm) of every present, sided finding's axial
-    key-slice box: what ``side_rules`` learns the central margin from."""
+    """(condition, side, offset from the midline in mm) of every present, sided finding, measured
+    where localization reads the side (``cell_localization.side_offset_mm``): the centre of its
+    sagittal key-slice box that covers the most pixels (the slice where it is seen best), else
+    of its largest axial one. What ``side_rules`` learns the central margin from."""
     mid = midline_x(feat.study)
     out: list[tuple[str, str, float]] = []
     if mid is None:
         return out
+    best: dict[tuple[str, str, str], tuple[bool, int, float]] = {}  # (cond, level, side) -> (sagittal, pixels, dx)
     for (si, k, cond), item in truth_slices(feat, truth).items():
         s = feat.study.series[si]
-        if item["label"] != 1 or not item["side"] or s.plane != "axial" or s.geometry is None:
+        if item["label"] != 1 or not item["side"] or s.plane not in ("sagittal", "axial") or s.geometry is None:
             continue
         b = item["box"]
         p = s.geometry.pixel_to_patient(k, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
-        if p is not None:
-            out.append((cond, str(item["side"]), float(p[0]) - mid))
-    return out
+        if p is None:
+            continue
+        key = (cond, str(item["level"]), str(item["side"]))
+        cand = (s.plane == "sagittal", int(item["pixels"]), float(p[0]) - mid)
+        if key not in best or cand[:2] > best[key][:2]:
+            best[key] = cand
+    return [(cond, side, dx) for (cond, _, side), (_, _, dx) in best.items()]
 
 
 def slice_targets(feat: StudyFeatures, truth: dict | None) -> list[tuple[np.ndarray, np.ndarray]]:
