@@ -49,3 +49,42 @@ def test_score_of_a_perfect_and_a_reversed_ranking():
     assert bad["localization"]["level_accuracy"][3] == 0  # none called present: nothing to localise
     assert "canal_stenosis" in format_table({**good, "pipeline_version": "v", "studies": 24, "manifest": "m",
                                               "seconds_per_study": 0.1})  # fmt: skip
+
+
+def _foraminal_row(level: str, side: str, sop: str) -> dict:
+    """One study with a left foraminal finding at L4-5 (key slice sop-l) and a right one at L4-5
+    (sop-r) and at L5-S1 (sop-s); the call says ``level`` and ``side`` with its box on ``sop``."""
+    labels = {k: 0 for k in CONDITION_KEYS} | {"foraminal_narrowing": 1}
+    conds = [ConditionResult(k, 0.1, False, 0.5) for k in CONDITION_KEYS]
+    conds[CONDITION_KEYS.index("foraminal_narrowing")] = ConditionResult(
+        "foraminal_narrowing", 0.9, True, 0.5, level=level, side=side,
+        boxes=[BoxResult("s", sop, 0, [0, 0, 1, 1], [0.2, 0.2, 0.4, 0.4], 0.9)],
+    )  # fmt: skip
+
+    def finding(lv: str, sd: str, uid: str) -> dict:
+        return {"condition": "foraminal_narrowing", "label": 1, "level": lv, "side": sd,
+                "key_slices": {"sag_t2": [{"sop_instance_uid": uid, "box_norm": [0.2, 0.2, 0.4, 0.4]}]}}  # fmt: skip
+
+    truth = {"findings": [finding("L4-5", "left", "sop-l"), finding("L4-5", "right", "sop-r"),
+                          finding("L5-S1", "right", "sop-s")]}  # fmt: skip
+    entry = SimpleNamespace(labels=labels, patient_key="P")
+    return {"entry": entry, "analysis": StudyAnalysis("1", "v", conditions=conds), "truth": truth}
+
+
+@pytest.mark.parametrize(
+    ("level", "side", "sop", "side_hit", "iou"),
+    [
+        ("L4-5", "right", "sop-r", 1.0, 1.0),  # the second finding at that level: right, and its box
+        ("L4-5", "left", "sop-l", 1.0, 1.0),
+        ("L4-5", "bilateral", "sop-l", 1.0, 1.0),  # both sides have a finding at L4-5
+        ("L5-S1", "left", "sop-s", 0.0, 1.0),  # at L5-S1 only the right foramen is narrowed
+        ("L5-S1", "right", "sop-l", 1.0, 0.0),  # a box on another level's key slice scores 0
+        ("L3-4", "right", "sop-x", 1.0, 0.0),  # a wrong level: judged against every finding
+    ],
+)
+def test_a_call_is_judged_against_every_finding_at_its_level(
+    level: str, side: str, sop: str, side_hit: float, iou: float
+) -> None:
+    loc = score([_foraminal_row(level, side, sop)], bootstrap_n=5)["localization"]
+    assert loc["side_accuracy"][0] == pytest.approx(side_hit)
+    assert loc["median_box_iou"] == pytest.approx(iou)

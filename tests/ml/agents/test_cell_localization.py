@@ -1,16 +1,21 @@
 """The pieces of localization from the dense head's cells, on hand-made inputs: the box
 regressor recovers offsets it can see, the regressed box is the firing cells' vote, side rules
-come from the training findings, and the axial box goes on the slice through the sagittal box."""
+come from the training findings, the axial box goes on the slice through the sagittal box, and
+the side is read on the sagittal box (the offset of its slice), the central margin learnt the same way."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ml.agents.cell_localization import _nearest_axial, decide_side, regressed_box
+from types import SimpleNamespace
+
+from ml.agents.analysis import BoxResult
+from ml.agents.cell_localization import _nearest_axial, decide_side, regressed_box, side_offset_mm
 from ml.agents.dense_boxes import LOG_SIZE_CLIP, OFFSET_CLIP, fit_box_regressor, regress
-from ml.agents.localization_train import side_rules
+from ml.agents.localization_train import side_offsets, side_rules
 from ml.conditions import CONDITION_KEYS
+from ml.data.preprocess import SeriesGeometry
 
 
 def test_the_box_regressor_recovers_offsets_and_sizes_carried_by_the_features():
@@ -110,3 +115,60 @@ def test_the_central_margin_is_learnt_from_the_training_boxes():
     rule = rules["disc_herniation"]
     assert decide_side(rule, 4.0, 6.0) == "left"  # paracentral: beyond the learnt margin, inside the default
     assert decide_side(rule, -2.0, 6.0) == "central"
+
+
+def _study() -> list[SimpleNamespace]:
+    """A sagittal T2 of 5 slices 4.4 mm apart at patient x -8.8 ... 8.8 (LPS: + is the patient's
+    left; columns run posterior, rows down) and one axial slice (columns towards the patient's
+    left, 1 mm pixels, x = column - 50)."""
+    sag = SeriesGeometry(rows=100, columns=100, size=100, positions=[[x, 0.0, 50.0] for x in (-8.8, -4.4, 0.0, 4.4, 8.8)],
+                         orientations=[[0.0, 1, 0, 0, 0, -1]] * 5, spacing=[1.0, 1.0])  # fmt: skip
+    ax = SeriesGeometry(rows=100, columns=100, size=100, positions=[[-49.5, -49.5, 0.0]],
+                        orientations=[[1.0, 0, 0, 0, 1, 0]], spacing=[1.0, 1.0])  # fmt: skip
+    sops = [f"sag-{k}" for k in range(5)]
+    return [
+        SimpleNamespace(series_uid="sag", plane="sagittal", sequence_class="T2", geometry=sag, sop_uids=sops),
+        SimpleNamespace(series_uid="ax", plane="axial", sequence_class="T2", geometry=ax, sop_uids=["ax-0"]),
+    ]
+
+
+def _box(uid: str, k: int, xyxy: list[float]) -> BoxResult:
+    return BoxResult(uid, f"{uid}-{k}", k, xyxy, [v / 100 for v in xyxy], 1.0)
+
+
+def test_the_side_is_read_on_the_sagittal_box():
+    series = _study()
+    sag_box = _box("sag", 3, [40.0, 40.0, 50.0, 50.0])  # on the slice 4.4 mm left of the midline
+    ax_box = _box("ax", 0, [35.0, 40.0, 45.0, 50.0])  # the axial cells fired right of it (x = -10)
+    assert side_offset_mm(series, [sag_box, ax_box], 0.0) == pytest.approx(4.4)
+    assert side_offset_mm(series, [ax_box, sag_box], 0.0) == pytest.approx(4.4)  # whatever the order
+    assert side_offset_mm(series, [ax_box], 0.0) == pytest.approx(-10.0)  # no sagittal box: the axial one
+    assert side_offset_mm(series, [sag_box], None) is None
+    assert side_offset_mm(series, [], 0.0) is None
+
+
+def test_the_training_offsets_are_measured_where_the_side_is_read():
+    series = _study()
+    study = SimpleNamespace(series=series)
+    feat = SimpleNamespace(study=study)
+
+    def ks(uid: str, pixels: int, box: list[float]) -> dict:
+        return {"sop_instance_uid": uid, "box": box, "pixels": pixels}
+
+    truth = {
+        "series": [{"key": "sag_t2", "series_uid": "sag"}, {"key": "ax_t2", "series_uid": "ax"}],
+        "findings": [
+            {"condition": "disc_herniation", "label": 1, "level": "L4-5", "side": "right",
+             "key_slices": {"sag_t2": [ks("sag-1", 30, [40, 40, 50, 50]), ks("sag-0", 10, [40, 40, 50, 50])],
+                            "ax_t2": [ks("ax-0", 90, [30, 40, 40, 50])]}},
+            {"condition": "perineural_cyst", "label": 1, "level": "S2", "side": "left",
+             "key_slices": {"ax_t2": [ks("ax-0", 20, [56, 40, 64, 50])]}},
+            {"condition": "disc_herniation", "label": 0, "level": "L3-4", "side": "left",
+             "key_slices": {"sag_t2": [ks("sag-4", 50, [40, 40, 50, 50])]}},
+        ],
+    }  # fmt: skip
+    got = sorted(side_offsets(feat, truth))  # type: ignore[arg-type]
+    # herniation: its sagittal slice with the most pixels (x -4.4), not the larger axial box;
+    # the cyst has no sagittal key slice: its axial box (x +10); the absent finding: nothing
+    assert [(c, s) for c, s, _ in got] == [("disc_herniation", "right"), ("perineural_cyst", "left")]
+    assert [dx for _, _, dx in got] == pytest.approx([-4.4, 10.0])
