@@ -201,8 +201,9 @@ def score(rows: list[dict[str, Any]], *, bootstrap_n: int = 1000) -> dict[str, A
             if c.boxes and match["slices"]:
                 b = c.boxes[0]
                 true_boxes = [t["slices"][b.sop_uid] for t in cands if b.sop_uid in t["slices"]]
-                ious = box_iou(np.asarray([b.xyxy_norm] * len(true_boxes)), np.asarray(true_boxes)) if true_boxes else [0.0]
-                iou = float(np.max(ious))
+                iou = 0.0  # a box on a slice that is none of those findings' key slices
+                if true_boxes:
+                    iou = float(box_iou(np.asarray([b.xyxy_norm] * len(true_boxes)), np.asarray(true_boxes)).max())
                 sop, tb = next(iter(match["slices"].items()))
                 others = [bx for j, bx in boxes_by_kind[(key, match["kinds"][sop])] if j != i]
                 prior = float(box_iou(np.mean(others, 0)[None], np.asarray([tb]))[0]) if others else 0.0

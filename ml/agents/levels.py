@@ -40,6 +40,16 @@ def level_of(agents: LocalizationAgents, plane: str | None, rel: float, box_pre:
     return agents.levels[int(np.argmax(agents.level_w @ g + agents.level_b))]
 
 
+def level_cells(
+    agents: LocalizationAgents, plane: str | None, rel: float, centres: np.ndarray, condition: str
+) -> np.ndarray:
+    """The level head's answer (an index into ``agents.levels``) for a point box at each of
+    ``centres`` [N, 2] (normalised preprocessed x, y) on a slice at relative position ``rel``:
+    which level each cell of a view lies at."""
+    g = np.stack([level_design(plane, rel, np.array([x, y, x, y]), condition) for x, y in centres])
+    return np.argmax(g @ agents.level_w.T + agents.level_b, axis=1)
+
+
 def midline_x(study: StudyData) -> float | None:
     """Patient x (LPS, mm) of the mid-sagittal plane: the middle slice of the sagittal series (a
     sagittal stack is planned centred on the canal). None without a sagittal series with geometry."""

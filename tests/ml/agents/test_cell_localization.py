@@ -1,17 +1,18 @@
 """The pieces of localization from the dense head's cells, on hand-made inputs: the box
 regressor recovers offsets it can see, the regressed box is the firing cells' vote, side rules
 come from the training findings, the axial box goes on the slice through the sagittal box, and
-the side is read on the sagittal box (the offset of its slice), the central margin learnt the same way."""
+the side is read on the sagittal box (the offset of its slice), the central margin learnt the same
+way, and the sagittal box is voted by the cells at the level of the best one."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from types import SimpleNamespace
-
 from ml.agents.analysis import BoxResult
-from ml.agents.cell_localization import _nearest_axial, decide_side, regressed_box, side_offset_mm
+from ml.agents.cell_localization import _nearest_axial, _place, _same_level, decide_side, regressed_box, side_offset_mm
 from ml.agents.dense_boxes import LOG_SIZE_CLIP, OFFSET_CLIP, fit_box_regressor, regress
 from ml.agents.localization_train import side_offsets, side_rules
 from ml.conditions import CONDITION_KEYS
@@ -121,7 +122,8 @@ def _study() -> list[SimpleNamespace]:
     """A sagittal T2 of 5 slices 4.4 mm apart at patient x -8.8 ... 8.8 (LPS: + is the patient's
     left; columns run posterior, rows down) and one axial slice (columns towards the patient's
     left, 1 mm pixels, x = column - 50)."""
-    sag = SeriesGeometry(rows=100, columns=100, size=100, positions=[[x, 0.0, 50.0] for x in (-8.8, -4.4, 0.0, 4.4, 8.8)],
+    xs = (-8.8, -4.4, 0.0, 4.4, 8.8)
+    sag = SeriesGeometry(rows=100, columns=100, size=100, positions=[[x, 0.0, 50.0] for x in xs],
                          orientations=[[0.0, 1, 0, 0, 0, -1]] * 5, spacing=[1.0, 1.0])  # fmt: skip
     ax = SeriesGeometry(rows=100, columns=100, size=100, positions=[[-49.5, -49.5, 0.0]],
                         orientations=[[1.0, 0, 0, 0, 1, 0]], spacing=[1.0, 1.0])  # fmt: skip
@@ -172,3 +174,25 @@ def test_the_training_offsets_are_measured_where_the_side_is_read():
     # the cyst has no sagittal key slice: its axial box (x +10); the absent finding: nothing
     assert [(c, s) for c, s, _ in got] == [("disc_herniation", "right"), ("perineural_cyst", "left")]
     assert [dx for _, _, dx in got] == pytest.approx([-4.4, 10.0])
+
+
+def test_the_sagittal_box_is_voted_by_the_cells_at_the_best_cells_level():
+    # a level head that reads the upper half of a sagittal view as L3-4, the lower half as L4-5
+    w = np.zeros((2, 29))
+    w[1, 5] = 10.0  # the sagittal box-centre y term of ``level_design``
+    agents = SimpleNamespace(levels=["L3-4", "L4-5"], level_w=w, level_b=np.array([0.0, -5.0]))
+    feat = SimpleNamespace(study=SimpleNamespace(series=[SimpleNamespace(geometry=SimpleNamespace(size=16),
+                                                                         sop_uids=["a"])]))  # fmt: skip
+    d = {"views": [(0, 0, 0)], "crops": [(0, 0, 16)]}
+    j = CONDITION_KEYS.index("disc_herniation")
+    z = np.full((1, 4, 4, len(CONDITION_KEYS)), -9.0)
+    z[0, 1, 1, j] = 3.0  # the best cell, in the upper half
+    z[0, 2:, 1, j] = 2.8  # cells within the margin, connected to it, running on into the lower half
+    keep = _same_level(feat, d, z, 0, j, agents, "disc_herniation")
+    assert keep is not None
+    assert keep[:2].all()
+    assert not keep[2:].any()
+    assert _same_level(feat, d, z, 0, j, None, "disc_herniation") is None  # no level head: every cell
+    box = _place(feat, d, z, None, None, 0, j, 1.0, keep)  # the cells' outline (no typical size)
+    assert list(box) == [4.0, 4.0, 8.0, 8.0]  # one cell, not the column down to the next level
+    assert list(_place(feat, d, z, None, None, 0, j, 1.0)) == [4.0, 4.0, 8.0, 16.0]
