@@ -16,10 +16,10 @@ Variant parts: ``s32`` / ``s16`` the head's cell stride; ``reg`` the box regress
 typical box at the firing cells); ``maxz`` the axial box on the best axial view (else on the
 slice through the sagittal box); ``keyneg`` key-slice negatives; ``all`` refit on every training
 study after calibration; ``swa`` the weights averaged over the epochs from the 13th; ``k3`` 3
-fold heads served as their mean, calibrated out-of-fold; ``seed1`` another training seed. Prints one line per variant,
-then its level / side / box IoU per condition. ``--head-cache DIR`` keeps each variant's trained
-head in ``DIR/<variant>`` (and loads it when it is there): a localization experiment then costs
-seconds, not a head's training.
+fold heads served as their mean, calibrated out-of-fold; ``seed1`` another training seed. Prints
+one line per variant, then its level / side / box IoU per condition. ``--head-cache DIR`` keeps
+each variant's trained head in ``DIR/<variant>`` (and loads it when it is there): a localization
+experiment then costs seconds, not a head's training.
 """
 
 from __future__ import annotations
