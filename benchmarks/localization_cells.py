@@ -19,7 +19,9 @@ study after calibration; ``swa`` the weights averaged over the epochs from the 1
 fold heads served as their mean, calibrated out-of-fold; ``seed1`` another training seed. Prints
 one line per variant, then its level / side / box IoU per condition. ``--head-cache DIR`` keeps
 each variant's trained head in ``DIR/<variant>`` (and loads it when it is there): a localization
-experiment then costs seconds, not a head's training.
+experiment then costs seconds, not a head's training. ``bal`` the balanced cell loss
+(``dense_cell_loss: balanced``: a finding's box cells weigh as much as the rest of its study);
+``--conditions`` prints those conditions' held-out AUROC under each variant's line.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def main() -> None:
     ap.add_argument("--variants", default="s32,s32+reg,s16+reg,s16+reg+maxz")
     ap.add_argument("--boot", type=int, default=200)
     ap.add_argument("--head-cache", type=Path, default=None, help="keep/load each variant's trained head here")
+    ap.add_argument("--conditions", default="", help="comma-separated conditions whose AUROC is printed per variant")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -118,7 +121,8 @@ def main() -> None:
         cfg = replace(base, dense_stride=stride, dense_box_stride=stride, dense_key_negatives="keyneg" in parts,
                       dense_refit_all="all" in parts, dense_average_from=13 if "swa" in parts else 0,
                       dense_folds=next((int(x[1:]) for x in parts if x[:1] == "k" and x[1:].isdigit()), 0),
-                      seed=next((int(x[4:]) for x in parts if x[:4] == "seed" and x[4:].isdigit()), 0))  # fmt: skip
+                      seed=next((int(x[4:]) for x in parts if x[:4] == "seed" and x[4:].isdigit()), 0),
+                      dense_cell_loss="balanced" if "bal" in parts else "study")  # fmt: skip
         t0 = time.perf_counter()
         cached = args.head_cache / name if args.head_cache else None
         if cached is not None and cached.exists():
@@ -150,6 +154,10 @@ def main() -> None:
             f"box IoU {loc_m['median_box_iou']:.3f} (prior {loc_m['median_prior_iou']:.3f}, {loc_m['boxes']} boxes)  "
             f"train {seconds:.0f} s"
         )
+        per = m["diagnosis"]["per_condition"]
+        shown = [k for k in args.conditions.split(",") if k]
+        if shown:
+            print(" " * 20 + "  ".join(f"{k} {per[k]['auroc'][0]:.3f}" if per[k]["auroc"] else f"{k} -" for k in shown))
         for key, c in loc_m["per_condition"].items():
             if c["n"]:
                 f2 = lambda v: "  - " if v is None else f"{v:.2f}"  # noqa: E731

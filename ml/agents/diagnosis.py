@@ -79,6 +79,10 @@ class DiagnosisConfig:
     dense_weight_decay: float = 1e-2
     dense_box_weight: float = 1.0  # weight of the cell (box) loss next to the study (MIL) loss
     dense_box_pos_weight: float = 5.0  # cells under a box are few: up-weight them
+    # the cell loss: "study" (the mean over a study's known cells: a small lesion's box cells are
+    # ~1e-4 of it) | "balanced" (per study and condition, the mean over the cells under its boxes
+    # plus the mean over its negative cells; ``dense_train._balanced_cell_loss``)
+    dense_cell_loss: str = "study"
     dense_key_negatives: bool = False  # rest of a key slice as negatives (measured worse: docs/agents.md)
     dense_box_alpha: float = 100.0  # ridge L2 of the box regressor (``ml/agents/dense_boxes.py``)
     dense_folds: int = 0  # >=2: k patient folds, one head each, served as their mean, calibrated out-of-fold
@@ -93,6 +97,8 @@ class DiagnosisConfig:
             raise ValueError("diagnosis.dense_stride and dense_box_stride must be 16 or 32")
         if self.dense_box_stride > self.dense_stride:
             raise ValueError("diagnosis.dense_box_stride cannot be coarser than dense_stride")
+        if self.dense_cell_loss not in ("study", "balanced"):
+            raise ValueError("diagnosis.dense_cell_loss must be 'study' or 'balanced'")
         if self.dense_axial not in ("all", "disc"):
             raise ValueError("diagnosis.dense_axial must be 'all' or 'disc'")
         if self.head not in ("linear", "mil", "dense"):
