@@ -92,3 +92,55 @@ def test_box_cells_teach_a_faint_lesion_that_the_max_alone_misses():
 def test_unknown_cell_loss_is_refused():
     with pytest.raises(ValueError, match="dense_cell_loss"):
         DiagnosisConfig(head="dense", dense_cell_loss="focal")
+
+
+def test_shifted_temperature_recentres_logits_whose_negatives_sit_above_zero():
+    from scipy.special import expit
+
+    from ml.agents.dense_train import fit_shifted_temperature
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.3).astype(float)
+    z = np.where(y == 1, 3.0, 1.0) + rng.normal(0, 0.7, 400)  # every study's max cell above 0
+    t, shift = fit_shifted_temperature(z, y)
+    assert 1.5 < shift < 2.5  # the 50 % point between the two groups, not at 0
+    p = expit((z - shift) / t)
+    assert abs(p.mean() - y.mean()) < 0.02  # Platt scaling matches the prevalence
+    assert abs(p[y == 0].mean()) < 0.2
+    # one class, or logits that rank negatives higher: no shift
+    assert fit_shifted_temperature(z, np.zeros(400)) == (1.0, 0.0)
+    assert fit_shifted_temperature(-z, y)[1] == 0.0
+
+
+def test_balanced_head_folds_its_shift_into_the_output_bias():
+    """Probabilities of the served head are sigmoid(max cell logit / T): the calibration shift
+    lives in the last layer's bias, so the held-out probabilities track the prevalence."""
+    from ml.agents.dense import TRUNK_CHANNELS, view_key
+    from ml.agents.dense_train import train_dense
+    from ml.agents.features import StudyFeatures
+    from ml.data.types import StudyData
+
+    cfg = replace(CFG, dense_size=64, dense_epochs=30, dense_stride=32, dense_box_stride=32, dense_cell_loss="balanced")
+    pattern = np.random.default_rng(99).normal(size=TRUNK_CHANNELS)
+
+    def feats(n: int, seed: int) -> tuple[list[StudyFeatures], np.ndarray]:
+        rng = np.random.default_rng(seed)
+        y = np.zeros((n, K), np.int64)
+        y[:, 0] = rng.random(n) < 0.4
+        y[:, 1:] = rng.random((n, K - 1)) < 0.3
+        out = []
+        for i in range(n):
+            cells = rng.normal(size=(4, 2, 2, TRUNK_CHANNELS))
+            if y[i, 0]:
+                cells[rng.integers(4), rng.integers(2), rng.integers(2)] += 1.5 * pattern
+            f = StudyFeatures(StudyData(f"1.{seed}.{i}", f"P{seed}-{i}", [], labels=y[i]), None)  # type: ignore[arg-type]
+            views = [(0, 0, k) for k in range(4)]
+            f.extras["dense"] = {"cells": cells.astype(np.float16), "views": views, "size": 64, "key": view_key(cfg)}
+            out.append(f)
+        return out, y
+
+    train, _ = feats(160, 0)
+    test, y = feats(120, 1)
+    p = train_dense(train, cfg).probabilities(test)
+    assert auroc(y[:, 0], p[:, 0]) > 0.9
+    assert abs(p[:, 0].mean() - y[:, 0].mean()) < 0.1
