@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 
 # 2: report agent from the cached tiny text LM; 3: its tokens are cross-fitted; 4: dense head;
 # 5: stride-16 dense head with the box regressor, sagittal-first localization; 6: retrieval in
-# finding space (the index stores its reports' findings), learnt central margins
-BOOTSTRAP_VERSION = "6"
+# finding space (the index stores its reports' findings), learnt central margins; 7: the demo's
+# head with the balanced cell loss, side read on the sagittal box, the demo writes with gemma-3-270m
+BOOTSTRAP_VERSION = "7"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -56,6 +57,8 @@ class BootstrapParams:
     matrix_scale: float | None = None  # None: ``--fast`` matrices (128/96 px); else realistic, scaled
     prevalence: str = "realistic"  # "realistic" | "enriched" (every condition has positives to learn)
     head: str = "dense"  # the diagnosis head (``DiagnosisConfig.head``)
+    dense_folds: int = 0  # >= 2: the dense head as k fold heads (``DiagnosisConfig.dense_folds``)
+    dense_cell_loss: str = "study"  # ``DiagnosisConfig.dense_cell_loss``
     align_steps: int = 6  # SpineFM align optimizer steps
     align_batch: int = 8
     max_slices: int = 4  # slices per series during alignment
@@ -64,6 +67,8 @@ class BootstrapParams:
     report_stage0_steps: int = 500  # the cached text-only tiny LM (~4 min once per machine; the YAML's 1500: ~12 min)
     report_stage1_steps: int = 4  # projector only
     report_stage2_steps: int = 4  # projector + LoRA
+    report_lr_stage2: float | None = None  # None: the preset's YAML
+    report_warmup: int | None = None  # warm-up steps of each stage; None: the preset's YAML
     report_crossfit_folds: int = 5  # the report agent's tokens come from diagnosis agents of other folds
 
     def key(self) -> str:
@@ -74,7 +79,19 @@ class BootstrapParams:
 TINY = BootstrapParams()
 # the demo's pipeline: realistic matrices (half size), every condition with positives to learn
 DEMO = BootstrapParams(
-    name="demo", studies=260, seed=41, matrix_scale=0.5, prevalence="enriched", align_steps=30, report_crossfit_folds=3
+    name="demo",
+    studies=260,
+    seed=41,
+    matrix_scale=0.5,
+    prevalence="enriched",
+    align_steps=30,
+    dense_cell_loss="balanced",  # a small lesion's box cells weigh as much as the rest of its study
+    report_preset="gemma-3-270m",  # a pretrained decoder that reads its prompt (docs/report-agent.md)
+    report_stage1_steps=10,
+    report_stage2_steps=30,
+    report_lr_stage2=5e-4,  # few steps: the LoRA learning rate the claim benchmark trains with
+    report_warmup=3,
+    report_crossfit_folds=3,
 )
 PRESETS = {"tiny": TINY, "demo": DEMO}
 
@@ -123,7 +140,7 @@ def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str 
     times["spinefm_align"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    diagnosis = DiagnosisConfig(head=p.head)
+    diagnosis = DiagnosisConfig(head=p.head, dense_folds=p.dense_folds, dense_cell_loss=p.dense_cell_loss)
     prep = prepare(data / "manifest.jsonl", run / "final", diagnosis=diagnosis)
     times["encode"] = time.perf_counter() - t
     cfg = AgentsTrainConfig(
@@ -134,7 +151,11 @@ def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str 
         report_stage1_steps=p.report_stage1_steps,
         report_stage2_steps=p.report_stage2_steps,
         report_crossfit_folds=p.report_crossfit_folds,
-        report_overrides={"train.batch_size": 2},
+        report_overrides={
+            "train.batch_size": 2,
+            **({"train.warmup": p.report_warmup} if p.report_warmup else {}),
+            **({"train.lr_stage2": p.report_lr_stage2} if p.report_lr_stage2 else {}),
+        },
     )
     t = time.perf_counter()
     build_pipeline(prep, out, cfg)
