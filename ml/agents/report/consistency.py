@@ -127,6 +127,9 @@ class _Checker:
                           f"(probability {c.probability:.2f})")  # fmt: skip
                 return None
         if not stated:
+            if is_fragment(text):
+                self.note("removed", section, text, "", "a fragment without a finding (levels or sides alone)")
+                return None
             if s.context and section in _LEVEL_SECTIONS and _NORMAL_LINE.search(text):
                 hit = next(
                     (c for c in self.present if c.level and same_level(s.context, normalise_level(c.level))), None
@@ -191,6 +194,50 @@ class _Checker:
                 self.note("fixed_side", section, text, key, f"the localization agent says {agent_side}", new)
                 text = new
         return text
+
+
+_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def is_fragment(text: str) -> bool:
+    """A sentence with no word left once its levels and sides are taken out ("L2-3 right;."):
+    what remains of a list after the check removed the findings it listed."""
+    rest = text
+    for a, b, _ in sorted(level_spans(text) + sides_in(text), reverse=True):
+        rest = rest[:a] + " " + rest[b:]
+    rest = re.sub(r"\b(and|or|at|on|of|the|to|with)\b", " ", rest, flags=re.IGNORECASE)
+    return not _WORD.search(rest)
+
+
+def _drop_normal_claims(section: str, rows: list[str], ck: _Checker) -> list[str]:
+    """A section that states a present finding loses its sentences calling the whole section
+    normal ("No significant abnormality." beside "Vertebral compression deformity at L1"): the
+    reader would read a contradiction. Sentences about one level (a level line, a sentence naming
+    a level) are the level rules' business and stay."""
+    present = {c.condition for c in ck.present}
+    said = {k for r in rows for sn in sentences(r, False) for k in stated_labels(sn.text)}
+    states = bool(said & present)
+    if not states:
+        return rows
+    out = []
+    for r in rows:
+        if LINE_LEVEL.match(r):
+            out.append(r)
+            continue
+        parts = []
+        for sn in sentences(r, False):
+            t = sn.text
+            if not stated_labels(t) and not level_spans(t) and _NORMAL_LINE.search(t):
+                finding = next(
+                    (c for c in ck.present if SECTION_OF.get(c.condition, "PARASPINAL/OTHER") == section), None
+                )
+                ck.note("removed", section, t, finding.condition if finding else "",
+                        "calls the section normal; it states a finding the agents called present")  # fmt: skip
+                continue
+            parts.append(t)
+        if parts:
+            out.append(" ".join(parts))
+    return out
 
 
 def _insert_before_end(text: str, piece: str) -> str:
@@ -258,6 +305,8 @@ def check_draft(
         if c.condition not in stated_impression:
             out["IMPRESSION"].append(phrase)
             ck.note("added", "IMPRESSION", phrase, c.condition, f"the agents called {name} and the impression did not")
+    for section in FINDING_SECTIONS:
+        out[section] = _drop_normal_claims(section, out[section], ck)
     if level_lines:
         out["DISCS"] = _level_by_level(out["DISCS"], region, ck.present)
 

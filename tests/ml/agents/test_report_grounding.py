@@ -320,3 +320,32 @@ def test_the_pipeline_grounds_the_report_agents_draft(tiny_pipeline_dir, agents_
     assert r.report_check["residual"] == []
     assert r.report_check["written"] != r.report_text  # the writer's history, at least, was replaced
     assert all(s.rstrip()[-1] in ".!?)" for s in finding_sentences(r.report_text)), r.report_text
+
+
+def test_no_fragments_and_no_normal_section_beside_a_finding() -> None:
+    """A short-trained writer listed levels ("L1-2 left; L2-3 right; ...") after a condition the
+    check removed, and called the marrow normal where the agents found a compression deformity:
+    the level-and-side fragments are removed, and a section that states a present finding loses
+    its "no significant abnormality" sentence, each change noted for the reader."""
+    conds = calls({"compression_deformity": ("L1", ""), "disc_herniation": ("L1-2", "left")})
+    writer = (
+        "CLINICAL HISTORY: Low back pain.\nTECHNIQUE: MRI.\nCOMPARISON: None.\n"
+        "ALIGNMENT: Normal alignment.\n"
+        "VERTEBRAL BODIES/MARROW: No significant abnormality.\n"
+        "DISCS: Disc desiccation at L1-2 left; L2-3 right; L3-4 left. L4-5 right; L5-S1 right.\n"
+        "SPINAL CANAL: No spinal canal stenosis.\nNEURAL FORAMINA: Patent.\n"
+        "CORD/CONUS/CAUDA EQUINA: Normal.\nPARASPINAL/OTHER: Unremarkable.\n"
+        "IMPRESSION:\n1. Degenerative disc disease."
+    )
+    g = ground_draft(writer, conds, "lumbar")
+    sections = split_sections(g.text)
+    marrow = sections["VERTEBRAL BODIES/MARROW"]
+    assert "compression" in marrow.lower(), g.text
+    assert "no significant abnormality" not in marrow.lower(), g.text
+    for s in finding_sentences(g.text):
+        assert re.search(r"[A-Za-z]{3,}", re.sub(r"\b(left|right|[CTLS]\d+(-[CTLS]?\d+)?)\b", "", s)), s
+    assert "Normal alignment" in sections["ALIGNMENT"]  # a section with no finding keeps its normal line
+    reasons = [c["reason"] for c in g.check["changes"] if c["action"] == "removed"]
+    assert any("fragment" in r for r in reasons), g.check["changes"]
+    assert any("calls the section normal" in r for r in reasons), g.check["changes"]
+    assert g.check["residual"] == []
