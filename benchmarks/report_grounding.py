@@ -170,6 +170,7 @@ def main() -> int:
     ap.add_argument("--data", type=Path, help="a generated folder with manifest.jsonl (default: generate)")
     ap.add_argument("--report-agent", type=Path, help="draft with this trained writer instead of the pipeline's")
     ap.add_argument("--out", type=Path, default=Path(".cache/bench/report_grounding.json"))
+    ap.add_argument("--dump", type=Path, help="write every draft (as written, as grounded) and its calls to this JSONL")
     a = ap.parse_args()
 
     import torch
@@ -215,6 +216,12 @@ def main() -> int:
             fp, om = truth_errors(labels, s["labels"])
             rows[name].append({"calls": calls, "levels": levels, "invented": invented(text, f), "fp": fp, "om": om,
                                "text": text, "findings": findings_part(text)})  # fmt: skip
+    if a.dump:  # every draft as written and as grounded, with the calls, for reading the failures
+        with a.dump.open("w") as fh:
+            for s, r, w, g in zip(studies, results, rows["writer"], rows["grounded"], strict=True):
+                calls = [[c.condition, c.level, c.side, round(c.probability, 2)] for c in r.conditions if c.present]
+                fh.write(json.dumps({"study": s["uid"], "calls": calls, "writer": w["text"], "grounded": g["text"],
+                                     "level_contradictions": g["levels"], "check": r.report_check}) + "\n")  # fmt: skip
     transcription = [truth_errors({c.condition: int(c.present) for c in r.conditions}, s["labels"])
                      for s, r in zip(studies, results, strict=True)]  # fmt: skip
     signatures = [tuple(sorted((c.condition, c.level, c.side) for c in r.conditions if c.present)) for r in results]

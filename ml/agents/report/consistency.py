@@ -36,6 +36,7 @@ from ml.agents.report.sentences import (
     Sentence,
     body_lines,
     cut_incomplete,
+    is_fragment,
     level_spans,
     normalise_level,
     same_level,
@@ -196,19 +197,6 @@ class _Checker:
         return text
 
 
-_WORD = re.compile(r"[A-Za-z]{2,}")
-
-
-def is_fragment(text: str) -> bool:
-    """A sentence with no word left once its levels and sides are taken out ("L2-3 right;."):
-    what remains of a list after the check removed the findings it listed."""
-    rest = text
-    for a, b, _ in sorted(level_spans(text) + sides_in(text), reverse=True):
-        rest = rest[:a] + " " + rest[b:]
-    rest = re.sub(r"\b(and|or|at|on|of|the|to|with)\b", " ", rest, flags=re.IGNORECASE)
-    return not _WORD.search(rest)
-
-
 def _drop_normal_claims(section: str, rows: list[str], ck: _Checker) -> list[str]:
     """A section that states a present finding loses its sentences calling the whole section
     normal ("No significant abnormality." beside "Vertebral compression deformity at L1"): the
@@ -271,6 +259,7 @@ def check_draft(
         impression = section == "IMPRESSION"
         lines: dict[int, list[str]] = {}
         seen: set[str] = set()
+        seen_kept: set[str] = set()
         for s in sentences(body, impression):
             level_lines |= section == "DISCS" and bool(s.label)
             key = s.text.lower()
@@ -281,8 +270,12 @@ def check_draft(
             kept = ck.sentence(section, s)
             if kept is not None:
                 row = lines.setdefault(s.line, [])
-                if not row and s.label and not kept.startswith(s.label.strip()):
+                if not row and s.label and not LINE_LEVEL.match(kept):
                     kept = s.label + kept  # the line's level label stays with what is left of the line
+                if kept.lower() in seen_kept:  # two sentences the level fix made one
+                    ck.note("removed", section, s.text, "", "repeats an earlier sentence of the section")
+                    continue
+                seen_kept.add(kept.lower())
                 row.append(kept)
         out[section] = [" ".join(v) for _, v in sorted(lines.items())]
 
@@ -348,7 +341,7 @@ def _level_by_level(rows: list[str], region: str | None, present: Sequence[Condi
             other.append(row)
             continue
         lv = normalise_level(m.group(1))
-        if lv in by_level:
+        if lv in by_level:  # a sentence whose level the check fixed joins its level's line
             by_level[lv].append(row[m.end() :])
         else:
             by_level[lv] = [row]

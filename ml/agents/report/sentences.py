@@ -132,3 +132,16 @@ def cut_incomplete(body: str, last: bool) -> tuple[str, list[str]]:
         if keep:
             kept_lines.append(prefix + " ".join(keep))
     return "\n".join(kept_lines), cut
+
+
+_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def is_fragment(text: str) -> bool:
+    """A sentence with no word left once its levels and sides are taken out ("L2-3 right;."):
+    what remains of a list after the check removed the findings it listed."""
+    rest = text
+    for a, b, _ in sorted(level_spans(text) + sides_in(text), reverse=True):
+        rest = rest[:a] + " " + rest[b:]
+    rest = re.sub(r"\b(and|or|at|on|of|the|to|with)\b", " ", rest, flags=re.IGNORECASE)
+    return not _WORD.search(rest)

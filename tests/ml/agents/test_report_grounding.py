@@ -349,3 +349,26 @@ def test_no_fragments_and_no_normal_section_beside_a_finding() -> None:
     assert any("fragment" in r for r in reasons), g.check["changes"]
     assert any("calls the section normal" in r for r in reasons), g.check["changes"]
     assert g.check["residual"] == []
+
+
+def test_a_finding_on_the_wrong_level_line_moves_to_the_agents_line_once() -> None:
+    """A level-by-level DISCS section that puts the same finding on three wrong lines: the level
+    fix moves it to the agent's line (not "L2-3: L4-5: ..."), once."""
+    conds = calls({"disc_height_loss": ("L4-5", "")})
+    writer = (
+        "CLINICAL HISTORY: Low back pain.\nTECHNIQUE: MRI.\nCOMPARISON: None.\nALIGNMENT: Normal.\n"
+        "VERTEBRAL BODIES/MARROW: Normal.\n"
+        "DISCS:\n  L1-2: No abnormality.\n  L2-3: Mild disc height loss.\n  L3-4: Mild disc height loss.\n"
+        "  L4-5: Normal.\n  L5-S1: Mild disc height loss.\n"
+        "SPINAL CANAL: Patent.\nNEURAL FORAMINA: Patent.\nCORD/CONUS/CAUDA EQUINA: Normal.\n"
+        "PARASPINAL/OTHER: Unremarkable.\nIMPRESSION:\n1. Disc height loss at L4-5."
+    )
+    g = ground_draft(writer, conds, "lumbar")
+    lines = [ln.strip() for ln in split_sections(g.text)["DISCS"].splitlines() if ln.strip()]
+    assert not any(re.match(r"^[CTLS]\d[^:]*:\s*[CTLS]\d[^:]*:", ln) for ln in lines), lines
+    l45 = [ln for ln in lines if ln.startswith("L4-5:")]
+    assert len(l45) == 1, lines
+    assert l45[0].lower().count("height loss") == 1, lines
+    others = [ln for ln in lines if not ln.startswith("L4-5:")]
+    assert not any("height loss" in ln.lower() for ln in others), lines
+    assert g.check["residual"] == []
