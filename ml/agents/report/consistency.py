@@ -9,7 +9,8 @@ one that labels signed reports), sentence by sentence, and compares with the age
 
 1. **truncation**: a sentence the generation stopped in is cut at the last sentence boundary;
 2. **unsupported**: a sentence stating (or hedging) a condition the agents called absent is
-   removed, as is one saying a present condition is absent at its level (or its level normal);
+   removed, as is one saying a present condition is absent at its level (or its level normal),
+   or hedging a present one (re-stated by step 4 with the agents' probability, their hedge);
 3. **level and side**: a sentence about one present condition gets the Localization Agent's level
    and side (a sentence mixing several conditions at another level is removed instead);
 4. **omitted**: a present condition no finding sentence (or impression item) states is added in
@@ -141,6 +142,13 @@ class _Checker:
                               f"(probability {hit.probability:.2f})")  # fmt: skip
                     return None
             return text
+        hedged = [k for k, v in stated.items() if v == -1]
+        if hedged:  # the agents' call is the certainty; its probability goes with the re-stated finding
+            c = self.by_key[hedged[0]]
+            self.note("removed", section, text, c.condition,
+                      f"hedges {BY_KEY[c.condition].name}; the agents called it present (probability "
+                      f"{c.probability:.2f}): stated in the template's wording with that probability")  # fmt: skip
+            return None
         return self._fix_site(section, s, text, stated)
 
     def _fix_site(self, section: str, s: Sentence, text: str, stated: dict[str, int]) -> str | None:

@@ -372,3 +372,21 @@ def test_a_finding_on_the_wrong_level_line_moves_to_the_agents_line_once() -> No
     others = [ln for ln in lines if not ln.startswith("L4-5:")]
     assert not any("height loss" in ln.lower() for ln in others), lines
     assert g.check["residual"] == []
+
+
+def test_a_hedged_present_finding_is_stated_with_the_agents_probability() -> None:
+    """The agents' call is the certainty: "Probable disc herniation" for a call at 0.99 becomes
+    the finding in the template's wording with its probability (the reader's hedge), noted."""
+    conds = calls({"disc_herniation": ("L4-5", "right")})
+    writer = (
+        "CLINICAL HISTORY: Low back pain.\nTECHNIQUE: MRI.\nCOMPARISON: None.\nALIGNMENT: Normal.\n"
+        "VERTEBRAL BODIES/MARROW: Normal.\nDISCS: Probable disc herniation at L4-5, right.\n"
+        "SPINAL CANAL: Patent.\nNEURAL FORAMINA: Patent.\nCORD/CONUS/CAUDA EQUINA: Normal.\n"
+        "PARASPINAL/OTHER: Unremarkable.\nIMPRESSION:\n1. Probable disc herniation at L4-5; clinical correlation."
+    )
+    g = ground_draft(writer, conds, "lumbar")
+    assert extract_labels(g.text).labels["disc_herniation"] == 1, g.text
+    assert "probable" not in g.text.lower(), g.text
+    assert "0.90" in split_sections(g.text)["DISCS"], g.text
+    assert any(c["action"] == "removed" and c["reason"].startswith("hedges") for c in g.check["changes"])
+    assert g.check["residual"] == []
