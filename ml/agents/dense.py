@@ -61,8 +61,8 @@ def fold_batch_norms(net: nn.Module) -> nn.Module:
     convolution, in place; the module must be in eval mode.
 
     Why: the trunk is frozen, so its batch norms are fixed affine maps. Folded, the trunk gives
-    the same cells to ~1e-6 relative and runs ~1.4x faster on CPU, where encoding every study's
-    views is the largest step of building a pipeline."""
+    the same cells to ~3e-6 relative and runs ~1.9x faster on CPU (``benchmarks/trunk_speed.py``),
+    where encoding every study's views is a large step of building a pipeline."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     for mod in list(net.modules()):
@@ -248,15 +248,18 @@ class DenseDiagnosisAgents(DiagnosisHead):
         return z, d, reg.reshape(v, gb, gb, K, 4)
 
     def probabilities(self, feats: list[StudyFeatures]) -> np.ndarray:
-        p = expit(self.logits(feats) / self.temperature)
-        return np.where(self.trained, p, self.prior)
+        return self._calibrated(self.logits(feats))
+
+    def _calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """Study logits [N, 17] -> calibrated probabilities (the prior for untrained conditions)."""
+        return np.where(self.trained, expit(logits / self.temperature), self.prior)
 
     def predict(self, feats: list[StudyFeatures]) -> list[list[ConditionResult]]:
         return self.results(self.logits(feats))
 
     def results(self, logits: np.ndarray) -> list[list[ConditionResult]]:
         """Calibrated calls of study logits [N, 17] (``logits`` or ``out_of_fold``)."""
-        p = np.where(self.trained, expit(logits / self.temperature), self.prior)
+        p = self._calibrated(logits)
         return [
             [
                 ConditionResult(k, float(row[j]), bool(row[j] >= self.threshold[j]), float(self.threshold[j]))

@@ -276,7 +276,7 @@ def train_dense(
                 temp[j] = fit_temperature(z[val, j], y[val, j])
             p_val = expit((z[val, j] - shift[j]) / temp[j])
             thr[j] = choose_threshold(p_val, y[val, j], cfg.threshold_rule, cfg.target_sensitivity)
-    if cfg.dense_refit_all and is_val.any():
+    if cfg.dense_refit_all and not folds and is_val.any():  # fold heads already train on every study
         # calibrated on the held-out quarter, then refitted on every study with the same recipe
         # (what scikit-learn's CalibratedClassifierCV(ensemble=False) does with one fold): the
         # quarter is a quarter of the positives of rare conditions, which this head needs more
