@@ -1,13 +1,15 @@
 /**
  * Keeps the boxes on the images in step with the study's newest box SR: when the study context
  * names an SR we have not shown yet, hydrate it (OHIF's own SR hydration: editable rectangles),
- * retrying while OHIF is still loading its display sets. Lives outside React so panel remounts
- * never hydrate twice or give up half way.
+ * retrying while OHIF is still loading its display sets. Nothing is hydrated before the first
+ * image is on screen (firstImage.ts): the reader waits for pixels, not for boxes. Lives outside
+ * React so panel remounts never hydrate twice or give up half way.
  */
 import type { Box } from './api';
 import * as store from './store';
 import { heldLevelSide } from './review';
 import { applyBoxVisibility, labelBoxes, setBoxStatistics } from './boxStyle';
+import { afterFirstImage } from './firstImage';
 import { boxConditions, hydrateBoxes, rememberConditions, type Managers } from './viewerControl';
 
 const RETRY_MS = 1000;
@@ -15,6 +17,16 @@ const MAX_ATTEMPTS = 30;
 
 let current: string | null = null; // SOP UID of the SR whose boxes are (being put) on screen
 const handled = new Set<string>(); // SRs hydrated, or superseded by what is on screen
+let pending: string | null = null; // SOP UID of the SR whose boxes are still to come on screen
+
+/**
+ * Whether the study's SR boxes are still on their way to the images (before the first image, or
+ * while OHIF loads the series): the rectangles on screen are not yet the SR's, so saving them as
+ * the new box set would drop the SR's boxes.
+ */
+export function boxesLoading(): boolean {
+  return pending !== null;
+}
 
 /** The reader saved what is on screen as SR ``sopUid``: nothing to hydrate for it, or for the SR it replaced. */
 export function markShown(sopUid: string): void {
@@ -22,6 +34,7 @@ export function markShown(sopUid: string): void {
   if (previous) handled.add(previous);
   handled.add(sopUid);
   current = sopUid;
+  pending = null;
 }
 
 /** Labels (condition and the level the reader holds), colours and per-condition visibility. */
@@ -41,6 +54,10 @@ export function relabel(m: Managers): void {
 export function watchBoxes(m: Managers): () => void {
   let timer: ReturnType<typeof setTimeout> | null = null;
   let stopped = false;
+  let imageShown = false;
+  const settle = (sopUid: string) => {
+    if (pending === sopUid) pending = null;
+  };
 
   const attempt = async (
     seriesUid: string,
@@ -55,6 +72,7 @@ export function watchBoxes(m: Managers): () => void {
       const result = await hydrateBoxes(m, seriesUid, sopUid, n >= MAX_ATTEMPTS);
       if (stopped || current !== sopUid) return;
       if (result === 'hydrated') {
+        settle(sopUid);
         rememberConditions(m, boxes);
         relabel(m);
         store.update({ boxStatus: `${count} box(es) from the ${source} SR`, boxError: null });
@@ -62,6 +80,7 @@ export function watchBoxes(m: Managers): () => void {
         store.update({ boxStatus: 'Loading the boxes…' });
         timer = setTimeout(() => void attempt(seriesUid, sopUid, n + 1, source, boxes), RETRY_MS);
       } else {
+        settle(sopUid);
         store.update({
           boxStatus:
             result === 'missing'
@@ -70,6 +89,7 @@ export function watchBoxes(m: Managers): () => void {
         });
       }
     } catch (error) {
+      settle(sopUid);
       store.update({ boxError: error as Error, boxStatus: 'The boxes could not be shown.' });
     }
   };
@@ -77,6 +97,8 @@ export function watchBoxes(m: Managers): () => void {
   const check = (state: store.StudyState) => {
     const sr = state.context?.structured_report;
     if (!sr || handled.has(sr.sop_instance_uid)) return;
+    pending = sr.sop_instance_uid;
+    if (!imageShown) return; // taken up again once the first image is drawn
     handled.add(sr.sop_instance_uid);
     current = sr.sop_instance_uid;
     if (timer) clearTimeout(timer);
@@ -85,11 +107,17 @@ export function watchBoxes(m: Managers): () => void {
 
   const unsubscribe = store.subscribe(check);
   check(store.getState());
+  const stopWaiting = afterFirstImage(m, () => {
+    imageShown = true;
+    check(store.getState());
+  });
   return () => {
     stopped = true;
     if (timer) clearTimeout(timer);
     unsubscribe();
+    stopWaiting();
     current = null;
+    pending = null;
     handled.clear();
     boxConditions.clear();
   };

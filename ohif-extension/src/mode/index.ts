@@ -8,6 +8,7 @@
 import { api } from '../api';
 import { relabel, watchBoxes } from '../boxes';
 import { boxLabels } from '../boxStyle';
+import { afterFirstImage } from '../firstImage';
 import { currentSlots, PROTOCOL_ID, setApiSeries, VIEWPORTS } from '../hangingProtocol';
 import { FINDINGS_PANEL, MODE_ID, MODE_ROUTE, REPORT_PANEL } from '../ids';
 import { levelAxials, linkReferenceLines, referenceLinesState, watchNewBoxes } from '../linking';
@@ -102,6 +103,7 @@ const mode = {
         // the series classes arrive with the study context: hang the series again if they put
         // another series in a slot than the DICOM-header heuristics did before they arrived
         let classified = false;
+        let imageShown = false; // restyling boxes waits for the first image (firstImage.ts)
         const onContext = (state: store.StudyState) => {
           if (!state.context) return;
           if (!classified) {
@@ -117,7 +119,8 @@ const mode = {
               }
             }
           }
-          relabel(managers); // levels follow the reader's corrections; visibility per condition
+          // levels follow the reader's corrections; visibility per condition
+          if (imageShown) relabel(managers);
         };
         const unsubscribe = store.subscribe(onContext);
         setApiSeries(null);
@@ -174,6 +177,10 @@ const mode = {
           unsubscribe,
           startReadingClock(),
           watchBoxes(managers),
+          afterFirstImage(managers, () => {
+            imageShown = true;
+            relabel(managers);
+          }),
           linkReferenceLines(managers),
           watchNewBoxes(managers, () => relabel(managers)),
           () => delete (window as any).__spinereview,

@@ -7,7 +7,7 @@
 import React, { useEffect, useMemo, useState } from 'react';
 import { api, ApiError, type Finding, type KeySlice } from '../api';
 import * as store from '../store';
-import { markShown, relabel } from '../boxes';
+import { boxesLoading, markShown, relabel } from '../boxes';
 import { acceptRemaining, cycleSide, heldLevelSide, HOTKEYS, judge, shiftLevel } from '../review';
 import { levelAxials } from '../linking';
 import { conditionColour, setBoxStatistics } from '../boxStyle';
@@ -116,6 +116,11 @@ export function FindingsPanel(m: Managers) {
   const saveBoxes = async () => {
     if (!context) return;
     setBoxError(null);
+    if (boxesLoading()) {
+      // the SR's boxes are not on the images yet: saving now would store a set without them
+      setBoxError(new Error('The boxes are still loading: save once they are shown.'));
+      return;
+    }
     const { boxes, unlabelled } = currentBoxes(m, context.conditions, s.newBoxCondition || s.selected);
     if (unlabelled) {
       setBoxError(new Error(`${unlabelled} new box(es) have no condition: select the finding they belong to, then save again.`));
