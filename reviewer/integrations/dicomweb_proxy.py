@@ -24,7 +24,10 @@ blinded reader gets neither the rows nor the paths of other readers' box SRs.
 The work is split by responsibility: ``dicomweb_routes`` (the allow-list, pure),
 ``dicomweb_identities`` (identities and blinding, the JSON rewrite) and ``dicomweb_relay``
 (Orthanc's side: headers, streaming, cache headers, STOW per instance). This module is the view
-that puts them in order: authenticate, resolve, authorise, then relay or rewrite.
+that puts them in order: authenticate, resolve, authorise, then relay or rewrite. Behind the
+viewer's nginx, pixel data (frames, bulk data, rendered) is not relayed here: the answer, once
+every check has passed, is an ``X-Accel-Redirect`` to the Orthanc URL the proxy rebuilt, which
+nginx fetches itself (``SPINEREVIEW_DICOMWEB_ACCEL``, ``dicomweb_relay.accel_redirect``).
 
 Also: comma-separated ``includefield`` is split (OHIF sends ``a,b``; Orthanc's DICOMweb 1.7 only
 honours repeated parameters).
@@ -46,6 +49,8 @@ from reviewer.integrations.dicomweb_access import StudySRs, prime
 from reviewer.integrations.dicomweb_identities import IDENTITY_TAGS, filtered_json, hidden_srs, is_identifying
 from reviewer.integrations.dicomweb_relay import (
     IMMUTABLE_MAX_AGE_S,
+    accel_prefix,
+    accel_redirect,
     cache_if_immutable,
     check_stow_body,
     refusal,
@@ -159,6 +164,8 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
     except Refused as exc:
         return refusal(exc)
 
+    if prefix := accel_prefix(request, method, kind):  # nginx relays the pixel data itself
+        return cache_if_immutable(accel_redirect(prefix, url), target)
     headers = upstream_headers(request, kind, filtered=filtered)
     client = orthanc()
     if kind is Kind.STOW:

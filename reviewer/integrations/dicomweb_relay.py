@@ -109,6 +109,37 @@ def relay(response: httpx.Response) -> StreamingHttpResponse:
     return out
 
 
+# Pixel data the viewer's nginx may fetch from Orthanc itself once the proxy has authorised it
+# (``accel_redirect``): the bytes then never pass through Python.
+ACCEL_KINDS = UNCOMPRESSED_KINDS
+ACCEL_HEADER = "X-SpineReview-Accel"
+
+
+def accel_prefix(request: HttpRequest, method: str, kind: Kind) -> str | None:
+    """The internal nginx location to hand this request to, or None to relay it here.
+
+    Only where the deployment says nginx fetches pixel data (``SPINEREVIEW_DICOMWEB_ACCEL``) and
+    the request came through that nginx, which sets ``X-SpineReview-Accel`` to the same prefix
+    (the app origin, gunicorn without nginx, keeps relaying). A client that sends the header
+    itself past nginx gets only an empty answer naming the Orthanc path it asked for."""
+    prefix = settings.SPINEREVIEW_DICOMWEB_ACCEL
+    if not prefix or method not in ("GET", "HEAD") or kind not in ACCEL_KINDS:
+        return None
+    return prefix if request.headers.get(ACCEL_HEADER) == prefix else None
+
+
+def accel_redirect(prefix: str, url: httpx.URL) -> HttpResponse:
+    """An empty answer telling nginx to fetch ``url`` (the Orthanc URL rebuilt from the checked
+    path) from Orthanc itself: ``X-Accel-Redirect`` to the internal location ``prefix``, which
+    adds Orthanc's credentials and relays the bytes over kept-alive connections
+    (``ohif-extension/deploy/nginx.conf``). Every check ran before; nginx serves none of this
+    without the app's answer."""
+    out = HttpResponse(status=200)
+    out["X-Accel-Redirect"] = prefix + url.raw_path.decode("ascii")
+    out["X-Accel-Buffering"] = "no"
+    return out
+
+
 def cache_if_immutable(out: HttpResponse, target: Target) -> HttpResponse:
     """``private, max-age, immutable`` on a successful answer about one SOP instance."""
     if out.status_code == 200 and target.instance_level and target.route.kind in IMMUTABLE_KINDS:

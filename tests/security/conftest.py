@@ -80,6 +80,9 @@ def _gunicorn(port: int, db_url: str) -> subprocess.Popen:
         "DATABASE_URL": db_url,
         "DJANGO_SETTINGS_MODULE": "webapp.settings.test",
         "SPINEREVIEW_STOW_MAX_BYTES": str(STOW_MAX_BYTES),
+        # pixel data through the viewer nginx is fetched by nginx (X-Accel-Redirect); asked of
+        # gunicorn directly (no X-SpineReview-Accel from nginx), the proxy still relays it
+        "SPINEREVIEW_DICOMWEB_ACCEL": "/_orthanc",
     }
     log_dir = Path(os.environ.get("SPINEREVIEW_SERVICES_DIR", ROOT / "var" / "services"))
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -163,38 +166,23 @@ def intact_orthanc(world: World, orthanc_http: httpx.Client) -> httpx.Client:
 @pytest.fixture(scope="module")
 def viewer_nginx(world: World, tmp_path_factory) -> Iterator[World]:  # type: ignore[no-untyped-def]
     """The deployment's viewer nginx (ohif-extension/deploy/nginx.conf, as shipped, with only the
-    listen address, the app's address and the document root changed) in front of ``world``'s
-    gunicorn. Skipped where no nginx binary is installed."""
-    import shutil
-
+    listen address, the app's and Orthanc's addresses, Orthanc's credentials and the document root
+    filled in: ``tests/viewer_nginx.py``) in front of ``world``'s gunicorn and the test Orthanc.
+    Skipped where no nginx binary is installed."""
     from scripts.services import free_port, wait_until
+    from tests import viewer_nginx as shipped
 
-    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    binary = shipped.nginx_binary()
     if binary is None:
         if os.environ.get("SPINEREVIEW_REQUIRE_SERVICES") == "1":
             pytest.fail("nginx is not installed although the test command installs it (scripts/setup.sh)")
         pytest.skip("nginx is not installed (apt-get install nginx-light)")
-    folder = tmp_path_factory.mktemp("nginx")
-    (folder / "html").mkdir()
-    (folder / "html" / "index.html").write_text("<html></html>")
     port = free_port()
-    server = (ROOT / "ohif-extension" / "deploy" / "nginx.conf").read_text()
-    replaced = server.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    replaced = replaced.replace("http://web:8000", f"http://127.0.0.1:{world.port}")
-    replaced = replaced.replace("root /usr/share/nginx/html;", f"root {folder / 'html'};")
-    assert replaced.count(f"127.0.0.1:{world.port}") == server.count("http://web:8000") > 0
-    (folder / "viewer.conf").write_text(replaced)
-    (folder / "nginx.conf").write_text(
-        f"worker_processes 1; pid {folder}/nginx.pid; error_log {folder}/error.log;\n"
-        "events { worker_connections 64; }\n"
-        f"http {{ access_log off; client_body_temp_path {folder}/body; proxy_temp_path {folder}/proxy;\n"
-        f"  fastcgi_temp_path {folder}/fcgi; uwsgi_temp_path {folder}/uwsgi; scgi_temp_path {folder}/scgi;\n"
-        f"  include {folder}/viewer.conf; }}\n"
-    )
-    config = ["-p", str(folder), "-c", str(folder / "nginx.conf")]
-    check = subprocess.run([binary, *config, "-t"], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([binary, *config, "-g", "daemon off;"], stderr=subprocess.PIPE)
+    config = shipped.write_config(
+        tmp_path_factory.mktemp("nginx"), port=port, app_port=world.port, orthanc_url=os.environ["SPINEREVIEW_ORTHANC_URL"],
+        orthanc_auth=(os.environ.get("SPINEREVIEW_ORTHANC_USERNAME", ""), os.environ.get("SPINEREVIEW_ORTHANC_PASSWORD", "")),
+    )  # fmt: skip
+    proc = shipped.start(binary, config)
     try:
         wait_until(
             lambda: httpx.get(f"http://127.0.0.1:{port}/dicom-web/studies").status_code == 401, 30, "nginx", proc

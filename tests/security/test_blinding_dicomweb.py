@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pydicom
 import pytest
 from django.test import Client
@@ -97,3 +98,30 @@ def test_the_image_series_fast_path_never_lets_a_hidden_sr_through(two_readers_o
     smuggled = as_bob.get(f"/dicom-web/studies/{uid}/series/{image_series}/instances/{sr.sop_instance_uid}/metadata")
     assert smuggled.status_code == 404
     assert json.loads(smuggled.content) == {"detail": "not found"}  # refused by the proxy, never asked of Orthanc
+
+
+def test_pixel_data_handed_to_the_viewer_nginx_passes_the_same_blinding(two_readers_one_sr, settings):  # type: ignore[no-untyped-def]
+    """Behind the viewer nginx the proxy answers pixel data with an X-Accel-Redirect (nginx fetches
+    it from Orthanc): only after the same checks, so a blinded reader's path to the hidden SR is
+    the same 404, never a redirect; the author and an image frame get the redirect to the Orthanc
+    URL the proxy rebuilt."""
+    study, alice, bob, sr = two_readers_one_sr
+    settings.SPINEREVIEW_DICOMWEB_ACCEL = "/_orthanc"
+    uid = study.study_uid
+    sr_bulk = f"/dicom-web/studies/{uid}/series/{sr.series_instance_uid}/instances/{sr.sop_instance_uid}/rendered"
+    from_nginx = {"HTTP_X_SPINEREVIEW_ACCEL": "/_orthanc"}
+    hidden = _client(bob).get(sr_bulk, **from_nginx)
+    assert hidden.status_code == 404 and "X-Accel-Redirect" not in hidden
+    assert json.loads(hidden.content) == {"detail": "not found"}
+    own = _client(alice).get(sr_bulk, **from_nginx)
+    assert own.status_code == 200 and own.content == b""
+    assert own["X-Accel-Redirect"] == "/_orthanc" + httpx.URL(settings.ORTHANC_URL).path.rstrip("/") + sr_bulk
+    assert "immutable" in own["Cache-Control"]
+    rows = _json(_client(bob).get(f"/dicom-web/studies/{uid}/instances", HTTP_ACCEPT="application/dicom+json"))
+    image = next(r for r in rows if r["0020000E"]["Value"][0] != sr.series_instance_uid)
+    frame = f"/dicom-web/studies/{uid}/series/{image['0020000E']['Value'][0]}/instances/{image['00080018']['Value'][0]}/frames/1"
+    assert _client(bob).get(frame, **from_nginx)["X-Accel-Redirect"].endswith(frame)
+    # without nginx's header (the app origin, gunicorn alone) the proxy relays as before
+    relayed = _client(bob).get(frame, HTTP_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*')
+    assert relayed.status_code == 200 and "X-Accel-Redirect" not in relayed
+    assert b"".join(relayed.streaming_content)

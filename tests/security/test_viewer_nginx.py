@@ -36,3 +36,43 @@ def test_the_viewers_requests_pass_the_viewer_nginx(viewer_nginx, intact_orthanc
     frame = viewer_nginx.raw("GET", _ohif_requests(viewer_nginx)[8][0], role="annotator",
                              headers={"Accept": FRAME_ACCEPT})  # fmt: skip
     assert frame.headers["content-type"].startswith("multipart/related")
+
+
+def _parts(answer) -> list[tuple[bytes, bytes]]:  # type: ignore[no-untyped-def]
+    """A multipart/related body's parts as (Content-Type, payload): the boundary is random per
+    answer and Content-Location names the host Orthanc was asked through."""
+    boundary = answer.headers["content-type"].split("boundary=")[1].split(";")[0].strip('"').encode()
+    out = []
+    for part in answer.body.split(b"--" + boundary)[1:-1]:
+        head, _, payload = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        types = [line for line in head.split(b"\r\n") if line.lower().startswith(b"content-type:")]
+        out.append((types[0] if types else b"", payload.removesuffix(b"\r\n")))
+    return out
+
+
+def test_pixel_data_is_fetched_by_nginx_after_the_apps_checks(viewer_nginx, world, intact_orthanc):  # type: ignore[no-untyped-def]
+    """Frames and rendered images through the viewer nginx: authorised by the app (X-Accel-Redirect)
+    and fetched by nginx from Orthanc, the same bytes as the app's own relay and as Orthanc's,
+    with the app's cache headers; refusals are the app's; the internal location is unreachable."""
+    frame, headers = _ohif_requests(viewer_nginx)[8]
+    via_nginx = viewer_nginx.raw("GET", frame, role="radiologist", headers=headers)
+    assert via_nginx.status == 200, via_nginx.body[:300]
+    assert "x-accel-redirect" not in via_nginx.headers
+    assert "immutable" in via_nginx.headers["cache-control"] and "private" in via_nginx.headers["cache-control"]
+    assert "Cookie" in via_nginx.headers["vary"]
+    relayed = world.raw("GET", frame, role="radiologist", headers=headers)  # gunicorn alone: the app relays
+    direct = intact_orthanc.get(frame, headers={**headers, "Accept-Encoding": "identity"})
+    assert "x-accel-redirect" not in relayed.headers
+    direct_answer = type(relayed)(direct.status_code, {k.lower(): v for k, v in direct.headers.items()}, direct.content)
+    assert _parts(via_nginx) == _parts(relayed) == _parts(direct_answer)
+    rendered, jpeg = _ohif_requests(viewer_nginx)[9]
+    image = viewer_nginx.raw("GET", rendered, role="annotator", headers=jpeg)
+    assert image.status == 200 and image.headers["content-type"].startswith("image/jpeg") and image.body
+
+    assert viewer_nginx.raw("GET", frame, role=None, headers=headers).status == 401
+    refused = viewer_nginx.raw("GET", frame, role="researcher", headers=headers)
+    assert refused.status == 403 and b"role" in refused.body
+    unknown = viewer_nginx.raw("GET", frame.replace(world.sop_uid, "1.2.3.4"), role="radiologist", headers=headers)
+    assert unknown.status == 404
+    inside = viewer_nginx.raw("GET", "/_orthanc/dicom-web/studies", role="admin", headers={"Accept": "application/json"})
+    assert inside.status == 404 and world.study_uid.encode() not in inside.body

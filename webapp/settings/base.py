@@ -177,6 +177,9 @@ ORTHANC_WATCH_INTERVAL_S = float(os.environ.get("SPINEREVIEW_ORTHANC_WATCH_INTER
 # largest STOW-RS body the DICOMweb proxy forwards (JSON 413 beyond; Orthanc holds a STOW body in
 # memory). The viewer nginx (client_max_body_size) must not allow less.
 SPINEREVIEW_STOW_MAX_BYTES = int(os.environ.get("SPINEREVIEW_STOW_MAX_BYTES", str(1024**3)))
+# behind the viewer's nginx: the internal location (e.g. /_orthanc) through which nginx fetches the
+# pixel data the DICOMweb proxy authorised (X-Accel-Redirect); "" = the proxy relays it itself
+SPINEREVIEW_DICOMWEB_ACCEL = os.environ.get("SPINEREVIEW_DICOMWEB_ACCEL", "").rstrip("/")
 
 # --- Celery ------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
