@@ -1,7 +1,7 @@
 """DICOMweb proxy overhead: fetch every frame of one series through the app vs from Orthanc.
 
     .venv/bin/python benchmarks/proxy_overhead.py [--instances 100] [--matrix 320] [--repeats 5]
-        [--auth token|session] [--deployed] [--baseline DIR]
+        [--auth token|session] [--deployed] [--nginx] [--baseline DIR]
 
 Starts Orthanc and the app under gunicorn (real HTTP, SQLite), stores one series, then fetches
 its metadata and every WADO-RS frame, sequentially, directly and via the proxy. The paths take
@@ -22,6 +22,12 @@ median single request, each with its ratio to Orthanc direct:
   gzips every frame itself, while the proxy asks Orthanc for pixel data uncompressed
   (``reviewer.integrations.dicomweb_relay``): what the viewer waits for.
 
+``--nginx`` adds the deployment's viewer nginx (``ohif-extension/deploy/nginx.conf`` as shipped,
+filled in by ``tests/viewer_nginx.py``) in front of this checkout's app: pixel data is then
+authorised by the proxy (every check, one request to Django) and fetched by nginx from Orthanc
+over kept-alive connections (X-Accel-Redirect); beside it ``nginx alone``, the same nginx relaying
+frames to Orthanc with no check, the floor of that path.
+
 ``--auth session`` authenticates with a session cookie, as the viewer does (default: an API
 token, as scripts do). ``--deployed`` gives the app PostgreSQL and a Redis cache, as deployed
 (default: SQLite and each gunicorn worker's memory, as in the demo); on a loaded machine every
@@ -33,6 +39,7 @@ same Orthanc and database and measures it in the same rounds.
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
 import os
 import statistics
@@ -49,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from scripts.services import Service, free_port, start_orthanc, start_postgres, start_redis, wait_until  # noqa: E402
+from tests import viewer_nginx  # noqa: E402
 from tests.dicom_factory import SeriesSpec, write_study  # noqa: E402
 
 MAKE_CREDENTIALS = """
@@ -83,6 +91,18 @@ def application(environ, start_response):
 FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 DIRECT = "direct from Orthanc"
 BARE = "bare relay (no checks)"
+NGINX = "nginx, app's check"
+NGINX_ALONE = "nginx alone (no check)"
+# the floor of the nginx path: the shipped config's Orthanc upstream, no check at all
+NGINX_ALONE_SERVER = """
+server {
+  listen 127.0.0.1:%(port)d;
+  location /dicom-web/ {
+    proxy_pass http://orthanc_http; proxy_http_version 1.1; proxy_set_header Connection "";
+    proxy_set_header Authorization "%(authorization)s"; proxy_set_header Accept-Encoding ""; proxy_buffering off;
+  }
+}
+"""
 IDENTITY_FRAME = {"Accept": FRAME_ACCEPT, "Accept-Encoding": "identity"}
 Request = Callable[[httpx.Client], float]
 
@@ -185,6 +205,26 @@ def measure(title: str, requests: list[Request], clients: dict[str, httpx.Client
               f"(best {best[name] / best[DIRECT]:.2f}), request {one[name] / one[DIRECT]:.2f}")  # fmt: skip
 
 
+def start_nginx(folder: Path, app_port: int, env: dict[str, str], credentials: dict[str, str],
+                servers: list[subprocess.Popen]) -> dict[str, httpx.Client]:  # fmt: skip
+    """The shipped viewer nginx in front of the app on ``app_port``, and beside it a server of the
+    same nginx relaying to Orthanc with no check; a client for each."""
+    binary = viewer_nginx.nginx_binary()
+    if binary is None:
+        raise SystemExit("--nginx: nginx is not installed (apt-get install nginx-light)")
+    port, alone = free_port(), free_port()
+    auth = (env["SPINEREVIEW_ORTHANC_USERNAME"], env["SPINEREVIEW_ORTHANC_PASSWORD"])
+    config = viewer_nginx.write_config(folder, port=port, app_port=app_port, orthanc_url=env["SPINEREVIEW_ORTHANC_URL"],
+                                       orthanc_auth=auth)  # fmt: skip
+    authorization = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+    with (folder / "viewer.conf").open("a") as conf:
+        conf.write(NGINX_ALONE_SERVER % {"port": alone, "authorization": authorization})
+    servers.append(viewer_nginx.start(binary, config))
+    wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/dicom-web/studies").status_code == 401, 30, "nginx")
+    return {NGINX: httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=credentials, timeout=60),
+            NGINX_ALONE: httpx.Client(base_url=f"http://127.0.0.1:{alone}", timeout=60)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--instances", type=int, default=100)
@@ -192,6 +232,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--auth", choices=("token", "session"), default="token")
     parser.add_argument("--deployed", action="store_true", help="PostgreSQL and a Redis cache, as deployed")
+    parser.add_argument("--nginx", action="store_true", help="also through the deployment's viewer nginx")
     parser.add_argument("--baseline", type=Path, help="another checkout of the app, measured beside this one")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="spinereview-proxy-"))
@@ -206,6 +247,8 @@ def main() -> None:
         services += [start_postgres(tmp / "postgres"), start_redis(tmp / "redis")]
         env["DATABASE_URL"] = services[1].env["DATABASE_URL"]
         env["SPINEREVIEW_CACHE_URL"] = services[2].env["CELERY_BROKER_URL"].removesuffix("/0") + "/1"
+    if args.nginx:  # the app hands pixel data to nginx only when nginx says it stands in front
+        env["SPINEREVIEW_DICOMWEB_ACCEL"] = viewer_nginx.ACCEL_PREFIX
     (tmp / "bare_relay.py").write_text(BARE_RELAY)
     auth = (env["SPINEREVIEW_ORTHANC_USERNAME"], env["SPINEREVIEW_ORTHANC_PASSWORD"])
     py = sys.executable
@@ -234,6 +277,8 @@ def main() -> None:
                 web, base = serve(app, env, cwd, extra)
                 servers.append(web)
                 clients[name] = httpx.Client(base_url=base, headers=credentials, timeout=60)
+                if args.nginx and name == "through the proxy":
+                    clients |= start_nginx(tmp / "nginx", int(base.rsplit(":", 1)[1]), env, credentials, servers)
             syntax = check_same_frames(clients, study_uid, series_uid, sops)
             stores = "PostgreSQL, Redis cache" if args.deployed else "SQLite, per-process memory cache"
             print(f"series: {len(sops)} instances {args.matrix}x{args.matrix}, sequential requests, "
@@ -243,7 +288,7 @@ def main() -> None:
             as_browser = requests_for(study_uid, series_uid, sops, "gzip, deflate")
             measure(f"frames, same bytes both ways (Accept-Encoding: identity, transfer syntax {syntax}; payloads "
                     "checked equal):", identity[1:], clients, args.repeats)  # fmt: skip
-            proxies = {k: v for k, v in clients.items() if k != BARE}
+            proxies = {k: v for k, v in clients.items() if k not in (BARE, NGINX_ALONE)}
             measure("series metadata (Accept-Encoding: identity; the proxy's is filtered for a radiologist):",
                     identity[:1] * 5, proxies, args.repeats)  # fmt: skip
             measure("as a browser asks (Accept-Encoding: gzip, deflate; metadata + every frame):", as_browser,

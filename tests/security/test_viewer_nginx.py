@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.dicom_factory import SeriesSpec
+
 from tests.security.test_proxy_attacks import (
     ATTACKS,
     FRAME_ACCEPT,
@@ -76,3 +78,31 @@ def test_pixel_data_is_fetched_by_nginx_after_the_apps_checks(viewer_nginx, worl
     assert unknown.status == 404
     inside = viewer_nginx.raw("GET", "/_orthanc/dicom-web/studies", role="admin", headers={"Accept": "application/json"})
     assert inside.status == 404 and world.study_uid.encode() not in inside.body
+
+
+def test_frames_nginx_fetches_come_back_for_a_syntax_orthanc_cannot_hand_out_as_stored(
+    viewer_nginx, intact_orthanc, tmp_path
+):  # type: ignore[no-untyped-def]
+    """Orthanc answers 500 for the frames of a big endian instance asked for as stored; nginx asks
+    once more in explicit VR little endian, as the app's relay does."""
+    import pydicom
+
+    from ml.dicom.transcode import available, transcode
+    from tests.dicom_factory import write_study
+
+    if not available("explicit-big"):
+        pytest.skip("no encoder for explicit-big here")
+    study_uid, (plain, *_) = write_study(tmp_path / "s", protocol=(SeriesSpec("SAG T1", tr=500, te=10, n=1),))
+    copy = transcode(plain, tmp_path / "big.dcm", "explicit-big")
+    stored = intact_orthanc.post("/instances", content=copy.read_bytes())
+    stored.raise_for_status()
+    try:
+        ds = pydicom.dcmread(copy, stop_before_pixels=True)
+        path = f"/dicom-web/studies/{study_uid}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/frames/1"
+        assert intact_orthanc.get(path, headers={"Accept": FRAME_ACCEPT}).status_code == 500  # Orthanc's own answer
+        answer = viewer_nginx.raw("GET", path, role="radiologist", headers={"Accept": FRAME_ACCEPT})
+        assert answer.status == 200, answer.body[:300]
+        assert "transfer-syntax=1.2.840.10008.1.2.1" in answer.body.decode("latin-1")
+        assert pydicom.dcmread(plain).PixelData in answer.body
+    finally:
+        intact_orthanc.delete(f"/studies/{stored.json()['ParentStudy']}")
