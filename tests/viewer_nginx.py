@@ -22,7 +22,9 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 
-def write_config(folder: Path, *, port: int, app_port: int, orthanc_url: str, orthanc_auth: tuple[str, str]) -> list[str]:
+def write_config(
+    folder: Path, *, port: int, app_port: int, orthanc_url: str, orthanc_auth: tuple[str, str]
+) -> list[str]:
     """CONFIG filled in for loopback, written under ``folder``; nginx's ``-p``/``-c`` arguments."""
     (folder / "html").mkdir(parents=True, exist_ok=True)
     (folder / "html" / "index.html").write_text("<html></html>")
@@ -37,7 +39,8 @@ def write_config(folder: Path, *, port: int, app_port: int, orthanc_url: str, or
         .replace("root /usr/share/nginx/html;", f"root {folder / 'html'};")
     )
     assert replaced.count(f"127.0.0.1:{app_port}") == server.count("http://web:8000") > 0
-    assert "orthanc:8042" not in replaced and "${SPINEREVIEW" not in replaced
+    assert "orthanc:8042" not in replaced
+    assert "${SPINEREVIEW" not in replaced
     (folder / "viewer.conf").write_text(replaced)
     (folder / "nginx.conf").write_text(
         f"worker_processes 1; pid {folder}/nginx.pid; error_log {folder}/error.log;\n"

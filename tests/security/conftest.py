@@ -178,9 +178,13 @@ def viewer_nginx(world: World, tmp_path_factory) -> Iterator[World]:  # type: ig
             pytest.fail("nginx is not installed although the test command installs it (scripts/setup.sh)")
         pytest.skip("nginx is not installed (apt-get install nginx-light)")
     port = free_port()
+    orthanc_auth = (
+        os.environ.get("SPINEREVIEW_ORTHANC_USERNAME", ""),
+        os.environ.get("SPINEREVIEW_ORTHANC_PASSWORD", ""),
+    )
     config = shipped.write_config(
-        tmp_path_factory.mktemp("nginx"), port=port, app_port=world.port, orthanc_url=os.environ["SPINEREVIEW_ORTHANC_URL"],
-        orthanc_auth=(os.environ.get("SPINEREVIEW_ORTHANC_USERNAME", ""), os.environ.get("SPINEREVIEW_ORTHANC_PASSWORD", "")),
+        tmp_path_factory.mktemp("nginx"), port=port, app_port=world.port,
+        orthanc_url=os.environ["SPINEREVIEW_ORTHANC_URL"], orthanc_auth=orthanc_auth,
     )  # fmt: skip
     proc = shipped.start(binary, config)
     try:

@@ -111,17 +111,23 @@ def test_pixel_data_handed_to_the_viewer_nginx_passes_the_same_blinding(two_read
     sr_bulk = f"/dicom-web/studies/{uid}/series/{sr.series_instance_uid}/instances/{sr.sop_instance_uid}/rendered"
     from_nginx = {"HTTP_X_SPINEREVIEW_ACCEL": "/_orthanc"}
     hidden = _client(bob).get(sr_bulk, **from_nginx)
-    assert hidden.status_code == 404 and "X-Accel-Redirect" not in hidden
+    assert hidden.status_code == 404
+    assert "X-Accel-Redirect" not in hidden
     assert json.loads(hidden.content) == {"detail": "not found"}
     own = _client(alice).get(sr_bulk, **from_nginx)
-    assert own.status_code == 200 and own.content == b""
+    assert own.status_code == 200
+    assert own.content == b""
     assert own["X-Accel-Redirect"] == "/_orthanc" + httpx.URL(settings.ORTHANC_URL).path.rstrip("/") + sr_bulk
     assert "immutable" in own["Cache-Control"]
     rows = _json(_client(bob).get(f"/dicom-web/studies/{uid}/instances", HTTP_ACCEPT="application/dicom+json"))
     image = next(r for r in rows if r["0020000E"]["Value"][0] != sr.series_instance_uid)
-    frame = f"/dicom-web/studies/{uid}/series/{image['0020000E']['Value'][0]}/instances/{image['00080018']['Value'][0]}/frames/1"
+    series_uid, sop_uid = image["0020000E"]["Value"][0], image["00080018"]["Value"][0]
+    frame = f"/dicom-web/studies/{uid}/series/{series_uid}/instances/{sop_uid}/frames/1"
     assert _client(bob).get(frame, **from_nginx)["X-Accel-Redirect"].endswith(frame)
     # without nginx's header (the app origin, gunicorn alone) the proxy relays as before
-    relayed = _client(bob).get(frame, HTTP_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*')
-    assert relayed.status_code == 200 and "X-Accel-Redirect" not in relayed
+    relayed = _client(bob).get(
+        frame, HTTP_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*'
+    )
+    assert relayed.status_code == 200
+    assert "X-Accel-Redirect" not in relayed
     assert b"".join(relayed.streaming_content)

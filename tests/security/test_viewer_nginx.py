@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from tests.dicom_factory import SeriesSpec
-
 from tests.security.test_proxy_attacks import (
     ATTACKS,
     FRAME_ACCEPT,
@@ -60,7 +59,8 @@ def test_pixel_data_is_fetched_by_nginx_after_the_apps_checks(viewer_nginx, worl
     via_nginx = viewer_nginx.raw("GET", frame, role="radiologist", headers=headers)
     assert via_nginx.status == 200, via_nginx.body[:300]
     assert "x-accel-redirect" not in via_nginx.headers
-    assert "immutable" in via_nginx.headers["cache-control"] and "private" in via_nginx.headers["cache-control"]
+    assert "immutable" in via_nginx.headers["cache-control"]
+    assert "private" in via_nginx.headers["cache-control"]
     assert "Cookie" in via_nginx.headers["vary"]
     relayed = world.raw("GET", frame, role="radiologist", headers=headers)  # gunicorn alone: the app relays
     direct = intact_orthanc.get(frame, headers={**headers, "Accept-Encoding": "identity"})
@@ -69,15 +69,21 @@ def test_pixel_data_is_fetched_by_nginx_after_the_apps_checks(viewer_nginx, worl
     assert _parts(via_nginx) == _parts(relayed) == _parts(direct_answer)
     rendered, jpeg = _ohif_requests(viewer_nginx)[9]
     image = viewer_nginx.raw("GET", rendered, role="annotator", headers=jpeg)
-    assert image.status == 200 and image.headers["content-type"].startswith("image/jpeg") and image.body
+    assert image.status == 200
+    assert image.headers["content-type"].startswith("image/jpeg")
+    assert image.body
 
     assert viewer_nginx.raw("GET", frame, role=None, headers=headers).status == 401
     refused = viewer_nginx.raw("GET", frame, role="researcher", headers=headers)
-    assert refused.status == 403 and b"role" in refused.body
+    assert refused.status == 403
+    assert b"role" in refused.body
     unknown = viewer_nginx.raw("GET", frame.replace(world.sop_uid, "1.2.3.4"), role="radiologist", headers=headers)
     assert unknown.status == 404
-    inside = viewer_nginx.raw("GET", "/_orthanc/dicom-web/studies", role="admin", headers={"Accept": "application/json"})
-    assert inside.status == 404 and world.study_uid.encode() not in inside.body
+    inside = viewer_nginx.raw(
+        "GET", "/_orthanc/dicom-web/studies", role="admin", headers={"Accept": "application/json"}
+    )
+    assert inside.status == 404
+    assert world.study_uid.encode() not in inside.body
 
 
 def test_frames_nginx_fetches_come_back_for_a_syntax_orthanc_cannot_hand_out_as_stored(
