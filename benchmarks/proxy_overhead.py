@@ -273,8 +273,13 @@ def main() -> None:
     parser.add_argument("--auth", choices=("token", "session"), default="token")
     parser.add_argument("--deployed", action="store_true", help="PostgreSQL and a Redis cache, as deployed")
     parser.add_argument("--nginx", action="store_true", help="also through the deployment's viewer nginx")
-    parser.add_argument("--nginx-auth-cache", type=int, default=0, metavar="S",
-                        help="also nginx keeping the app's decision S seconds (not shipped: measures an auth cache)")
+    parser.add_argument(
+        "--nginx-auth-cache",
+        type=int,
+        default=0,
+        metavar="S",
+        help="also nginx keeping the app's decision S seconds (not shipped: measures an auth cache)",
+    )
     parser.add_argument("--baseline", type=Path, help="another checkout of the app, measured beside this one")
     args = parser.parse_args()
     args.nginx = args.nginx or args.nginx_auth_cache > 0
