@@ -43,9 +43,8 @@ log = logging.getLogger(__name__)
 # 2: report agent from the cached tiny text LM; 3: its tokens are cross-fitted; 4: dense head;
 # 5: stride-16 dense head with the box regressor, sagittal-first localization; 6: retrieval in
 # finding space (the index stores its reports' findings), learnt central margins; 7: the demo's
-# head with the balanced cell loss, side read on the sagittal box, the demo writes with gemma-3-270m;
-# 8: the demo's writer trains 6 + 20 steps (its first run within 15 minutes on 2 cores)
-BOOTSTRAP_VERSION = "8"
+# head with the balanced cell loss, side read on the sagittal box, the demo writes with gemma-3-270m
+BOOTSTRAP_VERSION = "7"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -88,11 +87,8 @@ DEMO = BootstrapParams(
     align_steps=30,
     dense_cell_loss="balanced",  # a small lesion's box cells weigh as much as the rest of its study
     report_preset="gemma-3-270m",  # a pretrained decoder that reads its prompt (docs/report-agent.md)
-    # the writer is the largest step of the demo's first run (~9 s a step on 2 cores); its drafts go
-    # through the consistency check, which holds them to the agents' calls whatever the writer's
-    # training (docs/report-agent.md): 6 + 20 steps instead of 10 + 30 save about 2 minutes
-    report_stage1_steps=6,
-    report_stage2_steps=20,
+    report_stage1_steps=10,
+    report_stage2_steps=30,
     report_lr_stage2=5e-4,  # few steps: the LoRA learning rate the claim benchmark trains with
     report_warmup=3,
     report_crossfit_folds=3,
