@@ -54,7 +54,11 @@ FINDING_SECTIONS, CHECKED_SECTIONS = REPORT_SECTIONS[3:-1], REPORT_SECTIONS[3:]
 _NEGATION = re.compile(
     r"\b(no evidence of|there is no|there are no|without|negative for|free of|no|not|nor)\b", re.IGNORECASE
 )
-_NORMAL_LINE = re.compile(r"\b(normal|unremarkable|no significant abnormality|patent|no abnormality)\b", re.I)
+_NORMAL_LINE = re.compile(
+    r"\b(normal|unremarkable|patent|no abnormalit(y|ies)"
+    r"|no (significant|acute) (abnormalit(y|ies)|changes?|findings?))\b",
+    re.I,
+)
 _LEVEL_SECTIONS = ("DISCS", "SPINAL CANAL", "NEURAL FORAMINA")
 
 
@@ -205,14 +209,20 @@ class _Checker:
         return text
 
 
+def _own_present(section: str, ck: _Checker) -> list[ConditionResult]:
+    """The present conditions whose place in the report is ``section``."""
+    return [c for c in ck.present if SECTION_OF.get(c.condition, "PARASPINAL/OTHER") == section]
+
+
 def _drop_normal_claims(section: str, rows: list[str], ck: _Checker) -> list[str]:
-    """A section that states a present finding loses its sentences calling the whole section
-    normal ("No significant abnormality." beside "Vertebral compression deformity at L1"): the
-    reader would read a contradiction. Sentences about one level (a level line, a sentence naming
-    a level) are the level rules' business and stay."""
+    """A section that states a present finding, or whose own condition is present (stated in
+    another section: "Spinal canal stenosis at L4-5" under DISCS), loses its sentences calling
+    the whole section normal ("No significant changes." beside "Bone marrow edema at L4";
+    "SPINAL CANAL: Patent."): the reader would read a contradiction. Sentences about one level
+    (a level line, a sentence naming a level) are the level rules' business and stay."""
     present = {c.condition for c in ck.present}
     said = {k for r in rows for sn in sentences(r, False) for k in stated_labels(sn.text)}
-    states = bool(said & present)
+    states = bool(said & present) or bool(_own_present(section, ck))
     if not states:
         return rows
     out = []
@@ -224,9 +234,7 @@ def _drop_normal_claims(section: str, rows: list[str], ck: _Checker) -> list[str
         for sn in sentences(r, False):
             t = sn.text
             if not stated_labels(t) and not level_spans(t) and _NORMAL_LINE.search(t):
-                finding = next(
-                    (c for c in ck.present if SECTION_OF.get(c.condition, "PARASPINAL/OTHER") == section), None
-                )
+                finding = next(iter(_own_present(section, ck)), None)
                 ck.note("removed", section, t, finding.condition if finding else "",
                         "calls the section normal; it states a finding the agents called present")  # fmt: skip
                 continue
@@ -314,6 +322,13 @@ def check_draft(
     final: dict[str, str] = {}
     for section in FINDING_SECTIONS:
         rows = out[section]
+        if not rows and _own_present(section, ck):
+            # its findings were stated in another section: the section's "No canal stenosis
+            # detected." would contradict them, so it states them in the template's wording
+            rows = [_stated(c) for c in _own_present(section, ck)]
+            for c, row in zip(_own_present(section, ck), rows, strict=True):
+                ck.note("added", section, row, c.condition,
+                        "the section was left empty; its finding is stated in another section")  # fmt: skip
         final[section] = ("\n" if section == "DISCS" and level_lines else " ").join(rows) if rows else NORMAL[section]
     items = [ITEM.sub("", ln) for ln in out["IMPRESSION"] if ITEM.sub("", ln).strip()]
     if not items:

@@ -390,3 +390,35 @@ def test_a_hedged_present_finding_is_stated_with_the_agents_probability() -> Non
     assert "0.90" in split_sections(g.text)["DISCS"], g.text
     assert any(c["action"] == "removed" and c["reason"].startswith("hedges") for c in g.check["changes"])
     assert g.check["residual"] == []
+
+
+def test_a_section_whose_finding_is_stated_elsewhere_does_not_call_itself_normal() -> None:
+    """A short-trained writer listed canal stenosis and foraminal narrowing under DISCS and wrote
+    "No significant changes." before a marrow finding: the empty SPINAL CANAL and NEURAL FORAMINA
+    sections must not be filled with "No canal stenosis detected." (the reader would read the
+    stenosis denied), and the section-wide normal sentence beside the marrow finding goes."""
+    conds = calls(
+        {"canal_stenosis": ("L4-5", ""), "foraminal_narrowing": ("L4-5", "right"), "marrow_edema": ("L4", "")}
+    )
+    writer = (
+        "CLINICAL HISTORY: Low back pain.\nTECHNIQUE: MRI.\nCOMPARISON: None.\nALIGNMENT: Normal alignment.\n"
+        "VERTEBRAL BODIES/MARROW: No significant changes. Bone marrow edema at L4.\n"
+        "DISCS: Spinal canal stenosis at L4-5. Neural foraminal narrowing at L4-5, right.\n"
+        "SPINAL CANAL:\nNEURAL FORAMINA: Patent.\nCORD/CONUS/CAUDA EQUINA: Normal.\n"
+        "PARASPINAL/OTHER: Unremarkable.\n"
+        "IMPRESSION:\n1. Spinal canal stenosis at L4-5.\n2. Foraminal narrowing at L4-5, right.\n"
+        "3. Bone marrow edema at L4."
+    )
+    g = ground_draft(writer, conds, "lumbar")
+    sections = split_sections(g.text)
+    low = g.text.lower()
+    assert "no canal stenosis" not in low, g.text
+    assert "no foraminal narrowing" not in low, g.text
+    assert "patent" not in sections["NEURAL FORAMINA"].lower(), g.text
+    assert "stenosis" in sections["SPINAL CANAL"].lower(), g.text
+    assert "foraminal narrowing" in sections["NEURAL FORAMINA"].lower(), g.text
+    assert "no significant changes" not in sections["VERTEBRAL BODIES/MARROW"].lower(), g.text
+    assert "Normal alignment" in sections["ALIGNMENT"]  # no finding of its own: its normal line stays
+    for title, key in (("SPINAL CANAL", "canal_stenosis"), ("NEURAL FORAMINA", "foraminal_narrowing")):
+        assert extract_labels(sections[title]).labels[key] == 1, g.text  # the section reads as the finding
+    assert g.check["residual"] == []
