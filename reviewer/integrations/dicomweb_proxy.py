@@ -35,6 +35,7 @@ honours repeated parameters).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -46,13 +47,23 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
 from reviewer.integrations.dicomweb_access import StudySRs, prime
-from reviewer.integrations.dicomweb_identities import IDENTITY_TAGS, filtered_json, hidden_srs, is_identifying
+from reviewer.integrations.dicomweb_identities import (
+    IDENTITY_TAGS,
+    HiddenSRs,
+    filtered_json,
+    hidden_srs,
+    is_identifying,
+)
 from reviewer.integrations.dicomweb_relay import (
+    GRANT_KINDS,
     IMMUTABLE_MAX_AGE_S,
     accel_prefix,
     accel_redirect,
     cache_if_immutable,
     check_stow_body,
+    grant_asked,
+    grant_refused,
+    pixel_grant,
     refusal,
     relay,
     send,
@@ -123,7 +134,49 @@ def _check_json_accept(request: HttpRequest) -> None:
 
 @csrf_exempt  # CSRF is enforced below for session writes, on the plain request
 def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
-    """Forward one allow-listed DICOMweb request to Orthanc (see the module docstring)."""
+    """Forward one allow-listed DICOMweb request to Orthanc (see the module docstring); to the
+    viewer nginx's grant subrequest for a frame, only the checks' yes or no (``pixel_grant``)."""
+    checked = _check(request, path)
+    if grant_asked(request):
+        if (
+            isinstance(checked, HttpResponse)
+            or checked.target.route.kind not in GRANT_KINDS
+            or checked.method not in ("GET", "HEAD")
+        ):
+            return grant_refused()
+        return pixel_grant(series_wide=_series_wide(request, checked))
+    if isinstance(checked, HttpResponse):
+        return checked
+    target, url, method, kind = checked.target, checked.url, checked.method, checked.target.route.kind
+    if prefix := accel_prefix(request, method, kind):  # nginx relays the pixel data itself
+        return cache_if_immutable(accel_redirect(prefix, url), target)
+    headers = upstream_headers(request, kind, filtered=checked.filtered)
+    client = orthanc()
+    if kind is Kind.STOW:
+        return store_per_instance(request, client, url, headers)
+    try:
+        response = send(client, method, url, headers, kind)
+    except httpx.HTTPError as exc:
+        return unreachable(exc)
+    if checked.filtered and method == "GET":
+        return cache_if_immutable(filtered_json(response, checked.hidden), target)
+    return cache_if_immutable(relay(response), target)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A request that passed every check: what the answer is made from."""
+
+    target: Target
+    method: str
+    url: httpx.URL
+    filtered: bool
+    hidden: HiddenSRs
+    study_srs: StudySRs
+
+
+def _check(request: HttpRequest, path: str) -> _Checked | HttpResponse:
+    """Every check, in order: authenticate, resolve, authorise; the refusal as the answer."""
     try:
         user, by_session = _authenticate(request)
     except (AuthenticationFailed, PermissionDenied) as exc:
@@ -163,17 +216,17 @@ def dicomweb_proxy(request: HttpRequest, path: str) -> HttpResponse:
         url = upstream_url(target.segments, params)
     except Refused as exc:
         return refusal(exc)
+    return _Checked(target, method, url, filtered, hidden, study_srs or StudySRs())
 
-    if prefix := accel_prefix(request, method, kind):  # nginx relays the pixel data itself
-        return cache_if_immutable(accel_redirect(prefix, url), target)
-    headers = upstream_headers(request, kind, filtered=filtered)
-    client = orthanc()
-    if kind is Kind.STOW:
-        return store_per_instance(request, client, url, headers)
-    try:
-        response = send(client, method, url, headers, kind)
-    except httpx.HTTPError as exc:
-        return unreachable(exc)
-    if filtered and method == "GET":
-        return cache_if_immutable(filtered_json(response, hidden), target)
-    return cache_if_immutable(relay(response), target)
+
+def _series_wide(request: HttpRequest, checked: _Checked) -> bool:
+    """Whether the checks that passed for this frame pass for every frame of its series with the
+    same credential, so that nginx may keep the yes per credential and series: no query (nginx's
+    key has none), and a series that holds none of the app's SRs (whose blinding is decided per
+    reader, SR and instance: always asked). Roles and credentials are the same for every frame."""
+    _study, series_uid, _instance = checked.target.uids
+    return (
+        not request.META.get("QUERY_STRING")
+        and series_uid is not None
+        and not checked.study_srs.touched_by(series_uid, None)
+    )

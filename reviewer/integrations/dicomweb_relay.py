@@ -140,6 +140,41 @@ def accel_redirect(prefix: str, url: httpx.URL) -> HttpResponse:
     return out
 
 
+# nginx's auth subrequest for a frame (``ohif-extension/deploy/nginx.conf``, location
+# /_pixel_grant): "may this credential read this frame?". The app runs every check and answers
+# 204 (yes) or 403 (not this way: nginx then asks the app for the frame itself, which answers its
+# own 401/403/404/400 or hands the frame over with an X-Accel-Redirect). Its yes carries
+# ``X-Accel-Expires``: for how long nginx may keep it, per credential and series (never a refusal).
+GRANT_HEADER = "X-SpineReview-Pixel-Grant"
+GRANT_KINDS = frozenset({Kind.FRAMES})
+
+
+def grant_asked(request: HttpRequest) -> bool:
+    """Whether this is the viewer nginx's grant subrequest: the grant header from the nginx that
+    says it fetches pixel data itself (``accel_prefix``'s condition). A client that sends both
+    headers past nginx gets a yes or no about its own credential, never pixel data."""
+    prefix = settings.SPINEREVIEW_DICOMWEB_ACCEL
+    return bool(prefix) and request.headers.get(ACCEL_HEADER) == prefix and request.headers.get(GRANT_HEADER) == "1"
+
+
+def pixel_grant(*, series_wide: bool) -> HttpResponse:
+    """The app's yes to nginx's grant subrequest. ``series_wide``: the same checks would pass for
+    every frame of the path's series with this credential (no query, not a series holding one of
+    the app's SRs), so nginx may keep the yes ``SPINEREVIEW_PIXEL_AUTH_TTL`` seconds keyed by
+    credential and series; otherwise ``X-Accel-Expires: 0`` (nginx keeps nothing)."""
+    out = HttpResponse(status=204)
+    out["X-Accel-Expires"] = str(settings.SPINEREVIEW_PIXEL_AUTH_TTL if series_wide else 0)
+    return out
+
+
+def grant_refused() -> HttpResponse:
+    """No to nginx's grant subrequest, whatever the reason: nginx then asks the app the whole way
+    and the client gets the app's own refusal (nginx's auth_request passes on only 401 and 403)."""
+    out = HttpResponse(status=403)
+    out["X-Accel-Expires"] = "0"
+    return out
+
+
 def cache_if_immutable(out: HttpResponse, target: Target) -> HttpResponse:
     """``private, max-age, immutable`` on a successful answer about one SOP instance."""
     if out.status_code == 200 and target.instance_level and target.route.kind in IMMUTABLE_KINDS:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,7 @@ class World:
     orthanc_patient: str
     orthanc_instance: str
     files: list[Path] = field(default_factory=list)
+    db_url: str = ""
 
     def raw(self, method: str, target: str, *, role: str | None = "annotator", headers: dict[str, str] | None = None,
             body: bytes | None = None) -> Answer:  # fmt: skip
@@ -74,7 +76,9 @@ class World:
             conn.close()
 
 
-def _gunicorn(port: int, db_url: str) -> subprocess.Popen:
+def _gunicorn(
+    port: int, db_url: str, env: dict[str, str] | None = None, access_log: Path | None = None
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
@@ -83,15 +87,26 @@ def _gunicorn(port: int, db_url: str) -> subprocess.Popen:
         # pixel data through the viewer nginx is fetched by nginx (X-Accel-Redirect); asked of
         # gunicorn directly (no X-SpineReview-Accel from nginx), the proxy still relays it
         "SPINEREVIEW_DICOMWEB_ACCEL": "/_orthanc",
+        **(env or {}),
     }
     log_dir = Path(os.environ.get("SPINEREVIEW_SERVICES_DIR", ROOT / "var" / "services"))
     log_dir.mkdir(parents=True, exist_ok=True)
     log = (log_dir / f"gunicorn-security-{os.getpid()}.log").open("ab")
+    access = ("--access-logfile", str(access_log)) if access_log else ()
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "webapp.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "1",
-         "--threads", "4", "-k", "gthread", "--log-level", "warning"],
+         "--threads", "4", "-k", "gthread", "--log-level", "warning", *access],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def upload(orthanc: httpx.Client, files: list[Path]) -> None:
@@ -140,15 +155,10 @@ def world(django_db_setup, django_db_blocker, orthanc_http, tmp_path_factory) ->
         yield World(
             base=base, port=port, tokens=tokens, usernames={r: u.username for r, u in users.items()},
             study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid, orthanc_study=orthanc_study,
-            orthanc_patient=orthanc_patient, orthanc_instance=orthanc_instance, files=files,
+            orthanc_patient=orthanc_patient, orthanc_instance=orthanc_instance, files=files, db_url=db_url,
         )  # fmt: skip
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
         with django_db_blocker.unblock():
             for user in users.values():
                 user.delete()
@@ -163,12 +173,12 @@ def intact_orthanc(world: World, orthanc_http: httpx.Client) -> httpx.Client:
     return orthanc_http
 
 
-@pytest.fixture(scope="module")
-def viewer_nginx(world: World, tmp_path_factory) -> Iterator[World]:  # type: ignore[no-untyped-def]
+@contextmanager
+def _nginx_in_front(world: World, folder: Path) -> Iterator[World]:
     """The deployment's viewer nginx (ohif-extension/deploy/nginx.conf, as shipped, with only the
-    listen address, the app's and Orthanc's addresses, Orthanc's credentials and the document root
-    filled in: ``tests/viewer_nginx.py``) in front of ``world``'s gunicorn and the test Orthanc.
-    Skipped where no nginx binary is installed."""
+    listen address, the app's and Orthanc's addresses, Orthanc's credentials, the grant cache's
+    folder and the document root filled in: ``tests/viewer_nginx.py``) in front of ``world``'s
+    gunicorn and the test Orthanc. Skipped where no nginx binary is installed."""
     from scripts.services import free_port, wait_until
     from tests import viewer_nginx as shipped
 
@@ -183,7 +193,7 @@ def viewer_nginx(world: World, tmp_path_factory) -> Iterator[World]:  # type: ig
         os.environ.get("SPINEREVIEW_ORTHANC_PASSWORD", ""),
     )
     config = shipped.write_config(
-        tmp_path_factory.mktemp("nginx"), port=port, app_port=world.port,
+        folder, port=port, app_port=world.port,
         orthanc_url=os.environ["SPINEREVIEW_ORTHANC_URL"], orthanc_auth=orthanc_auth,
     )  # fmt: skip
     proc = shipped.start(binary, config)
@@ -195,3 +205,32 @@ def viewer_nginx(world: World, tmp_path_factory) -> Iterator[World]:  # type: ig
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def viewer_nginx(world: World, tmp_path_factory) -> Iterator[World]:  # type: ignore[no-untyped-def]
+    """The shipped viewer nginx in front of ``world``'s gunicorn (the app's default
+    ``SPINEREVIEW_PIXEL_AUTH_TTL``) and the test Orthanc (``_nginx_in_front``)."""
+    with _nginx_in_front(world, tmp_path_factory.mktemp("nginx")) as behind:
+        yield behind
+
+
+@contextmanager
+def app_behind_nginx(world: World, folder: Path, env: dict[str, str]) -> Iterator[tuple[World, Path]]:
+    """Another gunicorn on ``world``'s database, users and study, with ``env`` (e.g.
+    ``SPINEREVIEW_PIXEL_AUTH_TTL``) and an access log (one line per request the app answered),
+    behind its own shipped viewer nginx: (that nginx's World, the access log)."""
+    from scripts.services import free_port, wait_until
+
+    folder.mkdir(parents=True, exist_ok=True)
+    access_log = folder / "app-access.log"
+    port = free_port()
+    proc = _gunicorn(port, world.db_url, env, access_log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(base + "/api/health/").status_code in (200, 503), 60, "gunicorn", proc)
+        app = World(**{**world.__dict__, "port": port, "base": base})
+        with _nginx_in_front(app, folder / "nginx") as behind:
+            yield behind, access_log
+    finally:
+        _stop(proc)

@@ -180,6 +180,13 @@ SPINEREVIEW_STOW_MAX_BYTES = int(os.environ.get("SPINEREVIEW_STOW_MAX_BYTES", st
 # behind the viewer's nginx: the internal location (e.g. /_orthanc) through which nginx fetches the
 # pixel data the DICOMweb proxy authorised (X-Accel-Redirect); "" = the proxy relays it itself
 SPINEREVIEW_DICOMWEB_ACCEL = os.environ.get("SPINEREVIEW_DICOMWEB_ACCEL", "").rstrip("/")
+# behind the viewer's nginx: how long (seconds) nginx may keep the app's yes to "this credential
+# may read the frames of this series" (X-Accel-Expires on the grant); sign-out, deactivation and a
+# lost role reach frames of a series already opened within this time, everything else at once.
+# 0 = nginx asks the app for every frame (docs/security.md, "Pixel data behind the viewer's nginx")
+SPINEREVIEW_PIXEL_AUTH_TTL = int(os.environ.get("SPINEREVIEW_PIXEL_AUTH_TTL", "10"))
+if SPINEREVIEW_PIXEL_AUTH_TTL < 0:
+    raise ValueError("SPINEREVIEW_PIXEL_AUTH_TTL must be 0 (no cache) or a number of seconds")
 
 # --- Celery ------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
