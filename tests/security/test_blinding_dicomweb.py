@@ -131,3 +131,36 @@ def test_pixel_data_handed_to_the_viewer_nginx_passes_the_same_blinding(two_read
     assert relayed.status_code == 200
     assert "X-Accel-Redirect" not in relayed
     assert b"".join(relayed.streaming_content)
+
+
+def test_nginx_keeps_no_grant_for_a_series_holding_an_sr(two_readers_one_sr, settings):  # type: ignore[no-untyped-def]
+    """The viewer nginx's grant subrequest for a frame (X-SpineReview-Pixel-Grant): the app's yes
+    may be kept per credential and series (X-Accel-Expires = SPINEREVIEW_PIXEL_AUTH_TTL) only for
+    a series without any of the app's SRs, whose blinding is decided per reader and instance; a
+    hidden SR, an SR series even for its author, and a query are never a kept yes, and every no is
+    a 403 (nginx then asks the whole way for the app's own answer)."""
+    study, alice, bob, sr = two_readers_one_sr
+    settings.SPINEREVIEW_DICOMWEB_ACCEL = "/_orthanc"
+    settings.SPINEREVIEW_PIXEL_AUTH_TTL = 7
+    uid = study.study_uid
+    grant = {"HTTP_X_SPINEREVIEW_ACCEL": "/_orthanc", "HTTP_X_SPINEREVIEW_PIXEL_GRANT": "1"}
+    rows = _json(_client(bob).get(f"/dicom-web/studies/{uid}/instances", HTTP_ACCEPT="application/dicom+json"))
+    image = next(r for r in rows if r["0020000E"]["Value"][0] != sr.series_instance_uid)
+    series_uid, sop_uid = image["0020000E"]["Value"][0], image["00080018"]["Value"][0]
+    frame = f"/dicom-web/studies/{uid}/series/{series_uid}/instances/{sop_uid}/frames/1"
+    sr_frame = f"/dicom-web/studies/{uid}/series/{sr.series_instance_uid}/instances/{sr.sop_instance_uid}/frames/1"
+
+    yes = _client(bob).get(frame, **grant)
+    assert (yes.status_code, yes["X-Accel-Expires"], yes.content) == (204, "7", b"")
+    assert _client(bob).get(sr_frame, **grant).status_code == 403  # hidden from bob
+    assert _client(bob).get(sr_frame, HTTP_X_SPINEREVIEW_ACCEL="/_orthanc").status_code == 404  # the app's answer
+    own = _client(alice).get(sr_frame, **grant)
+    assert (own.status_code, own["X-Accel-Expires"]) == (204, "0")
+    smuggled = f"/dicom-web/studies/{uid}/series/{series_uid}/instances/{sr.sop_instance_uid}/frames/1"
+    assert _client(bob).get(smuggled, **grant).status_code == 403
+    assert _client(bob).get(frame + "?quality=1", **grant).status_code == 403
+    assert Client().get(frame, **grant).status_code == 403  # no credential
+    rendered = frame.removesuffix("/frames/1") + "/rendered"
+    assert _client(bob).get(rendered, **grant).status_code == 403  # frames only
+    settings.SPINEREVIEW_PIXEL_AUTH_TTL = 0
+    assert _client(bob).get(frame, **grant)["X-Accel-Expires"] == "0"
