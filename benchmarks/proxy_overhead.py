@@ -23,13 +23,13 @@ median single request, each with its ratio to Orthanc direct:
   (``reviewer.integrations.dicomweb_relay``): what the viewer waits for.
 
 ``--nginx`` adds the deployment's viewer nginx (``ohif-extension/deploy/nginx.conf`` as shipped,
-filled in by ``tests/viewer_nginx.py``) in front of this checkout's app: pixel data is then
-authorised by the proxy (every check, one request to Django) and fetched by nginx from Orthanc
-over kept-alive connections (X-Accel-Redirect); beside it ``nginx alone``, the same nginx relaying
-frames to Orthanc with no check, the floor of that path. ``--nginx-auth-cache S`` adds a path that
-is NOT shipped and that docs/security.md does not allow: nginx asks the app (``auth_request``)
-once per credential and series and keeps its yes for S seconds, to measure what such an auth
-cache would buy.
+filled in by ``tests/viewer_nginx.py``) in front of this checkout's app, as deployed: for each frame
+nginx asks the app (every check) whether this credential may read it and keeps the app's yes per
+credential and series for ``SPINEREVIEW_PIXEL_AUTH_TTL`` seconds (the shipped default), then
+fetches the frame from Orthanc over kept-alive connections. Beside it the same with
+``SPINEREVIEW_PIXEL_AUTH_TTL=0`` (a second app and nginx: every frame asks the app), ``nginx
+alone``, the same nginx relaying frames to Orthanc with no check (the floor of that path), and
+with ``--baseline`` the baseline checkout's own nginx config in front of the baseline app.
 
 ``--auth session`` authenticates with a session cookie, as the viewer does (default: an API
 token, as scripts do). ``--deployed`` gives the app PostgreSQL and a Redis cache, as deployed
@@ -94,32 +94,10 @@ def application(environ, start_response):
 FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 DIRECT = "direct from Orthanc"
 BARE = "bare relay (no checks)"
-NGINX = "nginx, app's check"
+NGINX = "nginx, TTL default"
+NGINX_TTL0 = "nginx, TTL 0"
 NGINX_ALONE = "nginx alone (no check)"
-NGINX_CACHED = "nginx, check cached (!)"
-# not shipped: the app's decision kept in nginx per credential and series (auth_request + cache)
-NGINX_CACHED_SERVER = """
-proxy_cache_path %(cache)s levels=1 keys_zone=dicomweb_auth:1m max_size=10m inactive=600s;
-server {
-  listen 127.0.0.1:%(port)d;
-  location ~ "^/dicom-web/studies/(?<study>[0-9.]+)/series/(?<series>[0-9.]+)/instances/[0-9.]+/frames/[0-9,]+$" {
-    auth_request /_authorize;
-    proxy_pass http://orthanc_http; proxy_http_version 1.1; proxy_set_header Connection "";
-    proxy_pass_request_headers off; proxy_set_header Authorization "%(authorization)s";
-    proxy_set_header Accept $http_accept; proxy_buffering off;
-  }
-  location / { proxy_pass http://127.0.0.1:%(app_port)d; proxy_set_header Host $http_host; proxy_buffering off; }
-  location = /_authorize {
-    internal;
-    proxy_pass http://127.0.0.1:%(app_port)d$request_uri;
-    proxy_pass_request_body off; proxy_set_header Content-Length ""; proxy_set_header Host $http_host;
-    proxy_set_header X-SpineReview-Accel /_orthanc;
-    proxy_ignore_headers X-Accel-Redirect X-Accel-Buffering Cache-Control Expires Set-Cookie Vary X-Accel-Expires;
-    proxy_cache dicomweb_auth; proxy_cache_valid 200 %(seconds)ds;
-    proxy_cache_key "$http_authorization|$cookie_sessionid|$study|$series";
-  }
-}
-"""
+NGINX_BASELINE = "nginx (baseline)"
 # the floor of the nginx path: the shipped config's Orthanc upstream, no check at all
 NGINX_ALONE_SERVER = """
 server {
@@ -232,37 +210,25 @@ def measure(title: str, requests: list[Request], clients: dict[str, httpx.Client
               f"(best {best[name] / best[DIRECT]:.2f}), request {one[name] / one[DIRECT]:.2f}")  # fmt: skip
 
 
-def start_nginx(folder: Path, app_port: int, env: dict[str, str], credentials: dict[str, str],
-                servers: list[subprocess.Popen], auth_cache_s: int = 0) -> dict[str, httpx.Client]:  # fmt: skip
-    """The shipped viewer nginx in front of the app on ``app_port``, and beside it a server of the
-    same nginx relaying to Orthanc with no check (and, with ``auth_cache_s``, one keeping the
-    app's decision that long); a client for each."""
+def start_nginx(folder: Path, app_port: int, env: dict[str, str], servers: list[subprocess.Popen],
+                config: Path = viewer_nginx.CONFIG, alone: bool = False) -> tuple[str, str | None]:  # fmt: skip
+    """``config`` (the shipped viewer nginx, or a baseline checkout's) in front of the app on
+    ``app_port`` and, with ``alone``, beside it a server of the same nginx relaying to Orthanc with
+    no check; their base URLs."""
     binary = viewer_nginx.nginx_binary()
     if binary is None:
         raise SystemExit("--nginx: nginx is not installed (apt-get install nginx-light)")
-    port, alone = free_port(), free_port()
+    port, alone_port = free_port(), free_port()
     auth = (env["SPINEREVIEW_ORTHANC_USERNAME"], env["SPINEREVIEW_ORTHANC_PASSWORD"])
-    config = viewer_nginx.write_config(folder, port=port, app_port=app_port, orthanc_url=env["SPINEREVIEW_ORTHANC_URL"],
-                                       orthanc_auth=auth)  # fmt: skip
-    authorization = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
-    cached = free_port()
-    with (folder / "viewer.conf").open("a") as conf:
-        conf.write(NGINX_ALONE_SERVER % {"port": alone, "authorization": authorization})
-        if auth_cache_s:
-            cache = folder / "authcache"  # nginx's workers (not root) write it
-            cache.mkdir(mode=0o777)
-            cache.chmod(0o777)
-            folder.parent.chmod(0o711)
-            folder.chmod(0o711)
-            conf.write(NGINX_CACHED_SERVER % {"port": cached, "authorization": authorization, "cache": cache,
-                                              "app_port": app_port, "seconds": auth_cache_s})  # fmt: skip
-    servers.append(viewer_nginx.start(binary, config))
+    args = viewer_nginx.write_config(folder, port=port, app_port=app_port, orthanc_url=env["SPINEREVIEW_ORTHANC_URL"],
+                                     orthanc_auth=auth, config=config)  # fmt: skip
+    if alone:
+        authorization = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+        with (folder / "viewer.conf").open("a") as conf:
+            conf.write(NGINX_ALONE_SERVER % {"port": alone_port, "authorization": authorization})
+    servers.append(viewer_nginx.start(binary, args))
     wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/dicom-web/studies").status_code == 401, 30, "nginx")
-    clients = {NGINX: httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=credentials, timeout=60),
-               NGINX_ALONE: httpx.Client(base_url=f"http://127.0.0.1:{alone}", timeout=60)}  # fmt: skip
-    if auth_cache_s:
-        clients[NGINX_CACHED] = httpx.Client(base_url=f"http://127.0.0.1:{cached}", headers=credentials, timeout=60)
-    return clients
+    return f"http://127.0.0.1:{port}", f"http://127.0.0.1:{alone_port}" if alone else None
 
 
 def main() -> None:
@@ -273,16 +239,8 @@ def main() -> None:
     parser.add_argument("--auth", choices=("token", "session"), default="token")
     parser.add_argument("--deployed", action="store_true", help="PostgreSQL and a Redis cache, as deployed")
     parser.add_argument("--nginx", action="store_true", help="also through the deployment's viewer nginx")
-    parser.add_argument(
-        "--nginx-auth-cache",
-        type=int,
-        default=0,
-        metavar="S",
-        help="also nginx keeping the app's decision S seconds (not shipped: measures an auth cache)",
-    )
     parser.add_argument("--baseline", type=Path, help="another checkout of the app, measured beside this one")
     args = parser.parse_args()
-    args.nginx = args.nginx or args.nginx_auth_cache > 0
     tmp = Path(tempfile.mkdtemp(prefix="spinereview-proxy-"))
     study_uid, files = write_study(tmp / "s", protocol=(SeriesSpec("SAG T2", 3500, 100, n=args.instances,
                                                                    matrix=args.matrix),))  # fmt: skip
@@ -295,6 +253,7 @@ def main() -> None:
         services += [start_postgres(tmp / "postgres"), start_redis(tmp / "redis")]
         env["DATABASE_URL"] = services[1].env["DATABASE_URL"]
         env["SPINEREVIEW_CACHE_URL"] = services[2].env["CELERY_BROKER_URL"].removesuffix("/0") + "/1"
+    env.pop("SPINEREVIEW_PIXEL_AUTH_TTL", None)  # the shipped default
     if args.nginx:  # the app hands pixel data to nginx only when nginx says it stands in front
         env["SPINEREVIEW_DICOMWEB_ACCEL"] = viewer_nginx.ACCEL_PREFIX
     (tmp / "bare_relay.py").write_text(BARE_RELAY)
@@ -316,18 +275,34 @@ def main() -> None:
             ).stdout.strip().splitlines()[-1].split()  # fmt: skip
             credentials = {"Authorization": f"Token {token}"} if args.auth == "token" else {
                 "Cookie": f"sessionid={session}"}  # fmt: skip
-            apps = {BARE: ("bare_relay:application", tmp, ("--pythonpath", str(tmp))),
-                    "through the proxy": ("webapp.wsgi:application", ROOT, ())}  # fmt: skip
+            apps: dict[str, tuple[str, Path, tuple[str, ...], dict[str, str]]] = {
+                BARE: ("bare_relay:application", tmp, ("--pythonpath", str(tmp)), {}),
+                "through the proxy": ("webapp.wsgi:application", ROOT, (), {}),
+            }
             if args.baseline:
-                apps["proxy (baseline)"] = ("webapp.wsgi:application", args.baseline, ())
+                apps["proxy (baseline)"] = ("webapp.wsgi:application", args.baseline, (), {})
+            if args.nginx:  # served only behind its nginx
+                apps[NGINX_TTL0] = ("webapp.wsgi:application", ROOT, (), {"SPINEREVIEW_PIXEL_AUTH_TTL": "0"})
             clients = {DIRECT: direct}
-            for name, (app, cwd, extra) in apps.items():
-                web, base = serve(app, env, cwd, extra)
+            for name, (app, cwd, extra, app_env) in apps.items():
+                web, base = serve(app, {**env, **app_env}, cwd, extra)
                 servers.append(web)
-                clients[name] = httpx.Client(base_url=base, headers=credentials, timeout=60)
-                if args.nginx and name == "through the proxy":
-                    clients |= start_nginx(tmp / "nginx", int(base.rsplit(":", 1)[1]), env, credentials, servers,
-                                           args.nginx_auth_cache)  # fmt: skip
+                app_port = int(base.rsplit(":", 1)[1])
+                if name != NGINX_TTL0:
+                    clients[name] = httpx.Client(base_url=base, headers=credentials, timeout=60)
+                if not args.nginx or name == BARE:
+                    continue
+                if name == "through the proxy":
+                    front, alone = start_nginx(tmp / "nginx", app_port, env, servers, alone=True)
+                    clients[NGINX] = httpx.Client(base_url=front, headers=credentials, timeout=60)
+                    clients[NGINX_ALONE] = httpx.Client(base_url=str(alone), timeout=60)
+                elif name == NGINX_TTL0:
+                    front, _ = start_nginx(tmp / "nginx-ttl0", app_port, env, servers)
+                    clients[NGINX_TTL0] = httpx.Client(base_url=front, headers=credentials, timeout=60)
+                else:
+                    config = args.baseline / "ohif-extension" / "deploy" / "nginx.conf"
+                    front, _ = start_nginx(tmp / "nginx-baseline", app_port, env, servers, config=config)
+                    clients[NGINX_BASELINE] = httpx.Client(base_url=front, headers=credentials, timeout=60)
             syntax = check_same_frames(clients, study_uid, series_uid, sops)
             stores = "PostgreSQL, Redis cache" if args.deployed else "SQLite, per-process memory cache"
             print(f"series: {len(sops)} instances {args.matrix}x{args.matrix}, sequential requests, "
