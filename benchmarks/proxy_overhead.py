@@ -5,10 +5,13 @@
 
 Starts Orthanc and the app under gunicorn (real HTTP, SQLite), stores one series, then fetches
 its metadata and every WADO-RS frame, sequentially, directly and via the proxy. The paths take
-turns request by request (each request is sent on every path, the path going first changing
-from one request to the next), so that on a shared, loaded machine all paths see the same
-moments of load. Reports per path the best and the median of ``--repeats`` round totals and the
-median single request, each with its ratio to Orthanc direct:
+turns request by request (each request is sent on every path, in an order drawn anew for each
+request, seeded so that runs repeat it), so that on a shared, loaded machine all paths see the
+same moments of load, and no path always follows the same one (with a fixed cyclic order, the
+path right after a Django path shared the CPU with that request's teardown: about 0.2 ms per
+frame for the nginx path that always came after the proxy, at load 5-9).
+Reports per path the best and the median of ``--repeats`` round totals and the median single
+request, each with its ratio to Orthanc direct:
 
 - ``frames, same bytes``: both ask for uncompressed answers and the same transfer syntax (as
   stored); before timing, every frame's payload and its part's Content-Type are checked equal on
@@ -45,6 +48,7 @@ import argparse
 import base64
 import functools
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -181,8 +185,8 @@ def serve(app: str, env: dict[str, str], cwd: Path, extra: tuple[str, ...] = ())
 
 
 def measure(title: str, requests: list[Request], clients: dict[str, httpx.Client], repeats: int) -> None:
-    """``repeats`` rounds of ``requests``, each request sent on every path in turn, the path going
-    first changing from one request to the next; per path its round totals and single requests."""
+    """``repeats`` rounds of ``requests``, each request sent on every path in an order drawn for
+    that request (seeded); per path its round totals and single requests."""
     names = list(clients)
     for request in requests[:3]:  # warm up every path
         for client in clients.values():
@@ -193,7 +197,7 @@ def measure(title: str, requests: list[Request], clients: dict[str, httpx.Client
     for _ in range(repeats):
         spent = dict.fromkeys(names, 0.0)
         for request in requests:
-            for name in names[turn % len(names) :] + names[: turn % len(names)]:
+            for name in random.Random(turn).sample(names, len(names)):
                 seconds = request(clients[name])
                 spent[name] += seconds
                 each[name].append(seconds)
@@ -306,7 +310,7 @@ def main() -> None:
             syntax = check_same_frames(clients, study_uid, series_uid, sops)
             stores = "PostgreSQL, Redis cache" if args.deployed else "SQLite, per-process memory cache"
             print(f"series: {len(sops)} instances {args.matrix}x{args.matrix}, sequential requests, "
-                  f"{args.repeats} rounds, paths in turn per request; auth {args.auth}; {stores}; "
+                  f"{args.repeats} rounds, paths in a random order per request; auth {args.auth}; {stores}; "
                   f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
             identity = requests_for(study_uid, series_uid, sops, "identity")
             as_browser = requests_for(study_uid, series_uid, sops, "gzip, deflate")

@@ -19,7 +19,10 @@ never used. The entries hold nothing that identifies a patient.
 
 What is not kept: who the credentials belong to (the session or token is checked on every
 request, so signing out or deactivating a user is immediate), and the blinding decision itself
-(``selectors.reader_srs_hidden_from``, asked on every request that can touch an SR). If the cache
+(``selectors.reader_srs_hidden_from``, asked on every request that can touch an SR). The one
+decision kept anywhere is the viewer nginx's, outside the app: its copy of the app's yes for the
+frames of a series, per credential, for ``SPINEREVIEW_PIXEL_AUTH_TTL`` seconds
+(``dicomweb_relay.pixel_grant``; docs/security.md). If the cache
 cannot be reached, everything is read from the database, as before; a change saved while it
 could not be reached is seen once the entries expire (``ENTRY_TTL_S``).
 """

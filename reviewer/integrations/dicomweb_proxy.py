@@ -27,7 +27,10 @@ The work is split by responsibility: ``dicomweb_routes`` (the allow-list, pure),
 that puts them in order: authenticate, resolve, authorise, then relay or rewrite. Behind the
 viewer's nginx, pixel data (frames, bulk data, rendered) is not relayed here: the answer, once
 every check has passed, is an ``X-Accel-Redirect`` to the Orthanc URL the proxy rebuilt, which
-nginx fetches itself (``SPINEREVIEW_DICOMWEB_ACCEL``, ``dicomweb_relay.accel_redirect``).
+nginx fetches itself (``SPINEREVIEW_DICOMWEB_ACCEL``, ``dicomweb_relay.accel_redirect``). For a
+frame nginx first asks the same checks' yes or no alone (its grant subrequest,
+``dicomweb_relay.grant_asked``) and may keep a yes that holds for the whole series for
+``SPINEREVIEW_PIXEL_AUTH_TTL`` seconds, per credential (``_series_wide``; docs/security.md).
 
 Also: comma-separated ``includefield`` is split (OHIF sends ``a,b``; Orthanc's DICOMweb 1.7 only
 honours repeated parameters).
