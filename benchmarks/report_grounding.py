@@ -14,7 +14,9 @@ simulated earlier study for one patient in four (searched by PatientID, as Ortha
 
 - contradictions per report between the draft and the pipeline's own calls: a condition called
   present and not stated, or called absent and stated (label extractor on the whole draft), plus
-  each sentence that states a present condition at a level other than the Localization Agent's;
+  each sentence that states a present condition at a level other than the Localization Agent's,
+  plus each sentence that denies a present condition at no level or at the agent's level ("No
+  canal stenosis detected." while another section states it: the whole-draft reading misses it);
 - drafts with an invented fact: a CLINICAL HISTORY with anything but the DICOM request text and
   the patient's age/sex (any other age counts), a COMPARISON naming a study the archive does not
   have, a TECHNIQUE contradicting the recorded contrast;
@@ -75,8 +77,14 @@ def archive_for(studies: list[dict]) -> dict[str, list]:
 # ----- scoring -------------------------------------------------------------------------------------
 
 
-def contradictions(text: str, conds: list) -> tuple[int, int]:
-    """(condition disagreements, sentences with a level other than the agent's)."""
+# negation cues of a denial (kept here, apart from the consistency check's own, so the benchmark
+# does not grade the check with the check's reading)
+_DENIAL = re.compile(r"\b(no evidence of|there is no|there are no|without|negative for|no|not)\b", re.I)
+
+
+def contradictions(text: str, conds: list) -> tuple[int, int, int]:
+    """(condition disagreements, sentences with a level other than the agent's, sentences that
+    deny a present condition at no level or at the agent's level)."""
     from ml.agents.labels import extract_labels
     from ml.agents.report.prompt import split_sections
     from ml.agents.report.sentences import level_spans, same_level
@@ -84,7 +92,7 @@ def contradictions(text: str, conds: list) -> tuple[int, int]:
     labels = extract_labels(text).labels
     by_key = {c.condition: c for c in conds}
     calls = sum((by_key[k].present if k in by_key else False) != (v != 0) for k, v in labels.items())
-    wrong_level = 0
+    wrong_level = denied = 0
     for title, body in split_sections(text).items():
         if title in ("", "CLINICAL HISTORY", "TECHNIQUE", "COMPARISON"):
             continue
@@ -98,7 +106,13 @@ def contradictions(text: str, conds: list) -> tuple[int, int]:
                     if c is not None and c.present and c.level and levels:
                         agent = level_spans(c.level)[0][2] if level_spans(c.level) else c.level
                         wrong_level += any(not same_level(lv, agent) for lv in levels)
-    return calls, wrong_level
+                for k, v in extract_labels(_DENIAL.sub(" ", s)).labels.items():
+                    c = by_key.get(k)
+                    if v == 0 or k in said or c is None or not c.present:
+                        continue
+                    agent = level_spans(c.level)[0][2] if c.level and level_spans(c.level) else ""
+                    denied += not levels or not agent or any(same_level(lv, agent) for lv in levels)
+    return calls, wrong_level, denied
 
 
 def invented(text: str, facts) -> list[str]:  # type: ignore[no-untyped-def]
@@ -211,10 +225,11 @@ def main() -> int:
     for s, r, f in zip(studies, results, facts, strict=True):
         written = r.report_check.get("written", r.report_text)
         for name, text in (("writer", written), ("grounded", r.report_text)):
-            calls, levels = contradictions(text, r.conditions)
+            calls, levels, denied = contradictions(text, r.conditions)
             labels = extract_labels(text).labels
             fp, om = truth_errors(labels, s["labels"])
-            rows[name].append({"calls": calls, "levels": levels, "invented": invented(text, f), "fp": fp, "om": om,
+            rows[name].append({"calls": calls, "levels": levels, "denied": denied, "invented": invented(text, f),
+                               "fp": fp, "om": om,
                                "text": text, "findings": findings_part(text)})  # fmt: skip
     if a.dump:  # every draft as written and as grounded, with the calls, for reading the failures
         with a.dump.open("w") as fh:
@@ -245,9 +260,10 @@ def main() -> int:
         pairs, share = distinct([x["text"] for x in rs], signatures)
         fpairs, fshare = distinct([x["findings"] for x in rs], signatures)
         summary[name] = {
-            "contradictions_per_report": sum(x["calls"] + x["levels"] for x in rs) / n,
+            "contradictions_per_report": sum(x["calls"] + x["levels"] + x["denied"] for x in rs) / n,
             "condition_contradictions_per_report": sum(x["calls"] for x in rs) / n,
             "level_contradictions_per_report": sum(x["levels"] for x in rs) / n,
+            "denials_per_report": sum(x["denied"] for x in rs) / n,
             "drafts_with_invented_fact": sum(bool(x["invented"]) for x in rs),
             "invented_by_section": {k: sum(k in x["invented"] for x in rs) for k in SECTIONS},
             "distinct_texts": len({x["text"] for x in rs}),
@@ -271,6 +287,7 @@ def main() -> int:
         ("contradictions with the pipeline / report", "contradictions_per_report", "{:.2f}"),
         ("  of which conditions", "condition_contradictions_per_report", "{:.2f}"),
         ("  of which levels", "level_contradictions_per_report", "{:.2f}"),
+        ("  of which sentences denying a present call", "denials_per_report", "{:.2f}"),
         ("drafts with an invented fact", "drafts_with_invented_fact", "{}"),
         ("distinct texts", "distinct_texts", "{}"),
         ("identical pairs with different calls", "identical_pairs_with_different_calls", "{}"),

@@ -35,18 +35,19 @@ from ml.agents.report.sentences import (
     LINE_LEVEL,
     TERMINAL,
     Sentence,
-    body_lines,
     cut_incomplete,
+    disagreements,
     is_fragment,
     level_spans,
     normalise_level,
+    render_sections,
     same_level,
     sentences,
     sides_in,
     stated_labels,
 )
 from ml.agents.template import NORMAL, SECTION_OF, _phrase
-from ml.conditions import BY_KEY, CONDITION_KEYS, DISC_LEVELS, IMPRESSION_ORDER, REPORT_SECTIONS
+from ml.conditions import BY_KEY, DISC_LEVELS, IMPRESSION_ORDER, REPORT_SECTIONS
 
 FINDING_SECTIONS, CHECKED_SECTIONS = REPORT_SECTIONS[3:-1], REPORT_SECTIONS[3:]
 
@@ -326,8 +327,8 @@ def check_draft(
             # its findings were stated in another section: the section's "No canal stenosis
             # detected." would contradict them, so it states them in the template's wording
             rows = [_stated(c) for c in _own_present(section, ck)]
-            for c, row in zip(_own_present(section, ck), rows, strict=True):
-                ck.note("added", section, row, c.condition,
+            for c, phrase in zip(_own_present(section, ck), rows, strict=True):
+                ck.note("added", section, phrase, c.condition,
                         "the section was left empty; its finding is stated in another section")  # fmt: skip
         final[section] = ("\n" if section == "DISCS" and level_lines else " ").join(rows) if rows else NORMAL[section]
     items = [ITEM.sub("", ln) for ln in out["IMPRESSION"] if ITEM.sub("", ln).strip()]
@@ -336,7 +337,7 @@ def check_draft(
         items = [none if conditions else "AI diagnosis unavailable; please report from the images."]
     final["IMPRESSION"] = "\n".join(f"{i}. {t}" for i, t in enumerate(items, 1))
     result = CheckResult(final, ck.changes)
-    result.residual = disagreements(render_sections(final), conditions)
+    result.residual = disagreements(render_sections(final, CHECKED_SECTIONS), conditions)
     return result
 
 
@@ -375,38 +376,6 @@ def _level_by_level(rows: list[str], region: str | None, present: Sequence[Condi
     rank = {lv: i for i, lv in enumerate(order)}
     levels = sorted(by_level, key=lambda lv: (rank.get(lv, len(rank)), lv))
     return [" ".join(by_level[lv]) for lv in levels] + other
-
-
-def render_sections(sections: dict[str, str], order: Sequence[str] = CHECKED_SECTIONS) -> str:
-    """Sections as report text: one "TITLE: body" line, or "TITLE:" and the body's lines (disc
-    levels indented two spaces, impression items not)."""
-    rows: list[str] = []
-    for s in order:
-        body = sections.get(s, "")
-        lines = body_lines(body)
-        if len(lines) > 1:
-            indent = "  " if s == "DISCS" else ""
-            rows.append(f"{s}:\n" + "\n".join(indent + ln for ln in lines))
-        else:
-            rows.append(f"{s}: {lines[0] if lines else ''}".rstrip())
-    return "\n".join(rows)
-
-
-def disagreements(text: str, conditions: Sequence[ConditionResult]) -> list[dict[str, object]]:
-    """Conditions where the label extractor's reading of ``text`` differs from the agents' calls
-    (present -> stated present or hedged; absent -> not stated)."""
-    from ml.agents.labels import extract_labels
-
-    labels = extract_labels(text).labels
-    by_key = {c.condition: c for c in conditions}
-    out: list[dict[str, object]] = []
-    for key in CONDITION_KEYS:
-        c = by_key.get(key)
-        agent = bool(c and c.present)
-        draft = labels.get(key, 0)
-        if agent != (draft != 0):
-            out.append({"condition": key, "agent": int(agent), "draft": int(draft)})
-    return out
 
 
 __all__ = ["CHECKED_SECTIONS", "Change", "CheckResult", "check_draft", "cut_incomplete", "disagreements", "level_spans",

@@ -1,6 +1,7 @@
 """How the consistency check (``consistency``) reads a draft: its sentences, each with the level
 label of its line ("L4-5: ..."), the levels and sides a sentence names, the labels the extractor
-reads in it, and the unfinished sentences a generation left behind.
+reads in it, the unfinished sentences a generation left behind, where the whole text still
+disagrees with the agents' calls; and how checked sections are written back as report text.
 
 Why apart from the check: these are the rules of reading report text, shared with retrieval and
 the benchmarks (``level_spans``, ``same_level``); the check itself decides what to change.
@@ -9,7 +10,11 @@ the benchmarks (``level_spans``, ``same_level``); the check itself decides what 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from ml.agents.analysis import ConditionResult
+from ml.conditions import CONDITION_KEYS
 
 _SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\[(\"']?[A-Z0-9])")
 ITEM = re.compile(r"^\s*(\d+)[.)]\s+")
@@ -145,3 +150,35 @@ def is_fragment(text: str) -> bool:
         rest = rest[:a] + " " + rest[b:]
     rest = re.sub(r"\b(and|or|at|on|of|the|to|with)\b", " ", rest, flags=re.IGNORECASE)
     return not _WORD.search(rest)
+
+
+def render_sections(sections: dict[str, str], order: Sequence[str]) -> str:
+    """Sections as report text: one "TITLE: body" line, or "TITLE:" and the body's lines (disc
+    levels indented two spaces, impression items not)."""
+    rows: list[str] = []
+    for s in order:
+        body = sections.get(s, "")
+        lines = body_lines(body)
+        if len(lines) > 1:
+            indent = "  " if s == "DISCS" else ""
+            rows.append(f"{s}:\n" + "\n".join(indent + ln for ln in lines))
+        else:
+            rows.append(f"{s}: {lines[0] if lines else ''}".rstrip())
+    return "\n".join(rows)
+
+
+def disagreements(text: str, conditions: Sequence[ConditionResult]) -> list[dict[str, object]]:
+    """Conditions where the label extractor's reading of ``text`` differs from the agents' calls
+    (present -> stated present or hedged; absent -> not stated)."""
+    from ml.agents.labels import extract_labels
+
+    labels = extract_labels(text).labels
+    by_key = {c.condition: c for c in conditions}
+    out: list[dict[str, object]] = []
+    for key in CONDITION_KEYS:
+        c = by_key.get(key)
+        agent = bool(c and c.present)
+        draft = labels.get(key, 0)
+        if agent != (draft != 0):
+            out.append({"condition": key, "agent": int(agent), "draft": int(draft)})
+    return out
