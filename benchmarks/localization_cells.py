@@ -22,6 +22,15 @@ each variant's trained head in ``DIR/<variant>`` (and loads it when it is there)
 experiment then costs seconds, not a head's training. ``bal`` the balanced cell loss
 (``dense_cell_loss: balanced``: a finding's box cells weigh as much as the rest of its study);
 ``--conditions`` prints those conditions' held-out AUROC under each variant's line.
+``adapt`` / ``adaptN`` spine adaptation of the trunk (``dense_adapt_blocks``: the last N of its
+blocks 14-17, all 4 for ``adapt``) fine-tuned jointly with the head after the head's training on
+the frozen cells; ``aeN`` N joint epochs (default 5), ``alrX`` the trunk's learning rate X
+(default 1e-4). The frozen and the adapted head see the same training and test studies; the
+adapted cells come from the cached block-13 cells, so no view is re-encoded::
+
+    .venv/bin/python benchmarks/localization_cells.py --train .cache/agents_dense/rtrain \
+        .cache/agents_dense/rtrain2 --test .cache/agents_dense/rtest2 \
+        --variants s16+reg+bal,s16+reg+bal+adapt --head-cache DIR
 """
 
 from __future__ import annotations
@@ -82,6 +91,16 @@ def fitted_localization(feats: list, truths: list):
     return LocalizationAgents(LocalizationConfig(), arrays, meta)
 
 
+def adapt_blocks(parts: set[str]) -> int:
+    """``adapt`` -> 4 (blocks 14-17), ``adaptN`` -> N, else 0 (the frozen trunk)."""
+    for x in parts:
+        if x == "adapt":
+            return 4
+        if x.startswith("adapt") and x[5:].isdigit():
+            return int(x[5:])
+    return 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", type=Path, nargs="+", default=[REPO / ".cache/agents_dense/rtrain"])
@@ -122,7 +141,10 @@ def main() -> None:
                       dense_refit_all="all" in parts, dense_average_from=13 if "swa" in parts else 0,
                       dense_folds=next((int(x[1:]) for x in parts if x[:1] == "k" and x[1:].isdigit()), 0),
                       seed=next((int(x[4:]) for x in parts if x[:4] == "seed" and x[4:].isdigit()), 0),
-                      dense_cell_loss="balanced" if "bal" in parts else "study")  # fmt: skip
+                      dense_cell_loss="balanced" if "bal" in parts else "study",
+                      dense_adapt_blocks=adapt_blocks(parts),
+                      dense_adapt_epochs=next((int(x[2:]) for x in parts if x[:2] == "ae" and x[2:].isdigit()), 5),
+                      dense_adapt_lr=next((float(x[3:]) for x in parts if x[:3] == "alr"), 1e-4))  # fmt: skip
         t0 = time.perf_counter()
         cached = args.head_cache / name if args.head_cache else None
         if cached is not None and cached.exists():
@@ -152,9 +174,12 @@ def main() -> None:
         print(
             f"{name:>18}: AUROC {auc[0]:.3f} [{auc[1]:.3f}, {auc[2]:.3f}]  level {la[0]:.3f}  side {sa[0]:.3f}  "
             f"box IoU {loc_m['median_box_iou']:.3f} (prior {loc_m['median_prior_iou']:.3f}, {loc_m['boxes']} boxes)  "
-            f"train {seconds:.0f} s"
+            f"train {seconds:.0f} s (recorded {agents.meta.get('seconds', '-')} s, adaptation "
+            f"{agents.meta.get('adapt_seconds', '-')} s)"
         )
         per = m["diagnosis"]["per_condition"]
+        print(" " * 20 + "AUROC per condition: " + "  ".join(
+            f"{k} {per[k]['auroc'][0]:.3f}" for k in CONDITION_KEYS if per.get(k, {}).get("auroc")))  # fmt: skip
         shown = [k for k in args.conditions.split(",") if k]
         if shown:
             print(" " * 20 + "  ".join(f"{k} {per[k]['auroc'][0]:.3f}" if per[k]["auroc"] else f"{k} -" for k in shown))

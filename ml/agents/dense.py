@@ -30,6 +30,7 @@ on 2 CPU cores.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
@@ -76,14 +77,67 @@ def fold_batch_norms(net: nn.Module) -> nn.Module:
     return net
 
 
-def load_trunk() -> nn.Sequential:
+ADAPT_PREFIX = "adapt."  # artifact arrays of spine-adapted trunk blocks: "adapt.<trunk state_dict key>"
+FIRST_TAIL_BLOCK = 14  # blocks 14-17: the stride-32 part, fed by the cached block-13 ("fine") cells
+
+
+def load_trunk(adapted: dict[str, np.ndarray] | None = None) -> nn.Sequential:
     """Frozen ImageNet MobileNetV2 up to block 17, batch norms folded into the convolutions:
-    [B, 3, H, W] -> [B, 320, H/32, W/32] (``[:14]`` is the stride-16 part, 96 channels)."""
+    [B, 3, H, W] -> [B, 320, H/32, W/32] (``[:14]`` is the stride-16 part, 96 channels).
+
+    ``adapted`` (an artifact's ``adapt.*`` arrays, ``adapted_arrays``) replaces the weights of the
+    spine-adapted blocks; the trunk then carries their digest (``trunk_digest``), which keys its cells."""
     from ml.agents.baselines import load_mobilenet_v2
 
     trunk = load_mobilenet_v2().features[:18].eval()
     trunk.requires_grad_(False)
-    return fold_batch_norms(trunk)  # type: ignore[return-value]
+    trunk = fold_batch_norms(trunk)
+    mine = {k[len(ADAPT_PREFIX) :]: v for k, v in (adapted or {}).items() if k.startswith(ADAPT_PREFIX)}
+    if mine:
+        own = trunk.state_dict()
+        bad = [k for k in mine if k not in own or int(k.split(".")[0]) < FIRST_TAIL_BLOCK]
+        if bad:
+            raise ValueError(f"adapted trunk weights that are not blocks 14-17 of the folded trunk: {bad[:3]}")
+        trunk.load_state_dict({k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in mine.items()}, strict=False)
+        trunk.trunk_digest = weights_digest(mine)  # type: ignore[assignment]
+    return trunk  # type: ignore[return-value]
+
+
+def weights_digest(arrays: dict[str, np.ndarray]) -> str:
+    """10 hex of the sha1 of the adapted blocks' names and float32 bytes."""
+    h = hashlib.sha1()
+    for k in sorted(arrays):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(arrays[k], np.float32).tobytes())
+    return h.hexdigest()[:10]
+
+
+def trunk_digest(trunk: nn.Module | None) -> str:
+    """The empty string for the generic trunk (or None: the generic one is loaded when needed), else the
+    digest of its adapted blocks."""
+    return str(getattr(trunk, "trunk_digest", "")) if trunk is not None else ""
+
+
+def adapted_arrays(trunk: nn.Module, n_blocks: int) -> dict[str, np.ndarray]:
+    """The weights of the trunk's last ``n_blocks`` blocks as artifact arrays (``adapt.<key>``)."""
+    first = 18 - n_blocks
+    return {
+        f"{ADAPT_PREFIX}{k}": v.detach().numpy().astype(np.float32).copy()
+        for k, v in trunk.state_dict().items()
+        if n_blocks and int(k.split(".")[0]) >= first
+    }
+
+
+@torch.inference_mode()
+def tail_cells(trunk: nn.Sequential, fine: np.ndarray) -> np.ndarray:
+    """Block-13 cells [V, 2g, 2g, 96] -> the trunk's stride-32 cells [V, g, g, 320] (float16):
+    blocks 14-17 only, no view re-encoded from pixels."""
+    g = fine.shape[1] // 2
+    if len(fine) == 0:
+        return np.zeros((0, g, g, TRUNK_CHANNELS), np.float16)
+    x = torch.from_numpy(np.asarray(fine, np.float32)).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    out = [trunk[FIRST_TAIL_BLOCK:](x[i : i + 64]) for i in range(0, len(x), 64)]
+    return torch.cat(out).permute(0, 2, 3, 1).numpy().astype(np.float16)
 
 
 @torch.inference_mode()
@@ -91,10 +145,27 @@ def dense_cells(feat: StudyFeatures, cfg: DiagnosisConfig, trunk: nn.Sequential 
     """Trunk cells of a study, computed once and kept in ``feat.extras["dense"]``:
     {"cells": [V, g, g, 320] (stride 32), "fine": [V, 2g, 2g, 96] (stride 16), float16;
     "views": [(plane, series, slice)], "crops": [(x0, y0, side)] (each view's window in its
-    series' preprocessed pixels), "size": px, "key": the view settings}."""
+    series' preprocessed pixels), "size": px, "key": the view settings and, for an adapted
+    trunk, its digest}.
+
+    Cells of another trunk are never reused: the key names the trunk. Cells cached from the same
+    views by another trunk are converted through this trunk's blocks 14-17 from their block-13
+    "fine" cells (which every trunk shares: only blocks 14-17 are ever adapted) and kept beside
+    them in ``feat.extras["dense_trunks"][key]``, so switching trunks never re-encodes pixels."""
+    want = view_key(cfg) + trunk_suffix(trunk)
     cached = feat.extras.get("dense")
-    if cached is not None and cached.get("key", _LEGACY_KEY.format(cached["size"])) == view_key(cfg):
-        return cached
+    if cached is not None:
+        have = cached.get("key", _LEGACY_KEY.format(cached["size"]))
+        if have == want:
+            return cached
+        derived = feat.extras.get("dense_trunks", {}).get(want)
+        if derived is not None:
+            return derived
+        if have.split("|")[0] == view_key(cfg) and "fine" in cached:
+            trunk = trunk if trunk is not None else load_trunk()
+            out = {**cached, "cells": tail_cells(trunk, cached["fine"]), "key": want}
+            feat.extras.setdefault("dense_trunks", {})[want] = out
+            return out
     trunk = trunk if trunk is not None else load_trunk()
     crops: list[tuple[int, int, int]] = []
     x, meta = study_views(feat.study, cfg, crops)
@@ -117,8 +188,9 @@ def dense_cells(feat: StudyFeatures, cfg: DiagnosisConfig, trunk: nn.Sequential 
         "views": meta,
         "crops": crops,
         "size": cfg.dense_size,
-        "key": view_key(cfg),
+        "key": want,
     }
+    feat.extras.pop("dense_trunks", None)  # derived from the cells this replaces
     return feat.extras["dense"]
 
 
@@ -131,11 +203,19 @@ def view_key(cfg: DiagnosisConfig) -> str:
     return f"{cfg.dense_size}:{cfg.dense_sag_slices}:{cfg.dense_max_axial}:{cfg.dense_axial}:{crop}"
 
 
+def trunk_suffix(trunk: nn.Module | None) -> str:
+    """The trunk's part of the cells' key: none for the generic trunk (keys cached before adaptation
+    existed stay valid), "|trunk:<digest>" for an adapted one."""
+    digest = trunk_digest(trunk)
+    return f"|trunk:{digest}" if digest else ""
+
+
 def subset_views(d: dict[str, Any], keep: list[int], cfg: DiagnosisConfig) -> dict[str, Any]:
     """The cells of some of a study's views (e.g. one axial slice per disc out of all of them),
-    keyed as the cells ``cfg`` would compute (so they are not recomputed)."""
+    keyed as the cells ``cfg`` would compute (so they are not recomputed), of the same trunk."""
     out = dict(d)
-    out["key"] = view_key(cfg)
+    key = d.get("key", "")
+    out["key"] = view_key(cfg) + (key[key.index("|") :] if "|" in key else "")
     out["cells"], out["fine"] = d["cells"][keep], d["fine"][keep]
     out["views"] = [d["views"][i] for i in keep]
     if "crops" in d:
@@ -205,9 +285,14 @@ class DenseDiagnosisAgents(DiagnosisHead):
         self.trained = self.a["trained"].astype(bool)
         self.prior = self.a["prior"]
         self._trunk: nn.Sequential | None = None
+        # spine-adapted trunk blocks (``dense_adapt_blocks``); none in a frozen head's artifact
+        self.adapted = {k: v for k, v in self.a.items() if k.startswith(ADAPT_PREFIX)}
         # training only (``dense_folds``): each training study's logits [N, 17] from the fold head
         # that did not see it, for the report agent's cross-fitted tokens
         self.out_of_fold: np.ndarray | None = None
+        # training only: the study logits [N, 17] as training computed them (torch head on the
+        # training cells, calibration shift applied): what the served head must reproduce
+        self.fit_logits: np.ndarray | None = None
 
     @classmethod
     def from_artifact(cls, cfg: DiagnosisConfig, arrays: dict[str, np.ndarray], doc: dict) -> Self:
@@ -217,11 +302,10 @@ class DenseDiagnosisAgents(DiagnosisHead):
 
     def logits(self, feats: list[StudyFeatures]) -> np.ndarray:
         """Study logits [N, 17]: max over every cell of every view."""
-        if self._trunk is None and any("dense" not in f.extras for f in feats):
-            self._trunk = load_trunk()
+        trunk = self.trunk(feats)
         out = np.zeros((len(feats), K), np.float32)
         for i, f in enumerate(feats):
-            x = cell_design(dense_cells(f, self.cfg, self._trunk), self.cfg.dense_stride)
+            x = cell_design(dense_cells(f, self.cfg, trunk), self.cfg.dense_stride)
             if len(x):
                 out[i] = _cell_logits(self.a, x).max(0)
         return out
@@ -230,9 +314,7 @@ class DenseDiagnosisAgents(DiagnosisHead):
         """Per-cell logits [V, G, G, 17] of a study's views, the cells' record (views, crops) and
         the box regressor's per-cell boxes [V, G, G, 17, 4] (None for a head trained before it
         existed): where each condition fires (``ml.agents.localization.localize_from_cells``)."""
-        if self._trunk is None and "dense" not in feat.extras:
-            self._trunk = load_trunk()
-        d = dense_cells(feat, self.cfg, self._trunk)
+        d = dense_cells(feat, self.cfg, self.trunk([feat]))
         x = cell_design(d, self.cfg.dense_stride)
         v, gs = len(d["views"]), d["cells"].shape[1] * (32 // self.cfg.dense_stride)
         z = _cell_logits(self.a, x) if len(x) else np.zeros((0, K), np.float32)
@@ -246,6 +328,13 @@ class DenseDiagnosisAgents(DiagnosisHead):
         if gb != gs:  # the logits at the regressor's finer cells: each head cell repeated
             z = np.repeat(np.repeat(z, gb // gs, axis=1), gb // gs, axis=2)
         return z, d, reg.reshape(v, gb, gb, K, 4)
+
+    def trunk(self, feats: list[StudyFeatures]) -> nn.Sequential | None:
+        """The trunk the head was trained with, loaded when needed: always for an adapted one (its
+        digest keys the cells), for the generic one only when a study has no cached cells."""
+        if self._trunk is None and (self.adapted or any("dense" not in f.extras for f in feats)):
+            self._trunk = load_trunk(self.adapted)
+        return self._trunk
 
     def probabilities(self, feats: list[StudyFeatures]) -> np.ndarray:
         return self._calibrated(self.logits(feats))

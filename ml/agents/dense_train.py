@@ -22,6 +22,7 @@ from ml.agents.dense import (
     DenseDiagnosisAgents,
     DenseHead,
     K,
+    adapted_arrays,
     cell_design,
     dense_cells,
     head_arrays,
@@ -180,10 +181,7 @@ def _fit_head(
     torch.manual_seed(cfg.seed)
     head = DenseHead(n_in, cfg.dense_hidden, 0.2)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.dense_lr, weight_decay=cfg.dense_weight_decay)
-    y = yt.numpy()
-    pos = np.clip((y[fit] == 1).sum(0), 1, None)
-    neg = np.clip((y[fit] == 0).sum(0), 1, None)
-    pw = torch.from_numpy(np.clip(neg / pos, 1.0, 10.0).astype(np.float32))
+    pw = _pos_weight(yt.numpy(), fit)
     rng = np.random.default_rng(cfg.seed)
     lengths = np.array([len(x) for x in xt])
     threads = torch.get_num_threads()
@@ -208,6 +206,13 @@ def _fit_head(
         head.load_state_dict(avg)
     head.eval()
     return head
+
+
+def _pos_weight(y: np.ndarray, fit: np.ndarray) -> torch.Tensor:
+    """The MIL loss's positive weight per condition: negatives / positives of the fitting studies, in [1, 10]."""
+    pos = np.clip((y[fit] == 1).sum(0), 1, None)
+    neg = np.clip((y[fit] == 0).sum(0), 1, None)
+    return torch.from_numpy(np.clip(neg / pos, 1.0, 10.0).astype(np.float32))
 
 
 def train_dense(
@@ -245,6 +250,19 @@ def train_dense(
         t = cell_targets(f, d, tr, cfg.dense_stride, cfg.dense_key_negatives)
         tt.append(torch.from_numpy(t.astype(np.float32)))  # [C_i, 17]
     yt = torch.from_numpy(y.astype(np.float32))
+    joint, adapt_s = None, 0.0
+    if cfg.dense_adapt_blocks:  # the head on the frozen cells, then head + the trunk's last blocks
+        from ml.agents.dense_adapt import adapt_trunk
+
+        ta = time.perf_counter()
+        head0 = _fit_head(xt, tt, yt, fit, n_in, cfg)
+        ds = [dense_cells(f, cfg, trunk) for f in feats]
+        xt = []  # free the frozen designs while the blocks train
+        trunk, joint = adapt_trunk(ds, head0, tt, yt, fit, mean, std, _pos_weight(y, fit), cfg, _batch_loss)
+        del ds
+        # the adapted cells (from the cached block-13 cells, kept beside them), same standardisation
+        xt = [torch.from_numpy((cell_design(dense_cells(f, cfg, trunk), cfg.dense_stride) - mean) / std) for f in feats]
+        adapt_s = time.perf_counter() - ta
     if folds:
         heads, z = [], np.zeros((len(feats), K), np.float32)  # z: out-of-fold study logits
         for k in range(folds):
@@ -254,8 +272,8 @@ def train_dense(
                 for i in np.flatnonzero(fold_of == k):
                     z[i] = head(xt[i]).max(0).values.numpy() if len(xt[i]) else 0.0
         a = {**mean_of_heads(heads), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
-    else:
-        head = _fit_head(xt, tt, yt, fit, n_in, cfg)
+    else:  # with adaptation the jointly trained head: it read the adapted cells as they are served
+        head = joint if joint is not None else _fit_head(xt, tt, yt, fit, n_in, cfg)
         a = {**head_arrays(head), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
         with torch.no_grad():
             z = np.stack([head(x).max(0).values.numpy() if len(x) else np.zeros(K) for x in xt])  # [N, 17]
@@ -290,6 +308,7 @@ def train_dense(
     arrays = {
         **a,
         **reg,
+        **(adapted_arrays(trunk, cfg.dense_adapt_blocks) if trunk is not None and cfg.dense_adapt_blocks else {}),
         "temperature": temp,
         "threshold": thr,
         "trained": trained.astype(np.uint8),
@@ -300,10 +319,14 @@ def train_dense(
         "n_studies": len(feats),
         "boxes": int(sum((t == 1).any(0).sum() for t in tt)),
         "seconds": round(time.perf_counter() - t0, 1),
+        **({"adapt_seconds": round(adapt_s, 1)} if cfg.dense_adapt_blocks else {}),
         "conditions": list(CONDITION_KEYS),
     }
     log.info("dense diagnosis head: %d studies, %.1f s", len(feats), meta["seconds"])
     agents = DenseDiagnosisAgents(cfg, arrays, meta)
+    agents._trunk = trunk if cfg.dense_adapt_blocks else None
+    # the study logits as training computed them (torch head on the cells), for round-trip checks
+    agents.fit_logits = (z - shift).astype(np.float32)
     if folds:  # kept in memory for the report agent's cross-fitted tokens (not saved)
         agents.out_of_fold = (z - shift).astype(np.float32)  # the served logits carry the shift in their bias
     return agents

@@ -89,6 +89,13 @@ class DiagnosisConfig:
     dense_average_from: int = 0  # >0: the head's weights averaged over the epochs from this one on (SWA)
     dense_refit_all: bool = False  # after calibrating on the held-out quarter, refit the head on every study
     dense_box_stride: int = 16  # the box regressor's cells (16: block 13 + the cell above; 32: the head's)
+    # spine adaptation of the trunk (``ml/agents/dense_adapt.py``): 0 keeps it frozen (generic
+    # ImageNet); N in 1..4 fine-tunes its last N blocks (of 14-17, fed by the cached block-13
+    # cells) jointly with the head for ``dense_adapt_epochs`` at ``dense_adapt_lr``, after the
+    # head's own training on the frozen cells; the adapted blocks are saved with the head
+    dense_adapt_blocks: int = 0
+    dense_adapt_epochs: int = 5
+    dense_adapt_lr: float = 1e-4
 
     def __post_init__(self) -> None:
         if self.threshold_rule not in ("youden", "sensitivity"):
@@ -97,6 +104,8 @@ class DiagnosisConfig:
             raise ValueError("diagnosis.dense_stride and dense_box_stride must be 16 or 32")
         if self.dense_box_stride > self.dense_stride:
             raise ValueError("diagnosis.dense_box_stride cannot be coarser than dense_stride")
+        if not 0 <= self.dense_adapt_blocks <= 4:
+            raise ValueError("diagnosis.dense_adapt_blocks must be 0..4 (of the trunk's blocks 14-17)")
         if self.dense_cell_loss not in ("study", "balanced"):
             raise ValueError("diagnosis.dense_cell_loss must be 'study' or 'balanced'")
         if self.dense_axial not in ("all", "disc"):
