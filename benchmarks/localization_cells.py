@@ -25,8 +25,10 @@ experiment then costs seconds, not a head's training. ``bal`` the balanced cell 
 ``adapt`` / ``adaptN`` spine adaptation of the trunk (``dense_adapt_blocks``: the last N of its
 blocks 14-17, all 4 for ``adapt``) fine-tuned jointly with the head after the head's training on
 the frozen cells; ``aeN`` N joint epochs (default 5), ``alrX`` the trunk's learning rate X
-(default 1e-4). The frozen and the adapted head see the same training and test studies; the
-adapted cells come from the cached block-13 cells, so no view is re-encoded::
+(default 1e-4); ``ctx`` the head's vertical context (``dense_context``: each cell also
+reads the hidden features of the cells above and below it). The frozen and the adapted head see
+the same training and test studies; the adapted cells come from the cached block-13 cells, so no
+view is re-encoded::
 
     .venv/bin/python benchmarks/localization_cells.py --train .cache/agents_dense/rtrain \
         .cache/agents_dense/rtrain2 --test .cache/agents_dense/rtest2 \
@@ -142,7 +144,7 @@ def main() -> None:
                       dense_folds=next((int(x[1:]) for x in parts if x[:1] == "k" and x[1:].isdigit()), 0),
                       seed=next((int(x[4:]) for x in parts if x[:4] == "seed" and x[4:].isdigit()), 0),
                       dense_cell_loss="balanced" if "bal" in parts else "study",
-                      dense_adapt_blocks=adapt_blocks(parts),
+                      dense_adapt_blocks=adapt_blocks(parts), dense_context="ctx" in parts,
                       dense_adapt_epochs=next((int(x[2:]) for x in parts if x[:2] == "ae" and x[2:].isdigit()), 5),
                       dense_adapt_lr=next((float(x[3:]) for x in parts if x[:3] == "alr"), 1e-4))  # fmt: skip
         t0 = time.perf_counter()

@@ -244,14 +244,41 @@ def cell_design(d: dict[str, Any], stride: int = 32) -> np.ndarray:
 
 
 class DenseHead(nn.Module):
-    """The shared per-cell MLP: [features, plane one-hot] -> 17 logits (trained in ``dense_train``)."""
+    """The shared per-cell MLP: [features, plane one-hot] -> 17 logits (trained in ``dense_train``).
 
-    def __init__(self, n_in: int, hidden: int, dropout: float) -> None:
+    With ``grid`` (the cells per side of a view; ``dense_context``) a cell's logits also read the
+    hidden features of the cells above and below it in its view (``w2_up`` / ``w2_down``): on a
+    sagittal tile, the cells along the spine. Why: a grey oval in the CSF (an intradural lesion)
+    is told from the conus or the roots by what lies above and below it, which one cell's
+    features do not hold. The input rows must be whole views of grid x grid cells, in order."""
+
+    def __init__(self, n_in: int, hidden: int, dropout: float, grid: int = 0) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, K))
+        self.grid = grid
+        if grid:
+            self.up = nn.Linear(hidden, K, bias=False)
+            self.down = nn.Linear(hidden, K, bias=False)
+            nn.init.zeros_(self.up.weight)  # starts as the plain head
+            nn.init.zeros_(self.down.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        if not self.grid:
+            return self.net(x)
+        h = self.net[2](self.net[1](self.net[0](x)))
+        up, down = vertical_neighbours(h, self.grid)
+        return self.net[3](h) + self.up(up) + self.down(down)
+
+
+def vertical_neighbours(h: Any, g: int) -> tuple[Any, Any]:
+    """Per-cell rows h [V * g * g, H] (torch or numpy) -> (the row of the cell above, the row of
+    the cell below) in the same view, zero beyond the view's edge."""
+    lib = torch if isinstance(h, torch.Tensor) else np
+    v = h.reshape(-1, g, g, h.shape[-1])
+    pad = lib.zeros_like(v[:, :1])
+    up = lib.cat([pad, v[:, :-1]], 1) if lib is torch else np.concatenate([pad, v[:, :-1]], 1)
+    down = lib.cat([v[:, 1:], pad], 1) if lib is torch else np.concatenate([v[:, 1:], pad], 1)
+    return up.reshape(h.shape), down.reshape(h.shape)
 
 
 def head_arrays(head: DenseHead) -> dict[str, np.ndarray]:
@@ -259,17 +286,27 @@ def head_arrays(head: DenseHead) -> dict[str, np.ndarray]:
     l1, l2 = head.net[0], head.net[3]
     assert isinstance(l1, nn.Linear)
     assert isinstance(l2, nn.Linear)
-    return {
+    out = {
         "w1": l1.weight.detach().numpy().T.copy(),
         "b1": l1.bias.detach().numpy().copy(),
         "w2": l2.weight.detach().numpy().T.copy(),
         "b2": l2.bias.detach().numpy().copy(),
     }
+    if head.grid:
+        out["w2_up"] = head.up.weight.detach().numpy().T.copy()
+        out["w2_down"] = head.down.weight.detach().numpy().T.copy()
+    return out
 
 
-def _cell_logits(a: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+def _cell_logits(a: dict[str, np.ndarray], x: np.ndarray, grid: int = 0) -> np.ndarray:
+    """Cell logits [C, 17] of the design x [C, F]; a head with context (``w2_up``) needs ``grid``
+    (cells per side of a view) and x in whole views."""
     h = np.maximum((x - a["mean"]) / a["std"] @ a["w1"] + a["b1"], 0)
-    return h @ a["w2"] + a["b2"]  # [C, 17]
+    z = h @ a["w2"] + a["b2"]  # [C, 17]
+    if "w2_up" in a:
+        up, down = vertical_neighbours(h, grid)
+        z = z + up @ a["w2_up"] + down @ a["w2_down"]
+    return z
 
 
 class DenseDiagnosisAgents(DiagnosisHead):
@@ -305,9 +342,10 @@ class DenseDiagnosisAgents(DiagnosisHead):
         trunk = self.trunk(feats)
         out = np.zeros((len(feats), K), np.float32)
         for i, f in enumerate(feats):
-            x = cell_design(dense_cells(f, self.cfg, trunk), self.cfg.dense_stride)
+            d = dense_cells(f, self.cfg, trunk)
+            x = cell_design(d, self.cfg.dense_stride)
             if len(x):
-                out[i] = _cell_logits(self.a, x).max(0)
+                out[i] = _cell_logits(self.a, x, d["cells"].shape[1] * (32 // self.cfg.dense_stride)).max(0)
         return out
 
     def cell_maps(self, feat: StudyFeatures) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
@@ -317,7 +355,7 @@ class DenseDiagnosisAgents(DiagnosisHead):
         d = dense_cells(feat, self.cfg, self.trunk([feat]))
         x = cell_design(d, self.cfg.dense_stride)
         v, gs = len(d["views"]), d["cells"].shape[1] * (32 // self.cfg.dense_stride)
-        z = _cell_logits(self.a, x) if len(x) else np.zeros((0, K), np.float32)
+        z = _cell_logits(self.a, x, gs) if len(x) else np.zeros((0, K), np.float32)
         z = z.reshape(v, gs, gs, K)
         if "reg_w" not in self.a:
             return z, d, None

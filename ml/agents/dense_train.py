@@ -179,7 +179,7 @@ def _fit_head(
     """One training run of the head on the studies ``fit`` (indices into the standardised cells
     ``xt`` [C_i, F], cell targets ``tt`` [C_i, 17] and study labels ``yt`` [N, 17])."""
     torch.manual_seed(cfg.seed)
-    head = DenseHead(n_in, cfg.dense_hidden, 0.2)
+    head = DenseHead(n_in, cfg.dense_hidden, 0.2, context_grid(cfg))
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.dense_lr, weight_decay=cfg.dense_weight_decay)
     pw = _pos_weight(yt.numpy(), fit)
     rng = np.random.default_rng(cfg.seed)
@@ -206,6 +206,11 @@ def _fit_head(
         head.load_state_dict(avg)
     head.eval()
     return head
+
+
+def context_grid(cfg: DiagnosisConfig) -> int:
+    """Cells per side of a view for the head's vertical context (``dense_context``), else 0."""
+    return (cfg.dense_size // 32) * (32 // cfg.dense_stride) if cfg.dense_context else 0
 
 
 def _pos_weight(y: np.ndarray, fit: np.ndarray) -> torch.Tensor:
@@ -337,9 +342,13 @@ def mean_of_heads(heads: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     (w1 [F, k*H]) and the output layer stacked and divided by k (w2 [k*H, 17]). The artifact and
     the numpy inference stay those of a single head, only wider."""
     k = len(heads)
-    return {
+    out = {
         "w1": np.concatenate([h["w1"] for h in heads], 1),
         "b1": np.concatenate([h["b1"] for h in heads]),
         "w2": np.concatenate([h["w2"] for h in heads], 0) / k,
         "b2": np.mean([h["b2"] for h in heads], 0),
     }
+    for name in ("w2_up", "w2_down"):  # the context weights read the same hidden units
+        if name in heads[0]:
+            out[name] = np.concatenate([h[name] for h in heads], 0) / k
+    return out

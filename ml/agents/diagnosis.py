@@ -96,6 +96,9 @@ class DiagnosisConfig:
     dense_adapt_blocks: int = 0
     dense_adapt_epochs: int = 5
     dense_adapt_lr: float = 1e-4
+    # vertical context: a cell's logits also read the hidden features of the cells above and
+    # below it in its view (``dense.DenseHead``)
+    dense_context: bool = False
 
     def __post_init__(self) -> None:
         if self.threshold_rule not in ("youden", "sensitivity"):
