@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, _need
+from tests.processes import stop_process
 
 
 @pytest.fixture(scope="session")
@@ -75,12 +76,7 @@ def celery_worker_process(transactional_db, settings, tiny_pipeline) -> Iterator
     yield start
     for proc in procs:
         if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ import pytest
 
 from tests.conftest import ROOT, _need
 from tests.dicom_factory import SeriesSpec, write_study
+from tests.processes import stop_process
 
 STOW_MAX_BYTES = 4_000_000  # small, so the 413 test sends little; above Django's 2.5 MB form limit
 ROLES = ("admin", "radiologist", "annotator", "researcher")
@@ -101,12 +102,7 @@ def _gunicorn(
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
 
 
 def upload(orthanc: httpx.Client, files: list[Path]) -> None:

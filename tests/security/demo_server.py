@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import ROOT
+from tests.processes import stop_process
 
 _DROPPED = ("SPINEREVIEW_DEBUG", "SPINEREVIEW_ALLOWED_HOSTS", "DATABASE_URL", "SPINEREVIEW_CACHE_URL",
             "SPINEREVIEW_VIEWER_ORIGIN", "SPINEREVIEW_APP_ORIGIN", "DJANGO_SETTINGS_MODULE")  # fmt: skip
@@ -81,9 +82,4 @@ def demo_server(var_dir: Path, *, setup: str = "") -> Iterator[DemoServer]:
             time.sleep(0.2)
         yield DemoServer(port=port, log=log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
