@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.pipeline).resolve()
             )
         else:
-            print("[demo] drafting pipeline: the cached demo pipeline, trained first if missing (~20 min on 2 cores)")
+            print("[demo] drafting pipeline: the cached demo pipeline, built first if missing (~10 min, 2 idle cores)")
             folder = subprocess.run(
                 [py, "-c", "from reviewer.ml_bridge import ensure_tiny_pipeline as e; print(e(preset='demo'))"],
                 cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True,
