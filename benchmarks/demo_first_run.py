@@ -1,0 +1,87 @@
+"""The demo's first run, timed: ``scripts/demo`` from an empty project cache and an empty var/
+until every demo draft is done, as a new user meets it (the venv and Debian packages are taken
+as installed; everything else, OHIF, the extension build, gemma's conversion, the pipeline, the
+studies, is made from nothing).
+
+    .venv/bin/python benchmarks/demo_first_run.py [--drafts 10] [--port 8131]
+
+Prints the seconds to the app's banner, to the last draft, the pipeline's steps
+(``bootstrap.json`` / ``train_times.json``) and the load average before and after. Run it on an
+idle machine: on 2 shared cores the figure is the load as much as the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def drafts_done(db: Path) -> int:
+    """Draft jobs in state done (0 before the database exists)."""
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as con:
+            return int(con.execute("select count(*) from reviewer_draftjob where state = 'done'").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--drafts", type=int, default=10, help="drafts to wait for (8 demo studies + 2 priors)")
+    ap.add_argument("--port", type=int, default=8131)
+    ap.add_argument("--timeout", type=float, default=3600.0)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="demo-first-run-"))
+    env = {**os.environ, "SPINEREVIEW_CACHE": str(work / "cache"), "SPINEREVIEW_VAR_DIR": str(work / "var")}
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    log = (work / "demo.log").open("w")
+    proc = subprocess.Popen([str(REPO / "scripts" / "demo"), "--port", str(args.port)], cwd=REPO, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    up = None
+    db = work / "var" / "spinereview.sqlite3"
+    try:
+        while time.perf_counter() - t0 < args.timeout:
+            if proc.poll() is not None:
+                print(f"scripts/demo exited with {proc.returncode}; log: {work / 'demo.log'}")
+                return 1
+            if up is None and "SpineReview is running" in (work / "demo.log").read_text(errors="replace"):
+                up = time.perf_counter() - t0
+            if drafts_done(db) >= args.drafts:
+                break
+            time.sleep(2)
+        else:
+            print(f"timed out after {args.timeout:.0f} s; log: {work / 'demo.log'}")
+            return 1
+        total = time.perf_counter() - t0
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    pipes = sorted((work / "cache" / "pipelines").glob("demo-*/bootstrap.json"))
+    steps = json.loads(pipes[0].read_text())["seconds"] if pipes else {}
+    agents = json.loads((pipes[0].parent / "train_times.json").read_text()) if pipes else {}
+    print(f"app up after {up or float('nan'):.0f} s; {args.drafts} drafts done after {total:.0f} s "
+          f"({total / 60:.1f} min)")  # fmt: skip
+    print("pipeline steps (s): " + ", ".join(f"{k} {v:.0f}" for k, v in {**steps, **agents}.items()))
+    print(f"load average (1 min): {load0:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} CPUs")
+    print(f"work folder (delete when done): {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
