@@ -25,7 +25,10 @@ experiment then costs seconds, not a head's training. ``bal`` the balanced cell 
 ``adapt`` / ``adaptN`` spine adaptation of the trunk (``dense_adapt_blocks``: the last N of its
 blocks 14-17, all 4 for ``adapt``) fine-tuned jointly with the head after the head's training on
 the frozen cells; ``aeN`` N joint epochs (default 5), ``alrX`` the trunk's learning rate X
-(default 1e-4); ``ctx`` the head's vertical context (``dense_context``: each cell also
+(default 1e-4); ``cneg`` complete negatives (``dense_complete_negatives``: the cells away
+from every finding of a present condition); ``prof`` / ``profX`` the side from every sagittal
+slice's logit at the box (softmax temperature 0.5 / X; localization only, the head is shared
+with the variant without it); ``ctx`` the head's vertical context (``dense_context``: each cell also
 reads the hidden features of the cells above and below it). The frozen and the adapted head see
 the same training and test studies; the adapted cells come from the cached block-13 cells, so no
 view is re-encoded::
@@ -93,6 +96,17 @@ def fitted_localization(feats: list, truths: list):
     return LocalizationAgents(LocalizationConfig(), arrays, meta)
 
 
+def profile_tau(parts: set[str]) -> float:
+    """``prof`` -> 0.5, ``profX`` -> X (the side read from every sagittal slice's logit at the
+    box, softmax temperature X: ``cell_localization.profile_offset_mm``), else 0 (the best slice)."""
+    for x in parts:
+        if x == "prof":
+            return 0.5
+        if x.startswith("prof"):
+            return float(x[4:])
+    return 0.0
+
+
 def adapt_blocks(parts: set[str]) -> int:
     """``adapt`` -> 4 (blocks 14-17), ``adaptN`` -> N, else 0 (the frozen trunk)."""
     for x in parts:
@@ -140,6 +154,7 @@ def main() -> None:
         parts = set(name.split("+"))
         stride = 16 if "s16" in parts else 32
         cfg = replace(base, dense_stride=stride, dense_box_stride=stride, dense_key_negatives="keyneg" in parts,
+                      dense_complete_negatives="cneg" in parts,
                       dense_refit_all="all" in parts, dense_average_from=13 if "swa" in parts else 0,
                       dense_folds=next((int(x[1:]) for x in parts if x[:1] == "k" and x[1:].isdigit()), 0),
                       seed=next((int(x[4:]) for x in parts if x[:4] == "seed" and x[4:].isdigit()), 0),
@@ -148,7 +163,8 @@ def main() -> None:
                       dense_adapt_epochs=next((int(x[2:]) for x in parts if x[:2] == "ae" and x[2:].isdigit()), 5),
                       dense_adapt_lr=next((float(x[3:]) for x in parts if x[:3] == "alr"), 1e-4))  # fmt: skip
         t0 = time.perf_counter()
-        cached = args.head_cache / name if args.head_cache else None
+        head_name = "+".join(x for x in name.split("+") if not x.startswith("prof"))  # prof: localization only
+        cached = args.head_cache / head_name if args.head_cache else None
         if cached is not None and cached.exists():
             agents = load_diagnosis(cached)
         else:
@@ -161,7 +177,7 @@ def main() -> None:
             z, d, reg = agents.cell_maps(f)
             todo = [c for c in conds if c.present]
             localize_from_cells(f, d, z, todo, loc, box_wh=agents.a["box_wh"], reg=reg if "reg" in parts else None,
-                                axial_from_sagittal="maxz" not in parts)  # fmt: skip
+                                axial_from_sagittal="maxz" not in parts, side_profile=profile_tau(parts))  # fmt: skip
             labels = {k: int(v) for k, v in zip(CONDITION_KEYS, f.study.labels, strict=True)}
             rows.append(
                 {

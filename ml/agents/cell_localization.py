@@ -115,6 +115,7 @@ def localize_from_cells(
     margin: float = 1.0,
     side_margin_mm: float = 6.0,
     axial_from_sagittal: bool = True,
+    side_profile: float = 0.0,
 ) -> list[ConditionResult]:
     """Fill each result's key slices, boxes (sagittal first, then axial), level and side.
 
@@ -179,8 +180,43 @@ def localize_from_cells(
                 result.level = level_of(agents, PLANE_NAMES[plane], rel, pre / s.geometry.size, result.condition)
         if agents is not None and result.boxes and result.condition in rules:
             dx = side_offset_mm(series, result.boxes, mid_x)
+            if side_profile > 0 and sag and mid_x is not None:
+                dx = profile_offset_mm(feat, d, z, sag[0], j, placed[sag[0]], mid_x, side_profile)
             result.side = decide_side(rules[result.condition], dx, side_margin_mm)
     return results
+
+
+def profile_offset_mm(
+    feat: StudyFeatures, d: dict[str, Any], z: np.ndarray, v: int, j: int, pre: np.ndarray, mid_x: float, tau: float
+) -> float:
+    """The patient-x offset (mm) from the midline of where condition ``j`` is seen, read from
+    every sagittal slice at once: the softmax(z / ``tau``)-weighted mean of the slices' x, where z is
+    each slice's best logit under the sagittal box ``pre`` placed on view ``v`` (same tile).
+
+    Why: a lesion is seen on two or three neighbouring sagittal slices and the best-firing one of
+    them is a coin toss between neighbours (a central herniation was named left or right from
+    the slice beside the midline); the weighted mean of the slices sits between them."""
+    _, si, _ = d["views"][v]
+    s = feat.study.series[si]
+    g = z.shape[1]
+    x0, y0, cell, _ = _view_window(feat, d, v, g)
+    window = d["crops"][v] if d.get("crops") else None
+    c0, r0, c1, r1 = (int(np.clip(q, 0, g)) for q in (
+        np.floor((pre[0] - x0) / cell), np.floor((pre[1] - y0) / cell),
+        np.ceil((pre[2] - x0) / cell), np.ceil((pre[3] - y0) / cell)))  # fmt: skip
+    c1, r1 = max(c1, c0 + 1), max(r1, r0 + 1)
+    ox0, oy0, ox1, oy1 = s.geometry.to_original(pre)
+    xs, zs = [], []
+    for u, (plane, sj, k) in enumerate(d["views"]):
+        if plane != 0 or sj != si or (window is not None and tuple(d["crops"][u]) != tuple(window)):
+            continue
+        p = s.geometry.pixel_to_patient(int(k), (ox0 + ox1) / 2, (oy0 + oy1) / 2)
+        if p is None:
+            continue
+        xs.append(float(p[0]))
+        zs.append(float(z[u, r0:r1, c0:c1, j].max()))
+    w = np.exp((np.asarray(zs) - max(zs)) / tau)
+    return float((w * np.asarray(xs)).sum() / w.sum()) - mid_x
 
 
 def side_offset_mm(series: list[SeriesData], boxes: list[BoxResult], mid_x: float | None) -> float | None:

@@ -157,3 +157,72 @@ def regress(a: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     out[..., :2] = np.clip(out[..., :2], -OFFSET_CLIP, OFFSET_CLIP)
     out[..., 2:] = np.clip(out[..., 2:], *LOG_SIZE_CLIP)
     return out
+
+
+AXIAL_GUARD_MM = 10.0  # an axial view this close to a finding's centre says nothing about it
+
+
+def complete_negatives(feat: StudyFeatures, d: dict[str, Any], truth: dict | None, g: int) -> np.ndarray:
+    """[V, g, g, 17] bool: the cells known *not* to show a condition the study is positive for,
+    because the generator's findings of that condition are complete and every one has its box.
+
+    Sagittal views: every cell outside each finding's key-slice box projected onto every sagittal
+    slice (a lesion runs over neighbouring slices at the same place in the plane), dilated by a
+    cell. Axial views: every cell of a view whose plane is more than ``AXIAL_GUARD_MM`` from every
+    finding of the condition. Uncertain findings guard their cells like present ones; a condition
+    with a finding that has no box in this study gets no negatives.
+
+    Why: 83 % of studies have a disc herniation, so nearly every training study is positive and,
+    with negatives only from negative studies, the head never learns that *this* study's other
+    discs are not herniated: it fired on the most degenerated disc and named the wrong level."""
+    from ml.agents.localization import truth_slices
+
+    views = d["views"]
+    out = np.zeros((len(views), g, g, K), bool)
+    if not truth or not len(views):
+        return out
+    crops = d.get("crops")
+    guard = np.zeros_like(out)
+    centres: dict[int, list[np.ndarray | None]] = {}  # per condition its boxes' centres in patient mm
+    boxes = truth_slices(feat, truth)
+    placed = {(cond, str(item["level"]), str(item["side"])) for (_, _, cond), item in boxes.items()}
+    unplaced = {  # a finding without a box here: where it is, is unknown
+        CONDITION_KEYS.index(f["condition"])
+        for f in truth.get("findings", [])
+        if f["label"] != 0 and (f["condition"], str(f.get("level") or ""), str(f.get("side"))) not in placed
+    }
+    for (si, k, cond), item in boxes.items():
+        j = CONDITION_KEYS.index(cond)
+        s = feat.study.series[si]
+        if s.geometry is None:
+            unplaced.add(j)
+            continue
+        b = item["box"]
+        p = s.geometry.pixel_to_patient(k, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+        centres.setdefault(j, []).append(None if p is None else np.asarray(p, float))
+        if s.plane != "sagittal":
+            continue
+        box = np.asarray(s.geometry.to_preprocessed(b), float)
+        for u, (plane, _, _) in enumerate(views):
+            if plane != 0:
+                continue
+            x0, y0, side = crops[u] if crops else (0, 0, s.geometry.size)
+            c0, r0, c1, r1 = covered_cells((box - [x0, y0, x0, y0]) / side * g, g)
+            guard[u, max(r0 - 1, 0) : r1 + 1, max(c0 - 1, 0) : c1 + 1, j] = True
+    for u, (plane, si, k) in enumerate(views):
+        if plane != 1:
+            continue
+        geo = feat.study.series[si].geometry
+        known = geo is not None and geo.positions is not None and geo.orientations is not None
+        for j, pts in centres.items():
+            if not known or any(q is None for q in pts):
+                guard[u, :, :, j] = True  # no plane or no centre: the view may pass through the finding
+                continue
+            iop = np.asarray(geo.orientations[k], float)
+            normal, origin = np.cross(iop[:3], iop[3:]), np.asarray(geo.positions[k], float)
+            if min(abs(float((q - origin) @ normal)) for q in pts) < AXIAL_GUARD_MM:
+                guard[u, :, :, j] = True
+    for j in map(int, np.flatnonzero(feat.study.labels == 1)):
+        if j not in unplaced and j in centres:
+            out[..., j] = ~guard[..., j]
+    return out

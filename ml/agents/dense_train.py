@@ -30,6 +30,7 @@ from ml.agents.dense import (
 )
 from ml.agents.dense_boxes import (
     box_targets,
+    complete_negatives,
     covered_cells,
     fit_box_regressor,
     key_slice_negatives,
@@ -44,11 +45,17 @@ log = logging.getLogger(__name__)
 
 
 def cell_targets(
-    feat: StudyFeatures, d: dict[str, Any], truth: dict | None, stride: int = 32, key_negatives: bool = False
+    feat: StudyFeatures,
+    d: dict[str, Any],
+    truth: dict | None,
+    stride: int = 32,
+    key_negatives: bool = False,
+    complete: bool = False,
 ) -> np.ndarray:
     """[V * g * g, 17] cell targets from the generator's key-slice boxes: 1 under a present
     finding's box, 0 everywhere for a condition the study is negative for and, with
-    ``key_negatives``, on the rest of a present finding's key slice (``key_slice_negatives``);
+    ``key_negatives``, on the rest of a present finding's key slice (``key_slice_negatives``),
+    with ``complete``, away from every finding of a present condition (``complete_negatives``);
     -1 unknown."""
     v = len(d["views"])
     g = d["cells"].shape[1] * (32 // stride) if v else 0
@@ -57,6 +64,8 @@ def cell_targets(
     if key_negatives:
         for view, j in key_slice_negatives(feat, d, truth):
             t[view, :, :, j] = 0  # the boxes below set their cells back to 1
+    if complete:
+        t[complete_negatives(feat, d, truth, g)] = 0
     for view, j, b in truth_boxes_in_cells(feat, d, truth, g):
         c0, r0, c1, r1 = covered_cells(b, g)
         t[view, r0:r1, c0:c1, j] = 1
@@ -252,7 +261,7 @@ def train_dense(
     for f, tr in zip(feats, truths, strict=True):
         d = dense_cells(f, cfg, trunk)
         xt.append(torch.from_numpy((cell_design(d, cfg.dense_stride) - mean) / std))  # [C_i, F]
-        t = cell_targets(f, d, tr, cfg.dense_stride, cfg.dense_key_negatives)
+        t = cell_targets(f, d, tr, cfg.dense_stride, cfg.dense_key_negatives, cfg.dense_complete_negatives)
         tt.append(torch.from_numpy(t.astype(np.float32)))  # [C_i, 17]
     yt = torch.from_numpy(y.astype(np.float32))
     joint, adapt_s = None, 0.0

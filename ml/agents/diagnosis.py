@@ -84,6 +84,8 @@ class DiagnosisConfig:
     # plus the mean over its negative cells; ``dense_train._balanced_cell_loss``)
     dense_cell_loss: str = "study"
     dense_key_negatives: bool = False  # rest of a key slice as negatives (measured worse: docs/agents.md)
+    # cells away from every finding of a present condition as its negatives (``complete_negatives``)
+    dense_complete_negatives: bool = False
     dense_box_alpha: float = 100.0  # ridge L2 of the box regressor (``ml/agents/dense_boxes.py``)
     dense_folds: int = 0  # >=2: k patient folds, one head each, served as their mean, calibrated out-of-fold
     dense_average_from: int = 0  # >0: the head's weights averaged over the epochs from this one on (SWA)

@@ -196,3 +196,28 @@ def test_the_sagittal_box_is_voted_by_the_cells_at_the_best_cells_level():
     box = _place(feat, d, z, None, None, 0, j, 1.0, keep)  # the cells' outline (no typical size)
     assert list(box) == [4.0, 4.0, 8.0, 8.0]  # one cell, not the column down to the next level
     assert list(_place(feat, d, z, None, None, 0, j, 1.0)) == [4.0, 4.0, 8.0, 16.0]
+
+
+def test_the_side_is_read_from_every_sagittal_slice_at_the_box():
+    """A central lesion seen on three slices whose best one happens to lie beside the midline is
+    central by the slice profile; a paracentral one stays on its side."""
+    from ml.agents.cell_localization import profile_offset_mm
+
+    series = _study()
+    feat = SimpleNamespace(study=SimpleNamespace(series=series))
+    d = {"views": [(0, 0, k) for k in range(5)], "crops": [(0, 0, 100)] * 5}
+    j = CONDITION_KEYS.index("disc_herniation")
+    z = np.full((5, 4, 4, len(CONDITION_KEYS)), -9.0)  # [V, G, G, 17], cells of 25 px
+    pre = np.array([30.0, 30.0, 45.0, 45.0])  # the sagittal box on the cell (row 1, column 1)
+    z[1:4, 1, 1, j] = [3.0, 2.95, 2.9]  # x -4.4, 0, +4.4: the best slice is right of the midline
+    z[2, 3, 3, j] = 9.0  # a stronger cell elsewhere on a slice does not count: only the box's cells
+    dx = profile_offset_mm(feat, d, z, 1, j, pre, 0.0, 0.5)  # type: ignore[arg-type]
+    assert abs(dx) < 1.0
+    best = max(range(5), key=lambda k: z[k, 1, 1, j])
+    assert series[0].geometry.positions[best][0] == pytest.approx(-4.4)  # the best slice alone: "right"
+    z[1:5, 1, 1, j] = [-9.0, 2.0, 3.0, 2.0]  # paracentral, seen best 4.4 mm left
+    assert profile_offset_mm(feat, d, z, 3, j, pre, 0.0, 0.5) == pytest.approx(4.4, abs=0.1)  # type: ignore[arg-type]
+    # another tile of the same slices (another window) is not mixed in
+    d2 = {"views": d["views"] + [(0, 0, 0)], "crops": d["crops"] + [(0, 50, 50)]}
+    z2 = np.concatenate([z, np.full((1, 4, 4, len(CONDITION_KEYS)), 20.0)])
+    assert profile_offset_mm(feat, d2, z2, 3, j, pre, 0.0, 0.5) == pytest.approx(4.4, abs=0.1)  # type: ignore[arg-type]

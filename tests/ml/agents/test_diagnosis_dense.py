@@ -249,3 +249,53 @@ def test_fold_heads_learn_and_give_honest_out_of_fold_logits():
     oof_calls = agents.results(agents.out_of_fold)
     assert len(oof_calls) == 160
     assert [c.condition for c in oof_calls[0]] == list(CONDITION_KEYS)
+
+
+def test_complete_negatives_leave_every_finding_its_place():
+    """With complete negatives a present condition's cells are negatives away from its findings:
+    never at a finding's place on any sagittal slice (nor the ring of cells around it), never on
+    an axial view through it; a condition with a finding that has no box gets none."""
+    from ml.agents.dense_boxes import complete_negatives
+    from ml.data.preprocess import SeriesGeometry
+    from ml.data.types import SeriesData
+
+    # sagittal: x = -4.4, 0, 4.4; columns run posterior (+y), rows down (-z); axial: z = 10 and -40
+    sag = SeriesGeometry(rows=64, columns=64, size=64, positions=[[x, 0.0, 50.0] for x in (-4.4, 0.0, 4.4)],
+                         orientations=[[0.0, 1, 0, 0, 0, -1]] * 3, spacing=[1.0, 1.0])  # fmt: skip
+    ax = SeriesGeometry(rows=64, columns=64, size=64, positions=[[-32.0, -32.0, 10.0], [-32.0, -32.0, -40.0]],
+                        orientations=[[1.0, 0, 0, 0, 1, 0]] * 2, spacing=[1.0, 1.0])  # fmt: skip
+    px = np.zeros((3, 64, 64), np.float32)
+    s = SeriesData("1.1", "T2", px, plane="sagittal", sop_uids=["s0", "s1", "s2"], geometry=sag)
+    a = SeriesData("1.2", "T2", px[:2], plane="axial", sop_uids=["a0", "a1"], geometry=ax)
+    herniation, cyst = CONDITION_KEYS.index("disc_herniation"), CONDITION_KEYS.index("synovial_cyst")
+    labels = np.zeros(len(CONDITION_KEYS), np.int64)
+    labels[[herniation, cyst]] = 1
+    f = StudyFeatures(StudyData("1.0", "P", [s, a], labels=labels), None)  # type: ignore[arg-type]
+    truth = {
+        "series": [{"key": "sag_t2", "series_uid": "1.1"}, {"key": "ax_t2", "series_uid": "1.2"}],
+        "findings": [
+            {"condition": "disc_herniation", "label": 1, "level": "L4-5", "side": "left",  # centre z = 50 - 40
+             "key_slices": {"sag_t2": [{"box": [32, 36, 40, 44], "sop_instance_uid": "s2"}]}},
+            {"condition": "synovial_cyst", "label": 1, "level": "L4-5", "side": "left", "key_slices": {}},
+        ],
+    }  # fmt: skip
+    g = 8  # cells of 8 px
+    d = {
+        "views": [(0, 0, 0), (0, 0, 1), (0, 0, 2), (1, 1, 0), (1, 1, 1)],
+        "crops": [(0, 0, 64)] * 5,
+        "cells": np.zeros((5, g // 2, g // 2, 1), np.float16),
+    }  # stride-32 cells: g / 2 at stride 16
+    neg = complete_negatives(f, d, truth, g)  # [V, g, g, 17]
+    t = cell_targets(f, d, truth, stride=16, complete=True).reshape(5, g, g, -1)
+    h = neg[..., herniation]
+    assert (t[2, 4:6, 4, herniation] == 1).all()  # the box's cells stay positive
+    for v in range(3):  # every sagittal slice: the box's place and a ring of one cell are not negatives
+        assert not h[v, 3:7, 3:6].any()
+        assert h[v, 0, 0]
+        assert h[v, 7, 7]
+        assert h[v, 4, 7]
+    assert not h[3].any()  # the axial slice through the finding (z = 10)
+    assert h[4].all()  # the axial slice 50 mm below it
+    assert not neg[..., cyst].any()  # its finding has no box: where it is, is unknown
+    assert (t[..., cyst] == -1).all()
+    assert (t[..., 0] == 0).all()  # a negative condition: every cell, as before
