@@ -124,6 +124,7 @@ def main() -> None:
     ap.add_argument("--variants", default="s32,s32+reg,s16+reg,s16+reg+maxz")
     ap.add_argument("--boot", type=int, default=200)
     ap.add_argument("--head-cache", type=Path, default=None, help="keep/load each variant's trained head here")
+    ap.add_argument("--sag-slices", type=int, default=7, help="central sagittal slices the head sees")
     ap.add_argument("--conditions", default="", help="comma-separated conditions whose AUROC is printed per variant")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -136,7 +137,7 @@ def main() -> None:
     from ml.agents.heldout import score
     from ml.conditions import CONDITION_KEYS
 
-    base = variant_cfg("crop+disc", 256)
+    base = replace(variant_cfg("crop+disc", 256), dense_sag_slices=args.sag_slices)
 
     def sets(paths: list[Path]) -> tuple[list, list]:
         feats, truths = [], []

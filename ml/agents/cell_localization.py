@@ -319,6 +319,7 @@ def localize_with(diagnosis: Any, localization: Any, feat: StudyFeatures, result
         z, d, reg = diagnosis.cell_maps(feat)
         c = localization.cfg
         localize_from_cells(feat, d, z, results, localization, box_wh=diagnosis.a.get("box_wh"), reg=reg,
-                            top_k=c.top_k_slices, max_boxes=c.max_boxes, side_margin_mm=c.side_margin_mm)  # fmt: skip
+                            top_k=c.top_k_slices, max_boxes=c.max_boxes, side_margin_mm=c.side_margin_mm,
+                            side_profile=c.side_profile)  # fmt: skip
     else:
         localization.localize(feat, results)

@@ -60,6 +60,9 @@ class LocalizationConfig:
     top_k_slices: int = 3  # key slices reported per condition (across series), best first
     max_boxes: int = 2  # boxes per condition: best slice of each plane, up to this many
     side_margin_mm: float = 6.0  # |x - FOV centre| below this is "central"
+    # the cells path reads the side from every sagittal slice's logit at the box, softmax
+    # temperature ``side_profile`` (``cell_localization.profile_offset_mm``; 0: the best slice)
+    side_profile: float = 0.5
     min_slices: int = 3  # fewer positive training slices: the condition gets no head
     max_neg_ratio: int = 20  # key-slice head: negatives subsampled to this many per positive slice
     seed: int = 0
