@@ -218,6 +218,25 @@ def _prefetch_opened_study(request: HttpRequest) -> None:
     prefetch_study(uids[0].split(",")[0], request.get_host())
 
 
+# OHIF's built-in modes and default extensions that stay registered. OHIF 3.13.2 imports every
+# mode its build lists (and the default extensions) before any route renders: the others (TMTV,
+# segmentation, microscopy, pre-clinical 4D, ultrasound B-lines) and their chunks are fetched,
+# parsed and set up before our mode's first image, for studies this viewer never shows. Our mode
+# builds on longitudinal; basic shares its chunk.
+OHIF_MODES_KEPT = frozenset({"@ohif/mode-longitudinal", "@ohif/mode-basic"})
+OHIF_EXTENSIONS_KEPT = frozenset({"@ohif/extension-default", "@ohif/extension-cornerstone"})
+# OHIF's documented function form of the config: appInit calls it once, after its bundle has put
+# the build's lists of modes and extensions on window (the same arrays it then imports), so the
+# lists can be trimmed there; every property stays readable on window.config as before.
+_TRIM_BUILT_INS = """window.config = Object.assign(function spinereviewConfig() {
+ const keep = (list, kept) => Array.isArray(list) && list.splice(0, list.length, ...list.filter(id => kept.includes(id)))
+ keep(window.modes, %s)
+ keep(window.extensions, %s)
+ return spinereviewConfig.settings
+}, window.config, { settings: window.config })
+"""
+
+
 def app_config_js(request: HttpRequest) -> HttpResponse:
     """OHIF's ``window.config``, rendered per request (the origin is the request's own)."""
     _prefetch_opened_study(request)
@@ -274,6 +293,7 @@ def app_config_js(request: HttpRequest) -> HttpResponse:
     body = (
         "// Rendered by SpineReview (reviewer/viewer.py); do not edit by hand.\n"
         f"window.config = {json.dumps(config, indent=1)};\n"
+        f"{_TRIM_BUILT_INS % (json.dumps(sorted(OHIF_MODES_KEPT)), json.dumps(sorted(OHIF_EXTENSIONS_KEPT)))}"
     )
     response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
     response["Cache-Control"] = "no-store"
