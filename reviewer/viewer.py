@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import logging
 import mimetypes
 import os
@@ -62,6 +61,7 @@ from reviewer.models import Study
 from reviewer.roles import has_role
 from reviewer.services import access
 from reviewer.services.access import HANDOFF_MAX_AGE_S, HANDOFF_SALT  # noqa: F401  (re-exported)
+from reviewer.viewer_config import config_script
 
 logger = logging.getLogger(__name__)
 HANDOFF_CONFIRM_S = 300  # how long the "switch user?" question stays answerable
@@ -218,27 +218,9 @@ def _prefetch_opened_study(request: HttpRequest) -> None:
     prefetch_study(uids[0].split(",")[0], request.get_host())
 
 
-# OHIF's built-in modes and default extensions that stay registered. OHIF 3.13.2 imports every
-# mode its build lists (and the default extensions) before any route renders: the others (TMTV,
-# segmentation, microscopy, pre-clinical 4D, ultrasound B-lines) and their chunks are fetched,
-# parsed and set up before our mode's first image, for studies this viewer never shows. Our mode
-# builds on longitudinal; basic shares its chunk.
-OHIF_MODES_KEPT = frozenset({"@ohif/mode-longitudinal", "@ohif/mode-basic"})
-OHIF_EXTENSIONS_KEPT = frozenset({"@ohif/extension-default", "@ohif/extension-cornerstone"})
-# OHIF's documented function form of the config: appInit calls it once, after its bundle has put
-# the build's lists of modes and extensions on window (the same arrays it then imports), so the
-# lists can be trimmed there; every property stays readable on window.config as before.
-_TRIM_BUILT_INS = """window.config = Object.assign(function spinereviewConfig() {
- const keep = (list, kept) => Array.isArray(list) && list.splice(0, list.length, ...list.filter(id => kept.includes(id)))
- keep(window.modes, %s)
- keep(window.extensions, %s)
- return spinereviewConfig.settings
-}, window.config, { settings: window.config })
-"""
-
-
 def app_config_js(request: HttpRequest) -> HttpResponse:
-    """OHIF's ``window.config``, rendered per request (the origin is the request's own)."""
+    """OHIF's ``window.config``, rendered per request (the origin is the request's own); OHIF's
+    built-in modes trimmed to those our mode uses (``viewer_config``)."""
     _prefetch_opened_study(request)
     origin = f"{request.scheme}://{request.get_host()}"
     extension_url, mode_url = _extension_urls(origin)
@@ -290,12 +272,7 @@ def app_config_js(request: HttpRequest) -> HttpResponse:
             "pollSeconds": settings.VIEWER_POLL_S,
         },
     }
-    body = (
-        "// Rendered by SpineReview (reviewer/viewer.py); do not edit by hand.\n"
-        f"window.config = {json.dumps(config, indent=1)};\n"
-        f"{_TRIM_BUILT_INS % (json.dumps(sorted(OHIF_MODES_KEPT)), json.dumps(sorted(OHIF_EXTENSIONS_KEPT)))}"
-    )
-    response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
+    response = HttpResponse(config_script(config), content_type="text/javascript; charset=utf-8")
     response["Cache-Control"] = "no-store"
     return response
 

@@ -5,7 +5,10 @@ and the endpoints the panels call (role matrix; reader box SR against the real O
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import re
+import subprocess
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,6 +17,7 @@ from django.core import signing
 from django.test import Client
 
 from reviewer import viewer
+from tests.browser import support
 from tests.factories import DraftFactory, FindingFactory, StudyFactory, UserFactory
 
 VIEWER = "viewer.localhost:8000"
@@ -165,6 +169,33 @@ def test_app_config_points_ohif_at_this_origins_dicomweb_proxy_and_our_extension
     assert f'"http://{VIEWER}/spinereview/mode.js"' in body  # not built here: no stamp
     assert '"ohif.tours": {' in body
     assert _on(APP).get("/app-config.js").status_code == 404  # the app origin is not the viewer
+
+
+OHIF_BUILD_LISTS = """
+window.modes = ['@ohif/mode-longitudinal', '@ohif/mode-basic', '@ohif/mode-segmentation', '@ohif/mode-tmtv',
+  '@ohif/mode-microscopy', '@ohif/mode-preclinical-4d', '@ohif/mode-ultrasound-pleura-bline'];
+window.extensions = ['@ohif/extension-default', '@ohif/extension-cornerstone',
+  '@ohif/extension-ultrasound-pleura-bline'];
+const [modes, extensions] = [window.modes, window.extensions];
+const settings = window.config();  // as OHIF's appInit calls it, once its bundle has set the lists
+console.log(JSON.stringify({ settings, modes, extensions, same: modes === window.modes,
+  extensionsOnWindow: window.config.extensions, kind: typeof window.config }));
+"""
+
+
+def test_app_config_trims_ohifs_built_in_modes_to_those_our_mode_uses(viewer_settings, tmp_path):  # type: ignore[no-untyped-def]
+    body = _on(VIEWER).get("/app-config.js").content.decode()
+    config = json.loads(re.search(r"window\.config = (\{.*\});", body, re.S).group(1))  # type: ignore[union-attr]
+    script = tmp_path / "config.cjs"
+    script.write_text("globalThis.window = globalThis;\n" + body + OHIF_BUILD_LISTS)
+    proc = subprocess.run([support.node(), str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["settings"] == config  # OHIF gets the same settings as before
+    assert out["extensionsOnWindow"] == config["extensions"]  # still readable on window.config (our mode reads it)
+    assert out["modes"] == ["@ohif/mode-longitudinal", "@ohif/mode-basic"]
+    assert out["same"]  # trimmed in place: the very array OHIF imports next
+    assert out["extensions"] == ["@ohif/extension-default", "@ohif/extension-cornerstone"]
 
 
 def test_the_app_api_and_dicomweb_proxy_answer_on_the_viewer_origin_too(viewer_settings):  # type: ignore[no-untyped-def]
