@@ -2,7 +2,10 @@
 our spine mode in headless Chromium, against the real app (runserver) and the real Orthanc.
 
     python -m scripts.services run -- python benchmarks/viewer_first_image.py [--runs 3] [--waterfall]
-        [--baseline DIR]
+        [--baseline DIR] [--demo-matrices]
+
+``--demo-matrices`` opens a study with the realistic matrices of the demo's studies (what
+``scripts/demo`` imports) instead of the fast 128x128 one.
 
 Each run uses a fresh browser context (cold HTTP cache, so OHIF's bundles are fetched again) and
 reports, in ms from navigation start: the first viewport canvas showing image pixels, all four
@@ -109,7 +112,7 @@ async function measure(page, url) {
 """
 
 
-def prepare(out: Path) -> tuple[str, str]:
+def prepare(out: Path, fast: bool = True) -> tuple[str, str]:
     """Migrate, make a reader, store a generated 4-series study with a draft; (study_uid, user)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings.test")
     import django
@@ -125,7 +128,7 @@ def prepare(out: Path) -> tuple[str, str]:
 
     if not get_user_model().objects.filter(username="bench-reader").exists():
         UserFactory(role="radiologist", username="bench-reader")
-    study_dir = support.synth_study(out, seed=21)
+    study_dir = support.synth_study(out, seed=21, fast=fast)
     study = support.import_study(study_dir)
     if not study.drafts.exists():
         support.draft_from_truth(study, study_dir)
@@ -183,6 +186,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--waterfall", action="store_true", help="also print every request of the first run")
     parser.add_argument("--baseline", type=Path, help="another checkout of the app, measured in turn with this one")
+    parser.add_argument("--demo-matrices", action="store_true", help="the demo's realistic matrices, not 128x128")
     args = parser.parse_args()
     if "SPINEREVIEW_ORTHANC_URL" not in os.environ:
         parser.error("run under: python -m scripts.services run -- python benchmarks/viewer_first_image.py")
@@ -192,7 +196,7 @@ def main() -> int:
     trees = {"this checkout": ROOT} | ({f"baseline ({args.baseline})": args.baseline} if args.baseline else {})
     results: dict[str, list[dict]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory(prefix="viewer-bench-") as tmp:
-        study_uid, username = prepare(Path(tmp) / "synth")
+        study_uid, username = prepare(Path(tmp) / "synth", fast=not args.demo_matrices)
         ports = {name: (args.port if i == 0 and args.port else free_port()) for i, name in enumerate(trees)}
         servers = [runserver(tree, ports[name], Path(tmp) / f"runserver-{i}.log")
                    for i, (name, tree) in enumerate(trees.items())]  # fmt: skip
@@ -218,7 +222,8 @@ def main() -> int:
                 server.terminate()
                 server.wait(timeout=20)
 
-    print(f"viewer first image, 4-series study (128x128, 9-10 slices each), {args.runs} runs, "
+    matrices = "the demo's realistic matrices" if args.demo_matrices else "128x128, 9-10 slices each"
+    print(f"viewer first image, 4-series study ({matrices}), {args.runs} runs, "
           f"headless Chromium, Django runserver, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     for name, runs in results.items():
         if len(results) > 1:

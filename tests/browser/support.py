@@ -23,11 +23,13 @@ SERIES_FOR_REVIEW = ("sag_t2", "sag_t1", "sag_stir", "ax_t2")  # the 4 series of
 SIMILAR_REPORT = "IMPRESSION:\n1. Mild degenerative disc disease at L4-5 (similar-case fixture)."
 
 
-def synth_study(out: Path, *, seed: int = 11) -> Path:
-    """One fast generated lumbar study (128x128); returns its folder (with ground_truth.json)."""
+def synth_study(out: Path, *, seed: int = 11, fast: bool = True) -> Path:
+    """One generated lumbar study, fast (128x128) or with the realistic matrices the demo's
+    studies have (``fast=False``); returns its folder (with ground_truth.json)."""
     if not (out / "manifest.jsonl").exists():
         subprocess.run(
-            [sys.executable, "-m", "ml", "synth", "--studies", "1", "--seed", str(seed), "--out", str(out), "--fast"],
+            [sys.executable, "-m", "ml", "synth", "--studies", "1", "--seed", str(seed), "--out", str(out),
+             *(["--fast"] if fast else [])],
             cwd=ROOT, check=True, capture_output=True,
         )  # fmt: skip
     return next((out / "studies").iterdir())
