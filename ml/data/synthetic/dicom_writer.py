@@ -26,12 +26,21 @@ IMPLEMENTATION_UID = PYDICOM_IMPLEMENTATION_UID
 IMPLEMENTATION_VERSION = "SPINEREVIEW_SY1"
 
 
+# The generator's output version. Bump it whenever what a seed produces changes (pixels, headers,
+# ground truth): every UID is derived from it, so a changed study never reuses an old study's
+# UIDs. Why: a SOP Instance UID names its content; the slice cache (``ml/data/cache.py``) and
+# Orthanc both take an instance with a known UID as the one they already hold, and would serve
+# the old pixels of a set regenerated after a generator fix.
+GENERATOR_VERSION = "2"
+
+
 def uid(*parts: object) -> str:
-    """Deterministic UID (pydicom root + SHA-512 of the description of the object).
+    """Deterministic UID (pydicom root + SHA-512 of the description of the object and the
+    generator's version).
 
     ``prefix=None`` would give random 2.25 UUID UIDs and ignore the entropy sources.
     """
-    return generate_uid(entropy_srcs=["spinereview-synth", *map(str, parts)])
+    return generate_uid(entropy_srcs=["spinereview-synth", GENERATOR_VERSION, *map(str, parts)])
 
 
 @dataclass(frozen=True)

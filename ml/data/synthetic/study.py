@@ -24,7 +24,7 @@ import numpy as np
 
 from ml.data.manifest import SeriesEntry, StudyEntry
 from ml.data.synthetic.anatomy import Spine, build_labels, sample_spine
-from ml.data.synthetic.dicom_writer import StudyInfo, uid, write_series
+from ml.data.synthetic.dicom_writer import GENERATOR_VERSION, StudyInfo, uid, write_series
 from ml.data.synthetic.findings import Finding, Patient, sample_patient
 from ml.data.synthetic.ground_truth import key_slices
 from ml.data.synthetic.lesions import PlacementError, paint_findings
@@ -36,7 +36,6 @@ from ml.data.synthetic.study_labels import labels_from_findings, rsna_grades
 from ml.data.synthetic.tissues import T, relax_table
 from ml.data.synthetic.vendors import vendor
 
-GENERATOR_VERSION = "1.0"
 MAX_ATTEMPTS = 8  # re-draws of a patient whose findings cannot be placed (a handful in 10^3 studies)
 
 
