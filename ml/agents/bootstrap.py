@@ -76,7 +76,14 @@ class BootstrapParams:
     report_crossfit_folds: int = 5  # the report agent's tokens come from diagnosis agents of other folds
 
     def key(self) -> str:
-        blob = json.dumps({"code": CODE_VERSION, "bootstrap": BOOTSTRAP_VERSION, **asdict(self)}, sort_keys=True)
+        """The cached pipeline's key: the code, the recipe and the generator's version (a generator
+        change gives other training studies, so a pipeline trained on the old ones is not reused)."""
+        from ml.data.synthetic.dicom_writer import GENERATOR_VERSION
+
+        blob = json.dumps(
+            {"code": CODE_VERSION, "bootstrap": BOOTSTRAP_VERSION, "generator": GENERATOR_VERSION, **asdict(self)},
+            sort_keys=True,
+        )
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 

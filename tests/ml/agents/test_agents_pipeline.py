@@ -159,3 +159,17 @@ def test_a_dense_diagnosis_head_gets_pixels_at_its_own_size(tiny_pipeline_dir, a
     assert not result.errors, result.errors
     assert len(result.conditions) == 17
     assert len({round(c.probability, 6) for c in result.conditions}) > 1  # the head ran, not the prior
+
+
+def test_a_cached_pipeline_is_not_reused_across_generator_versions(monkeypatch):
+    """The demo and tiny pipelines are cached by key; a generator change makes other training
+    studies, so it must make another key (and the same code and version the same key)."""
+    from ml.agents.bootstrap import DEMO, TINY
+    from ml.data.synthetic import dicom_writer
+
+    before = (TINY.key(), DEMO.key())
+    assert TINY.key() == before[0]
+    assert before[0] != before[1]
+    monkeypatch.setattr(dicom_writer, "GENERATOR_VERSION", dicom_writer.GENERATOR_VERSION + "-next")
+    assert TINY.key() != before[0]
+    assert DEMO.key() != before[1]
