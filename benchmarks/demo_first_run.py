@@ -13,6 +13,7 @@ idle machine: on 2 shared cores the figure is the load as much as the work.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -35,6 +36,18 @@ def drafts_done(db: Path) -> int:
             return int(con.execute("select count(*) from reviewer_draftjob where state = 'done'").fetchone()[0])
     except sqlite3.Error:
         return 0
+
+
+def left_running(work: Path) -> list[int]:
+    """Processes whose command line names ``work`` (the demo's Orthanc reads its config there)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if str(work).encode() in (d / "cmdline").read_bytes():
+                out.append(int(d.name))
+    return out
 
 
 def main() -> int:
@@ -67,11 +80,18 @@ def main() -> int:
             return 1
         total = time.perf_counter() - t0
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a user stops it: the demo stops its Orthanc
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
+            print("scripts/demo did not stop within 120 s of Ctrl-C; killed")
             os.killpg(proc.pid, signal.SIGKILL)
+        leftover = left_running(work)
+        if leftover:  # the demo's services run in their own sessions: a killed demo leaves them
+            print(f"scripts/demo left {len(leftover)} process(es) of its folder running; stopped: {leftover}")
+            for pid in leftover:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
     pipes = sorted((work / "cache" / "pipelines").glob("demo-*/bootstrap.json"))
     steps = json.loads(pipes[0].read_text())["seconds"] if pipes else {}
     agents = json.loads((pipes[0].parent / "train_times.json").read_text()) if pipes else {}
