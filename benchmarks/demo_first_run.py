@@ -80,11 +80,14 @@ def main() -> int:
             return 1
         total = time.perf_counter() - t0
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a user stops it: the demo stops its Orthanc
+        # SIGTERM, which the demo handles as Ctrl-C (it stops its Orthanc). Not SIGINT: a process
+        # started in the background by a shell has SIGINT ignored, and so has everything it starts
+        # (this benchmark run with `&` left the demo and its Orthanc running after a SIGINT)
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
-            print("scripts/demo did not stop within 120 s of Ctrl-C; killed")
+            print("scripts/demo did not stop within 120 s of SIGTERM; killed")
             os.killpg(proc.pid, signal.SIGKILL)
         leftover = left_running(work)
         if leftover:  # the demo's services run in their own sessions: a killed demo leaves them
