@@ -78,10 +78,11 @@ class BootstrapParams:
     def key(self) -> str:
         """The cached pipeline's key: the code, the recipe and the generator's version (a generator
         change gives other training studies, so a pipeline trained on the old ones is not reused)."""
-        from ml.data.synthetic.dicom_writer import GENERATOR_VERSION
+        from ml.data.synthetic import dicom_writer  # read at call time: the version in force now
 
         blob = json.dumps(
-            {"code": CODE_VERSION, "bootstrap": BOOTSTRAP_VERSION, "generator": GENERATOR_VERSION, **asdict(self)},
+            {"code": CODE_VERSION, "bootstrap": BOOTSTRAP_VERSION, "generator": dicom_writer.GENERATOR_VERSION}
+            | asdict(self),
             sort_keys=True,
         )
         return hashlib.sha1(blob.encode()).hexdigest()[:12]

@@ -181,14 +181,15 @@ def localize_from_cells(
         if agents is not None and result.boxes and result.condition in rules:
             dx = side_offset_mm(series, result.boxes, mid_x)
             if side_profile > 0 and sag and mid_x is not None:
-                dx = profile_offset_mm(feat, d, z, sag[0], j, placed[sag[0]], mid_x, side_profile)
+                profile = profile_offset_mm(feat, d, z, sag[0], j, placed[sag[0]], mid_x, side_profile)
+                dx = dx if profile is None else profile
             result.side = decide_side(rules[result.condition], dx, side_margin_mm)
     return results
 
 
 def profile_offset_mm(
     feat: StudyFeatures, d: dict[str, Any], z: np.ndarray, v: int, j: int, pre: np.ndarray, mid_x: float, tau: float
-) -> float:
+) -> float | None:
     """The patient-x offset (mm) from the midline of where condition ``j`` is seen, read from
     every sagittal slice at once: the softmax(z / ``tau``)-weighted mean of the slices' x, where z is
     each slice's best logit under the sagittal box ``pre`` placed on view ``v`` (same tile).
@@ -201,10 +202,11 @@ def profile_offset_mm(
     g = z.shape[1]
     x0, y0, cell, _ = _view_window(feat, d, v, g)
     window = d["crops"][v] if d.get("crops") else None
-    c0, r0, c1, r1 = (int(np.clip(q, 0, g)) for q in (
-        np.floor((pre[0] - x0) / cell), np.floor((pre[1] - y0) / cell),
-        np.ceil((pre[2] - x0) / cell), np.ceil((pre[3] - y0) / cell)))  # fmt: skip
-    c1, r1 = max(c1, c0 + 1), max(r1, r0 + 1)
+    # the cells under the box (as ``dense_boxes.covered_cells``, which this module cannot import:
+    # dense_boxes reads the truth through ``localization``, which imports this module)
+    bx0, by0, bx1, by1 = np.clip((np.asarray(pre, float) - [x0, y0, x0, y0]) / cell, 0, g)
+    c0, r0 = int(bx0), int(by0)
+    c1, r1 = min(max(int(np.ceil(bx1)), c0 + 1), g), min(max(int(np.ceil(by1)), r0 + 1), g)
     ox0, oy0, ox1, oy1 = s.geometry.to_original(pre)
     xs, zs = [], []
     for u, (plane, sj, k) in enumerate(d["views"]):
@@ -215,6 +217,8 @@ def profile_offset_mm(
             continue
         xs.append(float(p[0]))
         zs.append(float(z[u, r0:r1, c0:c1, j].max()))
+    if not zs:
+        return None  # no slice with geometry: the caller keeps the best slice's offset
     w = np.exp((np.asarray(zs) - max(zs)) / tau)
     return float((w * np.asarray(xs)).sum() / w.sum()) - mid_x
 
