@@ -28,7 +28,9 @@ the frozen cells; ``aeN`` N joint epochs (default 5), ``alrX`` the trunk's learn
 (default 1e-4); ``cneg`` complete negatives (``dense_complete_negatives``: the cells away
 from every finding of a present condition); ``prof`` / ``profX`` the side from every sagittal
 slice's logit at the box (softmax temperature 0.5 / X; localization only, the head is shared
-with the variant without it); ``ctx`` the head's vertical context (``dense_context``: each cell also
+with the variant without it); ``lvoteX`` the level from every sagittal cell at once (the soft
+maximum, temperature X, of each level's cells: ``voted_level``; an experiment, localization
+only); ``ctx`` the head's vertical context (``dense_context``: each cell also
 reads the hidden features of the cells above and below it). The frozen and the adapted head see
 the same training and test studies; the adapted cells come from the cached block-13 cells, so no
 view is re-encoded::
@@ -107,6 +109,37 @@ def profile_tau(parts: set[str]) -> float:
     return 0.0
 
 
+def vote_tau(parts: set[str]) -> float:
+    """``lvoteX`` -> X (the level from every sagittal cell at once, ``voted_level``), else 0."""
+    return next((float(x[5:]) for x in parts if x.startswith("lvote")), 0.0)
+
+
+def voted_level(feat, d: dict, z: np.ndarray, j: int, condition: str, loc, tau: float) -> str:
+    """The level whose sagittal cells hold the most evidence for condition ``j``: per level the
+    level head reads, the soft maximum tau * logsumexp(z / tau) over all its cells on every
+    sagittal view, instead of the level of the single best cell (an experiment, not served)."""
+    from ml.agents.cell_localization import PLANE_NAMES, _view_window
+    from ml.agents.levels import level_cells
+
+    g = z.shape[1]
+    per_level: dict[int, list[np.ndarray]] = {}
+    for v, (plane, si, k) in enumerate(d["views"]):
+        if plane != 0:
+            continue
+        x0, y0, cell, square = _view_window(feat, d, v, g)
+        cols, rows = np.meshgrid(x0 + (np.arange(g) + 0.5) * cell, y0 + (np.arange(g) + 0.5) * cell)
+        rel = k / max(1, len(feat.study.series[si].sop_uids) - 1)
+        lv = level_cells(loc, PLANE_NAMES[plane], rel, np.stack([cols.ravel(), rows.ravel()], 1) / square, condition)
+        zz = z[v, :, :, j].ravel()
+        for level in np.unique(lv):
+            per_level.setdefault(int(level), []).append(zz[lv == level])
+    score = {}
+    for level, parts in per_level.items():
+        x = np.concatenate(parts)
+        score[level] = x.max() + tau * np.log(np.exp((x - x.max()) / tau).sum())
+    return str(loc.levels[max(score, key=score.__getitem__)])
+
+
 def adapt_blocks(parts: set[str]) -> int:
     """``adapt`` -> 4 (blocks 14-17), ``adaptN`` -> N, else 0 (the frozen trunk)."""
     for x in parts:
@@ -164,7 +197,7 @@ def main() -> None:
                       dense_adapt_epochs=next((int(x[2:]) for x in parts if x[:2] == "ae" and x[2:].isdigit()), 5),
                       dense_adapt_lr=next((float(x[3:]) for x in parts if x[:3] == "alr"), 1e-4))  # fmt: skip
         t0 = time.perf_counter()
-        head_name = "+".join(x for x in name.split("+") if not x.startswith("prof"))  # prof: localization only
+        head_name = "+".join(x for x in name.split("+") if not x.startswith(("prof", "lvote")))  # localization only
         cached = args.head_cache / head_name if args.head_cache else None
         if cached is not None and cached.exists():
             agents = load_diagnosis(cached)
@@ -179,6 +212,11 @@ def main() -> None:
             todo = [c for c in conds if c.present]
             localize_from_cells(f, d, z, todo, loc, box_wh=agents.a["box_wh"], reg=reg if "reg" in parts else None,
                                 axial_from_sagittal="maxz" not in parts, side_profile=profile_tau(parts))  # fmt: skip
+            if vote_tau(parts):
+                for c in todo:
+                    if c.level:
+                        c.level = voted_level(f, d, z, CONDITION_KEYS.index(c.condition), c.condition, loc,
+                                              vote_tau(parts))  # fmt: skip
             labels = {k: int(v) for k, v in zip(CONDITION_KEYS, f.study.labels, strict=True)}
             rows.append(
                 {
