@@ -75,7 +75,7 @@ def main() -> int:
                         p = g.pixel_to_patient(k2, (bn[0] + bn[2]) / 2 * g.columns, (bn[1] + bn[3]) / 2 * g.rows)
                         if p is not None:
                             dists.append(float(np.linalg.norm((np.asarray(p) - np.asarray(at))[1:])))  # (y, z)
-                right = any(t["level"] == c.level for t in findings)
+                right = any(c.level in t["levels"] for t in findings)
                 near = bool(dists) and min(dists) < args.near_mm
                 counts[c.condition][0 if right else 1 if near else 2] += 1
                 if not right and not near and c.condition == "disc_herniation":

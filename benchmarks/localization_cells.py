@@ -31,7 +31,9 @@ slice's logit at the box (softmax temperature 0.5 / X; localization only, the he
 with the variant without it); ``lvoteX`` the level from every sagittal cell at once (the soft
 maximum, temperature X, of each level's cells: ``voted_level``; an experiment, localization
 only); ``ctx`` the head's vertical context (``dense_context``: each cell also
-reads the hidden features of the cells above and below it). The frozen and the adapted head see
+reads the hidden features of the cells above and below it); ``slc`` the slice contrast
+(``dense_slice_contrast``: each cell's features also minus their mean over the sagittal
+slices at the same place). The frozen and the adapted head see
 the same training and test studies; the adapted cells come from the cached block-13 cells, so no
 view is re-encoded::
 
@@ -140,6 +142,25 @@ def voted_level(feat, d: dict, z: np.ndarray, j: int, condition: str, loc, tau: 
     return str(loc.levels[max(score, key=score.__getitem__)])
 
 
+def axial_level(feat, d: dict, z: np.ndarray, j: int, condition: str, loc) -> str | None:
+    """The level of the axial view where condition ``j`` fires most (the level head on that view's
+    best cell), None without an axial view (an experiment, ``axlev``: not served)."""
+    from ml.agents.cell_localization import PLANE_NAMES, _view_window
+    from ml.agents.levels import level_of
+
+    ax = [v for v, (plane, _, _) in enumerate(d["views"]) if plane == 1]
+    if not ax:
+        return None
+    v = max(ax, key=lambda u: float(z[u, :, :, j].max()))
+    _, si, k = d["views"][v]
+    g = z.shape[1]
+    x0, y0, cell, square = _view_window(feat, d, v, g)
+    r, c = np.unravel_index(int(np.argmax(z[v, :, :, j])), (g, g))
+    cx, cy = (x0 + (c + 0.5) * cell) / square, (y0 + (r + 0.5) * cell) / square
+    rel = k / max(1, len(feat.study.series[si].sop_uids) - 1)
+    return level_of(loc, PLANE_NAMES[1], rel, np.array([cx, cy, cx, cy]), condition)
+
+
 def adapt_blocks(parts: set[str]) -> int:
     """``adapt`` -> 4 (blocks 14-17), ``adaptN`` -> N, else 0 (the frozen trunk)."""
     for x in parts:
@@ -194,10 +215,12 @@ def main() -> None:
                       seed=next((int(x[4:]) for x in parts if x[:4] == "seed" and x[4:].isdigit()), 0),
                       dense_cell_loss="balanced" if "bal" in parts else "study",
                       dense_adapt_blocks=adapt_blocks(parts), dense_context="ctx" in parts,
+                      dense_slice_contrast="slc" in parts,
                       dense_adapt_epochs=next((int(x[2:]) for x in parts if x[:2] == "ae" and x[2:].isdigit()), 5),
                       dense_adapt_lr=next((float(x[3:]) for x in parts if x[:3] == "alr"), 1e-4))  # fmt: skip
         t0 = time.perf_counter()
-        head_name = "+".join(x for x in name.split("+") if not x.startswith(("prof", "lvote")))  # localization only
+        local_only = ("prof", "lvote", "axlev")  # localization only: the head is the variant's without them
+        head_name = "+".join(x for x in name.split("+") if not x.startswith(local_only))
         cached = args.head_cache / head_name if args.head_cache else None
         if cached is not None and cached.exists():
             agents = load_diagnosis(cached)
@@ -217,6 +240,10 @@ def main() -> None:
                     if c.level:
                         c.level = voted_level(f, d, z, CONDITION_KEYS.index(c.condition), c.condition, loc,
                                               vote_tau(parts))  # fmt: skip
+            if "axlev" in parts:
+                for c in todo:
+                    lv = axial_level(f, d, z, CONDITION_KEYS.index(c.condition), c.condition, loc)
+                    c.level = lv or c.level
             labels = {k: int(v) for k, v in zip(CONDITION_KEYS, f.study.labels, strict=True)}
             rows.append(
                 {

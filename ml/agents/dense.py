@@ -163,9 +163,31 @@ def cell_grid(d: dict[str, Any], stride: int) -> np.ndarray:
     return np.concatenate([d["fine"].astype(np.float32), up], -1)
 
 
-def cell_design(d: dict[str, Any], stride: int = 32) -> np.ndarray:
-    """Cells -> [V * G * G, C + 2] (features, plane one-hot)."""
+def slice_mean_matrix(d: dict[str, Any]) -> np.ndarray:
+    """[V, V] row-stochastic: row v averages the views of v's group, the sagittal views of one
+    series and window (the slices across the spine, cell for cell at the same place); an axial
+    view is a group of its own."""
+    views, crops = d["views"], d.get("crops") or [None] * len(d["views"])
+    keys = [(p, si, tuple(c) if c is not None else None) if p == 0 else ("axial", i)
+            for i, ((p, si, _), c) in enumerate(zip(views, crops, strict=True))]  # fmt: skip
+    same = np.asarray([[a == b for b in keys] for a in keys], np.float32).reshape(len(keys), len(keys))
+    return same / np.maximum(same.sum(1, keepdims=True), 1.0)
+
+
+def cell_design(d: dict[str, Any], stride: int = 32, contrast: bool = False) -> np.ndarray:
+    """Cells -> [V * G * G, C + 2] (features, plane one-hot); with ``contrast`` (``dense_slice_contrast``)
+    [V * G * G, 2C + 2]: each cell's features also minus their mean over the sagittal slices at
+    the same place.
+
+    Why the contrast: a disc herniation is a focal protrusion seen on one to three sagittal
+    slices, the disc bulge of a degenerated disc (a hard negative) is the same grey margin on
+    every slice; one cell's features cannot tell the two apart, their difference from the
+    across-slice mean can (the most common level error was a herniation called at the bulging,
+    degenerated disc below it)."""
     cells = cell_grid(d, stride)
+    if contrast:
+        m = slice_mean_matrix(d)
+        cells = np.concatenate([cells, cells - np.einsum("uv,vijc->uijc", m, cells)], -1)
     v, g, _, c = cells.shape
     plane = np.zeros((v, g, g, len(PLANES)), np.float32)
     for i, (p, _, _) in enumerate(d["views"]):
@@ -273,7 +295,7 @@ class DenseDiagnosisAgents(DiagnosisHead):
         out = np.zeros((len(feats), K), np.float32)
         for i, f in enumerate(feats):
             d = dense_cells(f, self.cfg, trunk)
-            x = cell_design(d, self.cfg.dense_stride)
+            x = cell_design(d, self.cfg.dense_stride, self.cfg.dense_slice_contrast)
             if len(x):
                 out[i] = _cell_logits(self.a, x, d["cells"].shape[1] * (32 // self.cfg.dense_stride)).max(0)
         return out
@@ -283,7 +305,7 @@ class DenseDiagnosisAgents(DiagnosisHead):
         the box regressor's per-cell boxes [V, G, G, 17, 4] (None for a head trained before it
         existed): where each condition fires (``ml.agents.localization.localize_from_cells``)."""
         d = dense_cells(feat, self.cfg, self.trunk([feat]))
-        x = cell_design(d, self.cfg.dense_stride)
+        x = cell_design(d, self.cfg.dense_stride, self.cfg.dense_slice_contrast)
         v, gs = len(d["views"]), d["cells"].shape[1] * (32 // self.cfg.dense_stride)
         z = _cell_logits(self.a, x, gs) if len(x) else np.zeros((0, K), np.float32)
         z = z.reshape(v, gs, gs, K)
@@ -291,7 +313,8 @@ class DenseDiagnosisAgents(DiagnosisHead):
             return z, d, None
         bs = self.cfg.dense_box_stride
         gb = d["cells"].shape[1] * (32 // bs)
-        xb = x if bs == self.cfg.dense_stride else cell_design(d, bs)
+        # the box regressor reads the plain cells (no slice contrast)
+        xb = x if bs == self.cfg.dense_stride and not self.cfg.dense_slice_contrast else cell_design(d, bs)
         reg = regress(self.a, xb) if len(xb) else np.zeros((0, K, 4), np.float32)
         if gb != gs:  # the logits at the regressor's finer cells: each head cell repeated
             z = np.repeat(np.repeat(z, gb // gs, axis=1), gb // gs, axis=2)

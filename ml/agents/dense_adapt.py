@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ml.agents.dense import FIRST_TAIL_BLOCK, PLANES, DenseHead, adapted_arrays, load_trunk
+from ml.agents.dense import FIRST_TAIL_BLOCK, PLANES, DenseHead, adapted_arrays, load_trunk, slice_mean_matrix
 from ml.agents.diagnosis import DiagnosisConfig
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,9 @@ def adapt_trunk(
         if cfg.dense_stride == 16:
             up = c.repeat_interleave(2, 1).repeat_interleave(2, 2)
             c = torch.cat([torch.from_numpy(np.asarray(ds[i]["fine"], np.float32)), up], -1)
+        if cfg.dense_slice_contrast:
+            m = torch.from_numpy(slice_mean_matrix(ds[i]))
+            c = torch.cat([c, c - torch.einsum("uv,vijc->uijc", m, c)], -1)
         v, g = c.shape[0], c.shape[1]
         plane = nn.functional.one_hot(planes[i], len(PLANES)).float()[:, None, None, :].expand(v, g, g, len(PLANES))
         x = torch.cat([c, plane], -1).reshape(v * g * g, -1)

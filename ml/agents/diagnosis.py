@@ -101,6 +101,9 @@ class DiagnosisConfig:
     # vertical context: a cell's logits also read the hidden features of the cells above and
     # below it in its view (``dense.DenseHead``)
     dense_context: bool = False
+    # slice contrast: each cell's features also minus their mean over the sagittal slices at the
+    # same place (``dense.cell_design``): a focal finding against one seen on every slice
+    dense_slice_contrast: bool = False
 
     def __post_init__(self) -> None:
         if self.threshold_rule not in ("youden", "sensitivity"):

@@ -77,7 +77,7 @@ def _share_ci(hits: list[float], groups: list[str], n: int) -> list[float]:
 
 
 def _truth_index(truth: dict) -> dict[str, Any]:
-    """condition -> present findings [{level, side, slices: {sop_uid: box_norm}, kinds: {sop: key}}]."""
+    """condition -> present findings [{level, levels, side, slices: {sop_uid: box_norm}, kinds: {sop: key}}]."""
     out: dict[str, list[dict]] = defaultdict(list)
     for f in truth.get("findings", []):
         if f.get("label") != 1:
@@ -88,7 +88,15 @@ def _truth_index(truth: dict) -> dict[str, Any]:
                 slices[ks["sop_instance_uid"]] = ks["box_norm"]
                 kinds[ks["sop_instance_uid"]] = skey
         out[f["condition"]].append(
-            {"level": f.get("level") or "", "side": f.get("side"), "slices": slices, "kinds": kinds}
+            {
+                "level": f.get("level") or "",
+                # a finding painted over several levels (epidural lipomatosis from L3-4 to L4-5,
+                # as its report sentence says) is at each of them
+                "levels": set((f.get("detail") or {}).get("levels") or [f.get("level") or ""]),
+                "side": f.get("side"),
+                "slices": slices,
+                "kinds": kinds,
+            }
         )
     return out
 
@@ -188,11 +196,11 @@ def score(rows: list[dict[str, Any]], *, bootstrap_n: int = 1000) -> dict[str, A
             if y[i, k] != 1 or not c.present or not present:
                 continue
             L = loc[key]
-            L["level"].append(float(any(t["level"] == c.level for t in present)))
+            L["level"].append(float(any(c.level in t["levels"] for t in present)))
             L["g_level"].append(g)
             # the findings the call is judged against: those at its level (a study may have a left
             # and a right finding at one level), else every present finding of the condition
-            cands = [t for t in present if t["level"] == c.level] or present
+            cands = [t for t in present if c.level in t["levels"]] or present
             match = cands[0]
             sided = [t for t in cands if t["side"] in SIDES]
             if sided:

@@ -88,3 +88,21 @@ def test_a_call_is_judged_against_every_finding_at_its_level(
     loc = score([_foraminal_row(level, side, sop)], bootstrap_n=5)["localization"]
     assert loc["side_accuracy"][0] == pytest.approx(side_hit)
     assert loc["median_box_iou"] == pytest.approx(iou)
+
+
+@pytest.mark.parametrize(("level", "hit"), [("L3-4", 1.0), ("L4-5", 1.0), ("L5-S1", 0.0)])
+def test_a_finding_over_several_levels_is_at_each_of_them(level: str, hit: float) -> None:
+    """Epidural lipomatosis painted from L3-4 to L4-5 (its report: "from L3-4 to L4-5"): a call at
+    either level is at the finding, one below it is not."""
+    labels = {k: 0 for k in CONDITION_KEYS} | {"epidural_lipomatosis": 1}
+    conds = [ConditionResult(k, 0.1, False, 0.5) for k in CONDITION_KEYS]
+    conds[CONDITION_KEYS.index("epidural_lipomatosis")] = ConditionResult(
+        "epidural_lipomatosis", 0.9, True, 0.5, level=level,
+        boxes=[BoxResult("s", "sop-a", 0, [0, 0, 1, 1], [0.2, 0.2, 0.4, 0.4], 0.9)],
+    )  # fmt: skip
+    key = {"sag_t2": [{"sop_instance_uid": "sop-a", "box_norm": [0.2, 0.2, 0.4, 0.4]}]}
+    truth = {"findings": [{"condition": "epidural_lipomatosis", "label": 1, "level": "L3-4",
+                           "detail": {"levels": ["L3-4", "L4-5"]}, "key_slices": key}]}  # fmt: skip
+    row = {"entry": SimpleNamespace(labels=labels, patient_key="P"),
+           "analysis": StudyAnalysis("1", "v", conditions=conds), "truth": truth}  # fmt: skip
+    assert score([row], bootstrap_n=5)["localization"]["level_accuracy"][0] == pytest.approx(hit)
