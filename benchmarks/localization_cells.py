@@ -28,12 +28,15 @@ the frozen cells; ``aeN`` N joint epochs (default 5), ``alrX`` the trunk's learn
 (default 1e-4); ``cneg`` complete negatives (``dense_complete_negatives``: the cells away
 from every finding of a present condition); ``prof`` / ``profX`` the side from every sagittal
 slice's logit at the box (softmax temperature 0.5 / X; localization only, the head is shared
-with the variant without it); ``lvoteX`` the level from every sagittal cell at once (the soft
-maximum, temperature X, of each level's cells: ``voted_level``; an experiment, localization
-only); ``ctx`` the head's vertical context (``dense_context``: each cell also
-reads the hidden features of the cells above and below it); ``slc`` the slice contrast
-(``dense_slice_contrast``: each cell's features also minus their mean over the sagittal
-slices at the same place). The frozen and the adapted head see
+with the variant without it); ``lboth`` the served level rule (the conditions graded on the
+axial slice read their level from both planes: ``ml.agents.cell_levels``; without it every
+condition reads the sagittal box), ``lsrc-axial`` / ``lsrc-both`` that source for every
+condition (localization only);
+``lvoteX`` the level from every sagittal cell at once (the soft maximum, temperature X, of
+each level's cells: ``voted_level``; an experiment, localization only); ``ctx`` the head's
+vertical context (``dense_context``: each cell also reads the hidden features of the cells
+above and below it); ``slc`` the slice contrast (``dense_slice_contrast``: each cell's
+features also minus their mean over the sagittal slices at the same place). The frozen and the adapted head see
 the same training and test studies; the adapted cells come from the cached block-13 cells, so no
 view is re-encoded::
 
@@ -120,7 +123,7 @@ def voted_level(feat, d: dict, z: np.ndarray, j: int, condition: str, loc, tau: 
     """The level whose sagittal cells hold the most evidence for condition ``j``: per level the
     level head reads, the soft maximum tau * logsumexp(z / tau) over all its cells on every
     sagittal view, instead of the level of the single best cell (an experiment, not served)."""
-    from ml.agents.cell_localization import PLANE_NAMES, _view_window
+    from ml.agents.cell_levels import PLANE_NAMES, view_window
     from ml.agents.levels import level_cells
 
     g = z.shape[1]
@@ -128,7 +131,7 @@ def voted_level(feat, d: dict, z: np.ndarray, j: int, condition: str, loc, tau: 
     for v, (plane, si, k) in enumerate(d["views"]):
         if plane != 0:
             continue
-        x0, y0, cell, square = _view_window(feat, d, v, g)
+        x0, y0, cell, square = view_window(feat, d, v, g)
         cols, rows = np.meshgrid(x0 + (np.arange(g) + 0.5) * cell, y0 + (np.arange(g) + 0.5) * cell)
         rel = k / max(1, len(feat.study.series[si].sop_uids) - 1)
         lv = level_cells(loc, PLANE_NAMES[plane], rel, np.stack([cols.ravel(), rows.ravel()], 1) / square, condition)
@@ -142,23 +145,16 @@ def voted_level(feat, d: dict, z: np.ndarray, j: int, condition: str, loc, tau: 
     return str(loc.levels[max(score, key=score.__getitem__)])
 
 
-def axial_level(feat, d: dict, z: np.ndarray, j: int, condition: str, loc) -> str | None:
-    """The level of the axial view where condition ``j`` fires most (the level head on that view's
-    best cell), None without an axial view (an experiment, ``axlev``: not served)."""
-    from ml.agents.cell_localization import PLANE_NAMES, _view_window
-    from ml.agents.levels import level_of
+def level_sources(parts: set[str]) -> dict[str, str] | None:
+    """``lboth``: the served rule (``LocalizationConfig.level_both_planes`` read from both planes,
+    ``ml.agents.cell_levels``: None here); ``lsrc-X``: source X for every condition; else the
+    sagittal reading for every condition (what every variant measured before the rule)."""
+    from ml.conditions import CONDITION_KEYS
 
-    ax = [v for v, (plane, _, _) in enumerate(d["views"]) if plane == 1]
-    if not ax:
-        return None
-    v = max(ax, key=lambda u: float(z[u, :, :, j].max()))
-    _, si, k = d["views"][v]
-    g = z.shape[1]
-    x0, y0, cell, square = _view_window(feat, d, v, g)
-    r, c = np.unravel_index(int(np.argmax(z[v, :, :, j])), (g, g))
-    cx, cy = (x0 + (c + 0.5) * cell) / square, (y0 + (r + 0.5) * cell) / square
-    rel = k / max(1, len(feat.study.series[si].sop_uids) - 1)
-    return level_of(loc, PLANE_NAMES[1], rel, np.array([cx, cy, cx, cy]), condition)
+    forced = next((x[5:] for x in parts if x.startswith("lsrc-")), None)
+    if forced:
+        return dict.fromkeys(CONDITION_KEYS, forced)
+    return None if "lboth" in parts else {}
 
 
 def adapt_blocks(parts: set[str]) -> int:
@@ -219,7 +215,7 @@ def main() -> None:
                       dense_adapt_epochs=next((int(x[2:]) for x in parts if x[:2] == "ae" and x[2:].isdigit()), 5),
                       dense_adapt_lr=next((float(x[3:]) for x in parts if x[:3] == "alr"), 1e-4))  # fmt: skip
         t0 = time.perf_counter()
-        local_only = ("prof", "lvote", "axlev")  # localization only: the head is the variant's without them
+        local_only = ("prof", "lvote", "lsrc", "lboth")  # localization only: the head is the variant's without them
         head_name = "+".join(x for x in name.split("+") if not x.startswith(local_only))
         cached = args.head_cache / head_name if args.head_cache else None
         if cached is not None and cached.exists():
@@ -229,21 +225,19 @@ def main() -> None:
             if cached is not None:
                 agents.save(cached)
         seconds = time.perf_counter() - t0
+        sources = level_sources(parts)
         rows = []
         for f, t, conds in zip(test, test_truth, agents.predict(test), strict=True):
             z, d, reg = agents.cell_maps(f)
             todo = [c for c in conds if c.present]
             localize_from_cells(f, d, z, todo, loc, box_wh=agents.a["box_wh"], reg=reg if "reg" in parts else None,
-                                axial_from_sagittal="maxz" not in parts, side_profile=profile_tau(parts))  # fmt: skip
+                                axial_from_sagittal="maxz" not in parts, side_profile=profile_tau(parts),
+                                level_sources=sources)  # fmt: skip
             if vote_tau(parts):
                 for c in todo:
                     if c.level:
                         c.level = voted_level(f, d, z, CONDITION_KEYS.index(c.condition), c.condition, loc,
                                               vote_tau(parts))  # fmt: skip
-            if "axlev" in parts:
-                for c in todo:
-                    lv = axial_level(f, d, z, CONDITION_KEYS.index(c.condition), c.condition, loc)
-                    c.level = lv or c.level
             labels = {k: int(v) for k, v in zip(CONDITION_KEYS, f.study.labels, strict=True)}
             rows.append(
                 {

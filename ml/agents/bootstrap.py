@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 # finding space (the index stores its reports' findings), learnt central margins; 7: the demo's
 # head with the balanced cell loss, side read on the sagittal box, the demo writes with gemma-3-270m;
 # 9: the demo's head reads each cell's vertical neighbours (``DiagnosisConfig.dense_context``);
-# 10: the demo's head learns from complete negatives (``DiagnosisConfig.dense_complete_negatives``)
-BOOTSTRAP_VERSION = "10"
+# 10: the demo's head learns from complete negatives (``DiagnosisConfig.dense_complete_negatives``);
+# 11: the demo's head reads each cell against the sagittal slices at the same place
+# (``DiagnosisConfig.dense_slice_contrast``)
+BOOTSTRAP_VERSION = "11"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -63,6 +65,7 @@ class BootstrapParams:
     dense_cell_loss: str = "study"  # ``DiagnosisConfig.dense_cell_loss``
     dense_context: bool = False  # ``DiagnosisConfig.dense_context``
     dense_complete_negatives: bool = False  # ``DiagnosisConfig.dense_complete_negatives``
+    dense_slice_contrast: bool = False  # ``DiagnosisConfig.dense_slice_contrast``
     align_steps: int = 6  # SpineFM align optimizer steps
     align_batch: int = 8
     max_slices: int = 4  # slices per series during alignment
@@ -100,6 +103,7 @@ DEMO = BootstrapParams(
     dense_cell_loss="balanced",  # a small lesion's box cells weigh as much as the rest of its study
     dense_context=True,  # the cells above and below: level 0.816 -> 0.831 on 300 held-out (docs/agents.md)
     dense_complete_negatives=True,  # a positive study's cells away from its findings (docs/agents.md)
+    dense_slice_contrast=True,  # each cell against the sagittal slices at its place (docs/agents.md)
     report_preset="gemma-3-270m",  # a pretrained decoder that reads its prompt (docs/report-agent.md)
     report_stage1_steps=10,
     report_stage2_steps=30,
@@ -160,6 +164,7 @@ def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str 
         dense_cell_loss=p.dense_cell_loss,
         dense_context=p.dense_context,
         dense_complete_negatives=p.dense_complete_negatives,
+        dense_slice_contrast=p.dense_slice_contrast,
     )
     prep = prepare(data / "manifest.jsonl", run / "final", diagnosis=diagnosis)
     times["encode"] = time.perf_counter() - t

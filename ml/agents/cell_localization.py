@@ -35,12 +35,11 @@ import numpy as np
 from scipy import ndimage
 
 from ml.agents.analysis import BoxResult, ConditionResult, SliceRef
+from ml.agents.cell_levels import PLANE_NAMES, choose_level, level_evidence, view_levels, view_window
 from ml.agents.features import StudyFeatures
-from ml.agents.levels import level_cells, level_of, midline_x
+from ml.agents.levels import level_of, midline_x
 from ml.conditions import CONDITION_KEYS
 from ml.data.types import SeriesData
-
-PLANE_NAMES = ("sagittal", "axial")  # the dense views' plane index
 
 
 def cell_box(zmap: np.ndarray, margin: float) -> tuple[tuple[float, float], tuple[float, float, float, float]]:
@@ -116,6 +115,7 @@ def localize_from_cells(
     side_margin_mm: float = 6.0,
     axial_from_sagittal: bool = True,
     side_profile: float = 0.0,
+    level_sources: dict[str, str] | None = None,
 ) -> list[ConditionResult]:
     """Fill each result's key slices, boxes (sagittal first, then axial), level and side.
 
@@ -123,12 +123,16 @@ def localize_from_cells(
     index)]; a fused sagittal view is a slice of the sagittal T2 reference series); reg: the box
     regressor's cells [V, G, G, 17, 4] (or None: a box of the typical size ``box_wh`` [2, 17, 2]
     at the firing cells, or their outline); agents: the ``LocalizationAgents`` whose level head
-    and side rules are used (None: no level or side)."""
+    and side rules are used (None: no level or side); a condition's level is read from both
+    planes' cells where the agents' config says so (``level_both_planes``, ``ml.agents.cell_levels``),
+    else on the sagittal box; ``level_sources`` ({condition: source}) replaces that (experiments)."""
     views = d["views"]
     if not len(views):
         return results
     series = feat.study.series
     rules = (agents.meta.get("side_rules") or {}) if agents is not None else {}
+    cfg = getattr(agents, "cfg", None)
+    sources = dict.fromkeys(getattr(cfg, "level_both_planes", ()), "both") if level_sources is None else level_sources
     mid_x = midline_x(feat.study)
     for result in results:
         j = CONDITION_KEYS.index(result.condition)
@@ -148,10 +152,18 @@ def localize_from_cells(
         result.key_slices = refs
         sag = [v for v in order if views[v][0] == 0 and series[views[v][1]].geometry is not None]
         ax = [v for v in order if views[v][0] == 1 and series[views[v][1]].geometry is not None]
-        placed = {  # [x0, y0, x1, y1]
-            v: _place(feat, d, z, reg, box_wh, v, j, margin, _same_level(feat, d, z, v, j, agents, result.condition))
-            for v in sag[:1]
-        }
+        level = _sourced_level(feat, d, z, j, agents, result.condition, sag, sources)
+        if level is not None:  # the sagittal view and cells at the level its source chose
+            v0, keep, _ = level
+            sag = [v0, *(v for v in sag if v != v0)]
+            placed = {v0: _place(feat, d, z, reg, box_wh, v0, j, margin, keep)}  # [x0, y0, x1, y1]
+        else:
+            placed = {
+                v: _place(
+                    feat, d, z, reg, box_wh, v, j, margin, _same_level(feat, d, z, v, j, agents, result.condition)
+                )
+                for v in sag[:1]
+            }
         if ax:
             if sag and axial_from_sagittal:
                 centre_mm = _box_centre_mm(feat, d, sag[0], placed[sag[0]])
@@ -178,6 +190,8 @@ def localize_from_cells(
             if len(result.boxes) == 1 and agents is not None and agents.levels:
                 rel = k / max(1, len(s.sop_uids) - 1)
                 result.level = level_of(agents, PLANE_NAMES[plane], rel, pre / s.geometry.size, result.condition)
+                if level is not None and plane == 0:  # the level its source chose (the box is on its cells)
+                    result.level = agents.levels[level[2]]
         if agents is not None and result.boxes and result.condition in rules:
             dx = side_offset_mm(series, result.boxes, mid_x)
             if side_profile > 0 and sag and mid_x is not None:
@@ -200,7 +214,7 @@ def profile_offset_mm(
     _, si, _ = d["views"][v]
     s = feat.study.series[si]
     g = z.shape[1]
-    x0, y0, cell, _ = _view_window(feat, d, v, g)
+    x0, y0, cell, _ = view_window(feat, d, v, g)
     window = d["crops"][v] if d.get("crops") else None
     # the cells under the box (as ``dense_boxes.covered_cells``, which this module cannot import:
     # dense_boxes reads the truth through ``localization``, which imports this module)
@@ -235,16 +249,6 @@ def side_offset_mm(series: list[SeriesData], boxes: list[BoxResult], mid_x: floa
     return None if p is None else float(p[0] - mid_x)
 
 
-def _view_window(feat: StudyFeatures, d: dict[str, Any], v: int, g: int) -> tuple[float, float, float, int]:
-    """(x0, y0, cell side) of view ``v``'s window in its series' preprocessed pixels for a g x g
-    grid, and that square's side."""
-    _, si, _ = d["views"][v]
-    square = feat.study.series[si].geometry.size
-    crops = d.get("crops")
-    x0, y0, side = crops[v] if crops else (0, 0, square)  # without crops a view is the whole square
-    return float(x0), float(y0), side / g, square
-
-
 def _same_level(feat: StudyFeatures, d, z: np.ndarray, v: int, j: int, agents: Any | None, condition: str):
     """[G, G] bool: the cells of sagittal view ``v`` that the level head reads at the level of the
     condition's best cell there (None without a level head). Why: the cells within the margin of
@@ -252,15 +256,30 @@ def _same_level(feat: StudyFeatures, d, z: np.ndarray, v: int, j: int, agents: A
     between them; the finding's box is at one level (median IoU 0.39 -> 0.43 on held-out studies)."""
     if agents is None or not getattr(agents, "levels", None):
         return None
-    plane, si, k = d["views"][v]
     g = z.shape[1]
-    x0, y0, cell, square = _view_window(feat, d, v, g)
-    cols, rows = np.meshgrid(x0 + (np.arange(g) + 0.5) * cell, y0 + (np.arange(g) + 0.5) * cell)
-    centres = np.stack([cols.ravel(), rows.ravel()], 1) / square
-    rel = k / max(1, len(feat.study.series[si].sop_uids) - 1)
-    lv = level_cells(agents, PLANE_NAMES[plane], rel, centres, condition).reshape(g, g)
+    lv = view_levels(feat, d, v, g, agents, condition)
     r, c = np.unravel_index(int(np.argmax(z[v, :, :, j])), (g, g))
     return lv == lv[r, c]
+
+
+def _sourced_level(
+    feat: StudyFeatures, d, z: np.ndarray, j: int, agents: Any | None, condition: str, sag: list[int], sources: dict
+) -> tuple[int, np.ndarray, int] | None:
+    """(the sagittal view, its cells [G, G] at the level, the level index) for a condition whose
+    level source is not ``sagittal`` (``cell_levels``); None for the plain sagittal reading."""
+    source = sources.get(condition, "sagittal")
+    if source == "sagittal" or agents is None or not getattr(agents, "levels", None) or not sag:
+        return None
+    level = choose_level(*level_evidence(feat, d, z, j, agents, condition), source)
+    if level is None:
+        return None
+    g = z.shape[1]
+    at = {v: view_levels(feat, d, v, g, agents, condition) == level for v in sag}
+    at = {v: keep for v, keep in at.items() if keep.any()}
+    if not at:
+        return None
+    v0 = max(at, key=lambda v: float(z[v, :, :, j][at[v]].max()))
+    return v0, at[v0], level
 
 
 def _place(
@@ -269,10 +288,10 @@ def _place(
     """The box of condition ``j`` on view ``v`` in its series' preprocessed pixels [x0, y0, x1, y1],
     from the cells ``keep`` ([G, G] bool, holding the best cell) only when given."""
     plane = d["views"][v][0]
-    x0, y0, cell, square = _view_window(feat, d, v, z.shape[1])
+    x0, y0, cell, square = view_window(feat, d, v, z.shape[1])
     zmap = z[v, :, :, j]
     if keep is not None:
-        zmap = np.where(keep, zmap, zmap.max() - margin - 1.0)  # below the margin: out of the component
+        zmap = np.where(keep, zmap, zmap[keep].max() - margin - 1.0)  # below the margin: out of the component
     if reg is not None:
         cx, cy, bw, bh = regressed_box(zmap, reg[v, :, :, j], margin)
         mx, my, wh = x0 + cx * cell, y0 + cy * cell, np.array([bw, bh]) * cell

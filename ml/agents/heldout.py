@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ml.agents.cell_levels import finding_levels
 from ml.agents.metrics import auroc, bootstrap_ci, box_iou, ranks_of_truth, recall_at
 from ml.conditions import CONDITION_KEYS
 
@@ -90,9 +91,7 @@ def _truth_index(truth: dict) -> dict[str, Any]:
         out[f["condition"]].append(
             {
                 "level": f.get("level") or "",
-                # a finding painted over several levels (epidural lipomatosis from L3-4 to L4-5,
-                # as its report sentence says) is at each of them
-                "levels": set((f.get("detail") or {}).get("levels") or [f.get("level") or ""]),
+                "levels": finding_levels(f),
                 "side": f.get("side"),
                 "slices": slices,
                 "kinds": kinds,

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FAMILY = "localization"
+# graded on the axial slice through each disc: their level is read from both planes' cells
+AXIAL_GRADED = ("canal_stenosis", "subarticular_stenosis", "foraminal_narrowing", "disc_herniation")
 
 
 @dataclass
@@ -63,6 +65,9 @@ class LocalizationConfig:
     # the cells path reads the side from every sagittal slice's logit at the box, softmax
     # temperature ``side_profile`` (``cell_localization.profile_offset_mm``; 0: the best slice)
     side_profile: float = 0.5
+    # the cells path reads these conditions' level from both planes' cells, the others' from the
+    # sagittal box (``ml.agents.cell_levels``): the conditions graded on the axial slice through a disc
+    level_both_planes: list[str] = field(default_factory=lambda: list(AXIAL_GRADED))
     min_slices: int = 3  # fewer positive training slices: the condition gets no head
     max_neg_ratio: int = 20  # key-slice head: negatives subsampled to this many per positive slice
     seed: int = 0

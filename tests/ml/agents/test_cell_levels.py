@@ -1,0 +1,83 @@
+"""The level of a finding from both planes' cells (``ml.agents.cell_levels``): each source reads
+its level, the served config reads the axially graded conditions from both planes, and the box
+is placed on the cells of the level chosen."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from ml.agents.cell_levels import choose_level, finding_levels, level_evidence
+from ml.agents.cell_localization import _sourced_level
+from ml.conditions import CONDITION_KEYS
+
+J = CONDITION_KEYS.index("disc_herniation")
+
+
+def test_each_source_reads_its_level():
+    sag, ax = {0: 2.0, 1: 1.0}, {1: 3.0, 2: 0.5}
+    assert choose_level(sag, ax, "sagittal") == 0
+    assert choose_level(sag, ax, "axial") == 1
+    # both: 0 -> 2.0 + 0.5 (no axial there: the weakest axial), 1 -> 1.0 + 3.0, 2 -> 1.0 + 0.5
+    assert choose_level(sag, ax, "both") == 1
+    assert choose_level(sag, {}, "axial") is None  # no axial view
+    assert choose_level(sag, {}, "both") == 0  # both without axial evidence: the sagittal reading
+    assert choose_level({}, {}, "sagittal") is None
+
+
+def test_a_finding_over_several_levels_is_at_each_of_them():
+    lipomatosis = {"condition": "epidural_lipomatosis", "level": "L3-4", "detail": {"levels": ["L3-4", "L4-5"]}}
+    assert finding_levels(lipomatosis) == {"L3-4", "L4-5"}
+    assert finding_levels({"condition": "disc_herniation", "level": "L5-S1", "detail": {}}) == {"L5-S1"}
+
+
+def _scene():
+    """A sagittal view of 4 x 4 cells whose level head reads the upper half as L3-4 and the lower
+    half as L4-5, and two axial slices, the first read as L3-4, the second as L4-5. The
+    herniation's cells fire most in the upper half (the bulging disc above the finding), less in
+    the lower half, and on the second axial slice."""
+    w = np.zeros((2, 29))
+    w[1, 5] = 10.0  # the sagittal box-centre y term of ``level_design``
+    w[1, 6] = 20.0  # the axial relative slice position term: the second axial slice is L4-5
+    agents = SimpleNamespace(levels=["L3-4", "L4-5"], level_w=w, level_b=np.array([0.0, -5.0]))
+    geometry = SimpleNamespace(size=16)
+    series = [
+        SimpleNamespace(geometry=geometry, sop_uids=["s"]),
+        SimpleNamespace(geometry=geometry, sop_uids=["a0", "a1"]),
+    ]
+    feat = SimpleNamespace(study=SimpleNamespace(series=series))
+    d = {"views": [(0, 0, 0), (1, 1, 0), (1, 1, 1)], "crops": [(0, 0, 16)] * 3}
+    z = np.full((3, 4, 4, len(CONDITION_KEYS)), -9.0)  # [V, G, G, 17]
+    z[0, 1, 1, J] = 3.0  # sagittal, upper half: L3-4
+    z[0, 3, 2, J] = 2.5  # sagittal, lower half: L4-5
+    z[1, 2, 2, J] = 0.0  # the axial slice at L3-4
+    z[2, 2, 2, J] = 4.0  # the axial slice at L4-5
+    return feat, d, z, agents
+
+
+def test_the_evidence_of_each_plane_per_level():
+    feat, d, z, agents = _scene()
+    sag, ax = level_evidence(feat, d, z, J, agents, "disc_herniation")  # type: ignore[arg-type]
+    assert sag == {0: 3.0, 1: 2.5}
+    assert ax == {0: 0.0, 1: 4.0}
+
+
+def test_the_box_goes_on_the_cells_of_the_chosen_level():
+    feat, d, z, agents = _scene()
+    for source in ("axial", "both"):  # both: L3-4 3.0 + 0.0, L4-5 2.5 + 4.0
+        got = _sourced_level(feat, d, z, J, agents, "disc_herniation", [0], {"disc_herniation": source})  # type: ignore[arg-type]
+        assert got is not None
+        view, keep, level = got
+        assert (view, agents.levels[level]) == (0, "L4-5")
+        assert keep[2:].all()  # the lower half of the sagittal view only
+        assert not keep[:2].any()
+    assert _sourced_level(feat, d, z, J, agents, "disc_herniation", [0], {}) is None  # sagittal: the default path
+
+
+def test_the_axially_graded_conditions_read_both_planes_by_default():
+    from ml.agents.localization import LocalizationConfig
+
+    assert set(LocalizationConfig().level_both_planes) == {
+        "canal_stenosis", "subarticular_stenosis", "foraminal_narrowing", "disc_herniation"
+    }  # fmt: skip
