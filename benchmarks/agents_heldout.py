@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=9301, help="generator seed of the held-out set")
     ap.add_argument("--bootstrap-n", type=int, default=1000)
     ap.add_argument("--out", type=Path, help="write the metrics JSON here")
+    ap.add_argument("--level-sagittal", action="store_true",
+                    help="read every level on the sagittal box (before the both-planes rule)")  # fmt: skip
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -71,7 +73,8 @@ def main() -> None:
     if params and params.get("seed") == args.seed:
         raise SystemExit("the held-out seed is the pipeline's training seed: choose another --seed")
     manifest = held_out_set(default_cache_dir() / "heldout", args.studies, args.seed)
-    m = evaluate_pipeline(pipeline, manifest, bootstrap_n=args.bootstrap_n)
+    m = evaluate_pipeline(pipeline, manifest, bootstrap_n=args.bootstrap_n,
+                          level_both_planes=[] if args.level_sagittal else None)  # fmt: skip
     m["pipeline_ready_seconds"] = built
     print(format_table(m))
     print(f"\npipeline ready in {built:.0f} s (0 = cached); scored in {m['seconds_per_study'] * m['studies']:.0f} s")

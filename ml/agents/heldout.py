@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,9 +117,11 @@ def evaluate_pipeline(
     batch: int = 8,
     limit: int | None = None,
     retrieval: bool = True,
+    level_both_planes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline folder on every study of ``manifest`` and score it against the generator's
-    truth. Returns the metrics dict (``format_table`` prints it)."""
+    truth. Returns the metrics dict (``format_table`` prints it). ``level_both_planes`` replaces
+    the localization config's (``[]``: every level read on the sagittal box, as before that rule)."""
     from tqdm import tqdm
 
     from ml.agents.localization import load_truth
@@ -130,6 +133,8 @@ def evaluate_pipeline(
     base = manifest.parent
     entries = list(read_manifest(manifest))[:limit]
     pipe = Pipeline.load(pipeline, overrides={"report": False})
+    if level_both_planes is not None and pipe.localization is not None:
+        pipe.localization.cfg = replace(pipe.localization.cfg, level_both_planes=list(level_both_planes))
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     feats_for_retrieval: list = []

@@ -70,9 +70,11 @@ def _fresh(feats: list[StudyFeatures]) -> list[StudyFeatures]:
     return out
 
 
-def test_adapted_blocks_change_and_the_loaded_artifact_reproduces_training_logits(tmp_path, generic):
+@pytest.mark.parametrize("contrast", [False, True])
+def test_adapted_blocks_change_and_the_loaded_artifact_reproduces_training_logits(tmp_path, generic, contrast):
+    """With the slice contrast too: the adaptation's torch design is the served numpy one."""
     train = _feats(48, 0, generic)
-    cfg = replace(CFG, dense_adapt_blocks=1)
+    cfg = replace(CFG, dense_adapt_blocks=1, dense_slice_contrast=contrast)
     agents = train_dense(train, cfg)
     weights = {k: v for k, v in agents.arrays().items() if k.startswith(ADAPT_PREFIX)}
     before = adapted_arrays(generic, 1)
@@ -84,6 +86,7 @@ def test_adapted_blocks_change_and_the_loaded_artifact_reproduces_training_logit
     back = load_diagnosis(tmp_path / "diag")
     assert isinstance(back, DenseDiagnosisAgents)
     assert back.cfg.dense_adapt_blocks == 1
+    assert back.cfg.dense_slice_contrast == contrast
     fresh = _fresh(train)
     assert agents.fit_logits is not None
     np.testing.assert_allclose(back.logits(fresh), agents.fit_logits, rtol=1e-4, atol=1e-4)
