@@ -8,7 +8,9 @@ For every condition called present in a study that has it, the call's level is r
 finding of that condition at that level), or wrong with its sagittal box within ``--near-mm`` (in
 the sagittal plane) of one of the condition's findings ("near": the level was read wrong), or
 wrong and farther ("far": the wrong cell fired). For the far disc herniations it also prints
-which other present findings the called level holds (the degenerative look-alikes). Only calls
+which other present findings the called level holds (the degenerative look-alikes), and per
+condition how many wrong levels hold an uncertain (-1) finding of it (a borderline protrusion
+the generator labelled neither present nor absent). Only calls
 whose first box is sagittal are counted. Scores only; chooses nothing.
 """
 
@@ -33,6 +35,7 @@ def main() -> int:
     ap.add_argument("--near-mm", type=float, default=12.0)
     args = ap.parse_args()
 
+    from ml.agents.cell_levels import finding_levels
     from ml.agents.heldout import _truth_index, read_study
     from ml.agents.localization import load_truth
     from ml.agents.pipeline import Pipeline
@@ -45,6 +48,7 @@ def main() -> int:
     counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0])  # right, near, far
     lookalikes: collections.Counter[str] = collections.Counter()
     far_herniations = with_lookalike = 0
+    at_uncertain: collections.Counter[str] = collections.Counter()  # wrong calls at an uncertain finding's level
     degenerative = {"disc_height_loss", "spondylolisthesis", "canal_stenosis"}
     for i in range(0, len(entries), 8):
         chunk = entries[i : i + 8]
@@ -56,6 +60,10 @@ def main() -> int:
             truth = load_truth(base / e.ground_truth) if e.ground_truth else {}
             where = {sop: (s, k) for s in st.series for k, sop in enumerate(s.sop_uids)}
             present = _truth_index(truth or {})
+            uncertain: dict[str, set[str]] = collections.defaultdict(set)  # condition -> levels of its -1 findings
+            for f in (truth or {}).get("findings", []):
+                if f.get("label") == -1:
+                    uncertain[f["condition"]] |= finding_levels(f)
             for c in res.conditions:
                 findings = present.get(c.condition, [])
                 if not c.present or not findings or not c.boxes:
@@ -78,6 +86,8 @@ def main() -> int:
                 right = any(c.level in t["levels"] for t in findings)
                 near = bool(dists) and min(dists) < args.near_mm
                 counts[c.condition][0 if right else 1 if near else 2] += 1
+                if not right and c.level in uncertain.get(c.condition, set()):
+                    at_uncertain[c.condition] += 1
                 if not right and not near and c.condition == "disc_herniation":
                     far_herniations += 1
                     there = {f["condition"] for f in truth.get("findings", [])
@@ -91,6 +101,7 @@ def main() -> int:
           f"wrong with the box elsewhere (> {args.near_mm:g} mm) {total[2]}")  # fmt: skip
     for key, (r, n, f) in sorted(counts.items(), key=lambda kv: -kv[1][2]):
         print(f"  {key:24} right {r:4}  near {n:3}  far {f:3}")
+    print(f"wrong levels at a level holding an uncertain (-1) finding of the condition: {dict(at_uncertain)}")
     print(
         f"far disc herniations: {far_herniations}; the called level holds disc height loss, "
         f"spondylolisthesis or canal stenosis in {with_lookalike}; findings there: {dict(lookalikes.most_common())}"
