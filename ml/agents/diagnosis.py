@@ -104,6 +104,9 @@ class DiagnosisConfig:
     # slice contrast: each cell's features also minus their mean over the sagittal slices at the
     # same place (``dense.cell_design``): a focal finding against one seen on every slice
     dense_slice_contrast: bool = False
+    # >1: that many heads trained with consecutive seeds on the same studies, served as their mean
+    # (variance: one rare condition moved 0.08 with the seed alone); the training time times that
+    dense_seeds: int = 1
 
     def __post_init__(self) -> None:
         if self.threshold_rule not in ("youden", "sensitivity"):

@@ -1,7 +1,8 @@
 """The dense head's slice contrast (``dense_slice_contrast``): each cell's features also minus their
 mean over the sagittal slices at the same place. The averaging stays within one series and
 window, axial views are left alone, the served logits are the trained ones, and a finding told
-only by being on one slice (against the same look on every slice) is learnt."""
+only by being on one slice (against the same look on every slice) is learnt. Heads of several
+seeds (``dense_seeds``) are served as their mean."""
 
 from __future__ import annotations
 
@@ -78,3 +79,14 @@ def test_contrast_learns_a_finding_seen_on_one_slice_only():
     np.testing.assert_allclose(agents.logits(train), agents.fit_logits, rtol=1e-4, atol=1e-4)
     plain = train_dense(train, replace(cfg, dense_slice_contrast=False))  # one cell at a time cannot tell
     assert auroc(y[:, 0], plain.probabilities(test)[:, 0]) < 0.7
+
+
+def test_heads_of_several_seeds_are_served_as_their_mean():
+    cfg = DiagnosisConfig(head="dense", dense_size=128, dense_epochs=10, dense_hidden=16, min_positives=3,
+                          dense_stride=32, dense_box_stride=32, dense_slice_contrast=True, dense_seeds=2)  # fmt: skip
+    train, _ = _feats(60, 2, cfg)
+    agents = train_dense(train, cfg)
+    one = train_dense(train, replace(cfg, dense_seeds=1))
+    assert agents.a["w1"].shape[1] == 2 * one.a["w1"].shape[1]  # the two hidden layers side by side
+    np.testing.assert_allclose(agents.logits(train), agents.fit_logits, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(agents.fit_logits, one.fit_logits)
