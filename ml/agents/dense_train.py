@@ -297,14 +297,14 @@ def train_dense(
                     z[i] = head(xt[i]).max(0).values.numpy() if len(xt[i]) else 0.0
         a = {**mean_of_heads(heads), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
     elif cfg.dense_seeds > 1 and joint is None:  # heads of other seeds on the same studies, served as their mean
-        heads = [_fit_head(xt, tt, yt, fit, n_in, replace(cfg, seed=cfg.seed + k)) for k in range(cfg.dense_seeds)]
+        seeded = [_fit_head(xt, tt, yt, fit, n_in, replace(cfg, seed=cfg.seed + k)) for k in range(cfg.dense_seeds)]
         a = {
-            **mean_of_heads([head_arrays(h) for h in heads]),
+            **mean_of_heads([head_arrays(h) for h in seeded]),
             "mean": mean.astype(np.float32),
             "std": std.astype(np.float32),
         }
         with torch.no_grad():  # the served logits: the max over cells of the heads' mean cell logits
-            z = np.stack([torch.stack([h(x) for h in heads]).mean(0).max(0).values.numpy() if len(x) else np.zeros(K)
+            z = np.stack([torch.stack([h(x) for h in seeded]).mean(0).max(0).values.numpy() if len(x) else np.zeros(K)
                           for x in xt])  # fmt: skip
     else:  # with adaptation the jointly trained head: it read the adapted cells as they are served
         head = joint if joint is not None else _fit_head(xt, tt, yt, fit, n_in, cfg)
