@@ -14,6 +14,7 @@ from ml.agents.dense_train import _batch_loss, _fit_head
 from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.metrics import auroc
 from ml.conditions import CONDITION_KEYS
+from tests.ml.agents.dense_toy import cached_cells_study
 
 K = len(CONDITION_KEYS)
 CFG = DiagnosisConfig(head="dense", dense_epochs=15, dense_hidden=16, dense_batch=16)
@@ -115,10 +116,9 @@ def test_shifted_temperature_recentres_logits_whose_negatives_sit_above_zero():
 def test_balanced_head_folds_its_shift_into_the_output_bias():
     """Probabilities of the served head are sigmoid(max cell logit / T): the calibration shift
     lives in the last layer's bias, so the held-out probabilities track the prevalence."""
-    from ml.agents.dense import TRUNK_CHANNELS, view_key
+    from ml.agents.dense import TRUNK_CHANNELS
     from ml.agents.dense_train import train_dense
     from ml.agents.features import StudyFeatures
-    from ml.data.types import StudyData
 
     cfg = replace(CFG, dense_size=64, dense_epochs=30, dense_stride=32, dense_box_stride=32, dense_cell_loss="balanced")
     pattern = np.random.default_rng(99).normal(size=TRUNK_CHANNELS)
@@ -133,10 +133,7 @@ def test_balanced_head_folds_its_shift_into_the_output_bias():
             cells = rng.normal(size=(4, 2, 2, TRUNK_CHANNELS))
             if y[i, 0]:
                 cells[rng.integers(4), rng.integers(2), rng.integers(2)] += 1.5 * pattern
-            f = StudyFeatures(StudyData(f"1.{seed}.{i}", f"P{seed}-{i}", [], labels=y[i]), None)  # type: ignore[arg-type]
-            views = [(0, 0, k) for k in range(4)]
-            f.extras["dense"] = {"cells": cells.astype(np.float16), "views": views, "size": 64, "key": view_key(cfg)}
-            out.append(f)
+            out.append(cached_cells_study(f"1.{seed}.{i}", y[i], cells, [(0, 0, k) for k in range(4)], cfg))
         return out, y
 
     train, _ = feats(160, 0)

@@ -9,13 +9,13 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from ml.agents.dense import TRUNK_CHANNELS, DenseHead, _cell_logits, head_arrays, vertical_neighbours, view_key
+from ml.agents.dense import TRUNK_CHANNELS, DenseHead, _cell_logits, head_arrays, vertical_neighbours
 from ml.agents.dense_train import mean_of_heads, train_dense
 from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.features import StudyFeatures
 from ml.agents.metrics import auroc
 from ml.conditions import CONDITION_KEYS
-from ml.data.types import StudyData
+from tests.ml.agents.dense_toy import cached_cells_study
 
 K = len(CONDITION_KEYS)
 
@@ -69,11 +69,7 @@ def _feats(n: int, seed: int, cfg: DiagnosisConfig) -> tuple[list[StudyFeatures]
             cells[v, r - 1, c] += 2 * pb
         else:  # B elsewhere: not above A
             cells[1 - v, rng.integers(4), rng.integers(4)] += 2 * pb
-        st = StudyData(f"1.{seed}.{i}", f"P{seed}-{i}", [], labels=y[i])
-        feat = StudyFeatures(st, None)  # type: ignore[arg-type]
-        views = [(0, 0, 0), (0, 0, 1)]
-        feat.extras["dense"] = {"cells": cells.astype(np.float16), "views": views, "size": 128, "key": view_key(cfg)}
-        out.append(feat)
+        out.append(cached_cells_study(f"1.{seed}.{i}", y[i], cells, [(0, 0, 0), (0, 0, 1)], cfg))
     return out, y
 
 

@@ -10,13 +10,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from ml.agents.dense import TRUNK_CHANNELS, cell_design, slice_mean_matrix, view_key
+from ml.agents.dense import TRUNK_CHANNELS, cell_design, slice_mean_matrix
 from ml.agents.dense_train import train_dense
 from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.features import StudyFeatures
 from ml.agents.metrics import auroc
 from ml.conditions import CONDITION_KEYS
-from ml.data.types import StudyData
+from tests.ml.agents.dense_toy import cached_cells_study
 
 K = len(CONDITION_KEYS)
 SLICES = 5
@@ -59,11 +59,7 @@ def _feats(n: int, seed: int, cfg: DiagnosisConfig) -> tuple[list[StudyFeatures]
             cells[rng.integers(SLICES), r, c] += 2 * pa
         else:
             cells[:, r, c] += 2 * pa
-        st = StudyData(f"1.{seed}.{i}", f"P{seed}-{i}", [], labels=y[i])
-        feat = StudyFeatures(st, None)  # type: ignore[arg-type]
-        views = [(0, 0, k) for k in range(SLICES)]
-        feat.extras["dense"] = {"cells": cells.astype(np.float16), "views": views, "size": 128, "key": view_key(cfg)}
-        out.append(feat)
+        out.append(cached_cells_study(f"1.{seed}.{i}", y[i], cells, [(0, 0, k) for k in range(SLICES)], cfg))
     return out, y
 
 
