@@ -124,18 +124,14 @@ def voted_level(feat, d: dict, z: np.ndarray, j: int, condition: str, loc, tau: 
     """The level whose sagittal cells hold the most evidence for condition ``j``: per level the
     level head reads, the soft maximum tau * logsumexp(z / tau) over all its cells on every
     sagittal view, instead of the level of the single best cell (an experiment, not served)."""
-    from ml.agents.cell_levels import PLANE_NAMES, view_window
-    from ml.agents.levels import level_cells
+    from ml.agents.cell_levels import view_levels
 
     g = z.shape[1]
     per_level: dict[int, list[np.ndarray]] = {}
-    for v, (plane, si, k) in enumerate(d["views"]):
+    for v, (plane, _, _) in enumerate(d["views"]):
         if plane != 0:
             continue
-        x0, y0, cell, square = view_window(feat, d, v, g)
-        cols, rows = np.meshgrid(x0 + (np.arange(g) + 0.5) * cell, y0 + (np.arange(g) + 0.5) * cell)
-        rel = k / max(1, len(feat.study.series[si].sop_uids) - 1)
-        lv = level_cells(loc, PLANE_NAMES[plane], rel, np.stack([cols.ravel(), rows.ravel()], 1) / square, condition)
+        lv = view_levels(feat, d, v, g, loc, condition).ravel()
         zz = z[v, :, :, j].ravel()
         for level in np.unique(lv):
             per_level.setdefault(int(level), []).append(zz[lv == level])

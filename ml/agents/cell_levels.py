@@ -35,7 +35,6 @@ from ml.agents.features import StudyFeatures
 from ml.agents.levels import level_cells, level_of
 
 PLANE_NAMES = ("sagittal", "axial")  # the dense views' plane index
-SOURCES = ("sagittal", "axial", "both")
 
 
 def view_window(feat: StudyFeatures, d: dict[str, Any], v: int, g: int) -> tuple[float, float, float, int]:
@@ -59,10 +58,17 @@ def view_levels(feat: StudyFeatures, d: dict[str, Any], v: int, g: int, agents: 
 
 
 def level_evidence(
-    feat: StudyFeatures, d: dict[str, Any], z: np.ndarray, j: int, agents: Any, condition: str
+    feat: StudyFeatures,
+    d: dict[str, Any],
+    z: np.ndarray,
+    j: int,
+    agents: Any,
+    condition: str,
+    maps: dict[int, np.ndarray] | None = None,
 ) -> tuple[dict[int, float], dict[int, float]]:
     """Per level index: the best sagittal cell's logit at that level, and the best axial view's
-    (an axial view is at the level of its best cell). z: cell logits [V, G, G, 17]."""
+    (an axial view is at the level of its best cell). z: cell logits [V, G, G, 17]; maps: the
+    sagittal views' ``view_levels`` where the caller has them already."""
     g = z.shape[1]
     sag: dict[int, float] = {}
     ax: dict[int, float] = {}
@@ -71,7 +77,7 @@ def level_evidence(
             continue
         zv = z[v, :, :, j]
         if plane == 0:
-            lv = view_levels(feat, d, v, g, agents, condition)
+            lv = maps[v] if maps is not None and v in maps else view_levels(feat, d, v, g, agents, condition)
             for level in np.unique(lv):
                 sag[int(level)] = max(sag.get(int(level), -np.inf), float(zv[lv == level].max()))
         else:

@@ -270,12 +270,11 @@ def _sourced_level(
     source = sources.get(condition, "sagittal")
     if source == "sagittal" or agents is None or not getattr(agents, "levels", None) or not sag:
         return None
-    level = choose_level(*level_evidence(feat, d, z, j, agents, condition), source)
+    maps = {v: view_levels(feat, d, v, z.shape[1], agents, condition) for v in sag}  # [G, G] each
+    level = choose_level(*level_evidence(feat, d, z, j, agents, condition, maps), source)
     if level is None:
         return None
-    g = z.shape[1]
-    at = {v: view_levels(feat, d, v, g, agents, condition) == level for v in sag}
-    at = {v: keep for v, keep in at.items() if keep.any()}
+    at = {v: lv == level for v, lv in maps.items() if (lv == level).any()}
     if not at:
         return None
     v0 = max(at, key=lambda v: float(z[v, :, :, j][at[v]].max()))
