@@ -81,3 +81,34 @@ def test_the_axially_graded_conditions_read_both_planes_by_default():
     assert set(LocalizationConfig().level_both_planes) == {
         "canal_stenosis", "subarticular_stenosis", "foraminal_narrowing", "disc_herniation"
     }  # fmt: skip
+
+
+def test_the_served_localization_reads_the_level_from_both_planes_where_the_config_says():
+    """``localize_from_cells`` with the agents' config: herniation (axially graded) gets the level
+    both planes agree on, L4-5, and its box on those cells; with the rule off it gets the best
+    sagittal cell's level, L3-4."""
+    from ml.agents.analysis import ConditionResult
+    from ml.agents.cell_localization import localize_from_cells
+    from ml.agents.localization import LocalizationConfig
+    from ml.data.preprocess import SeriesGeometry
+
+    feat, d, z, agents = _scene()
+    sag = SeriesGeometry(rows=16, columns=16, size=16, positions=[[0.0, 0.0, 0.0]],
+                         orientations=[[0.0, 1, 0, 0, 0, -1]], spacing=[1.0, 1.0])  # fmt: skip
+    ax = SeriesGeometry(rows=16, columns=16, size=16, positions=[[-8.0, -8.0, z0] for z0 in (10.0, -10.0)],
+                        orientations=[[1.0, 0, 0, 0, 1, 0]] * 2, spacing=[1.0, 1.0])  # fmt: skip
+    feat.study.series[0].geometry, feat.study.series[1].geometry = sag, ax
+    for s, uid, plane in ((feat.study.series[0], "sag", "sagittal"), (feat.study.series[1], "ax", "axial")):
+        s.series_uid, s.plane, s.frame_numbers = uid, plane, []
+    feat.study.series[0].sequence_class = "T2"
+    agents.cfg, agents.meta = LocalizationConfig(), {}
+
+    def level(sources: dict | None) -> tuple[str, list[float]]:
+        result = ConditionResult("disc_herniation", 0.9, True, 0.5)
+        localize_from_cells(feat, d, z, [result], agents, level_sources=sources)  # type: ignore[arg-type]
+        return result.level, result.boxes[0].xyxy
+
+    served, box = level(None)
+    assert served == "L4-5"
+    assert box[1] >= 8.0  # on the lower half's cells (rows 2-3 of 4 on a 16 px view)
+    assert level({})[0] == "L3-4"  # every level on the sagittal box: the bulging disc above
