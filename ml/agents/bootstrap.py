@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 # 9: the demo's head reads each cell's vertical neighbours (``DiagnosisConfig.dense_context``);
 # 10: the demo's head learns from complete negatives (``DiagnosisConfig.dense_complete_negatives``);
 # 11: the demo's head reads each cell against the sagittal slices at the same place
-# (``DiagnosisConfig.dense_slice_contrast``)
-BOOTSTRAP_VERSION = "11"
+# (``DiagnosisConfig.dense_slice_contrast``); 12: the demo's head as three patient-fold heads served
+# as their mean, calibrated out-of-fold on every training study (``DiagnosisConfig.dense_folds``)
+BOOTSTRAP_VERSION = "12"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -104,6 +105,9 @@ DEMO = BootstrapParams(
     dense_context=True,  # the cells above and below: level 0.816 -> 0.831 on 300 held-out (docs/agents.md)
     dense_complete_negatives=True,  # a positive study's cells away from its findings (docs/agents.md)
     dense_slice_contrast=True,  # each cell against the sagittal slices at its place (docs/agents.md)
+    # three fold heads served as their mean: every study trains two of them and calibrates the third;
+    # their out-of-fold calls are the report agent's cross-fitted tokens (no extra heads to train)
+    dense_folds=3,
     report_preset="gemma-3-270m",  # a pretrained decoder that reads its prompt (docs/report-agent.md)
     report_stage1_steps=10,
     report_stage2_steps=30,

@@ -124,7 +124,9 @@ def _batch_loss(
 ) -> torch.Tensor:
     """MIL loss on the studies' max cell + the box (cell) loss, one forward for the whole batch.
     xs: per study [C_i, F]; ts: per study [C_i, 17] cell targets (-1 unknown); yb: [B, 17]."""
-    z = head(torch.cat(xs))  # [sum C_i, 17]
+    # per study, not on the batch's concatenated cells: the same rows (a study is whole views, as the
+    # vertical context needs) without copying ~140 MB of cells per batch; 1.6x faster per step
+    z = torch.cat([head(x) for x in xs])  # [sum C_i, 17]
     zs = torch.stack([part.max(0).values for part in torch.split(z, lengths.tolist())])  # [B, 17]
     m = yb >= 0
     mil = F.binary_cross_entropy_with_logits(zs[m], yb[m], pos_weight=pw.expand_as(zs)[m])
@@ -195,7 +197,7 @@ def _fit_head(
     rng = np.random.default_rng(cfg.seed)
     lengths = np.array([len(x) for x in xt])
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: one thread beats several on shared cores (no spin-waits)
+    torch.set_num_threads(min(cfg.dense_threads, threads))
     avg: dict[str, torch.Tensor] = {}
     n_avg = 0
     try:
@@ -287,15 +289,20 @@ def train_dense(
             for f in feats
         ]
         adapt_s = time.perf_counter() - ta
+    served = None  # the served study logits where they are not ``z`` (fold heads: z is out-of-fold)
     if folds:
-        heads, z = [], np.zeros((len(feats), K), np.float32)  # z: out-of-fold study logits
+        fold_heads, z = [], np.zeros((len(feats), K), np.float32)  # z: out-of-fold study logits
         for k in range(folds):
-            head = _fit_head(xt, tt, yt, np.flatnonzero(fold_of != k), n_in, cfg)
-            heads.append(head_arrays(head))
+            fold_heads.append(_fit_head(xt, tt, yt, np.flatnonzero(fold_of != k), n_in, cfg))
             with torch.no_grad():
                 for i in np.flatnonzero(fold_of == k):
-                    z[i] = head(xt[i]).max(0).values.numpy() if len(xt[i]) else 0.0
-        a = {**mean_of_heads(heads), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
+                    z[i] = fold_heads[-1](xt[i]).max(0).values.numpy() if len(xt[i]) else 0.0
+        a = {
+            **mean_of_heads([head_arrays(h) for h in fold_heads]),
+            "mean": mean.astype(np.float32),
+            "std": std.astype(np.float32),
+        }
+        served = served_logits(fold_heads, xt)
     elif cfg.dense_seeds > 1 and joint is None:  # heads of other seeds on the same studies, served as their mean
         seeded = [_fit_head(xt, tt, yt, fit, n_in, replace(cfg, seed=cfg.seed + k)) for k in range(cfg.dense_seeds)]
         a = {
@@ -303,9 +310,7 @@ def train_dense(
             "mean": mean.astype(np.float32),
             "std": std.astype(np.float32),
         }
-        with torch.no_grad():  # the served logits: the max over cells of the heads' mean cell logits
-            z = np.stack([torch.stack([h(x) for h in seeded]).mean(0).max(0).values.numpy() if len(x) else np.zeros(K)
-                          for x in xt])  # fmt: skip
+        z = served_logits(seeded, xt)
     else:  # with adaptation the jointly trained head: it read the adapted cells as they are served
         head = joint if joint is not None else _fit_head(xt, tt, yt, fit, n_in, cfg)
         a = {**head_arrays(head), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
@@ -360,10 +365,19 @@ def train_dense(
     agents = DenseDiagnosisAgents(cfg, arrays, meta)
     agents._trunk = trunk if cfg.dense_adapt_blocks else None
     # the study logits as training computed them (torch head on the cells), for round-trip checks
-    agents.fit_logits = (z - shift).astype(np.float32)
+    agents.fit_logits = ((z if served is None else served) - shift).astype(np.float32)
     if folds:  # kept in memory for the report agent's cross-fitted tokens (not saved)
         agents.out_of_fold = (z - shift).astype(np.float32)  # the served logits carry the shift in their bias
     return agents
+
+
+def served_logits(heads: list[DenseHead], xt: list[torch.Tensor]) -> np.ndarray:
+    """Study logits [N, 17] of heads served as their mean (``mean_of_heads``): per study the max
+    over its cells [C_i, F] of the heads' mean cell logits, as the saved wider head computes them."""
+    with torch.no_grad():
+        return np.stack(
+            [torch.stack([h(x) for h in heads]).mean(0).max(0).values.numpy() if len(x) else np.zeros(K) for x in xt]
+        ).astype(np.float32)
 
 
 def mean_of_heads(heads: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -107,10 +107,17 @@ class DiagnosisConfig:
     # >1: that many heads trained with consecutive seeds on the same studies, served as their mean
     # (variance: one rare condition moved 0.08 with the seed alone); the training time times that
     dense_seeds: int = 1
+    # threads of the head's training (at most the cores torch sees): 2 is 1.6x faster than 1 on an
+    # idle 2-core machine (benchmarks/dense_head_speed.py); 1 where other jobs share the cores
+    # (OpenMP's spin-waits then cost more than the second thread gives). The trained weights
+    # differ between thread counts by float rounding (~6e-5 after five steps), not in kind
+    dense_threads: int = 2
 
     def __post_init__(self) -> None:
         if self.threshold_rule not in ("youden", "sensitivity"):
             raise ValueError("threshold_rule must be 'youden' or 'sensitivity'")
+        if self.dense_threads < 1:
+            raise ValueError("diagnosis.dense_threads must be >= 1")
         if self.dense_stride not in (16, 32) or self.dense_box_stride not in (16, 32):
             raise ValueError("diagnosis.dense_stride and dense_box_stride must be 16 or 32")
         if self.dense_box_stride > self.dense_stride:

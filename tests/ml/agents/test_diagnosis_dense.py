@@ -249,6 +249,9 @@ def test_fold_heads_learn_and_give_honest_out_of_fold_logits():
     oof_calls = agents.results(agents.out_of_fold)
     assert len(oof_calls) == 160
     assert [c.condition for c in oof_calls[0]] == list(CONDITION_KEYS)
+    # what training says it serves is what the saved mean head serves (not the out-of-fold logits)
+    np.testing.assert_allclose(agents.logits(train), agents.fit_logits, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(agents.fit_logits, agents.out_of_fold)
 
 
 def test_complete_negatives_leave_every_finding_its_place():
