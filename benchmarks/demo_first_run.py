@@ -83,12 +83,14 @@ def main() -> int:
         # SIGTERM, which the demo handles as Ctrl-C (it stops its Orthanc). Not SIGINT: a process
         # started in the background by a shell has SIGINT ignored, and so has everything it starts
         # (this benchmark run with `&` left the demo and its Orthanc running after a SIGINT)
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # the demo may have stopped by itself (an error)
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             print("scripts/demo did not stop within 120 s of SIGTERM; killed")
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         leftover = left_running(work)
         if leftover:  # the demo's services run in their own sessions: a killed demo leaves them
             print(f"scripts/demo left {len(leftover)} process(es) of its folder running; stopped: {leftover}")

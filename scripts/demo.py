@@ -42,6 +42,13 @@ def _interrupt(signum, frame) -> None:  # type: ignore[no-untyped-def]
     raise KeyboardInterrupt
 
 
+def demo_users_argv(password: str) -> list[str]:
+    """``manage.py``'s arguments that create the demo users. The password goes in one piece
+    (``--password=...``): a generated one starts with "-" one time in 64, and argparse reads
+    ``--password -x...`` as a missing value followed by an option."""
+    return ["create_demo_users", f"--password={password}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=8, help="demo studies to generate (default 8)")
@@ -80,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     try:
         subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        subprocess.run([py, "manage.py", "create_demo_users", "--password", password], cwd=ROOT, env=env, check=True)
+        subprocess.run([py, "manage.py", *demo_users_argv(password)], cwd=ROOT, env=env, check=True)
 
         if args.pipeline:
             os.environ["SPINEREVIEW_PIPELINE_DIR"] = env["SPINEREVIEW_PIPELINE_DIR"] = str(
