@@ -36,7 +36,8 @@ condition (localization only);
 each level's cells: ``voted_level``; an experiment, localization only); ``ctx`` the head's
 vertical context (``dense_context``: each cell also reads the hidden features of the cells
 above and below it); ``slc`` the slice contrast (``dense_slice_contrast``: each cell's
-features also minus their mean over the sagittal slices at the same place); ``ensN`` N heads
+features also minus their mean over the sagittal slices at the same place); ``mir`` with ``slc``:
+an axial cell's contrast against the cell at the mirrored column (``dense_axial_mirror``); ``ensN`` N heads
 of consecutive seeds served as their mean (``dense_seeds``). The frozen and the adapted head see
 the same training and test studies; the adapted cells come from the cached block-13 cells, so no
 view is re-encoded::
@@ -208,7 +209,7 @@ def main() -> None:
                       seed=next((int(x[4:]) for x in parts if x[:4] == "seed" and x[4:].isdigit()), 0),
                       dense_cell_loss="balanced" if "bal" in parts else "study",
                       dense_adapt_blocks=adapt_blocks(parts), dense_context="ctx" in parts,
-                      dense_slice_contrast="slc" in parts,
+                      dense_slice_contrast="slc" in parts, dense_axial_mirror="mir" in parts,
                       dense_seeds=next((int(x[3:]) for x in parts if x[:3] == "ens" and x[3:].isdigit()), 1),
                       dense_adapt_epochs=next((int(x[2:]) for x in parts if x[:2] == "ae" and x[2:].isdigit()), 5),
                       dense_adapt_lr=next((float(x[3:]) for x in parts if x[:3] == "alr"), 1e-4))  # fmt: skip

@@ -174,25 +174,38 @@ def slice_mean_matrix(d: dict[str, Any]) -> np.ndarray:
     return same / np.maximum(same.sum(1, keepdims=True), 1.0)
 
 
-def cell_design(d: dict[str, Any], stride: int = 32, contrast: bool = False) -> np.ndarray:
+def cell_design(d: dict[str, Any], stride: int = 32, contrast: bool = False, mirror: bool = False) -> np.ndarray:
     """Cells -> [V * G * G, C + 2] (features, plane one-hot); with ``contrast`` (``dense_slice_contrast``)
     [V * G * G, 2C + 2]: each cell's features also minus their mean over the sagittal slices at
-    the same place.
+    the same place; with ``mirror`` too (``dense_axial_mirror``) an axial view's second half is
+    each cell minus the cell at the mirrored column (the other side of the canal, which the
+    axial crop is centred on) instead of zero.
 
     Why the contrast: a disc herniation is a focal protrusion seen on one to three sagittal
     slices, the disc bulge of a degenerated disc (a hard negative) is the same grey margin on
     every slice; one cell's features cannot tell the two apart, their difference from the
     across-slice mean can (the most common level error was a herniation called at the bulging,
-    degenerated disc below it)."""
+    degenerated disc below it). Why the mirror: on the axial slice through a disc, a degenerated
+    disc's bulge and a canal narrowed from both sides are symmetric, while a lateral herniation,
+    a narrowed subarticular recess or foramen is on one side; the cell against its contralateral
+    twin says which."""
     cells = cell_grid(d, stride)
     if contrast:
-        m = slice_mean_matrix(d)
-        cells = np.concatenate([cells, cells - np.einsum("uv,vijc->uijc", m, cells)], -1)
+        ref = np.einsum("uv,vijc->uijc", slice_mean_matrix(d), cells)  # [V, G, G, C]
+        if mirror:
+            axial = [i for i, (p, _, _) in enumerate(d["views"]) if p == 1]
+            ref[axial] = cells[axial][:, :, ::-1]  # columns left <-> right
+        cells = np.concatenate([cells, cells - ref], -1)
     v, g, _, c = cells.shape
     plane = np.zeros((v, g, g, len(PLANES)), np.float32)
     for i, (p, _, _) in enumerate(d["views"]):
         plane[i, :, :, p] = 1
     return np.concatenate([cells, plane], -1).reshape(v * g * g, c + len(PLANES))
+
+
+def head_design(d: dict[str, Any], cfg: DiagnosisConfig) -> np.ndarray:
+    """The diagnosis head's input rows for the cells ``d`` under ``cfg`` (``cell_design``)."""
+    return cell_design(d, cfg.dense_stride, cfg.dense_slice_contrast, cfg.dense_axial_mirror)
 
 
 class DenseHead(nn.Module):
@@ -295,7 +308,7 @@ class DenseDiagnosisAgents(DiagnosisHead):
         out = np.zeros((len(feats), K), np.float32)
         for i, f in enumerate(feats):
             d = dense_cells(f, self.cfg, trunk)
-            x = cell_design(d, self.cfg.dense_stride, self.cfg.dense_slice_contrast)
+            x = head_design(d, self.cfg)
             if len(x):
                 out[i] = _cell_logits(self.a, x, d["cells"].shape[1] * (32 // self.cfg.dense_stride)).max(0)
         return out
@@ -305,7 +318,7 @@ class DenseDiagnosisAgents(DiagnosisHead):
         the box regressor's per-cell boxes [V, G, G, 17, 4] (None for a head trained before it
         existed): where each condition fires (``ml.agents.localization.localize_from_cells``)."""
         d = dense_cells(feat, self.cfg, self.trunk([feat]))
-        x = cell_design(d, self.cfg.dense_stride, self.cfg.dense_slice_contrast)
+        x = head_design(d, self.cfg)
         v, gs = len(d["views"]), d["cells"].shape[1] * (32 // self.cfg.dense_stride)
         z = _cell_logits(self.a, x, gs) if len(x) else np.zeros((0, K), np.float32)
         z = z.reshape(v, gs, gs, K)

@@ -70,8 +70,11 @@ def adapt_trunk(
             up = c.repeat_interleave(2, 1).repeat_interleave(2, 2)
             c = torch.cat([torch.from_numpy(np.asarray(ds[i]["fine"], np.float32)), up], -1)
         if cfg.dense_slice_contrast:
-            m = torch.from_numpy(slice_mean_matrix(ds[i]))
-            c = torch.cat([c, c - torch.einsum("uv,vijc->uijc", m, c)], -1)
+            ref = torch.einsum("uv,vijc->uijc", torch.from_numpy(slice_mean_matrix(ds[i])), c)
+            if cfg.dense_axial_mirror:  # an axial cell against the cell at the mirrored column
+                axial = (planes[i] == 1)[:, None, None, None]
+                ref = torch.where(axial, c.flip(2), ref)
+            c = torch.cat([c, c - ref], -1)
         v, g = c.shape[0], c.shape[1]
         plane = nn.functional.one_hot(planes[i], len(PLANES)).float()[:, None, None, :].expand(v, g, g, len(PLANES))
         x = torch.cat([c, plane], -1).reshape(v * g * g, -1)

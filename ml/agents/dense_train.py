@@ -27,6 +27,7 @@ from ml.agents.dense import (
     cell_design,
     dense_cells,
     head_arrays,
+    head_design,
     load_trunk,
 )
 from ml.agents.dense_boxes import (
@@ -252,12 +253,10 @@ def train_dense(
         fit = np.flatnonzero(~is_val)
     # one standardised copy of the cells in memory (stride-16 designs are ~12 MB a study): the
     # statistics of the fitting studies as running sums, then each study converted in turn
-    n_in = cell_design(dense_cells(feats[0], cfg, trunk), cfg.dense_stride, cfg.dense_slice_contrast).shape[1]
+    n_in = head_design(dense_cells(feats[0], cfg, trunk), cfg).shape[1]
     s1, s2, count = np.zeros(n_in), np.zeros(n_in), 0
     for i in fit:
-        x = cell_design(dense_cells(feats[i], cfg, trunk), cfg.dense_stride, cfg.dense_slice_contrast).astype(
-            np.float64
-        )
+        x = head_design(dense_cells(feats[i], cfg, trunk), cfg).astype(np.float64)
         s1, s2, count = s1 + x.sum(0), s2 + (x * x).sum(0), count + len(x)
     mean = (s1 / max(count, 1)).astype(np.float32)
     std = (np.sqrt(np.maximum(s2 / max(count, 1) - mean.astype(np.float64) ** 2, 0)) + 1e-4).astype(np.float32)
@@ -265,9 +264,7 @@ def train_dense(
     xt, tt = [], []
     for f, tr in zip(feats, truths, strict=True):
         d = dense_cells(f, cfg, trunk)
-        xt.append(
-            torch.from_numpy((cell_design(d, cfg.dense_stride, cfg.dense_slice_contrast) - mean) / std)
-        )  # [C_i, F]
+        xt.append(torch.from_numpy((head_design(d, cfg) - mean) / std))  # [C_i, F]
         t = cell_targets(f, d, tr, cfg.dense_stride, cfg.dense_key_negatives, cfg.dense_complete_negatives)
         tt.append(torch.from_numpy(t.astype(np.float32)))  # [C_i, 17]
     yt = torch.from_numpy(y.astype(np.float32))
@@ -282,12 +279,7 @@ def train_dense(
         trunk, joint = adapt_trunk(ds, head0, tt, yt, fit, mean, std, _pos_weight(y, fit), cfg, _batch_loss)
         del ds
         # the adapted cells (from the cached block-13 cells, kept beside them), same standardisation
-        xt = [
-            torch.from_numpy(
-                (cell_design(dense_cells(f, cfg, trunk), cfg.dense_stride, cfg.dense_slice_contrast) - mean) / std
-            )
-            for f in feats
-        ]
+        xt = [torch.from_numpy((head_design(dense_cells(f, cfg, trunk), cfg) - mean) / std) for f in feats]
         adapt_s = time.perf_counter() - ta
     served = None  # the served study logits where they are not ``z`` (fold heads: z is out-of-fold)
     if folds:

@@ -104,6 +104,9 @@ class DiagnosisConfig:
     # slice contrast: each cell's features also minus their mean over the sagittal slices at the
     # same place (``dense.cell_design``): a focal finding against one seen on every slice
     dense_slice_contrast: bool = False
+    # with the slice contrast: an axial cell's contrast is against the cell at the mirrored column
+    # (the other side of the canal) instead of zero (``dense.cell_design``)
+    dense_axial_mirror: bool = False
     # >1: that many heads trained with consecutive seeds on the same studies, served as their mean
     # (variance: one rare condition moved 0.08 with the seed alone); the training time times that
     dense_seeds: int = 1
@@ -116,6 +119,8 @@ class DiagnosisConfig:
     def __post_init__(self) -> None:
         if self.threshold_rule not in ("youden", "sensitivity"):
             raise ValueError("threshold_rule must be 'youden' or 'sensitivity'")
+        if self.dense_axial_mirror and not self.dense_slice_contrast:
+            raise ValueError("diagnosis.dense_axial_mirror needs dense_slice_contrast (it fills its axial half)")
         if self.dense_threads < 1:
             raise ValueError("diagnosis.dense_threads must be >= 1")
         if self.dense_stride not in (16, 32) or self.dense_box_stride not in (16, 32):

@@ -38,10 +38,11 @@ def generic():
     return load_trunk()
 
 
-def _feats(n: int, seed: int, trunk) -> list[StudyFeatures]:
+def _feats(n: int, seed: int, trunk, axial: bool = False) -> list[StudyFeatures]:
     """Studies of 4 views whose block-13 cells (4 x 4, 96 channels) are noise; condition 0
     present = a fixed pattern on one 2 x 2 patch of one view. The stride-32 cells are the generic
-    trunk's blocks 14-17 on them, as ``dense_cells`` caches them."""
+    trunk's blocks 14-17 on them, as ``dense_cells`` caches them. With ``axial`` the last view
+    is an axial one."""
     rng = np.random.default_rng(seed)
     pattern = np.random.default_rng(99).normal(size=96)
     y = (rng.random((n, K)) < 0.4).astype(np.int64)
@@ -53,7 +54,7 @@ def _feats(n: int, seed: int, trunk) -> list[StudyFeatures]:
             fine[v, r : r + 2, c : c + 2] += 0.7 * pattern
         fine = fine.astype(np.float16)
         f = StudyFeatures(StudyData(f"1.{seed}.{i}", f"P{seed}-{i}", [], labels=y[i]), None)  # type: ignore[arg-type]
-        views = [(0, 0, k) for k in range(4)]
+        views = [(0, 0, k) for k in range(3)] + [(1, 1, 3) if axial else (0, 0, 3)]
         f.extras["dense"] = {"cells": tail_cells(trunk, fine), "fine": fine, "views": views, "size": 64,
                              "key": view_key(CFG)}  # fmt: skip
         out.append(f)
@@ -70,11 +71,12 @@ def _fresh(feats: list[StudyFeatures]) -> list[StudyFeatures]:
     return out
 
 
-@pytest.mark.parametrize("contrast", [False, True])
-def test_adapted_blocks_change_and_the_loaded_artifact_reproduces_training_logits(tmp_path, generic, contrast):
-    """With the slice contrast too: the adaptation's torch design is the served numpy one."""
-    train = _feats(48, 0, generic)
-    cfg = replace(CFG, dense_adapt_blocks=1, dense_slice_contrast=contrast)
+@pytest.mark.parametrize(("contrast", "mirror"), [(False, False), (True, False), (True, True)])
+def test_adapted_blocks_change_and_the_loaded_artifact_reproduces_training_logits(tmp_path, generic, contrast, mirror):
+    """With the slice contrast and the axial mirror too: the adaptation's torch design is the
+    served numpy one."""
+    train = _feats(48, 0, generic, axial=mirror)
+    cfg = replace(CFG, dense_adapt_blocks=1, dense_slice_contrast=contrast, dense_axial_mirror=mirror)
     agents = train_dense(train, cfg)
     weights = {k: v for k, v in agents.arrays().items() if k.startswith(ADAPT_PREFIX)}
     before = adapted_arrays(generic, 1)
