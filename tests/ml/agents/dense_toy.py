@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from ml.agents.dense import view_key
+from ml.agents.dense import TRUNK_CHANNELS, view_key
 from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.features import StudyFeatures
+from ml.conditions import CONDITION_KEYS
 from ml.data.types import StudyData
 
 
@@ -24,3 +27,26 @@ def cached_cells_study(
         "key": view_key(cfg),
     }
     return feat
+
+
+def pattern_studies(
+    n: int,
+    seed: int,
+    cfg: DiagnosisConfig,
+    views: list[tuple[int, int, int]],
+    paint: Callable[[np.ndarray, np.random.Generator, bool, np.ndarray], None],
+    grid: int = 4,
+) -> tuple[list[StudyFeatures], np.ndarray]:
+    """``n`` studies of noise cells [len(views), grid, grid, C], condition 0 present in about half
+    (labels [n, 17], the rest 0); ``paint(cells, rng, present, pattern)`` adds the test's fixed
+    pattern (one draw, the same in every study) where the case says. Returns (studies, labels)."""
+    rng = np.random.default_rng(seed)
+    pattern = np.random.default_rng(99).normal(size=TRUNK_CHANNELS)
+    y = np.zeros((n, len(CONDITION_KEYS)), np.int64)
+    y[:, 0] = rng.random(n) < 0.5
+    out = []
+    for i in range(n):
+        cells = rng.normal(size=(len(views), grid, grid, TRUNK_CHANNELS))
+        paint(cells, rng, bool(y[i, 0]), pattern)
+        out.append(cached_cells_study(f"1.{seed}.{i}", y[i], cells, views, cfg))
+    return out, y

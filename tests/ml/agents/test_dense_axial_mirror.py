@@ -15,10 +15,8 @@ from ml.agents.dense_train import train_dense
 from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.features import StudyFeatures
 from ml.agents.metrics import auroc
-from ml.conditions import CONDITION_KEYS
-from tests.ml.agents.dense_toy import cached_cells_study
+from tests.ml.agents.dense_toy import pattern_studies
 
-K = len(CONDITION_KEYS)
 C = TRUNK_CHANNELS
 
 
@@ -47,19 +45,14 @@ def _feats(n: int, seed: int, cfg: DiagnosisConfig) -> tuple[list[StudyFeatures]
     A on the axial view; condition 0 is present when A is on one side only (a lateral finding),
     absent when A is at the same place on both sides (a symmetric one). One cell's features are
     the same in both."""
-    rng = np.random.default_rng(seed)
-    pa = np.random.default_rng(99).normal(size=C)
-    y = np.zeros((n, K), np.int64)
-    y[:, 0] = rng.random(n) < 0.5
-    out = []
-    for i in range(n):
-        cells = rng.normal(size=(3, 4, 4, C))
+
+    def paint(cells: np.ndarray, rng: np.random.Generator, present: bool, pa: np.ndarray) -> None:
         r, c = rng.integers(4), rng.integers(4)
         cells[2, r, c] += 2 * pa
-        if not y[i, 0]:
+        if not present:
             cells[2, r, 3 - c] += 2 * pa
-        out.append(cached_cells_study(f"1.{seed}.{i}", y[i], cells, [(0, 0, 0), (0, 0, 1), (1, 1, 2)], cfg))
-    return out, y
+
+    return pattern_studies(n, seed, cfg, [(0, 0, 0), (0, 0, 1), (1, 1, 2)], paint)
 
 
 def test_the_mirror_learns_a_finding_on_one_side_only():

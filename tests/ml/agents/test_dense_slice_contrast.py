@@ -15,10 +15,8 @@ from ml.agents.dense_train import train_dense
 from ml.agents.diagnosis import DiagnosisConfig
 from ml.agents.features import StudyFeatures
 from ml.agents.metrics import auroc
-from ml.conditions import CONDITION_KEYS
-from tests.ml.agents.dense_toy import cached_cells_study
+from tests.ml.agents.dense_toy import pattern_studies
 
-K = len(CONDITION_KEYS)
 SLICES = 5
 
 
@@ -47,20 +45,15 @@ def _feats(n: int, seed: int, cfg: DiagnosisConfig) -> tuple[list[StudyFeatures]
     """Five sagittal slices of 4 x 4 cells. Every study shows a pattern A at one place; condition 0
     is present when A is on one slice only (a focal finding), absent when A is on every slice
     there (a diffuse one). One cell's features are the same in both."""
-    rng = np.random.default_rng(seed)
-    pa = np.random.default_rng(99).normal(size=TRUNK_CHANNELS)
-    y = np.zeros((n, K), np.int64)
-    y[:, 0] = rng.random(n) < 0.5
-    out = []
-    for i in range(n):
-        cells = rng.normal(size=(SLICES, 4, 4, TRUNK_CHANNELS))
+
+    def paint(cells: np.ndarray, rng: np.random.Generator, present: bool, pa: np.ndarray) -> None:
         r, c = rng.integers(4), rng.integers(4)
-        if y[i, 0]:
+        if present:
             cells[rng.integers(SLICES), r, c] += 2 * pa
         else:
             cells[:, r, c] += 2 * pa
-        out.append(cached_cells_study(f"1.{seed}.{i}", y[i], cells, [(0, 0, k) for k in range(SLICES)], cfg))
-    return out, y
+
+    return pattern_studies(n, seed, cfg, [(0, 0, k) for k in range(SLICES)], paint)
 
 
 def test_contrast_learns_a_finding_seen_on_one_slice_only():
