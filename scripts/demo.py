@@ -49,6 +49,25 @@ def demo_users_argv(password: str) -> list[str]:
     return ["create_demo_users", f"--password={password}"]
 
 
+def make_demo_studies(py: str, studies: int, env: dict[str, str]) -> None:
+    """The demo studies (and their priors) generated into ``var/demo-data`` once; niced, since on
+    a first run this runs beside the pipeline's build and should take only the CPU it leaves."""
+    from ml.data.manifest import read_manifest
+    from ml.data.synthetic.priors import PRIOR_SUFFIX
+
+    data = VAR / "demo-data"
+    manifest = data / "manifest.jsonl"
+    if manifest.exists() and not any(e.root.endswith(PRIOR_SUFFIX) for e in read_manifest(manifest)):
+        manifest.unlink()  # made before the demo had priors: the same studies again, plus the priors
+    if not manifest.exists():
+        print(f"[demo] generating {studies} synthetic studies (and their priors) into {data}")
+        subprocess.run(
+            ["nice", "-n", "10", py, "-m", "ml", "synth", "--studies", str(studies), "--seed", "0", "--out", str(data),
+             "--with-priors", DEMO_PRIOR_SHARE],
+            cwd=ROOT, env=env, check=True,
+        )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=8, help="demo studies to generate (default 8)")
@@ -89,34 +108,34 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         subprocess.run([py, "manage.py", *demo_users_argv(password)], cwd=ROOT, env=env, check=True)
 
+        builder = None
         if args.pipeline:
             os.environ["SPINEREVIEW_PIPELINE_DIR"] = env["SPINEREVIEW_PIPELINE_DIR"] = str(
                 Path(args.pipeline).resolve()
             )
         else:
-            print("[demo] drafting pipeline: the cached demo pipeline, built first if missing (~10 min, 2 idle cores)")
-            folder = subprocess.run(
+            print("[demo] drafting pipeline: the cached demo pipeline, built first if missing (~15 min, 2 idle cores)")
+            builder = subprocess.Popen(
                 [py, "-c", "from reviewer.ml_bridge import ensure_tiny_pipeline as e; print(e(preset='demo'))"],
-                cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True,
-            ).stdout.strip().splitlines()[-1]  # fmt: skip
-            os.environ["SPINEREVIEW_PIPELINE_DIR"] = env["SPINEREVIEW_PIPELINE_DIR"] = folder
+                cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+        try:
+            make_demo_studies(py, args.studies, env)
+            if builder is not None:
+                stdout, _ = builder.communicate()
+                if builder.returncode:
+                    raise subprocess.CalledProcessError(builder.returncode, builder.args)
+                folder = stdout.strip().splitlines()[-1]
+                os.environ["SPINEREVIEW_PIPELINE_DIR"] = env["SPINEREVIEW_PIPELINE_DIR"] = folder
+        except BaseException:
+            if builder is not None and builder.poll() is None:
+                builder.kill()
+            raise
         print(f"[demo] drafting pipeline: {env['SPINEREVIEW_PIPELINE_DIR']}")
 
         from ml.data.manifest import read_manifest
-        from ml.data.synthetic.priors import PRIOR_SUFFIX
 
         data = VAR / "demo-data"
-        manifest = data / "manifest.jsonl"
-        if manifest.exists() and not any(e.root.endswith(PRIOR_SUFFIX) for e in read_manifest(manifest)):
-            manifest.unlink()  # made before the demo had priors: the same studies again, plus the priors
-        if not manifest.exists():
-            print(f"[demo] generating {args.studies} synthetic studies (and their priors) into {data}")
-            subprocess.run(
-                [py, "-m", "ml", "synth", "--studies", str(args.studies), "--seed", "0", "--out", str(data),
-                 "--with-priors", DEMO_PRIOR_SHARE],
-                cwd=ROOT, env=env, check=True,
-            )  # fmt: skip
-
         # import the DICOM series only; ground_truth.json and report.txt stay beside them
         series_dirs = [str(data / s.path) for study in read_manifest(data / "manifest.jsonl") for s in study.series]
         subprocess.run([py, "manage.py", "import_dicom", "--quiet", *series_dirs], cwd=ROOT, env=env, check=True)

