@@ -212,23 +212,20 @@ class ReportAgent(nn.Module):
         if self.vocab is not None:  # the decoder speaks local ids
             stop_ids = [i for i in self.vocab.local(stop_ids, missing=-1) if i >= 0]
             pad = self.vocab.local([pad], missing=stop_ids[0] if stop_ids else 0)[0] if pad is not None else None
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"do_sample": False, "eos_token_id": stop_ids, "pad_token_id": pad}
+        lookup = self.cfg.prompt_lookup_tokens if len(items) == 1 else 0
         if marker is None:  # multi-token marker (pretrained vocabularies): stop on its text
-            kwargs["stopping_criteria"] = StoppingCriteriaList([_TextStop(self, self.cfg.end_marker)])
-        # PreTrainedModel's type has no generate: every decoder here is a transformers causal LM
-        # (a GenerationMixin) or peft's PeftModelForCausalLM, whose generate forwards to one.
-        out = cast("GenerationMixin", self.decoder).generate(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            max_new_tokens=budget,
-            do_sample=False,
-            eos_token_id=stop_ids,
-            pad_token_id=pad,
-            **kwargs,
-        )
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_TextStop(self, self.cfg.end_marker, lookup)])
+        if lookup > 0:
+            out = self._generate_with_lookup(items[0], embeds, mask, budget, lookup, kwargs)
+        else:
+            # PreTrainedModel's type has no generate: every decoder here is a transformers causal LM
+            # (a GenerationMixin) or peft's PeftModelForCausalLM, whose generate forwards to one.
+            decoder = cast("GenerationMixin", self.decoder)
+            out = decoder.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=budget, **kwargs)
         seconds = time.perf_counter() - t0
         drafts = []
-        for row in out.tolist():  # decoder-only generate with inputs_embeds returns only new tokens
+        for row in out.tolist():  # the new tokens only
             new = self._trim(row, set(stop_ids), pad)
             text = self.decode(new).split(self.cfg.end_marker)[0]
             for tok in (self.tokenizer.eos_token, self.tokenizer.pad_token):
@@ -238,6 +235,67 @@ class ReportAgent(nn.Module):
             drafts.append(GeneratedReport(text, split_sections(text), len(new), seconds))
         self.train(was_training)
         return drafts
+
+    def _generate_with_lookup(
+        self,
+        item: ReportInputs,
+        embeds: torch.Tensor,
+        mask: torch.Tensor,
+        budget: int,
+        lookup: int,
+        kwargs: dict[str, Any],
+    ) -> torch.Tensor:
+        """One study's greedy draft with prompt lookup decoding -> its new tokens [1, N].
+
+        Why: a report repeats whole phrases of the similar case's report in its prompt, so the up
+        to ``lookup`` tokens that followed the draft's last words there are checked in one forward
+        pass, and every one the model would have chosen itself is kept: the plain greedy draft,
+        reached in fewer passes (each pass reads all the weights; on a CPU that, not arithmetic, is
+        a token's cost). Written here rather than through ``generate(prompt_lookup_num_tokens=)``:
+        the prompt is read as embeddings (its image tokens have no ids), and transformers' lookup
+        needs the prompt as ids.
+        """
+        stops = set(kwargs["eos_token_id"])
+        text_stop = next(iter(kwargs.get("stopping_criteria", [])), None)
+        out = self.decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=True)
+        cache = out.past_key_values
+        cache.activate_past_recording()  # sliding-window layers keep what a rejected guess must give back
+        source = self._lookup_ids(item, embeds.shape[1])
+        new = [int(out.logits[0, -1].argmax())]
+        cached = embeds.shape[1]  # tokens in the cache
+        device = embeds.device
+        while len(new) < budget and new[-1] not in stops:
+            if text_stop is not None and text_stop.hit(new):
+                break
+            guess = propose_from_prompt(source, new, self.cfg.prompt_lookup_ngram, min(lookup, budget - len(new) - 1))
+            step = torch.tensor([[new[-1], *guess]], dtype=torch.long, device=device)  # [1, 1+k]
+            out = self.decoder(
+                input_ids=step,
+                attention_mask=torch.ones(1, cached + step.shape[1], dtype=torch.long, device=device),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            chosen = out.logits[0].argmax(-1).tolist()  # [1+k]: the model's token after each input
+            kept = 0
+            while kept < len(guess) and guess[kept] == chosen[kept]:
+                kept += 1
+            cache.crop(-(len(guess) - kept))  # the rejected guesses' keys and values
+            cached += 1 + kept
+            for t in chosen[: kept + 1]:
+                new.append(t)
+                if t in stops or len(new) >= budget:
+                    break
+        return torch.tensor([new], dtype=torch.long, device=device)
+
+    def _lookup_ids(self, item: ReportInputs, length: int) -> list[int]:
+        """The prompt as the decoder's output ids, one per prompt embedding: where prompt lookup
+        searches for the draft's last words; -1 for the image tokens and for prompt tokens outside
+        the report vocabulary (nothing matches or continues through them)."""
+        pre, post = self.prompt_ids(item)
+        ids = [*pre, *[-1] * (length - len(pre) - len(post)), *post]  # the image tokens between
+        if self.vocab is not None:
+            ids = self.vocab.local(ids, missing=-1)
+        return ids
 
     def decode(self, output_ids: list[int]) -> str:
         """The decoder's output ids (local ids with a report vocabulary) as text."""
@@ -339,11 +397,36 @@ class _TextStop(StoppingCriteria):
     """Stops each row once its decoded tail contains ``marker`` (a marker that is several tokens
     of a pretrained vocabulary; works on local ids through the agent's ``decode``)."""
 
-    def __init__(self, agent: ReportAgent, marker: str) -> None:
+    def __init__(self, agent: ReportAgent, marker: str, lookahead: int = 0) -> None:
         self.agent, self.marker = agent, marker
-        self.tail = len(agent._ids(marker)) + 2
+        # prompt lookup keeps up to ``lookahead`` + 1 tokens in one step: the marker may end before them
+        self.tail = len(agent._ids(marker)) + 2 + lookahead
+
+    def hit(self, ids: list[int]) -> bool:
+        """Whether the marker's text is in the last tokens of ``ids``."""
+        return self.marker in self.agent.decode(ids[-self.tail :])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
         # generate() keeps a finished row finished (and pads it), so only new hits matter here
-        hit = [self.marker in self.agent.decode(row[-self.tail :].tolist()) for row in input_ids]
+        hit = [self.hit(row.tolist()) for row in input_ids]
         return torch.tensor(hit, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+
+
+def propose_from_prompt(source: list[int], new: list[int], ngram: int, k: int) -> list[int]:
+    """Up to ``k`` tokens that followed the last ``ngram`` (then fewer) tokens of the draft where
+    they first occur in the prompt ``source`` or earlier in the draft; [] without a match.
+    A -1 in ``source`` (an image token, a token outside the vocabulary) ends a guess."""
+    if k <= 0:
+        return []
+    seq = source + new
+    end = len(seq)
+    for n in range(min(ngram, len(new)), 0, -1):
+        tail = seq[end - n :]
+        for i in range(end - n):
+            if seq[i : i + n] == tail:
+                guess = seq[i + n : min(i + n + k, end)]
+                if -1 in guess:
+                    guess = guess[: guess.index(-1)]
+                if guess:
+                    return guess
+    return []

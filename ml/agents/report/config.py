@@ -86,6 +86,10 @@ class ReportAgentConfig:
     max_prompt_tokens: int = 1024  # the similar-case report is truncated to fit
     max_target_tokens: int = 768
     max_new_tokens: int = 512
+    # drafting: tokens proposed from the prompt (the similar case's report) and checked in one
+    # pass (prompt lookup decoding; the greedy draft is unchanged, reached in fewer passes); 0: off
+    prompt_lookup_tokens: int = 10
+    prompt_lookup_ngram: int = 3  # the longest run of last words matched in the prompt
     end_marker: str = "<end_of_report>"
     dtype: str = "float32"  # a torch dtype name, or "auto": bfloat16 where native (CUDA, AMX CPUs), else float32
     # pretrained presets: "report" limits the decoder's output to the tokens of the report corpus

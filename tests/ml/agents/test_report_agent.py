@@ -162,6 +162,47 @@ def test_save_load_round_trip_gives_identical_greedy_generation(short_agent_dir:
         assert torch.equal(p, q), n
 
 
+def _passes(agent: ReportAgent, inputs: ReportInputs, lookup: int) -> tuple[str, int, int]:
+    """(draft, new tokens, decoder forward passes) with prompt lookup of ``lookup`` tokens (0: off)."""
+    calls = []
+    handle = agent.decoder.get_base_model().model.register_forward_hook(lambda *a: calls.append(1))
+    agent.cfg.prompt_lookup_tokens = lookup
+    try:
+        out = agent.generate(inputs, max_new_tokens=60)
+    finally:
+        handle.remove()
+    return out.text, out.tokens, len(calls)
+
+
+def test_prompt_lookup_gives_the_plain_greedy_draft_in_fewer_passes(short_agent_dir: Path) -> None:
+    agent = ReportAgent.load(short_agent_dir)
+    assert agent.cfg.prompt_lookup_tokens > 0  # on by default, also for agents saved before it existed
+    rng = np.random.default_rng(11)
+    for similar in (SHORT, "ALIGNMENT: Normal alignment.", None):  # the draft in the prompt, a part, none
+        ex = dataclasses.replace(_example(rng, SHORT), similar_report=similar)
+        inputs = ReportInputs(**{f.name: getattr(ex, f.name) for f in dataclasses.fields(ReportInputs)})
+        plain = _passes(agent, inputs, 0)
+        looked = _passes(agent, inputs, 10)
+        assert looked[:2] == plain[:2], similar
+        assert looked[2] <= plain[2]
+        if similar == SHORT:  # the draft's words are in the prompt: some passes keep several tokens
+            assert looked[2] < plain[2], (looked, plain)
+    cut = dataclasses.replace(inputs, similar_report=SHORT)
+    agent.cfg.prompt_lookup_tokens = 10
+    assert agent.generate(cut, max_new_tokens=3).tokens == 3  # the budget holds when guesses run past it
+
+
+def test_prompt_lookup_guesses_what_followed_the_last_words() -> None:
+    from ml.agents.report.agent import propose_from_prompt
+
+    prompt = [5, 6, 7, 8, 9, -1, 6, 7, 4]
+    assert propose_from_prompt(prompt, [6, 7], ngram=3, k=2) == [8, 9]  # the first place the words occur
+    assert propose_from_prompt(prompt, [1, 7, 8], ngram=3, k=10) == [9]  # shorter match; stops at -1
+    assert propose_from_prompt(prompt, [3, 2], ngram=3, k=5) == []  # not in the prompt
+    assert propose_from_prompt(prompt, [6, 7], ngram=3, k=0) == []
+    assert propose_from_prompt([], [2, 3, 2], ngram=2, k=3) == [3, 2]  # earlier in the draft itself
+
+
 def test_training_rejects_bad_examples(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     with pytest.raises(ValueError, match="at least one example"):

@@ -4,6 +4,7 @@ stopped by the multi-token end marker string or the budget, save/load."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,17 @@ def test_gemma_preset_trains_lora_and_generates(tmp_path: Path) -> None:
         with agent.decoder.disable_adapter():  # the base decoder, as the full one is
             got = agent.decoder(inputs_embeds=embeds, attention_mask=mask).logits
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    # prompt lookup past Gemma's sliding window (512): the rejected guesses are given back in the
+    # sliding layers too, and the draft is the plain greedy one (compared in float32, where a
+    # several-token pass and a one-token pass agree to the last bit that matters)
+    agent.decoder.float()
+    agent.cfg.max_prompt_tokens = 1024  # trained with 256 above; served with the preset's 1024
+    long_case = "\n".join(f"L{i % 5 + 1}: disc bulge without canal stenosis, level {i}." for i in range(60))
+    item = dataclasses.replace(ex[0], similar_report=long_case)
+    pre, post = agent.prompt_ids(item)
+    assert len(pre) + agent.cfg.projector.n_queries + len(post) > agent.decoder.get_base_model().config.sliding_window
+    drafts = []
+    for lookup in (0, 10):
+        agent.cfg.prompt_lookup_tokens = lookup
+        drafts.append(agent.generate(item, max_new_tokens=40))
+    assert (drafts[1].text, drafts[1].tokens) == (drafts[0].text, drafts[0].tokens)
