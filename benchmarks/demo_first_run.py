@@ -3,11 +3,16 @@ until every demo draft is done, as a new user meets it (the venv and Debian pack
 as installed; everything else, OHIF, the extension build, gemma's conversion, the pipeline, the
 studies, is made from nothing).
 
-    .venv/bin/python benchmarks/demo_first_run.py [--drafts 10] [--port 8131]
+    .venv/bin/python benchmarks/demo_first_run.py [--drafts 10] [--port 8131] [--cache DIR] [--repo DIR]
 
 Prints the seconds to the app's banner, to the last draft, the pipeline's steps
 (``bootstrap.json`` / ``train_times.json``) and the load average before and after. Run it on an
 idle machine: on 2 shared cores the figure is the load as much as the work.
+
+``--cache DIR`` runs with that project cache instead of an empty one (e.g. ``.cache``, where the
+demo pipeline and Gemma's conversion already are): what is left is the demo's studies, the app
+and the drafts. ``--repo DIR`` runs another checkout's ``scripts/demo`` (a baseline, e.g. ``git
+worktree add /tmp/base <commit>`` with this checkout's ``.venv`` linked in).
 """
 
 from __future__ import annotations
@@ -55,13 +60,17 @@ def main() -> int:
     ap.add_argument("--drafts", type=int, default=10, help="drafts to wait for (8 demo studies + 2 priors)")
     ap.add_argument("--port", type=int, default=8131)
     ap.add_argument("--timeout", type=float, default=3600.0)
+    ap.add_argument("--cache", type=Path, default=None, help="an existing project cache (default: a new, empty one)")
+    ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose scripts/demo runs (default: this one)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="demo-first-run-"))
-    env = {**os.environ, "SPINEREVIEW_CACHE": str(work / "cache"), "SPINEREVIEW_VAR_DIR": str(work / "var")}
+    cache = args.cache.resolve() if args.cache else work / "cache"
+    env = {**os.environ, "SPINEREVIEW_CACHE": str(cache), "SPINEREVIEW_VAR_DIR": str(work / "var")}
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     log = (work / "demo.log").open("w")
-    proc = subprocess.Popen([str(REPO / "scripts" / "demo"), "--port", str(args.port)], cwd=REPO, env=env,
+    repo = args.repo.resolve()
+    proc = subprocess.Popen([str(repo / "scripts" / "demo"), "--port", str(args.port)], cwd=repo, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     up = None
     db = work / "var" / "spinereview.sqlite3"
@@ -97,11 +106,11 @@ def main() -> int:
             for pid in leftover:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-    pipes = sorted((work / "cache" / "pipelines").glob("demo-*/bootstrap.json"))
+    pipes = [] if args.cache else sorted((cache / "pipelines").glob("demo-*/bootstrap.json"))
     steps = json.loads(pipes[0].read_text())["seconds"] if pipes else {}
     agents = json.loads((pipes[0].parent / "train_times.json").read_text()) if pipes else {}
     print(f"app up after {up or float('nan'):.0f} s; {args.drafts} drafts done after {total:.0f} s "
-          f"({total / 60:.1f} min)")  # fmt: skip
+          f"({total / 60:.1f} min); the drafts took {total - (up or 0):.0f} s")  # fmt: skip
     print("pipeline steps (s): " + ", ".join(f"{k} {v:.0f}" for k, v in {**steps, **agents}.items()))
     print(f"load average (1 min): {load0:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} CPUs")
     print(f"work folder (delete when done): {work}")

@@ -251,22 +251,29 @@ def train_dense(
     else:
         is_val = np.array([patient_fold(k, 100, cfg.seed + 7) < round(cfg.val_fraction * 100) for k in keys])
         fit = np.flatnonzero(~is_val)
-    # one standardised copy of the cells in memory (stride-16 designs are ~12 MB a study): the
-    # statistics of the fitting studies as running sums, then each study converted in turn
-    n_in = head_design(dense_cells(feats[0], cfg, trunk), cfg).shape[1]
+    # one copy of the cells in memory (stride-16 designs are ~12 MB a study), each study's design
+    # made once: the fitting studies' statistics as running sums, then every design standardised
+    # in place
+    designs, tt = [], []
+    for f, tr in zip(feats, truths, strict=True):
+        d = dense_cells(f, cfg, trunk)
+        designs.append(head_design(d, cfg))  # [C_i, F] float32
+        t = cell_targets(f, d, tr, cfg.dense_stride, cfg.dense_key_negatives, cfg.dense_complete_negatives)
+        tt.append(torch.from_numpy(t.astype(np.float32)))  # [C_i, 17]
+    n_in = designs[0].shape[1]
     s1, s2, count = np.zeros(n_in), np.zeros(n_in), 0
     for i in fit:
-        x = head_design(dense_cells(feats[i], cfg, trunk), cfg).astype(np.float64)
+        x = designs[i].astype(np.float64)
         s1, s2, count = s1 + x.sum(0), s2 + (x * x).sum(0), count + len(x)
     mean = (s1 / max(count, 1)).astype(np.float32)
     std = (np.sqrt(np.maximum(s2 / max(count, 1) - mean.astype(np.float64) ** 2, 0)) + 1e-4).astype(np.float32)
     mean[-len(PLANES) :], std[-len(PLANES) :] = 0.0, 1.0
-    xt, tt = [], []
-    for f, tr in zip(feats, truths, strict=True):
-        d = dense_cells(f, cfg, trunk)
-        xt.append(torch.from_numpy((head_design(d, cfg) - mean) / std))  # [C_i, F]
-        t = cell_targets(f, d, tr, cfg.dense_stride, cfg.dense_key_negatives, cfg.dense_complete_negatives)
-        tt.append(torch.from_numpy(t.astype(np.float32)))  # [C_i, 17]
+    xt = []
+    for x in designs:
+        x -= mean
+        x /= std
+        xt.append(torch.from_numpy(x))  # [C_i, F]
+    del designs
     yt = torch.from_numpy(y.astype(np.float32))
     joint, adapt_s = None, 0.0
     if cfg.dense_adapt_blocks:  # the head on the frozen cells, then head + the trunk's last blocks
