@@ -3,11 +3,11 @@
 Steps (each idempotent): migrate SQLite; create one demo user per role with a password that is
 generated once into ``var/demo-password`` (never in git); start Orthanc with storage in
 ``var/orthanc``; make sure the tiny drafting pipeline exists (trained once into
-``$SPINEREVIEW_CACHE/agents``, file-locked, reused afterwards; ``--pipeline DIR`` uses yours);
-generate the demo studies with ``python -m ml synth`` (cached in ``var/demo-data``; a quarter of
-the patients, two of the eight at seed 0, also get a study years earlier, so the drafts'
-COMPARISON names a prior); import them; then run the Orthanc watcher and Django's server until
-Ctrl-C.
+``$SPINEREVIEW_CACHE/pipelines``, file-locked, reused afterwards; ``--pipeline DIR`` uses yours)
+and, beside it at low priority, generate the demo studies with ``python -m ml synth`` (cached in
+``var/demo-data``; a quarter of the patients, two of the eight at seed 0, also get a study years
+earlier, so the drafts' COMPARISON names a prior); import them; then run the Orthanc watcher and
+Django's server until Ctrl-C.
 
 Drafting in the demo runs in-process (SQLite, no Redis): the watcher turns each stable study
 into a Study row and drafts it right away (fetch → SpineFM → agents → draft + findings + SR in
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("SPINEREVIEW_VAR_DIR", ROOT / "var"))
+# a command prefix that runs a process only on cores nothing else wants (util-linux's chrt; else nice)
+IDLE_PRIORITY = ["chrt", "--idle", "0"] if shutil.which("chrt") else ["nice", "-n", "19"]
 DEMO_PRIOR_SHARE = "0.25"  # patients with an earlier study (seed 0: SPINE0001 unchanged, SPINE0002 progressed)
 
 
@@ -50,8 +53,9 @@ def demo_users_argv(password: str) -> list[str]:
 
 
 def make_demo_studies(py: str, studies: int, env: dict[str, str]) -> None:
-    """The demo studies (and their priors) generated into ``var/demo-data`` once; niced, since on
-    a first run this runs beside the pipeline's build and should take only the CPU it leaves."""
+    """The demo studies (and their priors) generated into ``var/demo-data`` once; at idle priority
+    (``chrt --idle``), since on a first run this runs beside the pipeline's build and should take
+    only the CPU it leaves."""
     from ml.data.manifest import read_manifest
     from ml.data.synthetic.priors import PRIOR_SUFFIX
 
@@ -62,7 +66,7 @@ def make_demo_studies(py: str, studies: int, env: dict[str, str]) -> None:
     if not manifest.exists():
         print(f"[demo] generating {studies} synthetic studies (and their priors) into {data}")
         subprocess.run(
-            ["nice", "-n", "10", py, "-m", "ml", "synth", "--studies", str(studies), "--seed", "0", "--out", str(data),
+            [*IDLE_PRIORITY, py, "-m", "ml", "synth", "--studies", str(studies), "--seed", "0", "--out", str(data),
              "--with-priors", DEMO_PRIOR_SHARE],
             cwd=ROOT, env=env, check=True,
         )  # fmt: skip
