@@ -71,7 +71,7 @@ def main() -> int:
     rows = []
     for i, item in enumerate(captured):
         out: dict[str, tuple[float, int, str]] = {}
-        for mode in (("plain", "lookup") if i % 2 == 0 else ("lookup", "plain")):
+        for mode in ("plain", "lookup") if i % 2 == 0 else ("lookup", "plain"):
             writer.cfg.prompt_lookup_tokens = a.tokens if mode == "lookup" else 0
             writer.cfg.prompt_lookup_ngram = a.ngram
             t = time.perf_counter()
