@@ -217,7 +217,7 @@ def decoder_converted_alongside(p: BootstrapParams) -> Iterator[None]:
         return
     # its own process, which exits when done (its ~1.7 GB go back before the head trains)
     job = multiprocessing.get_context("spawn").Process(
-        target=_run_niced, args=(_convert_decoder,), name="gemma-conversion", daemon=True
+        target=_run_when_idle, args=(_convert_decoder,), name="gemma-conversion", daemon=True
     )
     job.start()
     try:
@@ -228,7 +228,7 @@ def decoder_converted_alongside(p: BootstrapParams) -> Iterator[None]:
             log.warning("background conversion of the report decoder failed (exit %s)", job.exitcode)
 
 
-def _run_niced(fn: Callable[[], object]) -> None:
+def _run_when_idle(fn: Callable[[], object]) -> None:
     run_when_idle()
     fn()
 

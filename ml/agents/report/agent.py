@@ -258,7 +258,7 @@ class ReportAgent(nn.Module):
         stops = set(kwargs["eos_token_id"])
         text_stop = next(iter(kwargs.get("stopping_criteria", [])), None)
         out = self.decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=True)
-        cache = out.past_key_values
+        cache = out.cache
         cache.activate_past_recording()  # sliding-window layers keep what a rejected guess must give back
         source = self._lookup_ids(item, embeds.shape[1])
         new = [int(out.logits[0, -1].argmax())]
@@ -272,7 +272,7 @@ class ReportAgent(nn.Module):
             out = self.decoder(
                 input_ids=step,
                 attention_mask=torch.ones(1, cached + step.shape[1], dtype=torch.long, device=device),
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
             chosen = out.logits[0].argmax(-1).tolist()  # [1+k]: the model's token after each input
