@@ -34,6 +34,7 @@ from transformers import (
 
 from ml.agents.report.config import ReportAgentConfig
 from ml.agents.report.decoders import load_pretrained_decoder
+from ml.agents.report.lookup import greedy_with_prompt_lookup
 from ml.agents.report.loss import IGNORE
 from ml.agents.report.projector import AttentionPoolProjector
 from ml.agents.report.prompt import prompt_parts, split_sections
@@ -213,11 +214,18 @@ class ReportAgent(nn.Module):
             stop_ids = [i for i in self.vocab.local(stop_ids, missing=-1) if i >= 0]
             pad = self.vocab.local([pad], missing=stop_ids[0] if stop_ids else 0)[0] if pad is not None else None
         kwargs: dict[str, Any] = {"do_sample": False, "eos_token_id": stop_ids, "pad_token_id": pad}
+        # one study (a drafting worker, the demo): prompt lookup decoding, the same greedy draft in
+        # fewer passes (lookup.py)
         lookup = self.cfg.prompt_lookup_tokens if len(items) == 1 else 0
-        if marker is None:  # multi-token marker (pretrained vocabularies): stop on its text
-            kwargs["stopping_criteria"] = StoppingCriteriaList([_TextStop(self, self.cfg.end_marker, lookup)])
+        text_stop = _TextStop(self, self.cfg.end_marker, lookup) if marker is None else None
+        if text_stop is not None:  # multi-token marker (pretrained vocabularies): stop on its text
+            kwargs["stopping_criteria"] = StoppingCriteriaList([text_stop])
         if lookup > 0:
-            out = self._generate_with_lookup(items[0], embeds, mask, budget, lookup, kwargs)
+            source = self._lookup_ids(items[0], embeds.shape[1])
+            out = greedy_with_prompt_lookup(
+                self.decoder, embeds, mask, source, budget, lookup, self.cfg.prompt_lookup_ngram, set(stop_ids),
+                text_stop.hit if text_stop is not None else None,
+            )  # fmt: skip
         else:
             # PreTrainedModel's type has no generate: every decoder here is a transformers causal LM
             # (a GenerationMixin) or peft's PeftModelForCausalLM, whose generate forwards to one.
@@ -235,57 +243,6 @@ class ReportAgent(nn.Module):
             drafts.append(GeneratedReport(text, split_sections(text), len(new), seconds))
         self.train(was_training)
         return drafts
-
-    def _generate_with_lookup(
-        self,
-        item: ReportInputs,
-        embeds: torch.Tensor,
-        mask: torch.Tensor,
-        budget: int,
-        lookup: int,
-        kwargs: dict[str, Any],
-    ) -> torch.Tensor:
-        """One study's greedy draft with prompt lookup decoding -> its new tokens [1, N].
-
-        Why: a report repeats whole phrases of the similar case's report in its prompt, so the up
-        to ``lookup`` tokens that followed the draft's last words there are checked in one forward
-        pass, and every one the model would have chosen itself is kept: the plain greedy draft,
-        reached in fewer passes (each pass reads all the weights; on a CPU that, not arithmetic, is
-        a token's cost). Written here rather than through ``generate(prompt_lookup_num_tokens=)``:
-        the prompt is read as embeddings (its image tokens have no ids), and transformers' lookup
-        needs the prompt as ids.
-        """
-        stops = set(kwargs["eos_token_id"])
-        text_stop = next(iter(kwargs.get("stopping_criteria", [])), None)
-        out = self.decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=True)
-        cache = out.cache
-        cache.activate_past_recording()  # sliding-window layers keep what a rejected guess must give back
-        source = self._lookup_ids(item, embeds.shape[1])
-        new = [int(out.logits[0, -1].argmax())]
-        cached = embeds.shape[1]  # tokens in the cache
-        device = embeds.device
-        while len(new) < budget and new[-1] not in stops:
-            if text_stop is not None and text_stop.hit(new):
-                break
-            guess = propose_from_prompt(source, new, self.cfg.prompt_lookup_ngram, min(lookup, budget - len(new) - 1))
-            step = torch.tensor([[new[-1], *guess]], dtype=torch.long, device=device)  # [1, 1+k]
-            out = self.decoder(
-                input_ids=step,
-                attention_mask=torch.ones(1, cached + step.shape[1], dtype=torch.long, device=device),
-                cache=cache,
-                use_cache=True,
-            )
-            chosen = out.logits[0].argmax(-1).tolist()  # [1+k]: the model's token after each input
-            kept = 0
-            while kept < len(guess) and guess[kept] == chosen[kept]:
-                kept += 1
-            cache.crop(-(len(guess) - kept))  # the rejected guesses' keys and values
-            cached += 1 + kept
-            for t in chosen[: kept + 1]:
-                new.append(t)
-                if t in stops or len(new) >= budget:
-                    break
-        return torch.tensor([new], dtype=torch.long, device=device)
 
     def _lookup_ids(self, item: ReportInputs, length: int) -> list[int]:
         """The prompt as the decoder's output ids, one per prompt embedding: where prompt lookup
@@ -410,23 +367,3 @@ class _TextStop(StoppingCriteria):
         # generate() keeps a finished row finished (and pads it), so only new hits matter here
         hit = [self.hit(row.tolist()) for row in input_ids]
         return torch.tensor(hit, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
-
-
-def propose_from_prompt(source: list[int], new: list[int], ngram: int, k: int) -> list[int]:
-    """Up to ``k`` tokens that followed the last ``ngram`` (then fewer) tokens of the draft where
-    they first occur in the prompt ``source`` or earlier in the draft; [] without a match.
-    A -1 in ``source`` (an image token, a token outside the vocabulary) ends a guess."""
-    if k <= 0:
-        return []
-    seq = source + new
-    end = len(seq)
-    for n in range(min(ngram, len(new)), 0, -1):
-        tail = seq[end - n :]
-        for i in range(end - n):
-            if seq[i : i + n] == tail:
-                guess = seq[i + n : min(i + n + k, end)]
-                if -1 in guess:
-                    guess = guess[: guess.index(-1)]
-                if guess:
-                    return guess
-    return []

@@ -193,7 +193,7 @@ def test_prompt_lookup_gives_the_plain_greedy_draft_in_fewer_passes(short_agent_
 
 
 def test_prompt_lookup_guesses_what_followed_the_last_words() -> None:
-    from ml.agents.report.agent import propose_from_prompt
+    from ml.agents.report.lookup import propose_from_prompt
 
     prompt = [5, 6, 7, 8, 9, -1, 6, 7, 4]
     assert propose_from_prompt(prompt, [6, 7], ngram=3, k=2) == [8, 9]  # the first place the words occur
