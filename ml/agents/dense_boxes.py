@@ -152,8 +152,11 @@ def fit_box_regressor(
 def regress(a: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """Per-cell box predictions [C, 17, 4] (dx, dy, log w, log h in cells) from the design x
     [C, F] at the regressor's stride; clipped to what a cell can know."""
-    xs = (x - a["reg_mean"]) / a["reg_std"]
-    out = np.einsum("cf,kfo->cko", xs, a["reg_w"]) + a["reg_b"]  # [C, 17, 4]
+    xs = (x - a["reg_mean"]) / a["reg_std"]  # [C, F]
+    w = a["reg_w"]  # [17, F, 4]
+    # one matrix product [C, F] @ [F, 17 * 4] (BLAS); numpy's einsum loops in C without BLAS
+    # here and took 0.3 s of a study's 0.5 s of localisation
+    out = (xs @ w.transpose(1, 0, 2).reshape(w.shape[1], -1)).reshape(len(xs), *w.shape[::2]) + a["reg_b"]
     out[..., :2] = np.clip(out[..., :2], -OFFSET_CLIP, OFFSET_CLIP)
     out[..., 2:] = np.clip(out[..., 2:], *LOG_SIZE_CLIP)
     return out

@@ -46,7 +46,14 @@ def level_cells(
     """The level head's answer (an index into ``agents.levels``) for a point box at each of
     ``centres`` [N, 2] (normalised preprocessed x, y) on a slice at relative position ``rel``:
     which level each cell of a view lies at."""
-    g = np.stack([level_design(plane, rel, np.array([x, y, x, y]), condition) for x, y in centres])
+    c = np.asarray(centres, dtype=np.float64).reshape(-1, 2)  # a point box: its centre is the point
+    one = level_design(plane, rel, np.zeros(4), condition)  # [F]: plane, position terms, condition
+    g = np.repeat(one[None], len(c), axis=0)  # [N, F], every row built as ``level_design`` builds it
+    p = one[: len(PLANES)]
+    n = len(PLANES)
+    for k, v in enumerate(p):  # the plane-specific (rel, cx, cy) terms of row k of the outer product
+        g[:, n + 3 * k + 1] = v * c[:, 0]
+        g[:, n + 3 * k + 2] = v * c[:, 1]
     return np.argmax(g @ agents.level_w.T + agents.level_b, axis=1)
 
 

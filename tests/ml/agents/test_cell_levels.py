@@ -112,3 +112,29 @@ def test_the_served_localization_reads_the_level_from_both_planes_where_the_conf
     assert served == "L4-5"
     assert box[1] >= 8.0  # on the lower half's cells (rows 2-3 of 4 on a 16 px view)
     assert level({})[0] == "L3-4"  # every level on the sagittal box: the bulging disc above
+
+
+def test_the_level_of_every_cell_is_the_level_head_on_a_point_box_there():
+    """``level_cells`` (all cells of a view in one design) answers, cell for cell, what
+    ``level_of`` answers for a point box at that cell."""
+    from ml.agents.levels import level_cells, level_of
+
+    rng = np.random.default_rng(5)
+    n_feat = len(level_design_row())
+    agents = SimpleNamespace(
+        levels=["L1-2", "L2-3", "L3-4", "L4-5", "L5-S1"],
+        level_w=rng.normal(size=(5, n_feat)),
+        level_b=rng.normal(size=5),
+    )
+    centres = rng.uniform(size=(64, 2))  # [N, 2] normalised x, y
+    for plane, rel in (("sagittal", 0.5), ("axial", 0.2), (None, 0.9)):
+        got = level_cells(agents, plane, rel, centres, "disc_herniation")
+        want = [agents.levels.index(level_of(agents, plane, rel, np.array([x, y, x, y]), "disc_herniation"))
+                for x, y in centres]  # fmt: skip
+        assert got.tolist() == want
+
+
+def level_design_row() -> np.ndarray:
+    from ml.agents.levels import level_design
+
+    return level_design("sagittal", 0.5, np.zeros(4), "disc_herniation")

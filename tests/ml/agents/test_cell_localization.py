@@ -221,3 +221,22 @@ def test_the_side_is_read_from_every_sagittal_slice_at_the_box():
     d2 = {"views": d["views"] + [(0, 0, 0)], "crops": d["crops"] + [(0, 50, 50)]}
     z2 = np.concatenate([z, np.full((1, 4, 4, len(CONDITION_KEYS)), 20.0)])
     assert profile_offset_mm(feat, d2, z2, 3, j, pre, 0.0, 0.5) == pytest.approx(4.4, abs=0.1)  # type: ignore[arg-type]
+
+
+def test_the_regressor_is_each_conditions_own_linear_map():
+    """``regress`` as one matrix product gives, per condition, that condition's weights applied to
+    the standardised cells (what the per-condition ridge fitted), unclipped where in range."""
+    rng = np.random.default_rng(3)
+    c, f, k = 50, 7, len(CONDITION_KEYS)
+    x = rng.normal(size=(c, f)).astype(np.float32)  # [C, F]
+    a = {
+        "reg_w": rng.normal(scale=0.05, size=(k, f, 4)).astype(np.float32),  # [17, F, 4]
+        "reg_b": rng.normal(scale=0.05, size=(k, 4)).astype(np.float32),
+        "reg_mean": rng.normal(size=f).astype(np.float32),
+        "reg_std": rng.uniform(0.5, 2.0, size=f).astype(np.float32),
+    }
+    out = regress(a, x)  # [C, 17, 4]
+    assert out.shape == (c, k, 4)
+    xs = (x - a["reg_mean"]) / a["reg_std"]
+    for j in range(k):
+        assert np.allclose(out[:, j], xs @ a["reg_w"][j] + a["reg_b"][j], atol=1e-5)
