@@ -98,6 +98,15 @@ def covered_cells(b: np.ndarray, g: int) -> tuple[int, int, int, int]:
     return c0, r0, min(c1, g), min(r1, g)
 
 
+def covered_cells_many(b: np.ndarray, g: int) -> list[tuple[int, int, int, int]]:
+    """``covered_cells`` of several boxes b [N, 4] (in cells) at once, the same arithmetic."""
+    b = np.clip(b, 0, g)
+    c0, r0 = np.floor(b[:, 0]).astype(int), np.floor(b[:, 1]).astype(int)
+    c1 = np.minimum(np.maximum(np.ceil(b[:, 2]).astype(int), c0 + 1), g)
+    r1 = np.minimum(np.maximum(np.ceil(b[:, 3]).astype(int), r0 + 1), g)
+    return list(zip(c0.tolist(), r0.tolist(), c1.tolist(), r1.tolist(), strict=True))
+
+
 def box_targets(
     feat: StudyFeatures, d: dict[str, Any], truth: dict | None, g: int
 ) -> list[tuple[int, int, np.ndarray]]:
@@ -206,11 +215,13 @@ def complete_negatives(feat: StudyFeatures, d: dict[str, Any], truth: dict | Non
         if s.plane != "sagittal":
             continue
         box = np.asarray(s.geometry.to_preprocessed(b), float)
-        for u, (plane, _, _) in enumerate(views):
-            if plane != 0:
-                continue
-            x0, y0, side = crops[u] if crops else (0, 0, s.geometry.size)
-            c0, r0, c1, r1 = covered_cells((box - [x0, y0, x0, y0]) / side * g, g)
+        sag = [u for u, (plane, _, _) in enumerate(views) if plane == 0]
+        if not sag:
+            continue
+        # every sagittal view's window at once: [U, 3] (x0, y0, side) -> the box in cells [U, 4]
+        win = np.asarray([crops[u] if crops else (0, 0, s.geometry.size) for u in sag], float)
+        cells = covered_cells_many((box - win[:, [0, 1, 0, 1]]) / win[:, 2:] * g, g)
+        for u, (c0, r0, c1, r1) in zip(sag, cells, strict=True):
             guard[u, max(r0 - 1, 0) : r1 + 1, max(c0 - 1, 0) : c1 + 1, j] = True
     for u, (plane, si, k) in enumerate(views):
         if plane != 1:

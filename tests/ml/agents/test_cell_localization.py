@@ -240,3 +240,17 @@ def test_the_regressor_is_each_conditions_own_linear_map():
     xs = (x - a["reg_mean"]) / a["reg_std"]
     for j in range(k):
         assert np.allclose(out[:, j], xs @ a["reg_w"][j] + a["reg_b"][j], atol=1e-5)
+
+
+def test_covered_cells_of_many_boxes_are_each_boxs_own():
+    from ml.agents.dense_boxes import covered_cells, covered_cells_many
+
+    rng = np.random.default_rng(7)
+    g = 16
+    boxes = np.concatenate(
+        [
+            rng.uniform(-2, g + 2, size=(200, 4)),  # [N, 4] partly outside the grid
+            [[3.0, 3.0, 3.0, 3.0], [g, g, g + 1, g + 1], [-1, -1, 0, 0], [2.5, 4.0, 2.5, 9.0]],  # degenerate
+        ]
+    )
+    assert covered_cells_many(boxes, g) == [covered_cells(b, g) for b in boxes]
