@@ -51,7 +51,7 @@ def level_cells(
     g = np.repeat(one[None], len(c), axis=0)  # [N, F], every row built as ``level_design`` builds it
     p = one[: len(PLANES)]
     n = len(PLANES)
-    for k, v in enumerate(p):  # the plane-specific (rel, cx, cy) terms of row k of the outer product
+    for k, v in enumerate(p):  # plane k's (cx, cy) terms of the outer product (its rel term is in ``one``)
         g[:, n + 3 * k + 1] = v * c[:, 0]
         g[:, n + 3 * k + 2] = v * c[:, 1]
     return np.argmax(g @ agents.level_w.T + agents.level_b, axis=1)
