@@ -39,7 +39,13 @@ from ml.agents.dense_boxes import (
     key_slice_negatives,
     truth_boxes_in_cells,
 )
-from ml.agents.diagnosis import DiagnosisConfig, choose_threshold, fit_temperature, labels_matrix
+from ml.agents.diagnosis import (
+    DiagnosisConfig,
+    choose_threshold,
+    fit_shifted_temperature,
+    fit_temperature,
+    labels_matrix,
+)
 from ml.agents.features import StudyFeatures
 from ml.conditions import CONDITION_KEYS
 from ml.data.splits import patient_fold
@@ -168,25 +174,6 @@ def _balanced_cell_loss(z: torch.Tensor, t: torch.Tensor, seg: torch.Tensor, n: 
     l_pos = per_study(per_cell * pos) / n_pos.clamp(min=1)
     l_neg = per_study(per_cell * neg) / n_neg.clamp(min=1)
     return (pos_weight * l_pos + l_neg).sum() / (n * z.shape[1])
-
-
-def fit_shifted_temperature(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(T, shift) with sigmoid((z - shift) / T) of minimum NLL (Platt scaling); temperature alone
-    (shift 0, ``fit_temperature``) where the fit does not rank positives higher.
-
-    Why a shift for the balanced cell loss: box cells weigh as much as the rest of their study,
-    so a cell that resembles a lesion scores near 0 and the max over a negative study's thousands
-    of cells lands above 0 (median +0.6 for intradural lesions on 100 held-out studies):
-    temperature alone keeps 0 as the 50 % point and every probability too high."""
-    from sklearn.linear_model import LogisticRegression
-
-    if len(np.unique(y)) < 2:
-        return 1.0, 0.0
-    lr = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, None].astype(np.float64), y)
-    a, c = float(lr.coef_[0, 0]), float(lr.intercept_[0])
-    if a <= 1e-3:
-        return fit_temperature(z, y), 0.0
-    return 1.0 / a, -c / a
 
 
 def _fit_head(

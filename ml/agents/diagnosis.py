@@ -149,6 +149,23 @@ def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
 
 
+def fit_shifted_temperature(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(T, shift) with sigmoid((z - shift) / T) of minimum NLL (Platt scaling); temperature alone
+    (shift 0, ``fit_temperature``) where the fit does not rank positives higher.
+
+    Why a shift for the balanced cell loss: box cells weigh as much as the rest of their study,
+    so a cell that resembles a lesion scores near 0 and the max over a negative study's thousands
+    of cells lands above 0 (median +0.6 for intradural lesions on 100 held-out studies):
+    temperature alone keeps 0 as the 50 % point and every probability too high."""
+    if len(np.unique(y)) < 2:
+        return 1.0, 0.0
+    lr = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, None].astype(np.float64), y)
+    a, c = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    if a <= 1e-3:
+        return fit_temperature(z, y), 0.0
+    return 1.0 / a, -c / a
+
+
 def choose_threshold(p: np.ndarray, y: np.ndarray, rule: str, target_sensitivity: float = 0.9) -> float:
     """Operating point on calibrated probabilities (0.5 when the validation set has one class)."""
     if len(np.unique(y)) < 2:

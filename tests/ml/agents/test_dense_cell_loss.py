@@ -98,7 +98,7 @@ def test_unknown_cell_loss_is_refused():
 def test_shifted_temperature_recentres_logits_whose_negatives_sit_above_zero():
     from scipy.special import expit
 
-    from ml.agents.dense_train import fit_shifted_temperature
+    from ml.agents.diagnosis import fit_shifted_temperature
 
     rng = np.random.default_rng(0)
     y = (rng.random(400) < 0.3).astype(float)
