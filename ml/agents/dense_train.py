@@ -117,10 +117,15 @@ def _fit_boxes(feats: list[StudyFeatures], truths: list[dict | None], cfg: Diagn
         x = cell_design(d, cfg.dense_box_stride)
         return x[[c for c, _, _ in found]], np.asarray([j for _, j, _ in found]), np.asarray([t for _, _, t in found])
 
-    with ThreadPoolExecutor(max(1, min(cfg.dense_threads, torch.get_num_threads()))) as pool:  # as the designs
+    with _design_pool(cfg) as pool:
         made = [m for m in pool.map(cells_under_boxes, feats, truths) if m is not None]
     rows, conds, targets = [m[0] for m in made], [m[1] for m in made], [m[2] for m in made]
     return fit_box_regressor(rows, conds, targets, cfg.dense_box_alpha)
+
+
+def _design_pool(cfg: DiagnosisConfig) -> ThreadPoolExecutor:
+    """Threads for making the studies' designs: numpy's copies and products release the GIL."""
+    return ThreadPoolExecutor(max(1, min(cfg.dense_threads, torch.get_num_threads())), thread_name_prefix="designs")
 
 
 def _batch_loss(
@@ -252,7 +257,7 @@ def train_dense(
 
     # numpy's copies and products release the GIL: two threads make the 260 demo studies' designs
     # in 7-8 s instead of 12-18 s (one core stood idle there); the results and their order are the same
-    with ThreadPoolExecutor(max(1, min(cfg.dense_threads, torch.get_num_threads()))) as pool:
+    with _design_pool(cfg) as pool:
         made = list(pool.map(design_and_targets, feats, truths))
     designs, tt = [x for x, _ in made], [t for _, t in made]
     del made
