@@ -4,6 +4,7 @@ dicomweb-client). Both share the configured URL and credentials."""
 from __future__ import annotations
 
 import functools
+import logging
 
 import httpx
 import pyorthanc
@@ -11,9 +12,38 @@ from dicomweb_client.api import DICOMwebClient
 from dicomweb_client.session_utils import create_session
 from django.conf import settings
 
+logger = logging.getLogger(__name__)
+
 
 class OrthancUnavailable(RuntimeError):
     """Orthanc could not be reached (a transient fault: callers retry)."""
+
+
+# Requests that may be sent twice: reading changes nothing in Orthanc.
+RESENDABLE_METHODS = frozenset({"GET", "HEAD"})
+
+
+class StaleConnectionRetry(httpx.HTTPTransport):
+    """The keep-alive pool's transport, resending a read once when Orthanc closed the connection
+    under it.
+
+    Orthanc closes an idle keep-alive connection after a short timeout (500 ms in 1.10's CivetWeb,
+    ``KeepAliveTimeout`` from 1.11.3), while the pool keeps idle connections for seconds. The pool
+    drops a connection it can see is closed, but when Orthanc's close crosses a request already on
+    the wire the request ends with "Server disconnected without sending a response": nothing was
+    answered, so a GET or HEAD is sent again (on a new connection) instead of failing the reader's
+    frame with a 502. Writes are never resent; an error after the answer began is not retried
+    either (part of it may already have been relayed)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return super().handle_request(request)
+        except httpx.RemoteProtocolError as exc:
+            if request.method not in RESENDABLE_METHODS:
+                raise
+            logger.info("Orthanc closed a kept-alive connection under %s %s (%s): sending it again",
+                        request.method, request.url.path, exc)  # fmt: skip
+            return super().handle_request(request)
 
 
 @functools.cache
@@ -24,7 +54,7 @@ def orthanc() -> pyorthanc.Orthanc:
         username=settings.ORTHANC_USERNAME or None,
         password=settings.ORTHANC_PASSWORD or None,
         timeout=settings.ORTHANC_TIMEOUT_S,
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        transport=StaleConnectionRetry(limits=httpx.Limits(max_connections=32, max_keepalive_connections=16)),
     )
 
 
