@@ -219,7 +219,8 @@ def profile_offset_mm(
     # the cells under the box (as ``dense_boxes.covered_cells``, which this module cannot import:
     # dense_boxes reads the truth through ``localization``, which imports this module)
     bx0, by0, bx1, by1 = np.clip((np.asarray(pre, float) - [x0, y0, x0, y0]) / cell, 0, g)
-    c0, r0 = int(bx0), int(by0)
+    # a box reaching past the tile's far edge keeps the edge cells (an empty slice has no max)
+    c0, r0 = min(int(bx0), g - 1), min(int(by0), g - 1)
     c1, r1 = min(max(int(np.ceil(bx1)), c0 + 1), g), min(max(int(np.ceil(by1)), r0 + 1), g)
     ox0, oy0, ox1, oy1 = s.geometry.to_original(pre)
     xs, zs = [], []

@@ -221,6 +221,11 @@ def test_the_side_is_read_from_every_sagittal_slice_at_the_box():
     d2 = {"views": d["views"] + [(0, 0, 0)], "crops": d["crops"] + [(0, 50, 50)]}
     z2 = np.concatenate([z, np.full((1, 4, 4, len(CONDITION_KEYS)), 20.0)])
     assert profile_offset_mm(feat, d2, z2, 3, j, pre, 0.0, 0.5) == pytest.approx(4.4, abs=0.1)  # type: ignore[arg-type]
+    # a box placed wholly past the tile's far edge reads the edge cells (a held-out study crashed
+    # its localization here on an empty slice of cells)
+    z[:, 3, 3, j] = [-9.0, 2.0, 3.0, 2.0, -9.0]
+    past = np.array([101.0, 102.0, 120.0, 130.0])
+    assert profile_offset_mm(feat, d, z, 2, j, past, 0.0, 0.5) == pytest.approx(0.0, abs=0.1)  # type: ignore[arg-type]
 
 
 def test_the_regressor_is_each_conditions_own_linear_map():
