@@ -27,8 +27,9 @@ class StaleConnectionRetry(httpx.HTTPTransport):
     """The keep-alive pool's transport, resending a read once when Orthanc closed the connection
     under it.
 
-    Orthanc closes an idle keep-alive connection after a short timeout (500 ms in 1.10's CivetWeb,
-    ``KeepAliveTimeout`` from 1.11.3), while the pool keeps idle connections for seconds. The pool
+    Orthanc closes an idle keep-alive connection after a short timeout (``KeepAliveTimeout``, one
+    second by default, from 1.11.3; CivetWeb's own before), while the pool keeps idle connections
+    for seconds. The pool
     drops a connection it can see is closed, but when Orthanc's close crosses a request already on
     the wire the request ends with "Server disconnected without sending a response": nothing was
     answered, so a GET or HEAD is sent again (on a new connection) instead of failing the reader's
