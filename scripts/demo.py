@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.pipeline).resolve()
             )
         else:
-            print("[demo] drafting pipeline: the cached demo pipeline, built first if missing (16-21 min on 2 cores)")
+            print("[demo] drafting pipeline: the cached demo pipeline, built first if missing (15-21 min on 2 cores)")
             builder = subprocess.Popen(
                 [py, "-c", "from reviewer.ml_bridge import ensure_tiny_pipeline as e; print(e(preset='demo'))"],
                 cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,

@@ -217,9 +217,9 @@ def profile_offset_mm(
     x0, y0, cell, _ = view_window(feat, d, v, g)
     window = d["crops"][v] if d.get("crops") else None
     # the cells under the box (as ``dense_boxes.covered_cells``, which this module cannot import:
-    # dense_boxes reads the truth through ``localization``, which imports this module)
+    # dense_boxes reads the truth through ``localization``, which imports this module), except
+    # that a predicted box wholly past the tile's far edge reads the edge cells: a max needs one
     bx0, by0, bx1, by1 = np.clip((np.asarray(pre, float) - [x0, y0, x0, y0]) / cell, 0, g)
-    # a box reaching past the tile's far edge keeps the edge cells (an empty slice has no max)
     c0, r0 = min(int(bx0), g - 1), min(int(by0), g - 1)
     c1, r1 = min(max(int(np.ceil(bx1)), c0 + 1), g), min(max(int(np.ceil(by1)), r0 + 1), g)
     ox0, oy0, ox1, oy1 = s.geometry.to_original(pre)

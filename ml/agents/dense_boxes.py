@@ -91,7 +91,9 @@ def key_slice_negatives(feat: StudyFeatures, d: dict[str, Any], truth: dict | No
 
 def covered_cells(b: np.ndarray, g: int) -> tuple[int, int, int, int]:
     """(c0, r0, c1, r1): the cells a box [x0, y0, x1, y1] (in cells) touches on a g x g grid,
-    at least one; the cell targets and the box regressor's training cells are the same ones."""
+    at least one for a box that reaches the grid, none for a box wholly past its far edge (a
+    lesion outside the view marks no cell); the cell targets and the box regressor's training
+    cells are the same ones."""
     bx0, by0, bx1, by1 = np.clip(b, 0, g)
     c0, r0 = int(np.floor(bx0)), int(np.floor(by0))
     c1, r1 = max(int(np.ceil(bx1)), c0 + 1), max(int(np.ceil(by1)), r0 + 1)
