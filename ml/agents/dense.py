@@ -228,6 +228,7 @@ class DenseHead(nn.Module):
             nn.init.zeros_(self.down.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()  # training keeps large sets' designs in float16 (the head is float32)
         if not self.grid:
             return self.net(x)
         h = self.net[2](self.net[1](self.net[0](x)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -39,6 +39,7 @@ from ml.agents.dense_boxes import (
     key_slice_negatives,
     truth_boxes_in_cells,
 )
+from ml.agents.dense_designs import design_pool, float32_designs, keeps_half, standardise, training_designs
 from ml.agents.diagnosis import (
     DiagnosisConfig,
     choose_threshold,
@@ -117,15 +118,10 @@ def _fit_boxes(feats: list[StudyFeatures], truths: list[dict | None], cfg: Diagn
         x = cell_design(d, cfg.dense_box_stride)
         return x[[c for c, _, _ in found]], np.asarray([j for _, j, _ in found]), np.asarray([t for _, _, t in found])
 
-    with _design_pool(cfg) as pool:
+    with design_pool(cfg) as pool:
         made = [m for m in pool.map(cells_under_boxes, feats, truths) if m is not None]
     rows, conds, targets = [m[0] for m in made], [m[1] for m in made], [m[2] for m in made]
     return fit_box_regressor(rows, conds, targets, cfg.dense_box_alpha)
-
-
-def _design_pool(cfg: DiagnosisConfig) -> ThreadPoolExecutor:
-    """Threads for making the studies' designs: numpy's copies and products release the GIL."""
-    return ThreadPoolExecutor(max(1, min(cfg.dense_threads, torch.get_num_threads())), thread_name_prefix="designs")
 
 
 def _batch_loss(
@@ -247,34 +243,15 @@ def train_dense(
         is_val = np.array([patient_fold(k, 100, cfg.seed + 7) < round(cfg.val_fraction * 100) for k in keys])
         fit = np.flatnonzero(~is_val)
 
-    # one copy of the cells in memory (stride-16 designs are ~12 MB a study), each study's design
-    # made once: the fitting studies' statistics as running sums, then every design standardised
-    # in place
-    def design_and_targets(f: StudyFeatures, tr: dict | None) -> tuple[np.ndarray, torch.Tensor]:
-        d = dense_cells(f, cfg, trunk)
-        t = cell_targets(f, d, tr, cfg.dense_stride, cfg.dense_key_negatives, cfg.dense_complete_negatives)
-        return head_design(d, cfg), torch.from_numpy(t.astype(np.float32))  # [C_i, F], [C_i, 17]
+    def targets(i: int, d: dict[str, Any]) -> np.ndarray:
+        return cell_targets(
+            feats[i], d, truths[i], cfg.dense_stride, cfg.dense_key_negatives, cfg.dense_complete_negatives
+        )
 
-    # numpy's copies and products release the GIL: two threads make the 260 demo studies' designs
-    # in 7-8 s instead of 12-18 s (one core stood idle there); the results and their order are the same
-    with _design_pool(cfg) as pool:
-        made = list(pool.map(design_and_targets, feats, truths))
-    designs, tt = [x for x, _ in made], [t for _, t in made]
-    del made
-    n_in = designs[0].shape[1]
-    s1, s2, count = np.zeros(n_in), np.zeros(n_in), 0
-    for i in fit:
-        x = designs[i].astype(np.float64)
-        s1, s2, count = s1 + x.sum(0), s2 + (x * x).sum(0), count + len(x)
-    mean = (s1 / max(count, 1)).astype(np.float32)
-    std = (np.sqrt(np.maximum(s2 / max(count, 1) - mean.astype(np.float64) ** 2, 0)) + 1e-4).astype(np.float32)
-    mean[-len(PLANES) :], std[-len(PLANES) :] = 0.0, 1.0
-    xt = []
-    for x in designs:
-        x -= mean
-        x /= std
-        xt.append(torch.from_numpy(x))  # [C_i, F]
-    del designs
+    # one copy of the designs in memory, float16 for large sets (``ml/agents/dense_designs.py``)
+    xt, tt, mean, std = training_designs(feats, fit, cfg, trunk, targets)
+    n_in = xt[0].shape[1]
+    half = keeps_half(len(feats), cfg)
     yt = torch.from_numpy(y.astype(np.float32))
     joint, adapt_s = None, 0.0
     if cfg.dense_adapt_blocks:  # the head on the frozen cells, then head + the trunk's last blocks
@@ -287,9 +264,13 @@ def train_dense(
         trunk, joint = adapt_trunk(ds, head0, tt, yt, fit, mean, std, _pos_weight(y, fit), cfg, _batch_loss)
         del ds
         # the adapted cells (from the cached block-13 cells, kept beside them), same standardisation
-        xt = [torch.from_numpy((head_design(dense_cells(f, cfg, trunk), cfg) - mean) / std) for f in feats]
+        xt = [standardise(head_design(dense_cells(f, cfg, trunk), cfg), mean, std, half) for f in feats]
         adapt_s = time.perf_counter() - ta
     served = None  # the served study logits where they are not ``z`` (fold heads: z is out-of-fold)
+
+    def inputs() -> Iterable[torch.Tensor]:  # the served logits come from float32 designs, as inference's
+        return float32_designs(feats, cfg, trunk, mean, std) if half else xt
+
     if folds:
         fold_heads, z = [], np.zeros((len(feats), K), np.float32)  # z: out-of-fold study logits
         for k in range(folds):
@@ -302,7 +283,7 @@ def train_dense(
             "mean": mean.astype(np.float32),
             "std": std.astype(np.float32),
         }
-        served = served_logits(fold_heads, xt)
+        served = served_logits(fold_heads, inputs())
     elif cfg.dense_seeds > 1 and joint is None:  # heads of other seeds on the same studies, served as their mean
         seeded = [_fit_head(xt, tt, yt, fit, n_in, replace(cfg, seed=cfg.seed + k)) for k in range(cfg.dense_seeds)]
         a = {
@@ -310,12 +291,11 @@ def train_dense(
             "mean": mean.astype(np.float32),
             "std": std.astype(np.float32),
         }
-        z = served_logits(seeded, xt)
+        z = served_logits(seeded, inputs())
     else:  # with adaptation the jointly trained head: it read the adapted cells as they are served
         head = joint if joint is not None else _fit_head(xt, tt, yt, fit, n_in, cfg)
         a = {**head_arrays(head), "mean": mean.astype(np.float32), "std": std.astype(np.float32)}
-        with torch.no_grad():
-            z = np.stack([head(x).max(0).values.numpy() if len(x) else np.zeros(K) for x in xt])  # [N, 17]
+        z = served_logits([head], inputs())  # [N, 17]
     temp, thr, shift = np.ones(K), np.full(K, 0.5), np.zeros(K)
     trained, prior = np.zeros(K, bool), np.zeros(K)
     for j in range(K):
@@ -371,7 +351,7 @@ def train_dense(
     return agents
 
 
-def served_logits(heads: list[DenseHead], xt: list[torch.Tensor]) -> np.ndarray:
+def served_logits(heads: list[DenseHead], xt: Iterable[torch.Tensor]) -> np.ndarray:
     """Study logits [N, 17] of heads served as their mean (``mean_of_heads``): per study the max
     over its cells [C_i, F] of the heads' mean cell logits, as the saved wider head computes them."""
     with torch.no_grad():

@@ -115,12 +115,17 @@ class DiagnosisConfig:
     # (OpenMP's spin-waits then cost more than the second thread gives). The trained weights
     # differ between thread counts by float rounding (~6e-5 after five steps), not in kind
     dense_threads: int = 2
+    # from this many training studies on, the head's designs are kept in float16 (half the memory,
+    # ~20 % slower steps; ``ml/agents/dense_designs.py``); 0: always float32
+    dense_half_from: int = 400
 
     def __post_init__(self) -> None:
         if self.threshold_rule not in ("youden", "sensitivity"):
             raise ValueError("threshold_rule must be 'youden' or 'sensitivity'")
         if self.dense_axial_mirror and not self.dense_slice_contrast:
             raise ValueError("diagnosis.dense_axial_mirror needs dense_slice_contrast (it fills its axial half)")
+        if self.dense_half_from < 0:
+            raise ValueError("diagnosis.dense_half_from must be >= 0 (0: always float32)")
         if self.dense_threads < 1:
             raise ValueError("diagnosis.dense_threads must be >= 1")
         if self.dense_stride not in (16, 32) or self.dense_box_stride not in (16, 32):
