@@ -2,7 +2,12 @@
 our spine mode in headless Chromium, against the real app (runserver) and the real Orthanc.
 
     python -m scripts.services run -- python benchmarks/viewer_first_image.py [--runs 3] [--waterfall]
-        [--baseline DIR] [--demo-matrices]
+        [--trace] [--baseline DIR] [--demo-matrices]
+
+``--trace`` records a Chromium performance trace of the first cold load and prints where each
+thread's time went between navigation start and the first image: busy time per thread (the
+page's main thread, its workers, the GPU process that runs WebGL in software without a GPU) and
+the main thread's largest kinds of work (script evaluation, compilation, rendering, GC).
 
 ``--demo-matrices`` opens a study with the realistic matrices of the demo's studies (what
 ``scripts/demo`` imports) instead of the fast 128x128 one.
@@ -50,6 +55,9 @@ const probe = () => {
   return { lit: lit.filter(Boolean).length, panel: document.querySelectorAll('[data-finding]').length };
 };
 const WATERFALL = process.env.SPINEREVIEW_WATERFALL === '1';
+const TRACE = process.env.SPINEREVIEW_TRACE || '';
+const TRACE_CATEGORIES = ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'blink.user_timing',
+  'v8', 'v8.execute', 'toplevel', 'gpu', 'loading', '__metadata'];
 // a URL without its origin, each UID shortened to its last digits
 const short = (u) => u.replace(/^https?:\/\/[^/]+/, '')
   .replace(/\d+(\.\d+){5,}/g, (m) => '…' + m.slice(-4)).slice(0, 120);
@@ -101,7 +109,10 @@ async function measure(page, url) {
     await page.fill('input[name=username]', username);
     await page.fill('input[name=password]', password);
     await Promise.all([page.waitForNavigation(), page.click('[type=submit]')]);
+    const tracing = TRACE && i === 0;
+    if (tracing) await browser.startTracing(page, { path: TRACE, categories: TRACE_CATEGORIES });
     const cold = await measure(page, url);
+    if (tracing) await browser.stopTracing();
     const warm = await measure(page, url);
     results.push({ cold, warm });
     await context.close();
@@ -149,6 +160,63 @@ def print_waterfall(run: dict) -> None:
                   f"{r['type'][:10]:10s}  {'FAILED ' if r['failed'] else ''}{r['url']}")  # fmt: skip
 
 
+MAIN_KINDS = {  # trace event names on the page's main thread -> a kind of work
+    "EvaluateScript": "evaluate script", "v8.compile": "compile", "v8.compileModule": "compile",
+    "V8.CompileCode": "compile", "v8.parseOnBackground": "compile", "FunctionCall": "JS: callbacks and tasks",
+    "TimerFire": "JS: timers", "FireAnimationFrame": "JS: animation frames", "EventDispatch": "JS: events",
+    "v8.run": "JS: run microtasks", "RunMicrotasks": "JS: run microtasks", "ParseHTML": "parse HTML",
+    "ParseAuthorStyleSheet": "style", "UpdateLayoutTree": "style", "Layout": "layout", "Paint": "paint",
+    "MajorGC": "garbage collection", "MinorGC": "garbage collection", "V8.GCScavenger": "garbage collection",
+    "V8.GCFinalizeMC": "garbage collection", "GPUTask": "GPU task",
+}  # fmt: skip
+
+
+def print_trace(path: Path, first_image_ms: float) -> None:
+    """Busy time per thread and the page main thread's kinds of work, navigation start -> first image.
+
+    Busy time is the sum of each thread's top-level tasks (``RunTask``, ``ThreadControllerImpl::
+    RunTask``) in the window; a kind's time is the sum of its outermost events (an event inside
+    another of the same kind is not counted twice)."""
+    events = json.loads(path.read_text())
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    names: dict[tuple[int, int], str] = {}
+    for e in events:
+        if e.get("ph") == "M" and e.get("name") == "thread_name":
+            names[(e["pid"], e["tid"])] = e["args"]["name"]
+    nav = [e for e in events if e.get("name") == "navigationStart" and "frame" in str(e.get("args", {}))]
+    if not nav:
+        print("trace: no navigationStart mark; nothing to summarise")
+        return
+    t0 = max(e["ts"] for e in nav)  # the study page's navigation (the login page's comes first)
+    t1 = t0 + first_image_ms * 1000
+    main = next((e["pid"], e["tid"]) for e in nav if e["ts"] == t0)
+    busy: dict[str, float] = {}
+    kinds: dict[str, float] = {}
+    open_until: dict[str, float] = {}
+    for e in sorted((e for e in events if e.get("ph") == "X" and "dur" in e), key=lambda e: e["ts"]):
+        a, b = max(e["ts"], t0), min(e["ts"] + e["dur"], t1)
+        if b <= a:
+            continue
+        key = (e["pid"], e["tid"])
+        thread = names.get(key, f"thread {e['tid']}")
+        if e["name"] in ("RunTask", "ThreadControllerImpl::RunTask", "ThreadPool_RunTask"):
+            label = "page main thread" if key == main else f"{thread} (pid {e['pid']})"
+            if a >= open_until.get(label, 0):  # outermost task only
+                busy[label] = busy.get(label, 0) + (b - a)
+                open_until[label] = b
+        kind = MAIN_KINDS.get(e["name"])
+        if key == main and kind and a >= open_until.get(kind, 0):
+            kinds[kind] = kinds.get(kind, 0) + (b - a)
+            open_until[kind] = b
+    print(f"trace of the first cold load: navigation start -> first image ({first_image_ms:.0f} ms)")
+    print("  busy time per thread (top-level tasks):")
+    for label, us in sorted(busy.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"    {us / 1000:7.0f} ms  {label}")
+    print("  the page's main thread by kind (outermost events):")
+    for kind, us in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        print(f"    {us / 1000:7.0f} ms  {kind}")
+
+
 def runserver(tree: Path, port: int, log: Path) -> subprocess.Popen:
     """``manage.py runserver`` of ``tree`` on ``port``, once it answers."""
     import httpx
@@ -186,6 +254,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--waterfall", action="store_true", help="also print every request of the first run")
     parser.add_argument("--baseline", type=Path, help="another checkout of the app, measured in turn with this one")
+    parser.add_argument("--trace", action="store_true", help="trace the first cold load; print where time went")
     parser.add_argument("--demo-matrices", action="store_true", help="the demo's realistic matrices, not 128x128")
     args = parser.parse_args()
     if "SPINEREVIEW_ORTHANC_URL" not in os.environ:
@@ -206,8 +275,11 @@ def main() -> int:
             node_env = {**os.environ, "NODE_PATH": str(support.EXTENSION_DIR / "node_modules"),
                         "SPINEREVIEW_CHROMIUM": support.chromium(),
                         "SPINEREVIEW_WATERFALL": "1" if args.waterfall else "0"}  # fmt: skip
-            for _ in range(args.runs):
+            trace = Path(tmp) / "trace.json"
+            for run in range(args.runs):
                 for name in trees:
+                    first = args.trace and run == 0 and name == "this checkout"
+                    node_env["SPINEREVIEW_TRACE"] = str(trace) if first else ""
                     proc = subprocess.run(
                         [support.node(), str(script), f"http://127.0.0.1:{ports[name]}", study_uid, username,
                          "pw", "1"], capture_output=True, text=True, env=node_env, cwd=support.EXTENSION_DIR,
@@ -217,6 +289,8 @@ def main() -> int:
                         print(proc.stdout, proc.stderr, file=sys.stderr)
                         return 1
                     results[name] += json.loads(proc.stdout.strip().splitlines()[-1])
+                    if first and results[name][0]["cold"]["first_image_ms"] is not None:
+                        print_trace(trace, results[name][0]["cold"]["first_image_ms"])
         finally:
             for server in servers:
                 server.terminate()
