@@ -51,7 +51,7 @@ def held_out_set(root: Path, studies: int, seed: int) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=("demo", "tiny"), default="demo")
+    ap.add_argument("--preset", choices=("demo", "tiny", "large"), default="demo")
     ap.add_argument("--pipeline", type=Path, help="score this pipeline folder instead of a preset's")
     ap.add_argument("--studies", type=int, default=300)
     ap.add_argument("--seed", type=int, default=9301, help="generator seed of the held-out set")

@@ -1,6 +1,6 @@
 """``python -m ml agents {train,evaluate,bootstrap} ...``: train, evaluate and bootstrap the agents.
 
-python -m ml agents bootstrap --out DIR [--preset tiny|demo --studies N --seed S --no-report]
+python -m ml agents bootstrap --out DIR [--preset tiny|demo|large --studies N --seed S --no-report]
 python -m ml agents train --manifest M --spinefm SPINEFM_DIR --out PIPELINE_DIR [key=value ...]
 python -m ml agents evaluate --manifest M --spinefm SPINEFM_DIR --out EVAL_DIR [--folds 5]
 python -m ml agents evaluate --manifest HELD_OUT_M --pipeline PIPELINE_DIR --out EVAL_DIR
@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
 
     b = sub.add_parser("bootstrap", help="synthesize studies, train tiny SpineFM + all agents, write a pipeline")
     b.add_argument("--out", type=Path, required=True)
-    b.add_argument("--preset", choices=("tiny", "demo"), default="tiny", help="tests' pipeline or the demo's")
+    b.add_argument("--preset", choices=("tiny", "demo", "large"), default="tiny",
+                   help="tests' pipeline, the demo's, or the demo's recipe on 900 studies")  # fmt: skip
     b.add_argument("--studies", type=int, default=None)
     b.add_argument("--seed", type=int, default=None)
     b.add_argument("--align-steps", type=int, default=None)
