@@ -10,6 +10,9 @@ import * as store from './store';
 import { heldLevelSide } from './review';
 import { applyBoxVisibility, labelBoxes, setBoxStatistics } from './boxStyle';
 import { afterFirstImage } from './firstImage';
+
+/** The performance mark set each time an SR's boxes are drawn (after the first image: the tests check). */
+export const BOXES_MARK = 'spinereview:boxes';
 import { boxConditions, hydrateBoxes, rememberConditions, type Managers } from './viewerControl';
 
 const RETRY_MS = 1000;
@@ -75,6 +78,7 @@ export function watchBoxes(m: Managers): () => void {
         settle(sopUid);
         rememberConditions(m, boxes);
         relabel(m);
+        performance.mark(BOXES_MARK, { detail: { count } });
         store.update({ boxStatus: `${count} box(es) from the ${source} SR`, boxError: null });
       } else if (n < MAX_ATTEMPTS) {
         store.update({ boxStatus: 'Loading the boxes…' });

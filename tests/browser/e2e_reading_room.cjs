@@ -32,10 +32,30 @@ start(async ({ p, page, out, shot }) => {
     console.log(`hanging ${s.name}`);
   }
 
-  // 2. the drafted study: labelled, coloured boxes; then a review with one corrected level
+  // 2. the drafted study: labelled, coloured boxes; then a review with one corrected level.
+  // The mode's first-image mark: the canvases are read in the very task that sets it
+  await page.addInitScript(() => {
+    const mark = performance.mark.bind(performance);
+    performance.mark = (name, options) => {
+      const m = mark(name, options);
+      if (name === 'spinereview:first-image') {
+        window.__litAtFirstImage = Array.from(document.querySelectorAll('canvas.cornerstone-canvas')).filter(c => {
+          const d = c.width && c.height ? c.getContext('2d').getImageData(0, 0, c.width, c.height).data : [];
+          for (let i = 0; i < d.length; i += 4) if (d[i] > 0) return true;
+          return false;
+        }).length;
+      }
+      return m;
+    };
+  });
   await open(p.review_uid);
   await page.waitForFunction(() => /box\(es\) from the/.test(document.querySelector('[data-testid=sr-box-status]')?.textContent || ''),
     null, { timeout: 60000 });
+  out.first_image = await page.evaluate(() => ({
+    marks: performance.getEntriesByName('spinereview:first-image').map(e => [e.startTime, e.detail?.viewportId ?? null]),
+    boxes: performance.getEntriesByName('spinereview:boxes').map(e => e.startTime),
+    lit: window.__litAtFirstImage ?? null,
+  }));
   await page.waitForTimeout(500);
   out.box_labels = await page.evaluate(() => window.__spinereview.boxLabels());
   await shot('labelled-boxes');

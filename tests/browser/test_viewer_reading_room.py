@@ -167,6 +167,13 @@ def test_hanging_protocol_labels_and_keyboard_review(
     assert no_stir["sagSTIR"]["sop_uid"]
 
     # boxes: condition and level as text, one colour per condition, per-condition toggle
+    # "the first image" is an image: a canvas shows pixels in the task that marks it, and the
+    # AI boxes are drawn after it, never competing with it for the main thread
+    first_image = seen["first_image"]
+    assert len(first_image["marks"]) == 1, first_image
+    assert first_image["marks"][0][1] in {"sagT2", "sagT1", "sagSTIR", "axT2"}, first_image
+    assert first_image["lit"] and first_image["lit"] >= 1, first_image
+    assert first_image["boxes"] and min(first_image["boxes"]) > first_image["marks"][0][0], first_image
     boxes = [b for b in seen["box_labels"] if b["condition"]]
     assert len(boxes) == len(sr.boxes)
     levels = {f.condition: f.level for f in draft.findings.all()}
