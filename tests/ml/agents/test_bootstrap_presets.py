@@ -13,5 +13,6 @@ def test_large_is_the_demos_recipe_on_900_studies():
     demo, large = asdict(DEMO), asdict(LARGE)
     assert {k for k in demo if demo[k] != large[k]} == {"name", "studies"}
     assert (large["studies"], large["name"]) == (900, "large")
-    assert PRESETS["large"] is LARGE and PRESETS["demo"] is DEMO
+    assert PRESETS["large"] is LARGE
+    assert PRESETS["demo"] is DEMO
     assert len({p.key() for p in PRESETS.values()}) == len(PRESETS)

@@ -42,7 +42,8 @@ def test_half_designs_are_the_float32_ones_within_float16_rounding():
     fit = np.arange(5)  # the statistics come from the first five studies only
     x32, t32, m32, s32 = training_designs(feats, fit, replace(CFG, dense_half_from=0), None, _no_targets)
     x16, t16, m16, s16 = training_designs(feats, fit, replace(CFG, dense_half_from=1), None, _no_targets)
-    assert x32[0].dtype == torch.float32 and x16[0].dtype == torch.float16
+    assert x32[0].dtype == torch.float32
+    assert x16[0].dtype == torch.float16
     np.testing.assert_array_equal(m16, m32)  # the two passes give the one pass's statistics
     np.testing.assert_array_equal(s16, s32)
     for a, b in zip(x32, x16, strict=True):
@@ -53,7 +54,8 @@ def test_half_designs_are_the_float32_ones_within_float16_rounding():
 
 
 def test_a_head_on_half_designs_learns_and_serves_what_it_trained():
-    assert not keeps_half(259, replace(CFG, dense_half_from=400)) and keeps_half(400, replace(CFG, dense_half_from=400))
+    assert not keeps_half(259, replace(CFG, dense_half_from=400))
+    assert keeps_half(400, replace(CFG, dense_half_from=400))
     assert not keeps_half(10_000, replace(CFG, dense_half_from=0))
     train, _ = _feats(160, 1, CFG)
     test, y = _feats(80, 2, CFG)
