@@ -1,15 +1,17 @@
 """The dense head's training inputs: every training study's standardised cell design and cell
 targets, held in memory for the epochs (``dense_train.train_dense``).
 
-Why a module of its own: memory, not time, bounds how many studies the head can learn from on a
-24 GB machine. At stride 16 with the slice contrast a study's design is [~4,900 cells, 834]
-(~16 MB in float32), and the same recipe on 640 studies was killed by the kernel. From
-``DiagnosisConfig.dense_half_from`` studies on the designs are therefore kept in float16 (half the
-memory; the head casts each study back to float32 as it reads it, which makes a step ~20 % slower,
-so small sets such as the demo's stay in float32), and they are made twice: once for the
-statistics of the fitting studies, once standardised, so no float32 copy of the whole set ever
-exists. Standardised values are clipped to float16's range first: a feature that is constant on
-the fitting studies has a standard deviation of 1e-4 and may be large elsewhere.
+Why a module of its own: memory bounds how many studies the head can learn from on a 24 GB
+machine, and once the encoded volumes are freed (``train.prepare``) the designs are the largest
+thing training holds: at stride 16 with the slice contrast a study's design is [~4,900 cells, 834],
+~15 MB in float32. From ``DiagnosisConfig.dense_half_from`` studies on they are therefore kept in
+float16, half the memory (15.2 -> 7.0 MB a further study, ``benchmarks/dense_head_memory.py``);
+the head casts each study back to float32 as it reads it, which with the second pass below makes
+the training 1.46x slower there, so small sets such as the demo's stay in float32. In float16 the
+designs are made twice: once for the statistics of the fitting studies, once standardised, so no
+float32 copy of the whole set ever exists. Standardised values are clipped to float16's range
+first: a feature that is constant on the fitting studies has a standard deviation of 1e-4 and may
+be large elsewhere.
 """
 
 from __future__ import annotations
@@ -100,9 +102,8 @@ def training_designs(
             mean, std = _mean_std((_moments(designs[i]) for i in fit), n_in)
             return [standardise(x, mean, std, False) for x in designs], tt, mean, std
         mean, std = _mean_std((m for m, _, _ in made if m is not None), n_in)
-        # one float16 block for every study's rows, written in place: study-sized float16 arrays
-        # beside freed float32 ones of twice the size fragment the heap, and the process then
-        # holds nearly the float32 set's memory
+        # one float16 block for every study's rows, written in place by the threads (one allocation
+        # for the set, not one per study)
         ends = np.cumsum([shape[0] for _, shape, _ in made])
         starts = np.concatenate([[0], ends[:-1]]).astype(int)
         del made

@@ -116,7 +116,7 @@ class DiagnosisConfig:
     # differ between thread counts by float rounding (~6e-5 after five steps), not in kind
     dense_threads: int = 2
     # from this many training studies on, the head's designs are kept in float16 (half the memory,
-    # ~20 % slower steps; ``ml/agents/dense_designs.py``); 0: always float32
+    # 1.46x the head's training time: ``ml/agents/dense_designs.py``); 0: always float32
     dense_half_from: int = 400
 
     def __post_init__(self) -> None:

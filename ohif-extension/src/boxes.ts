@@ -10,10 +10,10 @@ import * as store from './store';
 import { heldLevelSide } from './review';
 import { applyBoxVisibility, labelBoxes, setBoxStatistics } from './boxStyle';
 import { afterFirstImage } from './firstImage';
+import { boxConditions, hydrateBoxes, rememberConditions, type Managers } from './viewerControl';
 
 /** The performance mark set each time an SR's boxes are drawn (after the first image: the tests check). */
 export const BOXES_MARK = 'spinereview:boxes';
-import { boxConditions, hydrateBoxes, rememberConditions, type Managers } from './viewerControl';
 
 const RETRY_MS = 1000;
 const MAX_ATTEMPTS = 30;
