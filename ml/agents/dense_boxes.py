@@ -126,6 +126,67 @@ def box_targets(
     return out
 
 
+class BoxMoments:
+    """The box regressor's training rows reduced, study by study, to what the ridge needs: over
+    all rows, the sum and sum of squares per feature (for the standardisation); per condition,
+    the count and the sums of x, x x^T, y and x y^T, in float64.
+
+    Why: the rows under the training boxes are ~1,000 a study of 418 features; kept and
+    concatenated they were the largest transient of the head's training (about 1 GB at 200
+    studies, growing with the set), where these sums are [17, F, F] whatever the number of studies.
+    The ridge on standardised inputs follows from them exactly (``fit``)."""
+
+    def __init__(self, n_feat: int) -> None:
+        self.n_feat = n_feat
+        self.s1, self.s2, self.count = np.zeros(n_feat), np.zeros(n_feat), 0
+        self.per: dict[int, list] = {}  # condition -> [n, sum x [F], sum x x^T [F, F], sum y [4], sum x y^T [F, 4]]
+
+    def add(self, x: np.ndarray, conds: np.ndarray, targets: np.ndarray) -> None:
+        """One study's rows x [n, F], their conditions [n] and targets [n, 4]."""
+        x64, y64 = x.astype(np.float64), targets.astype(np.float64)
+        self.s1 += x64.sum(0)
+        self.s2 += (x64 * x64).sum(0)
+        self.count += len(x64)
+        for j in np.unique(conds):
+            m = conds == j
+            xj, yj = x64[m], y64[m]
+            f = self.n_feat
+            acc = self.per.setdefault(int(j), [0, np.zeros(f), np.zeros((f, f)), np.zeros(4), np.zeros((f, 4))])
+            acc[0] += len(xj)
+            acc[1] += xj.sum(0)
+            acc[2] += xj.T @ xj
+            acc[3] += yj.sum(0)
+            acc[4] += xj.T @ yj
+
+    def fit(self, alpha: float, min_cells: int = 20) -> dict[str, np.ndarray]:
+        """The ridge per condition on inputs standardised over all rows (``fit_box_regressor``).
+        With D = diag(std) and a condition's raw sums, the centred standardised Gram matrix is
+        D^-1 (Sxx - Sx Sx^T / n) D^-1 and the cross term D^-1 (Sxy - Sx Sy^T / n)."""
+        f = self.n_feat
+        if self.count:
+            mean = self.s1 / self.count
+            std = np.sqrt(np.maximum(self.s2 / self.count - mean**2, 0)) + 1e-4
+        else:
+            mean, std = np.zeros(f), np.ones(f)
+        w = np.zeros((K, f, 4), np.float32)
+        b = np.zeros((K, 4), np.float32)
+        n = np.zeros(K, np.int32)
+        for j, (nj, sx, sxx, sy, sxy) in self.per.items():
+            n[j] = nj
+            ym = sy / nj
+            b[j] = ym
+            if nj < min_cells:
+                continue  # too few cells to learn offsets: the mean size, no offset
+            gram = (sxx - np.outer(sx, sx) / nj) / np.outer(std, std)  # [F, F]
+            cross = (sxy - np.outer(sx, sy) / nj) / std[:, None]  # [F, 4]
+            coef = np.linalg.solve(gram + alpha * np.eye(f), cross)  # [F, 4]
+            xm = (sx / nj - mean) / std  # the condition's mean standardised input [F]
+            w[j] = coef
+            b[j] = ym - xm @ coef
+        mean32, std32 = mean.astype(np.float32), std.astype(np.float32)
+        return {"reg_w": w, "reg_b": b, "reg_mean": mean32, "reg_std": std32, "reg_n": n}
+
+
 def fit_box_regressor(
     rows: list[np.ndarray], conds: list[np.ndarray], targets: list[np.ndarray], alpha: float, min_cells: int = 20
 ) -> dict[str, np.ndarray]:
@@ -134,30 +195,13 @@ def fit_box_regressor(
     Per study: rows [n, F] (the design rows of its cells under a box), conds [n] (condition
     index), targets [n, 4] (``box_targets``). Inputs are standardised over all rows first (the
     ridge penalty then treats features alike). Returns {"reg_w": [17, F, 4], "reg_b": [17, 4],
-    "reg_mean" / "reg_std": [F], "reg_n": [17] training cells}."""
-    n_feat = next((r.shape[1] for r in rows if r.ndim == 2), 0)
-    x_all = np.concatenate([r for r in rows if len(r)]) if any(len(r) for r in rows) else np.zeros((0, n_feat))
-    c_all = np.concatenate([c for c in conds if len(c)]).astype(int) if len(x_all) else np.zeros(0, int)
-    y_all = np.concatenate([t for t in targets if len(t)]) if len(x_all) else np.zeros((0, 4))
-    mean = x_all.mean(0) if len(x_all) else np.zeros(n_feat)
-    std = x_all.std(0) + 1e-4 if len(x_all) else np.ones(n_feat)
-    w = np.zeros((K, n_feat, 4), np.float32)
-    b = np.zeros((K, 4), np.float32)
-    n = np.bincount(c_all, minlength=K).astype(np.int32)
-    for j in range(K):
-        if n[j] == 0:
-            continue
-        y = y_all[c_all == j].astype(np.float64)  # [n, 4]
-        b[j] = y.mean(0)
-        if n[j] < min_cells:
-            continue  # too few cells to learn offsets: the mean size, no offset
-        x = (x_all[c_all == j] - mean) / std  # [n, F]
-        xm = x.mean(0)
-        xc = x - xm
-        coef = np.linalg.solve(xc.T @ xc + alpha * np.eye(n_feat), xc.T @ (y - y.mean(0)))  # [F, 4]
-        w[j] = coef
-        b[j] = y.mean(0) - xm @ coef
-    return {"reg_w": w, "reg_b": b, "reg_mean": mean.astype(np.float32), "reg_std": std.astype(np.float32), "reg_n": n}
+    "reg_mean" / "reg_std": [F], "reg_n": [17] training cells}. Training adds the studies to
+    ``BoxMoments`` one at a time instead of keeping their rows."""
+    acc = BoxMoments(next((r.shape[1] for r in rows if r.ndim == 2), 0))
+    for x, c, t in zip(rows, conds, targets, strict=True):
+        if len(x):
+            acc.add(x, np.asarray(c).astype(int), t)
+    return acc.fit(alpha, min_cells)
 
 
 def regress(a: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:

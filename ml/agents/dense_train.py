@@ -32,6 +32,7 @@ from ml.agents.dense import (
     load_trunk,
 )
 from ml.agents.dense_boxes import (
+    BoxMoments,
     box_targets,
     complete_negatives,
     covered_cells,
@@ -118,10 +119,13 @@ def _fit_boxes(feats: list[StudyFeatures], truths: list[dict | None], cfg: Diagn
         x = cell_design(d, cfg.dense_box_stride)
         return x[[c for c, _, _ in found]], np.asarray([j for _, j, _ in found]), np.asarray([t for _, _, t in found])
 
+    acc = None  # each study's rows reduced to the ridge's sums as it comes (``BoxMoments``)
     with design_pool(cfg) as pool:
-        made = [m for m in pool.map(cells_under_boxes, feats, truths) if m is not None]
-    rows, conds, targets = [m[0] for m in made], [m[1] for m in made], [m[2] for m in made]
-    return fit_box_regressor(rows, conds, targets, cfg.dense_box_alpha)
+        for m in pool.map(cells_under_boxes, feats, truths):
+            if m is not None:
+                acc = acc or BoxMoments(m[0].shape[1])
+                acc.add(*m)
+    return acc.fit(cfg.dense_box_alpha) if acc else fit_box_regressor([], [], [], cfg.dense_box_alpha)
 
 
 def _batch_loss(

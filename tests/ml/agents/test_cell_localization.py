@@ -35,6 +35,32 @@ def test_the_box_regressor_recovers_offsets_and_sizes_carried_by_the_features():
     assert np.all(regress(a, x)[:, other] == 0)  # no training cells: zero offset, log size 0 (one cell)
 
 
+def test_the_regressor_from_running_sums_is_a_ridge_on_the_standardised_rows():
+    """Training reduces each study's rows to sums as it comes (``BoxMoments``): the result is
+    scikit-learn's ridge on all rows, standardised over all of them, per condition."""
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(3)
+    f, studies = 12, 30
+    scale, shift = rng.uniform(0.2, 6.0, f), rng.normal(0, 3, f)  # features far from standard
+    rows = [(rng.normal(size=(int(rng.integers(0, 40)), f)) * scale + shift).astype(np.float32) for _ in range(studies)]
+    conds = [rng.integers(0, 4, len(x)) for x in rows]
+    targets = [(x[:, :4] * 0.1 + rng.normal(0, 0.2, (len(x), 4))).astype(np.float32) for x in rows]
+    a = fit_box_regressor(rows, conds, targets, alpha=5.0, min_cells=20)
+    x_all, c_all, y_all = np.concatenate(rows), np.concatenate(conds), np.concatenate(targets)
+    xs = (x_all - x_all.mean(0)) / (x_all.std(0) + 1e-4)
+    np.testing.assert_allclose(a["reg_mean"], x_all.mean(0), rtol=1e-5, atol=1e-5)
+    for j in range(4):
+        m = c_all == j
+        assert a["reg_n"][j] == m.sum() >= 20
+        ridge = Ridge(alpha=5.0).fit(xs[m], y_all[m])
+        np.testing.assert_allclose(a["reg_w"][j], ridge.coef_.T, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a["reg_b"][j], ridge.intercept_, rtol=1e-4, atol=1e-5)
+    # the studies in another order: the same sums
+    b = fit_box_regressor(rows[::-1], conds[::-1], targets[::-1], alpha=5.0, min_cells=20)
+    np.testing.assert_allclose(a["reg_w"], b["reg_w"], rtol=1e-6, atol=1e-7)
+
+
 def test_few_cells_give_the_mean_box_and_predictions_are_clipped():
     x = np.eye(5, dtype=np.float32)
     j = 0
