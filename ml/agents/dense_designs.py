@@ -16,7 +16,7 @@ be large elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -77,7 +77,7 @@ def training_designs(
     fit: np.ndarray,
     cfg: DiagnosisConfig,
     trunk: Any,
-    targets: Any,
+    targets: Callable[[int, dict[str, Any]], np.ndarray],
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], np.ndarray, np.ndarray]:
     """(designs [C_i, F] standardised with the statistics of the studies ``fit``, cell targets
     [C_i, 17] float32, mean [F], std [F]). ``targets(i, d)`` gives study i's targets from its cells."""

@@ -119,13 +119,15 @@ def _fit_boxes(feats: list[StudyFeatures], truths: list[dict | None], cfg: Diagn
         x = cell_design(d, cfg.dense_box_stride)
         return x[[c for c, _, _ in found]], np.asarray([j for _, j, _ in found]), np.asarray([t for _, _, t in found])
 
-    acc = None  # each study's rows reduced to the ridge's sums as it comes (``BoxMoments``)
+    acc: BoxMoments | None = None  # each study's rows reduced to the ridge's sums as it comes
     with design_pool(cfg) as pool:
         for m in pool.map(cells_under_boxes, feats, truths):
-            if m is not None:
-                acc = acc or BoxMoments(m[0].shape[1])
-                acc.add(*m)
-    return acc.fit(cfg.dense_box_alpha) if acc else fit_box_regressor([], [], [], cfg.dense_box_alpha)
+            if m is None:
+                continue
+            if acc is None:
+                acc = BoxMoments(m[0].shape[1])
+            acc.add(*m)
+    return acc.fit(cfg.dense_box_alpha) if acc is not None else fit_box_regressor([], [], [], cfg.dense_box_alpha)
 
 
 def _batch_loss(

@@ -29,12 +29,12 @@ class StaleConnectionRetry(httpx.HTTPTransport):
 
     Orthanc closes an idle keep-alive connection after a short timeout (``KeepAliveTimeout``, one
     second by default, from 1.11.3; CivetWeb's own before), while the pool keeps idle connections
-    for seconds. The pool
-    drops a connection it can see is closed, but when Orthanc's close crosses a request already on
-    the wire the request ends with "Server disconnected without sending a response": nothing was
-    answered, so a GET or HEAD is sent again (on a new connection) instead of failing the reader's
-    frame with a 502. Writes are never resent; an error after the answer began is not retried
-    either (part of it may already have been relayed)."""
+    for seconds. The pool drops a connection it can see is closed, but when Orthanc's close
+    crosses a request already on the wire the request ends with "Server disconnected without
+    sending a response": nothing was answered, so a GET or HEAD is sent again (on a new
+    connection) instead of failing the reader's frame with a 502. Writes are never resent; an
+    error after the answer began is not retried either (part of it may already have been
+    relayed)."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
