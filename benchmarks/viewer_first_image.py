@@ -7,8 +7,9 @@ our spine mode in headless Chromium, against the real app (runserver) and the re
 ``--trace [FILE]`` records a Chromium performance trace of the first cold load (kept in FILE if
 given) and prints where each thread's time went between navigation start and the first image:
 busy time per thread (the page's main thread, its workers, the GPU process that runs WebGL in
-software without a GPU) and the main thread's largest kinds of work (script evaluation,
-compilation, rendering, GC).
+software without a GPU), the main thread's largest kinds of work (script evaluation,
+compilation, rendering, GC) and its functions with the most self time in V8's CPU profile,
+before and after the first frame is asked for (the profiler slows the traced load).
 
 ``--demo-matrices`` opens a study with the realistic matrices of the demo's studies (what
 ``scripts/demo`` imports) instead of the fast 128x128 one.
@@ -229,12 +230,44 @@ def print_trace(path: Path, first_image_ms: float) -> None:
             kinds[kind] = kinds.get(kind, 0) + (b - a)
             open_until[kind] = b
     print(f"trace of the first cold load: navigation start -> first image ({first_image_ms:.0f} ms)")
+    frames = [e["ts"] for e in events if e.get("name") == "ResourceSendRequest" and "/frames/" in str(e.get("args"))]
+    for label, lo, hi in (("before the first frame is asked for", t0, min(frames, default=t1)),
+                          ("first frame asked -> first image", min(frames, default=t1), t1)):  # fmt: skip
+        top, n = profile_self_time(events, main, lo, hi)
+        if n:
+            print(f"  the page's main thread, {label}: largest self time (% of {n} CPU-profile samples)")
+            for name, count in top:
+                print(f"    {100 * count / n:5.1f} %  {name}")
     print("  busy time per thread (top-level tasks):")
     for label, us in sorted(busy.items(), key=lambda kv: -kv[1])[:12]:
         print(f"    {us / 1000:7.0f} ms  {label}")
     print("  the page's main thread by kind (outermost events):")
     for kind, us in sorted(kinds.items(), key=lambda kv: -kv[1]):
         print(f"    {us / 1000:7.0f} ms  {kind}")
+
+
+def profile_self_time(events: list[dict], main: tuple[int, int], lo: float, hi: float, top: int = 6):
+    """V8 CPU-profile samples of the thread ``main`` between trace times lo and hi: the functions
+    with the most self time [(name, samples)] and the number of samples (idle and GC excluded)."""
+    starts = {e["id"]: e["args"]["data"]["startTime"] for e in events
+              if e.get("name") == "Profile" and (e["pid"], e["tid"]) == main}  # fmt: skip
+    names: dict[tuple, str] = {}
+    clock = dict(starts)
+    counts: dict[str, int] = {}
+    for e in events:
+        if e.get("name") != "ProfileChunk" or e.get("id") not in starts:
+            continue
+        data = e["args"]["data"]
+        for node in data.get("cpuProfile", {}).get("nodes", []) or []:
+            frame = node["callFrame"]
+            names[(e["id"], node["id"])] = frame.get("functionName") or "(anonymous)"
+        samples = data.get("cpuProfile", {}).get("samples", [])
+        for sample, delta in zip(samples, data.get("timeDeltas", []), strict=False):
+            clock[e["id"]] += delta
+            name = names.get((e["id"], sample), "?")
+            if lo <= clock[e["id"]] <= hi and name not in ("(idle)", "(program)", "(garbage collector)", "(root)"):
+                counts[name] = counts.get(name, 0) + 1
+    return sorted(counts.items(), key=lambda kv: -kv[1])[:top], sum(counts.values())
 
 
 def runserver(tree: Path, port: int, log: Path) -> subprocess.Popen:
