@@ -119,7 +119,7 @@ DEMO = BootstrapParams(
     report_crossfit_folds=3,
 )
 # the demo's recipe on 900 training studies: where every condition is above 0.75 on both held-out
-# sets (docs/agents.md, "900 training studies"); ~28 min without the writer on 2 cores
+# sets (docs/agents.md, "900 training studies")
 LARGE = replace(DEMO, name="large", studies=900)
 PRESETS = {"tiny": TINY, "demo": DEMO, "large": LARGE}
 

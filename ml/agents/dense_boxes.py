@@ -131,9 +131,9 @@ class BoxMoments:
     all rows, the sum and sum of squares per feature (for the standardisation); per condition,
     the count and the sums of x, x x^T, y and x y^T, in float64.
 
-    Why: the rows under the training boxes are ~1,000 a study of 418 features; kept and
-    concatenated they were the largest transient of the head's training (about 1 GB at 200
-    studies, growing with the set), where these sums are [17, F, F] whatever the number of studies.
+    Why: the rows under the training boxes (418 features each, many a study) kept for every
+    study and concatenated grew with the training set and were, beside the designs, the largest
+    memory of the head's training; these sums are [17, F, F] whatever the number of studies.
     The ridge on standardised inputs follows from them exactly (``fit``)."""
 
     def __init__(self, n_feat: int) -> None:

@@ -129,7 +129,7 @@ def prepare(
                 if not keep_pixels:  # the agents only need the features: free the memory
                     for s in f.study.series:
                         # a new empty array, not ``pixels[:0]``: a view keeps the whole volume alive
-                        # (~18 MB a study of the demo's, which bounded its training set on 24 GB)
+                        # (every encoded study's volumes, which bounded the training set on 24 GB)
                         s.pixels = np.empty((0, *s.pixels.shape[1:]), s.pixels.dtype)
                 feats.append(f)
     enc = time.perf_counter() - t0

@@ -1,6 +1,6 @@
 """``prepare`` frees each study's pixels once it is encoded (unless asked to keep them): what is
 left holds no reference to the volume. A ``pixels[:0]`` view looked empty but kept every volume
-alive, ~18 MB a demo study, and bounded the training set on a 24 GB machine."""
+alive, every encoded study's, and bounded the training set on a 24 GB machine."""
 
 from __future__ import annotations
 
