@@ -4,12 +4,13 @@ our spine mode in headless Chromium, against the real app (runserver) and the re
     python -m scripts.services run -- python benchmarks/viewer_first_image.py [--runs 3] [--waterfall]
         [--trace [FILE]] [--baseline DIR] [--demo-matrices]
 
-``--trace [FILE]`` records a Chromium performance trace of the first cold load (kept in FILE if
-given) and prints where each thread's time went between navigation start and the first image:
-busy time per thread (the page's main thread, its workers, the GPU process that runs WebGL in
-software without a GPU), the main thread's largest kinds of work (script evaluation,
-compilation, rendering, GC) and its functions with the most self time in V8's CPU profile,
-before and after the first frame is asked for (the profiler slows the traced load).
+``--trace [FILE]`` records a Chromium performance trace of the first cold load (the first warm
+one with ``--trace-load warm``; kept in FILE if given) and prints where each thread's time went
+between navigation start and the first image: busy time per thread (the page's main thread, its
+workers, the GPU process that runs WebGL in software without a GPU), the main thread's largest
+kinds of work (script evaluation, compilation, rendering, GC) and its functions with the most
+self time in V8's CPU profile, before and after the first frame is asked for (the profiler slows
+the traced load).
 
 ``--demo-matrices`` opens a study with the realistic matrices of the demo's studies (what
 ``scripts/demo`` imports) instead of the fast 128x128 one.
@@ -65,6 +66,7 @@ const probe = () => {
 };
 const WATERFALL = process.env.SPINEREVIEW_WATERFALL === '1';
 const TRACE = process.env.SPINEREVIEW_TRACE || '';
+const TRACE_WARM = process.env.SPINEREVIEW_TRACE_LOAD === 'warm';
 const TRACE_CATEGORIES = ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'blink.user_timing',
   'v8', 'v8.execute', 'toplevel', 'gpu', 'loading', '__metadata', 'disabled-by-default-v8.cpu_profiler'];
 // a URL without its origin, each UID shortened to its last digits
@@ -131,10 +133,12 @@ async function measure(page, url) {
     await page.fill('input[name=password]', password);
     await Promise.all([page.waitForNavigation(), page.click('[type=submit]')]);
     const tracing = TRACE && i === 0;
-    if (tracing) await browser.startTracing(page, { path: TRACE, categories: TRACE_CATEGORIES });
+    if (tracing && !TRACE_WARM) await browser.startTracing(page, { path: TRACE, categories: TRACE_CATEGORIES });
     const cold = await measure(page, url);
-    if (tracing) await browser.stopTracing();
+    if (tracing && !TRACE_WARM) await browser.stopTracing();
+    if (tracing && TRACE_WARM) await browser.startTracing(page, { path: TRACE, categories: TRACE_CATEGORIES });
     const warm = await measure(page, url);
+    if (tracing && TRACE_WARM) await browser.stopTracing();
     results.push({ cold, warm });
     await context.close();
   }
@@ -192,7 +196,7 @@ MAIN_KINDS = {  # trace event names on the page's main thread -> a kind of work
 }  # fmt: skip
 
 
-def print_trace(path: Path, first_image_ms: float) -> None:
+def print_trace(path: Path, first_image_ms: float, load: str = "cold") -> None:
     """Busy time per thread and the page main thread's kinds of work, navigation start -> first image.
 
     Busy time is the sum of each thread's top-level tasks (``RunTask``, ``ThreadControllerImpl::
@@ -229,7 +233,7 @@ def print_trace(path: Path, first_image_ms: float) -> None:
         if key == main and kind and a >= open_until.get(kind, 0):
             kinds[kind] = kinds.get(kind, 0) + (b - a)
             open_until[kind] = b
-    print(f"trace of the first cold load: navigation start -> first image ({first_image_ms:.0f} ms)")
+    print(f"trace of the first {load} load: navigation start -> first image ({first_image_ms:.0f} ms)")
     frames = [e["ts"] for e in events if e.get("name") == "ResourceSendRequest" and "/frames/" in str(e.get("args"))]
     for label, lo, hi in (("before the first frame is asked for", t0, min(frames, default=t1)),
                           ("first frame asked -> first image", min(frames, default=t1), t1)):  # fmt: skip
@@ -309,6 +313,7 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="another checkout of the app, measured in turn with this one")
     parser.add_argument("--trace", nargs="?", const="", default=None, metavar="FILE",
                         help="trace the first cold load, print where time went; keep the trace in FILE")  # fmt: skip
+    parser.add_argument("--trace-load", choices=("cold", "warm"), default="cold", help="which load --trace records")
     parser.add_argument("--demo-matrices", action="store_true", help="the demo's realistic matrices, not 128x128")
     args = parser.parse_args()
     if "SPINEREVIEW_ORTHANC_URL" not in os.environ:
@@ -334,6 +339,7 @@ def main() -> int:
                 for name in trees:
                     first = args.trace is not None and run == 0 and name == "this checkout"
                     node_env["SPINEREVIEW_TRACE"] = str(trace) if first else ""
+                    node_env["SPINEREVIEW_TRACE_LOAD"] = args.trace_load
                     proc = subprocess.run(
                         [support.node(), str(script), f"http://127.0.0.1:{ports[name]}", study_uid, username,
                          "pw", "1"], capture_output=True, text=True, env=node_env, cwd=support.EXTENSION_DIR,
@@ -343,8 +349,8 @@ def main() -> int:
                         print(proc.stdout, proc.stderr, file=sys.stderr)
                         return 1
                     results[name] += json.loads(proc.stdout.strip().splitlines()[-1])
-                    if first and results[name][0]["cold"]["first_image_ms"] is not None:
-                        print_trace(trace, results[name][0]["cold"]["first_image_ms"])
+                    if first and results[name][0][args.trace_load]["first_image_ms"] is not None:
+                        print_trace(trace, results[name][0][args.trace_load]["first_image_ms"], args.trace_load)
         finally:
             for server in servers:
                 server.terminate()

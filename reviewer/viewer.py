@@ -270,6 +270,7 @@ def app_config_js(request: HttpRequest) -> HttpResponse:
             "ohifVersion": settings.VIEWER_OHIF_VERSION,
             "appOrigin": settings.VIEWER_APP_ORIGIN,
             "pollSeconds": settings.VIEWER_POLL_S,
+            "rendering": settings.VIEWER_RENDERING,  # auto: the CPU where WebGL is software (viewer_config)
         },
     }
     response = HttpResponse(config_script(config), content_type="text/javascript; charset=utf-8")

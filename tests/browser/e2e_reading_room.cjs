@@ -55,6 +55,8 @@ start(async ({ p, page, out, shot }) => {
     marks: performance.getEntriesByName('spinereview:first-image').map(e => [e.startTime, e.detail?.viewportId ?? null]),
     boxes: performance.getEntriesByName('spinereview:boxes').map(e => e.startTime),
     lit: window.__litAtFirstImage ?? null,
+    rendering: window.config.spinereview?.renderingUsed ?? null,
+    fallbackDialog: /Fell Back to CPU Rendering/i.test(document.body.innerText),
   }));
   await page.waitForTimeout(500);
   out.box_labels = await page.evaluate(() => window.__spinereview.boxLabels());

@@ -191,11 +191,58 @@ def test_app_config_trims_ohifs_built_in_modes_to_those_our_mode_uses(viewer_set
     proc = subprocess.run([support.node(), str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["settings"] == config  # OHIF gets the same settings as before
+    # OHIF gets the same settings, plus how to draw: node has no WebGL to ask, so Cornerstone decides
+    ours = config["spinereview"] | {"renderingUsed": "gpu", "webglRenderer": None}
+    assert out["settings"] == config | {"spinereview": ours, "useCPURendering": False}
     assert out["extensionsOnWindow"] == config["extensions"]  # still readable on window.config (our mode reads it)
     assert out["modes"] == ["@ohif/mode-longitudinal", "@ohif/mode-basic"]
     assert out["same"]  # trimmed in place: the very array OHIF imports next
     assert out["extensions"] == ["@ohif/extension-default", "@ohif/extension-cornerstone"]
+
+
+RENDERING_SCRIPT = r"""
+const { chromium } = require('playwright-core');
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu'];
+(async () => {
+  const bodies = JSON.parse(require('fs').readFileSync(0, 'utf8')).bodies;
+  const browser = await chromium.launch({ executablePath: process.env.SPINEREVIEW_CHROMIUM, args: FLAGS });
+  const out = {};
+  for (const [choice, body] of Object.entries(bodies)) {
+    const page = await browser.newPage();
+    await page.addScriptTag({ content: body + 'window.modes = []; window.extensions = [];' });
+    out[choice] = await page.evaluate(() => {
+      const s = window.config();  // as OHIF's appInit calls it
+      const gl = document.createElement('canvas').getContext('webgl2');
+      const info = gl && gl.getExtension('WEBGL_debug_renderer_info');
+      return { ours: s.spinereview, cpu: s.useCPURendering, dialog: s.showCPUFallbackMessage,
+        renderer: gl ? gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER) : null };
+    });
+    await page.close();
+  }
+  await browser.close();
+  console.log(JSON.stringify(out));
+})();
+"""
+
+
+@pytest.mark.browser
+def test_the_viewer_draws_on_the_cpu_exactly_where_webgl_is_a_software_renderer(viewer_settings, tmp_path):  # type: ignore[no-untyped-def]
+    bodies = {}
+    for choice in ("auto", "gpu", "cpu"):
+        viewer_settings.VIEWER_RENDERING = choice
+        bodies[choice] = _on(VIEWER).get("/app-config.js").content.decode()
+    script = tmp_path / "rendering.cjs"
+    script.write_text(RENDERING_SCRIPT)
+    seen = support.run_node(script, {"bodies": bodies}, timeout=120)
+    renderer = seen["auto"]["renderer"]
+    software = renderer is None or any(s in renderer.lower() for s in ("swiftshader", "llvmpipe", "software"))
+    assert seen["auto"]["ours"]["rendering"] == "auto"
+    assert seen["auto"]["ours"]["renderingUsed"] == ("cpu" if software else "gpu"), seen
+    assert seen["auto"]["ours"]["webglRenderer"] == renderer
+    assert seen["auto"]["cpu"] is software
+    # forced either way, whatever the browser has; the fallback dialog only for a fallback nobody chose
+    assert (seen["gpu"]["ours"]["renderingUsed"], seen["gpu"]["cpu"], seen["gpu"]["dialog"]) == ("gpu", False, True)
+    assert (seen["cpu"]["ours"]["renderingUsed"], seen["cpu"]["cpu"], seen["cpu"]["dialog"]) == ("cpu", True, False)
 
 
 def test_the_app_api_and_dicomweb_proxy_answer_on_the_viewer_origin_too(viewer_settings):  # type: ignore[no-untyped-def]

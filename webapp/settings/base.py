@@ -269,6 +269,11 @@ _OHIF_DEFAULT_DIST = SPINEREVIEW_CACHE / "ohif" / f"app-{VIEWER_OHIF_VERSION}" /
 VIEWER_OHIF_DIST = Path(os.environ.get("SPINEREVIEW_OHIF_DIST", _OHIF_DEFAULT_DIST))  # fetched by scripts/setup.sh
 VIEWER_EXTENSION_DIST = Path(os.environ.get("SPINEREVIEW_VIEWER_EXTENSION_DIST", BASE_DIR / "ohif-extension" / "dist"))
 VIEWER_POLL_S = float(os.environ.get("SPINEREVIEW_VIEWER_POLL_S", "5"))  # panel refresh while a draft is pending
+# How Cornerstone draws: "auto" draws on the CPU where the browser's WebGL is a software renderer
+# (SwiftShader, llvmpipe: VDI desktops, GPU-less servers), on the GPU elsewhere; "gpu" or "cpu" forces one
+VIEWER_RENDERING = os.environ.get("SPINEREVIEW_VIEWER_RENDERING", "auto").strip().lower()
+if VIEWER_RENDERING not in ("auto", "gpu", "cpu"):
+    raise ValueError(f"SPINEREVIEW_VIEWER_RENDERING must be auto, gpu or cpu, not {VIEWER_RENDERING!r}")
 MIDDLEWARE.append("reviewer.viewer.ViewerHostMiddleware")  # viewer host -> VIEWER_URLCONF
 VIEWER_URLCONF = "webapp.viewer_urls"
 if (_viewer_hostname := VIEWER_ORIGIN.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]) not in ALLOWED_HOSTS:
