@@ -59,6 +59,10 @@ start(async ({ p, page, out, shot }) => {
     fallbackDialog: /Fell Back to CPU Rendering/i.test(document.body.innerText),
   }));
   await page.waitForTimeout(500);
+  // OHIF's orientation markers ("A", "H", ...) per viewport, drawn on the CPU path too (cpuViewports.ts)
+  out.orientation_markers = await page.evaluate(() => Array.from(document.querySelectorAll('[data-viewportid]'))
+    .map(v => [v.getAttribute('data-viewportid'), Array.from((v.closest('.viewport-wrapper') || v).querySelectorAll('.orientation-marker'))
+      .map(e => e.textContent.trim())]));
   out.box_labels = await page.evaluate(() => window.__spinereview.boxLabels());
   await shot('labelled-boxes');
   // per-condition toggle: switch the first condition's boxes off

@@ -178,6 +178,12 @@ def test_hanging_protocol_labels_and_keyboard_review(
     # headless Chromium's WebGL is software here: the viewer draws on the CPU, with no dialog in the way
     assert first_image["rendering"] == "cpu", first_image
     assert not first_image["fallbackDialog"], first_image
+    # ...and every viewport still shows where anterior and head are (a CPU-drawn viewport announces no
+    # camera of its own; the mode announces it)
+    markers = dict(seen["orientation_markers"])
+    assert set(markers) >= {"sagT2", "sagT1", "sagSTIR", "axT2"}, markers
+    for viewport_id in ("sagT2", "sagT1", "sagSTIR", "axT2"):
+        assert len(markers[viewport_id]) == 2 and all(markers[viewport_id]), markers
     boxes = [b for b in seen["box_labels"] if b["condition"]]
     assert len(boxes) == len(sr.boxes)
     levels = {f.condition: f.level for f in draft.findings.all()}

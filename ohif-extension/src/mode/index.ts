@@ -8,6 +8,7 @@
 import { api } from '../api';
 import { relabel, watchBoxes } from '../boxes';
 import { boxLabels } from '../boxStyle';
+import { announceCpuCameras } from '../cpuViewports';
 import { afterFirstImage } from '../firstImage';
 import { currentSlots, PROTOCOL_ID, setApiSeries, VIEWPORTS } from '../hangingProtocol';
 import { FINDINGS_PANEL, MODE_ID, MODE_ROUTE, REPORT_PANEL } from '../ids';
@@ -182,6 +183,7 @@ const mode = {
             relabel(managers);
           }),
           linkReferenceLines(managers),
+          announceCpuCameras(managers),
           watchNewBoxes(managers, () => relabel(managers)),
           () => delete (window as any).__spinereview,
           () => store.stop(),
