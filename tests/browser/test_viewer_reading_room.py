@@ -183,7 +183,8 @@ def test_hanging_protocol_labels_and_keyboard_review(
     markers = dict(seen["orientation_markers"])
     assert set(markers) >= {"sagT2", "sagT1", "sagSTIR", "axT2"}, markers
     for viewport_id in ("sagT2", "sagT1", "sagSTIR", "axT2"):
-        assert len(markers[viewport_id]) == 2 and all(markers[viewport_id]), markers
+        assert len(markers[viewport_id]) == 2, markers  # top and left
+        assert all(markers[viewport_id]), markers
     boxes = [b for b in seen["box_labels"] if b["condition"]]
     assert len(boxes) == len(sr.boxes)
     levels = {f.condition: f.level for f in draft.findings.all()}
