@@ -10,6 +10,13 @@
  * So each CPU-drawn viewport, once it has an image in it (again after each new image set), announces
  * its current camera as unchanged (previous camera = camera): whatever listens for camera changes
  * redraws from the camera it already has, and nothing moves.
+ *
+ * Once the markers have a camera, they are recomputed whenever the viewport's data changes, and a
+ * CPU-drawn viewport between two image sets has no image: its canvasToWorld then returns
+ * undefined (the GPU path always answers from its camera), and OHIF's markers threw on it, taking
+ * the whole viewer down (seen with the transfer-syntax e2e, which swaps series in a viewport).
+ * So on a CPU-drawn viewport canvasToWorld answers a point even then (the world origin: the markers
+ * come out empty until the image, then are drawn from the announced camera).
  */
 import { cornerstoneLibraries, type Managers } from './viewerControl';
 
@@ -21,10 +28,18 @@ export function announceCpuCameras(m: Managers): () => void {
   const watched = new Set<HTMLElement>();
 
   const viewportOf = (element: HTMLElement): any => cornerstone.getEnabledElement(element)?.viewport ?? null;
+  const isCpu = (viewport: any): boolean => viewport?.useCPURendering === true || !!viewport?._cpuFallbackEnabledElement;
+  const guarded = new WeakSet<object>();
+  const guard = (viewport: any) => {
+    if (!isCpu(viewport) || guarded.has(viewport) || typeof viewport.canvasToWorld !== 'function') return;
+    guarded.add(viewport);
+    const canvasToWorld = viewport.canvasToWorld;
+    viewport.canvasToWorld = (...args: unknown[]) => canvasToWorld.apply(viewport, args) ?? [0, 0, 0];
+  };
   const announce = (element: HTMLElement) => {
     const viewport = viewportOf(element);
-    const cpu = viewport?.useCPURendering === true || !!viewport?._cpuFallbackEnabledElement;
-    if (!cpu || !viewport.getImageData?.()) return;
+    guard(viewport);
+    if (!isCpu(viewport) || !viewport.getImageData?.()) return;
     pending.delete(element);
     const camera = viewport.getCamera();
     const detail = {
@@ -42,11 +57,14 @@ export function announceCpuCameras(m: Managers): () => void {
   };
   const onNewImageSet = (evt: any) => {
     const element: HTMLElement | undefined = evt?.detail?.element ?? evt?.target;
-    if (element) pending.add(element);
+    if (!element) return;
+    pending.add(element);
+    guard(viewportOf(element));
   };
   const watch = (element: HTMLElement | undefined) => {
     if (!element) return;
     pending.add(element);
+    guard(viewportOf(element));
     if (watched.has(element)) return;
     watched.add(element);
     element.addEventListener(Events.VIEWPORT_NEW_IMAGE_SET, onNewImageSet);
