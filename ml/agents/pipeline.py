@@ -226,10 +226,36 @@ class Pipeline:
         for name in FAMILIES:
             if name != DRAFT:
                 self._guarded(results, feats, name, context)
+        drafted = self._draft_batch(results, feats, context)
         for i, r in enumerate(results):
-            self._draft(r, studies[i], None if feats is None else feats[i], context)
+            if i not in drafted:
+                self._draft(r, studies[i], None if feats is None else feats[i], context)
             self._ground_report(r, studies[i], facts[i])
         return results
+
+    def _draft_batch(
+        self, results: list[StudyAnalysis], feats: list[StudyFeatures] | None, context: RunContext
+    ) -> set[int]:
+        """Several studies' drafts in one call of a report family that drafts batches
+        (``per_study`` False); the indices of the studies it drafted. A study it did not draft
+        (its draft was empty, or the call failed) goes through ``_draft`` on its own, so it is
+        tried once more alone and gets the template draft with the error if that fails too."""
+        agent = self.agents.get(DRAFT)
+        if len(results) < 2 or not self.cfg.report or agent is None or feats is None:
+            return set()
+        if getattr(agent, "per_study", True):
+            return set()
+        version = self.versions.get(DRAFT, "")
+        t0 = time.perf_counter()
+        try:
+            agent.run(results, feats, context)
+        except Exception:
+            log.exception("report agent failed on a batch of %d studies; drafting them one by one", len(results))
+        drafted = {i for i, r in enumerate(results) if r.report_source == "report_agent"}
+        seconds = (time.perf_counter() - t0) / len(results)  # the batch's time, shared
+        for i in drafted:
+            results[i].agents.append(AgentRun(DRAFT, version, seconds))
+        return drafted
 
     def _guarded(
         self, results: list[StudyAnalysis], feats: list[StudyFeatures] | None, name: str, context: RunContext
