@@ -16,6 +16,7 @@ the grounding that follows the writer (``benchmarks/report_grounding.py``) holds
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -72,7 +73,10 @@ def main() -> int:
             raise RuntimeError("held back")  # the pipeline falls back to the template
 
     pipeline.agents["report"] = Holder()
+    quiet = logging.getLogger("ml.agents.pipeline")
+    level, quiet.level = quiet.level, logging.CRITICAL  # the held-back writer's "failures"
     pipeline.analyze_many(studies)
+    quiet.setLevel(level)
     inputs = list(held.values())
     budget = pipeline.cfg.max_new_tokens
     dtype = next(agent.decoder.parameters()).dtype

@@ -21,8 +21,10 @@ def registered_task(name: str) -> Task:
     return current_app.tasks[name]
 
 
-def send_task(name: str, *args: object, countdown: float | None = None) -> AsyncResult:
-    """Queue the task registered as ``name`` with ``args``, exactly as ``task.apply_async``:
-    its options and routes apply, and with ``CELERY_TASK_ALWAYS_EAGER`` (the demo's in-process
-    tasks) it runs right here, its errors raised to the caller."""
-    return registered_task(name).apply_async(args, countdown=countdown)
+def send_task(
+    name: str, *args: object, countdown: float | None = None, kwargs: dict[str, object] | None = None
+) -> AsyncResult:
+    """Queue the task registered as ``name`` with ``args`` (and ``kwargs``), exactly as
+    ``task.apply_async``: its options and routes apply, and with ``CELERY_TASK_ALWAYS_EAGER`` (the
+    demo's in-process tasks) it runs right here, its errors raised to the caller."""
+    return registered_task(name).apply_async(args, kwargs=kwargs, countdown=countdown)

@@ -72,7 +72,9 @@ def soft_time_limit(seconds: float) -> Iterator[None]:
     soft_time_limit=settings.SPINEREVIEW_DRAFT_SOFT_LIMIT_S,
     time_limit=settings.SPINEREVIEW_DRAFT_HARD_LIMIT_S,
 )
-def draft_study(self, job_id: int) -> str:
+def draft_study(self, job_id: int, batch_with: list[int] | None = None) -> str:
+    """Draft one job; ``batch_with``: jobs this process queued together with it and hands it to
+    draft in the same run (in-process tasks, ``requesting.drafts_together``)."""
     from reviewer.models import DraftJob
 
     if not DraftJob.objects.filter(pk=job_id).exists():
@@ -82,7 +84,7 @@ def draft_study(self, job_id: int) -> str:
         return "missing"
     try:
         with soft_time_limit(settings.SPINEREVIEW_DRAFT_SOFT_LIMIT_S + 5):
-            job = run_draft_job(job_id=job_id)
+            job = run_draft_job(job_id=job_id, batch_with=batch_with)
     except TRANSIENT as exc:
         countdown = min(settings.SPINEREVIEW_DRAFT_RETRY_BACKOFF_S * 2**self.request.retries, 300)
         add_note(

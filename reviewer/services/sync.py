@@ -20,7 +20,7 @@ from reviewer.integrations.orthanc import dicomweb, orthanc
 from reviewer.ml_bridge import classify_series_metadata
 from reviewer.models import OrthancCursor, Series, Study
 from reviewer.services.audit import audit
-from reviewer.services.drafting import request_draft
+from reviewer.services.drafting import drafts_together, request_draft
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +36,20 @@ def process_changes(*, client: pyorthanc.Orthanc | None = None, limit: int = 200
     synced = 0
     while True:
         page = client.get_changes(params={"since": cursor.last_seq, "limit": limit})
-        for change in page.get("Changes", []):
-            if change.get("ChangeType") == "StableStudy":
-                try:
-                    sync_study(orthanc_study_id=change["ID"], client=client)
-                    synced += 1
-                except httpx.HTTPError as exc:
-                    # pyorthanc reports HTTP status only in the message; network errors propagate
-                    if not str(exc).startswith("HTTP code: 404"):
-                        raise
-                    logger.warning("study %s vanished from Orthanc before sync", change["ID"])
-        cursor.last_seq = page.get("Last", cursor.last_seq)
-        cursor.save(update_fields=["last_seq", "updated_at"])
+        # in-process drafting (the demo): the page's studies are drafted together once it is synced
+        with drafts_together():
+            for change in page.get("Changes", []):
+                if change.get("ChangeType") == "StableStudy":
+                    try:
+                        sync_study(orthanc_study_id=change["ID"], client=client)
+                        synced += 1
+                    except httpx.HTTPError as exc:
+                        # pyorthanc reports HTTP status only in the message; network errors propagate
+                        if not str(exc).startswith("HTTP code: 404"):
+                            raise
+                        logger.warning("study %s vanished from Orthanc before sync", change["ID"])
+            cursor.last_seq = page.get("Last", cursor.last_seq)
+            cursor.save(update_fields=["last_seq", "updated_at"])
         if page.get("Done", True):
             return synced
 

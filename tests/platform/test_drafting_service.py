@@ -165,3 +165,31 @@ def test_a_job_orphaned_between_its_draft_and_its_sr_is_finished_by_the_next_bat
     assert "batched with job" in job_b.log[-2]["note"]
     assert Draft.objects.filter(job=job_b).count() == 1
     assert StructuredReport.objects.filter(draft__job=job_b).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the jobs are sent on commit, as in the demo
+def test_in_process_drafting_drafts_the_stable_studies_of_one_pass_together(
+    empty_orthanc, pipeline_settings, synth_study, wait_stable, settings
+):  # type: ignore[no-untyped-def]
+    """The demo (in-process tasks): the watcher's pass syncs every stable study first, then drafts
+    them in one run (one ``analyze_many``, the writer's drafts in one batch), not one by one."""
+    from reviewer.services.sync import process_changes
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.SPINEREVIEW_DRAFT_BATCH_STUDIES = 4
+    studies = synth_study["studies"]
+    for s in studies:
+        upload(empty_orthanc, s["files"])
+    for s in studies:
+        wait_stable(empty_orthanc, s["study_uid"])
+
+    assert process_changes() == len(studies)
+
+    jobs = [DraftJob.objects.get(study__study_uid=s["study_uid"]) for s in studies]
+    assert [j.state for j in jobs] == [DraftJob.State.DONE] * len(studies), [j.reason for j in jobs]
+    assert [j.attempts for j in jobs] == [1] * len(studies)
+    assert sum("batched with job" in e["note"] for j in jobs for e in j.log) == len(studies) - 1
+    drafts = [Draft.objects.get(job=j) for j in jobs]
+    assert [d.analysis["platform_timings"]["batch_studies"] for d in drafts] == [len(studies)] * len(studies)
+    assert {d.analysis["report_source"] for d in drafts} == {"report_agent"}  # the writer's batch, not the template
+    assert StructuredReport.objects.filter(draft__in=drafts).count() == len(studies)

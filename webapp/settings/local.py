@@ -7,6 +7,7 @@ anyone who reaches the port), and only loopback host names are served (base.py:
 WhiteNoise, so no ``collectstatic`` is needed.
 """
 
+import os
 import secrets
 
 from .base import *  # noqa: F403
@@ -21,6 +22,9 @@ if not _key_file.exists():
 SECRET_KEY = _key_file.read_text().strip()
 
 CELERY_TASK_ALWAYS_EAGER = env_bool("SPINEREVIEW_TASKS_EAGER", True)
+# the watcher drafts the studies of one pass together (requesting.drafts_together): up to 8 in one
+# run, the pipeline's own batch (studies_per_batch), where a worker of a deployment takes 4
+SPINEREVIEW_DRAFT_BATCH_STUDIES = int(os.environ.get("SPINEREVIEW_DRAFT_BATCH_STUDIES", "8"))
 SPINEREVIEW_PIPELINE_BOOTSTRAP = env_bool("SPINEREVIEW_PIPELINE_BOOTSTRAP", True)  # the demo preset, cached
 WHITENOISE_USE_FINDERS = True  # serve app and package static folders directly
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise also serves collectstatic's output, if any

@@ -51,7 +51,7 @@ from reviewer.services.drafting.jobs import (
     mark_failed,
     mark_out_of_scope,
 )
-from reviewer.services.drafting.requesting import DRAFT_TASK, request_draft
+from reviewer.services.drafting.requesting import DRAFT_TASK, drafts_together, request_draft
 from reviewer.services.drafting.runner import run_draft_job
 from reviewer.services.drafting.storage import store_draft
 
@@ -61,6 +61,7 @@ __all__ = [
     "DraftTimeLimit",
     "OutOfScope",
     "add_note",
+    "drafts_together",
     "job_lock",
     "mark_failed",
     "mark_out_of_scope",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -31,18 +32,27 @@ from reviewer.services.drafting.storage import finish, write_sr
 logger = logging.getLogger(__name__)
 
 
-def claim_waiting(primary: DraftJob, held: contextlib.ExitStack) -> list[DraftJob]:
+def claim_waiting(primary: DraftJob, held: contextlib.ExitStack, only: Sequence[int] | None = None) -> list[DraftJob]:
     """Claim (lock, in ``held``) up to SPINEREVIEW_DRAFT_BATCH_STUDIES - 1 other jobs of the same
-    pipeline version for one batched run (PostgreSQL only: the lock is what makes it safe)."""
-    limit = settings.SPINEREVIEW_DRAFT_BATCH_STUDIES - 1
-    if limit <= 0 or connection.vendor != "postgresql":
-        return []
-    candidates = (
-        DraftJob.objects.filter(pipeline_version=primary.pipeline_version, state__in=(DraftJob.State.QUEUED, *RUNNING))
-        .exclude(pk=primary.pk)
-        .order_by("queued_at")
-        .values_list("pk", flat=True)[: limit * 4]
-    )
+    pipeline version for one batched run (PostgreSQL only: the lock is what makes it safe).
+
+    ``only``: exactly these jobs, on any database: jobs this very process queued and has not
+    sent anywhere (in-process tasks, ``requesting.drafts_together``), so no one else runs them."""
+    if only is not None:
+        candidates: Sequence[int] = [pk for pk in only if pk != primary.pk]
+        limit = len(candidates)
+    else:
+        limit = settings.SPINEREVIEW_DRAFT_BATCH_STUDIES - 1
+        if limit <= 0 or connection.vendor != "postgresql":
+            return []
+        candidates = (
+            DraftJob.objects.filter(
+                pipeline_version=primary.pipeline_version, state__in=(DraftJob.State.QUEUED, *RUNNING)
+            )
+            .exclude(pk=primary.pk)
+            .order_by("queued_at")
+            .values_list("pk", flat=True)[: limit * 4]
+        )
     extras: list[DraftJob] = []
     for pk in candidates:
         if len(extras) >= limit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 
 from django.conf import settings
 
@@ -27,7 +28,7 @@ from reviewer.services.drafting.storage import finish, write_sr
 logger = logging.getLogger(__name__)
 
 
-def run_draft_job(*, job_id: int) -> DraftJob | None:
+def run_draft_job(*, job_id: int, batch_with: Sequence[int] | None = None) -> DraftJob | None:
     """Run one draft job to done or failed. Idempotent; raises OrthancUnavailable for a retry.
     Returns the job, or None when it was deleted (with its study) while it ran.
 
@@ -35,7 +36,8 @@ def run_draft_job(*, job_id: int) -> DraftJob | None:
     up to SPINEREVIEW_DRAFT_BATCH_STUDIES - 1 of them are drafted in the same run: one
     ``analyze_many`` call encodes the slices of all their studies in shared batches. Their own
     messages then find them done. A batched job that hits a transient fault is put back in
-    the queue (and sent again) rather than failed.
+    the queue (and sent again) rather than failed. ``batch_with``: exactly the jobs to draft
+    with it instead (in-process tasks: jobs this process queued together, on any database).
     """
     requeue: list[int] = []
     try:
@@ -52,7 +54,7 @@ def run_draft_job(*, job_id: int) -> DraftJob | None:
             draft = Draft.objects.filter(job_id=job_id).first()
             try:
                 if draft is None:
-                    extras = claim_waiting(job, held)
+                    extras = claim_waiting(job, held, only=batch_with)
                     stored: dict[int, Draft | BaseException] = {
                         d.job_id: d for d in Draft.objects.filter(job__in=[e.pk for e in extras])
                     }  # orphans whose draft exists: only their SR is missing
