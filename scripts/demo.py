@@ -10,9 +10,9 @@ earlier, so the drafts' COMPARISON names a prior); import them; then run the Ort
 Django's server until Ctrl-C.
 
 Drafting in the demo runs in-process (SQLite, no Redis): the watcher turns each stable study
-into a Study row and drafts it right away (fetch → SpineFM → agents → draft + findings + SR in
-Orthanc), so drafts appear in the worklist one after another. A deployment runs the same code
-in Celery workers (docs/drafting.md).
+into a Study row, and drafts the studies of one pass together when the pass ends (fetch →
+SpineFM → agents → draft + findings + SR in Orthanc; one batch for the writer). A deployment
+runs the same code in Celery workers (docs/drafting.md).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  Orthanc (loopback only): {orthanc.env['SPINEREVIEW_ORTHANC_URL']}"
             f"  DIMSE: AET SPINEREVIEW port {dicom_port}\n"
             "  Studies appear in the worklist a few seconds after Orthanc marks them stable; their drafts\n"
-            "  (findings, key slices, boxes, and an SR in Orthanc) follow one by one. Ctrl-C stops.\n"
+            "  (findings, key slices, boxes, and an SR in Orthanc) follow, several at a time. Ctrl-C stops.\n"
         )
         threading.Timer(3.0, lambda: print(banner, flush=True)).start()
         server = subprocess.Popen(
