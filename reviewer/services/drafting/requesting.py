@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from django.conf import settings
 from django.db import transaction
@@ -87,12 +87,21 @@ def drafts_together() -> Iterator[None]:
     token = _together.set([])
     try:
         yield
-    finally:  # also when the body failed half-way: the jobs queued so far are drafted
-        queued = _together.get() or []
+    except Exception:  # the body failed half-way: the jobs queued so far are drafted all the same
+        _run_together(token)
+        raise
+    except BaseException:  # Ctrl-C, exit: not now
         _together.reset(token)
-        size = max(1, settings.SPINEREVIEW_DRAFT_BATCH_STUDIES)
-        for i in range(0, len(queued), size):
-            _run_here(queued[i], queued[i + 1 : i + size])
+        raise
+    _run_together(token)
+
+
+def _run_together(token: Token[list[int] | None]) -> None:
+    queued = _together.get() or []
+    _together.reset(token)
+    size = max(1, settings.SPINEREVIEW_DRAFT_BATCH_STUDIES)
+    for i in range(0, len(queued), size):
+        _run_here(queued[i], queued[i + 1 : i + size])
 
 
 def _run_here(job_id: int, batch_with: Sequence[int] = ()) -> None:
