@@ -40,7 +40,6 @@ def main() -> int:
     from ml.agents.heldout import read_study
     from ml.agents.pipeline import Pipeline
     from ml.agents.report.agent import ReportAgent
-    from ml.agents.report.types import ReportInputs
     from ml.data.dicom_adapter import study_from_datasets
     from ml.data.manifest import read_manifest
 
@@ -63,20 +62,17 @@ def main() -> int:
 
         def run(self, results, feats, context) -> None:  # type: ignore[no-untyped-def]
             for r, f in zip(results, feats, strict=True):
-                held[r.study_uid] = ReportInputs(
-                    t1_slices=[e.slices for s, e in f.pairs(("T1",))],
-                    t2_slices=[e.slices for s, e in f.pairs(("T2",))],
-                    conditions=r.conditions,
-                    similar_report=r.similar_cases[0].report if r.similar_cases else None,
-                    region=f.study.region or "lumbar",
-                )  # fmt: skip
+                held[r.study_uid] = ReportAgent.inputs_of(r, f)
             raise RuntimeError("held back")  # the pipeline falls back to the template
 
     pipeline.agents["report"] = Holder()
     quiet = logging.getLogger("ml.agents.pipeline")
-    level, quiet.level = quiet.level, logging.CRITICAL  # the held-back writer's "failures"
-    pipeline.analyze_many(studies)
-    quiet.setLevel(level)
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # the held-back writer's "failures"
+    try:
+        pipeline.analyze_many(studies)
+    finally:
+        quiet.setLevel(level)
     inputs = list(held.values())
     budget = pipeline.cfg.max_new_tokens
     dtype = next(agent.decoder.parameters()).dtype

@@ -29,30 +29,30 @@ import json
 OHIF_MODES_KEPT = ("@ohif/mode-longitudinal", "@ohif/mode-basic")
 OHIF_EXTENSIONS_KEPT = ("@ohif/extension-default", "@ohif/extension-cornerstone")
 
-_TRIM = """window.spinereviewRendering = function (choice) {
- if (choice === 'cpu' || choice === 'gpu') return { backend: choice, renderer: null }
- let renderer = ''
- try {
-  const gl = document.createElement('canvas').getContext('webgl2')
-  if (!gl) return { backend: 'cpu', renderer: null }
-  const info = gl.getExtension('WEBGL_debug_renderer_info')
-  renderer = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER) || '')
-  const lose = gl.getExtension('WEBGL_lose_context')
-  if (lose) lose.loseContext()
- } catch (e) {
-  return { backend: 'gpu', renderer: null }
- }
- const software = /swiftshader|llvmpipe|softpipe|software|basic render driver/i.test(renderer)
- return { backend: software ? 'cpu' : 'gpu', renderer }
-}
-window.config = Object.assign(function spinereviewConfig() {
+_CONFIG_FUNCTION = """window.config = Object.assign(function spinereviewConfig() {
  const keep = (list, kept) =>
   Array.isArray(list) && list.splice(0, list.length, ...list.filter(id => kept.includes(id)))
  keep(window.modes, %s)
  keep(window.extensions, %s)
+ // how Cornerstone draws: forced, or by the WebGL renderer the browser has (software -> CPU)
+ const rendering = choice => {
+  if (choice === 'cpu' || choice === 'gpu') return { backend: choice, renderer: null }
+  try {
+   const gl = document.createElement('canvas').getContext('webgl2')
+   if (!gl) return { backend: 'cpu', renderer: null }
+   const info = gl.getExtension('WEBGL_debug_renderer_info')
+   const renderer = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER) || '')
+   const lose = gl.getExtension('WEBGL_lose_context')
+   if (lose) lose.loseContext()
+   const software = /swiftshader|llvmpipe|softpipe|software|basic render driver/i.test(renderer)
+   return { backend: software ? 'cpu' : 'gpu', renderer }
+  } catch (e) {
+   return { backend: 'gpu', renderer: null } // cannot tell (no DOM): Cornerstone decides
+  }
+ }
  const settings = spinereviewConfig.settings
  const ours = settings.spinereview || (settings.spinereview = {})
- const chosen = window.spinereviewRendering(ours.rendering || 'auto')
+ const chosen = rendering(ours.rendering || 'auto')
  ours.renderingUsed = chosen.backend
  ours.webglRenderer = chosen.renderer
  settings.useCPURendering = chosen.backend === 'cpu'
@@ -67,6 +67,6 @@ def config_script(config: dict) -> str:
     return (
         "// Rendered by SpineReview (reviewer/viewer.py); do not edit by hand.\n"
         f"window.config = {json.dumps(config, indent=1)};\n"
-        + _TRIM
+        + _CONFIG_FUNCTION
         % (json.dumps(OHIF_MODES_KEPT), json.dumps(OHIF_EXTENSIONS_KEPT))
     )

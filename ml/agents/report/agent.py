@@ -283,16 +283,7 @@ class ReportAgent(nn.Module):
         One study alone keeps prompt lookup. An empty draft is an error: the studies that got
         one keep it (``report_source``), and the pipeline falls back to the template for the
         others."""
-        items = [
-            ReportInputs(
-                t1_slices=[e.slices for s, e in f.pairs(("T1",))],
-                t2_slices=[e.slices for s, e in f.pairs(("T2",))],
-                conditions=r.conditions,
-                similar_report=r.similar_cases[0].report if r.similar_cases else None,
-                region=f.study.region or "lumbar",
-            )
-            for r, f in zip(results, feats, strict=True)
-        ]
+        items = [self.inputs_of(r, f) for r, f in zip(results, feats, strict=True)]
         budget = context.cfg.max_new_tokens
         drafts = self.generate_many(items, budget) if len(items) > 1 else [self.generate(items[0], budget)]
         empty = 0
@@ -303,6 +294,18 @@ class ReportAgent(nn.Module):
             r.report_text, r.report_sections, r.report_source = draft.text, dict(draft.sections), "report_agent"
         if empty:
             raise RuntimeError(f"the report agent returned an empty draft ({empty} of {len(items)} studies)")
+
+    @staticmethod
+    def inputs_of(result: StudyAnalysis, feat: StudyFeatures) -> ReportInputs:
+        """What the writer drafts a study from: its T1 and T2 slice embeddings and what the other
+        families wrote into its analysis (calls with their localization, the most similar case)."""
+        return ReportInputs(
+            t1_slices=[e.slices for s, e in feat.pairs(("T1",))],
+            t2_slices=[e.slices for s, e in feat.pairs(("T2",))],
+            conditions=result.conditions,
+            similar_report=result.similar_cases[0].report if result.similar_cases else None,
+            region=feat.study.region or "lumbar",
+        )
 
     def _marker_id(self) -> int | None:
         ids = self._ids(self.cfg.end_marker)
