@@ -77,7 +77,7 @@ _together: ContextVar[list[int] | None] = ContextVar("drafts_together", default=
 def drafts_together() -> Iterator[None]:
     """With in-process tasks (the demo), the draft jobs queued inside run when it ends, in runs of
     SPINEREVIEW_DRAFT_BATCH_STUDIES jobs: one ``analyze_many`` and one batch of the report
-    agent's drafts (three times as fast a draft on a CPU as one at a time), where each would
+    agent's drafts (two to three times as fast a draft on a CPU as one at a time), where each would
     otherwise run alone as it is queued. The Orthanc watcher syncs a page of stable studies
     inside it. Without in-process tasks it changes nothing: each job is sent as it is queued,
     and a worker batches the jobs it finds waiting (PostgreSQL)."""
