@@ -16,8 +16,12 @@ percentile CI over patients resampled (``bootstrap_ci``):
   accuracy (the agent's level is a level of a present finding of that condition), side accuracy
   (where the truth has a left/right/bilateral/central side), and box IoU on the key slice (a box
   on a slice that is not one of the finding's key slices scores 0). Beside it, the mean-box
-  prior: the mean normalised truth box of that condition and series kind over the *other*
-  held-out studies, placed on the true key slice (an oracle slice, so a generous baseline).
+  priors, both the mean normalised truth box of that condition and series kind over the *other*
+  held-out studies: placed on the true key slice (an oracle slice, so a generous baseline), and
+  placed as an agent without images would place it (``_slice_prior``: the condition's most
+  frequent series kind and median relative slice position in the other studies), scored by the
+  agent's own rule (0 off the finding's key slices). The second is the fair reference for the
+  agent's IoU, which includes choosing the slice; the first isolates the box's shape.
 * **Retrieval**: study -> report Recall@1/5/10 over an index of the held-out studies themselves
   (their generated reports), built with the pipeline's own SpineFM.
 """
@@ -84,11 +88,12 @@ def _truth_index(truth: dict) -> dict[str, Any]:
     for f in truth.get("findings", []):
         if f.get("label") != 1:
             continue
-        slices, kinds = {}, {}
+        slices, kinds, index = {}, {}, {}
         for skey, items in f.get("key_slices", {}).items():
             for ks in items:
                 slices[ks["sop_instance_uid"]] = ks["box_norm"]
                 kinds[ks["sop_instance_uid"]] = skey
+                index[ks["sop_instance_uid"]] = ks.get("index", -1)
         out[f["condition"]].append(
             {
                 "level": f.get("level") or "",
@@ -96,9 +101,53 @@ def _truth_index(truth: dict) -> dict[str, Any]:
                 "side": f.get("side"),
                 "slices": slices,
                 "kinds": kinds,
+                "index": index,
             }
         )
     return out
+
+
+def _key_slice_positions(rows: list[dict[str, Any]]) -> dict[str, list[tuple[int, str, float]]]:
+    """condition -> (study row, series kind, relative slice position 0..1) of every key slice of
+    its present findings (the position within the series, so that series of 15 and 17 slices compare)."""
+    out: dict[str, list[tuple[int, str, float]]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        n_slices = {s["key"]: int(s.get("n_slices") or 0) for s in r["truth"].get("series", [])}
+        for f in r["truth"].get("findings", []):
+            if f.get("label") != 1:
+                continue
+            for skey, items in f.get("key_slices", {}).items():
+                n = n_slices.get(skey, 0)
+                for ks in items:
+                    if n > 1 and "index" in ks:
+                        out[f["condition"]].append((i, skey, ks["index"] / (n - 1)))
+    return out
+
+
+def _slice_prior(
+    i: int, truth: dict, cands: list[dict], positions: list[tuple[int, str, float]],
+    boxes: dict[tuple[str, str], list[tuple[int, np.ndarray]]], key: str,
+) -> float:  # fmt: skip
+    """IoU of the mean-box prior on the slice it would choose without seeing study ``i``: the
+    condition's most frequent series kind and the median relative position of its key slices
+    there, over the other studies; 0 when that slice is none of the findings' key slices (the
+    rule the agent's boxes are scored by)."""
+    others = [(kind, rel) for j, kind, rel in positions if j != i]
+    if not others:
+        return 0.0
+    kinds = [k for k, _ in others]
+    kind = max(set(kinds), key=kinds.count)
+    rel = float(np.median([x for k, x in others if k == kind]))
+    n = next((int(s.get("n_slices") or 0) for s in truth.get("series", []) if s["key"] == kind), 0)
+    mean_boxes = [bx for j, bx in boxes[(key, kind)] if j != i]
+    if n < 2 or not mean_boxes:
+        return 0.0
+    index = round(rel * (n - 1))
+    hits = [t["slices"][sop] for t in cands for sop, k in t["kinds"].items() if k == kind and t["index"][sop] == index]
+    if not hits:
+        return 0.0
+    mean_box = np.mean(mean_boxes, 0)
+    return float(box_iou(np.asarray([mean_box] * len(hits)), np.asarray(hits)).max())
 
 
 def _side_hit(side: str | None, truth_sides: list[str]) -> bool:
@@ -176,7 +225,7 @@ def score(rows: list[dict[str, Any]], *, bootstrap_n: int = 1000) -> dict[str, A
     groups = np.asarray([r["entry"].patient_key for r in rows])
     vendors = np.asarray([str(r["truth"].get("vendor", "unknown")) for r in rows])
     loc: dict[str, dict[str, list]] = {
-        k: {"level": [], "side": [], "iou": [], "prior": [], "g_level": [], "g_side": [], "g_iou": []} for k in keys
+        k: {f: [] for f in ("level", "side", "iou", "prior", "slice_prior", "g_level", "g_side", "g_iou")} for k in keys
     }
     boxes_by_kind: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = defaultdict(list)
     for i, r in enumerate(rows):
@@ -185,6 +234,7 @@ def score(rows: list[dict[str, Any]], *, bootstrap_n: int = 1000) -> dict[str, A
                 for skey, items in f.get("key_slices", {}).items():
                     for ks in items[:1]:
                         boxes_by_kind[(f["condition"], skey)].append((i, np.asarray(ks["box_norm"], float)))
+    positions = _key_slice_positions(rows)
     for i, r in enumerate(rows):
         for k, key in enumerate(keys):
             y[i, k] = int(r["entry"].labels.get(key, -1))
@@ -221,6 +271,7 @@ def score(rows: list[dict[str, Any]], *, bootstrap_n: int = 1000) -> dict[str, A
                 prior = float(box_iou(np.mean(others, 0)[None], np.asarray([tb]))[0]) if others else 0.0
                 L["iou"].append(iou)
                 L["prior"].append(prior)
+                L["slice_prior"].append(_slice_prior(i, r["truth"], cands, positions[key], boxes_by_kind, key))
                 L["g_iou"].append(g)
     per_condition = {}
     for k, key in enumerate(keys):
@@ -239,6 +290,7 @@ def score(rows: list[dict[str, Any]], *, bootstrap_n: int = 1000) -> dict[str, A
     all_side = [h for key in keys for h in loc[key]["side"]]
     all_iou = [h for key in keys for h in loc[key]["iou"]]
     all_prior = [h for key in keys for h in loc[key]["prior"]]
+    all_slice_prior = [h for key in keys for h in loc[key]["slice_prior"]]
     g_level = [g for key in keys for g in loc[key]["g_level"]]
     g_side = [g for key in keys for g in loc[key]["g_side"]]
     return {
@@ -252,6 +304,10 @@ def score(rows: list[dict[str, Any]], *, bootstrap_n: int = 1000) -> dict[str, A
             "side_accuracy": [*_share_ci(all_side, g_side, bootstrap_n), len(all_side)],
             "median_box_iou": float(np.median(all_iou)) if all_iou else float("nan"),
             "median_prior_iou": float(np.median(all_prior)) if all_prior else float("nan"),
+            # the same prior choosing its own slice, scored like the agent (its fair reference)
+            "median_slice_prior_iou": float(np.median(all_slice_prior)) if all_slice_prior else float("nan"),
+            "mean_box_iou": float(np.mean(all_iou)) if all_iou else float("nan"),
+            "mean_slice_prior_iou": float(np.mean(all_slice_prior)) if all_slice_prior else float("nan"),
             "boxes": len(all_iou),
             "per_condition": {
                 key: {
@@ -314,7 +370,9 @@ def format_table(m: dict[str, Any]) -> str:
         "",
         f"level accuracy {_fmt(la[:3])} over {la[3]} true positives called present; "
         f"side accuracy {_fmt(sa[:3])} over {sa[3]}; median box IoU {loc['median_box_iou']:.3f} "
-        f"(mean-box prior on the true slice {loc['median_prior_iou']:.3f}) over {loc['boxes']} boxes",
+        f"(mean-box prior on the true slice {loc['median_prior_iou']:.3f}; choosing its slice "
+        f"{loc['median_slice_prior_iou']:.3f}, mean IoU {loc['mean_box_iou']:.3f} against "
+        f"{loc['mean_slice_prior_iou']:.3f}) over {loc['boxes']} boxes",
     ]
     if "retrieval" in m:
         r = m["retrieval"]

@@ -106,3 +106,33 @@ def test_a_finding_over_several_levels_is_at_each_of_them(level: str, hit: float
     row = {"entry": SimpleNamespace(labels=labels, patient_key="P"),
            "analysis": StudyAnalysis("1", "v", conditions=conds), "truth": truth}  # fmt: skip
     assert score([row], bootstrap_n=5)["localization"]["level_accuracy"][0] == pytest.approx(hit)
+
+
+def _slice_row(i: int, index: int) -> dict:
+    """A canal stenosis on slice ``index`` of a 15-slice sagittal T2 (box [0.4, 0.4, 0.6, 0.6]),
+    called present with its box exactly there."""
+    sop = f"sop-{i}-{index}"
+    labels = {k: 0 for k in CONDITION_KEYS} | {"canal_stenosis": 1}
+    conds = [ConditionResult(k, 0.1, False, 0.5) for k in CONDITION_KEYS]
+    conds[CONDITION_KEYS.index("canal_stenosis")] = ConditionResult(
+        "canal_stenosis", 0.9, True, 0.5, level="L4-5",
+        boxes=[BoxResult("s", sop, index, [0, 0, 1, 1], [0.4, 0.4, 0.6, 0.6], 0.9)],
+    )  # fmt: skip
+    key = {"sag_t2": [{"sop_instance_uid": sop, "index": index, "box_norm": [0.4, 0.4, 0.6, 0.6]}]}
+    truth = {"series": [{"key": "sag_t2", "n_slices": 15}],
+             "findings": [{"condition": "canal_stenosis", "label": 1, "level": "L4-5", "key_slices": key}]}  # fmt: skip
+    return {"entry": SimpleNamespace(labels=labels, patient_key=f"P{i}"),
+            "analysis": StudyAnalysis(f"1.{i}", "v", conditions=conds), "truth": truth}  # fmt: skip
+
+
+def test_the_slice_choosing_prior_scores_zero_off_the_findings_slice() -> None:
+    """The mean box placed on the slice the other studies' findings sit on most (the mid-sagittal
+    7 of 0..14 here) matches a finding there exactly and scores 0 on a study whose finding is on
+    slice 2, where the oracle-slice prior still scores 1; the agent, on the right slice each time,
+    scores 1 throughout."""
+    rows = [_slice_row(i, 7) for i in range(5)] + [_slice_row(5, 2)]
+    loc = score(rows, bootstrap_n=5)["localization"]
+    assert loc["median_box_iou"] == pytest.approx(1.0)
+    assert loc["median_prior_iou"] == pytest.approx(1.0)
+    assert loc["mean_slice_prior_iou"] == pytest.approx(5 / 6)
+    assert loc["mean_box_iou"] == pytest.approx(1.0)
