@@ -95,6 +95,7 @@ def main() -> None:
 
     from ml.agents.report import ReportAgent, ReportExample, train_report_agent
     from ml.agents.report.pretrain import ensure_tiny_lm
+    from ml.agents.report.prompt import writer_text
     from ml.agents.report.train import default_config
     from ml.conditions import CONDITION_KEYS
     from ml.data.loader import load_manifest
@@ -190,7 +191,7 @@ def main() -> None:
         timings[f"train_{name}"] = time.perf_counter() - t0
         folders[name] = folder
 
-    refs = [rows[i]["report"] for i in te]
+    refs = [writer_text(rows[i]["report"]) for i in te]  # the part the writer writes
     truths = [rows[i]["labels"] for i in te]
     results: dict[str, dict] = {}
     drafts_all: dict[str, list[str]] = {}

@@ -51,8 +51,9 @@ log = logging.getLogger(__name__)
 # 10: the demo's head learns from complete negatives (``DiagnosisConfig.dense_complete_negatives``);
 # 11: the demo's head reads each cell against the sagittal slices at the same place
 # (``DiagnosisConfig.dense_slice_contrast``); 12: the demo's head as three patient-fold heads served
-# as their mean, calibrated out-of-fold on every training study (``DiagnosisConfig.dense_folds``)
-BOOTSTRAP_VERSION = "12"
+# as their mean, calibrated out-of-fold on every training study (``DiagnosisConfig.dense_folds``);
+# 13: the writer writes from ALIGNMENT on, the factual sections are the data's (``prompt.writer_text``)
+BOOTSTRAP_VERSION = "13"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 

@@ -37,7 +37,7 @@ from ml.agents.report.decoders import load_pretrained_decoder
 from ml.agents.report.lookup import greedy_with_prompt_lookup
 from ml.agents.report.loss import IGNORE
 from ml.agents.report.projector import AttentionPoolProjector
-from ml.agents.report.prompt import prompt_parts, split_sections
+from ml.agents.report.prompt import prompt_parts, split_sections, writer_text
 from ml.agents.report.types import GeneratedReport, ReportInputs
 from ml.agents.report.vocab import ReportVocabulary, restrict_decoder
 
@@ -146,7 +146,8 @@ class ReportAgent(nn.Module):
         return pre, h + s + t
 
     def target_ids(self, text: str) -> list[int]:
-        ids = self._ids(text.strip() + "\n" + self.cfg.end_marker)[: self.cfg.max_target_tokens]
+        """The tokens a report teaches: its writer's part (``prompt.writer_text``), the end marker, EOS."""
+        ids = self._ids(writer_text(text) + "\n" + self.cfg.end_marker)[: self.cfg.max_target_tokens]
         if self.tokenizer.eos_token_id is not None:
             ids.append(self.tokenizer.eos_token_id)
         return ids

@@ -96,7 +96,9 @@ class ReportAgentConfig:
     # and the training targets (vocab.py: ~30x less output compute on CPU); "full" keeps all
     vocab: str = "full"
     vocab_corpus: int = 2000  # generated reports (all regions) added to the targets' tokens
-    version: str = "report-agent/2"  # 2: the tiny decoder starts from the cached text LM (pretrain.py)
+    # 2: the tiny decoder starts from the cached text LM (pretrain.py); 3: the writer writes from
+    # ALIGNMENT on (prompt.writer_text)
+    version: str = "report-agent/3"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

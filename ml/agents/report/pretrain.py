@@ -42,14 +42,16 @@ from ml.agents.analysis import ConditionResult
 from ml.agents.report.config import ReportAgentConfig
 from ml.agents.report.decoders import build_tiny_decoder, cache_root, train_tokenizer
 from ml.agents.report.loss import IGNORE, report_lm_loss
-from ml.agents.report.prompt import prompt_parts
+from ml.agents.report.prompt import prompt_parts, writer_text
 from ml.conditions import CONDITION_KEYS
 from ml.data.synthetic.report_corpus import ReportSample, iter_report_samples
 
 log = logging.getLogger(__name__)
 
 # bump when the corpus, the simulation, the prompt layout or the loop changes meaning
-CODE_VERSION = "tiny-lm/5"  # 2: names, likely first; 3: IMPRESSION x4; 4: levels, impression order; 5: condition tags
+# 2: names, likely first; 3: IMPRESSION x4; 4: levels, impression order; 5: condition tags;
+# 6: the writer's part of each report only (prompt.writer_text)
+CODE_VERSION = "tiny-lm/6"
 
 
 # ----- simulated agents ----------------------------------------------------------------------
@@ -141,7 +143,7 @@ def text_sequence(
     room = cfg.max_prompt_tokens - cfg.projector.n_queries - len(pre) - len(h) - len(t)
     s = ids(sim)[: max(room, 0)] if sim else []
     prompt = pre + h + s + t
-    text = sample.report.strip() + "\n" + cfg.end_marker
+    text = writer_text(sample.report) + "\n" + cfg.end_marker
     cut = text.find("\nIMPRESSION:")
     body, imp = (text[: cut + 1], text[cut + 1 :]) if cut >= 0 else (text, "")
     first = ids(body)
@@ -165,7 +167,7 @@ def pretrain_tiny_lm(cfg: ReportAgentConfig, out_dir: Path) -> tuple[PreTrainedM
     pool = site_pool(samples)
     log.info("tiny LM: %d reports drawn (%.1f s)", len(samples), time.perf_counter() - t_start)
 
-    corpus = [s.report for s in samples[: lm.tokenizer_texts]]
+    corpus = [writer_text(s.report) for s in samples[: lm.tokenizer_texts]]
     for s in samples[: lm.tokenizer_texts // 4]:
         conds = simulated_conditions(s.labels, prev, rng, lm.max_dprime, sites=s.sites, site_pool=pool)
         corpus.append("".join(prompt_parts(conds, None, s.region, True)))

@@ -7,8 +7,15 @@ Layout (the 64 image tokens are spliced in as embeddings after ``<image>``)::
     <classification>likely: Spinal canal stenosis <canal_stenosis:yes> 0.8; ... | unlikely: ...</classification>
     <localization>Spinal canal stenosis L4-5 central; ...</localization>
     <similar_case_report>...</similar_case_report>
-    <template>CLINICAL HISTORY: | ... | DISCS: L1-2, L2-3, ... | ... | IMPRESSION:</template>
+    <template>ALIGNMENT: | ... | DISCS: L1-2, L2-3, ... | ... | IMPRESSION:</template>
     <report>
+
+The writer writes the report from ALIGNMENT on (``WRITER_SECTIONS``); its first three sections
+(``FACT_SECTIONS``: clinical history, technique, comparison) are the data's, taken from the DICOM
+request attributes, the classified series and the archive by the grounding step
+(``grounding.ground_draft``). The prompt holds none of that, so a writer trained to write them
+could only invent them, and every token it spent there was replaced: ``writer_text`` takes them
+out of its training targets.
 
 The classification block lists all 17 conditions by clinical name, those called present first
 (so "absent" is said, not implied), with the calibrated probability rounded to one decimal;
@@ -22,7 +29,7 @@ from __future__ import annotations
 
 from ml.agents.analysis import ConditionResult
 from ml.conditions import BY_KEY, CONDITION_KEYS, DISC_LEVELS, IMPRESSION_ORDER, REPORT_SECTIONS
-from ml.report_sections import sections_by_title
+from ml.report_sections import sections_by_title, split_report
 
 TAGS = (
     "<image>",
@@ -48,12 +55,14 @@ TAGS = (
 CONDITION_TAGS: tuple[str, ...] = tuple(f"<{k}:{v}>" for k in CONDITION_KEYS for v in ("yes", "no"))
 
 SECTIONS = REPORT_SECTIONS
+FACT_SECTIONS: tuple[str, ...] = REPORT_SECTIONS[:3]  # written from the data, never by the writer
+WRITER_SECTIONS: tuple[str, ...] = REPORT_SECTIONS[3:]
 
 
 def template(region: str) -> str:
-    """The expert report template (docs/paper.md) with the region's disc levels."""
+    """The writer's part of the expert report template (docs/paper.md) with the region's disc levels."""
     levels = ", ".join(DISC_LEVELS.get(region, ()))
-    parts = [f"{s}: {levels}" if s == "DISCS" and levels else f"{s}:" for s in SECTIONS]
+    parts = [f"{s}: {levels}" if s == "DISCS" and levels else f"{s}:" for s in WRITER_SECTIONS]
     return "<template>" + " | ".join(parts) + "</template>"
 
 
@@ -112,6 +121,18 @@ def similar_case_text(report: str) -> str:
     """
     imp = split_sections(report).get("IMPRESSION", "")
     return imp.strip() if imp.strip() else report.strip()
+
+
+def writer_text(report: str) -> str:
+    """The part of a report the writer learns to write: the report without its leading factual
+    sections (``FACT_SECTIONS``), from its first other header on. A report that does not open
+    with a factual section (another layout, a site's free text) is kept whole."""
+    sections = split_report(report)
+    lead = [s for s in sections if s.title or s.body.strip()]
+    if not lead or lead[0].title not in FACT_SECTIONS:
+        return report.strip()
+    rest = next((s for s in sections if s.title and s.title not in FACT_SECTIONS), None)
+    return report[rest.start :].strip() if rest is not None else ""
 
 
 def split_sections(text: str) -> dict[str, str]:

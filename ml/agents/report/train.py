@@ -28,6 +28,7 @@ from ml.agents.report.config import ReportAgentConfig
 from ml.agents.report.decoders import load_pretrained_decoder
 from ml.agents.report.loss import report_lm_loss
 from ml.agents.report.pretrain import ensure_tiny_lm, load_tiny_lm
+from ml.agents.report.prompt import writer_text
 from ml.agents.report.types import ReportExample
 from ml.agents.report.vocab import ReportVocabulary
 
@@ -191,9 +192,9 @@ def report_vocabulary(cfg: ReportAgentConfig, tokenizer: Any, examples: list[Rep
     the corpus shares with the template), the end marker, and bos / eos / pad."""
     from ml.data.synthetic.report_corpus import REGION_SPECS, iter_report_samples
 
-    texts = [e.target.strip() + "\n" + cfg.end_marker for e in examples]
+    texts = [writer_text(e.target) + "\n" + cfg.end_marker for e in examples]
     corpus = iter_report_samples(cfg.vocab_corpus, seed=cfg.train.seed, regions=tuple(REGION_SPECS))
-    texts += [s.report for s in corpus]
+    texts += [writer_text(s.report) for s in corpus]
     special = (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
     return ReportVocabulary.build(tokenizer, texts, special)
 

@@ -14,7 +14,7 @@ from ml.agents.analysis import ConditionResult
 from ml.agents.report import ReportAgent, ReportExample, ReportInputs, train_report_agent
 from ml.agents.report.loss import report_lm_loss
 from ml.agents.report.projector import AttentionPoolProjector
-from ml.agents.report.prompt import prompt_parts, split_sections
+from ml.agents.report.prompt import prompt_parts, split_sections, writer_text
 from ml.agents.report.train import default_config
 from ml.conditions import CONDITION_KEYS
 
@@ -225,3 +225,28 @@ def test_split_sections_reads_the_template_headers() -> None:
         "DISCS": "L4-5: Protrusion.",
         "IMPRESSION": "1. Disc herniation at L4-5.",
     }
+
+
+def test_the_writer_learns_the_report_from_alignment_on(short_agent_dir: Path) -> None:
+    """Clinical history, technique and comparison come from the DICOM request and the classified
+    series (grounding), never from the writer: its targets and its template start at ALIGNMENT,
+    and a report in another layout is taught whole."""
+    report = (
+        "CLINICAL HISTORY: 42-year-old female with low back pain.\nTECHNIQUE: Sagittal T1, T2.\n"
+        "COMPARISON: None.\nALIGNMENT: Normal.\nDISCS:\n  L4-5: Protrusion.\nIMPRESSION:\n1. Disc herniation at L4-5."
+    )
+    assert (
+        writer_text(report)
+        == "ALIGNMENT: Normal.\nDISCS:\n  L4-5: Protrusion.\nIMPRESSION:\n1. Disc herniation at L4-5."
+    )
+    free = "Findings: mild L4-5 protrusion. No history given."
+    assert writer_text(free) == free
+    assert writer_text("CLINICAL HISTORY: Pain.\nTECHNIQUE: T2.") == ""
+    agent = ReportAgent.load(short_agent_dir)
+    taught = agent.decode(agent.target_ids(report))
+    assert taught.startswith("ALIGNMENT: Normal.")
+    assert "low back pain" not in taught
+    assert "Sagittal T1" not in taught
+    head, _sim, tail = prompt_parts(_conds(set()), None, "lumbar", True)
+    assert "<template>ALIGNMENT:" in tail
+    assert "CLINICAL HISTORY" not in head + tail

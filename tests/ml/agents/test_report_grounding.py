@@ -295,5 +295,5 @@ def test_the_pipeline_grounds_the_report_agents_draft(tiny_pipeline_dir, agents_
     labels = extract_labels(r.report_text).labels
     assert {k for k, v in labels.items() if v != 0} == {c.condition for c in r.conditions if c.present}, r.report_text
     assert r.report_check["residual"] == []
-    assert r.report_check["written"] != r.report_text  # the writer's history, at least, was replaced
+    assert r.report_check["written"] != r.report_text  # the factual sections, at least, are the data's
     assert all(s.rstrip()[-1] in ".!?)" for s in finding_sentences(r.report_text)), r.report_text
