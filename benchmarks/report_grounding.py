@@ -136,7 +136,8 @@ def invented(text: str, facts) -> list[str]:  # type: ignore[no-untyped-def]
     comp = sec.get("COMPARISON", "").strip()
     dates = {f"{p.date[:4]}-{p.date[4:6]}-{p.date[6:]}" for p in facts.priors or []}
     said = set(re.findall(r"\d{4}-\d{2}-\d{2}", comp))
-    if (not dates and not comp.lower().startswith("none")) or (said - dates) or (dates and not said and comp):
+    # a section left unwritten invents nothing (the writer writes from ALIGNMENT on)
+    if (not dates and comp and not comp.lower().startswith("none")) or (said - dates) or (dates and not said and comp):
         out.append("comparison")
     tech = sec.get("TECHNIQUE", "").lower()
     contrast = any(s.contrast for s in facts.series)
