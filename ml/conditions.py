@@ -106,3 +106,8 @@ REPORT_SECTIONS: tuple[str, ...] = (
     "PARASPINAL/OTHER",
     "IMPRESSION",
 )
+# The first three are facts of the request, the acquisition and the archive: grounding writes them
+# from the DICOM data; the rest say what the images show: the Medical Report Agent writes them and
+# grounding checks them against the agents' calls.
+FACT_SECTIONS: tuple[str, ...] = REPORT_SECTIONS[:3]
+WRITER_SECTIONS: tuple[str, ...] = REPORT_SECTIONS[3:]

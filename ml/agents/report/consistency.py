@@ -47,9 +47,9 @@ from ml.agents.report.sentences import (
     stated_labels,
 )
 from ml.agents.template import NORMAL, SECTION_OF, _phrase
-from ml.conditions import BY_KEY, DISC_LEVELS, IMPRESSION_ORDER, REPORT_SECTIONS
+from ml.conditions import BY_KEY, DISC_LEVELS, IMPRESSION_ORDER, WRITER_SECTIONS
 
-FINDING_SECTIONS, CHECKED_SECTIONS = REPORT_SECTIONS[3:-1], REPORT_SECTIONS[3:]
+FINDING_SECTIONS, CHECKED_SECTIONS = WRITER_SECTIONS[:-1], WRITER_SECTIONS
 
 
 _NEGATION = re.compile(

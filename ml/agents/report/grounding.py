@@ -18,9 +18,7 @@ from ml.agents.report.consistency import check_draft
 from ml.agents.report.facts import SeriesFacts, StudyFacts, age_sex_phrase, clinical_history, comparison, technique
 from ml.agents.report.prompt import split_sections
 from ml.agents.report.sentences import render_sections
-from ml.conditions import REPORT_SECTIONS
-
-FACT_SECTIONS = REPORT_SECTIONS[:3]
+from ml.conditions import FACT_SECTIONS, REPORT_SECTIONS
 
 
 @dataclass

@@ -28,7 +28,15 @@ plain-LLaVA baseline), so the two variants differ only in the agents' outputs.
 from __future__ import annotations
 
 from ml.agents.analysis import ConditionResult
-from ml.conditions import BY_KEY, CONDITION_KEYS, DISC_LEVELS, IMPRESSION_ORDER, REPORT_SECTIONS
+from ml.conditions import (
+    BY_KEY,
+    CONDITION_KEYS,
+    DISC_LEVELS,
+    FACT_SECTIONS,
+    IMPRESSION_ORDER,
+    REPORT_SECTIONS,
+    WRITER_SECTIONS,
+)
 from ml.report_sections import sections_by_title, split_report
 
 TAGS = (
@@ -55,8 +63,6 @@ TAGS = (
 CONDITION_TAGS: tuple[str, ...] = tuple(f"<{k}:{v}>" for k in CONDITION_KEYS for v in ("yes", "no"))
 
 SECTIONS = REPORT_SECTIONS
-FACT_SECTIONS: tuple[str, ...] = REPORT_SECTIONS[:3]  # written from the data, never by the writer
-WRITER_SECTIONS: tuple[str, ...] = REPORT_SECTIONS[3:]
 
 
 def template(region: str) -> str:
