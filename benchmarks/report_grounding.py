@@ -24,7 +24,10 @@ simulated earlier study for one patient in four (searched by PatientID, as Ortha
   studies whose findings + impression differ from those of every study with other calls;
 - against the generator's truth: false positives and omissions per report (truth -1 excluded)
   of the writer, the grounded draft and a plain transcription of the agents' calls;
-- seconds per study: the report step (writer) and the grounding step.
+- seconds per study: the report step (writer) and the grounding step;
+- the writer's drafts in its own tokens: how many end under the draft budget, and how many
+  tokens the references' factual sections take (what a writer that wrote them spent there).
+  ``--recount DUMP`` prints these for another run's ``--dump`` without drafting again.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ def load(data: Path, limit: int | None = None) -> list[dict]:
         series = {
             s.series_uid: [pydicom.dcmread(f) for f in sorted((data / s.path).glob("*.dcm"))] for s in entry.series
         }
-        out.append({"uid": entry.study_uid, "series": series, "labels": entry.labels, "region": entry.region})
+        out.append({"uid": entry.study_uid, "series": series, "labels": entry.labels, "region": entry.region,
+                    "report": entry.report or ""})  # fmt: skip
     return out
 
 
@@ -159,11 +163,29 @@ def truth_errors(pred: dict[str, int], truth: dict[str, int]) -> tuple[int, int]
 
 def findings_part(text: str) -> str:
     from ml.agents.report.prompt import split_sections
+    from ml.conditions import FACT_SECTIONS
 
     sec = split_sections(text)
-    return "\n".join(
-        f"{k}: {v}" for k, v in sec.items() if k not in ("", "CLINICAL HISTORY", "TECHNIQUE", "COMPARISON")
-    )
+    return "\n".join(f"{k}: {v}" for k, v in sec.items() if k and k not in FACT_SECTIONS)
+
+
+def token_figures(tokenizer, written: list[str], references: list[str], budget: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The writer's drafts in its own tokens (re-tokenized text: a draft cut at the budget comes
+    back within a few tokens of it, so "ended" means more than 5 under it), and the tokens of the
+    reference reports' factual sections (what a writer that wrote them spent of its budget)."""
+    from ml.agents.report.prompt import writer_text
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    drafts = [count(t) for t in written]
+    facts = [count(r.strip()) - count(writer_text(r)) for r in references if r.strip()]
+    return {
+        "budget": budget,
+        "writer_tokens": drafts,
+        "writer_ended_under_budget": sum(n < budget - 5 for n in drafts),
+        "reference_fact_tokens": sorted(facts),
+    }
 
 
 def distinct(texts: list[str], signatures: list[tuple]) -> tuple[int, float]:
@@ -186,7 +208,12 @@ def main() -> int:
     ap.add_argument("--report-agent", type=Path, help="draft with this trained writer instead of the pipeline's")
     ap.add_argument("--out", type=Path, default=Path(".cache/bench/report_grounding.json"))
     ap.add_argument("--dump", type=Path, help="write every draft (as written, as grounded) and its calls to this JSONL")
+    ap.add_argument("--recount", type=Path, help="only print the token figures of this --dump (no drafting)")
     a = ap.parse_args()
+    if a.recount:
+        if not a.pipeline:
+            ap.error("--recount needs --pipeline (whose writer's tokenizer counts)")
+        return recount(a.recount, a.pipeline, a.data, a.studies)
 
     import torch
 
@@ -275,6 +302,12 @@ def main() -> int:
             "fp_per_report": sum(x["fp"] for x in rs) / n,
             "omissions_per_report": sum(x["om"] for x in rs) / n,
         }  # fmt: skip
+    writer = pipeline.agents.get("report")
+    if getattr(writer, "tokenizer", None) is not None:
+        summary["tokens"] = token_figures(
+            writer.tokenizer, [x["text"] for x in rows["writer"]], [s["report"] for s in studies],
+            pipeline.cfg.max_new_tokens,
+        )  # fmt: skip
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(summary, indent=2))
 
@@ -306,8 +339,37 @@ def main() -> int:
     print(f"seconds per study: report step {summary['report_s_mean']:.2f}, "
           f"grounding {summary['grounding_s_mean']:.3f}; "
           f"analyze_many total {analyze_s:.0f} s")  # fmt: skip
+    if "tokens" in summary:
+        print_tokens(summary["tokens"])  # type: ignore[arg-type]
     print(f"load average (1 min): {load0:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} CPUs")
     print(f"written {a.out}")
+    return 0
+
+
+def print_tokens(t: dict) -> None:
+    n, facts = t["writer_tokens"], t["reference_fact_tokens"]
+    median = sorted(n)[len(n) // 2]
+    print(f"writer drafts ending more than 5 tokens under the {t['budget']}-token budget: "
+          f"{t['writer_ended_under_budget']} of {len(n)} (tokens {min(n)}-{max(n)}, median {median})")  # fmt: skip
+    if facts:
+        print(f"the references' clinical history + technique + comparison: median {facts[len(facts) // 2]} tokens "
+              f"({facts[0]}-{facts[-1]}) of the writer's tokenizer")  # fmt: skip
+
+
+def recount(dump: Path, pipeline: str, data: Path | None, limit: int) -> int:
+    """``--recount DUMP``: the token figures of a dump written by ``--dump`` (another tree's run),
+    with this pipeline's writer tokenizer and budget, without drafting again."""
+    from ml.agents.pipeline import Pipeline
+    from ml.data.manifest import read_manifest
+
+    pipe = Pipeline.load(pipeline)
+    writer = pipe.agents.get("report")
+    if getattr(writer, "tokenizer", None) is None:
+        raise SystemExit(f"{pipeline} has no report agent with a tokenizer")
+    written = [json.loads(line)["writer"] for line in dump.read_text().splitlines() if line.strip()]
+    refs = [e.report or "" for e in list(read_manifest(data / "manifest.jsonl"))[:limit]] if data else []
+    print(f"{dump}:")
+    print_tokens(token_figures(writer.tokenizer, written, refs, pipe.cfg.max_new_tokens))  # type: ignore[union-attr]
     return 0
 
 
