@@ -193,3 +193,43 @@ def test_in_process_drafting_drafts_the_stable_studies_of_one_pass_together(
     assert [d.analysis["platform_timings"]["batch_studies"] for d in drafts] == [len(studies)] * len(studies)
     assert {d.analysis["report_source"] for d in drafts} == {"report_agent"}  # the writer's batch, not the template
     assert StructuredReport.objects.filter(draft__in=drafts).count() == len(studies)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_demo_stopped_between_its_pass_and_the_drafts_drafts_them_when_the_watcher_starts_again(
+    empty_orthanc, pipeline_settings, synth_study, wait_stable, settings
+):  # type: ignore[no-untyped-def]
+    """In-process tasks: Ctrl-C after a pass queued its jobs and before their drafts ran leaves
+    them queued (no broker keeps them); the next ``watch_orthanc`` start drafts them together,
+    where nothing else would (their studies' jobs exist, so the watcher does not request them)."""
+    from django.core.management import call_command
+
+    from reviewer.services.drafting import drafts_together
+    from reviewer.services.sync import process_changes
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.SPINEREVIEW_DRAFT_BATCH_STUDIES = 4
+    studies = synth_study["studies"]
+    for s in studies:
+        upload(empty_orthanc, s["files"])
+    for s in studies:
+        wait_stable(empty_orthanc, s["study_uid"])
+
+    def stopped_pass() -> None:
+        with drafts_together():  # the pass's own block is nested in it: its drafts wait for this one
+            process_changes()
+            raise KeyboardInterrupt  # Ctrl-C before the drafts
+
+    with pytest.raises(KeyboardInterrupt):
+        stopped_pass()
+
+    jobs = [DraftJob.objects.get(study__study_uid=s["study_uid"]) for s in studies]
+    assert [j.state for j in jobs] == [DraftJob.State.QUEUED] * len(studies)
+    assert process_changes() == 0  # nothing new in Orthanc: the watcher alone would leave them
+
+    call_command("watch_orthanc", "--once")
+
+    jobs = [DraftJob.objects.get(pk=j.pk) for j in jobs]
+    assert [j.state for j in jobs] == [DraftJob.State.DONE] * len(studies), [j.reason for j in jobs]
+    assert sum("batched with job" in e["note"] for j in jobs for e in j.log) == len(studies) - 1
+    assert StructuredReport.objects.filter(draft__job__in=jobs).count() == len(studies)

@@ -13,6 +13,7 @@ import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from reviewer.services.drafting import resume_queued
 from reviewer.services.sync import process_changes
 
 logger = logging.getLogger("reviewer.watch")
@@ -26,6 +27,9 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=settings.ORTHANC_WATCH_INTERVAL_S)
 
     def handle(self, *args, once: bool, interval: float, **options) -> None:
+        resumed = resume_queued()  # in-process tasks: drafts a stopped run left queued
+        if resumed:
+            logger.info("drafted %d jobs a previous run left queued", resumed)
         backoff = interval
         while True:
             try:

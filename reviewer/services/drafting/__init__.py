@@ -51,7 +51,7 @@ from reviewer.services.drafting.jobs import (
     mark_failed,
     mark_out_of_scope,
 )
-from reviewer.services.drafting.requesting import DRAFT_TASK, drafts_together, request_draft
+from reviewer.services.drafting.requesting import DRAFT_TASK, drafts_together, request_draft, resume_queued
 from reviewer.services.drafting.runner import run_draft_job
 from reviewer.services.drafting.storage import store_draft
 
@@ -69,6 +69,7 @@ __all__ = [
     "pipeline_folder",
     "preload_pipeline",
     "request_draft",
+    "resume_queued",
     "run_draft_job",
     "store_draft",
 ]

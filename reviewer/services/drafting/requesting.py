@@ -132,3 +132,19 @@ def enqueue(*, job_id: int) -> None:
         queued.append(job_id)
         return
     _run_here(job_id)
+
+
+def resume_queued() -> int:
+    """With in-process tasks (the demo), draft the jobs a previous run queued and never ran: it
+    was stopped between a watcher pass and that pass's drafts (``drafts_together``), and nothing
+    else would send them, since the study's job already exists. Returns how many were resumed.
+    Celery deployments need none of this: their messages wait in the broker."""
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        return 0
+    waiting = list(
+        DraftJob.objects.filter(state=DraftJob.State.QUEUED).order_by("queued_at").values_list("pk", flat=True)
+    )
+    with drafts_together():
+        for job_id in waiting:
+            enqueue(job_id=job_id)
+    return len(waiting)
