@@ -167,6 +167,18 @@ def test_a_job_orphaned_between_its_draft_and_its_sr_is_finished_by_the_next_bat
     assert StructuredReport.objects.filter(draft__job=job_b).count() == 1
 
 
+def _stable_in_process(orthanc, synth_study, wait_stable, settings) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The demo's setting (in-process tasks, batches of 4) and the generated studies stable in Orthanc."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.SPINEREVIEW_DRAFT_BATCH_STUDIES = 4
+    studies = synth_study["studies"]
+    for s in studies:
+        upload(orthanc, s["files"])
+    for s in studies:
+        wait_stable(orthanc, s["study_uid"])
+    return studies
+
+
 @pytest.mark.django_db(transaction=True)  # the jobs are sent on commit, as in the demo
 def test_in_process_drafting_drafts_the_stable_studies_of_one_pass_together(
     empty_orthanc, pipeline_settings, synth_study, wait_stable, settings
@@ -175,13 +187,7 @@ def test_in_process_drafting_drafts_the_stable_studies_of_one_pass_together(
     them in one run (one ``analyze_many``, the writer's drafts in one batch), not one by one."""
     from reviewer.services.sync import process_changes
 
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    settings.SPINEREVIEW_DRAFT_BATCH_STUDIES = 4
-    studies = synth_study["studies"]
-    for s in studies:
-        upload(empty_orthanc, s["files"])
-    for s in studies:
-        wait_stable(empty_orthanc, s["study_uid"])
+    studies = _stable_in_process(empty_orthanc, synth_study, wait_stable, settings)
 
     assert process_changes() == len(studies)
 
@@ -207,13 +213,7 @@ def test_a_demo_stopped_between_its_pass_and_the_drafts_drafts_them_when_the_wat
     from reviewer.services.drafting import drafts_together
     from reviewer.services.sync import process_changes
 
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    settings.SPINEREVIEW_DRAFT_BATCH_STUDIES = 4
-    studies = synth_study["studies"]
-    for s in studies:
-        upload(empty_orthanc, s["files"])
-    for s in studies:
-        wait_stable(empty_orthanc, s["study_uid"])
+    studies = _stable_in_process(empty_orthanc, synth_study, wait_stable, settings)
 
     def stopped_pass() -> None:
         with drafts_together():  # the pass's own block is nested in it: its drafts wait for this one
