@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import pickle
+import re
 import sys
 import time
 from pathlib import Path
@@ -56,7 +57,7 @@ def load(data: Path, cfg) -> tuple[list, list, dict]:
     truths; per study the views of one axial slice per disc (indices into the cells)."""
     import torch
 
-    from ml.agents.dense import dense_cells, load_trunk
+    from ml.agents.dense import dense_cells, load_trunk, view_key
     from ml.agents.dense_views import axial_indices
     from ml.agents.features import StudyFeatures
     from ml.agents.localization import load_truth
@@ -65,9 +66,8 @@ def load(data: Path, cfg) -> tuple[list, list, dict]:
 
     torch.set_num_threads(1)  # on the shared 2 cores one thread is 2-3x faster than two (oversubscription)
     entries, base = load_manifest(data / "manifest.jsonl")
-    tag = f"{cfg.dense_size}_{cfg.dense_sag_slices}_{cfg.dense_max_axial}"
-    name = f"dense_cells_v3_{tag}_crop{cfg.dense_sag_crop_mm:g}_{cfg.dense_ax_crop_mm:g}" if cfg.dense_crop else None
-    cache = data / f"{name or 'dense_cells_v2_' + tag}.pkl"
+    # keyed by every setting that decides which pixels the trunk saw (the axial mode included)
+    cache = data / f"dense_cells_v4_{re.sub(r'[^0-9A-Za-z.]+', '_', view_key(cfg))}.pkl"
     cells = pickle.loads(cache.read_bytes()) if cache.exists() else {}
     loader = StudyLoader(base, PreprocessConfig(size=cfg.dense_size))
     disc_cfg = variant_cfg("x+disc", cfg.dense_size)
@@ -85,8 +85,8 @@ def load(data: Path, cfg) -> tuple[list, list, dict]:
         chosen = {(si, k) for si, s in enumerate(st.series) if s.plane == "axial" for k in axial_indices(s, disc_cfg)}
         views = f.extras["dense"]["views"]
         disc[e.study_uid] = [i for i, (p, si, k) in enumerate(views) if p == 0 or (si, k) in chosen]
-        for s in st.series:
-            s.pixels = s.pixels[:0]
+        for s in st.series:  # a new empty array: a view ([:0]) would keep the whole volume alive
+            s.pixels = np.empty((0, *s.pixels.shape[1:]), s.pixels.dtype)
         feats.append(f)
         truths.append(load_truth(base / e.ground_truth) if e.ground_truth else None)
     if trunk is not None:
