@@ -92,11 +92,10 @@ def _nearest_axial(series: list[SeriesData], views, cands: list[int], point: np.
     for v in cands:
         _, si, k = views[v]
         g = series[si].geometry
-        if g is None or g.positions is None or g.orientations is None:
+        d = g.plane_distance(k, point) if g is not None else None
+        if d is None:
             return cands[0]
-        iop = np.asarray(g.orientations[k], float)
-        normal = np.cross(iop[:3], iop[3:])
-        dists.append(abs(float((point - np.asarray(g.positions[k], float)) @ normal)))
+        dists.append(d)
     return cands[int(np.argmin(dists))]
 
 

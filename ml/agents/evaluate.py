@@ -48,7 +48,7 @@ from ml.agents.diagnosis import DiagnosisConfig, labels_matrix
 from ml.agents.localization import norm_pre_box, truth_slices
 from ml.agents.localization_train import slice_targets, train_localization
 from ml.agents.metrics import auroc, box_error, box_iou, ranks_of_truth, recall_at
-from ml.agents.retrieval import build_index, cross_orientation_queries
+from ml.agents.retrieval import axial_slices_through, build_index, cross_orientation_queries
 from ml.agents.train import AgentsTrainConfig, Prepared, prepare
 from ml.conditions import CONDITION_KEYS
 from ml.data.splits import kfold
@@ -272,17 +272,22 @@ def evaluate_retrieval(prep: Prepared, cfg) -> dict:
     ranks_r2s = ranks_of_truth(r2s, truth)
     n = len(keep)
     chance = {f"R@{k}": min(1.0, k / n) for k in (1, 5, 10)}
-    # cross-orientation: sagittal T2 key slice -> axial slices of the same study
-    hits, chance_co, ranks_co = [], [], []
+    # sagittal -> axial: a finding's point on its sagittal T2 key slice -> the axial slices of the
+    # study by geometry (what the agents serve), beside the zero-shot cosine of SpineFM's slice
+    # features of the whole sagittal slice (the reference: a slice shows every level)
+    hits_geo, hits_feat, chance_co, ranks_co = [], [], [], []
     for f, t in zip(prep.feats, prep.truths, strict=True):
-        for q, cands, same in cross_orientation_queries(f, t):
-            qn = q / max(np.linalg.norm(q), 1e-12)
-            cn = cands / np.maximum(np.linalg.norm(cands, axis=1, keepdims=True), 1e-12)
-            sc = cn @ qn
-            order = np.argsort(-sc)
-            is_same = np.asarray(same)
-            hits.append(bool(is_same[order[0]]))
-            ranks_co.append(int(np.flatnonzero(is_same[order])[0]) + 1)
+        for q in cross_orientation_queries(f.study, t):
+            is_same = np.asarray(q.same)
+            ranked = [k for si, k, _ in axial_slices_through(f.study.series, q.point_mm) if si == q.axial]
+            hits_geo.append(bool(is_same[ranked[0]]))
+            ranks_co.append(int(np.flatnonzero(is_same[ranked])[0]) + 1)
+            qf = f.embedding.series[q.sagittal].slices[q.slice]
+            cands = f.embedding.series[q.axial].slices
+            sc = (cands / np.maximum(np.linalg.norm(cands, axis=1, keepdims=True), 1e-12)) @ (
+                qf / max(np.linalg.norm(qf), 1e-12)
+            )
+            hits_feat.append(bool(is_same[int(np.argmax(sc))]))
             chance_co.append(float(is_same.mean()))
     return {
         "candidates": n,
@@ -290,8 +295,9 @@ def evaluate_retrieval(prep: Prepared, cfg) -> dict:
         "report_to_study": recall_at(ranks_r2s),
         "chance": chance,
         "cross_orientation": {
-            "queries": len(hits),
-            "top1_same_level": float(np.mean(hits)) if hits else float("nan"),
+            "queries": len(hits_geo),
+            "top1_same_level": float(np.mean(hits_geo)) if hits_geo else float("nan"),
+            "top1_same_level_features": float(np.mean(hits_feat)) if hits_feat else float("nan"),
             "chance_top1": float(np.mean(chance_co)) if chance_co else float("nan"),
             "median_rank_first_same_level": float(np.median(ranks_co)) if ranks_co else float("nan"),
         },

@@ -186,6 +186,7 @@ def evaluate_pipeline(
         pipe.localization.cfg = replace(pipe.localization.cfg, level_both_planes=list(level_both_planes))
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    cross: dict[str, list[float]] = {"point": [], "agent": [], "chance": []}
     feats_for_retrieval: list = []
     bar = tqdm(range(0, len(entries), batch), desc="held-out studies", unit="batch")
     for i in bar:
@@ -195,9 +196,11 @@ def evaluate_pipeline(
             uid, series = read_study(base, e)
             study, _skipped = study_from_datasets(uid, series, pipe.preprocess, patient_key=e.patient_key)
             studies.append(study)
-        for e, res in zip(chunk, pipe.analyze_many(studies), strict=True):
+        for e, study, res in zip(chunk, studies, pipe.analyze_many(studies), strict=True):
             truth = load_truth(base / e.ground_truth) if e.ground_truth else {}
             rows.append({"entry": e, "analysis": res, "truth": truth or {}})
+            for k, v in sagittal_to_axial(study, truth or {}, res.conditions).items():
+                cross[k] += v
         if retrieval:
             feats_for_retrieval += [(e, s) for e, s in zip(chunk, studies, strict=True)]
         bar.set_postfix(studies_per_s=f"{len(rows) / (time.perf_counter() - t0):.2f}")
@@ -210,6 +213,13 @@ def evaluate_pipeline(
             "manifest": str(manifest),
             "studies": len(rows),
             "seconds_per_study": seconds / max(len(rows), 1),
+            "sagittal_to_axial": {
+                "queries": len(cross["point"]),
+                "top1_same_level": float(np.mean(cross["point"])) if cross["point"] else float("nan"),
+                "agent_queries": len(cross["agent"]),
+                "agent_top1_same_level": float(np.mean(cross["agent"])) if cross["agent"] else float("nan"),
+                "chance_top1": float(np.mean(cross["chance"])) if cross["chance"] else float("nan"),
+            },
         }
     )
     if retrieval and len(rows) >= 10:
@@ -339,6 +349,38 @@ def _retrieval(pipe: Pipeline, studies: list, conditions: list[list[Any]]) -> di
     return {**recall_at(ranks), "index_size": len(feats)}
 
 
+def sagittal_to_axial(study: Any, truth: dict, conditions: list[Any]) -> dict[str, list[float]]:
+    """Sagittal -> axial slice retrieval on one generated study (``axial_slices_through``):
+    "point", per disc-level finding, whether the first axial slice from the centre of its true box
+    on its sagittal T2 key slice (a reader's click) is at its level; "agent", per such condition
+    the pipeline calls present with a sagittal box, whether the first axial slice from that box is
+    at one of the condition's true levels; "chance", the share of axial slices at each finding's
+    level."""
+    from ml.agents.retrieval import axial_slices_through, cross_orientation_queries, point_on_slice_mm
+
+    out: dict[str, list[float]] = {"point": [], "agent": [], "chance": []}
+    queries = cross_orientation_queries(study, truth)
+    at_level: dict[str, np.ndarray] = {}
+    for q in queries:
+        same = np.asarray(q.same)
+        ranked = [k for si, k, _ in axial_slices_through(study.series, q.point_mm) if si == q.axial]
+        out["point"].append(float(same[ranked[0]]))
+        out["chance"].append(float(same.mean()))
+        at_level[q.condition] = at_level.get(q.condition, np.zeros_like(same)) | same
+    by_uid = {s.series_uid: s for s in study.series}
+    axial = queries[0].axial if queries else -1
+    for c in conditions:
+        if not c.present or c.condition not in at_level:
+            continue
+        boxes = [b for b in c.boxes if b.series_uid in by_uid and by_uid[b.series_uid].plane == "sagittal"]
+        placed = point_on_slice_mm(by_uid[boxes[0].series_uid], boxes[0].sop_uid, boxes[0].xyxy) if boxes else None
+        if placed is None:
+            continue
+        ranked = [k for si, k, _ in axial_slices_through(study.series, placed[1]) if si == axial]
+        out["agent"].append(float(at_level[c.condition][ranked[0]]))
+    return out
+
+
 def _fmt(ci: list[float] | None) -> str:
     if not ci or ci[0] != ci[0]:
         return "n/a"
@@ -374,6 +416,14 @@ def format_table(m: dict[str, Any]) -> str:
         f"{loc['median_slice_prior_iou']:.3f}, mean IoU {loc['mean_box_iou']:.3f} against "
         f"{loc['mean_slice_prior_iou']:.3f}) over {loc['boxes']} boxes",
     ]
+    if "sagittal_to_axial" in m:
+        x = m["sagittal_to_axial"]
+        lines.append(
+            f"sagittal -> axial slice retrieval (geometry): the first axial slice at the finding's level "
+            f"for {x['top1_same_level']:.3f} of {x['queries']} true boxes' centres on their sagittal T2 key "
+            f"slice, {x['agent_top1_same_level']:.3f} of {x['agent_queries']} of the agents' own sagittal "
+            f"boxes (chance {x['chance_top1']:.3f})"
+        )
     if "retrieval" in m:
         r = m["retrieval"]
         lines.append(

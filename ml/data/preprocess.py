@@ -166,6 +166,15 @@ class SeriesGeometry:
         p = ipp + (x - 0.5) * dx * row_dir + (y - 0.5) * dy * col_dir
         return [float(v) for v in p]
 
+    def plane_distance(self, index: int, point: np.ndarray | Sequence[float]) -> float | None:
+        """Distance (mm) from a patient-space ``point`` [x, y, z] to the plane of sorted slice
+        ``index``; None without the geometry tags."""
+        if self.positions is None or self.orientations is None:
+            return None
+        iop = np.asarray(self.orientations[index], float)
+        normal = np.cross(iop[:3], iop[3:])
+        return abs(float((np.asarray(point, float) - np.asarray(self.positions[index], float)) @ normal))
+
     def box_to_patient(self, index: int, xyxy: Sequence[float]) -> list[list[float]] | None:
         """Four corners of an original-pixel box in patient mm, clockwise from (x0, y0)."""
         x0, y0, x1, y1 = (float(v) for v in xyxy)

@@ -109,15 +109,15 @@ def test_side_rules_follow_the_training_findings():
     assert decide_side(None, 5.0, 6.0) == ""
 
 
-class _Geom:
-    def __init__(self, z: list[float]) -> None:
-        self.positions = [[0.0, 0.0, v] for v in z]
-        self.orientations = [[1.0, 0, 0, 0, 1.0, 0]] * len(z)  # axial: normal along z
-
-
 class _Series:
     def __init__(self, z: list[float]) -> None:
-        self.geometry = _Geom(z)
+        from ml.data.preprocess import SeriesGeometry
+
+        self.geometry = SeriesGeometry(
+            rows=64, columns=64, size=64, spacing=[1.0, 1.0],
+            positions=[[0.0, 0.0, v] for v in z],
+            orientations=[[1.0, 0, 0, 0, 1.0, 0]] * len(z),  # axial: normal along z
+        )  # fmt: skip
 
 
 def test_the_axial_box_goes_on_the_slice_through_the_sagittal_box():
