@@ -46,16 +46,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 def demo_config(adapt_blocks: int, epochs: int, lr: float):
     """The demo's diagnosis settings (``DEMO``), adapted or not."""
     from ml.agents.bootstrap import DEMO
-    from ml.agents.diagnosis import DiagnosisConfig
 
-    cfg = DiagnosisConfig(
-        head="dense",
-        dense_folds=DEMO.dense_folds,
-        dense_cell_loss=DEMO.dense_cell_loss,
-        dense_context=DEMO.dense_context,
-        dense_complete_negatives=DEMO.dense_complete_negatives,
-        dense_slice_contrast=DEMO.dense_slice_contrast,
-    )
+    cfg = DEMO.diagnosis_config()
     return replace(cfg, dense_adapt_blocks=adapt_blocks, dense_adapt_epochs=epochs, dense_adapt_lr=lr)
 
 

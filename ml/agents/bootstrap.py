@@ -83,6 +83,17 @@ class BootstrapParams:
     report_warmup: int | None = None  # warm-up steps of each stage; None: the preset's YAML
     report_crossfit_folds: int = 5  # the report agent's tokens come from diagnosis agents of other folds
 
+    def diagnosis_config(self) -> DiagnosisConfig:
+        """The diagnosis head this recipe trains (the rest of ``DiagnosisConfig`` at its defaults)."""
+        return DiagnosisConfig(
+            head=self.head,
+            dense_folds=self.dense_folds,
+            dense_cell_loss=self.dense_cell_loss,
+            dense_context=self.dense_context,
+            dense_complete_negatives=self.dense_complete_negatives,
+            dense_slice_contrast=self.dense_slice_contrast,
+        )
+
     def key(self) -> str:
         """The cached pipeline's key: the code, the recipe and the generator's version (a generator
         change gives other training studies, so a pipeline trained on the old ones is not reused)."""
@@ -170,14 +181,7 @@ def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str 
         times["spinefm_align"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        diagnosis = DiagnosisConfig(
-            head=p.head,
-            dense_folds=p.dense_folds,
-            dense_cell_loss=p.dense_cell_loss,
-            dense_context=p.dense_context,
-            dense_complete_negatives=p.dense_complete_negatives,
-            dense_slice_contrast=p.dense_slice_contrast,
-        )
+        diagnosis = p.diagnosis_config()
         prep = prepare(data / "manifest.jsonl", run / "final", diagnosis=diagnosis)
         times["encode"] = time.perf_counter() - t
         cfg = AgentsTrainConfig(
