@@ -280,6 +280,8 @@ def evaluate_retrieval(prep: Prepared, cfg) -> dict:
         for q in cross_orientation_queries(f.study, t):
             is_same = np.asarray(q.same)
             ranked = [k for si, k, _ in axial_slices_through(f.study.series, q.point_mm) if si == q.axial]
+            if not ranked:  # the axial series has no geometry
+                continue
             hits_geo.append(bool(is_same[ranked[0]]))
             ranks_co.append(int(np.flatnonzero(is_same[ranked])[0]) + 1)
             qf = f.embedding.series[q.sagittal].slices[q.slice]

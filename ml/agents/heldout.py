@@ -364,6 +364,8 @@ def sagittal_to_axial(study: Any, truth: dict, conditions: list[Any]) -> dict[st
     for q in queries:
         same = np.asarray(q.same)
         ranked = [k for si, k, _ in axial_slices_through(study.series, q.point_mm) if si == q.axial]
+        if not ranked:  # the axial series has no geometry
+            continue
         out["point"].append(float(same[ranked[0]]))
         out["chance"].append(float(same.mean()))
         at_level[q.condition] = at_level.get(q.condition, np.zeros_like(same)) | same
@@ -377,7 +379,8 @@ def sagittal_to_axial(study: Any, truth: dict, conditions: list[Any]) -> dict[st
         if placed is None:
             continue
         ranked = [k for si, k, _ in axial_slices_through(study.series, placed[1]) if si == axial]
-        out["agent"].append(float(at_level[c.condition][ranked[0]]))
+        if ranked:
+            out["agent"].append(float(at_level[c.condition][ranked[0]]))
     return out
 
 
