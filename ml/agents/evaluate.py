@@ -48,7 +48,8 @@ from ml.agents.diagnosis import DiagnosisConfig, labels_matrix
 from ml.agents.localization import norm_pre_box, truth_slices
 from ml.agents.localization_train import slice_targets, train_localization
 from ml.agents.metrics import auroc, box_error, box_iou, ranks_of_truth, recall_at
-from ml.agents.retrieval import axial_slices_through, build_index, cross_orientation_queries
+from ml.agents.retrieval import build_index
+from ml.agents.slice_retrieval import axial_slices_through, cross_orientation_queries
 from ml.agents.train import AgentsTrainConfig, Prepared, prepare
 from ml.conditions import CONDITION_KEYS
 from ml.data.splits import kfold

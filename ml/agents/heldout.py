@@ -39,6 +39,7 @@ import numpy as np
 
 from ml.agents.cell_levels import finding_levels
 from ml.agents.metrics import auroc, bootstrap_ci, box_iou, ranks_of_truth, recall_at
+from ml.agents.slice_retrieval import sagittal_to_axial, sagittal_to_axial_summary
 from ml.conditions import CONDITION_KEYS
 
 if TYPE_CHECKING:
@@ -213,13 +214,7 @@ def evaluate_pipeline(
             "manifest": str(manifest),
             "studies": len(rows),
             "seconds_per_study": seconds / max(len(rows), 1),
-            "sagittal_to_axial": {
-                "queries": len(cross["point"]),
-                "top1_same_level": float(np.mean(cross["point"])) if cross["point"] else float("nan"),
-                "agent_queries": len(cross["agent"]),
-                "agent_top1_same_level": float(np.mean(cross["agent"])) if cross["agent"] else float("nan"),
-                "chance_top1": float(np.mean(cross["chance"])) if cross["chance"] else float("nan"),
-            },
+            "sagittal_to_axial": sagittal_to_axial_summary(cross),
         }
     )
     if retrieval and len(rows) >= 10:
@@ -347,41 +342,6 @@ def _retrieval(pipe: Pipeline, studies: list, conditions: list[list[Any]]) -> di
     index = build_index(feats, pipe.model, getattr(agent, "cfg", None), getattr(agent, "_text", None))
     ranks = ranks_of_truth(index.report_scores(feats, conditions), list(range(len(feats))))  # scores [N, N]
     return {**recall_at(ranks), "index_size": len(feats)}
-
-
-def sagittal_to_axial(study: Any, truth: dict, conditions: list[Any]) -> dict[str, list[float]]:
-    """Sagittal -> axial slice retrieval on one generated study (``axial_slices_through``):
-    "point", per disc-level finding, whether the first axial slice from the centre of its true box
-    on its sagittal T2 key slice (a reader's click) is at its level; "agent", per such condition
-    the pipeline calls present with a sagittal box, whether the first axial slice from that box is
-    at one of the condition's true levels; "chance", the share of axial slices at each finding's
-    level."""
-    from ml.agents.retrieval import axial_slices_through, cross_orientation_queries, point_on_slice_mm
-
-    out: dict[str, list[float]] = {"point": [], "agent": [], "chance": []}
-    queries = cross_orientation_queries(study, truth)
-    at_level: dict[str, np.ndarray] = {}
-    for q in queries:
-        same = np.asarray(q.same)
-        ranked = [k for si, k, _ in axial_slices_through(study.series, q.point_mm) if si == q.axial]
-        if not ranked:  # the axial series has no geometry
-            continue
-        out["point"].append(float(same[ranked[0]]))
-        out["chance"].append(float(same.mean()))
-        at_level[q.condition] = at_level.get(q.condition, np.zeros_like(same)) | same
-    by_uid = {s.series_uid: s for s in study.series}
-    axial = queries[0].axial if queries else -1
-    for c in conditions:
-        if not c.present or c.condition not in at_level:
-            continue
-        boxes = [b for b in c.boxes if b.series_uid in by_uid and by_uid[b.series_uid].plane == "sagittal"]
-        placed = point_on_slice_mm(by_uid[boxes[0].series_uid], boxes[0].sop_uid, boxes[0].xyxy) if boxes else None
-        if placed is None:
-            continue
-        ranked = [k for si, k, _ in axial_slices_through(study.series, placed[1]) if si == axial]
-        if ranked:
-            out["agent"].append(float(at_level[c.condition][ranked[0]]))
-    return out
 
 
 def _fmt(ci: list[float] | None) -> str:

@@ -22,15 +22,7 @@ or with many queries per second, take candidates from FAISS over the embeddings 
 vectors (``IndexFlatIP`` gives exact answers; ``IndexHNSWFlat`` / IVF-PQ trade recall for speed
 and memory) and re-score them with both terms.
 
-* sagittal -> axial slice retrieval (``axial_slices_through``): a point on a sagittal slice (a
-  finding's box, a reader's click) -> every axial slice of the study, nearest plane first, from
-  the DICOM geometry. Why geometry and not image features: a sagittal slice shows every level at
-  once, so the slice alone does not say which axial slice is meant (ranked by the cosine of
-  SpineFM's slice features, the first axial slice was at the finding's level in 19 % of queries,
-  chance 20 %: docs/agents.md); a point on it does, and within one study both series share the
-  frame of reference. The localization agents place their axial box the same way (the axial
-  slice through the sagittal box). Scored on held-out studies by ``cross_orientation_queries``
-  (a hit: the first axial slice is at the finding's level, the generator's ``slice_levels``).
+* sagittal -> axial slice retrieval: ``ml.agents.slice_retrieval`` (from the DICOM geometry).
 """
 
 from __future__ import annotations
@@ -49,7 +41,6 @@ from ml.agents.analysis import ConditionResult, SimilarCase, StudyAnalysis
 from ml.agents.artifact import load_artifact, save_artifact
 from ml.agents.features import StudyFeatures
 from ml.conditions import CONDITION_KEYS
-from ml.data.types import SeriesData, StudyData
 
 if TYPE_CHECKING:
     from ml.agents.protocol import RunContext
@@ -316,75 +307,3 @@ def build_index(
     index = RetrievalIndex(cfg, arrays, meta)
     index._text = text_encoder
     return index
-
-
-def axial_slices_through(
-    series: Sequence[SeriesData], point_mm: np.ndarray | Sequence[float]
-) -> list[tuple[int, int, float]]:
-    """Sagittal -> axial slice retrieval: every slice of the study's axial series as (series index,
-    sorted slice index, distance in mm from ``point_mm`` to the slice's plane), nearest first.
-    Series without geometry are left out (an empty list when none has it)."""
-    out = []
-    for si, s in enumerate(series):
-        if s.plane != "axial" or s.geometry is None:
-            continue
-        for k in range(len(s.sop_uids)):
-            d = s.geometry.plane_distance(k, point_mm)
-            if d is not None:
-                out.append((si, k, d))
-    return sorted(out, key=lambda t: t[2])
-
-
-def point_on_slice_mm(series: SeriesData, sop_uid: str, xyxy: Sequence[float]) -> tuple[int, np.ndarray] | None:
-    """(sorted slice index, patient mm of the centre of the original-pixel box ``xyxy``) on the
-    slice ``sop_uid`` of ``series``; None when the slice or the geometry is missing."""
-    if sop_uid not in series.sop_uids or series.geometry is None:
-        return None
-    k = series.sop_uids.index(sop_uid)
-    x0, y0, x1, y1 = (float(v) for v in xyxy)
-    p = series.geometry.pixel_to_patient(k, (x0 + x1) / 2, (y0 + y1) / 2)
-    return None if p is None else (k, np.asarray(p, float))
-
-
-@dataclass
-class CrossOrientationQuery:
-    """One disc-level finding's sagittal T2 key slice, the point of its box there, and which
-    slices of the study's axial series (``axial``, sorted order) are at the finding's level."""
-
-    condition: str
-    sagittal: int  # series index
-    slice: int  # sorted slice index in the sagittal series
-    point_mm: np.ndarray  # [3]
-    axial: int  # series index
-    same: list[bool]  # per sorted axial slice
-
-
-def cross_orientation_queries(study: StudyData, truth: dict | None) -> list[CrossOrientationQuery]:
-    """The queries of a generated study: per disc-level finding with a sagittal T2 key slice and an
-    axial series whose slice levels the generator recorded."""
-    if not truth:
-        return []
-    by_key = {s["key"]: s for s in truth.get("series", [])}
-    uid_pos = {s.series_uid: i for i, s in enumerate(study.series)}
-    axial = [s for s in truth.get("series", []) if s.get("slice_levels") and s["series_uid"] in uid_pos]
-    sag = by_key.get("sag_t2")
-    if not axial or sag is None or sag["series_uid"] not in uid_pos:
-        return []
-    ai, si = uid_pos[axial[0]["series_uid"]], uid_pos[sag["series_uid"]]
-    levels_by_instance = axial[0]["slice_levels"]
-    out = []
-    for f in truth.get("findings", []):
-        if f.get("label") != 1 or "-" not in (f.get("level") or ""):
-            continue
-        ks = f.get("key_slices", {}).get("sag_t2")
-        placed = point_on_slice_mm(study.series[si], ks[0]["sop_instance_uid"], ks[0]["box"]) if ks else None
-        if placed is None:
-            continue
-        # slice_levels follow the generator's order (InstanceNumber - 1), ours is along the normal
-        same = [
-            0 < n <= len(levels_by_instance) and levels_by_instance[n - 1] == f["level"]
-            for n in study.series[ai].instance_numbers
-        ]
-        if any(same):
-            out.append(CrossOrientationQuery(f["condition"], si, placed[0], placed[1], ai, same))
-    return out

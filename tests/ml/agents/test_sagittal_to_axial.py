@@ -13,8 +13,7 @@ import numpy as np
 import pydicom
 
 from ml.agents.analysis import BoxResult, ConditionResult
-from ml.agents.heldout import sagittal_to_axial
-from ml.agents.retrieval import axial_slices_through, cross_orientation_queries
+from ml.agents.slice_retrieval import axial_slices_through, cross_orientation_queries, sagittal_to_axial
 from ml.data.dicom_adapter import study_from_datasets
 from ml.data.preprocess import PreprocessConfig
 
@@ -109,3 +108,15 @@ def test_the_research_protocol_scores_sagittal_to_axial_by_geometry(agents_synth
     assert 0.0 <= m["top1_same_level_features"] <= 1.0  # the zero-shot reference, whatever it scores
     assert 0 < m["chance_top1"] < 1
     assert m["median_rank_first_same_level"] == 1.0
+
+
+def test_the_held_out_command_prints_sagittal_to_axial(agents_synth_dir, tiny_pipeline_dir):
+    """``python -m ml agents evaluate --pipeline``'s scorer on the served tiny pipeline."""
+    from ml.agents.heldout import evaluate_pipeline, format_table
+
+    m = evaluate_pipeline(tiny_pipeline_dir, agents_synth_dir / "manifest.jsonl", bootstrap_n=20, retrieval=False)
+    x = m["sagittal_to_axial"]
+    assert x["queries"] == len(_queries(agents_synth_dir))
+    assert x["top1_same_level"] == 1.0
+    assert x["agent_queries"] <= x["queries"]
+    assert "sagittal -> axial slice retrieval (geometry)" in format_table(m)
