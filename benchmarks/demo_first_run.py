@@ -67,7 +67,7 @@ def main() -> int:
     cache = args.cache.resolve() if args.cache else work / "cache"
     env = {**os.environ, "SPINEREVIEW_CACHE": str(cache), "SPINEREVIEW_VAR_DIR": str(work / "var")}
     load0 = os.getloadavg()[0]
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     log = (work / "demo.log").open("w")
     repo = args.repo.resolve()
     proc = subprocess.Popen([str(repo / "scripts" / "demo"), "--port", str(args.port)], cwd=repo, env=env,
@@ -106,7 +106,8 @@ def main() -> int:
             for pid in leftover:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-    pipes = [] if args.cache else sorted((cache / "pipelines").glob("demo-*/bootstrap.json"))
+    # the pipeline's steps where this run built it (a --cache folder may hold one built before)
+    pipes = [p for p in sorted((cache / "pipelines").glob("demo-*/bootstrap.json")) if p.stat().st_mtime >= started]
     steps = json.loads(pipes[0].read_text())["seconds"] if pipes else {}
     agents = json.loads((pipes[0].parent / "train_times.json").read_text()) if pipes else {}
     print(f"app up after {up or float('nan'):.0f} s; {args.drafts} drafts done after {total:.0f} s "
