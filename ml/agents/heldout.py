@@ -187,7 +187,7 @@ def evaluate_pipeline(
         pipe.localization.cfg = replace(pipe.localization.cfg, level_both_planes=list(level_both_planes))
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    cross: dict[str, list[float]] = {"point": [], "agent": [], "chance": []}
+    cross: dict[str, list[Any]] = {"point": [], "point_condition": [], "agent": [], "chance": []}
     feats_for_retrieval: list = []
     bar = tqdm(range(0, len(entries), batch), desc="held-out studies", unit="batch")
     for i in bar:
@@ -385,7 +385,8 @@ def format_table(m: dict[str, Any]) -> str:
             f"sagittal -> axial slice retrieval (geometry): the first axial slice at the finding's level "
             f"for {x['top1_same_level']:.3f} of {x['queries']} true boxes' centres on their sagittal T2 key "
             f"slice, {x['agent_top1_same_level']:.3f} of {x['agent_queries']} of the agents' own sagittal "
-            f"boxes (chance {x['chance_top1']:.3f})"
+            f"boxes (chance {x['chance_top1']:.3f}); the true boxes' misses: "
+            + (", ".join(f"{c} {m}/{n}" for c, (m, n) in x["point_misses"].items()) or "none")
         )
     if "retrieval" in m:
         r = m["retrieval"]

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ml.agents.analysis import ConditionResult
 from ml.data.types import SeriesData, StudyData
 
 
@@ -96,14 +97,14 @@ def cross_orientation_queries(study: StudyData, truth: dict | None) -> list[Cros
     return out
 
 
-def sagittal_to_axial(study: Any, truth: dict, conditions: list[Any]) -> dict[str, list[float]]:
+def sagittal_to_axial(study: StudyData, truth: dict, conditions: Sequence[ConditionResult]) -> dict[str, list[Any]]:
     """Sagittal -> axial slice retrieval on one generated study (``axial_slices_through``):
     "point", per disc-level finding, whether the first axial slice from the centre of its true box
-    on its sagittal T2 key slice (a reader's click) is at its level; "agent", per such condition
-    the pipeline calls present with a sagittal box, whether the first axial slice from that box is
-    at one of the condition's true levels; "chance", the share of axial slices at each finding's
-    level."""
-    out: dict[str, list[float]] = {"point": [], "agent": [], "chance": []}
+    on its sagittal T2 key slice (a reader's click) is at its level, and "point_condition" its
+    condition; "agent", per such condition the pipeline calls present with a sagittal box, whether
+    the first axial slice from that box is at one of the condition's true levels; "chance", the
+    share of axial slices at each finding's level."""
+    out: dict[str, list[Any]] = {"point": [], "point_condition": [], "agent": [], "chance": []}
     queries = cross_orientation_queries(study, truth)
     at_level: dict[str, np.ndarray] = {}
     for q in queries:
@@ -112,6 +113,7 @@ def sagittal_to_axial(study: Any, truth: dict, conditions: list[Any]) -> dict[st
         if not ranked:  # the axial series has no geometry
             continue
         out["point"].append(float(same[ranked[0]]))
+        out["point_condition"].append(q.condition)
         out["chance"].append(float(same.mean()))
         at_level[q.condition] = at_level.get(q.condition, np.zeros_like(same)) | same
     by_uid = {s.series_uid: s for s in study.series}
@@ -129,16 +131,23 @@ def sagittal_to_axial(study: Any, truth: dict, conditions: list[Any]) -> dict[st
     return out
 
 
-def sagittal_to_axial_summary(figures: dict[str, list[float]]) -> dict[str, float]:
-    """The held-out evaluation's figures from ``sagittal_to_axial``'s lists over every study."""
+def sagittal_to_axial_summary(figures: dict[str, list[Any]]) -> dict[str, Any]:
+    """The held-out evaluation's figures from ``sagittal_to_axial``'s lists over every study, with
+    the true boxes' misses per condition ({condition: [misses, findings]}, conditions with a miss)."""
 
     def share(v: list[float]) -> float:
         return float(np.mean(v)) if v else float("nan")
 
+    per: dict[str, list[int]] = {}
+    for hit, condition in zip(figures["point"], figures["point_condition"], strict=True):
+        n = per.setdefault(condition, [0, 0])
+        n[0] += int(not hit)
+        n[1] += 1
     return {
         "queries": len(figures["point"]),
         "top1_same_level": share(figures["point"]),
         "agent_queries": len(figures["agent"]),
         "agent_top1_same_level": share(figures["agent"]),
         "chance_top1": share(figures["chance"]),
+        "point_misses": {c: n for c, n in sorted(per.items()) if n[0]},
     }

@@ -92,7 +92,8 @@ def test_the_held_out_scorer_counts_the_agents_sagittal_box(agents_synth_dir):
     assert hit["agent"] == [1.0]
     assert miss["agent"] == [0.0]
     assert absent["agent"] == []  # only calls of present findings are counted
-    assert len(hit["point"]) == len(hit["chance"]) >= 1
+    assert len(hit["point"]) == len(hit["chance"]) == len(hit["point_condition"]) >= 1
+    assert q.condition in hit["point_condition"]
     assert all(0 < c < 1 for c in hit["chance"])
 
 
@@ -118,5 +119,16 @@ def test_the_held_out_command_prints_sagittal_to_axial(agents_synth_dir, tiny_pi
     x = m["sagittal_to_axial"]
     assert x["queries"] == len(_queries(agents_synth_dir))
     assert x["top1_same_level"] == 1.0
+    assert x["point_misses"] == {}  # listed per condition only where a true box missed
     assert x["agent_queries"] <= x["queries"]
     assert "sagittal -> axial slice retrieval (geometry)" in format_table(m)
+
+
+def test_the_summary_lists_the_true_boxes_misses_per_condition():
+    from ml.agents.slice_retrieval import sagittal_to_axial_summary
+
+    x = sagittal_to_axial_summary({"point": [1.0, 0.0, 0.0, 1.0], "agent": [1.0],
+                                   "point_condition": ["a", "b", "b", "c"], "chance": [0.2] * 4})  # fmt: skip
+    assert x["queries"] == 4
+    assert x["top1_same_level"] == 0.5
+    assert x["point_misses"] == {"b": [2, 2]}
