@@ -150,6 +150,7 @@ def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str 
         t0 = time.perf_counter()
         times: dict[str, float] = {}
         data = work / "data"
+        log.info("%s pipeline, step 1/4: generating %d training studies", p.name, p.studies)
         size = ["--fast"] if p.matrix_scale is None else ["--matrix-scale", str(p.matrix_scale)]
         rc = synth_main(
             ["--studies", str(p.studies), "--seed", str(p.seed), "--out", str(data), "--series", p.series,
@@ -160,6 +161,7 @@ def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str 
         times["synth"] = time.perf_counter() - t0
 
         t = time.perf_counter()
+        log.info("%s pipeline, step 2/4: aligning SpineFM (%d steps)", p.name, p.align_steps)
         run = work / "align"
         train_main(
             [
@@ -181,6 +183,7 @@ def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str 
         times["spinefm_align"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        log.info("%s pipeline, step 3/4: encoding the training studies", p.name)
         diagnosis = p.diagnosis_config()
         prep = prepare(data / "manifest.jsonl", run / "final", diagnosis=diagnosis)
         times["encode"] = time.perf_counter() - t
@@ -199,6 +202,7 @@ def bootstrap(out: str | Path, params: BootstrapParams | None = None, work: str 
             },
         )
         t = time.perf_counter()
+        log.info("%s pipeline, step 4/4: training the agents (diagnosis, localization, retrieval, report)", p.name)
         build_pipeline(prep, out, cfg)
         times["agents"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0

@@ -51,6 +51,7 @@ from ml.agents.diagnosis import (
 from ml.agents.features import StudyFeatures
 from ml.conditions import CONDITION_KEYS
 from ml.data.splits import patient_fold
+from ml.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +185,17 @@ def _balanced_cell_loss(z: torch.Tensor, t: torch.Tensor, seg: torch.Tensor, n: 
 
 
 def _fit_head(
-    xt: list[torch.Tensor], tt: list[torch.Tensor], yt: torch.Tensor, fit: np.ndarray, n_in: int, cfg: DiagnosisConfig
+    xt: list[torch.Tensor],
+    tt: list[torch.Tensor],
+    yt: torch.Tensor,
+    fit: np.ndarray,
+    n_in: int,
+    cfg: DiagnosisConfig,
+    name: str = "dense head",
 ) -> DenseHead:
     """One training run of the head on the studies ``fit`` (indices into the standardised cells
-    ``xt`` [C_i, F], cell targets ``tt`` [C_i, 17] and study labels ``yt`` [N, 17])."""
+    ``xt`` [C_i, F], cell targets ``tt`` [C_i, 17] and study labels ``yt`` [N, 17]); ``name``
+    labels its progress lines."""
     torch.manual_seed(cfg.seed)
     head = DenseHead(n_in, cfg.dense_hidden, 0.2, context_grid(cfg))
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.dense_lr, weight_decay=cfg.dense_weight_decay)
@@ -198,14 +206,18 @@ def _fit_head(
     torch.set_num_threads(min(cfg.dense_threads, threads))
     avg: dict[str, torch.Tensor] = {}
     n_avg = 0
+    progress = ProgressLog(log, name, cfg.dense_epochs, unit="epochs")
     try:
         for epoch in range(cfg.dense_epochs):
             head.train()
+            epoch_loss = []
             for b in np.array_split(rng.permutation(fit), max(1, len(fit) // cfg.dense_batch)):
                 loss = _batch_loss(head, [xt[i] for i in b], [tt[i] for i in b], yt[b], lengths[b], pw, cfg)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                epoch_loss.append(loss.item())
+            progress.update(epoch + 1, f"loss {np.mean(epoch_loss):.3f} ({len(fit)} studies)")
             if cfg.dense_average_from and epoch + 1 >= cfg.dense_average_from:
                 n_avg += 1  # running mean of the weights at the end of each late epoch
                 for k, v in head.state_dict().items():
@@ -280,7 +292,8 @@ def train_dense(
     if folds:
         fold_heads, z = [], np.zeros((len(feats), K), np.float32)  # z: out-of-fold study logits
         for k in range(folds):
-            fold_heads.append(_fit_head(xt, tt, yt, np.flatnonzero(fold_of != k), n_in, cfg))
+            name = f"dense head, fold {k + 1}/{folds}"
+            fold_heads.append(_fit_head(xt, tt, yt, np.flatnonzero(fold_of != k), n_in, cfg, name))
             with torch.no_grad():
                 for i in np.flatnonzero(fold_of == k):
                     z[i] = fold_heads[-1](xt[i]).max(0).values.numpy() if len(xt[i]) else 0.0

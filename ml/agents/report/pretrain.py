@@ -45,6 +45,7 @@ from ml.agents.report.loss import IGNORE, report_lm_loss
 from ml.agents.report.prompt import prompt_parts, writer_text
 from ml.conditions import CONDITION_KEYS
 from ml.data.synthetic.report_corpus import ReportSample, iter_report_samples
+from ml.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def pretrain_tiny_lm(cfg: ReportAgentConfig, out_dir: Path) -> tuple[PreTrainedM
 
     opt = torch.optim.AdamW(decoder.parameters(), lr=lm.lr, weight_decay=0.0)
     losses: list[float] = []
-    t0 = time.perf_counter()
+    progress = ProgressLog(log, "tiny LM", lm.steps, every_steps=lm.log_every)
     for step in range(lm.steps):
         lr = lm.lr * min(1.0, (step + 1) / lm.warmup)
         lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, lm.steps))))
@@ -214,16 +215,7 @@ def pretrain_tiny_lm(cfg: ReportAgentConfig, out_dir: Path) -> tuple[PreTrainedM
         torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
-        if (step + 1) % lm.log_every == 0 or step + 1 == lm.steps:
-            dt = time.perf_counter() - t0
-            log.info(
-                "tiny LM step %d/%d loss %.3f (%.2f steps/s, %.0f s left)",
-                step + 1,
-                lm.steps,
-                float(np.mean(losses[-lm.log_every :])),
-                (step + 1) / dt,
-                (lm.steps - step - 1) * dt / (step + 1),
-            )
+        progress.update(step + 1, f"loss {float(np.mean(losses[-lm.log_every :])):.3f}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(out_dir / "tokenizer")

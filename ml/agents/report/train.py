@@ -31,6 +31,7 @@ from ml.agents.report.pretrain import ensure_tiny_lm, load_tiny_lm
 from ml.agents.report.prompt import writer_text
 from ml.agents.report.types import ReportExample
 from ml.agents.report.vocab import ReportVocabulary
+from ml.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,12 @@ def _run(
     n: int,
     rng: random.Random,
 ) -> list[float]:
-    """A plain AdamW loop over random mini-batches; logs loss and steps/s."""
+    """A plain AdamW loop over random mini-batches; logs loss, pace and time left (``ProgressLog``)."""
     if steps <= 0:
         return []
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.train.weight_decay)
     losses: list[float] = []
-    t0 = time.perf_counter()
+    progress = ProgressLog(log, f"report {name}", steps, every_steps=cfg.train.log_every)
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = _lr(step, steps, lr, cfg.train.warmup)
@@ -77,16 +78,7 @@ def _run(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         losses.append(loss.item())
-        if (step + 1) % cfg.train.log_every == 0 or step + 1 == steps:
-            dt = time.perf_counter() - t0
-            log.info(
-                "report %s step %d/%d loss %.3f (%.2f steps/s)",
-                name,
-                step + 1,
-                steps,
-                float(np.mean(losses[-cfg.train.log_every :])),
-                (step + 1) / dt,
-            )
+        progress.update(step + 1, f"loss {float(np.mean(losses[-cfg.train.log_every :])):.3f}")
     return losses
 
 

@@ -72,13 +72,16 @@ def generate_dataset(
     ``with_priors``: the share of patients who also get an earlier study (``priors``); its entry
     follows the current one's, with the same patient_key (patient-level splits keep them together).
     """
+    from tqdm import tqdm
+
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(c, str(out), with_priors) for c in cfgs]
+    bar = {"total": len(jobs), "desc": "generate studies", "unit": "study", "leave": False}
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as ex:
-            entries = [e for pair in ex.map(_one, jobs, chunksize=1) for e in pair]
+            entries = [e for pair in tqdm(ex.map(_one, jobs, chunksize=1), **bar) for e in pair]
     else:
-        entries = [e for j in jobs for e in _one(j)]
+        entries = [e for j in tqdm(jobs, **bar) for e in _one(j)]
     write_manifest(out / "manifest.jsonl", entries)
     return entries
 

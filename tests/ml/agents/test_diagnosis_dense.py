@@ -232,15 +232,23 @@ def test_mean_of_heads_is_one_wider_head_with_the_mean_cell_logits():
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
 
-def test_fold_heads_learn_and_give_honest_out_of_fold_logits():
+def test_fold_heads_learn_and_give_honest_out_of_fold_logits(caplog):
     """With ``dense_folds`` every training study is scored by the fold head that did not see it:
     those logits find the lesion (they are held-out predictions, not in-sample ones), and the
-    served head is the folds' mean, as good on new studies."""
+    served head is the folds' mean, as good on new studies. Each fold's training says how far
+    it is (its first and last epoch at least)."""
+    import logging
     from dataclasses import replace
 
     train, y_train = _feats(160, 0)
     test, y = _feats(80, 1)
-    agents = train_dense(train, replace(CFG, dense_folds=3))
+    with caplog.at_level(logging.INFO, logger="ml.agents.dense_train"):
+        agents = train_dense(train, replace(CFG, dense_folds=3))
+    lines = [r.getMessage() for r in caplog.records if r.name == "ml.agents.dense_train"]
+    n = CFG.dense_epochs
+    for k in (1, 2, 3):
+        assert any(m.startswith(f"dense head, fold {k}/3: 1/{n} epochs (") for m in lines), lines
+        assert any(m.startswith(f"dense head, fold {k}/3: {n}/{n} epochs (") and "loss" in m for m in lines), lines
     assert agents.a["w1"].shape[1] == 3 * CFG.dense_hidden
     assert agents.out_of_fold is not None
     assert agents.out_of_fold.shape == (160, len(CONDITION_KEYS))
