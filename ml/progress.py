@@ -9,12 +9,16 @@ minutes at a time, and a reader could not tell a slow machine from a hung one.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
 
 def format_seconds(seconds: float) -> str:
-    """``75.4`` -> ``"1m15s"``, ``3725`` -> ``"1h02m"``, ``8.2`` -> ``"8s"``."""
+    """``75.4`` -> ``"1m15s"``, ``3725`` -> ``"1h02m"``, ``8.2`` -> ``"8s"``; ``"?"`` when not finite
+    (no step done yet: no pace to extrapolate)."""
+    if not math.isfinite(seconds):
+        return "?"
     s = max(0, round(seconds))
     if s < 60:
         return f"{s}s"
@@ -59,7 +63,10 @@ class ProgressLog:
         rate = done / elapsed if elapsed > 0 else float("inf")
         left = (self.total - done) / rate if rate > 0 else float("inf")
         one = self.unit[:-1] if self.unit.endswith("s") else self.unit
-        pace = f"{rate:.2f} {self.unit}/s" if rate >= 1 else f"{elapsed / max(done, 1):.1f} s/{one}"
+        if done <= 0:
+            pace = f"started {format_seconds(elapsed)} ago"
+        else:
+            pace = f"{rate:.2f} {self.unit}/s" if rate >= 1 else f"{elapsed / done:.1f} s/{one}"
         tail = f" {detail}" if detail else ""
         self.logger.info(
             "%s: %d/%d %s (%s, %s left)%s", self.what, done, self.total, self.unit, pace, format_seconds(left), tail

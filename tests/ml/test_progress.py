@@ -50,16 +50,24 @@ def test_fast_loops_report_a_rate_and_keep_their_step_interval(caplog: pytest.Lo
     assert lines[1] == "tiny LM: 20/100 steps (4.00 steps/s, 20s left)"
 
 
-def test_epochs_as_the_unit() -> None:
+def test_epochs_as_the_unit_and_no_step_yet(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     p = ProgressLog(logging.getLogger("test.progress"), "dense head", 25, unit="epochs", clock=clock)
-    clock.t += 4.0
-    assert p.update(1)
-    assert p.lines == 1
+    with caplog.at_level(logging.INFO, logger="test.progress"):
+        clock.t += 31.0
+        assert p.update(0)  # the interval passed before the first epoch ended: no pace yet
+        clock.t += 4.0
+        assert p.update(1)
+    assert p.lines == 2
+    assert _lines(caplog) == [
+        "dense head: 0/25 epochs (started 31s ago, ? left)",
+        "dense head: 1/25 epochs (35.0 s/epoch, 14m00s left)",
+    ]
 
 
 @pytest.mark.parametrize(
-    ("seconds", "text"), [(0, "0s"), (8.2, "8s"), (59.6, "1m00s"), (75.4, "1m15s"), (3725, "1h02m"), (-3, "0s")]
+    ("seconds", "text"),
+    [(0, "0s"), (8.2, "8s"), (59.6, "1m00s"), (75.4, "1m15s"), (3725, "1h02m"), (-3, "0s"), (float("inf"), "?")],
 )
 def test_format_seconds(seconds: float, text: str) -> None:
     assert format_seconds(seconds) == text
