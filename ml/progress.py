@@ -13,18 +13,16 @@ import math
 import time
 from collections.abc import Callable
 
+from tqdm import tqdm
+
 
 def format_seconds(seconds: float) -> str:
-    """``75.4`` -> ``"1m15s"``, ``3725`` -> ``"1h02m"``, ``8.2`` -> ``"8s"``; ``"?"`` when not finite
-    (no step done yet: no pace to extrapolate)."""
+    """``75.4`` -> ``"01:15"``, ``3725`` -> ``"1:02:05"`` (tqdm's format, as the bars beside these
+    lines show it; negatives as 0); ``"?"`` when not finite (no step done yet: no pace to
+    extrapolate)."""
     if not math.isfinite(seconds):
         return "?"
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return str(tqdm.format_interval(max(0.0, seconds)))
 
 
 class ProgressLog:

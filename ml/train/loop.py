@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ml.data.cache import default_cache_dir
+from ml.progress import format_seconds
 from ml.spinefm.distributed import cleanup_distributed, get_world_size, init_distributed, is_main
 from ml.train.checkpoint import (
     full_state_dict,
@@ -191,7 +192,7 @@ def train(task_factory: Callable[[Any, torch.device], TrainTask], cfg: Any, stag
             text = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
             log.info(
                 "%s step %d/%d lr=%.2e %s | %.1f samples/s %.2f steps/s eta %s",
-                stage, step, optim_cfg.max_steps, lr, text, rate, sps, _fmt(eta),
+                stage, step, optim_cfg.max_steps, lr, text, rate, sps, format_seconds(eta),
             )  # fmt: skip
             if writer is not None:
                 for k, v in metrics.items():
@@ -207,7 +208,7 @@ def train(task_factory: Callable[[Any, torch.device], TrainTask], cfg: Any, stag
         task.export(out_dir, state)
         if writer is not None:
             writer.close()
-        log.info("%s done in %s -> %s", stage, _fmt(time.time() - t0), out_dir)
+        log.info("%s done in %s -> %s", stage, format_seconds(time.time() - t0), out_dir)
     cleanup_distributed()
     return out_dir
 
@@ -218,11 +219,6 @@ class _null:
 
     def __exit__(self, *a):
         return False
-
-
-def _fmt(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def make_param_groups(module: nn.Module, prefixes_lr: dict[str, float] | None = None) -> list[dict[str, Any]]:

@@ -34,8 +34,8 @@ def test_lines_at_first_last_and_after_the_time_interval(caplog: pytest.LogCaptu
     # step 1 (first), then whenever 30 s have passed since the last line (12 s steps: every 3rd), step 10 (last)
     assert written == [True, False, False, True, False, False, True, False, False, True]
     lines = _lines(caplog)
-    assert lines[0] == "writer stage2: 1/10 steps (12.0 s/step, 1m48s left) loss 1.000"
-    assert lines[-1] == "writer stage2: 10/10 steps (12.0 s/step, 0s left) loss 1.000"
+    assert lines[0] == "writer stage2: 1/10 steps (12.0 s/step, 01:48 left) loss 1.000"
+    assert lines[-1] == "writer stage2: 10/10 steps (12.0 s/step, 00:00 left) loss 1.000"
 
 
 def test_fast_loops_report_a_rate_and_keep_their_step_interval(caplog: pytest.LogCaptureFixture) -> None:
@@ -47,7 +47,7 @@ def test_fast_loops_report_a_rate_and_keep_their_step_interval(caplog: pytest.Lo
             p.update(step)
     lines = _lines(caplog)
     assert [int(m.split(": ")[1].split("/")[0]) for m in lines] == [1, 20, 40, 60, 80, 100]
-    assert lines[1] == "tiny LM: 20/100 steps (4.00 steps/s, 20s left)"
+    assert lines[1] == "tiny LM: 20/100 steps (4.00 steps/s, 00:20 left)"
 
 
 def test_epochs_as_the_unit_and_no_step_yet(caplog: pytest.LogCaptureFixture) -> None:
@@ -60,14 +60,14 @@ def test_epochs_as_the_unit_and_no_step_yet(caplog: pytest.LogCaptureFixture) ->
         assert p.update(1)
     assert p.lines == 2
     assert _lines(caplog) == [
-        "dense head: 0/25 epochs (started 31s ago, ? left)",
-        "dense head: 1/25 epochs (35.0 s/epoch, 14m00s left)",
+        "dense head: 0/25 epochs (started 00:31 ago, ? left)",
+        "dense head: 1/25 epochs (35.0 s/epoch, 14:00 left)",
     ]
 
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0s"), (8.2, "8s"), (59.6, "1m00s"), (75.4, "1m15s"), (3725, "1h02m"), (-3, "0s"), (float("inf"), "?")],
+    [(0, "00:00"), (8.2, "00:08"), (75.4, "01:15"), (3725, "1:02:05"), (-3, "00:00"), (float("inf"), "?")],
 )
 def test_format_seconds(seconds: float, text: str) -> None:
     assert format_seconds(seconds) == text
