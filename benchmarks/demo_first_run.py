@@ -113,6 +113,10 @@ def main() -> int:
     print(f"app up after {up or float('nan'):.0f} s; {args.drafts} drafts done after {total:.0f} s "
           f"({total / 60:.1f} min); the drafts took {total - (up or 0):.0f} s")  # fmt: skip
     print("pipeline steps (s): " + ", ".join(f"{k} {v:.0f}" for k, v in {**steps, **agents}.items()))
+    writer = pipes[0].parent / "report" / "meta.json" if pipes else None
+    if writer is not None and writer.exists():  # the writer's own stages (vocabulary, stage 1, stage 2)
+        stages = json.loads(writer.read_text()).get("seconds", {})
+        print("report writer (s): " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
     print(f"load average (1 min): {load0:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} CPUs")
     print(f"work folder (delete when done): {work}")
     return 0
