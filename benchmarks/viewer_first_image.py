@@ -26,7 +26,11 @@ outside and runs on the page's main thread, so it cannot look while the page doe
 follows the image (rendering the other viewports, the AI boxes); it times some of that work too,
 where a reader sees the image as soon as its frame is presented. A warm run (same context,
 reload) follows, and a hot one after it (the third load: Chromium keeps V8's compiled code of a
-script run twice, so this is every study of a reading session from the third on). Runs after
+script run twice, so this is every study of a reading session from the third on). Between the
+first and the second load the benchmark reads the first study as a reader would: it waits for
+the viewer's background warm-up (a hidden frame that runs the viewer once more so that the next
+study starts from compiled code, ``ohif-extension/src/warmup.ts``) to end; ``--no-reading`` opens
+the second study at once, before the warm-up starts. Runs after
 `scripts/setup.sh` (OHIF dist, extension build, playwright-core). A baseline checkout without
 the mark has no ``first_image_ms``; compare ``pixels_seen_ms`` there.
 
@@ -116,6 +120,20 @@ async function measure(page, url) {
   }
   return result;
 }
+// a reader reads a study before opening the next, and the viewer uses that time to run itself
+// once more in a hidden frame (ohif-extension/src/warmup.ts): wait for it to be scheduled (after the
+// first image and an idle moment; a tree without it never schedules one) and to end
+const WAIT_WARMUP = process.env.SPINEREVIEW_WAIT_WARMUP !== '0';
+async function readFirstStudy(page) {
+  const started = Date.now();
+  const state = () => page.evaluate(() => window.__spinereviewWarmup || null).catch(() => null);
+  let s = await state();
+  while (s === null && Date.now() - started < 2000) { await page.waitForTimeout(100); s = await state(); }
+  while (s && (s.state === 'scheduled' || s.state === 'running') && Date.now() - started < 60000) {
+    await page.waitForTimeout(100); s = await state();
+  }
+  return { ...(s || { state: 'none' }), waited_ms: Date.now() - started };
+}
 (async () => {
   const executablePath = process.env.SPINEREVIEW_CHROMIUM || '/usr/bin/chromium';
   const browser = await chromium.launch({ executablePath, args: FLAGS });
@@ -138,6 +156,7 @@ async function measure(page, url) {
     if (tracing && !TRACE_WARM) await browser.startTracing(page, { path: TRACE, categories: TRACE_CATEGORIES });
     const cold = await measure(page, url);
     if (tracing && !TRACE_WARM) await browser.stopTracing();
+    if (WAIT_WARMUP) cold.warmup = await readFirstStudy(page);
     if (tracing && TRACE_WARM) await browser.startTracing(page, { path: TRACE, categories: TRACE_CATEGORIES });
     const warm = await measure(page, url);
     if (tracing && TRACE_WARM) await browser.stopTracing();
@@ -308,7 +327,16 @@ def summary(results: list[dict]) -> list[str]:
 
     keys = ("first_image_ms", "pixels_seen_ms", "all_four_ms", "panel_ms", "first_frame_asked_ms")
     kinds = [k for k in ("cold", "warm", "hot") if all(k in r for r in results)]
-    return [f"  {kind:4s} " + "; ".join(line(kind, k) for k in keys) for kind in kinds]
+    lines = [f"  {kind:4s} " + "; ".join(line(kind, k) for k in keys) for kind in kinds]
+    warmups = [r["cold"]["warmup"] for r in results if "warmup" in r["cold"]]
+    if warmups:
+        states = sorted({w["state"] for w in warmups})
+        counts = ", ".join(f"{sum(w['state'] == st for w in warmups)} {st}" for st in states)
+        frame = [w["ms"] for w in warmups if w.get("ms") is not None]
+        took = f"; the hidden frame took median {statistics.median(frame):.0f} ms" if frame else ""
+        waited = statistics.median(w["waited_ms"] for w in warmups)
+        lines.append(f"  between the first and second study: warm-up {counts}{took}; waited median {waited:.0f} ms")
+    return lines
 
 
 def main() -> int:
@@ -320,6 +348,9 @@ def main() -> int:
     parser.add_argument("--trace", nargs="?", const="", default=None, metavar="FILE",
                         help="trace the first cold load, print where time went; keep the trace in FILE")  # fmt: skip
     parser.add_argument("--trace-load", choices=("cold", "warm"), default="cold", help="which load --trace records")
+    parser.add_argument("--no-reading", action="store_true",
+                        help="open the second study right after the first one's images, without waiting for the "
+                             "viewer's background warm-up (a reader who reads nothing)")  # fmt: skip
     parser.add_argument("--demo-matrices", action="store_true", help="the demo's realistic matrices, not 128x128")
     args = parser.parse_args()
     if "SPINEREVIEW_ORTHANC_URL" not in os.environ:
@@ -339,7 +370,8 @@ def main() -> int:
             script.write_text(NODE_SCRIPT)
             node_env = {**os.environ, "NODE_PATH": str(support.EXTENSION_DIR / "node_modules"),
                         "SPINEREVIEW_CHROMIUM": support.chromium(),
-                        "SPINEREVIEW_WATERFALL": "1" if args.waterfall else "0"}  # fmt: skip
+                        "SPINEREVIEW_WATERFALL": "1" if args.waterfall else "0",
+                        "SPINEREVIEW_WAIT_WARMUP": "0" if args.no_reading else "1"}  # fmt: skip
             trace = Path(args.trace) if args.trace else Path(tmp) / "trace.json"
             for run in range(args.runs):
                 for name in trees:

@@ -384,10 +384,21 @@ def extension_file(request: HttpRequest, path: str) -> HttpResponse:
     return _serve(request, folder, path, fallback=None, immutable=immutable)
 
 
+# The viewer's pages may be framed by the viewer origin itself, and by nothing else: the viewer
+# loads itself in a hidden frame to warm the browser's code cache for the reader's next study
+# (ohif-extension/src/warmup.ts); any other site framing it would be clickjacking. The same two
+# headers are set by the deployed nginx on index.html.
+FRAME_HEADERS = {"X-Frame-Options": "SAMEORIGIN", "Content-Security-Policy": "frame-ancestors 'self'"}
+
+
 @login_required
 def ohif_file(request: HttpRequest, path: str = "") -> HttpResponse:
     if not path and settings.VIEWER_APP_ORIGIN:
         # OHIF's own study list would list every study in Orthanc: the worklist is the app's
         return redirect(f"{settings.VIEWER_APP_ORIGIN}/")
     dist = _dist()
-    return _serve(request, dist, path, fallback=dist / "index.html", immutable=bool(_HASHED.search(path)))
+    response = _serve(request, dist, path, fallback=dist / "index.html", immutable=bool(_HASHED.search(path)))
+    if response.get("Content-Type", "").startswith("text/html"):
+        for name, value in FRAME_HEADERS.items():
+            response[name] = value
+    return response

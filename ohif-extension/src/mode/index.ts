@@ -28,6 +28,7 @@ import {
   viewportState,
   type Managers,
 } from '../viewerControl';
+import { announceWarmupDrawn, isWarmupFrame, scheduleWarmup } from '../warmup';
 
 // The extension as the app config lists it (with its ?v= content stamp): the mode must name the
 // same URL, or OHIF fetches the extension a second time under the unstamped one.
@@ -174,14 +175,20 @@ const mode = {
               loaded: ds.isLoaded ?? null,
             })),
         };
+        // the next study's code cache (warmup.ts): scheduled once the first image is drawn
+        let cancelWarmup: () => void = () => undefined;
         cleanup = [
           unsubscribe,
-          startReadingClock(),
+          // the hidden frame that warms the browser's code cache is nobody reading
+          isWarmupFrame() ? () => undefined : startReadingClock(),
           watchBoxes(managers),
           afterFirstImage(managers, () => {
             imageShown = true;
             relabel(managers);
+            announceWarmupDrawn();
+            cancelWarmup = scheduleWarmup();
           }),
+          () => cancelWarmup(),
           linkReferenceLines(managers),
           announceCpuCameras(managers),
           watchNewBoxes(managers, () => relabel(managers)),
