@@ -33,6 +33,10 @@ start(async ({ p, page, out, shot }) => {
     return window.__spinereview?.state?.().context && v && v.length && v.every(x => x.sop_uid);
   }, null, { timeout: 90000 });
   await page.waitForTimeout(1000); // a re-hang after the series classes arrived
+  // the viewer's code-cache warm-up (src/warmup.ts) loads this study once more in a hidden frame,
+  // whose console is this page's: let it end before the series are shown one by one
+  await page.waitForFunction(() => ['done', 'gave up', 'skipped'].includes(window.__spinereviewWarmup?.state),
+    null, { timeout: 90000 });
   out.before = logged.splice(0);
 
   for (const s of p.series) {

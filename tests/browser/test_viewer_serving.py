@@ -95,6 +95,10 @@ def test_viewer_origin_serves_ohif_with_spa_fallback_to_logged_in_users_only(vie
     assert index.status_code == 200
     assert b"app.bundle.0f6159c501addfe9.js" in b"".join(index.streaming_content)
     assert index["Cache-Control"] == "no-cache"
+    # framed by the viewer origin only (its code-cache warm-up frame), never by another site
+    assert index["X-Frame-Options"] == "SAMEORIGIN"
+    assert index["Content-Security-Policy"] == "frame-ancestors 'self'"
+    assert _on(APP, UserFactory()).get("/")["X-Frame-Options"] == "DENY"  # the app's pages: never framed
     bundle = client.get("/app.bundle.0f6159c501addfe9.js")
     assert bundle["Content-Type"].startswith("text/javascript")
     assert "immutable" in bundle["Cache-Control"]
