@@ -271,6 +271,7 @@ def app_config_js(request: HttpRequest) -> HttpResponse:
             "appOrigin": settings.VIEWER_APP_ORIGIN,
             "pollSeconds": settings.VIEWER_POLL_S,
             "rendering": settings.VIEWER_RENDERING,  # auto: the CPU where WebGL is software (viewer_config)
+            "warmup": settings.VIEWER_WARMUP,  # the next study's code cache (ohif-extension/src/warmup.ts)
         },
     }
     response = HttpResponse(config_script(config), content_type="text/javascript; charset=utf-8")

@@ -16,7 +16,8 @@
  * clock in it; the frame is inert and off-screen). Everything else it does is what a page load does:
  * GET requests answered from the HTTP cache or the API. Once a build has been warmed in this browser
  * (localStorage, by the page's script URLs, which carry the build's content hashes), later pages
- * skip it. Its state is on ``window.__spinereviewWarmup`` for the benchmark and the tests.
+ * skip it; a site turns it off with SPINEREVIEW_VIEWER_WARMUP=0. Its state is on
+ * ``window.__spinereviewWarmup`` for the benchmark and the tests.
  */
 
 /** The attribute that marks the hidden frame (read inside it by isWarmupFrame). */
@@ -89,6 +90,10 @@ function whenIdle(fn: () => void, timeout: number): () => void {
  */
 export function scheduleWarmup(): () => void {
   if (window.top !== window || isWarmupFrame()) return () => undefined;
+  if ((window as any).config?.spinereview?.warmup === false) {
+    setState({ state: 'skipped', reason: 'turned off by the site (SPINEREVIEW_VIEWER_WARMUP=0)' });
+    return () => undefined;
+  }
   const key = buildKey();
   if (stored(key)) {
     setState({ state: 'skipped', reason: 'this build was warmed before in this browser' });
@@ -104,12 +109,8 @@ export function scheduleWarmup(): () => void {
     window.removeEventListener('message', onMessage);
     if (limit !== null) clearTimeout(limit);
     limit = null;
-    if (frame) {
-      const hadFocus = document.activeElement === frame;
-      frame.remove();
-      frame = null;
-      if (hadFocus) (document.body as HTMLElement).focus();
-    }
+    frame?.remove(); // inert: it never held the focus, so removing it moves none
+    frame = null;
     setState(s);
   };
   function onMessage(event: MessageEvent): void {

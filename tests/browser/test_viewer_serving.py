@@ -172,6 +172,9 @@ def test_app_config_points_ohif_at_this_origins_dicomweb_proxy_and_our_extension
     assert f'"http://{VIEWER}/spinereview/extension.js?v={stamp}"' in body
     assert f'"http://{VIEWER}/spinereview/mode.js"' in body  # not built here: no stamp
     assert '"ohif.tours": {' in body
+    assert '"warmup": true' in body  # the next study's code-cache warm-up, on by default
+    viewer_settings.VIEWER_WARMUP = False
+    assert '"warmup": false' in _on(VIEWER).get("/app-config.js").content.decode()
     assert _on(APP).get("/app-config.js").status_code == 404  # the app origin is not the viewer
 
 

@@ -274,6 +274,10 @@ VIEWER_POLL_S = float(os.environ.get("SPINEREVIEW_VIEWER_POLL_S", "5"))  # panel
 VIEWER_RENDERING = os.environ.get("SPINEREVIEW_VIEWER_RENDERING", "auto").strip().lower()
 if VIEWER_RENDERING not in ("auto", "gpu", "cpu"):
     raise ValueError(f"SPINEREVIEW_VIEWER_RENDERING must be auto, gpu or cpu, not {VIEWER_RENDERING!r}")
+# The viewer runs itself once more in a hidden frame while the reader reads the first study, so that
+# the next one starts from compiled code (ohif-extension/src/warmup.ts); off: no second OHIF for
+# 1.5-2 s (reading stations short of memory), and a second study that compiles OHIF again
+VIEWER_WARMUP = env_bool("SPINEREVIEW_VIEWER_WARMUP", True)
 MIDDLEWARE.append("reviewer.viewer.ViewerHostMiddleware")  # viewer host -> VIEWER_URLCONF
 VIEWER_URLCONF = "webapp.viewer_urls"
 if (_viewer_hostname := VIEWER_ORIGIN.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]) not in ALLOWED_HOSTS:
