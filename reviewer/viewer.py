@@ -30,13 +30,9 @@ asked before its session is switched.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
-import mimetypes
-import os
 import re
-import shutil
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -47,11 +43,10 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.crypto import constant_time_compare
-from django.utils.http import http_date, url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -62,6 +57,7 @@ from reviewer.roles import has_role
 from reviewer.services import access
 from reviewer.services.access import HANDOFF_MAX_AGE_S, HANDOFF_SALT  # noqa: F401  (re-exported)
 from reviewer.viewer_config import config_script
+from reviewer.viewer_files import serve_file
 
 logger = logging.getLogger(__name__)
 HANDOFF_CONFIRM_S = 300  # how long the "switch user?" question stays answerable
@@ -69,8 +65,6 @@ _PENDING = "spinereview_viewer_handoff_pending"
 MODE_ROUTE = "spine-review"  # routeName of our mode (ohif-extension/src/mode)
 EXTENSION_PREFIX = "spinereview"  # URL folder of our bundle on the viewer origin
 _HASHED = re.compile(r"\.[0-9a-f]{16,}\.(js|css|wasm)$|^[0-9a-f]{16}\.(wasm|woff2?)$")
-mimetypes.add_type("application/wasm", ".wasm")
-mimetypes.add_type("text/javascript", ".mjs")
 
 
 def viewer_host() -> str:
@@ -279,91 +273,6 @@ def app_config_js(request: HttpRequest) -> HttpResponse:
     return response
 
 
-# Text-like files worth sending compressed (the OHIF app bundle is 17 MB of JavaScript, 4 MB gzipped).
-COMPRESSIBLE = frozenset({".js", ".mjs", ".css", ".wasm", ".json", ".html", ".svg", ".map", ".txt"})
-MIN_COMPRESS_BYTES = 1024
-IMMUTABLE = "public, max-age=31536000, immutable"
-
-
-def precompress(folder: Path) -> int:
-    """Write a gzip sibling (``name.gz``, as nginx's ``gzip_static`` expects) of every
-    compressible file under ``folder`` that lacks an up-to-date one; the number written.
-
-    Compressing once ahead of time costs nothing per request, where compressing per response
-    would spend a core on the same 40 MB for every cold browser."""
-    written = 0
-    for path in sorted(folder.rglob("*")):
-        if path.suffix not in COMPRESSIBLE or not path.is_file() or path.stat().st_size < MIN_COMPRESS_BYTES:
-            continue
-        target = path.with_name(path.name + ".gz")
-        if target.is_file() and target.stat().st_mtime_ns >= path.stat().st_mtime_ns:
-            continue
-        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with (
-            path.open("rb") as src,
-            partial.open("wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as out,
-        ):
-            shutil.copyfileobj(src, out, 1 << 20)
-        if partial.stat().st_size >= path.stat().st_size * 0.9:  # not worth a decompression
-            partial.unlink()
-            continue
-        partial.replace(target)  # atomic: a request never reads half a file
-        written += 1
-    return written
-
-
-def _accepts_gzip(request: HttpRequest) -> bool:
-    for part in request.headers.get("Accept-Encoding", "").split(","):
-        coding, _, params = part.strip().partition(";")
-        if coding.strip().lower() == "gzip":
-            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
-
-
-def _serve(
-    request: HttpRequest, folder: Path, relative: str, *, fallback: Path | None, immutable: bool
-) -> HttpResponse:
-    """One file of ``folder``: its gzip sibling when the browser takes gzip and the sibling is as
-    new as the file; a 304 when the browser's copy is current (ETag or Last-Modified), so a file
-    that must be revalidated (``no-cache``) costs a round trip, not its bytes."""
-    root = folder.resolve()
-    target = (root / relative).resolve() if relative else root / "index.html"
-    if not target.is_relative_to(root):
-        raise Http404("outside the viewer folder")
-    if not target.is_file():
-        if fallback is None:
-            raise Http404(relative)
-        target = fallback
-    stat = target.stat()
-    body = target
-    encoding = ""
-    if target.suffix in COMPRESSIBLE and _accepts_gzip(request):
-        packed = target.with_name(target.name + ".gz")
-        try:
-            if packed.stat().st_mtime_ns >= stat.st_mtime_ns:
-                body, encoding = packed, "gzip"
-        except OSError:
-            pass
-    etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}{"-gz" if encoding else ""}"'
-    cache_control = IMMUTABLE if immutable else "no-cache"
-    not_modified = get_conditional_response(request, etag=etag, last_modified=int(stat.st_mtime))
-    if not_modified is not None:
-        response: HttpResponse = not_modified
-    else:
-        content_type, _ = mimetypes.guess_type(target.name)
-        response = FileResponse(body.open("rb"), content_type=content_type or "application/octet-stream")
-        response.block_size = 256 * 1024  # fewer, larger writes for the multi-megabyte bundles
-        if encoding:
-            response["Content-Encoding"] = encoding
-        response["Last-Modified"] = http_date(stat.st_mtime)
-    response["ETag"] = etag
-    response["Cache-Control"] = cache_control
-    if target.suffix in COMPRESSIBLE:
-        patch_vary_headers(response, ("Accept-Encoding",))
-    return response
-
-
 def _dist() -> Path:
     dist = Path(settings.VIEWER_OHIF_DIST)
     if not (dist / "index.html").is_file():
@@ -382,13 +291,13 @@ def extension_file(request: HttpRequest, path: str) -> HttpResponse:
     stamp = request.GET.get("v", "")
     entry = path in ("extension.js", "mode.js") and bool(stamp) and stamp == file_version(folder / path)
     immutable = entry or path.startswith("chunks/")
-    return _serve(request, folder, path, fallback=None, immutable=immutable)
+    return serve_file(request, folder, path, fallback=None, immutable=immutable)
 
 
 # The viewer's pages may be framed by the viewer origin itself, and by nothing else: the viewer
 # loads itself in a hidden frame to warm the browser's code cache for the reader's next study
-# (ohif-extension/src/warmup.ts); any other site framing it would be clickjacking. The same two
-# headers are set by the deployed nginx on index.html.
+# (ohif-extension/src/warmup.ts); any other site framing it would be clickjacking. The deployed
+# nginx sets the same two headers on index.html.
 FRAME_HEADERS = {"X-Frame-Options": "SAMEORIGIN", "Content-Security-Policy": "frame-ancestors 'self'"}
 
 
@@ -398,7 +307,7 @@ def ohif_file(request: HttpRequest, path: str = "") -> HttpResponse:
         # OHIF's own study list would list every study in Orthanc: the worklist is the app's
         return redirect(f"{settings.VIEWER_APP_ORIGIN}/")
     dist = _dist()
-    response = _serve(request, dist, path, fallback=dist / "index.html", immutable=bool(_HASHED.search(path)))
+    response = serve_file(request, dist, path, fallback=dist / "index.html", immutable=bool(_HASHED.search(path)))
     if response.get("Content-Type", "").startswith("text/html"):
         for name, value in FRAME_HEADERS.items():
             response[name] = value

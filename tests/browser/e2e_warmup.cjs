@@ -1,6 +1,6 @@
 // The viewer's code-cache warm-up, driven by tests/browser/test_viewer_warmup.py:
-//  1. control: open a study and open it again at once (before any warm-up): how the second load
-//     compiled OHIF's app bundle (Chromium's plain second run: compiled again);
+//  1. control: open a study and open it again at once, no warm-up frame let through: how the second
+//     load compiled OHIF's app bundle (Chromium's plain second run: compiled again);
 //  2. in a fresh browser context, open the study and let the reader "read" it: the viewer loads
 //     itself once more in a hidden frame; what the frame was, what it asked for, where the focus is;
 //  3. open the next study (the same one again), traced: the app bundle's code from the cache.
@@ -25,6 +25,13 @@ start(async ({ p, page, out, step }) => {
   // 1. the control, in its own context
   const control = await page.context().browser().newContext({ viewport: { width: 1600, height: 900 } });
   const controlPage = await control.newPage();
+  // no warm-up may reach the control, however slow this machine is: its frame is never loaded
+  out.control_frames_blocked = 0;
+  await controlPage.route(url => url.pathname === '/spine-review', route => {
+    if (!route.request().frame().parentFrame()) return route.continue(); // the page itself
+    out.control_frames_blocked++;
+    return route.abort();
+  });
   await openStudy(controlPage, p, p.study_uid);
   await controlPage.waitForSelector('[data-finding]', { timeout: 60000 });
   out.control_state = await controlPage.evaluate(() => window.__spinereviewWarmup?.state ?? null);

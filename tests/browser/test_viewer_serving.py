@@ -16,7 +16,7 @@ import pytest
 from django.core import signing
 from django.test import Client
 
-from reviewer import viewer
+from reviewer import viewer, viewer_files
 from tests.browser import support
 from tests.factories import DraftFactory, FindingFactory, StudyFactory, UserFactory
 
@@ -113,8 +113,8 @@ def test_bundles_go_gzipped_where_a_fresh_sibling_exists_and_revalidate_with_304
     big = "export const table = [" + ",".join(str(i % 97) for i in range(20000)) + "];"
     (dist / "app.bundle.0f6159c501addfe9.js").write_text(big)
     (dist / "1602.css").write_text("body { color: red; }\n" * 200)
-    assert viewer.precompress(dist) == 2  # the bundle and the stylesheet; index.html is under 1 kB
-    assert viewer.precompress(dist) == 0  # up to date: nothing rewritten
+    assert viewer_files.precompress(dist) == 2  # the bundle and the stylesheet; index.html is under 1 kB
+    assert viewer_files.precompress(dist) == 0  # up to date: nothing rewritten
     client = _on(VIEWER, UserFactory())
 
     packed = client.get("/app.bundle.0f6159c501addfe9.js", HTTP_ACCEPT_ENCODING="gzip, deflate, br")

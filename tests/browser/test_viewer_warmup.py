@@ -34,7 +34,7 @@ def test_the_next_study_starts_from_compiled_code_after_a_warm_up_that_leaves_no
     assert not seen["http_errors"], seen["http_errors"]
 
     # the control: a second study opened before any warm-up compiles the app bundle again
-    assert seen["control_state"] is None  # nothing scheduled before the first image
+    assert seen["control_state"] in (None, "scheduled", "running")  # never done: its frame is not let through
     assert seen["control_compiles"], "no compile event of the app bundle in the control's trace"
     assert not any(c.get("consumedCacheSize") for c in seen["control_compiles"]), seen["control_compiles"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from reviewer.viewer import precompress
+from reviewer.viewer_files import precompress
 
 
 class Command(BaseCommand):
