@@ -19,10 +19,11 @@ export const FIRST_IMAGE_MARK = 'spinereview:first-image';
 /** Longest wait for an idle moment after the first image: the boxes come even on a busy page. */
 export const IDLE_WAIT_MS = 500;
 
-function whenIdle(fn: () => void): () => void {
+/** Call ``fn`` at the browser's next idle moment, at most ``timeout`` ms from now; returns the cancel. */
+export function whenIdle(fn: () => void, timeout: number = IDLE_WAIT_MS): () => void {
   const w = window as any;
   if (typeof w.requestIdleCallback === 'function') {
-    const handle = w.requestIdleCallback(fn, { timeout: IDLE_WAIT_MS });
+    const handle = w.requestIdleCallback(fn, { timeout });
     return () => w.cancelIdleCallback(handle);
   }
   const handle = setTimeout(fn, 0);

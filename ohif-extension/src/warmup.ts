@@ -19,6 +19,7 @@
  * skip it; a site turns it off with SPINEREVIEW_VIEWER_WARMUP=0. Its state is on
  * ``window.__spinereviewWarmup`` for the benchmark and the tests.
  */
+import { whenIdle } from './firstImage';
 
 /** The attribute that marks the hidden frame (read inside it by isWarmupFrame). */
 export const WARMUP_ATTR = 'data-spinereview-warmup';
@@ -71,16 +72,6 @@ function remember(key: string): void {
   } catch {
     // private mode or a full store: the next page warms again, nothing else changes
   }
-}
-
-function whenIdle(fn: () => void, timeout: number): () => void {
-  const w = window as any;
-  if (typeof w.requestIdleCallback === 'function') {
-    const handle = w.requestIdleCallback(fn, { timeout });
-    return () => w.cancelIdleCallback(handle);
-  }
-  const handle = setTimeout(fn, 0);
-  return () => clearTimeout(handle);
 }
 
 /**
