@@ -276,7 +276,7 @@ if VIEWER_RENDERING not in ("auto", "gpu", "cpu"):
     raise ValueError(f"SPINEREVIEW_VIEWER_RENDERING must be auto, gpu or cpu, not {VIEWER_RENDERING!r}")
 # The viewer runs itself once more in a hidden frame while the reader reads the first study, so that
 # the next one starts from compiled code (ohif-extension/src/warmup.ts); off: no second OHIF for
-# 1.5-2 s (reading stations short of memory), and a second study that compiles OHIF again
+# 1.3-1.7 s on a 2-core machine (reading stations short of memory), and a second study that compiles OHIF again
 VIEWER_WARMUP = env_bool("SPINEREVIEW_VIEWER_WARMUP", True)
 MIDDLEWARE.append("reviewer.viewer.ViewerHostMiddleware")  # viewer host -> VIEWER_URLCONF
 VIEWER_URLCONF = "webapp.viewer_urls"
