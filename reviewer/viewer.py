@@ -308,7 +308,6 @@ def ohif_file(request: HttpRequest, path: str = "") -> HttpResponse:
         return redirect(f"{settings.VIEWER_APP_ORIGIN}/")
     dist = _dist()
     response = serve_file(request, dist, path, fallback=dist / "index.html", immutable=bool(_HASHED.search(path)))
-    if response.get("Content-Type", "").startswith("text/html"):
-        for name, value in FRAME_HEADERS.items():
-            response[name] = value
+    for name, value in FRAME_HEADERS.items():  # on every answer, a 304 of index.html included
+        response[name] = value
     return response

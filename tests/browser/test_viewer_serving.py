@@ -98,6 +98,9 @@ def test_viewer_origin_serves_ohif_with_spa_fallback_to_logged_in_users_only(vie
     # framed by the viewer origin only (its code-cache warm-up frame), never by another site
     assert index["X-Frame-Options"] == "SAMEORIGIN"
     assert index["Content-Security-Policy"] == "frame-ancestors 'self'"
+    revalidated = client.get("/spine-review", {"StudyInstanceUIDs": "1.2.3"}, HTTP_IF_NONE_MATCH=index["ETag"])
+    assert revalidated.status_code == 304
+    assert revalidated["X-Frame-Options"] == "SAMEORIGIN"  # not the middleware's DENY on a revalidation
     assert _on(APP, UserFactory()).get("/")["X-Frame-Options"] == "DENY"  # the app's pages: never framed
     bundle = client.get("/app.bundle.0f6159c501addfe9.js")
     assert bundle["Content-Type"].startswith("text/javascript")
