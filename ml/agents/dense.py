@@ -130,6 +130,8 @@ _LEGACY_KEY = "{}:7:15:all:full"  # cells cached before the key existed: whole s
 def view_key(cfg: DiagnosisConfig) -> str:
     """The settings that decide which pixels the trunk saw (cached cells are reused only for the same)."""
     crop = f"crop{cfg.dense_sag_crop_mm:g}/{cfg.dense_ax_crop_mm:g}" if cfg.dense_crop else "full"
+    if canal_tiles_on(cfg):
+        crop += f"/canal{cfg.dense_canal_mm:g}x{cfg.dense_canal_slices}"
     return f"{cfg.dense_size}:{cfg.dense_sag_slices}:{cfg.dense_max_axial}:{cfg.dense_axial}:{crop}"
 
 
@@ -206,6 +208,11 @@ def cell_design(d: dict[str, Any], stride: int = 32, contrast: bool = False, mir
 def head_design(d: dict[str, Any], cfg: DiagnosisConfig) -> np.ndarray:
     """The diagnosis head's input rows for the cells ``d`` under ``cfg`` (``cell_design``)."""
     return cell_design(d, cfg.dense_stride, cfg.dense_slice_contrast, cfg.dense_axial_mirror)
+
+
+def canal_tiles_on(cfg: DiagnosisConfig) -> bool:
+    """Whether ``cfg``'s views include canal tiles (``dense_canal_mm``; they are cut from the crops)."""
+    return cfg.dense_crop and cfg.dense_canal_mm > 0
 
 
 class DenseHead(nn.Module):

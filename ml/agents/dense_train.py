@@ -51,6 +51,7 @@ from ml.agents.diagnosis import (
 from ml.agents.features import StudyFeatures
 from ml.conditions import CONDITION_KEYS
 from ml.data.splits import patient_fold
+from ml.hardware import native_bf16
 from ml.progress import ProgressLog
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def _batch_loss(
     xs: per study [C_i, F]; ts: per study [C_i, 17] cell targets (-1 unknown); yb: [B, 17]."""
     # per study, not on the batch's concatenated cells: the same rows (a study is whole views, as the
     # vertical context needs) without copying ~140 MB of cells per batch; 1.4x faster per step
-    z = torch.cat([head(x) for x in xs])  # [sum C_i, 17]
+    z = torch.cat([head(x) for x in xs]).float()  # [sum C_i, 17]; float32 under bfloat16 autocast too
     zs = torch.stack([part.max(0).values for part in torch.split(z, lengths.tolist())])  # [B, 17]
     m = yb >= 0
     mil = F.binary_cross_entropy_with_logits(zs[m], yb[m], pos_weight=pw.expand_as(zs)[m])
@@ -207,12 +208,15 @@ def _fit_head(
     avg: dict[str, torch.Tensor] = {}
     n_avg = 0
     progress = ProgressLog(log, name, cfg.dense_epochs, unit="epochs")
+    # the per-cell MLP's matrix products in bfloat16 where that is native (1.5x a step on AMX)
+    bf16 = cfg.dense_precision == "auto" and native_bf16()
     try:
         for epoch in range(cfg.dense_epochs):
             head.train()
             epoch_loss = []
             for b in np.array_split(rng.permutation(fit), max(1, len(fit) // cfg.dense_batch)):
-                loss = _batch_loss(head, [xt[i] for i in b], [tt[i] for i in b], yt[b], lengths[b], pw, cfg)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    loss = _batch_loss(head, [xt[i] for i in b], [tt[i] for i in b], yt[b], lengths[b], pw, cfg)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

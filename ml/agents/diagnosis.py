@@ -70,6 +70,11 @@ class DiagnosisConfig:
     dense_crop: bool = True
     dense_sag_crop_mm: float = 160.0  # sagittal: square tiles this wide down the spine
     dense_ax_crop_mm: float = 110.0  # axial: a square this wide around the canal
+    # canal tiles: the dense_canal_slices central sagittal slices also cut to squares of this many
+    # mm stepping down the canal (``dense_views.canal_tiles``): the canal's contents at twice the
+    # spine tile's scale, for the lesions inside it; 0: none
+    dense_canal_mm: float = 0.0
+    dense_canal_slices: int = 3
     dense_axial: str = "disc"  # "disc" (the middle slice of each per-disc block) | "all" (up to dense_max_axial)
     dense_stride: int = 16  # cells: 16 (block 13 + the block-17 cell above it; 10 mm on a spine tile) or 32
     dense_hidden: int = 64
@@ -115,6 +120,9 @@ class DiagnosisConfig:
     # (OpenMP's spin-waits then cost more than the second thread gives). The trained weights
     # differ between thread counts by float rounding (~6e-5 after five steps), not in kind
     dense_threads: int = 2
+    # the head's training arithmetic: "float32", or "auto" (bfloat16 autocast where it is native:
+    # AMX / AVX-512 BF16 CPUs, CUDA; float32 elsewhere). The served head is float32 either way
+    dense_precision: str = "float32"
     # from this many training studies on, the head's designs are kept in float16 (half the memory,
     # 1.46x the head's training time: ``ml/agents/dense_designs.py``); 0: always float32
     dense_half_from: int = 400
@@ -126,6 +134,8 @@ class DiagnosisConfig:
             raise ValueError("diagnosis.dense_axial_mirror needs dense_slice_contrast (it fills its axial half)")
         if self.dense_half_from < 0:
             raise ValueError("diagnosis.dense_half_from must be >= 0 (0: always float32)")
+        if self.dense_precision not in ("float32", "auto"):
+            raise ValueError("diagnosis.dense_precision must be 'float32' or 'auto'")
         if self.dense_threads < 1:
             raise ValueError("diagnosis.dense_threads must be >= 1")
         if self.dense_stride not in (16, 32) or self.dense_box_stride not in (16, 32):

@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from ml.agents.report.config import ReportAgentConfig
 from ml.agents.report.prompt import CONDITION_TAGS, TAGS
+from ml.hardware import native_bf16
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +34,6 @@ GEMMA_DIR_NAME = "gemma-3-270m"
 
 def cache_root() -> Path:
     return Path(os.environ.get("SPINEREVIEW_CACHE", Path(__file__).resolve().parents[3] / ".cache"))
-
-
-def native_bf16() -> bool:
-    """Whether bfloat16 runs natively here: a CUDA device, or a CPU with AVX-512 BF16 / AMX
-    (where it trains the 270M decoder about 2x faster than float32; elsewhere it is emulated and
-    slower than float32)."""
-    if torch.cuda.is_available():
-        return True
-    cpu = torch.cpu
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private in torch 2.x: guarded
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
 def resolve_dtype(name: str) -> torch.dtype:
