@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(
                 "[demo] drafting pipeline: the cached demo pipeline, built first if missing "
-                "(13-15 min on 2 cores with AMX, up to 25 without AVX-512; progress below)"
+                "(about 18 min on 2 cores with AMX, longer without AVX-512; progress below)"
             )
             builder = subprocess.Popen(
                 [py, "-c", "from reviewer.ml_bridge import ensure_tiny_pipeline as e; print(e(preset='demo'))"],

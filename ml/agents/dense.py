@@ -11,7 +11,10 @@ Here the image stays near native resolution and every cell of a stride-32 featur
   all 3 channels. With ``dense_crop`` each view is first cut to a window around the spine found
   in the image (``spine_columns``: the CSF column of a sagittal fluid map; axial windows around
   the canal through the patient geometry), so the spine fills the input instead of a strip of
-  it. Each view is resized to ``dense_size`` px and ImageNet-normalised.
+  it; with ``dense_canal_mm`` the central sagittal slices are also cut into canal tiles, squares
+  down the canal at twice the spine tile's scale (``dense_views.canal_tiles``: what lies inside
+  the canal, an intradural lesion among the roots, is one cell on a spine tile). Each view is
+  resized to ``dense_size`` px and ImageNet-normalised.
 * **Trunk** (``ml.agents.dense_trunk``). A generic encoder: ImageNet MobileNetV2 up to its last
   inverted-residual block (320 channels, stride 32), the best generic weights available offline
   here; frozen, or with its last blocks spine-adapted (``dense_adapt_blocks``,
