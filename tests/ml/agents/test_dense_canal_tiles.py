@@ -82,3 +82,46 @@ def test_canal_tiles_contain_the_intradural_lesion_and_key_the_cells(tmp_path):
             assert any(wx <= cx <= wx + s and wy <= cy <= wy + s for wx, wy, s in wins), (e.study_uid, item)
             checked += 1
     assert checked >= 1
+
+
+def test_boxes_are_placed_on_the_spine_tiles_when_a_canal_tile_fires_most(agents_synth_dir):
+    """A canal tile cuts a vertebral body or a slip at its edge, so the box goes on the spine
+    tiles, which hold every finding whole, even when a canal tile's cell fired highest; the key
+    slices still follow every view."""
+    from ml.agents.analysis import ConditionResult
+    from ml.agents.cell_localization import localize_from_cells
+    from ml.conditions import CONDITION_KEYS
+
+    cfg = DiagnosisConfig(head="dense", dense_size=128, dense_crop=True, dense_axial="disc", dense_canal_mm=80.0)
+    entries, base = load_manifest(agents_synth_dir / "manifest.jsonl")
+    study = StudyLoader(base, PreprocessConfig(size=128)).load(entries[0], geometry=True)
+    crops: list[tuple[int, int, int]] = []
+    canal: list[bool] = []
+    _, meta = study_views(study, cfg, crops, canal)
+    assert any(canal)
+    assert not all(canal)
+    g, j = 8, CONDITION_KEYS.index("compression_deformity")
+    z = np.full((len(meta), g, g, len(CONDITION_KEYS)), -5.0, np.float32)  # [V, G, G, 17]
+    hot_canal = next(v for v, c in enumerate(canal) if c)
+    hot_spine = next(v for v, (p, _, _) in enumerate(meta) if p == 0 and not canal[v])
+    z[hot_canal, 2, 3, j] = 4.0  # the highest cell, on a canal tile
+    z[hot_spine, 5, 4, j] = 2.0  # the spine tile's best cell
+    d = {"views": meta, "crops": crops, "canal": canal}
+    box_wh = np.full((2, len(CONDITION_KEYS), 2), 0.05, np.float32)
+    (res,) = localize_from_cells(
+        StudyFeatures(study, None),  # type: ignore[arg-type]
+        d,
+        z,
+        [ConditionResult("compression_deformity", 0.9, True, 0.5)],
+        None,
+        box_wh=box_wh,
+    )
+    series = study.series[meta[hot_spine][1]]
+    x0, y0, side = crops[hot_spine]
+    cell = side / g
+    want = (x0 + 4.5 * cell, y0 + 5.5 * cell)  # the spine tile's best cell, preprocessed px
+    sag = next(b for b in res.boxes if b.series_uid == series.series_uid)
+    px0, py0, px1, py1 = series.geometry.to_preprocessed(sag.xyxy)
+    assert abs((px0 + px1) / 2 - want[0]) <= cell
+    assert abs((py0 + py1) / 2 - want[1]) <= cell
+    assert res.key_slices[0].index == meta[hot_canal][2]  # the key slice is still the hottest view's
