@@ -133,7 +133,6 @@ def localize_from_cells(
     cfg = getattr(agents, "cfg", None)
     sources = dict.fromkeys(getattr(cfg, "level_both_planes", ()), "both") if level_sources is None else level_sources
     mid_x = midline_x(feat.study)
-    canal = d.get("canal") or [False] * len(views)
     for result in results:
         j = CONDITION_KEYS.index(result.condition)
         best = z[..., j].reshape(len(views), -1).max(1)  # [V]
@@ -150,9 +149,7 @@ def localize_from_cells(
             if len(refs) >= top_k:
                 break
         result.key_slices = refs
-        # boxes, levels and sides are read on the spine tiles, which hold every finding whole: a
-        # canal tile (``dense_canal_mm``) cuts a vertebral body or a slip at its edge
-        sag = [v for v in order if views[v][0] == 0 and not canal[v] and series[views[v][1]].geometry is not None]
+        sag = [v for v in order if views[v][0] == 0 and series[views[v][1]].geometry is not None]
         ax = [v for v in order if views[v][0] == 1 and series[views[v][1]].geometry is not None]
         level = _sourced_level(feat, d, z, j, agents, result.condition, sag, sources)
         if level is not None:  # the sagittal view and cells at the level its source chose

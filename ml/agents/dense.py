@@ -78,8 +78,8 @@ def dense_cells(feat: StudyFeatures, cfg: DiagnosisConfig, trunk: nn.Sequential 
     """Trunk cells of a study, computed once and kept in ``feat.extras["dense"]``:
     {"cells": [V, g, g, 320] (stride 32), "fine": [V, 2g, 2g, 96] (stride 16), float16;
     "views": [(plane, series, slice)], "crops": [(x0, y0, side)] (each view's window in its
-    series' preprocessed pixels), "canal": [bool] (a canal tile), "size": px, "key": the view
-    settings and, for an adapted trunk, its digest}.
+    series' preprocessed pixels), "size": px, "key": the view settings and, for an adapted
+    trunk, its digest}.
 
     Cells of another trunk are never reused: the key names the trunk. Cells cached from the same
     views by another trunk are converted through this trunk's blocks 14-17 from their block-13
@@ -101,8 +101,7 @@ def dense_cells(feat: StudyFeatures, cfg: DiagnosisConfig, trunk: nn.Sequential 
             return out
     trunk = trunk if trunk is not None else load_trunk()
     crops: list[tuple[int, int, int]] = []
-    canal: list[bool] = []
-    x, meta = study_views(feat.study, cfg, crops, canal)
+    x, meta = study_views(feat.study, cfg, crops)
     g = cfg.dense_size // 32
     if len(x) == 0:
         cells = np.zeros((0, g, g, TRUNK_CHANNELS), np.float16)
@@ -121,7 +120,6 @@ def dense_cells(feat: StudyFeatures, cfg: DiagnosisConfig, trunk: nn.Sequential 
         "fine": fine,
         "views": meta,
         "crops": crops,
-        "canal": canal,  # per view: a canal tile (boxes are placed on the spine tiles)
         "size": cfg.dense_size,
         "key": want,
     }
@@ -155,9 +153,8 @@ def subset_views(d: dict[str, Any], keep: list[int], cfg: DiagnosisConfig) -> di
     out["key"] = view_key(cfg) + (key[key.index("|") :] if "|" in key else "")
     out["cells"], out["fine"] = d["cells"][keep], d["fine"][keep]
     out["views"] = [d["views"][i] for i in keep]
-    for name in ("crops", "canal"):
-        if name in d:
-            out[name] = [d[name][i] for i in keep]
+    if "crops" in d:
+        out["crops"] = [d["crops"][i] for i in keep]
     return out
 
 

@@ -194,22 +194,17 @@ def axial_indices(series: SeriesData, cfg: DiagnosisConfig) -> list[int]:
 
 
 def study_views(
-    study: StudyData,
-    cfg: DiagnosisConfig,
-    crops: list[tuple[int, int, int]] | None = None,
-    canal_views: list[bool] | None = None,
+    study: StudyData, cfg: DiagnosisConfig, crops: list[tuple[int, int, int]] | None = None
 ) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """The study's views [V, 3, size, size] in [0, 1] and, per view, (plane index, series
     position, slice index) of the slice it shows (for sagittal: of the T2 reference series).
     With ``dense_crop`` each view is a window around the spine; ``crops`` (if given) receives each
     view's window (x0, y0, side) in its series' preprocessed pixels. With ``dense_canal_mm`` the
-    central sagittal slices are cut a second time, into canal tiles (``canal_tiles``);
-    ``canal_views`` (if given) receives whether each view is one."""
+    central sagittal slices are cut a second time, into canal tiles (``canal_tiles``)."""
     size = cfg.dense_size
     views: list[np.ndarray] = []
     meta: list[tuple[int, int, int]] = []
     wins: list[tuple[int, int, int]] = []
-    zoomed: list[bool] = []
 
     ref, chans = _sagittal_channels(study)
     cols = spine_columns(ref, chans) if ref is not None and cfg.dense_crop else None
@@ -225,10 +220,10 @@ def study_views(
             for y0 in np.linspace(0, p - side, k).round().astype(int):
                 cx = float(np.median(cols[y0 : y0 + side]))
                 tiles.append((round(cx - side / 2), int(y0), int(side)))
-        plan = [(tiles, cfg.dense_sag_slices, False)]
+        plan = [(tiles, cfg.dense_sag_slices)]
         if cols is not None and cfg.dense_canal_mm > 0:
-            plan.append((canal_tiles(cols, p, _pre_mm(ref), cfg.dense_canal_mm), cfg.dense_canal_slices, True))
-        for windows, slices, is_canal in plan:
+            plan.append((canal_tiles(cols, p, _pre_mm(ref), cfg.dense_canal_mm), cfg.dense_canal_slices))
+        for windows, slices in plan:
             m = min(slices, n)
             start = (n - m) // 2
             for k in range(start, start + m):
@@ -238,7 +233,6 @@ def study_views(
                     views.append(np.stack(img))
                     meta.append((0, study.series.index(ref), k))
                     wins.append(win or (0, 0, p))
-                    zoomed.append(is_canal)
     mid = len(ref.pixels) // 2 if ref is not None else 0
     for si, s in enumerate(study.series):
         if s.plane != "axial" or not len(s.pixels):
@@ -268,11 +262,8 @@ def study_views(
             views.append(np.stack([g2, g2, g2]))
             meta.append((1, si, int(k)))
             wins.append(win or (0, 0, p))
-            zoomed.append(False)
     if crops is not None:
         crops[:] = wins
-    if canal_views is not None:
-        canal_views[:] = zoomed
     if not views:
         return np.zeros((0, 3, size, size), np.float32), []
     return np.stack(views).astype(np.float32), meta
