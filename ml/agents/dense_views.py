@@ -11,6 +11,7 @@ the cells.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -220,7 +221,8 @@ def study_views(
             for y0 in np.linspace(0, p - side, k).round().astype(int):
                 cx = float(np.median(cols[y0 : y0 + side]))
                 tiles.append((round(cx - side / 2), int(y0), int(side)))
-        plan = [(tiles, cfg.dense_sag_slices)]
+        # (windows, central slices); Sequence: the canal tiles' windows are never None
+        plan: list[tuple[Sequence[tuple[int, int, int] | None], int]] = [(tiles, cfg.dense_sag_slices)]
         if cols is not None and cfg.dense_canal_mm > 0:
             plan.append((canal_tiles(cols, p, _pre_mm(ref), cfg.dense_canal_mm), cfg.dense_canal_slices))
         for windows, slices in plan:
