@@ -82,3 +82,57 @@ def test_canal_tiles_contain_the_intradural_lesion_and_key_the_cells(tmp_path):
             assert any(wx <= cx <= wx + s and wy <= cy <= wy + s for wx, wy, s in wins), (e.study_uid, item)
             checked += 1
     assert checked >= 1
+
+
+def _localize_one(study, meta, crops, z, box_side: float):
+    from ml.agents.analysis import ConditionResult
+    from ml.agents.cell_localization import localize_from_cells
+    from ml.conditions import CONDITION_KEYS
+
+    box_wh = np.full((2, len(CONDITION_KEYS), 2), box_side, np.float32)  # of the preprocessed square
+    (res,) = localize_from_cells(
+        StudyFeatures(study, None),  # type: ignore[arg-type]
+        {"views": meta, "crops": crops},
+        z,
+        [ConditionResult("compression_deformity", 0.9, True, 0.5)],
+        None,
+        box_wh=box_wh,
+    )
+    return res
+
+
+def test_a_box_the_canal_tile_cuts_goes_on_the_spine_tile(agents_synth_dir):
+    """The box goes on the view whose cell fired most; when that is a canal tile and the box
+    reaches its edge (a vertebral body or a slip, which a canal tile holds only in part), it goes
+    on the spine tile instead. A finding well inside the canal tile stays on it."""
+    from ml.agents.cell_localization import canal_views
+    from ml.conditions import CONDITION_KEYS
+
+    cfg = DiagnosisConfig(head="dense", dense_size=128, dense_crop=True, dense_axial="disc", dense_canal_mm=80.0)
+    entries, base = load_manifest(agents_synth_dir / "manifest.jsonl")
+    study = StudyLoader(base, PreprocessConfig(size=128)).load(entries[0], geometry=True)
+    crops: list[tuple[int, int, int]] = []
+    _, meta = study_views(study, cfg, crops)
+    zoomed = canal_views({"views": meta, "crops": crops})
+    assert sum(zoomed) == len(meta) - len(study_views(study, replace(cfg, dense_canal_mm=0.0))[1])
+    g, j = 8, CONDITION_KEYS.index("compression_deformity")
+    z = np.full((len(meta), g, g, len(CONDITION_KEYS)), -5.0, np.float32)  # [V, G, G, 17]
+    hot_canal = next(v for v, c in enumerate(zoomed) if c)
+    hot_spine = next(v for v, (p, _, _) in enumerate(meta) if p == 0 and not zoomed[v])
+    z[hot_canal, 4, 4, j] = 4.0  # the highest cell, mid canal tile
+    z[hot_spine, 5, 4, j] = 2.0  # the spine tile's best cell
+    series = study.series[meta[hot_spine][1]]
+
+    def centre(res) -> tuple[float, float]:
+        b = next(b for b in res.boxes if b.series_uid == series.series_uid)
+        x0, y0, x1, y1 = series.geometry.to_preprocessed(b.xyxy)
+        return (x0 + x1) / 2, (y0 + y1) / 2
+
+    sx, sy, side = crops[hot_spine]
+    on_spine = (sx + 4.5 * side / g, sy + 5.5 * side / g)
+    cx, cy, cside = crops[hot_canal]
+    on_canal = (cx + 4.5 * cside / g, cy + 4.5 * cside / g)
+    big = centre(_localize_one(study, meta, crops, z, box_side=0.5))  # wider than the canal tile
+    assert np.hypot(big[0] - on_spine[0], big[1] - on_spine[1]) <= side / g
+    small = centre(_localize_one(study, meta, crops, z, box_side=0.02))  # well inside it
+    assert np.hypot(small[0] - on_canal[0], small[1] - on_canal[1]) <= cside / g
