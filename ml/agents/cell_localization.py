@@ -133,7 +133,6 @@ def localize_from_cells(
     cfg = getattr(agents, "cfg", None)
     sources = dict.fromkeys(getattr(cfg, "level_both_planes", ()), "both") if level_sources is None else level_sources
     mid_x = midline_x(feat.study)
-    zoomed = canal_views(d)
     for result in results:
         j = CONDITION_KEYS.index(result.condition)
         best = z[..., j].reshape(len(views), -1).max(1)  # [V]
@@ -164,12 +163,6 @@ def localize_from_cells(
                 )
                 for v in sag[:1]
             }
-        if sag and zoomed[sag[0]] and cut_by_window(d, sag[0], placed[sag[0]], z.shape[1]):
-            alt = next((v for v in sag if not zoomed[v]), None)
-            if alt is not None:  # the canal tile cuts the finding: its box goes on the spine tile
-                sag = [alt, *(v for v in sag if v != alt)]
-                keep = _same_level(feat, d, z, alt, j, agents, result.condition)
-                placed = {alt: _place(feat, d, z, reg, box_wh, alt, j, margin, keep)}
         if ax:
             if sag and axial_from_sagittal:
                 centre_mm = _box_centre_mm(feat, d, sag[0], placed[sag[0]])
@@ -205,34 +198,6 @@ def localize_from_cells(
                 dx = dx if profile is None else profile
             result.side = decide_side(rules[result.condition], dx, side_margin_mm)
     return results
-
-
-def canal_views(d: dict[str, Any]) -> list[bool]:
-    """Per view, whether it is a canal tile (``DiagnosisConfig.dense_canal_mm``): a sagittal view
-    whose window is smaller than the largest sagittal window of its series (the spine tiles)."""
-    crops = d.get("crops")
-    if not crops:
-        return [False] * len(d["views"])
-    largest: dict[int, int] = {}
-    for (plane, si, _), (_, _, side) in zip(d["views"], crops, strict=True):
-        if plane == 0:
-            largest[si] = max(largest.get(si, 0), int(side))
-    return [plane == 0 and int(c[2]) < largest[si] for (plane, si, _), c in zip(d["views"], crops, strict=True)]
-
-
-def cut_by_window(d: dict[str, Any], v: int, box: np.ndarray, g: int) -> bool:
-    """Whether the box [x0, y0, x1, y1] (preprocessed px) placed on view ``v`` reaches within half
-    a cell of its window's edge: the view holds the finding only in part.
-
-    Why: a canal tile (80 mm, centred on the canal) fires for a vertebral body's or a slip's
-    finding too, but holds the body only to its middle; a box placed there is cut at the tile's
-    edge (spondylolisthesis median IoU 0.21 on canal tiles against 0.65 on the spine tiles),
-    while the findings inside the canal (an intradural lesion, a herniation) lie well within it
-    and are placed better on the magnified tile."""
-    x0, y0, side = (float(c) for c in d["crops"][v])
-    pad = side / g / 2
-    bx0, by0, bx1, by1 = (float(c) for c in box)
-    return bx0 < x0 + pad or by0 < y0 + pad or bx1 > x0 + side - pad or by1 > y0 + side - pad
 
 
 def profile_offset_mm(
