@@ -128,7 +128,13 @@ def canal_tiles(cols: np.ndarray, p: int, mm: float | None, side_mm: float) -> l
     intradural lesion one stride-16 cell; the same slice at twice the scale gives the trunk the
     canal's contents (CSF, conus, roots, a grey oval among them) at the scale its filters resolve."""
     side = min(p, round(side_mm / mm) if mm else round(0.3 * p))
-    k = int(np.ceil((p - side) / (0.8 * side))) + 1 if side < p else 1
+    return windows_down(cols, p, side, int(np.ceil((p - side) / (0.8 * side))) + 1 if side < p else 1)
+
+
+def windows_down(cols: np.ndarray, p: int, side: int, k: int) -> list[tuple[int, int, int]]:
+    """k square windows (x0, y0, side) evenly spaced from the first row to the last of a p-px
+    slice, each centred on the median of the canal line ``cols`` over its own rows (the spine
+    tiles and the canal tiles)."""
     out = []
     for y0 in np.linspace(0, p - side, k).round().astype(int):
         cx = float(np.median(cols[y0 : y0 + side]))
@@ -216,11 +222,7 @@ def study_views(
         if cols is not None:
             mm = _pre_mm(ref)
             side = min(p, round(cfg.dense_sag_crop_mm / mm) if mm else round(0.55 * p))
-            k = int(np.ceil(p / side))
-            tiles = []
-            for y0 in np.linspace(0, p - side, k).round().astype(int):
-                cx = float(np.median(cols[y0 : y0 + side]))
-                tiles.append((round(cx - side / 2), int(y0), int(side)))
+            tiles = list(windows_down(cols, p, side, int(np.ceil(p / side))))
         # (windows, central slices); Sequence: the canal tiles' windows are never None
         plan: list[tuple[Sequence[tuple[int, int, int] | None], int]] = [(tiles, cfg.dense_sag_slices)]
         if cols is not None and cfg.dense_canal_mm > 0:

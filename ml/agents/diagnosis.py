@@ -134,6 +134,8 @@ class DiagnosisConfig:
             raise ValueError("diagnosis.dense_axial_mirror needs dense_slice_contrast (it fills its axial half)")
         if self.dense_half_from < 0:
             raise ValueError("diagnosis.dense_half_from must be >= 0 (0: always float32)")
+        if self.dense_canal_mm < 0 or self.dense_canal_slices < 1:
+            raise ValueError("diagnosis.dense_canal_mm must be >= 0 (0: none) and dense_canal_slices >= 1")
         if self.dense_precision not in ("float32", "auto"):
             raise ValueError("diagnosis.dense_precision must be 'float32' or 'auto'")
         if self.dense_threads < 1:
