@@ -37,7 +37,11 @@ def orthanc_auth(orthanc_url: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="session")
 def orthanc_http(orthanc_url: str, orthanc_auth: tuple[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=orthanc_url, auth=orthanc_auth, timeout=30) as client:
+    """The tests' own REST client, on the app's transport: a test polling Orthanc meets the same
+    closed keep-alive connections as the app does, and must resend its reads the same way."""
+    from reviewer.integrations.orthanc import StaleConnectionRetry
+
+    with httpx.Client(base_url=orthanc_url, auth=orthanc_auth, timeout=30, transport=StaleConnectionRetry()) as client:
         yield client
 
 

@@ -21,6 +21,15 @@ class OrthancUnavailable(RuntimeError):
 
 # Requests that may be sent twice: reading changes nothing in Orthanc.
 RESENDABLE_METHODS = frozenset({"GET", "HEAD"})
+# Orthanc's searches are POSTs that only read: a lookup by UID and a find by tags.
+READ_ONLY_POSTS = ("/tools/lookup", "/tools/find")
+
+
+def resendable(request: httpx.Request) -> bool:
+    """Whether sending ``request`` a second time can change nothing in Orthanc."""
+    if request.method in RESENDABLE_METHODS:
+        return True
+    return request.method == "POST" and request.url.path.rstrip("/").endswith(READ_ONLY_POSTS)
 
 
 class StaleConnectionRetry(httpx.HTTPTransport):
@@ -31,16 +40,16 @@ class StaleConnectionRetry(httpx.HTTPTransport):
     second by default, from 1.11.3; CivetWeb's own before), while the pool keeps idle connections
     for seconds. The pool drops a connection it can see is closed, but when Orthanc's close
     crosses a request already on the wire the request ends with "Server disconnected without
-    sending a response": nothing was answered, so a GET or HEAD is sent again (on a new
-    connection) instead of failing the reader's frame with a 502. Writes are never resent; an
-    error after the answer began is not retried either (part of it may already have been
-    relayed)."""
+    sending a response": nothing was answered, so a read (GET, HEAD, or the POSTs of
+    ``/tools/lookup`` and ``/tools/find``) is sent again on a new connection instead of failing
+    the reader's frame with a 502. Writes are never resent; an error after the answer began is
+    not retried either (part of it may already have been relayed)."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
             return super().handle_request(request)
         except httpx.RemoteProtocolError as exc:
-            if request.method not in RESENDABLE_METHODS:
+            if not resendable(request):
                 raise
             logger.info("Orthanc closed a kept-alive connection under %s %s (%s): sending it again",
                         request.method, request.url.path, exc)  # fmt: skip

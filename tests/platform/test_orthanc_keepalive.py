@@ -87,12 +87,23 @@ def test_a_read_on_a_connection_closed_under_it_is_sent_again_on_a_new_one(serve
     assert server.connections == 3
 
 
+def test_orthancs_read_only_searches_are_sent_again_too(server: ClosesSecondRequest) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", transport=StaleConnectionRetry()) as client:
+        client.get("/a")
+        assert client.post("/tools/lookup", content=b"1.2.3").text == "connection 2"
+        assert client.post("/tools/find", json={"Level": "Study", "Query": {}}).text == "connection 3"
+    assert server.answered == ["GET /a HTTP/1.1", "POST /tools/lookup HTTP/1.1", "POST /tools/find HTTP/1.1"]
+
+
 def test_a_write_is_never_sent_twice(server: ClosesSecondRequest) -> None:
     with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", transport=StaleConnectionRetry()) as client:
         client.get("/a")
         with pytest.raises(httpx.RemoteProtocolError):
             client.post("/instances", content=b"DICM")  # Orthanc may have stored it: the caller decides
-    assert server.answered == ["GET /a HTTP/1.1"]
+        client.get("/b")
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.post("/tools/lookup/extra", content=b"1.2.3")  # not one of the searches
+    assert server.answered == ["GET /a HTTP/1.1", "GET /b HTTP/1.1"]
 
 
 def test_without_the_resend_the_same_race_fails_the_read(server: ClosesSecondRequest) -> None:
