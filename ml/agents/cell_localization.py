@@ -36,10 +36,17 @@ from scipy import ndimage
 
 from ml.agents.analysis import BoxResult, ConditionResult, SliceRef
 from ml.agents.cell_levels import PLANE_NAMES, choose_level, level_evidence, view_levels, view_window
+from ml.agents.dense_views import canal_tile_views
 from ml.agents.features import StudyFeatures
 from ml.agents.levels import level_of, midline_x
 from ml.conditions import CONDITION_KEYS
 from ml.data.types import SeriesData
+
+# A canal tile places a condition's box only where canal tiles held at least this share of the
+# condition's training boxes whole: 0.98-1.0 for what lies in or at the canal (herniation,
+# stenoses, cysts, intradural lesions, hemangioma), 0.4-0.8 for what runs past a tile's edge
+# (vertebral bodies, slips over two levels, lipomatosis) on the demo's training studies.
+CANAL_BOX_FIT = 0.9
 
 
 def cell_box(zmap: np.ndarray, margin: float) -> tuple[tuple[float, float], tuple[float, float, float, float]]:
@@ -115,6 +122,7 @@ def localize_from_cells(
     axial_from_sagittal: bool = True,
     side_profile: float = 0.0,
     level_sources: dict[str, str] | None = None,
+    canal_fit: np.ndarray | None = None,
 ) -> list[ConditionResult]:
     """Fill each result's key slices, boxes (sagittal first, then axial), level and side.
 
@@ -124,7 +132,10 @@ def localize_from_cells(
     at the firing cells, or their outline); agents: the ``LocalizationAgents`` whose level head
     and side rules are used (None: no level or side); a condition's level is read from both
     planes' cells where the agents' config says so (``level_both_planes``, ``ml.agents.cell_levels``),
-    else on the sagittal box; ``level_sources`` ({condition: source}) replaces that (experiments)."""
+    else on the sagittal box; ``level_sources`` ({condition: source}) replaces that (experiments);
+    canal_fit [17]: the share of each condition's training boxes a canal tile held whole
+    (``dense_boxes.canal_box_counts``): below ``CANAL_BOX_FIT`` its box is placed on a spine
+    tile, the canal tiles still naming its key slices (None: any sagittal view)."""
     views = d["views"]
     if not len(views):
         return results
@@ -133,6 +144,7 @@ def localize_from_cells(
     cfg = getattr(agents, "cfg", None)
     sources = dict.fromkeys(getattr(cfg, "level_both_planes", ()), "both") if level_sources is None else level_sources
     mid_x = midline_x(feat.study)
+    canal = canal_tile_views(d) if canal_fit is not None else set()
     for result in results:
         j = CONDITION_KEYS.index(result.condition)
         best = z[..., j].reshape(len(views), -1).max(1)  # [V]
@@ -150,6 +162,8 @@ def localize_from_cells(
                 break
         result.key_slices = refs
         sag = [v for v in order if views[v][0] == 0 and series[views[v][1]].geometry is not None]
+        if canal and canal_fit is not None and canal_fit[j] < CANAL_BOX_FIT:
+            sag = [v for v in sag if v not in canal] or sag  # its boxes run past a canal tile's edge
         ax = [v for v in order if views[v][0] == 1 and series[views[v][1]].geometry is not None]
         level = _sourced_level(feat, d, z, j, agents, result.condition, sag, sources)
         if level is not None:  # the sagittal view and cells at the level its source chose
@@ -342,6 +356,6 @@ def localize_with(diagnosis: Any, localization: Any, feat: StudyFeatures, result
         c = localization.cfg
         localize_from_cells(feat, d, z, results, localization, box_wh=diagnosis.a.get("box_wh"), reg=reg,
                             top_k=c.top_k_slices, max_boxes=c.max_boxes, side_margin_mm=c.side_margin_mm,
-                            side_profile=c.side_profile)  # fmt: skip
+                            side_profile=c.side_profile, canal_fit=diagnosis.a.get("box_canal_fit"))  # fmt: skip
     else:
         localization.localize(feat, results)

@@ -30,6 +30,30 @@ OFFSET_CLIP = 1.5  # |offset| in cells: a cell's features cannot say more than i
 LOG_SIZE_CLIP = (-2.5, 1.5)  # box side from 0.08 to 4.5 cells
 
 
+def box_sizes(feats: list[StudyFeatures], truths: list[dict | None]) -> np.ndarray:
+    """Median true box (width, height) per plane and condition as a fraction of the preprocessed
+    square: [2 (sagittal, axial), 17, 2], 0 where no box was seen. Why: a stride-32 cell is ~2 cm
+    of a spine crop, coarser than most lesions; localisation places a box of the typical size at
+    the cells' centre instead of drawing the cells' outline."""
+    from ml.agents.dense import PLANES as planes  # the dense head's planes (dense imports this module)
+    from ml.agents.localization import truth_slices
+
+    sizes: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for f, truth in zip(feats, truths, strict=True):
+        for (si, _k, cond), item in truth_slices(f, truth).items():
+            s = f.study.series[si]
+            if item["label"] != 1 or s.geometry is None or s.plane not in planes:
+                continue
+            x0, y0, x1, y1 = s.geometry.to_preprocessed(item["box"])
+            sizes.setdefault((planes.index(s.plane), CONDITION_KEYS.index(cond)), []).append(
+                ((x1 - x0) / s.geometry.size, (y1 - y0) / s.geometry.size)
+            )
+    out = np.zeros((len(planes), K, 2), np.float32)
+    for (p, j), wh in sizes.items():
+        out[p, j] = np.median(np.asarray(wh), 0)
+    return out
+
+
 def _key_slice_views(
     feat: StudyFeatures, d: dict[str, Any], truth: dict | None
 ) -> Iterator[tuple[int, dict[str, Any], list[int]]]:
@@ -55,23 +79,51 @@ def _key_slice_views(
             yield CONDITION_KEYS.index(cond), item, hits
 
 
+def _in_cells(feat: StudyFeatures, d: dict[str, Any], item: dict, view: int, g: int) -> np.ndarray:
+    """A truth item's key-slice box [x0, y0, x1, y1] in cells of ``view`` (unclipped)."""
+    geometry = feat.study.series[item["series"]].geometry
+    box = np.asarray(geometry.to_preprocessed(item["box"]), float)
+    crops = d.get("crops")
+    x0, y0, side = crops[view] if crops else (0, 0, geometry.size)
+    return (box - [x0, y0, x0, y0]) / side * g
+
+
 def truth_boxes_in_cells(
     feat: StudyFeatures, d: dict[str, Any], truth: dict | None, g: int
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """(view, condition index, box [x0, y0, x1, y1] in cells of that view, unclipped) for every
     present finding's key-slice box that falls inside a view's window."""
-    crops = d.get("crops")
     for j, item, hits in _key_slice_views(feat, d, truth):
         if item["label"] != 1:
             continue
-        geometry = feat.study.series[item["series"]].geometry
-        box = np.asarray(geometry.to_preprocessed(item["box"]), float)
         for view in hits:
-            x0, y0, side = crops[view] if crops else (0, 0, geometry.size)
-            b = (box - [x0, y0, x0, y0]) / side
-            if b[2] <= 0 or b[3] <= 0 or b[0] >= 1 or b[1] >= 1:
+            b = _in_cells(feat, d, item, view, g)
+            if b[2] <= 0 or b[3] <= 0 or b[0] >= g or b[1] >= g:
                 continue  # the box is outside this view's window
-            yield view, j, b * g
+            yield view, j, b
+
+
+def canal_box_counts(feat: StudyFeatures, d: dict[str, Any], truth: dict | None, g: int) -> np.ndarray:
+    """[17, 2] per condition: the present findings' key-slice boxes that a canal tile of their
+    slice shows at least in part, and those of them that one canal tile holds whole.
+
+    Why: a canal tile is 80 mm centred on the canal. A disc herniation, a stenosis or an
+    intradural lesion lies whole in one, seen at twice the spine tile's scale; a vertebral
+    body's fracture, a slip over two vertebrae or a long lipomatosis runs past its edge, and a
+    box placed from such a tile's cells is cut by it. The ratio over the training findings
+    (``box_canal_fit``) says, per condition, which tiles may place its box."""
+    from ml.agents.dense_views import canal_tile_views
+
+    out = np.zeros((K, 2), np.int64)
+    canal = canal_tile_views(d)
+    if not canal:
+        return out
+    for j, item, hits in _key_slice_views(feat, d, truth):
+        boxes = [_in_cells(feat, d, item, v, g) for v in hits if v in canal] if item["label"] == 1 else []
+        if any(b[2] > 0 and b[3] > 0 and b[0] < g and b[1] < g for b in boxes):
+            out[j, 0] += 1
+            out[j, 1] += any(b.min() >= 0 and b.max() <= g for b in boxes)
+    return out
 
 
 def key_slice_negatives(feat: StudyFeatures, d: dict[str, Any], truth: dict | None) -> set[tuple[int, int]]:

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from scipy.special import expit
 
 from ml.agents.dense import (
-    PLANES,
     DenseDiagnosisAgents,
     DenseHead,
     K,
@@ -33,7 +32,9 @@ from ml.agents.dense import (
 )
 from ml.agents.dense_boxes import (
     BoxMoments,
+    box_sizes,
     box_targets,
+    canal_box_counts,
     complete_negatives,
     covered_cells,
     fit_box_regressor,
@@ -85,51 +86,33 @@ def cell_targets(
     return t.reshape(v * g * g, K)
 
 
-def box_sizes(feats: list[StudyFeatures], truths: list[dict | None]) -> np.ndarray:
-    """Median true box (width, height) per plane and condition as a fraction of the preprocessed
-    square: [2 (sagittal, axial), 17, 2], 0 where no box was seen. Why: a stride-32 cell is ~2 cm
-    of a spine crop, coarser than most lesions; localisation places a box of the typical size at
-    the cells' centre instead of drawing the cells' outline."""
-    from ml.agents.localization import truth_slices
-
-    sizes: dict[tuple[int, int], list[tuple[float, float]]] = {}
-    for f, truth in zip(feats, truths, strict=True):
-        for (si, _k, cond), item in truth_slices(f, truth).items():
-            s = f.study.series[si]
-            if item["label"] != 1 or s.geometry is None or s.plane not in PLANES:
-                continue
-            x0, y0, x1, y1 = s.geometry.to_preprocessed(item["box"])
-            sizes.setdefault((PLANES.index(s.plane), CONDITION_KEYS.index(cond)), []).append(
-                ((x1 - x0) / s.geometry.size, (y1 - y0) / s.geometry.size)
-            )
-    out = np.zeros((len(PLANES), K, 2), np.float32)
-    for (p, j), wh in sizes.items():
-        out[p, j] = np.median(np.asarray(wh), 0)
-    return out
-
-
 def _fit_boxes(feats: list[StudyFeatures], truths: list[dict | None], cfg: DiagnosisConfig, trunk) -> dict:
     """The box regressor (``ml/agents/dense_boxes.py``) on the cells under the training boxes, at
-    ``dense_box_stride`` (finer cells than the diagnosis head's: a 10 mm cell places a 13 mm box)."""
+    ``dense_box_stride`` (finer cells than the diagnosis head's: a 10 mm cell places a 13 mm box),
+    and per condition the share of its boxes that a canal tile holds whole (``box_canal_fit``)."""
     g = cfg.dense_size // cfg.dense_box_stride
 
-    def cells_under_boxes(f: StudyFeatures, tr: dict | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    def cells_under_boxes(f: StudyFeatures, tr: dict | None) -> tuple[tuple | None, np.ndarray]:
         d = dense_cells(f, cfg, trunk)
-        found = box_targets(f, d, tr, g)
+        found, canal = box_targets(f, d, tr, g), canal_box_counts(f, d, tr, g)
         if not found:
-            return None
+            return None, canal
         x = cell_design(d, cfg.dense_box_stride)
-        return x[[c for c, _, _ in found]], np.asarray([j for _, j, _ in found]), np.asarray([t for _, _, t in found])
+        rows = x[[c for c, _, _ in found]], np.asarray([j for _, j, _ in found]), np.asarray([t for _, _, t in found])
+        return rows, canal
 
     acc: BoxMoments | None = None  # each study's rows reduced to the ridge's sums as it comes
+    canal = np.zeros((K, 2), np.int64)
     with design_pool(cfg) as pool:
-        for m in pool.map(cells_under_boxes, feats, truths):
+        for m, c in pool.map(cells_under_boxes, feats, truths):
+            canal += c
             if m is None:
                 continue
             if acc is None:
                 acc = BoxMoments(m[0].shape[1])
             acc.add(*m)
-    return acc.fit(cfg.dense_box_alpha) if acc is not None else fit_box_regressor([], [], [], cfg.dense_box_alpha)
+    reg = acc.fit(cfg.dense_box_alpha) if acc is not None else fit_box_regressor([], [], [], cfg.dense_box_alpha)
+    return {**reg, "box_canal_fit": (canal[:, 1] / np.maximum(canal[:, 0], 1)).astype(np.float32)}
 
 
 def _batch_loss(

@@ -131,6 +131,17 @@ def canal_tiles(cols: np.ndarray, p: int, mm: float | None, side_mm: float) -> l
     return windows_down(cols, p, side, int(np.ceil((p - side) / (0.8 * side))) + 1 if side < p else 1)
 
 
+def canal_tile_views(d: dict) -> set[int]:
+    """The canal tiles among a study's views ``d`` (``dense_cells``): the sagittal views whose
+    window is smaller than the spine tiles' (none without crops)."""
+    crops, views = d.get("crops"), d["views"]
+    sag = [i for i, (plane, _, _) in enumerate(views) if plane == 0]
+    if not crops or not sag:
+        return set()
+    spine = max(crops[i][2] for i in sag)
+    return {i for i in sag if crops[i][2] < spine}
+
+
 def windows_down(cols: np.ndarray, p: int, side: int, k: int) -> list[tuple[int, int, int]]:
     """k square windows (x0, y0, side) evenly spaced from the first row to the last of a p-px
     slice, each centred on the median of the canal line ``cols`` over its own rows (the spine
