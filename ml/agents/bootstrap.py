@@ -54,8 +54,10 @@ log = logging.getLogger(__name__)
 # as their mean, calibrated out-of-fold on every training study (``DiagnosisConfig.dense_folds``);
 # 13: the writer writes from ALIGNMENT on, the factual sections are the data's (``prompt.writer_text``);
 # 14: the demo's head also sees canal tiles (``DiagnosisConfig.dense_canal_mm``) and trains in
-# bfloat16 where native (``DiagnosisConfig.dense_precision``)
-BOOTSTRAP_VERSION = "14"
+# bfloat16 where native (``DiagnosisConfig.dense_precision``); 15: the head's artifact carries,
+# per condition, the share of training boxes a canal tile held whole (``box_canal_fit``), which
+# decides the tiles its boxes are placed on
+BOOTSTRAP_VERSION = "15"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
