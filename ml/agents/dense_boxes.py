@@ -30,12 +30,11 @@ OFFSET_CLIP = 1.5  # |offset| in cells: a cell's features cannot say more than i
 LOG_SIZE_CLIP = (-2.5, 1.5)  # box side from 0.08 to 4.5 cells
 
 
-def box_sizes(feats: list[StudyFeatures], truths: list[dict | None]) -> np.ndarray:
-    """Median true box (width, height) per plane and condition as a fraction of the preprocessed
-    square: [2 (sagittal, axial), 17, 2], 0 where no box was seen. Why: a stride-32 cell is ~2 cm
-    of a spine crop, coarser than most lesions; localisation places a box of the typical size at
-    the cells' centre instead of drawing the cells' outline."""
-    from ml.agents.dense import PLANES as planes  # the dense head's planes (dense imports this module)
+def box_sizes(feats: list[StudyFeatures], truths: list[dict | None], planes: tuple[str, ...]) -> np.ndarray:
+    """Median true box (width, height) per plane of ``planes`` (the dense head's: sagittal, axial)
+    and condition as a fraction of the preprocessed square: [P, 17, 2], 0 where no box was seen.
+    Why: a stride-32 cell is ~2 cm of a spine crop, coarser than most lesions; localisation places
+    a box of the typical size at the cells' centre instead of drawing the cells' outline."""
     from ml.agents.localization import truth_slices
 
     sizes: dict[tuple[int, int], list[tuple[float, float]]] = {}

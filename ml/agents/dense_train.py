@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from scipy.special import expit
 
 from ml.agents.dense import (
+    PLANES,
     DenseDiagnosisAgents,
     DenseHead,
     K,
@@ -338,7 +339,7 @@ def train_dense(
         "threshold": thr,
         "trained": trained.astype(np.uint8),
         "prior": prior,
-        "box_wh": box_sizes(feats, truths),
+        "box_wh": box_sizes(feats, truths, PLANES),
     }
     meta = {
         "n_studies": len(feats),
