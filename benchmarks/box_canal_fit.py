@@ -37,7 +37,7 @@ def main() -> int:
     from safetensors.numpy import load_file, save_file
 
     from ml.agents.cell_localization import CANAL_BOX_FIT
-    from ml.agents.dense_boxes import canal_box_counts
+    from ml.agents.dense_boxes import canal_box_counts, canal_box_fit
     from ml.conditions import CONDITION_KEYS
 
     cfg = demo_config_with([])
@@ -46,7 +46,7 @@ def main() -> int:
     counts = np.zeros((len(CONDITION_KEYS), 2), np.int64)
     for f, t in zip(feats, truths, strict=True):
         counts += canal_box_counts(f, f.extras["dense"], t, g)
-    fit = (counts[:, 1] / np.maximum(counts[:, 0], 1)).astype(np.float32)
+    fit = canal_box_fit(counts)
     print(f"{'condition':24s} {'on canal tiles':>14s} {'held whole':>10s} {'share':>6s}  boxes placed on")
     for k, (shown, whole), share in zip(CONDITION_KEYS, counts, fit, strict=True):
         where = "canal or spine tiles" if share >= CANAL_BOX_FIT else "spine tiles"

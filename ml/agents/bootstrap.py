@@ -279,10 +279,11 @@ def _convert_decoder() -> str:
 
 
 def ensure_tiny_pipeline(cache_dir: Path | None = None, params: BootstrapParams | None = None) -> Path:
-    """The cached tiny pipeline folder, built once (file lock + atomic rename) if missing."""
+    """The cached pipeline folder of ``params`` (default ``TINY``, the tests'), built once (file
+    lock + atomic rename) if missing."""
     from filelock import FileLock
 
-    p = params or BootstrapParams()
+    p = params or TINY
     root = Path(cache_dir) if cache_dir else default_cache_dir() / "pipelines"
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"{p.name}-{p.key()}"

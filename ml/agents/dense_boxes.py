@@ -125,6 +125,12 @@ def canal_box_counts(feat: StudyFeatures, d: dict[str, Any], truth: dict | None,
     return out
 
 
+def canal_box_fit(counts: np.ndarray) -> np.ndarray:
+    """``canal_box_counts`` summed over the training studies [17, 2] -> the share held whole per
+    condition [17] (0 for a condition no canal tile showed: its boxes stay on the spine tiles)."""
+    return (counts[:, 1] / np.maximum(counts[:, 0], 1)).astype(np.float32)
+
+
 def key_slice_negatives(feat: StudyFeatures, d: dict[str, Any], truth: dict | None) -> set[tuple[int, int]]:
     """(view, condition index) whose cells outside the condition's boxes are negatives: the views
     of a present finding's key slice, unless an uncertain finding of that condition is on it.

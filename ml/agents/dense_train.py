@@ -36,6 +36,7 @@ from ml.agents.dense_boxes import (
     box_sizes,
     box_targets,
     canal_box_counts,
+    canal_box_fit,
     complete_negatives,
     covered_cells,
     fit_box_regressor,
@@ -113,7 +114,7 @@ def _fit_boxes(feats: list[StudyFeatures], truths: list[dict | None], cfg: Diagn
                 acc = BoxMoments(m[0].shape[1])
             acc.add(*m)
     reg = acc.fit(cfg.dense_box_alpha) if acc is not None else fit_box_regressor([], [], [], cfg.dense_box_alpha)
-    return {**reg, "box_canal_fit": (canal[:, 1] / np.maximum(canal[:, 0], 1)).astype(np.float32)}
+    return {**reg, "box_canal_fit": canal_box_fit(canal)}
 
 
 def _batch_loss(

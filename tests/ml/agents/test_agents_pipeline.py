@@ -11,7 +11,7 @@ import pytest
 
 from ml.agents.analysis import StudyAnalysis
 from ml.agents.pipeline import Pipeline, analyze_study
-from ml.conditions import REPORT_SECTIONS
+from ml.conditions import CONDITION_KEYS, REPORT_SECTIONS
 from ml.data.dicom_adapter import study_from_datasets
 
 
@@ -44,6 +44,17 @@ def test_bootstrap_folder_is_complete(tiny_pipeline_dir):
         assert doc["components"][name]["version"].startswith(name)
     # the report agent is either there or skipped with a reason
     assert doc["components"]["report"].get("path") or doc["components"]["report"]["skipped"]
+
+
+def test_the_tiny_pipelines_head_learnt_where_its_boxes_may_be_placed(pipeline):
+    """Training counted, per condition, the boxes the canal tiles held whole (the tiny pipeline
+    has canal tiles): shares in [0, 1], and a condition of the canal among those shown on them."""
+    diagnosis = pipeline.agents["diagnosis"]
+    assert diagnosis.cfg.dense_canal_mm > 0
+    fit = diagnosis.a["box_canal_fit"]
+    assert fit.shape == (len(CONDITION_KEYS),)
+    assert ((fit >= 0) & (fit <= 1)).all()
+    assert fit.max() > 0  # some training box lay on a canal tile
 
 
 def test_pipeline_analyzes_a_generated_study_and_json_round_trips(pipeline, study):
